@@ -1,0 +1,195 @@
+//! RFC 9457 problem documents: every HTTP error Axon returns is one of these, with a
+//! stable `type` that clients can match on.
+
+use serde::{Deserialize, Serialize};
+
+/// The media type of a problem document.
+pub const CONTENT_TYPE: &str = "application/problem+json";
+
+/// Every kind of error the admin API returns. The `type` URI of each is stable: clients
+/// match on it, so a variant is never renamed, only added.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ProblemType {
+    /// The request body is not valid JSON or does not match the expected shape.
+    MalformedRequest,
+    /// The request body's content type is not the one the route takes.
+    UnsupportedMediaType,
+    /// The request body is larger than `http.max_body_bytes`.
+    PayloadTooLarge,
+    /// No route matches the path.
+    NotFound,
+    /// The route exists but not with this method.
+    MethodNotAllowed,
+    /// A mutating route was called without a bearer token.
+    Unauthenticated,
+    /// The bearer token is not the admin token.
+    InvalidToken,
+    /// The named actor is not in the supervision tree.
+    UnknownActor,
+    /// The actor's mailbox is full: try again after `Retry-After`.
+    Overloaded,
+    /// The actor is restarting (backoff) or stopped: try again after `Retry-After`.
+    Unavailable,
+    /// The actor did not answer within the request deadline.
+    Timeout,
+    /// The actor failed (an error or a panic) while handling this request.
+    ActorFailed,
+    /// The actor refused the request itself (the request, not the actor, is at fault).
+    Rejected,
+    /// The node is not ready: some part of the supervision tree is not running.
+    NotReady,
+    /// The node is shutting down.
+    ShuttingDown,
+    /// A header carries a value the node refuses (for example a bad correlation id).
+    BadHeader,
+    /// Anything else the node did not expect; always logged with the correlation id.
+    Internal,
+}
+
+impl ProblemType {
+    /// Every variant, for documentation and tests.
+    pub const ALL: [ProblemType; 17] = [
+        Self::MalformedRequest,
+        Self::UnsupportedMediaType,
+        Self::PayloadTooLarge,
+        Self::NotFound,
+        Self::MethodNotAllowed,
+        Self::Unauthenticated,
+        Self::InvalidToken,
+        Self::UnknownActor,
+        Self::Overloaded,
+        Self::Unavailable,
+        Self::Timeout,
+        Self::ActorFailed,
+        Self::Rejected,
+        Self::NotReady,
+        Self::ShuttingDown,
+        Self::BadHeader,
+        Self::Internal,
+    ];
+
+    /// The short stable name, the last part of the `type` URI.
+    pub fn slug(self) -> &'static str {
+        match self {
+            Self::MalformedRequest => "malformed-request",
+            Self::UnsupportedMediaType => "unsupported-media-type",
+            Self::PayloadTooLarge => "payload-too-large",
+            Self::NotFound => "not-found",
+            Self::MethodNotAllowed => "method-not-allowed",
+            Self::Unauthenticated => "unauthenticated",
+            Self::InvalidToken => "invalid-token",
+            Self::UnknownActor => "unknown-actor",
+            Self::Overloaded => "overloaded",
+            Self::Unavailable => "unavailable",
+            Self::Timeout => "timeout",
+            Self::ActorFailed => "actor-failed",
+            Self::Rejected => "rejected",
+            Self::NotReady => "not-ready",
+            Self::ShuttingDown => "shutting-down",
+            Self::BadHeader => "bad-header",
+            Self::Internal => "internal",
+        }
+    }
+
+    /// The `type` member: `urn:axon:problem:<slug>`.
+    pub fn uri(self) -> String {
+        format!("urn:axon:problem:{}", self.slug())
+    }
+
+    /// The HTTP status this problem is sent with.
+    pub fn status(self) -> u16 {
+        match self {
+            Self::MalformedRequest | Self::BadHeader => 400,
+            Self::Unauthenticated | Self::InvalidToken => 401,
+            Self::NotFound | Self::UnknownActor => 404,
+            Self::MethodNotAllowed => 405,
+            Self::PayloadTooLarge => 413,
+            Self::UnsupportedMediaType => 415,
+            Self::Rejected => 422,
+            Self::Overloaded => 429,
+            Self::Internal | Self::ActorFailed => 500,
+            Self::Unavailable | Self::NotReady | Self::ShuttingDown => 503,
+            Self::Timeout => 504,
+        }
+    }
+
+    /// The short human summary (`title`), the same for every occurrence.
+    pub fn title(self) -> &'static str {
+        match self {
+            Self::MalformedRequest => "The request is malformed",
+            Self::UnsupportedMediaType => "Unsupported content type",
+            Self::PayloadTooLarge => "The request body is too large",
+            Self::NotFound => "No such route",
+            Self::MethodNotAllowed => "Method not allowed on this route",
+            Self::Unauthenticated => "A bearer token is required",
+            Self::InvalidToken => "The bearer token is not valid",
+            Self::UnknownActor => "No such actor",
+            Self::Overloaded => "The actor's mailbox is full",
+            Self::Unavailable => "The actor is not running",
+            Self::Timeout => "The actor did not answer in time",
+            Self::ActorFailed => "The actor failed while handling the request",
+            Self::Rejected => "The actor refused the request",
+            Self::NotReady => "The node is not ready",
+            Self::ShuttingDown => "The node is shutting down",
+            Self::BadHeader => "A request header is not acceptable",
+            Self::Internal => "Internal error",
+        }
+    }
+}
+
+/// An RFC 9457 problem document, with Axon's `correlation_id` extension member.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Problem {
+    #[serde(rename = "type")]
+    pub type_uri: String,
+    pub title: String,
+    pub status: u16,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correlation_id: Option<String>,
+    /// Seconds to wait before retrying, for 429 and 503 (also sent as `Retry-After`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after_seconds: Option<u64>,
+}
+
+impl Problem {
+    pub fn new(kind: ProblemType, detail: impl Into<String>) -> Self {
+        Self {
+            type_uri: kind.uri(),
+            title: kind.title().to_owned(),
+            status: kind.status(),
+            detail: Some(detail.into()),
+            instance: None,
+            correlation_id: None,
+            retry_after_seconds: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn slugs_are_unique_and_statuses_are_errors() {
+        let slugs: HashSet<_> = ProblemType::ALL.iter().map(|p| p.slug()).collect();
+        assert_eq!(slugs.len(), ProblemType::ALL.len());
+        for p in ProblemType::ALL {
+            assert!((400..600).contains(&p.status()), "{p:?}");
+        }
+    }
+
+    #[test]
+    fn serializes_with_rfc9457_member_names() {
+        let p = Problem::new(ProblemType::Overloaded, "echo is full");
+        let v = serde_json::to_value(&p).unwrap();
+        assert_eq!(v["type"], "urn:axon:problem:overloaded");
+        assert_eq!(v["status"], 429);
+        assert_eq!(v["detail"], "echo is full");
+        assert!(v.get("instance").is_none());
+    }
+}

@@ -1,0 +1,169 @@
+//! Time for the supervision runtime: every backoff, intensity window and shutdown timeout
+//! reads an injected [`Clock`], so tests drive time by hand and never sleep to wait.
+
+use futures::future::BoxFuture;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant, SystemTime};
+
+/// A source of time. `now` is monotonic and starts near zero; `wall` is for display.
+pub trait Clock: Send + Sync + 'static {
+    /// Monotonic time since the clock was made.
+    fn now(&self) -> Duration;
+    /// Wall-clock time, for timestamps shown to people.
+    fn wall(&self) -> SystemTime;
+    /// A future that completes once `d` has passed on this clock.
+    fn sleep(&self, d: Duration) -> BoxFuture<'static, ()>;
+}
+
+/// The clock every part of one node shares.
+pub type SharedClock = Arc<dyn Clock>;
+
+/// Real time: `Instant` and tokio's timer.
+pub struct SystemClock {
+    start: Instant,
+}
+
+impl SystemClock {
+    pub fn shared() -> SharedClock {
+        Arc::new(Self {
+            start: Instant::now(),
+        })
+    }
+}
+
+impl Clock for SystemClock {
+    fn now(&self) -> Duration {
+        self.start.elapsed()
+    }
+    fn wall(&self) -> SystemTime {
+        SystemTime::now()
+    }
+    fn sleep(&self, d: Duration) -> BoxFuture<'static, ()> {
+        Box::pin(tokio::time::sleep(d))
+    }
+}
+
+/// Time that moves only when a test calls [`ManualClock::advance`].
+#[derive(Clone)]
+pub struct ManualClock {
+    inner: Arc<Mutex<ManualState>>,
+    wall_base: SystemTime,
+}
+
+struct ManualState {
+    now: Duration,
+    sleepers: Vec<(Duration, Waker)>,
+}
+
+impl ManualClock {
+    /// A clock at zero whose wall time starts at `wall_base`.
+    pub fn new(wall_base: SystemTime) -> Self {
+        Self {
+            inner: Arc::new(Mutex::new(ManualState {
+                now: Duration::ZERO,
+                sleepers: Vec::new(),
+            })),
+            wall_base,
+        }
+    }
+
+    /// Moves time forward by `d` and wakes every sleeper whose deadline has come.
+    pub fn advance(&self, d: Duration) {
+        let due: Vec<Waker> = {
+            let mut st = lock(&self.inner);
+            st.now += d;
+            let now = st.now;
+            let (due, keep): (Vec<_>, Vec<_>) = st.sleepers.drain(..).partition(|(at, _)| *at <= now);
+            st.sleepers = keep;
+            due.into_iter().map(|(_, w)| w).collect()
+        };
+        for w in due {
+            w.wake();
+        }
+    }
+
+    /// How many sleeps are waiting for time to move.
+    pub fn sleepers(&self) -> usize {
+        lock(&self.inner).sleepers.len()
+    }
+
+    /// The earliest deadline a sleeper waits for, if any.
+    pub fn next_deadline(&self) -> Option<Duration> {
+        lock(&self.inner).sleepers.iter().map(|(at, _)| *at).min()
+    }
+}
+
+fn lock(m: &Mutex<ManualState>) -> std::sync::MutexGuard<'_, ManualState> {
+    // A panic while holding this lock leaves plain data behind; it stays usable.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> Duration {
+        lock(&self.inner).now
+    }
+    fn wall(&self) -> SystemTime {
+        self.wall_base + self.now()
+    }
+    fn sleep(&self, d: Duration) -> BoxFuture<'static, ()> {
+        let deadline = self.now() + d;
+        Box::pin(ManualSleep {
+            inner: self.inner.clone(),
+            deadline,
+        })
+    }
+}
+
+struct ManualSleep {
+    inner: Arc<Mutex<ManualState>>,
+    deadline: Duration,
+}
+
+impl Future for ManualSleep {
+    type Output = ();
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let mut st = lock(&self.inner);
+        if st.now >= self.deadline {
+            return Poll::Ready(());
+        }
+        let deadline = self.deadline;
+        // One entry per sleeping task: replace a stale waker instead of piling them up.
+        if let Some(slot) = st
+            .sleepers
+            .iter_mut()
+            .find(|(at, w)| *at == deadline && w.will_wake(cx.waker()))
+        {
+            slot.1 = cx.waker().clone();
+        } else {
+            st.sleepers.push((deadline, cx.waker().clone()));
+        }
+        Poll::Pending
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn manual_sleep_completes_only_when_advanced() {
+        let clock = ManualClock::new(SystemTime::UNIX_EPOCH);
+        let mut fut = clock.sleep(Duration::from_millis(10));
+        let waker = futures::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        assert!(fut.as_mut().poll(&mut cx).is_pending());
+        clock.advance(Duration::from_millis(9));
+        assert!(fut.as_mut().poll(&mut cx).is_pending());
+        assert_eq!(clock.sleepers(), 1);
+        clock.advance(Duration::from_millis(1));
+        assert!(fut.as_mut().poll(&mut cx).is_ready());
+        assert_eq!(clock.sleepers(), 0);
+        assert_eq!(
+            clock.wall(),
+            SystemTime::UNIX_EPOCH + Duration::from_millis(10)
+        );
+    }
+}

@@ -1,0 +1,100 @@
+//! Per-actor and per-supervisor metrics, registered in the node's own Prometheus registry
+//! (never the global one, so several nodes can live in one test process).
+
+use prometheus::{
+    exponential_buckets, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
+};
+
+/// Every metric the supervision runtime exports. Names follow DESIGN.md §7.
+#[derive(Clone)]
+pub struct Metrics {
+    /// Messages waiting in an actor's mailbox.
+    pub mailbox_depth: IntGaugeVec,
+    /// The bound of an actor's mailbox.
+    pub mailbox_capacity: IntGaugeVec,
+    /// Messages an actor finished, by outcome (`ok`, `rejected`, `failed`, `dropped`).
+    pub messages: IntCounterVec,
+    /// Requests refused before they reached the actor, by reason
+    /// (`overloaded`, `unavailable`).
+    pub rejections: IntCounterVec,
+    /// Callers that gave up waiting for an answer.
+    pub call_timeouts: IntCounterVec,
+    /// Time spent inside an actor's handler.
+    pub handler_seconds: HistogramVec,
+    /// Restarts a supervisor performed, by supervisor and child.
+    pub restarts: IntCounterVec,
+    /// Child exits a supervisor saw, by supervisor, child and exit kind.
+    pub exits: IntCounterVec,
+    /// Supervisors that gave up because their restart intensity was exceeded.
+    pub escalations: IntCounterVec,
+}
+
+impl Metrics {
+    /// Creates the metrics and registers them in `registry`.
+    pub fn new(registry: &Registry) -> prometheus::Result<Self> {
+        let m = Self {
+            mailbox_depth: IntGaugeVec::new(
+                Opts::new("axon_actor_mailbox_depth", "Messages waiting in the actor's mailbox"),
+                &["actor"],
+            )?,
+            mailbox_capacity: IntGaugeVec::new(
+                Opts::new("axon_actor_mailbox_capacity", "Bound of the actor's mailbox"),
+                &["actor"],
+            )?,
+            messages: IntCounterVec::new(
+                Opts::new(
+                    "axon_actor_messages_total",
+                    "Messages the actor finished, by outcome (ok, rejected, failed, dropped)",
+                ),
+                &["actor", "outcome"],
+            )?,
+            rejections: IntCounterVec::new(
+                Opts::new(
+                    "axon_actor_rejections_total",
+                    "Requests refused before reaching the actor, by reason",
+                ),
+                &["actor", "reason"],
+            )?,
+            call_timeouts: IntCounterVec::new(
+                Opts::new(
+                    "axon_actor_call_timeouts_total",
+                    "Calls whose caller stopped waiting at its deadline",
+                ),
+                &["actor"],
+            )?,
+            handler_seconds: HistogramVec::new(
+                HistogramOpts::new("axon_actor_handler_seconds", "Time inside the actor's handler")
+                    .buckets(exponential_buckets(1e-6, 4.0, 12)?),
+                &["actor"],
+            )?,
+            restarts: IntCounterVec::new(
+                Opts::new("axon_supervisor_restarts_total", "Restarts of a child by its supervisor"),
+                &["supervisor", "child"],
+            )?,
+            exits: IntCounterVec::new(
+                Opts::new(
+                    "axon_supervisor_child_exits_total",
+                    "Child exits a supervisor saw, by kind (normal, shutdown, failed, panicked, killed)",
+                ),
+                &["supervisor", "child", "exit"],
+            )?,
+            escalations: IntCounterVec::new(
+                Opts::new(
+                    "axon_supervisor_escalations_total",
+                    "Times a supervisor gave up because its restart intensity was exceeded",
+                ),
+                &["supervisor"],
+            )?,
+        };
+        registry.register(Box::new(m.mailbox_depth.clone()))?;
+        registry.register(Box::new(m.mailbox_capacity.clone()))?;
+        registry.register(Box::new(m.messages.clone()))?;
+        registry.register(Box::new(m.rejections.clone()))?;
+        registry.register(Box::new(m.call_timeouts.clone()))?;
+        registry.register(Box::new(m.handler_seconds.clone()))?;
+        registry.register(Box::new(m.restarts.clone()))?;
+        registry.register(Box::new(m.exits.clone()))?;
+        registry.register(Box::new(m.escalations.clone()))?;
+        Ok(m)
+    }
+}

@@ -1,0 +1,807 @@
+//! Supervisors: OTP's `supervisor` behaviour on actix's runtime, to the contract in
+//! `SUPERVISION.md`. A supervisor is a task on the actix arbiter that owns its children's
+//! handles; it reacts to child exits, parent stop requests, admin commands and backoff
+//! timers one at a time, so every restart sequence runs to its end before the next event.
+
+use crate::backoff::{BackoffPolicy, BackoffState};
+use crate::tree::TreeNode;
+use crate::worker::panic_message;
+use crate::Env;
+use axon_protocols::{ChildKind, NodeStatus, RestartType, Strategy};
+use futures::future::{self, Either, LocalBoxFuture};
+use futures::FutureExt;
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+use std::collections::VecDeque;
+use std::fmt;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot, watch};
+
+/// How a child ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Exit {
+    /// It stopped on its own, its work done.
+    Normal,
+    /// It stopped because its supervisor asked.
+    Shutdown,
+    /// A handler returned a fatal error, a start failed, or a supervisor gave up.
+    Failed(String),
+    /// A panic was caught.
+    Panicked(String),
+    /// It did not stop in time and was killed (or its exit was lost).
+    Killed,
+}
+
+impl Exit {
+    /// A failure, a panic or a kill: what `transient` children are restarted after.
+    pub fn is_abnormal(&self) -> bool {
+        matches!(self, Self::Failed(_) | Self::Panicked(_) | Self::Killed)
+    }
+
+    /// The label used in metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Normal => "normal",
+            Self::Shutdown => "shutdown",
+            Self::Failed(_) => "failed",
+            Self::Panicked(_) => "panicked",
+            Self::Killed => "killed",
+        }
+    }
+}
+
+impl fmt::Display for Exit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Normal => f.write_str("exited normally"),
+            Self::Shutdown => f.write_str("was shut down"),
+            Self::Failed(r) => write!(f, "failed: {r}"),
+            Self::Panicked(r) => write!(f, "panicked: {r}"),
+            Self::Killed => f.write_str("was killed"),
+        }
+    }
+}
+
+/// How hard a stop request is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StopLevel {
+    Run,
+    /// Finish what is in hand, then stop.
+    Graceful,
+    /// Stop now.
+    Kill,
+}
+
+/// How a child is stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shutdown {
+    /// Ask, wait this long, then kill.
+    Timeout(Duration),
+    /// Ask and wait for as long as it takes (supervisors: they stop their own children).
+    Infinity,
+    /// Kill at once.
+    BrutalKill,
+}
+
+/// Asks a running child to stop.
+pub trait ChildControl {
+    fn stop(&self, level: StopLevel);
+}
+
+/// A started child: how to stop it, and where its one exit arrives.
+pub struct Running {
+    pub control: Box<dyn ChildControl>,
+    pub exit: oneshot::Receiver<Exit>,
+}
+
+/// Starts one incarnation of a child; completes when the child is up.
+pub type StartFn = Rc<dyn Fn() -> LocalBoxFuture<'static, Result<Running, String>>>;
+
+/// A child of a supervisor.
+#[derive(Clone)]
+pub struct ChildSpec {
+    pub id: String,
+    pub restart: RestartType,
+    pub shutdown: Shutdown,
+    pub kind: ChildKind,
+    pub node: Arc<TreeNode>,
+    pub start: StartFn,
+}
+
+/// Restart intensity: more than `max_restarts` restarts within `period` escalates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Intensity {
+    pub max_restarts: u32,
+    pub period: Duration,
+}
+
+/// A supervisor: its strategy, limits and children (started in this order).
+pub struct SupervisorSpec {
+    pub id: String,
+    pub strategy: Strategy,
+    pub intensity: Intensity,
+    pub backoff: BackoffPolicy,
+    /// The bound of its admin command queue.
+    pub command_capacity: usize,
+    pub children: Vec<ChildSpec>,
+}
+
+/// An admin command to a supervisor.
+pub enum Command {
+    /// Stop and start one child now, whatever the strategy (not counted in the intensity
+    /// window).
+    Restart {
+        id: String,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
+}
+
+struct SupervisorDef {
+    env: Env,
+    id: String,
+    strategy: Strategy,
+    intensity: Intensity,
+    backoff: BackoffPolicy,
+    command_capacity: usize,
+    children: Vec<ChildSpec>,
+    node: Arc<TreeNode>,
+}
+
+/// Builds the child spec of a supervisor, to place under another supervisor.
+pub fn supervisor(env: &Env, spec: SupervisorSpec, restart: RestartType) -> ChildSpec {
+    let def = define(env, spec, Some(restart));
+    ChildSpec {
+        id: def.id.clone(),
+        restart,
+        shutdown: Shutdown::Infinity,
+        kind: ChildKind::Supervisor,
+        node: def.node.clone(),
+        start: Rc::new(move || start_incarnation(def.clone())),
+    }
+}
+
+fn define(env: &Env, spec: SupervisorSpec, restart: Option<RestartType>) -> Rc<SupervisorDef> {
+    let node = TreeNode::new(
+        spec.id.clone(),
+        ChildKind::Supervisor,
+        Some(spec.strategy),
+        restart,
+        None,
+    );
+    node.set_children(spec.children.iter().map(|c| c.node.clone()).collect());
+    Rc::new(SupervisorDef {
+        env: env.clone(),
+        id: spec.id,
+        strategy: spec.strategy,
+        intensity: spec.intensity,
+        backoff: spec.backoff,
+        command_capacity: spec.command_capacity.max(1),
+        children: spec.children,
+        node,
+    })
+}
+
+struct SupervisorControl {
+    stop_tx: watch::Sender<StopLevel>,
+}
+
+impl ChildControl for SupervisorControl {
+    fn stop(&self, level: StopLevel) {
+        let _ = self.stop_tx.send(level);
+    }
+}
+
+fn start_incarnation(def: Rc<SupervisorDef>) -> LocalBoxFuture<'static, Result<Running, String>> {
+    Box::pin(async move {
+        let (stop_tx, stop_rx) = watch::channel(StopLevel::Run);
+        let (exit_tx, exit_rx) = oneshot::channel();
+        let (started_tx, started_rx) = oneshot::channel();
+        let (cmd_tx, cmd_rx) = mpsc::channel(def.command_capacity);
+        def.node
+            .set_children(def.children.iter().map(|c| c.node.clone()).collect());
+        def.node.set_commands(Some(cmd_tx));
+        let seed = def.env.seed ^ fnv1a(def.id.as_bytes());
+        let sup = Supervisor {
+            slots: def
+                .children
+                .iter()
+                .map(|spec| Slot {
+                    spec: spec.clone(),
+                    run: None,
+                    state: SlotState::Stopped,
+                    backoff: BackoffState::default(),
+                })
+                .collect(),
+            def: def.clone(),
+            history: VecDeque::new(),
+            pending: Vec::new(),
+            rng: StdRng::seed_from_u64(seed),
+            stop_rx,
+            cmd_rx,
+        };
+        let node = def.node.clone();
+        actix::spawn(async move {
+            let exit = AssertUnwindSafe(sup.run(started_tx))
+                .catch_unwind()
+                .await
+                .unwrap_or_else(|p| Exit::Panicked(panic_message(&*p)));
+            node.set_commands(None);
+            if exit.is_abnormal() {
+                node.set_status(NodeStatus::Failed);
+            }
+            let _ = exit_tx.send(exit);
+        });
+        match started_rx.await {
+            Ok(Ok(())) => Ok(Running {
+                control: Box::new(SupervisorControl { stop_tx }),
+                exit: exit_rx,
+            }),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(format!("supervisor {} panicked while starting", def.id)),
+        }
+    })
+}
+
+/// The top of a tree, held by whoever runs the node.
+pub struct Root {
+    pub node: Arc<TreeNode>,
+    control: Box<dyn ChildControl>,
+    /// Completes with the root's exit: `Shutdown` after a stop request, `Failed` when the
+    /// whole tree gave up.
+    pub exit: oneshot::Receiver<Exit>,
+}
+
+impl Root {
+    /// Asks the whole tree to stop (children in reverse start order).
+    pub fn stop(&self, level: StopLevel) {
+        self.control.stop(level);
+    }
+}
+
+/// Starts a tree whose top is `spec`. Fails if any child fails to start; the children
+/// already started are stopped again first.
+pub async fn start_root(env: &Env, spec: SupervisorSpec) -> Result<Root, String> {
+    let def = define(env, spec, None);
+    let node = def.node.clone();
+    let running = start_incarnation(def).await?;
+    Ok(Root {
+        node,
+        control: running.control,
+        exit: running.exit,
+    })
+}
+
+/// Why an admin restart was not done.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RestartError {
+    #[error("no actor named {0} in the supervision tree")]
+    UnknownActor(String),
+    #[error("{0} is the root of the tree; restart the node instead")]
+    IsRoot(String),
+    #[error("the supervisor of {0} has too many commands queued")]
+    Overloaded(String),
+    #[error("the supervisor of {0} is not running")]
+    Unavailable(String),
+    #[error("the supervisor of {0} did not answer within {1:?}")]
+    Timeout(String, Duration),
+    #[error("restart of {0} failed: {1}")]
+    Failed(String, String),
+}
+
+/// Restarts the actor `id` anywhere below `root` through its supervisor.
+pub async fn restart_actor(
+    root: &Arc<TreeNode>,
+    id: &str,
+    deadline: Duration,
+) -> Result<(), RestartError> {
+    if root.id == id {
+        return Err(RestartError::IsRoot(id.to_owned()));
+    }
+    let (parent, _) = root
+        .find_with_parent(id)
+        .ok_or_else(|| RestartError::UnknownActor(id.to_owned()))?;
+    let tx = parent
+        .commands()
+        .ok_or_else(|| RestartError::Unavailable(id.to_owned()))?;
+    let (reply, rx) = oneshot::channel();
+    tx.try_send(Command::Restart {
+        id: id.to_owned(),
+        reply,
+    })
+    .map_err(|e| match e {
+        mpsc::error::TrySendError::Full(_) => RestartError::Overloaded(id.to_owned()),
+        mpsc::error::TrySendError::Closed(_) => RestartError::Unavailable(id.to_owned()),
+    })?;
+    match tokio::time::timeout(deadline, rx).await {
+        Ok(Ok(Ok(()))) => Ok(()),
+        Ok(Ok(Err(e))) => Err(RestartError::Failed(id.to_owned(), e)),
+        Ok(Err(_)) => Err(RestartError::Unavailable(id.to_owned())),
+        Err(_) => Err(RestartError::Timeout(id.to_owned(), deadline)),
+    }
+}
+
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum SlotState {
+    Running,
+    /// Waiting out its backoff before a restart.
+    Pending,
+    /// Down and staying down until something restarts it.
+    Stopped,
+    /// A temporary child that ended: gone from the tree.
+    Removed,
+}
+
+struct Slot {
+    spec: ChildSpec,
+    run: Option<RunningChild>,
+    state: SlotState,
+    backoff: BackoffState,
+}
+
+struct RunningChild {
+    control: Box<dyn ChildControl>,
+    exit: Option<oneshot::Receiver<Exit>>,
+}
+
+struct PendingRestart {
+    at: Duration,
+    children: Vec<usize>,
+}
+
+enum Event {
+    Stop(StopLevel),
+    Exit(usize, Exit),
+    Command(Command),
+    Timer,
+}
+
+struct Supervisor {
+    def: Rc<SupervisorDef>,
+    slots: Vec<Slot>,
+    /// Times of the restarts inside the intensity window.
+    history: VecDeque<Duration>,
+    pending: Vec<PendingRestart>,
+    rng: StdRng,
+    stop_rx: watch::Receiver<StopLevel>,
+    cmd_rx: mpsc::Receiver<Command>,
+}
+
+impl Supervisor {
+    async fn run(mut self, started: oneshot::Sender<Result<(), String>>) -> Exit {
+        self.def.node.set_status(NodeStatus::Starting);
+        for i in 0..self.slots.len() {
+            if let Err(e) = self.start_slot(i).await {
+                let reason = format!(
+                    "{}: child {} failed to start: {e}",
+                    self.def.id, self.slots[i].spec.id
+                );
+                self.slots[i].spec.node.set_status(NodeStatus::Failed);
+                self.slots[i]
+                    .spec
+                    .node
+                    .record_failure(e, self.def.env.clock.wall());
+                self.stop_all(StopLevel::Graceful).await;
+                self.def.node.set_status(NodeStatus::Failed);
+                self.def
+                    .node
+                    .record_failure(reason.clone(), self.def.env.clock.wall());
+                let _ = started.send(Err(reason.clone()));
+                return Exit::Failed(reason);
+            }
+        }
+        self.def.node.set_status(NodeStatus::Running);
+        let _ = started.send(Ok(()));
+        loop {
+            let exit = match self.next_event().await {
+                Event::Stop(level) => {
+                    self.def.node.set_status(NodeStatus::Stopping);
+                    self.stop_all(level).await;
+                    self.def.node.set_status(NodeStatus::Stopped);
+                    return if level == StopLevel::Kill {
+                        Exit::Killed
+                    } else {
+                        Exit::Shutdown
+                    };
+                }
+                Event::Exit(i, exit) => self.on_child_exit(i, exit).await,
+                Event::Command(c) => self.on_command(c).await,
+                Event::Timer => self.run_due().await,
+            };
+            if let Some(exit) = exit {
+                return exit;
+            }
+        }
+    }
+
+    async fn next_event(&mut self) -> Event {
+        let clock = self.def.env.clock.clone();
+        let next_at = self.pending.iter().map(|p| p.at).min();
+        let timer = async move {
+            match next_at {
+                Some(at) => {
+                    let now = clock.now();
+                    if at > now {
+                        clock.sleep(at - now).await;
+                    }
+                }
+                None => future::pending::<()>().await,
+            }
+        };
+        let Self {
+            slots,
+            stop_rx,
+            cmd_rx,
+            ..
+        } = self;
+        let exits = future::poll_fn(|cx| {
+            for (i, slot) in slots.iter_mut().enumerate() {
+                let Some(run) = slot.run.as_mut() else {
+                    continue;
+                };
+                let Some(rx) = run.exit.as_mut() else {
+                    continue;
+                };
+                if let Poll::Ready(r) = Pin::new(rx).poll(cx) {
+                    run.exit = None;
+                    return Poll::Ready((i, r.unwrap_or(Exit::Killed)));
+                }
+            }
+            Poll::Pending
+        });
+        tokio::select! {
+            biased;
+            changed = stop_rx.changed() => match changed {
+                Ok(()) => match *stop_rx.borrow_and_update() {
+                    StopLevel::Run => Event::Timer,
+                    level => Event::Stop(level),
+                },
+                // The parent is gone without a word: stop everything now.
+                Err(_) => Event::Stop(StopLevel::Kill),
+            },
+            (i, exit) = exits => Event::Exit(i, exit),
+            Some(cmd) = cmd_rx.recv() => Event::Command(cmd),
+            _ = timer => Event::Timer,
+        }
+    }
+
+    fn child_id(&self, i: usize) -> &str {
+        &self.slots[i].spec.id
+    }
+
+    async fn on_child_exit(&mut self, i: usize, exit: Exit) -> Option<Exit> {
+        let env = self.def.env.clone();
+        let slot = &mut self.slots[i];
+        slot.run = None;
+        env.metrics
+            .exits
+            .with_label_values(&[&self.def.id, &slot.spec.id, exit.kind()])
+            .inc();
+        if exit.is_abnormal() {
+            slot.spec.node.record_failure(exit.to_string(), env.clock.wall());
+        }
+        match (slot.spec.restart, exit.is_abnormal()) {
+            (RestartType::Temporary, _) => {
+                tracing::info!(supervisor = %self.def.id, child = %slot.spec.id, %exit, "temporary child ended; it leaves the tree");
+                slot.state = SlotState::Removed;
+                slot.spec.node.set_status(if exit.is_abnormal() {
+                    NodeStatus::Failed
+                } else {
+                    NodeStatus::Stopped
+                });
+                self.def.node.remove_child(&slot.spec.id);
+                None
+            }
+            (RestartType::Transient, false) => {
+                tracing::info!(supervisor = %self.def.id, child = %slot.spec.id, %exit, "transient child ended normally; not restarted");
+                slot.state = SlotState::Stopped;
+                slot.spec.node.set_status(NodeStatus::Stopped);
+                None
+            }
+            _ => {
+                slot.state = SlotState::Stopped;
+                slot.spec.node.set_status(NodeStatus::Restarting);
+                self.restart_after_failure(i, exit).await
+            }
+        }
+    }
+
+    /// Applies the strategy to the failure of child `i` (already down). Returns the
+    /// supervisor's own exit when the intensity is exceeded.
+    fn restart_after_failure(&mut self, i: usize, exit: Exit) -> LocalBoxFuture<'_, Option<Exit>> {
+        Box::pin(async move {
+            let env = self.def.env.clone();
+            let now = env.clock.now();
+            let Intensity {
+                max_restarts,
+                period,
+            } = self.def.intensity;
+            while self
+                .history
+                .front()
+                .is_some_and(|t| now.saturating_sub(*t) >= period)
+            {
+                self.history.pop_front();
+            }
+            if self.history.len() + 1 > max_restarts as usize {
+                let reason = format!(
+                    "{}: child {} {exit}; restart intensity exceeded (more than {max_restarts} restarts within {}s)",
+                    self.def.id,
+                    self.child_id(i),
+                    period.as_secs_f64()
+                );
+                tracing::error!(supervisor = %self.def.id, %reason, "supervisor gives up and escalates");
+                env.metrics
+                    .escalations
+                    .with_label_values(&[&self.def.id])
+                    .inc();
+                self.slots[i].spec.node.set_status(NodeStatus::Failed);
+                self.def.node.set_status(NodeStatus::Stopping);
+                self.stop_all(StopLevel::Graceful).await;
+                self.slots[i].spec.node.set_status(NodeStatus::Failed);
+                self.def.node.record_failure(reason.clone(), env.clock.wall());
+                self.def.node.set_status(NodeStatus::Failed);
+                return Some(Exit::Failed(reason));
+            }
+            self.history.push_back(now);
+
+            let n = self.slots.len();
+            let affected: Vec<usize> = match self.def.strategy {
+                Strategy::OneForOne => vec![i],
+                Strategy::OneForAll => (0..n).collect(),
+                Strategy::RestForOne => (i..n).collect(),
+            }
+            .into_iter()
+            .filter(|j| self.slots[*j].state != SlotState::Removed)
+            .collect();
+            for &j in affected.iter().rev() {
+                if j != i && self.slots[j].state == SlotState::Running {
+                    self.stop_slot(j, StopLevel::Graceful).await;
+                    // Stopped to be restarted, not a final stop.
+                    self.slots[j].state = SlotState::Pending;
+                }
+            }
+            let mut to_restart = Vec::new();
+            for &j in &affected {
+                let slot = &mut self.slots[j];
+                if j == i {
+                    to_restart.push(j);
+                } else if slot.state == SlotState::Pending {
+                    if slot.spec.restart == RestartType::Temporary {
+                        slot.state = SlotState::Removed;
+                        slot.spec.node.set_status(NodeStatus::Stopped);
+                        self.def.node.remove_child(&slot.spec.id);
+                    } else {
+                        to_restart.push(j);
+                    }
+                }
+                // `Stopped` siblings (a transient child's normal exit) stay down.
+            }
+            for p in &mut self.pending {
+                p.children.retain(|c| !to_restart.contains(c));
+            }
+            self.pending.retain(|p| !p.children.is_empty());
+            for &j in &to_restart {
+                let slot = &mut self.slots[j];
+                slot.state = SlotState::Pending;
+                slot.spec.node.set_status(NodeStatus::Restarting);
+                slot.spec.node.record_restart(now, period, true);
+                env.metrics
+                    .restarts
+                    .with_label_values(&[&self.def.id, &slot.spec.id])
+                    .inc();
+            }
+            let unit: f64 = self.rng.random();
+            let delay = self.slots[i]
+                .backoff
+                .next_delay(&self.def.backoff, now, unit);
+            let names: Vec<&str> = to_restart.iter().map(|j| self.child_id(*j)).collect();
+            tracing::warn!(
+                supervisor = %self.def.id,
+                child = %self.child_id(i),
+                %exit,
+                restarting = ?names,
+                delay_ms = delay.as_millis() as u64,
+                "child exited; restarting"
+            );
+            if delay.is_zero() {
+                self.restart_now(to_restart).await
+            } else {
+                self.pending.push(PendingRestart {
+                    at: now + delay,
+                    children: to_restart,
+                });
+                None
+            }
+        })
+    }
+
+    /// Starts `children` in start order. A start failure is handled as a failure of that
+    /// child; the children not reached yet are queued to start right after.
+    async fn restart_now(&mut self, mut children: Vec<usize>) -> Option<Exit> {
+        children.sort_unstable();
+        children.dedup();
+        for (k, &j) in children.iter().enumerate() {
+            if self.slots[j].state != SlotState::Pending {
+                continue;
+            }
+            if let Err(e) = self.start_slot(j).await {
+                let rest: Vec<usize> = children[k + 1..].to_vec();
+                if !rest.is_empty() {
+                    self.pending.push(PendingRestart {
+                        at: self.def.env.clock.now(),
+                        children: rest,
+                    });
+                }
+                self.slots[j].state = SlotState::Stopped;
+                return self
+                    .restart_after_failure(j, Exit::Failed(format!("restart failed: {e}")))
+                    .await;
+            }
+        }
+        None
+    }
+
+    async fn run_due(&mut self) -> Option<Exit> {
+        let now = self.def.env.clock.now();
+        let (due, later): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut self.pending).into_iter().partition(|p| p.at <= now);
+        self.pending = later;
+        let children: Vec<usize> = due.into_iter().flat_map(|p| p.children).collect();
+        if children.is_empty() {
+            return None;
+        }
+        self.restart_now(children).await
+    }
+
+    async fn on_command(&mut self, cmd: Command) -> Option<Exit> {
+        let Command::Restart { id, reply } = cmd;
+        let Some(j) = self
+            .slots
+            .iter()
+            .position(|s| s.spec.id == id && s.state != SlotState::Removed)
+        else {
+            let _ = reply.send(Err(format!("{} has no child {id}", self.def.id)));
+            return None;
+        };
+        tracing::info!(supervisor = %self.def.id, child = %id, "restart requested by an operator");
+        for p in &mut self.pending {
+            p.children.retain(|c| *c != j);
+        }
+        self.pending.retain(|p| !p.children.is_empty());
+        self.stop_slot(j, StopLevel::Graceful).await;
+        let env = self.def.env.clone();
+        self.slots[j]
+            .spec
+            .node
+            .record_restart(env.clock.now(), self.def.intensity.period, false);
+        env.metrics
+            .restarts
+            .with_label_values(&[&self.def.id, &id])
+            .inc();
+        match self.start_slot(j).await {
+            Ok(()) => {
+                let _ = reply.send(Ok(()));
+                None
+            }
+            Err(e) => {
+                let _ = reply.send(Err(e.clone()));
+                self.restart_after_failure(j, Exit::Failed(format!("restart failed: {e}")))
+                    .await
+            }
+        }
+    }
+
+    async fn start_slot(&mut self, j: usize) -> Result<(), String> {
+        let slot = &mut self.slots[j];
+        slot.spec.node.set_status(NodeStatus::Starting);
+        let start = slot.spec.start.clone();
+        let started = AssertUnwindSafe(async move { start().await })
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|p| Err(format!("panicked while starting: {}", panic_message(&*p))));
+        let slot = &mut self.slots[j];
+        match started {
+            Ok(running) => {
+                slot.run = Some(RunningChild {
+                    control: running.control,
+                    exit: Some(running.exit),
+                });
+                slot.state = SlotState::Running;
+                slot.spec.node.set_status(NodeStatus::Running);
+                Ok(())
+            }
+            Err(e) => {
+                slot.spec
+                    .node
+                    .record_failure(format!("failed to start: {e}"), self.def.env.clock.wall());
+                slot.spec.node.set_status(NodeStatus::Failed);
+                Err(e)
+            }
+        }
+    }
+
+    /// Stops child `j`: ask, wait up to its shutdown timeout, then kill.
+    async fn stop_slot(&mut self, j: usize, level: StopLevel) {
+        let clock = self.def.env.clock.clone();
+        let sup_id = self.def.id.clone();
+        let slot = &mut self.slots[j];
+        let Some(mut run) = slot.run.take() else {
+            return;
+        };
+        slot.spec.node.set_status(NodeStatus::Stopping);
+        let timeout = match (level, slot.spec.shutdown) {
+            (StopLevel::Kill, _) | (_, Shutdown::BrutalKill) => Some(Duration::ZERO),
+            (_, Shutdown::Timeout(d)) => Some(d),
+            (_, Shutdown::Infinity) => None,
+        };
+        let exit = match run.exit.take() {
+            None => Exit::Killed,
+            Some(rx) => {
+                let rx = rx.map(|r| r.unwrap_or(Exit::Killed));
+                match timeout {
+                    Some(d) if d.is_zero() => {
+                        run.control.stop(StopLevel::Kill);
+                        rx.await
+                    }
+                    Some(d) => {
+                        run.control.stop(StopLevel::Graceful);
+                        match future::select(Box::pin(rx), clock.sleep(d)).await {
+                            Either::Left((exit, _)) => exit,
+                            Either::Right((_, rx)) => {
+                                tracing::warn!(supervisor = %sup_id, child = %slot.spec.id, timeout_ms = d.as_millis() as u64, "child did not stop in time; killing it");
+                                run.control.stop(StopLevel::Kill);
+                                let grace = clock.sleep(d.max(Duration::from_millis(100)));
+                                match future::select(rx, grace).await {
+                                    Either::Left((_, _)) => Exit::Killed,
+                                    Either::Right(_) => {
+                                        tracing::error!(supervisor = %sup_id, child = %slot.spec.id, "child did not stop after a kill; abandoning it");
+                                        Exit::Killed
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    None => {
+                        run.control.stop(StopLevel::Graceful);
+                        rx.await
+                    }
+                }
+            }
+        };
+        self.def
+            .env
+            .metrics
+            .exits
+            .with_label_values(&[&sup_id, &slot.spec.id, exit.kind()])
+            .inc();
+        slot.state = SlotState::Stopped;
+        slot.spec.node.set_status(NodeStatus::Stopped);
+    }
+
+    /// Stops every child, last started first, and drops pending restarts.
+    async fn stop_all(&mut self, level: StopLevel) {
+        self.pending.clear();
+        for j in (0..self.slots.len()).rev() {
+            self.stop_slot(j, level).await;
+            let slot = &mut self.slots[j];
+            if slot.state == SlotState::Pending {
+                slot.state = SlotState::Stopped;
+            }
+            if slot.state != SlotState::Removed && slot.spec.node.status() != NodeStatus::Failed {
+                slot.spec.node.set_status(NodeStatus::Stopped);
+            }
+        }
+    }
+}

@@ -1,0 +1,190 @@
+//! The live supervision tree: one shared [`TreeNode`] per child, updated by its supervisor
+//! and read (without messaging anyone) by `GET /v1/supervision` and readiness checks.
+
+use crate::clock::SharedClock;
+use axon_protocols::supervision::{FailureSnapshot, MailboxSnapshot};
+use axon_protocols::{ChildKind, NodeSnapshot, NodeStatus, RestartType, Strategy};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
+use tokio::sync::mpsc;
+
+use crate::supervisor::Command;
+
+/// A mailbox's depth counter and its bound, shared by the callers that enqueue and the
+/// actor that dequeues.
+#[derive(Debug)]
+pub struct Mailbox {
+    pub depth: AtomicU64,
+    pub capacity: u64,
+}
+
+/// One node of the live tree.
+pub struct TreeNode {
+    pub id: String,
+    pub kind: ChildKind,
+    pub strategy: Option<Strategy>,
+    pub restart: Option<RestartType>,
+    pub mailbox: Option<Arc<Mailbox>>,
+    state: Mutex<NodeState>,
+    children: Mutex<Vec<Arc<TreeNode>>>,
+    /// A supervisor's command queue, present while an incarnation runs.
+    commands: Mutex<Option<mpsc::Sender<Command>>>,
+}
+
+struct NodeState {
+    status: NodeStatus,
+    restarts_total: u64,
+    /// Times (on the supervision clock) of restarts inside the parent's window.
+    recent_restarts: VecDeque<Duration>,
+    window: Duration,
+    last_failure: Option<(String, SystemTime)>,
+}
+
+fn guard<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Only plain data sits behind these locks; a panic elsewhere leaves it consistent.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl TreeNode {
+    pub fn new(
+        id: impl Into<String>,
+        kind: ChildKind,
+        strategy: Option<Strategy>,
+        restart: Option<RestartType>,
+        mailbox: Option<Arc<Mailbox>>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            id: id.into(),
+            kind,
+            strategy,
+            restart,
+            mailbox,
+            state: Mutex::new(NodeState {
+                status: NodeStatus::Stopped,
+                restarts_total: 0,
+                recent_restarts: VecDeque::new(),
+                window: Duration::ZERO,
+                last_failure: None,
+            }),
+            children: Mutex::new(Vec::new()),
+            commands: Mutex::new(None),
+        })
+    }
+
+    pub fn status(&self) -> NodeStatus {
+        guard(&self.state).status
+    }
+
+    pub fn set_status(&self, s: NodeStatus) {
+        guard(&self.state).status = s;
+    }
+
+    pub fn restarts_total(&self) -> u64 {
+        guard(&self.state).restarts_total
+    }
+
+    pub(crate) fn record_failure(&self, reason: String, at: SystemTime) {
+        guard(&self.state).last_failure = Some((reason, at));
+    }
+
+    /// Records one restart at `now`, keeping only those inside `window`.
+    pub(crate) fn record_restart(&self, now: Duration, window: Duration, counted: bool) {
+        let mut st = guard(&self.state);
+        st.restarts_total += 1;
+        st.window = window;
+        if counted {
+            st.recent_restarts.push_back(now);
+        }
+        while st
+            .recent_restarts
+            .front()
+            .is_some_and(|t| now.saturating_sub(*t) >= window)
+        {
+            st.recent_restarts.pop_front();
+        }
+        // The window never holds more than the intensity allows plus the one that broke it.
+        while st.recent_restarts.len() > 1024 {
+            st.recent_restarts.pop_front();
+        }
+    }
+
+    pub fn children(&self) -> Vec<Arc<TreeNode>> {
+        guard(&self.children).clone()
+    }
+
+    pub(crate) fn set_children(&self, c: Vec<Arc<TreeNode>>) {
+        *guard(&self.children) = c;
+    }
+
+    pub(crate) fn remove_child(&self, id: &str) {
+        guard(&self.children).retain(|c| c.id != id);
+    }
+
+    pub(crate) fn set_commands(&self, tx: Option<mpsc::Sender<Command>>) {
+        *guard(&self.commands) = tx;
+    }
+
+    pub(crate) fn commands(&self) -> Option<mpsc::Sender<Command>> {
+        guard(&self.commands).clone()
+    }
+
+    /// Finds the node `id` below this one and its parent.
+    pub fn find_with_parent(self: &Arc<Self>, id: &str) -> Option<(Arc<TreeNode>, Arc<TreeNode>)> {
+        for c in self.children() {
+            if c.id == id {
+                return Some((self.clone(), c));
+            }
+            if let Some(found) = c.find_with_parent(id) {
+                return Some(found);
+            }
+        }
+        None
+    }
+
+    /// True when this node and every node below it is running. Children that stopped
+    /// for good after a normal exit (a transient child's normal exit) do not count against it.
+    pub fn all_running(&self) -> bool {
+        if self.status() != NodeStatus::Running {
+            return false;
+        }
+        self.children().iter().all(|c| match c.status() {
+            NodeStatus::Stopped => c.restart == Some(RestartType::Transient),
+            _ => c.all_running(),
+        })
+    }
+
+    /// The node and everything below it, as served by `GET /v1/supervision`.
+    pub fn snapshot(&self, clock: &SharedClock) -> NodeSnapshot {
+        let now = clock.now();
+        let (status, total, in_window, last_failure) = {
+            let st = guard(&self.state);
+            let in_window = st
+                .recent_restarts
+                .iter()
+                .filter(|t| now.saturating_sub(**t) < st.window)
+                .count() as u64;
+            let lf = st.last_failure.as_ref().map(|(reason, at)| FailureSnapshot {
+                reason: reason.clone(),
+                at: axon_protocols::time::rfc3339(*at),
+            });
+            (st.status, st.restarts_total, in_window, lf)
+        };
+        NodeSnapshot {
+            id: self.id.clone(),
+            kind: self.kind,
+            strategy: self.strategy,
+            restart: self.restart,
+            status,
+            restarts_in_window: in_window,
+            restarts_total: total,
+            last_failure,
+            mailbox: self.mailbox.as_ref().map(|m| MailboxSnapshot {
+                depth: m.depth.load(Ordering::Relaxed),
+                capacity: m.capacity,
+            }),
+            children: self.children().iter().map(|c| c.snapshot(clock)).collect(),
+        }
+    }
+}

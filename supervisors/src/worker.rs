@@ -1,0 +1,545 @@
+//! Workers: the actors that do the work, each hosted in an actix actor that bounds its
+//! mailbox, catches every panic, applies injected faults, measures itself and tells its
+//! supervisor exactly once how it exited.
+
+use crate::clock::SharedClock;
+use crate::fault::{Fault, FaultInjector};
+use crate::metrics::Metrics;
+use crate::supervisor::{ChildControl, ChildSpec, Exit, Running, Shutdown, StopLevel};
+use crate::tree::{Mailbox, TreeNode};
+use crate::Env;
+use actix::prelude::*;
+use axon_protocols::{ChildKind, NodeStatus, RestartType};
+use futures::future::{self, Either};
+use prometheus::{Histogram, IntCounter, IntGauge};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+use tokio::sync::{oneshot, watch};
+
+/// What a worker's handler returns when it does not answer normally.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WorkerError {
+    /// The request is at fault: the caller gets the reason, the worker keeps running.
+    #[error("{0}")]
+    Rejected(String),
+    /// The worker is at fault: the caller gets an error and the worker's supervisor
+    /// handles it as a failure.
+    #[error("{0}")]
+    Fatal(String),
+}
+
+/// What a handler can see and ask for while it handles one request.
+pub struct WorkerContext {
+    actor: Arc<str>,
+    correlation_id: Option<Arc<str>>,
+    stop: bool,
+}
+
+impl WorkerContext {
+    pub fn actor(&self) -> &str {
+        &self.actor
+    }
+    pub fn correlation_id(&self) -> Option<&str> {
+        self.correlation_id.as_deref()
+    }
+    /// Stops this worker normally once the current request is answered.
+    pub fn stop(&mut self) {
+        self.stop = true;
+    }
+}
+
+/// A unit of supervised work. One value lives per incarnation: a restart builds a new one
+/// from the factory, so no state survives a failure.
+pub trait Worker: Unpin + 'static {
+    type Request: Send + 'static;
+    type Response: Send + 'static;
+
+    /// Handles one request. Runs under `catch_unwind`: a panic is a failure of this worker.
+    fn handle(
+        &mut self,
+        request: Self::Request,
+        cx: &mut WorkerContext,
+    ) -> Result<Self::Response, WorkerError>;
+
+    /// Called once when this incarnation stops, for whatever reason.
+    fn stopped(&mut self) {}
+}
+
+/// Why a call did not get an answer from the worker.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CallError {
+    #[error("actor {actor} is overloaded: its mailbox holds its limit of {capacity} messages")]
+    Overloaded { actor: String, capacity: u64 },
+    #[error("actor {actor} is {status}, not running")]
+    Unavailable { actor: String, status: NodeStatus },
+    #[error("actor {actor} did not answer within {after:?}")]
+    Timeout { actor: String, after: Duration },
+    #[error("actor {actor} failed: {reason}")]
+    Failed { actor: String, reason: String },
+    #[error("actor {actor} refused the request: {reason}")]
+    Rejected { actor: String, reason: String },
+}
+
+/// Per-call options.
+#[derive(Clone, Debug)]
+pub struct CallOptions {
+    /// How long the caller waits for the answer.
+    pub deadline: Duration,
+    pub correlation_id: Option<Arc<str>>,
+}
+
+/// The address of a supervised worker, stable across its restarts.
+pub struct WorkerRef<W: Worker> {
+    shared: Arc<WorkerShared<W>>,
+}
+
+impl<W: Worker> Clone for WorkerRef<W> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+struct WorkerShared<W: Worker> {
+    id: Arc<str>,
+    node: Arc<TreeNode>,
+    mailbox: Arc<Mailbox>,
+    addr: RwLock<Option<Addr<Host<W>>>>,
+    depth_gauge: IntGauge,
+    overloaded: IntCounter,
+    unavailable: IntCounter,
+    timeouts: IntCounter,
+    dropped: IntCounter,
+}
+
+impl<W: Worker> WorkerRef<W> {
+    pub fn id(&self) -> &str {
+        &self.shared.id
+    }
+
+    /// The live tree node of this worker.
+    pub fn node(&self) -> &Arc<TreeNode> {
+        &self.shared.node
+    }
+
+    /// Sends `request` and waits for the answer until the deadline. Never queues beyond
+    /// the mailbox's capacity: a full mailbox is [`CallError::Overloaded`] at once.
+    pub async fn call(
+        &self,
+        request: W::Request,
+        opts: &CallOptions,
+    ) -> Result<W::Response, CallError> {
+        let s = &self.shared;
+        let addr = match s.addr.read().unwrap_or_else(|e| e.into_inner()).clone() {
+            Some(a) => a,
+            None => return Err(self.unavailable()),
+        };
+        let before = s.mailbox.depth.fetch_add(1, Ordering::AcqRel);
+        if before >= s.mailbox.capacity {
+            s.mailbox.depth.fetch_sub(1, Ordering::AcqRel);
+            s.overloaded.inc();
+            return Err(CallError::Overloaded {
+                actor: s.id.to_string(),
+                capacity: s.mailbox.capacity,
+            });
+        }
+        s.depth_gauge.inc();
+        let (tx, rx) = oneshot::channel();
+        let env = Envelope {
+            request: Some(request),
+            reply: Some(tx),
+            correlation_id: opts.correlation_id.clone(),
+            ticket: Ticket {
+                mailbox: s.mailbox.clone(),
+                gauge: s.depth_gauge.clone(),
+                dropped: s.dropped.clone(),
+                taken: false,
+            },
+        };
+        if let Err(e) = addr.try_send(env) {
+            // The envelope comes back inside the error and is dropped here, which returns
+            // its mailbox slot; it was never accepted, so it is not counted as dropped.
+            let mut env = match e {
+                SendError::Full(env) | SendError::Closed(env) => env,
+            };
+            env.ticket.take();
+            let full = s.mailbox.depth.load(Ordering::Acquire) >= s.mailbox.capacity;
+            return Err(if full {
+                s.overloaded.inc();
+                CallError::Overloaded {
+                    actor: s.id.to_string(),
+                    capacity: s.mailbox.capacity,
+                }
+            } else {
+                self.unavailable()
+            });
+        }
+        match tokio::time::timeout(opts.deadline, rx).await {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(_)) => Err(CallError::Failed {
+                actor: s.id.to_string(),
+                reason: "the actor stopped before answering this request".into(),
+            }),
+            Err(_) => {
+                s.timeouts.inc();
+                Err(CallError::Timeout {
+                    actor: s.id.to_string(),
+                    after: opts.deadline,
+                })
+            }
+        }
+    }
+
+    fn unavailable(&self) -> CallError {
+        self.shared.unavailable.inc();
+        CallError::Unavailable {
+            actor: self.shared.id.to_string(),
+            status: self.shared.node.status(),
+        }
+    }
+}
+
+/// One queued request. Its ticket holds a mailbox slot until the host takes it.
+struct Envelope<W: Worker> {
+    request: Option<W::Request>,
+    reply: Option<oneshot::Sender<Result<W::Response, CallError>>>,
+    correlation_id: Option<Arc<str>>,
+    ticket: Ticket,
+}
+
+impl<W: Worker> Message for Envelope<W> {
+    type Result = ();
+}
+
+/// A mailbox slot. Taken when the host starts on the message; a ticket dropped untaken
+/// (its actor stopped with it queued) frees the slot and counts the message as dropped.
+struct Ticket {
+    mailbox: Arc<Mailbox>,
+    gauge: IntGauge,
+    dropped: IntCounter,
+    taken: bool,
+}
+
+impl Ticket {
+    fn take(&mut self) {
+        if !self.taken {
+            self.taken = true;
+            self.mailbox.depth.fetch_sub(1, Ordering::AcqRel);
+            self.gauge.dec();
+        }
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        if !self.taken {
+            self.take();
+            self.dropped.inc();
+        }
+    }
+}
+
+struct Host<W: Worker> {
+    worker: W,
+    shared: Arc<WorkerShared<W>>,
+    exit_tx: Option<oneshot::Sender<Exit>>,
+    exit: Exit,
+    failed: bool,
+    stop_rx: watch::Receiver<StopLevel>,
+    clock: SharedClock,
+    faults: FaultInjector,
+    ok: IntCounter,
+    rejected: IntCounter,
+    failures: IntCounter,
+    handler_seconds: Histogram,
+}
+
+impl<W: Worker> Actor for Host<W> {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(self.shared.mailbox.capacity as usize);
+        let mut rx = self.stop_rx.clone();
+        let wait_for_stop = async move {
+            loop {
+                let level = *rx.borrow_and_update();
+                if level != StopLevel::Run {
+                    return level;
+                }
+                if rx.changed().await.is_err() {
+                    // The supervisor is gone: nobody will ever ask nicely.
+                    return StopLevel::Kill;
+                }
+            }
+        };
+        ctx.spawn(
+            wait_for_stop
+                .into_actor(self)
+                .map(|level, act, ctx| act.stop_for(level, ctx)),
+        );
+    }
+
+    fn stopped(&mut self, _ctx: &mut Self::Context) {
+        let worker = &mut self.worker;
+        if let Err(p) = catch_unwind(AssertUnwindSafe(|| worker.stopped())) {
+            if !self.exit.is_abnormal() {
+                self.exit = Exit::Panicked(format!("in stopped(): {}", panic_message(&*p)));
+            }
+        }
+        // Callers see `Unavailable` from here on, until the next incarnation is up.
+        *self.shared.addr.write().unwrap_or_else(|e| e.into_inner()) = None;
+        if let Some(tx) = self.exit_tx.take() {
+            let _ = tx.send(self.exit.clone());
+        }
+    }
+}
+
+/// Completes when the supervisor asks for a kill (or is gone).
+fn killed(mut rx: watch::Receiver<StopLevel>) -> impl std::future::Future<Output = ()> {
+    async move {
+        loop {
+            if *rx.borrow_and_update() == StopLevel::Kill {
+                return;
+            }
+            if rx.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+impl<W: Worker> Host<W> {
+    fn stop_for(&mut self, level: StopLevel, ctx: &mut Context<Self>) {
+        if !self.exit.is_abnormal() {
+            self.exit = if level == StopLevel::Kill {
+                Exit::Killed
+            } else {
+                Exit::Shutdown
+            };
+        }
+        ctx.stop();
+    }
+
+    fn fail(&mut self, exit: Exit, ctx: &mut Context<Self>) {
+        self.failed = true;
+        self.exit = exit;
+        ctx.stop();
+    }
+
+    fn process(&mut self, mut env: Envelope<W>, fault: Option<Fault>, ctx: &mut Context<Self>) {
+        let (Some(request), Some(reply)) = (env.request.take(), env.reply.take()) else {
+            return;
+        };
+        if self.failed {
+            // Queued behind a failure: answered with an error, never replayed.
+            self.shared.dropped.inc();
+            let _ = reply.send(Err(CallError::Failed {
+                actor: self.shared.id.to_string(),
+                reason: "the actor failed before handling this request".into(),
+            }));
+            return;
+        }
+        let span = tracing::info_span!(
+            "actor",
+            actor = %self.shared.id,
+            correlation_id = env.correlation_id.as_deref().unwrap_or("")
+        );
+        let _entered = span.enter();
+        let mut cx = WorkerContext {
+            actor: self.shared.id.clone(),
+            correlation_id: env.correlation_id.take(),
+            stop: fault == Some(Fault::Exit),
+        };
+        let started = Instant::now();
+        let worker = &mut self.worker;
+        let id = &self.shared.id;
+        let outcome = catch_unwind(AssertUnwindSafe(|| match fault {
+            Some(Fault::Panic) => panic!("injected panic in {id}"),
+            Some(Fault::Error) => Err(WorkerError::Fatal(format!("injected error in {id}"))),
+            _ => worker.handle(request, &mut cx),
+        }));
+        self.handler_seconds
+            .observe(started.elapsed().as_secs_f64());
+        let actor = self.shared.id.to_string();
+        match outcome {
+            Ok(Ok(answer)) => {
+                self.ok.inc();
+                let _ = reply.send(Ok(answer));
+                if cx.stop {
+                    self.exit = Exit::Normal;
+                    ctx.stop();
+                }
+            }
+            Ok(Err(WorkerError::Rejected(reason))) => {
+                self.rejected.inc();
+                let _ = reply.send(Err(CallError::Rejected { actor, reason }));
+            }
+            Ok(Err(WorkerError::Fatal(reason))) => {
+                self.failures.inc();
+                tracing::warn!(%reason, "actor failed");
+                let _ = reply.send(Err(CallError::Failed {
+                    actor,
+                    reason: reason.clone(),
+                }));
+                self.fail(Exit::Failed(reason), ctx);
+            }
+            Err(p) => {
+                self.failures.inc();
+                let msg = panic_message(&*p);
+                tracing::warn!(panic = %msg, "actor panicked");
+                let _ = reply.send(Err(CallError::Failed {
+                    actor,
+                    reason: format!("panicked: {msg}"),
+                }));
+                self.fail(Exit::Panicked(msg), ctx);
+            }
+        }
+    }
+}
+
+impl<W: Worker> Handler<Envelope<W>> for Host<W> {
+    type Result = ();
+
+    fn handle(&mut self, mut env: Envelope<W>, ctx: &mut Self::Context) {
+        env.ticket.take();
+        let fault = if self.failed {
+            None
+        } else {
+            self.faults.take(&self.shared.id)
+        };
+        match fault {
+            Some(Fault::Delay(d)) => {
+                // The mailbox is not read while the handler is "busy".
+                let wait = future::select(self.clock.sleep(d), Box::pin(killed(self.stop_rx.clone())));
+                ctx.wait(wait.into_actor(self).map(move |r, act, ctx| {
+                    if let Either::Left(_) = r {
+                        act.process(env, None, ctx);
+                    }
+                    // Killed: the envelope drops and its caller gets an error.
+                }));
+            }
+            Some(Fault::Hang) => {
+                ctx.wait(killed(self.stop_rx.clone()).into_actor(self).map(move |_, _, _| drop(env)));
+            }
+            other => self.process(env, other, ctx),
+        }
+    }
+}
+
+/// The text of a caught panic.
+pub fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = p.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = p.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic with a non-text payload".to_owned()
+    }
+}
+
+struct WorkerControl {
+    stop_tx: watch::Sender<StopLevel>,
+}
+
+impl ChildControl for WorkerControl {
+    fn stop(&self, level: StopLevel) {
+        let _ = self.stop_tx.send(level);
+    }
+}
+
+/// How to run one worker under a supervisor.
+pub struct WorkerSpec<F> {
+    pub id: String,
+    pub restart: RestartType,
+    /// How long a graceful stop may take before the worker is killed.
+    pub shutdown: Shutdown,
+    pub mailbox_capacity: u64,
+    /// Builds the worker of each incarnation. An `Err` (or a panic) is a start failure.
+    pub factory: F,
+}
+
+/// Builds the child spec of a worker and the stable address callers use.
+pub fn worker<W, F>(env: &Env, spec: WorkerSpec<F>) -> (ChildSpec, WorkerRef<W>)
+where
+    W: Worker,
+    F: Fn() -> Result<W, String> + 'static,
+{
+    let m: &Metrics = &env.metrics;
+    let id: Arc<str> = Arc::from(spec.id.as_str());
+    let mailbox = Arc::new(Mailbox {
+        depth: Default::default(),
+        capacity: spec.mailbox_capacity,
+    });
+    let node = TreeNode::new(
+        spec.id.clone(),
+        ChildKind::Worker,
+        None,
+        Some(spec.restart),
+        Some(mailbox.clone()),
+    );
+    m.mailbox_capacity
+        .with_label_values(&[&spec.id])
+        .set(spec.mailbox_capacity as i64);
+    let shared = Arc::new(WorkerShared {
+        id: id.clone(),
+        node: node.clone(),
+        mailbox,
+        addr: RwLock::new(None),
+        depth_gauge: m.mailbox_depth.with_label_values(&[&spec.id]),
+        overloaded: m.rejections.with_label_values(&[&spec.id, "overloaded"]),
+        unavailable: m.rejections.with_label_values(&[&spec.id, "unavailable"]),
+        timeouts: m.call_timeouts.with_label_values(&[&spec.id]),
+        dropped: m.messages.with_label_values(&[&spec.id, "dropped"]),
+    });
+    let factory = Rc::new(spec.factory);
+    let env2 = env.clone();
+    let shared2 = shared.clone();
+    let start = Rc::new(move || {
+        let factory = factory.clone();
+        let shared = shared2.clone();
+        let env = env2.clone();
+        Box::pin(async move {
+            let worker = match catch_unwind(AssertUnwindSafe(|| factory())) {
+                Ok(Ok(w)) => w,
+                Ok(Err(e)) => return Err(e),
+                Err(p) => return Err(format!("panicked while starting: {}", panic_message(&*p))),
+            };
+            let (exit_tx, exit_rx) = oneshot::channel();
+            let (stop_tx, stop_rx) = watch::channel(StopLevel::Run);
+            let a = shared.id.as_ref();
+            let host = Host {
+                worker,
+                shared: shared.clone(),
+                exit_tx: Some(exit_tx),
+                exit: Exit::Shutdown,
+                failed: false,
+                stop_rx,
+                clock: env.clock.clone(),
+                faults: env.faults.clone(),
+                ok: env.metrics.messages.with_label_values(&[a, "ok"]),
+                rejected: env.metrics.messages.with_label_values(&[a, "rejected"]),
+                failures: env.metrics.messages.with_label_values(&[a, "failed"]),
+                handler_seconds: env.metrics.handler_seconds.with_label_values(&[a]),
+            };
+            let addr = host.start();
+            *shared.addr.write().unwrap_or_else(|e| e.into_inner()) = Some(addr);
+            Ok(Running {
+                control: Box::new(WorkerControl { stop_tx }),
+                exit: exit_rx,
+            })
+        }) as futures::future::LocalBoxFuture<'static, Result<Running, String>>
+    });
+    let child = ChildSpec {
+        id: spec.id,
+        restart: spec.restart,
+        shutdown: spec.shutdown,
+        kind: ChildKind::Worker,
+        node,
+        start,
+    };
+    (child, WorkerRef { shared })
+}
