@@ -76,7 +76,10 @@ mod tests {
     fn doubles_up_to_the_maximum() {
         let p = BackoffPolicy::new(ms(100), ms(1000), 0.0);
         let got: Vec<_> = (0..6).map(|n| p.delay(n, 0.0)).collect();
-        assert_eq!(got, vec![ms(100), ms(200), ms(400), ms(800), ms(1000), ms(1000)]);
+        assert_eq!(
+            got,
+            vec![ms(100), ms(200), ms(400), ms(800), ms(1000), ms(1000)]
+        );
         assert_eq!(p.delay(200, 0.0), ms(1000));
     }
 

@@ -55,7 +55,9 @@ pub struct ManualClock {
 
 struct ManualState {
     now: Duration,
-    sleepers: Vec<(Duration, Waker)>,
+    next_id: u64,
+    /// Live sleeps: deadline, id, waker. A sleep removes itself when dropped.
+    sleepers: Vec<(Duration, u64, Waker)>,
 }
 
 impl ManualClock {
@@ -64,6 +66,7 @@ impl ManualClock {
         Self {
             inner: Arc::new(Mutex::new(ManualState {
                 now: Duration::ZERO,
+                next_id: 0,
                 sleepers: Vec::new(),
             })),
             wall_base,
@@ -76,9 +79,10 @@ impl ManualClock {
             let mut st = lock(&self.inner);
             st.now += d;
             let now = st.now;
-            let (due, keep): (Vec<_>, Vec<_>) = st.sleepers.drain(..).partition(|(at, _)| *at <= now);
+            let (due, keep): (Vec<_>, Vec<_>) =
+                st.sleepers.drain(..).partition(|(at, _, _)| *at <= now);
             st.sleepers = keep;
-            due.into_iter().map(|(_, w)| w).collect()
+            due.into_iter().map(|(_, _, w)| w).collect()
         };
         for w in due {
             w.wake();
@@ -92,7 +96,11 @@ impl ManualClock {
 
     /// The earliest deadline a sleeper waits for, if any.
     pub fn next_deadline(&self) -> Option<Duration> {
-        lock(&self.inner).sleepers.iter().map(|(at, _)| *at).min()
+        lock(&self.inner)
+            .sleepers
+            .iter()
+            .map(|(at, _, _)| *at)
+            .min()
     }
 }
 
@@ -109,10 +117,15 @@ impl Clock for ManualClock {
         self.wall_base + self.now()
     }
     fn sleep(&self, d: Duration) -> BoxFuture<'static, ()> {
-        let deadline = self.now() + d;
+        let (deadline, id) = {
+            let mut st = lock(&self.inner);
+            st.next_id += 1;
+            (st.now + d, st.next_id)
+        };
         Box::pin(ManualSleep {
             inner: self.inner.clone(),
             deadline,
+            id,
         })
     }
 }
@@ -120,6 +133,14 @@ impl Clock for ManualClock {
 struct ManualSleep {
     inner: Arc<Mutex<ManualState>>,
     deadline: Duration,
+    id: u64,
+}
+
+impl Drop for ManualSleep {
+    fn drop(&mut self) {
+        let id = self.id;
+        lock(&self.inner).sleepers.retain(|(_, i, _)| *i != id);
+    }
 }
 
 impl Future for ManualSleep {
@@ -129,16 +150,11 @@ impl Future for ManualSleep {
         if st.now >= self.deadline {
             return Poll::Ready(());
         }
-        let deadline = self.deadline;
-        // One entry per sleeping task: replace a stale waker instead of piling them up.
-        if let Some(slot) = st
-            .sleepers
-            .iter_mut()
-            .find(|(at, w)| *at == deadline && w.will_wake(cx.waker()))
-        {
-            slot.1 = cx.waker().clone();
+        let (deadline, id) = (self.deadline, self.id);
+        if let Some(slot) = st.sleepers.iter_mut().find(|(_, i, _)| *i == id) {
+            slot.2 = cx.waker().clone();
         } else {
-            st.sleepers.push((deadline, cx.waker().clone()));
+            st.sleepers.push((deadline, id, cx.waker().clone()));
         }
         Poll::Pending
     }
@@ -165,5 +181,19 @@ mod tests {
             clock.wall(),
             SystemTime::UNIX_EPOCH + Duration::from_millis(10)
         );
+    }
+
+    #[test]
+    fn a_dropped_sleep_is_no_longer_counted() {
+        let clock = ManualClock::new(SystemTime::UNIX_EPOCH);
+        let mut fut = clock.sleep(Duration::from_millis(10));
+        let waker = futures::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        assert!(fut.as_mut().poll(&mut cx).is_pending());
+        assert!(fut.as_mut().poll(&mut cx).is_pending());
+        assert_eq!(clock.sleepers(), 1);
+        assert_eq!(clock.next_deadline(), Some(Duration::from_millis(10)));
+        drop(fut);
+        assert_eq!(clock.sleepers(), 0);
     }
 }

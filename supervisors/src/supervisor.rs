@@ -489,7 +489,9 @@ impl Supervisor {
             .with_label_values(&[&self.def.id, &slot.spec.id, exit.kind()])
             .inc();
         if exit.is_abnormal() {
-            slot.spec.node.record_failure(exit.to_string(), env.clock.wall());
+            slot.spec
+                .node
+                .record_failure(exit.to_string(), env.clock.wall());
         }
         match (slot.spec.restart, exit.is_abnormal()) {
             (RestartType::Temporary, _) => {
@@ -550,7 +552,9 @@ impl Supervisor {
                 self.def.node.set_status(NodeStatus::Stopping);
                 self.stop_all(StopLevel::Graceful).await;
                 self.slots[i].spec.node.set_status(NodeStatus::Failed);
-                self.def.node.record_failure(reason.clone(), env.clock.wall());
+                self.def
+                    .node
+                    .record_failure(reason.clone(), env.clock.wall());
                 self.def.node.set_status(NodeStatus::Failed);
                 return Some(Exit::Failed(reason));
             }
@@ -655,8 +659,9 @@ impl Supervisor {
 
     async fn run_due(&mut self) -> Option<Exit> {
         let now = self.def.env.clock.now();
-        let (due, later): (Vec<_>, Vec<_>) =
-            std::mem::take(&mut self.pending).into_iter().partition(|p| p.at <= now);
+        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending)
+            .into_iter()
+            .partition(|p| p.at <= now);
         self.pending = later;
         let children: Vec<usize> = due.into_iter().flat_map(|p| p.children).collect();
         if children.is_empty() {

@@ -165,10 +165,13 @@ impl TreeNode {
                 .iter()
                 .filter(|t| now.saturating_sub(**t) < st.window)
                 .count() as u64;
-            let lf = st.last_failure.as_ref().map(|(reason, at)| FailureSnapshot {
-                reason: reason.clone(),
-                at: axon_protocols::time::rfc3339(*at),
-            });
+            let lf = st
+                .last_failure
+                .as_ref()
+                .map(|(reason, at)| FailureSnapshot {
+                    reason: reason.clone(),
+                    at: axon_protocols::time::rfc3339(*at),
+                });
             (st.status, st.restarts_total, in_window, lf)
         };
         NodeSnapshot {

@@ -414,7 +414,8 @@ impl<W: Worker> Handler<Envelope<W>> for Host<W> {
         match fault {
             Some(Fault::Delay(d)) => {
                 // The mailbox is not read while the handler is "busy".
-                let wait = future::select(self.clock.sleep(d), Box::pin(killed(self.stop_rx.clone())));
+                let wait =
+                    future::select(self.clock.sleep(d), Box::pin(killed(self.stop_rx.clone())));
                 ctx.wait(wait.into_actor(self).map(move |r, act, ctx| {
                     if let Either::Left(_) = r {
                         act.process(env, None, ctx);
@@ -423,7 +424,11 @@ impl<W: Worker> Handler<Envelope<W>> for Host<W> {
                 }));
             }
             Some(Fault::Hang) => {
-                ctx.wait(killed(self.stop_rx.clone()).into_actor(self).map(move |_, _, _| drop(env)));
+                ctx.wait(
+                    killed(self.stop_rx.clone())
+                        .into_actor(self)
+                        .map(move |_, _, _| drop(env)),
+                );
             }
             other => self.process(env, other, ctx),
         }
