@@ -1,1 +1,17 @@
-//! tmp
+//! `axon`: the node binary's library half — configuration, node assembly (wiring the
+//! supervision tree), the admin HTTP routes, and telemetry set-up. `src/main.rs` is the
+//! command line on top; the test harness (`tests/harness`) starts nodes through here.
+//!
+//! Architecture invariant: no logic that belongs to a crate below. Routes translate HTTP
+//! into actor calls and problem documents; supervision, actors and drivers live in their
+//! crates.
+
+pub mod admin_token;
+pub mod config;
+pub mod http;
+pub mod node;
+pub mod openapi;
+pub mod telemetry;
+
+pub use config::Config;
+pub use node::{start, Node, NodeOptions};

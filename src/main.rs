@@ -1,1 +1,159 @@
-fn main() {}
+//! `axon`: the node binary.
+
+use anyhow::Context;
+use axon::config::{Config, LogFormat, Overrides};
+use axon_supervisors::Exit;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(name = "axon", version, about = "Axon: a supervised actuation node")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs the node: the supervision tree and the admin HTTP endpoint.
+    Run {
+        /// A TOML file with the settings to change from the defaults (config/node.toml).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Where the node keeps its state [default: ./axon-data].
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// The admin HTTP address [default: 127.0.0.1:7700].
+        #[arg(long)]
+        listen: Option<String>,
+        /// Log format [default: human].
+        #[arg(long, value_enum)]
+        log_format: Option<LogFormat>,
+        /// Export traces with OTLP/HTTP to this endpoint, e.g. http://127.0.0.1:4318/v1/traces.
+        #[arg(long)]
+        otlp_endpoint: Option<String>,
+    },
+    /// Prints the effective configuration (defaults, file, environment, flags) as TOML.
+    Config {
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let code = match cli.command {
+        Command::Run {
+            config,
+            data_dir,
+            listen,
+            log_format,
+            otlp_endpoint,
+        } => {
+            let flags = Overrides {
+                data_dir,
+                listen,
+                log_format,
+                otlp_endpoint,
+            };
+            match Config::load(config.as_deref(), std::env::vars(), &flags) {
+                Ok(cfg) => run(cfg),
+                Err(e) => {
+                    eprintln!("axon: {e}");
+                    2
+                }
+            }
+        }
+        Command::Config { config } => {
+            match Config::load(config.as_deref(), std::env::vars(), &Overrides::default()) {
+                Ok(cfg) => match toml::to_string(&cfg) {
+                    Ok(text) => {
+                        print!("{text}");
+                        0
+                    }
+                    Err(e) => {
+                        eprintln!("axon: {e}");
+                        1
+                    }
+                },
+                Err(e) => {
+                    eprintln!("axon: {e}");
+                    2
+                }
+            }
+        }
+    };
+    std::process::exit(code);
+}
+
+fn run(cfg: Config) -> i32 {
+    let telemetry = match axon::telemetry::init(&cfg.log) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("axon: {e:#}");
+            return 2;
+        }
+    };
+    axon::telemetry::log_panics();
+    let code = actix::System::new().block_on(serve(cfg));
+    drop(telemetry);
+    code
+}
+
+async fn serve(cfg: Config) -> i32 {
+    let grace = Duration::from_secs(cfg.http.shutdown_timeout_seconds + 10);
+    let mut node = match axon::start(&cfg, Default::default()).await {
+        Ok(n) => n,
+        Err(e) => {
+            tracing::error!("node cannot start: {e:#}");
+            return 1;
+        }
+    };
+    if node.admin_token_created {
+        println!(
+            "axon: admin token (also in {}): {}",
+            cfg.data_dir.join(axon::admin_token::FILE).display(),
+            node.admin_token
+        );
+    }
+    println!("axon: listening on http://{}", node.http_addr);
+    let signals = async {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
+        let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
+        tokio::select! {
+            _ = term.recv() => Ok::<_, anyhow::Error>("SIGTERM"),
+            _ = int.recv() => Ok("SIGINT"),
+        }
+    };
+    tokio::select! {
+        exit = &mut node.root.exit => {
+            let why = match exit {
+                Ok(e) => e.to_string(),
+                Err(_) => "its task ended without an exit".to_owned(),
+            };
+            tracing::error!("node stopping: the root supervisor {why}");
+            1
+        }
+        sig = signals => {
+            match sig {
+                Ok(name) => tracing::info!(signal = name, "stopping: in-flight requests finish, then the tree stops"),
+                Err(e) => {
+                    tracing::error!("cannot watch signals: {e:#}");
+                    return 1;
+                }
+            }
+            match node.shutdown(grace).await {
+                Exit::Shutdown => {
+                    tracing::info!("stopped");
+                    0
+                }
+                other => {
+                    tracing::error!("the tree {other} while stopping");
+                    1
+                }
+            }
+        }
+    }
+}

@@ -61,8 +61,8 @@ pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
 pub use fault::{Fault, FaultInjector};
 pub use metrics::Metrics;
 pub use supervisor::{
-    restart_actor, start_root, supervisor, ChildControl, ChildSpec, Command, Exit, Intensity,
-    RestartError, Root, Running, Shutdown, StartFn, StopLevel, SupervisorSpec,
+    request_restart, restart_actor, start_root, supervisor, ChildControl, ChildSpec, Command, Exit,
+    Intensity, RestartError, Root, RootSpec, Running, Shutdown, StartFn, StopLevel, SupervisorSpec,
 };
 pub use tree::{Mailbox, TreeNode};
 pub use worker::{

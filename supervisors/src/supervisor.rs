@@ -166,7 +166,7 @@ pub fn supervisor(env: &Env, spec: SupervisorSpec, restart: RestartType) -> Chil
     }
 }
 
-fn define(env: &Env, spec: SupervisorSpec, restart: Option<RestartType>) -> Rc<SupervisorDef> {
+fn new_node(spec: &SupervisorSpec, restart: Option<RestartType>) -> Arc<TreeNode> {
     let node = TreeNode::new(
         spec.id.clone(),
         ChildKind::Supervisor,
@@ -175,6 +175,15 @@ fn define(env: &Env, spec: SupervisorSpec, restart: Option<RestartType>) -> Rc<S
         None,
     );
     node.set_children(spec.children.iter().map(|c| c.node.clone()).collect());
+    node
+}
+
+fn define(env: &Env, spec: SupervisorSpec, restart: Option<RestartType>) -> Rc<SupervisorDef> {
+    let node = new_node(&spec, restart);
+    define_with_node(env, spec, node)
+}
+
+fn define_with_node(env: &Env, spec: SupervisorSpec, node: Arc<TreeNode>) -> Rc<SupervisorDef> {
     Rc::new(SupervisorDef {
         env: env.clone(),
         id: spec.id,
@@ -264,17 +273,53 @@ impl Root {
     }
 }
 
-/// Starts a tree whose top is `spec`. Fails if any child fails to start; the children
-/// already started are stopped again first.
+/// The top of a tree before it starts: its node exists (so routes can hold it) and more
+/// children can still be added.
+pub struct RootSpec {
+    env: Env,
+    spec: SupervisorSpec,
+    node: Arc<TreeNode>,
+}
+
+impl RootSpec {
+    pub fn new(env: &Env, spec: SupervisorSpec) -> Self {
+        let node = new_node(&spec, None);
+        Self {
+            env: env.clone(),
+            spec,
+            node,
+        }
+    }
+
+    /// The live node of the root, valid before and after the start.
+    pub fn node(&self) -> &Arc<TreeNode> {
+        &self.node
+    }
+
+    /// Adds a child after the others (started last, stopped first).
+    pub fn push_child(&mut self, child: ChildSpec) {
+        self.spec.children.push(child);
+        self.node
+            .set_children(self.spec.children.iter().map(|c| c.node.clone()).collect());
+    }
+
+    /// Starts the tree. Fails if any child fails to start; the children already started
+    /// are stopped again first.
+    pub async fn start(self) -> Result<Root, String> {
+        let def = define_with_node(&self.env, self.spec, self.node);
+        let node = def.node.clone();
+        let running = start_incarnation(def).await?;
+        Ok(Root {
+            node,
+            control: running.control,
+            exit: running.exit,
+        })
+    }
+}
+
+/// Starts a tree whose top is `spec`.
 pub async fn start_root(env: &Env, spec: SupervisorSpec) -> Result<Root, String> {
-    let def = define(env, spec, None);
-    let node = def.node.clone();
-    let running = start_incarnation(def).await?;
-    Ok(Root {
-        node,
-        control: running.control,
-        exit: running.exit,
-    })
+    RootSpec::new(env, spec).start().await
 }
 
 /// Why an admin restart was not done.
@@ -294,12 +339,12 @@ pub enum RestartError {
     Failed(String, String),
 }
 
-/// Restarts the actor `id` anywhere below `root` through its supervisor.
-pub async fn restart_actor(
+/// Queues a restart of the actor `id` anywhere below `root` with its supervisor; the
+/// receiver gets the outcome once the supervisor has done it.
+pub fn request_restart(
     root: &Arc<TreeNode>,
     id: &str,
-    deadline: Duration,
-) -> Result<(), RestartError> {
+) -> Result<oneshot::Receiver<Result<(), String>>, RestartError> {
     if root.id == id {
         return Err(RestartError::IsRoot(id.to_owned()));
     }
@@ -318,6 +363,16 @@ pub async fn restart_actor(
         mpsc::error::TrySendError::Full(_) => RestartError::Overloaded(id.to_owned()),
         mpsc::error::TrySendError::Closed(_) => RestartError::Unavailable(id.to_owned()),
     })?;
+    Ok(rx)
+}
+
+/// Restarts the actor `id` anywhere below `root` and waits until it is done.
+pub async fn restart_actor(
+    root: &Arc<TreeNode>,
+    id: &str,
+    deadline: Duration,
+) -> Result<(), RestartError> {
+    let rx = request_restart(root, id)?;
     match tokio::time::timeout(deadline, rx).await {
         Ok(Ok(Ok(()))) => Ok(()),
         Ok(Ok(Err(e))) => Err(RestartError::Failed(id.to_owned(), e)),

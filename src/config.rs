@@ -1,0 +1,444 @@
+//! Node configuration: the embedded defaults (`config/node.toml`), then a file, then
+//! `AXON_*` environment variables, then command-line flags. A bad value stops the node at
+//! start with the key named and the reason.
+
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The defaults, compiled in so the node runs with nothing else on disk.
+pub const DEFAULTS: &str = include_str!("../config/node.toml");
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub http: HttpConfig,
+    pub log: LogConfig,
+    pub supervision: SupervisionConfig,
+    pub actors: ActorsConfig,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    pub listen: String,
+    pub workers: usize,
+    pub max_body_bytes: usize,
+    pub max_connections: usize,
+    pub call_timeout_ms: u64,
+    pub retry_after_seconds: u64,
+    pub shutdown_timeout_seconds: u64,
+    pub keep_alive_seconds: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    pub level: String,
+    pub otlp_endpoint: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SupervisionConfig {
+    pub command_capacity: usize,
+    pub seed: u64,
+    pub root: SupervisorConfig,
+    pub drivers: SupervisorConfig,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SupervisorConfig {
+    pub max_restarts: u32,
+    pub period_seconds: u64,
+    pub min_backoff_ms: u64,
+    pub max_backoff_ms: u64,
+    pub random_factor: f64,
+    pub reset_after_ms: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActorsConfig {
+    pub echo: ActorConfig,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActorConfig {
+    pub mailbox_capacity: u64,
+    pub shutdown_timeout_ms: u64,
+}
+
+/// A configuration error: which key, and what is wrong with it.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid TOML: {message}")]
+    Syntax { path: PathBuf, message: String },
+    #[error("config key `{key}`: {reason}")]
+    Key { key: String, reason: String },
+    #[error("environment variable {var}: {reason}")]
+    Env { var: String, reason: String },
+}
+
+fn key_err(key: &str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Key {
+        key: key.to_owned(),
+        reason: reason.into(),
+    }
+}
+
+/// Overrides taken from command-line flags.
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    pub data_dir: Option<PathBuf>,
+    pub listen: Option<String>,
+    pub log_format: Option<LogFormat>,
+    pub otlp_endpoint: Option<String>,
+}
+
+impl Config {
+    /// The embedded defaults alone.
+    pub fn defaults() -> Self {
+        Self::load(None, std::iter::empty(), &Overrides::default())
+            .expect("the embedded defaults are valid")
+    }
+
+    /// Defaults, then `file`, then the `AXON_*` variables among `env`, then `flags`.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+        flags: &Overrides,
+    ) -> Result<Self, ConfigError> {
+        let mut value: toml::Table =
+            DEFAULTS
+                .parse()
+                .map_err(|e: toml::de::Error| ConfigError::Syntax {
+                    path: "config/node.toml (embedded)".into(),
+                    message: e.to_string(),
+                })?;
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.to_owned(),
+                source,
+            })?;
+            let over: toml::Table =
+                text.parse()
+                    .map_err(|e: toml::de::Error| ConfigError::Syntax {
+                        path: path.to_owned(),
+                        message: e.to_string(),
+                    })?;
+            merge(&mut value, over, "")?;
+        }
+        let mut vars: Vec<(String, String)> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("AXON_"))
+            .collect();
+        vars.sort();
+        for (var, raw) in vars {
+            apply_env(&mut value, &var, &raw)?;
+        }
+        let mut cfg: Config = serde_path_to_error::deserialize(toml::Value::Table(value))
+            .map_err(|e| key_err(&e.path().to_string(), e.inner().to_string()))?;
+        if let Some(d) = &flags.data_dir {
+            cfg.data_dir = d.clone();
+        }
+        if let Some(l) = &flags.listen {
+            cfg.http.listen = l.clone();
+        }
+        if let Some(f) = flags.log_format {
+            cfg.log.format = f;
+        }
+        if let Some(o) = &flags.otlp_endpoint {
+            cfg.log.otlp_endpoint = o.clone();
+        }
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Checks every bound. The first bad key is reported.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.listen_addr()?;
+        if self.data_dir.as_os_str().is_empty() {
+            return Err(key_err("data_dir", "must not be empty"));
+        }
+        let h = &self.http;
+        range("http.workers", h.workers as u64, 1, 256)?;
+        range("http.max_body_bytes", h.max_body_bytes as u64, 64, 64 << 20)?;
+        range("http.max_connections", h.max_connections as u64, 1, 1 << 20)?;
+        range("http.call_timeout_ms", h.call_timeout_ms, 1, 600_000)?;
+        range("http.retry_after_seconds", h.retry_after_seconds, 1, 3600)?;
+        range(
+            "http.shutdown_timeout_seconds",
+            h.shutdown_timeout_seconds,
+            0,
+            3600,
+        )?;
+        range("http.keep_alive_seconds", h.keep_alive_seconds, 0, 3600)?;
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
+            return Err(key_err("log.level", format!("not a valid filter: {e}")));
+        }
+        let otlp = &self.log.otlp_endpoint;
+        if !otlp.is_empty() && !otlp.starts_with("http://") && !otlp.starts_with("https://") {
+            return Err(key_err(
+                "log.otlp_endpoint",
+                format!("must be an http:// or https:// URL or empty (got {otlp:?})"),
+            ));
+        }
+        let s = &self.supervision;
+        range(
+            "supervision.command_capacity",
+            s.command_capacity as u64,
+            1,
+            65_536,
+        )?;
+        for (name, sup) in [("root", &s.root), ("drivers", &s.drivers)] {
+            let k = |f: &str| format!("supervision.{name}.{f}");
+            range(&k("max_restarts"), u64::from(sup.max_restarts), 0, 10_000)?;
+            range(&k("period_seconds"), sup.period_seconds, 1, 86_400)?;
+            range(&k("max_backoff_ms"), sup.max_backoff_ms, 0, 3_600_000)?;
+            if sup.min_backoff_ms > sup.max_backoff_ms {
+                return Err(key_err(
+                    &k("min_backoff_ms"),
+                    format!(
+                        "must not exceed max_backoff_ms ({} > {})",
+                        sup.min_backoff_ms, sup.max_backoff_ms
+                    ),
+                ));
+            }
+            if !(0.0..=10.0).contains(&sup.random_factor) {
+                return Err(key_err(
+                    &k("random_factor"),
+                    format!("must be between 0 and 10 (got {})", sup.random_factor),
+                ));
+            }
+            range(&k("reset_after_ms"), sup.reset_after_ms, 0, 86_400_000)?;
+        }
+        let a = &self.actors.echo;
+        range(
+            "actors.echo.mailbox_capacity",
+            a.mailbox_capacity,
+            1,
+            1 << 20,
+        )?;
+        range(
+            "actors.echo.shutdown_timeout_ms",
+            a.shutdown_timeout_ms,
+            1,
+            600_000,
+        )?;
+        Ok(())
+    }
+
+    pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
+        self.http.listen.parse().map_err(|e| {
+            key_err(
+                "http.listen",
+                format!("not an IP:port address ({e}): {:?}", self.http.listen),
+            )
+        })
+    }
+
+    pub fn call_timeout(&self) -> Duration {
+        Duration::from_millis(self.http.call_timeout_ms)
+    }
+}
+
+fn range(key: &str, v: u64, min: u64, max: u64) -> Result<(), ConfigError> {
+    if v < min || v > max {
+        return Err(key_err(
+            key,
+            format!("must be between {min} and {max} (got {v})"),
+        ));
+    }
+    Ok(())
+}
+
+/// Merges `over` into `base`; every key of `over` must exist in `base` (the defaults
+/// hold every key), so a typo is an error naming the key.
+fn merge(base: &mut toml::Table, over: toml::Table, prefix: &str) -> Result<(), ConfigError> {
+    for (k, v) in over {
+        let key = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
+        match (base.get_mut(&k), v) {
+            (None, _) => return Err(key_err(&key, "unknown key")),
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o, &key)?,
+            (Some(toml::Value::Table(_)), _) => {
+                return Err(key_err(&key, "must be a table of settings"))
+            }
+            (Some(slot), v) => *slot = v,
+        }
+    }
+    Ok(())
+}
+
+/// Sets the key named by `AXON_A__B__C` to `raw`, read as the type of its default.
+fn apply_env(base: &mut toml::Table, var: &str, raw: &str) -> Result<(), ConfigError> {
+    let env_err = |reason: String| ConfigError::Env {
+        var: var.to_owned(),
+        reason,
+    };
+    let path: Vec<String> = var["AXON_".len()..]
+        .split("__")
+        .map(|p| p.to_ascii_lowercase())
+        .collect();
+    let mut table = base;
+    for (n, part) in path.iter().enumerate() {
+        let last = n + 1 == path.len();
+        let Some(slot) = table.get_mut(part) else {
+            return Err(env_err(format!(
+                "does not name a config key (`{}` is unknown)",
+                path[..=n].join(".")
+            )));
+        };
+        if last {
+            let parsed = match slot {
+                toml::Value::String(_) => Ok(toml::Value::String(raw.to_owned())),
+                toml::Value::Integer(_) => raw
+                    .parse::<i64>()
+                    .map(toml::Value::Integer)
+                    .map_err(|_| format!("expected an integer, got {raw:?}")),
+                toml::Value::Float(_) => raw
+                    .parse::<f64>()
+                    .map(toml::Value::Float)
+                    .map_err(|_| format!("expected a number, got {raw:?}")),
+                toml::Value::Boolean(_) => raw
+                    .parse::<bool>()
+                    .map(toml::Value::Boolean)
+                    .map_err(|_| format!("expected true or false, got {raw:?}")),
+                _ => Err(format!("`{}` is a table, not a value", path.join("."))),
+            };
+            *slot = parsed.map_err(env_err)?;
+            return Ok(());
+        }
+        table = match slot {
+            toml::Value::Table(t) => t,
+            _ => {
+                return Err(env_err(format!(
+                    "`{}` is a value, not a table",
+                    path[..=n].join(".")
+                )))
+            }
+        };
+    }
+    Err(env_err("does not name a config key".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn the_embedded_defaults_load() {
+        let c = Config::defaults();
+        assert_eq!(c.http.listen, "127.0.0.1:7700");
+        assert_eq!(c.data_dir, PathBuf::from("./axon-data"));
+    }
+
+    #[test]
+    fn environment_overrides_by_type_of_default() {
+        let c = Config::load(
+            None,
+            env(&[
+                ("AXON_HTTP__WORKERS", "3"),
+                ("AXON_SUPERVISION__ROOT__RANDOM_FACTOR", "0.5"),
+                ("AXON_DATA_DIR", "/tmp/x"),
+                ("PATH", "/bin"),
+            ]),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(c.http.workers, 3);
+        assert_eq!(c.supervision.root.random_factor, 0.5);
+        assert_eq!(c.data_dir, PathBuf::from("/tmp/x"));
+    }
+
+    #[test]
+    fn flags_win_over_environment() {
+        let c = Config::load(
+            None,
+            env(&[("AXON_HTTP__LISTEN", "127.0.0.1:1")]),
+            &Overrides {
+                listen: Some("127.0.0.1:2".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(c.http.listen, "127.0.0.1:2");
+    }
+
+    fn err_of(file_text: Option<&str>, vars: &[(&str, &str)]) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.toml");
+        if let Some(t) = file_text {
+            std::fs::write(&path, t).unwrap();
+        }
+        Config::load(
+            file_text.map(|_| path.as_path()),
+            env(vars),
+            &Overrides::default(),
+        )
+        .unwrap_err()
+        .to_string()
+    }
+
+    #[test]
+    fn bad_values_name_the_key_and_the_reason() {
+        let e = err_of(None, &[("AXON_HTTP__WORKERS", "0")]);
+        assert_eq!(
+            e,
+            "config key `http.workers`: must be between 1 and 256 (got 0)"
+        );
+        let e = err_of(None, &[("AXON_HTTP__WORKERS", "many")]);
+        assert!(
+            e.contains("AXON_HTTP__WORKERS") && e.contains("expected an integer"),
+            "{e}"
+        );
+        let e = err_of(None, &[("AXON_HTTP__NOPE", "1")]);
+        assert!(e.contains("`http.nope` is unknown"), "{e}");
+        let e = err_of(None, &[("AXON_HTTP__LISTEN", "localhost")]);
+        assert!(e.starts_with("config key `http.listen`"), "{e}");
+        let e = err_of(Some("[http]\nworkers = \"two\"\n"), &[]);
+        assert!(e.starts_with("config key `http.workers`"), "{e}");
+        let e = err_of(Some("[http]\nworkres = 2\n"), &[]);
+        assert_eq!(e, "config key `http.workres`: unknown key");
+        let e = err_of(Some("[http\n"), &[]);
+        assert!(e.contains("is not valid TOML"), "{e}");
+        let e = err_of(
+            Some("[supervision.root]\nmin_backoff_ms = 10\nmax_backoff_ms = 5\n"),
+            &[],
+        );
+        assert!(
+            e.starts_with("config key `supervision.root.min_backoff_ms`"),
+            "{e}"
+        );
+        let e = err_of(Some("[log]\nformat = \"xml\"\n"), &[]);
+        assert!(e.starts_with("config key `log.format`"), "{e}");
+    }
+}

@@ -1,0 +1,492 @@
+//! The admin HTTP API (v1, JSON). Every error is an RFC 9457 problem document with a
+//! stable `type`; every request carries a correlation id, taken from `X-Correlation-Id`
+//! or made here, and echoed back.
+
+use crate::admin_token::AdminAuth;
+use crate::config::HttpConfig;
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::StatusCode;
+use actix_web::middleware::{from_fn, Next};
+use actix_web::{web, HttpMessage, HttpRequest, HttpResponse, ResponseError};
+use axon_drivers::echo::Echo;
+use axon_protocols::{CorrelationId, Problem, ProblemType};
+use axon_supervisors::{CallError, CallOptions, RestartError, SharedClock, TreeNode, WorkerRef};
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
+use serde_json::{json, Value};
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tracing::Instrument;
+
+/// The header that carries the correlation id, both ways.
+pub const CORRELATION_HEADER: &str = "x-correlation-id";
+
+/// Every route: method, path, summary. The OpenAPI document is built from this list and
+/// a test checks that the server answers each one.
+pub const ROUTES: &[(&str, &str, &str)] = &[
+    ("get", "/healthz", "Liveness: the process answers HTTP"),
+    (
+        "get",
+        "/readyz",
+        "Readiness: the whole supervision tree is running",
+    ),
+    ("get", "/v1/supervision", "The live supervision tree"),
+    (
+        "post",
+        "/v1/supervision/{actor}/restart",
+        "Restart one actor through its supervisor (admin token)",
+    ),
+    (
+        "post",
+        "/v1/echo",
+        "Send JSON through the supervised echo driver and get it back",
+    ),
+    ("get", "/metrics", "Prometheus text exposition"),
+    (
+        "get",
+        "/openapi.json",
+        "This API as an OpenAPI 3.1 document",
+    ),
+];
+
+/// What the routes share.
+pub struct AppState {
+    pub tree: Arc<TreeNode>,
+    pub clock: SharedClock,
+    pub echo: WorkerRef<Echo>,
+    pub registry: Registry,
+    pub auth: AdminAuth,
+    pub http: HttpConfig,
+    pub metrics: HttpMetrics,
+    pub shutting_down: Arc<AtomicBool>,
+    pub openapi: Value,
+}
+
+/// HTTP metrics.
+#[derive(Clone)]
+pub struct HttpMetrics {
+    requests: IntCounterVec,
+    seconds: HistogramVec,
+    problems: IntCounterVec,
+}
+
+impl HttpMetrics {
+    pub fn new(registry: &Registry) -> prometheus::Result<Self> {
+        let m = Self {
+            requests: IntCounterVec::new(
+                Opts::new(
+                    "axon_http_requests_total",
+                    "HTTP requests by route, method and status",
+                ),
+                &["route", "method", "status"],
+            )?,
+            seconds: HistogramVec::new(
+                HistogramOpts::new("axon_http_request_seconds", "HTTP request latency by route"),
+                &["route"],
+            )?,
+            problems: IntCounterVec::new(
+                Opts::new(
+                    "axon_http_problems_total",
+                    "Requests answered with a problem document, by problem type",
+                ),
+                &["type"],
+            )?,
+        };
+        registry.register(Box::new(m.requests.clone()))?;
+        registry.register(Box::new(m.seconds.clone()))?;
+        registry.register(Box::new(m.problems.clone()))?;
+        Ok(m)
+    }
+}
+
+/// The correlation id of the request being served.
+#[derive(Clone)]
+struct Cid(CorrelationId);
+
+/// An error answered as a problem document.
+#[derive(Debug)]
+pub struct ApiError {
+    kind: ProblemType,
+    detail: String,
+    retry_after: Option<u64>,
+    correlation_id: Option<String>,
+    instance: Option<String>,
+}
+
+impl ApiError {
+    pub fn new(kind: ProblemType, detail: impl Into<String>) -> Self {
+        Self {
+            kind,
+            detail: detail.into(),
+            retry_after: None,
+            correlation_id: None,
+            instance: None,
+        }
+    }
+
+    /// Fills `instance` and `correlation_id` from the request.
+    pub fn at(mut self, req: &HttpRequest) -> Self {
+        self.instance = Some(req.path().to_owned());
+        self.correlation_id = req.extensions().get::<Cid>().map(|c| c.0.to_string());
+        self
+    }
+
+    fn retry_after(mut self, secs: u64) -> Self {
+        self.retry_after = Some(secs);
+        self
+    }
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.kind.slug(), self.detail)
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        StatusCode::from_u16(self.kind.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        if self.kind.status() >= 500 {
+            tracing::error!(
+                problem = self.kind.slug(),
+                detail = %self.detail,
+                correlation_id = self.correlation_id.as_deref().unwrap_or(""),
+                "request failed"
+            );
+        }
+        let mut p = Problem::new(self.kind, self.detail.clone());
+        p.instance = self.instance.clone();
+        p.correlation_id = self.correlation_id.clone();
+        p.retry_after_seconds = self.retry_after;
+        let mut res = HttpResponse::build(self.status_code());
+        res.content_type(axon_protocols::problem::CONTENT_TYPE);
+        if let Some(s) = self.retry_after {
+            res.insert_header((header::RETRY_AFTER, s.to_string()));
+        }
+        if matches!(
+            self.kind,
+            ProblemType::Unauthenticated | ProblemType::InvalidToken
+        ) {
+            res.insert_header((header::WWW_AUTHENTICATE, "Bearer realm=\"axon\""));
+        }
+        let mut res = res.json(p);
+        res.extensions_mut().insert(self.kind);
+        res
+    }
+}
+
+/// Maps an actor call's failure onto the problem it is for the client.
+fn call_problem(e: CallError, retry_after: u64) -> ApiError {
+    let detail = e.to_string();
+    match e {
+        CallError::Overloaded { .. } => {
+            ApiError::new(ProblemType::Overloaded, detail).retry_after(retry_after)
+        }
+        CallError::Unavailable { .. } => {
+            ApiError::new(ProblemType::Unavailable, detail).retry_after(retry_after)
+        }
+        CallError::Timeout { .. } => ApiError::new(ProblemType::Timeout, detail),
+        CallError::Failed { .. } => ApiError::new(ProblemType::ActorFailed, detail),
+        CallError::Rejected { .. } => ApiError::new(ProblemType::Rejected, detail),
+    }
+}
+
+fn require_admin(req: &HttpRequest, auth: &AdminAuth) -> Result<(), ApiError> {
+    let Some(h) = req.headers().get(header::AUTHORIZATION) else {
+        return Err(ApiError::new(
+            ProblemType::Unauthenticated,
+            "this route needs `Authorization: Bearer <token>` with the token from <data-dir>/admin.token",
+        )
+        .at(req));
+    };
+    let token = h
+        .to_str()
+        .ok()
+        .and_then(|s| s.strip_prefix("Bearer "))
+        .ok_or_else(|| {
+            ApiError::new(
+                ProblemType::Unauthenticated,
+                "the Authorization header must be `Bearer <token>`",
+            )
+            .at(req)
+        })?;
+    if !auth.verify(token.trim()) {
+        return Err(ApiError::new(
+            ProblemType::InvalidToken,
+            "the bearer token is not the admin token",
+        )
+        .at(req));
+    }
+    Ok(())
+}
+
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(json!({"status": "ok"}))
+}
+
+async fn readyz(req: HttpRequest, st: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    if st.shutting_down.load(Ordering::Acquire) {
+        return Err(ApiError::new(ProblemType::ShuttingDown, "the node is shutting down").at(&req));
+    }
+    if st.tree.all_running() {
+        return Ok(HttpResponse::Ok().json(json!({"ready": true})));
+    }
+    let snap = st.tree.snapshot(&st.clock);
+    let waiting: Vec<String> = snap
+        .walk()
+        .into_iter()
+        .filter(|n| n.status != axon_protocols::NodeStatus::Running)
+        .map(|n| format!("{} ({})", n.id, n.status))
+        .collect();
+    Err(ApiError::new(
+        ProblemType::NotReady,
+        format!("not running: {}", waiting.join(", ")),
+    )
+    .retry_after(st.http.retry_after_seconds)
+    .at(&req))
+}
+
+async fn supervision(st: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok().json(st.tree.snapshot(&st.clock))
+}
+
+async fn restart(req: HttpRequest, st: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    require_admin(&req, &st.auth)?;
+    let actor = req.match_info().get("actor").unwrap_or_default().to_owned();
+    let retry = st.http.retry_after_seconds;
+    match axon_supervisors::supervisor::request_restart(&st.tree, &actor) {
+        Ok(_) => Ok(HttpResponse::Accepted().json(json!({
+            "actor": actor,
+            "status": "restart requested",
+        }))),
+        Err(e) => {
+            let detail = e.to_string();
+            let err = match e {
+                RestartError::UnknownActor(_) => ApiError::new(ProblemType::UnknownActor, detail),
+                RestartError::IsRoot(_) => ApiError::new(ProblemType::Rejected, detail),
+                RestartError::Overloaded(_) => {
+                    ApiError::new(ProblemType::Overloaded, detail).retry_after(retry)
+                }
+                RestartError::Unavailable(_)
+                | RestartError::Timeout(..)
+                | RestartError::Failed(..) => {
+                    ApiError::new(ProblemType::Unavailable, detail).retry_after(retry)
+                }
+            };
+            Err(err.at(&req))
+        }
+    }
+}
+
+async fn echo(
+    req: HttpRequest,
+    st: web::Data<AppState>,
+    body: web::Json<Value>,
+) -> Result<HttpResponse, ApiError> {
+    let cid = req
+        .extensions()
+        .get::<Cid>()
+        .map(|c| Arc::from(c.0.as_str()));
+    let opts = CallOptions {
+        deadline: Duration::from_millis(st.http.call_timeout_ms),
+        correlation_id: cid,
+    };
+    match st.echo.call(body.into_inner(), &opts).await {
+        Ok(v) => Ok(HttpResponse::Ok().json(json!({ "echo": v }))),
+        Err(e) => Err(call_problem(e, st.http.retry_after_seconds).at(&req)),
+    }
+}
+
+async fn metrics(st: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let mut out = String::new();
+    prometheus::TextEncoder::new()
+        .encode_utf8(&st.registry.gather(), &mut out)
+        .map_err(|e| ApiError::new(ProblemType::Internal, format!("cannot encode metrics: {e}")))?;
+    Ok(HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(out))
+}
+
+async fn openapi(st: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok().json(&st.openapi)
+}
+
+async fn not_found(req: HttpRequest) -> HttpResponse {
+    ApiError::new(
+        ProblemType::NotFound,
+        format!("no route for {}", req.path()),
+    )
+    .at(&req)
+    .error_response()
+}
+
+async fn method_not_allowed(req: HttpRequest) -> HttpResponse {
+    ApiError::new(
+        ProblemType::MethodNotAllowed,
+        format!("{} is not allowed on {}", req.method(), req.path()),
+    )
+    .at(&req)
+    .error_response()
+}
+
+/// Correlation ids, one span per request, and request metrics.
+async fn correlate(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let parsed = match req.headers().get(CORRELATION_HEADER) {
+        None => Ok(CorrelationId::from_random(rand::random())),
+        Some(v) => match v.to_str() {
+            Ok(s) => CorrelationId::parse(s).map_err(|e| e.to_string()),
+            Err(_) => Err("correlation id is not visible ASCII".to_owned()),
+        },
+    };
+    let state = req.app_data::<web::Data<AppState>>().cloned();
+    let route = req
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let method = req.method().to_string();
+    let started = Instant::now();
+    let mut res = match parsed {
+        Err(reason) => {
+            let (http_req, _) = req.into_parts();
+            let err = ApiError::new(
+                ProblemType::BadHeader,
+                format!("X-Correlation-Id: {reason}"),
+            )
+            .at(&http_req);
+            ServiceResponse::new(http_req, err.error_response())
+        }
+        Ok(cid) => {
+            req.extensions_mut().insert(Cid(cid.clone()));
+            let span = tracing::info_span!("http", %method, %route, correlation_id = %cid);
+            // Handlers turn their errors into problem responses themselves; an `Err` here
+            // can only come from actix itself and is answered by it.
+            next.call(req).instrument(span).await?.map_into_boxed_body()
+        }
+    };
+    let cid = res
+        .request()
+        .extensions()
+        .get::<Cid>()
+        .map(|c| c.0.to_string());
+    if let Some(cid) = cid {
+        if let Ok(v) = HeaderValue::from_str(&cid) {
+            res.headers_mut()
+                .insert(header::HeaderName::from_static(CORRELATION_HEADER), v);
+        }
+    }
+    if let Some(st) = state {
+        let status = res.status().as_u16().to_string();
+        st.metrics
+            .requests
+            .with_label_values(&[&route, &method, &status])
+            .inc();
+        st.metrics
+            .seconds
+            .with_label_values(&[&route])
+            .observe(started.elapsed().as_secs_f64());
+        if let Some(kind) = res.response().extensions().get::<ProblemType>() {
+            st.metrics.problems.with_label_values(&[kind.slug()]).inc();
+        }
+    }
+    Ok(res)
+}
+
+fn json_config(limit: usize) -> web::JsonConfig {
+    web::JsonConfig::default()
+        .limit(limit)
+        .content_type_required(true)
+        .content_type(|mime| mime.subtype() == "json" || mime.suffix().is_some_and(|s| s == "json"))
+        .error_handler(|err, req| {
+            use actix_web::error::JsonPayloadError as J;
+            let (kind, detail) = match &err {
+                J::OverflowKnownLength { length, limit } => (
+                    ProblemType::PayloadTooLarge,
+                    format!("the body is {length} bytes; the limit is {limit}"),
+                ),
+                J::Overflow { limit } => (
+                    ProblemType::PayloadTooLarge,
+                    format!("the body is larger than the limit of {limit} bytes"),
+                ),
+                J::ContentType => (
+                    ProblemType::UnsupportedMediaType,
+                    "send the body as Content-Type: application/json".to_owned(),
+                ),
+                J::Deserialize(e) => (ProblemType::MalformedRequest, format!("invalid JSON: {e}")),
+                J::Payload(e) => (
+                    ProblemType::MalformedRequest,
+                    format!("cannot read the body: {e}"),
+                ),
+                other => (ProblemType::MalformedRequest, other.to_string()),
+            };
+            ApiError::new(kind, detail).at(req).into()
+        })
+}
+
+/// Registers every route on `cfg`. The app's state must be registered by the caller.
+pub fn routes(cfg: &mut web::ServiceConfig, max_body_bytes: usize) {
+    cfg.app_data(json_config(max_body_bytes))
+        .app_data(web::PayloadConfig::new(max_body_bytes))
+        .service(
+            web::resource("/healthz")
+                .route(web::get().to(healthz))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/readyz")
+                .route(web::get().to(readyz))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/v1/supervision")
+                .route(web::get().to(supervision))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/v1/supervision/{actor}/restart")
+                .route(web::post().to(restart))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/v1/echo")
+                .route(web::post().to(echo))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/metrics")
+                .route(web::get().to(metrics))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/openapi.json")
+                .route(web::get().to(openapi))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .default_service(web::to(not_found));
+}
+
+/// Builds the app: state, middleware, routes.
+pub fn app(
+    state: web::Data<AppState>,
+) -> actix_web::App<
+    impl actix_web::dev::ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<BoxBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    let limit = state.http.max_body_bytes;
+    actix_web::App::new()
+        .app_data(state)
+        .wrap(from_fn(correlate))
+        .configure(|c| routes(c, limit))
+}

@@ -1,0 +1,265 @@
+//! Node assembly: the supervision tree of one Axon node and the HTTP server inside it.
+//!
+//! ```text
+//! root (one_for_one)
+//! ├── drivers (one_for_one)
+//! │   └── echo      the echo driver
+//! └── http          the admin HTTP server (started last, stopped first)
+//! ```
+
+use crate::admin_token::{self, AdminAuth};
+use crate::config::{Config, SupervisorConfig};
+use crate::http::{self, AppState, HttpMetrics};
+use actix_web::{web, HttpServer};
+use anyhow::Context;
+use axon_drivers::echo::Echo;
+use axon_supervisors::*;
+use prometheus::Registry;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::oneshot;
+
+/// What can be injected into a node: the clock, the faults, the metrics registry.
+pub struct NodeOptions {
+    pub clock: SharedClock,
+    pub faults: FaultInjector,
+    pub registry: Registry,
+}
+
+impl Default for NodeOptions {
+    fn default() -> Self {
+        Self {
+            clock: SystemClock::shared(),
+            faults: FaultInjector::new(),
+            registry: Registry::new(),
+        }
+    }
+}
+
+/// A running node.
+pub struct Node {
+    pub root: Root,
+    /// The address the HTTP server is bound to (the real port when 0 was asked for).
+    pub http_addr: SocketAddr,
+    pub admin_token: String,
+    /// True when this start created the admin token (print it once).
+    pub admin_token_created: bool,
+    pub env: Env,
+    pub registry: Registry,
+    pub echo: WorkerRef<Echo>,
+    pub shutting_down: Arc<AtomicBool>,
+}
+
+fn intensity(c: &SupervisorConfig) -> Intensity {
+    Intensity {
+        max_restarts: c.max_restarts,
+        period: Duration::from_secs(c.period_seconds),
+    }
+}
+
+fn backoff(c: &SupervisorConfig) -> BackoffPolicy {
+    let mut p = BackoffPolicy::new(
+        Duration::from_millis(c.min_backoff_ms),
+        Duration::from_millis(c.max_backoff_ms),
+        c.random_factor,
+    );
+    if c.reset_after_ms > 0 {
+        p.reset_after = Duration::from_millis(c.reset_after_ms);
+    }
+    p
+}
+
+/// Starts the node's tree. Must run inside an actix `System`.
+pub async fn start(cfg: &Config, opts: NodeOptions) -> anyhow::Result<Node> {
+    let (token, created) = admin_token::load_or_create(&cfg.data_dir)?;
+    let registry = opts.registry;
+    registry
+        .register(Box::new(
+            prometheus::process_collector::ProcessCollector::new(std::process::id() as i32, "axon"),
+        ))
+        .context("registering process metrics")?;
+    let seed = match cfg.supervision.seed {
+        0 => rand::random(),
+        s => s,
+    };
+    let mut env = Env::new(&registry, opts.clock, seed).context("registering metrics")?;
+    env.faults = opts.faults;
+
+    let echo_cfg = &cfg.actors.echo;
+    let (echo_child, echo) = worker(
+        &env,
+        WorkerSpec {
+            id: "echo".into(),
+            restart: RestartType::Permanent,
+            shutdown: Shutdown::Timeout(Duration::from_millis(echo_cfg.shutdown_timeout_ms)),
+            mailbox_capacity: echo_cfg.mailbox_capacity,
+            factory: || Ok(Echo::default()),
+        },
+    );
+    let sup = &cfg.supervision;
+    let drivers = supervisor(
+        &env,
+        SupervisorSpec {
+            id: "drivers".into(),
+            strategy: Strategy::OneForOne,
+            intensity: intensity(&sup.drivers),
+            backoff: backoff(&sup.drivers),
+            command_capacity: sup.command_capacity,
+            children: vec![echo_child],
+        },
+        RestartType::Permanent,
+    );
+    let mut root = RootSpec::new(
+        &env,
+        SupervisorSpec {
+            id: "root".into(),
+            strategy: Strategy::OneForOne,
+            intensity: intensity(&sup.root),
+            backoff: backoff(&sup.root),
+            command_capacity: sup.command_capacity,
+            children: vec![drivers],
+        },
+    );
+    let shutting_down = Arc::new(AtomicBool::new(false));
+    let state = web::Data::new(AppState {
+        tree: root.node().clone(),
+        clock: env.clock.clone(),
+        echo: echo.clone(),
+        registry: registry.clone(),
+        auth: AdminAuth::new(&token),
+        http: cfg.http.clone(),
+        metrics: HttpMetrics::new(&registry).context("registering HTTP metrics")?,
+        shutting_down: shutting_down.clone(),
+        openapi: crate::openapi::document(),
+    });
+    let bound = Arc::new(Mutex::new(None));
+    root.push_child(http_child(state, cfg, bound.clone())?);
+    let root = root
+        .start()
+        .await
+        .map_err(|reason| anyhow::anyhow!("{reason}"))?;
+    let http_addr = bound
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .context("the HTTP server did not bind")?;
+    Ok(Node {
+        root,
+        http_addr,
+        admin_token: token,
+        admin_token_created: created,
+        env,
+        registry,
+        echo,
+        shutting_down,
+    })
+}
+
+impl Node {
+    /// Stops the tree gracefully: the HTTP server first (in-flight requests finish), then
+    /// the rest in reverse start order. Waits at most `grace`, then kills what is left.
+    pub async fn shutdown(&mut self, grace: Duration) -> Exit {
+        self.shutting_down.store(true, Ordering::Release);
+        self.root.stop(StopLevel::Graceful);
+        match tokio::time::timeout(grace, &mut self.root.exit).await {
+            Ok(exit) => exit.unwrap_or(Exit::Killed),
+            Err(_) => {
+                tracing::error!(
+                    grace_ms = grace.as_millis() as u64,
+                    "the tree did not stop in time; killing it"
+                );
+                self.root.stop(StopLevel::Kill);
+                let _ = tokio::time::timeout(Duration::from_secs(5), &mut self.root.exit).await;
+                Exit::Killed
+            }
+        }
+    }
+}
+
+struct HttpControl {
+    handle: actix_web::dev::ServerHandle,
+    stopping: Arc<Mutex<Option<StopLevel>>>,
+}
+
+impl ChildControl for HttpControl {
+    fn stop(&self, level: StopLevel) {
+        *self.stopping.lock().unwrap_or_else(|e| e.into_inner()) = Some(level);
+        let handle = self.handle.clone();
+        actix::spawn(async move { handle.stop(level == StopLevel::Graceful).await });
+    }
+}
+
+/// The HTTP server as a supervised child. After the first bind it keeps the port it got,
+/// so a restart comes back on the same address.
+fn http_child(
+    state: web::Data<AppState>,
+    cfg: &Config,
+    bound: Arc<Mutex<Option<SocketAddr>>>,
+) -> anyhow::Result<ChildSpec> {
+    let listen = cfg.listen_addr()?;
+    let h = cfg.http.clone();
+    let node = TreeNode::new(
+        "http",
+        ChildKind::Worker,
+        None,
+        Some(RestartType::Permanent),
+        None,
+    );
+    let start: StartFn = Rc::new(move || {
+        let state = state.clone();
+        let bound = bound.clone();
+        let h = h.clone();
+        Box::pin(async move {
+            let addr = bound
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .unwrap_or(listen);
+            let server = HttpServer::new(move || http::app(state.clone()))
+                .workers(h.workers)
+                .max_connections(h.max_connections)
+                .keep_alive(Duration::from_secs(h.keep_alive_seconds))
+                .shutdown_timeout(h.shutdown_timeout_seconds)
+                .disable_signals()
+                .bind(addr)
+                .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+            let actual = *server
+                .addrs()
+                .first()
+                .ok_or_else(|| format!("no address bound for {addr}"))?;
+            *bound.lock().unwrap_or_else(|e| e.into_inner()) = Some(actual);
+            let server = server.run();
+            let handle = server.handle();
+            let stopping = Arc::new(Mutex::new(None));
+            let (exit_tx, exit_rx) = oneshot::channel();
+            let asked = stopping.clone();
+            actix::spawn(async move {
+                let result = server.await;
+                let asked = *asked.lock().unwrap_or_else(|e| e.into_inner());
+                let exit = match (asked, result) {
+                    (Some(StopLevel::Kill), _) => Exit::Killed,
+                    (Some(_), _) => Exit::Shutdown,
+                    (None, Ok(())) => {
+                        Exit::Failed("the HTTP server stopped without being asked".into())
+                    }
+                    (None, Err(e)) => Exit::Failed(format!("the HTTP server failed: {e}")),
+                };
+                let _ = exit_tx.send(exit);
+            });
+            tracing::info!(%actual, "admin HTTP listening");
+            Ok(Running {
+                control: Box::new(HttpControl { handle, stopping }),
+                exit: exit_rx,
+            })
+        })
+    });
+    Ok(ChildSpec {
+        id: "http".into(),
+        restart: RestartType::Permanent,
+        shutdown: Shutdown::Timeout(Duration::from_secs(cfg.http.shutdown_timeout_seconds + 2)),
+        kind: ChildKind::Worker,
+        node,
+        start,
+    })
+}

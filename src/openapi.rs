@@ -1,0 +1,201 @@
+//! The OpenAPI 3.1 document served at `/openapi.json`, built from the route list so the
+//! two cannot drift apart.
+
+use crate::http::ROUTES;
+use axon_protocols::ProblemType;
+use serde_json::{json, Map, Value};
+
+fn problem_ref(description: &str) -> Value {
+    json!({
+        "description": description,
+        "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    })
+}
+
+fn responses(method: &str, path: &str) -> Value {
+    let mut r = Map::new();
+    let ok = match (method, path) {
+        ("get", "/metrics") => json!({
+            "description": "Prometheus text exposition format 0.0.4",
+            "content": {"text/plain": {"schema": {"type": "string"}}}
+        }),
+        ("get", "/v1/supervision") => json!({
+            "description": "The tree",
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/SupervisionNode"}}}
+        }),
+        ("post", "/v1/supervision/{actor}/restart") => json!({
+            "description": "The restart is queued with the actor's supervisor; watch /v1/supervision for it",
+            "content": {"application/json": {"schema": {
+                "type": "object",
+                "required": ["actor", "status"],
+                "properties": {"actor": {"type": "string"}, "status": {"const": "restart requested"}}
+            }}}
+        }),
+        ("post", "/v1/echo") => json!({
+            "description": "The request body, as the echo driver returned it",
+            "content": {"application/json": {"schema": {
+                "type": "object", "required": ["echo"], "properties": {"echo": {}}
+            }}}
+        }),
+        _ => {
+            json!({"description": "OK", "content": {"application/json": {"schema": {"type": "object"}}}})
+        }
+    };
+    let code = if path.ends_with("/restart") {
+        "202"
+    } else {
+        "200"
+    };
+    r.insert(code.into(), ok);
+    let mut problems: Vec<ProblemType> = vec![
+        ProblemType::NotFound,
+        ProblemType::MethodNotAllowed,
+        ProblemType::BadHeader,
+        ProblemType::Internal,
+    ];
+    match (method, path) {
+        ("get", "/readyz") => problems.extend([ProblemType::NotReady, ProblemType::ShuttingDown]),
+        ("post", "/v1/supervision/{actor}/restart") => problems.extend([
+            ProblemType::Unauthenticated,
+            ProblemType::InvalidToken,
+            ProblemType::UnknownActor,
+            ProblemType::Rejected,
+            ProblemType::Overloaded,
+            ProblemType::Unavailable,
+        ]),
+        ("post", "/v1/echo") => problems.extend([
+            ProblemType::MalformedRequest,
+            ProblemType::UnsupportedMediaType,
+            ProblemType::PayloadTooLarge,
+            ProblemType::Overloaded,
+            ProblemType::Unavailable,
+            ProblemType::Timeout,
+            ProblemType::ActorFailed,
+            ProblemType::Rejected,
+        ]),
+        _ => {}
+    }
+    for p in problems {
+        let code = p.status().to_string();
+        let entry = r
+            .entry(code)
+            .or_insert_with(|| problem_ref("A problem document; `type` is one of the listed URIs"));
+        let list = entry
+            .as_object_mut()
+            .expect("responses are objects")
+            .entry("x-problem-types")
+            .or_insert_with(|| json!([]));
+        list.as_array_mut().expect("a list").push(json!(p.uri()));
+    }
+    Value::Object(r)
+}
+
+/// The whole document.
+pub fn document() -> Value {
+    let mut paths = Map::new();
+    for (method, path, summary) in ROUTES {
+        let mut op = json!({
+            "summary": summary,
+            "parameters": [{
+                "name": "X-Correlation-Id", "in": "header", "required": false,
+                "description": "1 to 128 characters of A-Z a-z 0-9 . _ : -; echoed back, made up when absent",
+                "schema": {"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,128}$"}
+            }],
+            "responses": responses(method, path),
+        });
+        if path.contains("{actor}") {
+            op["parameters"]
+                .as_array_mut()
+                .expect("a list")
+                .push(json!({
+                    "name": "actor", "in": "path", "required": true, "schema": {"type": "string"}
+                }));
+        }
+        if *method == "post" && path.ends_with("/restart") {
+            op["security"] = json!([{"adminToken": []}]);
+        }
+        if *path == "/v1/echo" {
+            op["requestBody"] = json!({
+                "required": true,
+                "description": "Any JSON value, up to http.max_body_bytes",
+                "content": {"application/json": {"schema": {}}}
+            });
+        }
+        paths
+            .entry(path.to_string())
+            .or_insert_with(|| json!({}))
+            .as_object_mut()
+            .expect("path items are objects")
+            .insert(method.to_string(), op);
+    }
+    let problem_types: Vec<Value> = ProblemType::ALL.iter().map(|p| json!(p.uri())).collect();
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Axon admin API",
+            "version": "1",
+            "description": "The admin endpoint of one Axon node. Errors are RFC 9457 problem documents."
+        },
+        "paths": paths,
+        "components": {
+            "securitySchemes": {
+                "adminToken": {"type": "http", "scheme": "bearer",
+                    "description": "The token in <data-dir>/admin.token"}
+            },
+            "schemas": {
+                "Problem": {
+                    "type": "object",
+                    "required": ["type", "title", "status"],
+                    "properties": {
+                        "type": {"type": "string", "enum": problem_types},
+                        "title": {"type": "string"},
+                        "status": {"type": "integer"},
+                        "detail": {"type": "string"},
+                        "instance": {"type": "string"},
+                        "correlation_id": {"type": "string"},
+                        "retry_after_seconds": {"type": "integer"}
+                    }
+                },
+                "SupervisionNode": {
+                    "type": "object",
+                    "required": ["id", "kind", "status", "restarts_in_window", "restarts_total", "last_failure"],
+                    "properties": {
+                        "id": {"type": "string"},
+                        "kind": {"enum": ["worker", "supervisor"]},
+                        "strategy": {"enum": ["one_for_one", "one_for_all", "rest_for_one"]},
+                        "restart": {"enum": ["permanent", "transient", "temporary"]},
+                        "status": {"enum": ["starting", "running", "restarting", "stopping", "stopped", "failed"]},
+                        "restarts_in_window": {"type": "integer"},
+                        "restarts_total": {"type": "integer"},
+                        "last_failure": {"oneOf": [{"type": "null"}, {
+                            "type": "object", "required": ["reason", "at"],
+                            "properties": {"reason": {"type": "string"}, "at": {"type": "string", "format": "date-time"}}
+                        }]},
+                        "mailbox": {"type": "object", "required": ["depth", "capacity"],
+                            "properties": {"depth": {"type": "integer"}, "capacity": {"type": "integer"}}},
+                        "children": {"type": "array", "items": {"$ref": "#/components/schemas/SupervisionNode"}}
+                    }
+                }
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_route_is_documented_with_its_problems() {
+        let doc = document();
+        for (method, path, _) in ROUTES {
+            let op = &doc["paths"][path][method];
+            assert!(op.is_object(), "{method} {path} missing");
+            assert!(op["responses"]["404"].is_object(), "{method} {path}");
+        }
+        let echo = &doc["paths"]["/v1/echo"]["post"]["responses"];
+        for code in ["400", "413", "415", "429", "500", "503", "504"] {
+            assert!(echo[code].is_object(), "echo lacks {code}");
+        }
+    }
+}
