@@ -1,1 +1,608 @@
-//! tmp
+//! `axon-harness`: the actor-level test harness. Start a whole Axon node, or just a
+//! subtree of your own actors, in-process; move its clock by hand; inject faults into any
+//! actor by name; wait for conditions; read the supervision tree and the metrics.
+//!
+//! Axon's own tests use it, and so can yours: add `axon-harness` as a dev-dependency.
+//!
+//! A node on a free port with a temporary data directory:
+//!
+//! ```no_run
+//! use axon_harness::{Fault, TestNode};
+//! use std::time::Duration;
+//!
+//! let node = TestNode::builder().manual_clock().start();
+//! node.inject("echo", Fault::Panic, Some(1));
+//! let res = node.post_json("/v1/echo", &serde_json::json!({"hi": 1}));
+//! assert_eq!(res.status(), 500); // the caller gets an error at once
+//! // The supervisor restarts echo after its backoff, on the test's clock:
+//! node.finish_backoff("echo").unwrap();
+//! assert_eq!(node.actor("echo").unwrap().restarts_total, 1);
+//! assert_eq!(node.post_json("/v1/echo", &serde_json::json!(2)).status(), 200);
+//! node.shutdown();
+//! ```
+//!
+//! A subtree of your own workers, without HTTP:
+//!
+//! ```
+//! use axon_harness::TestTree;
+//! use axon_supervisors::*;
+//! use std::time::Duration;
+//!
+//! struct Doubler;
+//! impl Worker for Doubler {
+//!     type Request = u64;
+//!     type Response = u64;
+//!     fn handle(&mut self, n: u64, _: &mut WorkerContext) -> Result<u64, WorkerError> {
+//!         Ok(2 * n)
+//!     }
+//! }
+//!
+//! let tree = TestTree::start(|env| {
+//!     let (child, doubler) = worker(env, WorkerSpec {
+//!         id: "doubler".into(),
+//!         restart: RestartType::Permanent,
+//!         shutdown: Shutdown::Timeout(Duration::from_secs(1)),
+//!         mailbox_capacity: 4,
+//!         factory: || Ok(Doubler),
+//!     });
+//!     (TestTree::one_for_one("top", vec![child]), doubler)
+//! });
+//! assert_eq!(tree.call(tree.handle(), 21), Ok(42));
+//! tree.inject("doubler", Fault::Panic, Some(1));
+//! assert!(tree.call(tree.handle(), 1).is_err());
+//! tree.finish_backoff("doubler").unwrap(); // waits for the backoff, then moves the clock
+//! assert_eq!(tree.actor("doubler").unwrap().restarts_total, 1);
+//! assert_eq!(tree.call(tree.handle(), 2), Ok(4));
+//! ```
+
+use axon::config::Config;
+use axon::node::NodeOptions;
+use axon_protocols::NodeSnapshot;
+use axon_supervisors::{
+    BackoffPolicy, CallError, CallOptions, ChildSpec, Env, Exit, FaultInjector, Intensity,
+    ManualClock, SharedClock, StopLevel, Strategy, SupervisorSpec, SystemClock, TreeNode, Worker,
+    WorkerRef,
+};
+use prometheus::Registry;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime};
+
+pub use axon_protocols::NodeStatus;
+pub use axon_supervisors::Fault;
+
+/// Polls `cond` every few milliseconds until it holds or `deadline` (real time) passes.
+pub fn wait_until(
+    what: &str,
+    deadline: Duration,
+    mut cond: impl FnMut() -> bool,
+) -> Result<(), String> {
+    let end = Instant::now() + deadline;
+    loop {
+        if cond() {
+            return Ok(());
+        }
+        if Instant::now() >= end {
+            return Err(format!("timed out after {deadline:?} waiting until {what}"));
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// The clock a harness runs on: real time, or time that moves when the test says.
+#[derive(Clone)]
+enum TestClock {
+    System(SharedClock),
+    Manual(ManualClock),
+}
+
+impl TestClock {
+    fn new(manual: bool) -> Self {
+        if manual {
+            TestClock::Manual(ManualClock::new(SystemTime::now()))
+        } else {
+            TestClock::System(SystemClock::shared())
+        }
+    }
+    fn shared(&self) -> SharedClock {
+        match self {
+            TestClock::System(c) => c.clone(),
+            TestClock::Manual(m) => Arc::new(m.clone()),
+        }
+    }
+    fn advance(&self, d: Duration) {
+        match self {
+            TestClock::Manual(m) => m.advance(d),
+            TestClock::System(_) => {
+                panic!("advance() needs a manual clock: build with .manual_clock()")
+            }
+        }
+    }
+}
+
+/// What both a node and a subtree expose: the tree, the faults, the clock, the metrics.
+struct Handles {
+    tree: Arc<TreeNode>,
+    clock: TestClock,
+    faults: FaultInjector,
+    registry: Registry,
+}
+
+impl Handles {
+    fn snapshot(&self) -> NodeSnapshot {
+        self.tree.snapshot(&self.clock.shared())
+    }
+    fn metric(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        metric_value(&self.registry, name, labels)
+    }
+
+    fn status_of(&self, id: &str) -> Option<NodeStatus> {
+        self.snapshot().find(id).map(|n| n.status)
+    }
+
+    fn wait_for_status(
+        &self,
+        id: &str,
+        status: NodeStatus,
+        deadline: Duration,
+    ) -> Result<(), String> {
+        wait_until(&format!("{id} is {status}"), deadline, || {
+            self.status_of(id) == Some(status)
+        })
+    }
+
+    fn finish_backoff(&self, id: &str) -> Result<(), String> {
+        let TestClock::Manual(clock) = &self.clock else {
+            return Err("finish_backoff needs a manual clock".into());
+        };
+        let limit = Duration::from_secs(10);
+        self.wait_for_status(id, NodeStatus::Restarting, limit)?;
+        wait_until("the supervisor waits for its backoff", limit, || {
+            clock.next_deadline().is_some()
+        })?;
+        let now = axon_supervisors::Clock::now(clock);
+        if let Some(at) = clock.next_deadline() {
+            clock.advance(at.saturating_sub(now));
+        }
+        self.wait_for_status(id, NodeStatus::Running, limit)
+    }
+}
+
+/// The value of one sample of `name` whose labels include every pair in `labels`
+/// (a counter's or gauge's value, a histogram's count).
+pub fn metric_value(registry: &Registry, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    use prometheus::proto::MetricType;
+    let family = registry.gather().into_iter().find(|f| f.name() == name)?;
+    let kind = family.get_field_type();
+    if !matches!(
+        kind,
+        MetricType::COUNTER | MetricType::GAUGE | MetricType::HISTOGRAM
+    ) {
+        return None;
+    }
+    family
+        .get_metric()
+        .iter()
+        .find(|m| {
+            labels.iter().all(|(k, v)| {
+                m.get_label()
+                    .iter()
+                    .any(|l| l.name() == *k && l.value() == *v)
+            })
+        })
+        .map(|m| match kind {
+            MetricType::COUNTER => m.get_counter().get_value(),
+            MetricType::GAUGE => m.get_gauge().get_value(),
+            _ => m.get_histogram().get_sample_count() as f64,
+        })
+}
+
+/// Configures a [`TestNode`] before it starts.
+pub struct TestNodeBuilder {
+    config: Config,
+    manual_clock: bool,
+}
+
+impl TestNodeBuilder {
+    /// Changes the node's configuration (it starts from the embedded defaults, on a free
+    /// loopback port, with a temporary data directory and backoff seed 1).
+    pub fn config(mut self, f: impl FnOnce(&mut Config)) -> Self {
+        f(&mut self.config);
+        self
+    }
+
+    /// Runs supervision on a [`ManualClock`]: backoff, intensity windows, injected delays
+    /// and shutdown timeouts wait for [`TestNode::advance`].
+    pub fn manual_clock(mut self) -> Self {
+        self.manual_clock = true;
+        self
+    }
+
+    /// Starts the node on its own thread and waits until it serves.
+    pub fn start(self) -> TestNode {
+        self.try_start()
+            .unwrap_or_else(|e| panic!("test node did not start: {e}"))
+    }
+
+    /// Like [`start`](Self::start), but returns the start error.
+    pub fn try_start(mut self) -> Result<TestNode, String> {
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        self.config.data_dir = dir.path().to_owned();
+        let clock = TestClock::new(self.manual_clock);
+        let faults = FaultInjector::new();
+        let registry = Registry::new();
+        let opts = NodeOptions {
+            clock: clock.shared(),
+            faults: faults.clone(),
+            registry: registry.clone(),
+        };
+        let cfg = self.config;
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("axon-test-node".into())
+            .spawn(move || {
+                actix::System::new().block_on(async move {
+                    let mut node = match axon::start(&cfg, opts).await {
+                        Ok(n) => n,
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(format!("{e:#}")));
+                            return Exit::Failed(format!("{e:#}"));
+                        }
+                    };
+                    let _ = ready_tx.send(Ok((
+                        node.http_addr,
+                        node.admin_token.clone(),
+                        node.root.node.clone(),
+                    )));
+                    tokio::select! {
+                        exit = &mut node.root.exit => exit.unwrap_or(Exit::Killed),
+                        _ = stop_rx => node.shutdown(Duration::from_secs(30)).await,
+                    }
+                })
+            })
+            .map_err(|e| e.to_string())?;
+        let (addr, token, tree) = ready_rx
+            .recv()
+            .map_err(|_| "the node thread ended before it started".to_owned())??;
+        Ok(TestNode {
+            base_url: format!("http://{addr}"),
+            admin_token: token,
+            h: Handles {
+                tree,
+                clock,
+                faults,
+                registry,
+            },
+            client: reqwest::blocking::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .map_err(|e| e.to_string())?,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+            _data_dir: dir,
+        })
+    }
+}
+
+/// A whole Axon node running in this process.
+pub struct TestNode {
+    base_url: String,
+    /// The admin token the node created in its data directory.
+    pub admin_token: String,
+    h: Handles,
+    client: reqwest::blocking::Client,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<JoinHandle<Exit>>,
+    _data_dir: tempfile::TempDir,
+}
+
+impl TestNode {
+    pub fn builder() -> TestNodeBuilder {
+        let mut config = Config::defaults();
+        config.http.listen = "127.0.0.1:0".into();
+        config.supervision.seed = 1;
+        TestNodeBuilder {
+            config,
+            manual_clock: false,
+        }
+    }
+
+    /// A node with the defaults and real time.
+    pub fn start() -> TestNode {
+        Self::builder().start()
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base_url)
+    }
+
+    /// A blocking HTTP client (30 s timeout).
+    pub fn client(&self) -> &reqwest::blocking::Client {
+        &self.client
+    }
+
+    pub fn get(&self, path: &str) -> reqwest::blocking::Response {
+        self.client.get(self.url(path)).send().expect("GET")
+    }
+
+    pub fn post_json(&self, path: &str, body: &serde_json::Value) -> reqwest::blocking::Response {
+        self.client
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .expect("POST")
+    }
+
+    /// POST with the admin token.
+    pub fn post_admin(&self, path: &str) -> reqwest::blocking::Response {
+        self.client
+            .post(self.url(path))
+            .bearer_auth(&self.admin_token)
+            .send()
+            .expect("POST")
+    }
+
+    /// Arms `fault` for the next `times` messages of `actor` (`None`: until cleared).
+    pub fn inject(&self, actor: &str, fault: Fault, times: Option<u32>) {
+        self.h.faults.inject(actor, fault, times);
+    }
+
+    pub fn clear_faults(&self, actor: &str) {
+        self.h.faults.clear(actor);
+    }
+
+    /// Moves the manual clock (see [`TestNodeBuilder::manual_clock`]).
+    pub fn advance(&self, d: Duration) {
+        self.h.clock.advance(d);
+    }
+
+    /// Waits (real time) until the actor `id` has `status`.
+    pub fn wait_for_status(
+        &self,
+        id: &str,
+        status: NodeStatus,
+        deadline: Duration,
+    ) -> Result<(), String> {
+        self.h.wait_for_status(id, status, deadline)
+    }
+
+    /// With a manual clock: waits until `id` waits out its restart backoff, moves the
+    /// clock to the end of it, and waits until `id` runs again.
+    pub fn finish_backoff(&self, id: &str) -> Result<(), String> {
+        self.h.finish_backoff(id)
+    }
+
+    /// The whole supervision tree now.
+    pub fn tree(&self) -> NodeSnapshot {
+        self.h.snapshot()
+    }
+
+    /// One node of the tree.
+    pub fn actor(&self, id: &str) -> Option<NodeSnapshot> {
+        self.tree().find(id).cloned()
+    }
+
+    /// The live tree, for conditions that should not copy it.
+    pub fn tree_node(&self) -> &Arc<TreeNode> {
+        &self.h.tree
+    }
+
+    /// One metric sample (see [`metric_value`]).
+    pub fn metric(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        self.h.metric(name, labels)
+    }
+
+    /// The metrics registry of this node.
+    pub fn registry(&self) -> &Registry {
+        &self.h.registry
+    }
+
+    /// True once the node's thread has ended (its root exited).
+    pub fn has_stopped(&self) -> bool {
+        self.thread.as_ref().is_none_or(|t| t.is_finished())
+    }
+
+    /// Waits for the node to stop on its own (the root failed) and returns the root's exit.
+    pub fn wait_exit(mut self, deadline: Duration) -> Result<Exit, String> {
+        wait_until("the node stops", deadline, || self.has_stopped())?;
+        self.stop.take();
+        let t = self.thread.take().expect("thread");
+        t.join().map_err(|_| "the node thread panicked".to_owned())
+    }
+
+    /// Stops the node gracefully and returns the root's exit.
+    pub fn shutdown(mut self) -> Exit {
+        self.stop_and_join()
+    }
+
+    fn stop_and_join(&mut self) -> Exit {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        match self.thread.take() {
+            Some(t) => t.join().unwrap_or(Exit::Killed),
+            None => Exit::Shutdown,
+        }
+    }
+}
+
+impl Drop for TestNode {
+    fn drop(&mut self) {
+        if self.thread.is_some() {
+            self.stop_and_join();
+        }
+    }
+}
+
+/// A subtree of your own actors running in this process, without HTTP.
+pub struct TestTree<H> {
+    h: Handles,
+    env: Env,
+    handle: H,
+    rt: tokio::runtime::Runtime,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<JoinHandle<Exit>>,
+}
+
+impl TestTree<()> {
+    /// A `one_for_one` supervisor with intensity 3 in 5 s and backoff from 100 ms to 1 s,
+    /// no jitter.
+    pub fn one_for_one(id: &str, children: Vec<ChildSpec>) -> SupervisorSpec {
+        SupervisorSpec {
+            id: id.into(),
+            strategy: Strategy::OneForOne,
+            intensity: Intensity {
+                max_restarts: 3,
+                period: Duration::from_secs(5),
+            },
+            backoff: BackoffPolicy::new(Duration::from_millis(100), Duration::from_secs(1), 0.0),
+            command_capacity: 8,
+            children,
+        }
+    }
+}
+
+impl<H: Send + 'static> TestTree<H> {
+    /// Starts the tree `build` returns, on a manual clock, and keeps what else it returns
+    /// (typically the [`WorkerRef`]s to call) as [`handle`](Self::handle).
+    pub fn start(build: impl FnOnce(&Env) -> (SupervisorSpec, H) + Send + 'static) -> Self {
+        let clock = TestClock::new(true);
+        let registry = Registry::new();
+        let env = Env::new(&registry, clock.shared(), 1).expect("metrics");
+        let env2 = env.clone();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            actix::System::new().block_on(async move {
+                let (spec, handle) = build(&env2);
+                let mut root = match axon_supervisors::start_root(&env2, spec).await {
+                    Ok(r) => r,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e.clone()));
+                        return Exit::Failed(e);
+                    }
+                };
+                let _ = ready_tx.send(Ok((root.node.clone(), handle)));
+                tokio::select! {
+                    exit = &mut root.exit => exit.unwrap_or(Exit::Killed),
+                    _ = stop_rx => {
+                        root.stop(StopLevel::Graceful);
+                        root.exit.await.unwrap_or(Exit::Killed)
+                    }
+                }
+            })
+        });
+        let (tree, handle) = ready_rx
+            .recv()
+            .expect("the tree thread ended before it started")
+            .unwrap_or_else(|e| panic!("the tree did not start: {e}"));
+        let faults = env.faults.clone();
+        Self {
+            h: Handles {
+                tree,
+                clock,
+                faults,
+                registry,
+            },
+            env,
+            handle,
+            rt: tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime for calls"),
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        }
+    }
+
+    /// What the build function returned besides the spec.
+    pub fn handle(&self) -> &H {
+        &self.handle
+    }
+
+    /// The environment the tree runs in (clock, metrics, faults).
+    pub fn env(&self) -> &Env {
+        &self.env
+    }
+
+    /// Calls a worker of the tree and waits (up to 5 s) for its answer.
+    pub fn call<W: Worker>(
+        &self,
+        w: &WorkerRef<W>,
+        req: W::Request,
+    ) -> Result<W::Response, CallError> {
+        let opts = CallOptions {
+            deadline: Duration::from_secs(5),
+            correlation_id: None,
+        };
+        self.rt.block_on(w.call(req, &opts))
+    }
+
+    pub fn inject(&self, actor: &str, fault: Fault, times: Option<u32>) {
+        self.h.faults.inject(actor, fault, times);
+    }
+
+    pub fn advance(&self, d: Duration) {
+        self.h.clock.advance(d);
+    }
+
+    /// Waits (real time) until the actor `id` has `status`.
+    pub fn wait_for_status(
+        &self,
+        id: &str,
+        status: NodeStatus,
+        deadline: Duration,
+    ) -> Result<(), String> {
+        self.h.wait_for_status(id, status, deadline)
+    }
+
+    /// With a manual clock: waits until `id` waits out its restart backoff, moves the
+    /// clock to the end of it, and waits until `id` runs again.
+    pub fn finish_backoff(&self, id: &str) -> Result<(), String> {
+        self.h.finish_backoff(id)
+    }
+
+    pub fn tree(&self) -> NodeSnapshot {
+        self.h.snapshot()
+    }
+
+    pub fn actor(&self, id: &str) -> Option<NodeSnapshot> {
+        self.tree().find(id).cloned()
+    }
+
+    pub fn metric(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        self.h.metric(name, labels)
+    }
+
+    /// Stops the tree and returns the root's exit.
+    pub fn shutdown(mut self) -> Exit {
+        self.stop_and_join()
+    }
+
+    fn stop_and_join(&mut self) -> Exit {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        match self.thread.take() {
+            Some(t) => t.join().unwrap_or(Exit::Killed),
+            None => Exit::Shutdown,
+        }
+    }
+}
+
+impl<H> Drop for TestTree<H> {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
