@@ -136,6 +136,13 @@ impl Handles {
         metric_value(&self.registry, name, labels)
     }
 
+    fn timers_waiting(&self) -> usize {
+        match &self.clock {
+            TestClock::Manual(m) => m.sleepers(),
+            TestClock::System(_) => 0,
+        }
+    }
+
     fn status_of(&self, id: &str) -> Option<NodeStatus> {
         self.snapshot().find(id).map(|n| n.status)
     }
@@ -362,6 +369,12 @@ impl TestNode {
         self.h.clock.advance(d);
     }
 
+    /// With a manual clock: how many sleeps (backoffs, injected delays, stop timeouts)
+    /// wait for the clock to move.
+    pub fn timers_waiting(&self) -> usize {
+        self.h.timers_waiting()
+    }
+
     /// Waits (real time) until the actor `id` has `status`.
     pub fn wait_for_status(
         &self,
@@ -550,6 +563,12 @@ impl<H: Send + 'static> TestTree<H> {
 
     pub fn advance(&self, d: Duration) {
         self.h.clock.advance(d);
+    }
+
+    /// With a manual clock: how many sleeps (backoffs, injected delays, stop timeouts)
+    /// wait for the clock to move.
+    pub fn timers_waiting(&self) -> usize {
+        self.h.timers_waiting()
     }
 
     /// Waits (real time) until the actor `id` has `status`.

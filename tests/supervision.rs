@@ -1,0 +1,257 @@
+//! The node's supervision seen from outside: panics are caught and restarted while the node
+//! keeps serving, queued requests behind a failure get errors, operators can restart
+//! actors, readiness follows the tree, and a root that gives up stops the node.
+
+use axon_harness::{wait_until, Fault, NodeStatus, TestNode};
+use axon_supervisors::Exit;
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+fn problem_type(res: reqwest::blocking::Response) -> String {
+    let v: Value = res.json().expect("a problem document");
+    v["type"].as_str().unwrap_or_default().to_owned()
+}
+
+#[test]
+fn a_panicking_handler_is_restarted_and_the_node_keeps_serving() {
+    let node = TestNode::builder().manual_clock().start();
+    assert_eq!(node.post_json("/v1/echo", &json!(1)).status(), 200);
+
+    node.inject("echo", Fault::Panic, Some(1));
+    let started = Instant::now();
+    let res = node.post_json("/v1/echo", &json!({"boom": true}));
+    assert_eq!(res.status(), 500);
+    // The caller learns at once; it does not wait for its deadline (5 s).
+    assert!(started.elapsed() < Duration::from_secs(4));
+    assert_eq!(problem_type(res), "urn:axon:problem:actor-failed");
+
+    // The other routes keep answering while echo waits out its backoff.
+    node.wait_for_status("echo", NodeStatus::Restarting, Duration::from_secs(10))
+        .unwrap();
+    assert_eq!(node.get("/healthz").status(), 200);
+    let res = node.post_json("/v1/echo", &json!(2));
+    assert_eq!(res.status(), 503);
+    assert!(res.headers().get("retry-after").is_some());
+    assert_eq!(problem_type(res), "urn:axon:problem:unavailable");
+    assert_eq!(node.get("/readyz").status(), 503);
+
+    node.finish_backoff("echo").unwrap();
+    let echo = node.actor("echo").unwrap();
+    assert_eq!(echo.restarts_total, 1);
+    assert!(echo.last_failure.unwrap().reason.contains("injected panic"));
+    let res = node.post_json("/v1/echo", &json!({"again": 3}));
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.json::<Value>().unwrap(), json!({"echo": {"again": 3}}));
+    assert_eq!(node.get("/readyz").status(), 200);
+    assert_eq!(
+        node.metric("axon_supervisor_restarts_total", &[("child", "echo")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        node.metric(
+            "axon_supervisor_child_exits_total",
+            &[("child", "echo"), ("exit", "panicked")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(node.shutdown(), Exit::Shutdown);
+}
+
+#[test]
+fn an_error_is_a_failure_too() {
+    let node = TestNode::builder().manual_clock().start();
+    node.inject("echo", Fault::Error, Some(1));
+    let res = node.post_json("/v1/echo", &json!(1));
+    assert_eq!(res.status(), 500);
+    node.finish_backoff("echo").unwrap();
+    let echo = node.actor("echo").unwrap();
+    assert!(echo.last_failure.unwrap().reason.contains("injected error"));
+    assert_eq!(node.post_json("/v1/echo", &json!(1)).status(), 200);
+}
+
+#[test]
+fn requests_queued_behind_a_failure_get_errors_and_are_not_replayed() {
+    let node = TestNode::builder().manual_clock().start();
+    // The first request is held (on the manual clock) so the others queue behind it.
+    node.inject("echo", Fault::Delay(Duration::from_secs(1)), Some(1));
+    let base = node.base_url().to_owned();
+    let send = |i: u64| {
+        let base = base.clone();
+        std::thread::spawn(move || {
+            reqwest::blocking::Client::new()
+                .post(format!("{base}/v1/echo"))
+                .json(&json!(i))
+                .send()
+                .unwrap()
+                .status()
+                .as_u16()
+        })
+    };
+    let first = send(0);
+    wait_until(
+        "echo holds the first request",
+        Duration::from_secs(10),
+        || node.timers_waiting() == 1,
+    )
+    .unwrap();
+    let queued: Vec<_> = (1..=4).map(send).collect();
+    wait_until("four requests queue", Duration::from_secs(10), || {
+        node.actor("echo").unwrap().mailbox.unwrap().depth == 4
+    })
+    .unwrap();
+    // The next message handled panics; the three behind it must not be handled.
+    node.inject("echo", Fault::Panic, Some(1));
+    node.advance(Duration::from_secs(1));
+    assert_eq!(first.join().unwrap(), 200);
+    let statuses: Vec<u16> = queued.into_iter().map(|t| t.join().unwrap()).collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 500).count(),
+        4,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        node.metric(
+            "axon_actor_messages_total",
+            &[("actor", "echo"), ("outcome", "ok")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        node.metric(
+            "axon_actor_messages_total",
+            &[("actor", "echo"), ("outcome", "dropped")]
+        ),
+        Some(3.0)
+    );
+    node.finish_backoff("echo").unwrap();
+    assert_eq!(node.actor("echo").unwrap().mailbox.unwrap().depth, 0);
+    // Nothing was replayed into the new incarnation.
+    assert_eq!(
+        node.metric(
+            "axon_actor_messages_total",
+            &[("actor", "echo"), ("outcome", "ok")]
+        ),
+        Some(1.0)
+    );
+}
+
+#[test]
+fn a_hung_actor_times_out_its_callers() {
+    let node = TestNode::builder()
+        .manual_clock()
+        .config(|c| c.http.call_timeout_ms = 200)
+        .start();
+    node.inject("echo", Fault::Hang, Some(1));
+    let res = node.post_json("/v1/echo", &json!(1));
+    assert_eq!(res.status(), 504);
+    assert_eq!(problem_type(res), "urn:axon:problem:timeout");
+    assert_eq!(
+        node.metric("axon_actor_call_timeouts_total", &[("actor", "echo")]),
+        Some(1.0)
+    );
+    // An operator restart ends the hang: the stop times out on the manual clock and the
+    // actor is killed, then started again.
+    let res = node.post_admin("/v1/supervision/echo/restart");
+    assert_eq!(res.status(), 202);
+    node.wait_for_status("echo", NodeStatus::Stopping, Duration::from_secs(10))
+        .unwrap();
+    node.advance(Duration::from_secs(5));
+    node.wait_for_status("echo", NodeStatus::Running, Duration::from_secs(10))
+        .unwrap();
+    assert_eq!(
+        node.metric(
+            "axon_supervisor_child_exits_total",
+            &[("child", "echo"), ("exit", "killed")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(node.post_json("/v1/echo", &json!(1)).status(), 200);
+}
+
+#[test]
+fn operators_restart_an_actor_over_http() {
+    let node = TestNode::start();
+    let res = node.post_admin("/v1/supervision/echo/restart");
+    assert_eq!(res.status(), 202);
+    assert_eq!(
+        res.json::<Value>().unwrap(),
+        json!({"actor": "echo", "status": "restart requested"})
+    );
+    wait_until("echo restarted", Duration::from_secs(10), || {
+        node.actor("echo")
+            .is_some_and(|n| n.restarts_total == 1 && n.status == NodeStatus::Running)
+    })
+    .unwrap();
+    // An operator restart is not a failure.
+    assert!(node.actor("echo").unwrap().last_failure.is_none());
+    let res = node.post_admin("/v1/supervision/drivers/restart");
+    assert_eq!(res.status(), 202);
+    wait_until("drivers restarted", Duration::from_secs(10), || {
+        node.actor("drivers").is_some_and(|n| n.restarts_total == 1)
+            && node.tree_node().all_running()
+    })
+    .unwrap();
+    assert_eq!(node.post_json("/v1/echo", &json!(1)).status(), 200);
+}
+
+#[test]
+fn the_tree_shows_every_node_with_its_state() {
+    let node = TestNode::start();
+    let tree: Value = node.get("/v1/supervision").json().unwrap();
+    assert_eq!(tree["id"], "root");
+    assert_eq!(tree["strategy"], "one_for_one");
+    assert_eq!(tree["status"], "running");
+    let ids: Vec<&str> = tree["children"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["drivers", "http"]);
+    let echo = &tree["children"][0]["children"][0];
+    assert_eq!(echo["id"], "echo");
+    assert_eq!(echo["kind"], "worker");
+    assert_eq!(echo["restart"], "permanent");
+    assert_eq!(echo["mailbox"], json!({"depth": 0, "capacity": 256}));
+    assert_eq!(echo["restarts_in_window"], 0);
+    assert_eq!(echo["last_failure"], Value::Null);
+}
+
+#[test]
+fn when_the_root_gives_up_the_node_stops_and_says_why() {
+    let node = TestNode::builder()
+        .config(|c| {
+            c.supervision.drivers.max_restarts = 1;
+            c.supervision.drivers.min_backoff_ms = 0;
+            c.supervision.drivers.max_backoff_ms = 0;
+            c.supervision.root.max_restarts = 0;
+        })
+        .start();
+    node.inject("echo", Fault::Panic, None);
+    // First panic: restarted. Second: drivers exceeds its intensity and fails; the root
+    // (allowed no restarts) gives up too.
+    for _ in 0..2 {
+        let _ = node
+            .client()
+            .post(node.url("/v1/echo"))
+            .json(&json!(1))
+            .send();
+        let _ = wait_until("echo is down or back", Duration::from_secs(5), || {
+            node.has_stopped()
+                || node
+                    .actor("echo")
+                    .is_some_and(|n| n.status == NodeStatus::Running)
+        });
+    }
+    let exit = node.wait_exit(Duration::from_secs(20)).unwrap();
+    let Exit::Failed(reason) = exit else {
+        panic!("expected the root to fail, got {exit:?}");
+    };
+    assert!(
+        reason.starts_with(
+            "root: child drivers failed: drivers: child echo panicked: injected panic in echo"
+        ),
+        "{reason}"
+    );
+    assert!(reason.contains("restart intensity exceeded"), "{reason}");
+}
