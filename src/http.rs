@@ -355,6 +355,9 @@ async fn correlate(
     let started = Instant::now();
     let mut res = match parsed {
         Err(reason) => {
+            // The client's id is refused; the answer still carries one of ours.
+            let fresh = CorrelationId::from_random(rand::random());
+            req.extensions_mut().insert(Cid(fresh));
             let (http_req, _) = req.into_parts();
             let err = ApiError::new(
                 ProblemType::BadHeader,

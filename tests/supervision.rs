@@ -255,3 +255,26 @@ fn when_the_root_gives_up_the_node_stops_and_says_why() {
     );
     assert!(reason.contains("restart intensity exceeded"), "{reason}");
 }
+
+#[test]
+fn shutdown_lets_in_flight_requests_finish_first() {
+    let node = TestNode::start();
+    // Echo takes 300 ms (real time) for the next request.
+    node.inject("echo", Fault::Delay(Duration::from_millis(300)), Some(1));
+    let url = node.url("/v1/echo");
+    let in_flight = std::thread::spawn(move || {
+        reqwest::blocking::Client::new()
+            .post(url)
+            .json(&json!("late"))
+            .send()
+            .map(|r| r.status().as_u16())
+    });
+    wait_until(
+        "echo is handling the request",
+        Duration::from_secs(10),
+        || !node.fault_armed("echo"),
+    )
+    .unwrap();
+    assert_eq!(node.shutdown(), Exit::Shutdown);
+    assert_eq!(in_flight.join().unwrap().unwrap(), 200);
+}

@@ -61,6 +61,12 @@ impl FaultInjector {
         self.any.store(!m.is_empty(), Ordering::Release);
     }
 
+    /// True while a fault is armed for `actor`.
+    pub fn is_armed(&self, actor: &str) -> bool {
+        let m = self.armed.lock().unwrap_or_else(|e| e.into_inner());
+        m.contains_key(actor)
+    }
+
     /// Takes the fault for one message of `actor`, if one is armed.
     pub fn take(&self, actor: &str) -> Option<Fault> {
         if !self.any.load(Ordering::Acquire) {

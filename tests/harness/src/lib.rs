@@ -360,6 +360,11 @@ impl TestNode {
         self.h.faults.inject(actor, fault, times);
     }
 
+    /// True while a fault is armed for `actor` (a counted fault disarms once used up).
+    pub fn fault_armed(&self, actor: &str) -> bool {
+        self.h.faults.is_armed(actor)
+    }
+
     pub fn clear_faults(&self, actor: &str) {
         self.h.faults.clear(actor);
     }

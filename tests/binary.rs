@@ -1,0 +1,213 @@
+//! End to end: the built `axon` binary starts with nothing but the defaults, answers every
+//! route, refuses bad configuration with the key named, and exits 0 on SIGTERM.
+
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Running {
+    child: Child,
+    base: String,
+    stdout_lines: Vec<String>,
+}
+
+fn spawn(data_dir: &std::path::Path, extra: &[&str]) -> Running {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_axon"))
+        .args(["run", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir)
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn axon");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut seen = vec![];
+    loop {
+        let line = lines
+            .next()
+            .expect("axon printed its address before exiting")
+            .unwrap();
+        seen.push(line.clone());
+        if let Some(addr) = line.strip_prefix("axon: listening on ") {
+            return Running {
+                child,
+                base: addr.to_owned(),
+                stdout_lines: seen,
+            };
+        }
+    }
+}
+
+fn sigterm_and_wait(mut r: Running) -> (i32, String) {
+    let pid = r.child.id() as libc::pid_t;
+    // SAFETY: sending a signal to our own child process.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(status) = r.child.try_wait().unwrap() {
+            let mut err = String::new();
+            std::io::Read::read_to_string(r.child.stderr.as_mut().unwrap(), &mut err).unwrap();
+            return (status.code().unwrap_or(-1), err);
+        }
+        assert!(Instant::now() < deadline, "axon did not exit after SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn client() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn the_binary_serves_every_route_and_exits_0_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = spawn(dir.path(), &[]);
+    assert!(
+        r.stdout_lines
+            .iter()
+            .any(|l| l.starts_with("axon: admin token")),
+        "the first start prints the admin token: {:?}",
+        r.stdout_lines
+    );
+    let token = std::fs::read_to_string(dir.path().join("admin.token")).unwrap();
+    let token = token.trim();
+    let c = client();
+    let get = |p: &str| c.get(format!("{}{p}", r.base)).send().unwrap();
+
+    let res = get("/healthz");
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.json::<Value>().unwrap()["status"], "ok");
+    assert_eq!(get("/readyz").status(), 200);
+
+    let tree: Value = get("/v1/supervision").json().unwrap();
+    assert_eq!(tree["id"], "root");
+    assert_eq!(tree["status"], "running");
+
+    let res = get("/metrics");
+    assert_eq!(res.status(), 200);
+    assert!(res.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain; version=0.0.4"));
+    let text = res.text().unwrap();
+    for name in [
+        "axon_actor_mailbox_capacity{actor=\"echo\"} 256",
+        "axon_actor_mailbox_depth{actor=\"echo\"} 0",
+        "axon_process_resident_memory_bytes",
+        "axon_process_cpu_seconds_total",
+        "axon_http_requests_total",
+    ] {
+        assert!(text.contains(name), "/metrics lacks {name}");
+    }
+
+    let doc: Value = get("/openapi.json").json().unwrap();
+    assert_eq!(doc["openapi"], "3.1.0");
+    // Every documented route answers (none is a 404 or a 405).
+    for (method, path, _) in axon::http::ROUTES {
+        assert!(doc["paths"][path][method].is_object(), "{method} {path}");
+        let url = format!("{}{}", r.base, path.replace("{actor}", "echo"));
+        let res = match *method {
+            "get" => c.get(url).send().unwrap(),
+            _ => c
+                .post(url)
+                .bearer_auth(token)
+                .json(&serde_json::json!({"probe": true}))
+                .send()
+                .unwrap(),
+        };
+        assert!(
+            res.status().is_success(),
+            "{method} {path} answered {}",
+            res.status()
+        );
+    }
+
+    let (code, stderr) = sigterm_and_wait(r);
+    assert_eq!(code, 0, "exit code after SIGTERM; stderr:\n{stderr}");
+    assert!(stderr.contains("signal=\"SIGTERM\""), "{stderr}");
+
+    // A second start on the same data directory reuses the token and does not print it.
+    let r = spawn(dir.path(), &["--log-format", "json"]);
+    assert!(!r.stdout_lines.iter().any(|l| l.contains("admin token")));
+    let res = client()
+        .post(format!("{}/v1/supervision/echo/restart", r.base))
+        .bearer_auth(token)
+        .send()
+        .unwrap();
+    assert_eq!(res.status(), 202);
+    let (code, stderr) = sigterm_and_wait(r);
+    assert_eq!(code, 0);
+    for line in stderr.lines() {
+        let v: Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"));
+        assert!(v["level"].is_string());
+    }
+}
+
+fn run_to_exit(args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_axon"))
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn bad_configuration_fails_at_start_with_the_key_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let (code, err) = run_to_exit(&["run", "--data-dir", d], &[("AXON_HTTP__WORKERS", "0")]);
+    assert_eq!(code, 2);
+    assert_eq!(
+        err.trim(),
+        "axon: config key `http.workers`: must be between 1 and 256 (got 0)"
+    );
+    let (code, err) = run_to_exit(&["run", "--data-dir", d, "--listen", "nowhere"], &[]);
+    assert_eq!(code, 2);
+    assert!(err.contains("config key `http.listen`"), "{err}");
+    let file = dir.path().join("bad.toml");
+    std::fs::write(&file, "[actors.echo]\nmailbox_capacity = -1\n").unwrap();
+    let (code, err) = run_to_exit(&["run", "--config", file.to_str().unwrap()], &[]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("config key `actors.echo.mailbox_capacity`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_taken_port_stops_the_node_with_one_clear_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = spawn(dir.path(), &[]);
+    let port = first.base.rsplit(':').next().unwrap().to_owned();
+    let other = tempfile::tempdir().unwrap();
+    let (code, err) = run_to_exit(
+        &[
+            "run",
+            "--data-dir",
+            other.path().to_str().unwrap(),
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ],
+        &[],
+    );
+    assert_eq!(code, 1);
+    let line = err
+        .lines()
+        .find(|l| l.contains("node cannot start"))
+        .unwrap_or_else(|| panic!("no start failure line in:\n{err}"));
+    assert!(
+        line.contains("root: child http failed to start: cannot listen on 127.0.0.1"),
+        "{line}"
+    );
+    let (code, _) = sigterm_and_wait(first);
+    assert_eq!(code, 0);
+}

@@ -1,0 +1,100 @@
+//! Memory stays bounded while an actor is flooded beyond its mailbox. In its own test
+//! binary so that nothing else in the process allocates while it measures.
+
+use axon_harness::{Fault, TestNode};
+use serde_json::{json, Value};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+const CAPACITY: u64 = 8;
+
+fn flood(
+    base: &str,
+    threads: usize,
+    per_thread: usize,
+    counts: &Arc<[AtomicU64; 3]>,
+) -> Vec<std::thread::JoinHandle<()>> {
+    (0..threads)
+        .map(|t| {
+            let base = base.to_owned();
+            let counts = counts.clone();
+            std::thread::spawn(move || {
+                let client = reqwest::blocking::Client::builder()
+                    .timeout(Duration::from_secs(30))
+                    .build()
+                    .unwrap();
+                for i in 0..per_thread {
+                    let res = client
+                        .post(format!("{base}/v1/echo"))
+                        .json(&json!({"t": t, "i": i}))
+                        .send()
+                        .unwrap();
+                    let slot = match res.status().as_u16() {
+                        200 => {
+                            let v: Value = res.json().unwrap();
+                            assert_eq!(v["echo"], json!({"t": t, "i": i}));
+                            0
+                        }
+                        429 => {
+                            assert_eq!(res.headers()["retry-after"], "1");
+                            let v: Value = res.json().unwrap();
+                            assert_eq!(v["type"], "urn:axon:problem:overloaded");
+                            1
+                        }
+                        _ => 2,
+                    };
+                    counts[slot].fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect()
+}
+
+fn rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    let kb: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kb * 1024
+}
+
+#[test]
+fn memory_stays_bounded_under_a_long_flood() {
+    let node = TestNode::builder()
+        .config(|c| {
+            c.actors.echo.mailbox_capacity = CAPACITY;
+            c.http.workers = 2;
+        })
+        .start();
+    // Every request takes 2 ms in echo, so a flood of 16 clients keeps its mailbox full.
+    node.inject("echo", Fault::Delay(Duration::from_millis(2)), None);
+    let counts: Arc<[AtomicU64; 3]> = Arc::new(Default::default());
+    for h in flood(node.base_url(), 16, 100, &counts) {
+        h.join().unwrap();
+    }
+    let warm = rss_bytes();
+    for h in flood(node.base_url(), 16, 400, &counts) {
+        h.join().unwrap();
+    }
+    let after = rss_bytes();
+    let total: u64 = counts.iter().map(|c| c.load(Ordering::Relaxed)).sum();
+    assert_eq!(total, 16 * 500);
+    assert!(
+        counts[1].load(Ordering::Relaxed) > 0,
+        "the flood never filled the mailbox"
+    );
+    assert_eq!(counts[2].load(Ordering::Relaxed), 0);
+    let growth = after.saturating_sub(warm);
+    assert!(
+        growth < 32 << 20,
+        "resident memory grew by {} KiB over 6400 requests",
+        growth >> 10
+    );
+    assert_eq!(
+        node.metric(
+            "axon_actor_messages_total",
+            &[("actor", "echo"), ("outcome", "ok")]
+        ),
+        Some(counts[0].load(Ordering::Relaxed) as f64)
+    );
+}
