@@ -23,11 +23,7 @@ fn spawn(data_dir: &std::path::Path, extra: &[&str]) -> Running {
         .expect("spawn axon");
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut seen = vec![];
-    loop {
-        let line = lines
-            .next()
-            .expect("axon printed its address before exiting")
-            .unwrap();
+    while let Some(Ok(line)) = lines.next() {
         seen.push(line.clone());
         if let Some(addr) = line.strip_prefix("axon: listening on ") {
             return Running {
@@ -37,6 +33,9 @@ fn spawn(data_dir: &std::path::Path, extra: &[&str]) -> Running {
             };
         }
     }
+    let _ = child.kill();
+    let status = child.wait();
+    panic!("axon exited ({status:?}) before printing its address; stdout: {seen:?}");
 }
 
 fn sigterm_and_wait(mut r: Running) -> (i32, String) {

@@ -1,15 +1,66 @@
 //! Per-actor and per-supervisor metrics, registered in the node's own Prometheus registry
 //! (never the global one, so several nodes can live in one test process).
 
+use crate::tree::Mailbox;
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::MetricFamily;
 use prometheus::{
     exponential_buckets, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
 };
+use std::sync::{Arc, Mutex};
+
+/// `axon_actor_mailbox_depth`, read from the mailboxes' own counters at scrape time so the
+/// hot path pays for one counter, not two.
+#[derive(Clone)]
+pub struct MailboxDepths {
+    gauge: IntGaugeVec,
+    mailboxes: Arc<Mutex<Vec<(String, Arc<Mailbox>)>>>,
+}
+
+impl MailboxDepths {
+    fn new() -> prometheus::Result<Self> {
+        Ok(Self {
+            gauge: IntGaugeVec::new(
+                Opts::new(
+                    "axon_actor_mailbox_depth",
+                    "Messages waiting in the actor's mailbox",
+                ),
+                &["actor"],
+            )?,
+            mailboxes: Arc::default(),
+        })
+    }
+
+    /// Reports `mailbox` as the mailbox of `actor`.
+    pub fn add(&self, actor: &str, mailbox: Arc<Mailbox>) {
+        let mut m = self.mailboxes.lock().unwrap_or_else(|e| e.into_inner());
+        m.retain(|(id, _)| id != actor);
+        m.push((actor.to_owned(), mailbox));
+    }
+}
+
+impl Collector for MailboxDepths {
+    fn desc(&self) -> Vec<&Desc> {
+        self.gauge.desc()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let m = self.mailboxes.lock().unwrap_or_else(|e| e.into_inner());
+        for (id, mailbox) in m.iter() {
+            let depth = mailbox.depth.load(std::sync::atomic::Ordering::Relaxed);
+            self.gauge
+                .with_label_values(&[id])
+                .set(i64::try_from(depth).unwrap_or(i64::MAX));
+        }
+        self.gauge.collect()
+    }
+}
 
 /// Every metric the supervision runtime exports. Names follow DESIGN.md §7.
 #[derive(Clone)]
 pub struct Metrics {
     /// Messages waiting in an actor's mailbox.
-    pub mailbox_depth: IntGaugeVec,
+    pub mailbox_depth: MailboxDepths,
     /// The bound of an actor's mailbox.
     pub mailbox_capacity: IntGaugeVec,
     /// Messages an actor finished, by outcome (`ok`, `rejected`, `failed`, `dropped`).
@@ -33,10 +84,7 @@ impl Metrics {
     /// Creates the metrics and registers them in `registry`.
     pub fn new(registry: &Registry) -> prometheus::Result<Self> {
         let m = Self {
-            mailbox_depth: IntGaugeVec::new(
-                Opts::new("axon_actor_mailbox_depth", "Messages waiting in the actor's mailbox"),
-                &["actor"],
-            )?,
+            mailbox_depth: MailboxDepths::new()?,
             mailbox_capacity: IntGaugeVec::new(
                 Opts::new("axon_actor_mailbox_capacity", "Bound of the actor's mailbox"),
                 &["actor"],

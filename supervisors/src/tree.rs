@@ -18,6 +18,8 @@ use crate::supervisor::Command;
 pub struct Mailbox {
     pub depth: AtomicU64,
     pub capacity: u64,
+    /// Counts messages dropped from this mailbox because their actor stopped.
+    pub dropped: prometheus::IntCounter,
 }
 
 /// One node of the live tree.

@@ -11,7 +11,7 @@ use crate::Env;
 use actix::prelude::*;
 use axon_protocols::{ChildKind, NodeStatus, RestartType};
 use futures::future::{self, Either};
-use prometheus::{Histogram, IntCounter, IntGauge};
+use prometheus::{Histogram, IntCounter};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
@@ -32,15 +32,15 @@ pub enum WorkerError {
 }
 
 /// What a handler can see and ask for while it handles one request.
-pub struct WorkerContext {
-    actor: Arc<str>,
+pub struct WorkerContext<'a> {
+    actor: &'a str,
     correlation_id: Option<Arc<str>>,
     stop: bool,
 }
 
-impl WorkerContext {
+impl WorkerContext<'_> {
     pub fn actor(&self) -> &str {
-        &self.actor
+        self.actor
     }
     pub fn correlation_id(&self) -> Option<&str> {
         self.correlation_id.as_deref()
@@ -61,7 +61,7 @@ pub trait Worker: Unpin + 'static {
     fn handle(
         &mut self,
         request: Self::Request,
-        cx: &mut WorkerContext,
+        cx: &mut WorkerContext<'_>,
     ) -> Result<Self::Response, WorkerError>;
 
     /// Called once when this incarnation stops, for whatever reason.
@@ -109,11 +109,9 @@ struct WorkerShared<W: Worker> {
     node: Arc<TreeNode>,
     mailbox: Arc<Mailbox>,
     addr: RwLock<Option<Addr<Host<W>>>>,
-    depth_gauge: IntGauge,
     overloaded: IntCounter,
     unavailable: IntCounter,
     timeouts: IntCounter,
-    dropped: IntCounter,
 }
 
 impl<W: Worker> WorkerRef<W> {
@@ -134,33 +132,35 @@ impl<W: Worker> WorkerRef<W> {
         opts: &CallOptions,
     ) -> Result<W::Response, CallError> {
         let s = &self.shared;
-        let addr = match s.addr.read().unwrap_or_else(|e| e.into_inner()).clone() {
-            Some(a) => a,
-            None => return Err(self.unavailable()),
+        let addr_guard = s.addr.read().unwrap_or_else(|e| e.into_inner());
+        let Some(addr) = addr_guard.as_ref() else {
+            drop(addr_guard);
+            return Err(self.unavailable());
         };
         let before = s.mailbox.depth.fetch_add(1, Ordering::AcqRel);
         if before >= s.mailbox.capacity {
             s.mailbox.depth.fetch_sub(1, Ordering::AcqRel);
+            drop(addr_guard);
             s.overloaded.inc();
             return Err(CallError::Overloaded {
                 actor: s.id.to_string(),
                 capacity: s.mailbox.capacity,
             });
         }
-        s.depth_gauge.inc();
         let (tx, rx) = oneshot::channel();
         let env = Envelope {
             request: Some(request),
             reply: Some(tx),
             correlation_id: opts.correlation_id.clone(),
+            parent: tracing::Span::current(),
             ticket: Ticket {
                 mailbox: s.mailbox.clone(),
-                gauge: s.depth_gauge.clone(),
-                dropped: s.dropped.clone(),
                 taken: false,
             },
         };
-        if let Err(e) = addr.try_send(env) {
+        let sent = addr.try_send(env);
+        drop(addr_guard);
+        if let Err(e) = sent {
             // The envelope comes back inside the error and is dropped here, which returns
             // its mailbox slot; it was never accepted, so it is not counted as dropped.
             let mut env = match e {
@@ -208,6 +208,8 @@ struct Envelope<W: Worker> {
     request: Option<W::Request>,
     reply: Option<oneshot::Sender<Result<W::Response, CallError>>>,
     correlation_id: Option<Arc<str>>,
+    /// The caller's span: the actor's span is its child.
+    parent: tracing::Span,
     ticket: Ticket,
 }
 
@@ -219,8 +221,6 @@ impl<W: Worker> Message for Envelope<W> {
 /// (its actor stopped with it queued) frees the slot and counts the message as dropped.
 struct Ticket {
     mailbox: Arc<Mailbox>,
-    gauge: IntGauge,
-    dropped: IntCounter,
     taken: bool,
 }
 
@@ -229,7 +229,6 @@ impl Ticket {
         if !self.taken {
             self.taken = true;
             self.mailbox.depth.fetch_sub(1, Ordering::AcqRel);
-            self.gauge.dec();
         }
     }
 }
@@ -238,7 +237,7 @@ impl Drop for Ticket {
     fn drop(&mut self) {
         if !self.taken {
             self.take();
-            self.dropped.inc();
+            self.mailbox.dropped.inc();
         }
     }
 }
@@ -299,15 +298,13 @@ impl<W: Worker> Actor for Host<W> {
 }
 
 /// Completes when the supervisor asks for a kill (or is gone).
-fn killed(mut rx: watch::Receiver<StopLevel>) -> impl std::future::Future<Output = ()> {
-    async move {
-        loop {
-            if *rx.borrow_and_update() == StopLevel::Kill {
-                return;
-            }
-            if rx.changed().await.is_err() {
-                return;
-            }
+async fn killed(mut rx: watch::Receiver<StopLevel>) {
+    loop {
+        if *rx.borrow_and_update() == StopLevel::Kill {
+            return;
+        }
+        if rx.changed().await.is_err() {
+            return;
         }
     }
 }
@@ -336,7 +333,7 @@ impl<W: Worker> Host<W> {
         };
         if self.failed {
             // Queued behind a failure: answered with an error, never replayed.
-            self.shared.dropped.inc();
+            self.shared.mailbox.dropped.inc();
             let _ = reply.send(Err(CallError::Failed {
                 actor: self.shared.id.to_string(),
                 reason: "the actor failed before handling this request".into(),
@@ -344,13 +341,14 @@ impl<W: Worker> Host<W> {
             return;
         }
         let span = tracing::info_span!(
+            parent: &env.parent,
             "actor",
             actor = %self.shared.id,
             correlation_id = env.correlation_id.as_deref().unwrap_or("")
         );
         let _entered = span.enter();
         let mut cx = WorkerContext {
-            actor: self.shared.id.clone(),
+            actor: &self.shared.id,
             correlation_id: env.correlation_id.take(),
             stop: fault == Some(Fault::Exit),
         };
@@ -364,7 +362,7 @@ impl<W: Worker> Host<W> {
         }));
         self.handler_seconds
             .observe(started.elapsed().as_secs_f64());
-        let actor = self.shared.id.to_string();
+        let actor = || self.shared.id.to_string();
         match outcome {
             Ok(Ok(answer)) => {
                 self.ok.inc();
@@ -376,13 +374,16 @@ impl<W: Worker> Host<W> {
             }
             Ok(Err(WorkerError::Rejected(reason))) => {
                 self.rejected.inc();
-                let _ = reply.send(Err(CallError::Rejected { actor, reason }));
+                let _ = reply.send(Err(CallError::Rejected {
+                    actor: actor(),
+                    reason,
+                }));
             }
             Ok(Err(WorkerError::Fatal(reason))) => {
                 self.failures.inc();
                 tracing::warn!(%reason, "actor failed");
                 let _ = reply.send(Err(CallError::Failed {
-                    actor,
+                    actor: actor(),
                     reason: reason.clone(),
                 }));
                 self.fail(Exit::Failed(reason), ctx);
@@ -392,7 +393,7 @@ impl<W: Worker> Host<W> {
                 let msg = panic_message(&*p);
                 tracing::warn!(panic = %msg, "actor panicked");
                 let _ = reply.send(Err(CallError::Failed {
-                    actor,
+                    actor: actor(),
                     reason: format!("panicked: {msg}"),
                 }));
                 self.fail(Exit::Panicked(msg), ctx);
@@ -478,7 +479,9 @@ where
     let mailbox = Arc::new(Mailbox {
         depth: Default::default(),
         capacity: spec.mailbox_capacity,
+        dropped: m.messages.with_label_values(&[&spec.id, "dropped"]),
     });
+    m.mailbox_depth.add(&spec.id, mailbox.clone());
     let node = TreeNode::new(
         spec.id.clone(),
         ChildKind::Worker,
@@ -494,11 +497,9 @@ where
         node: node.clone(),
         mailbox,
         addr: RwLock::new(None),
-        depth_gauge: m.mailbox_depth.with_label_values(&[&spec.id]),
         overloaded: m.rejections.with_label_values(&[&spec.id, "overloaded"]),
         unavailable: m.rejections.with_label_values(&[&spec.id, "unavailable"]),
         timeouts: m.call_timeouts.with_label_values(&[&spec.id]),
-        dropped: m.messages.with_label_values(&[&spec.id, "dropped"]),
     });
     let factory = Rc::new(spec.factory);
     let env2 = env.clone();
