@@ -14,8 +14,10 @@ use std::sync::{Arc, Mutex};
 #[derive(Clone)]
 pub struct MailboxDepths {
     gauge: IntGaugeVec,
-    mailboxes: Arc<Mutex<Vec<(String, Arc<Mailbox>)>>>,
+    mailboxes: Arc<Mutex<Vec<NamedMailbox>>>,
 }
+
+type NamedMailbox = (String, Arc<Mailbox>);
 
 impl MailboxDepths {
     fn new() -> prometheus::Result<Self> {

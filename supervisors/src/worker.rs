@@ -132,6 +132,31 @@ impl<W: Worker> WorkerRef<W> {
         opts: &CallOptions,
     ) -> Result<W::Response, CallError> {
         let s = &self.shared;
+        let rx = self.enqueue(request, opts)?;
+        match tokio::time::timeout(opts.deadline, rx).await {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(_)) => Err(CallError::Failed {
+                actor: s.id.to_string(),
+                reason: "the actor stopped before answering this request".into(),
+            }),
+            Err(_) => {
+                s.timeouts.inc();
+                Err(CallError::Timeout {
+                    actor: s.id.to_string(),
+                    after: opts.deadline,
+                })
+            }
+        }
+    }
+
+    /// Puts `request` in the mailbox if there is room; returns where the answer arrives.
+    #[allow(clippy::type_complexity)]
+    fn enqueue(
+        &self,
+        request: W::Request,
+        opts: &CallOptions,
+    ) -> Result<oneshot::Receiver<Result<W::Response, CallError>>, CallError> {
+        let s = &self.shared;
         let addr_guard = s.addr.read().unwrap_or_else(|e| e.into_inner());
         let Some(addr) = addr_guard.as_ref() else {
             drop(addr_guard);
@@ -178,20 +203,7 @@ impl<W: Worker> WorkerRef<W> {
                 self.unavailable()
             });
         }
-        match tokio::time::timeout(opts.deadline, rx).await {
-            Ok(Ok(answer)) => answer,
-            Ok(Err(_)) => Err(CallError::Failed {
-                actor: s.id.to_string(),
-                reason: "the actor stopped before answering this request".into(),
-            }),
-            Err(_) => {
-                s.timeouts.inc();
-                Err(CallError::Timeout {
-                    actor: s.id.to_string(),
-                    after: opts.deadline,
-                })
-            }
-        }
+        Ok(rx)
     }
 
     fn unavailable(&self) -> CallError {
