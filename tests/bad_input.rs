@@ -12,6 +12,20 @@ fn node() -> TestNode {
         .start()
 }
 
+/// POSTs `body` to `/v1/echo` with `content_type`.
+fn post_echo(
+    n: &TestNode,
+    content_type: &str,
+    body: impl Into<reqwest::blocking::Body>,
+) -> Response {
+    n.client()
+        .post(n.url("/v1/echo"))
+        .header("content-type", content_type)
+        .body(body)
+        .send()
+        .unwrap()
+}
+
 /// Checks the response is a problem document of `type_slug` with `status`.
 fn expect_problem(res: Response, status: u16, type_slug: &str) -> Value {
     assert_eq!(res.status().as_u16(), status, "status for {type_slug}");
@@ -30,13 +44,7 @@ fn expect_problem(res: Response, status: u16, type_slug: &str) -> Value {
 fn malformed_json_is_400() {
     let n = node();
     for body in ["{", "{\"a\":}", "nul", "[1,2", "\u{0}"] {
-        let res = n
-            .client()
-            .post(n.url("/v1/echo"))
-            .header("content-type", "application/json")
-            .body(body)
-            .send()
-            .unwrap();
+        let res = post_echo(&n, "application/json", body);
         let v = expect_problem(res, 400, "malformed-request");
         assert_eq!(v["instance"], "/v1/echo");
     }
@@ -62,22 +70,10 @@ fn wrong_or_missing_content_type_is_415() {
 fn an_oversized_body_is_413_at_the_configured_limit() {
     let n = node();
     let just_fits = format!("\"{}\"", "a".repeat(LIMIT - 2));
-    let res = n
-        .client()
-        .post(n.url("/v1/echo"))
-        .header("content-type", "application/json")
-        .body(just_fits)
-        .send()
-        .unwrap();
+    let res = post_echo(&n, "application/json", just_fits);
     assert_eq!(res.status(), 200);
     let too_big = format!("\"{}\"", "a".repeat(LIMIT));
-    let res = n
-        .client()
-        .post(n.url("/v1/echo"))
-        .header("content-type", "application/json")
-        .body(too_big)
-        .send()
-        .unwrap();
+    let res = post_echo(&n, "application/json", too_big);
     let v = expect_problem(res, 413, "payload-too-large");
     assert!(v["detail"].as_str().unwrap().contains("1024"));
 }
@@ -93,13 +89,7 @@ fn an_oversized_chunked_body_is_413() {
             .flat_map(|c| c.unwrap())
             .collect::<Vec<u8>>(),
     ));
-    let res = n
-        .client()
-        .post(n.url("/v1/echo"))
-        .header("content-type", "application/json")
-        .body(body)
-        .send()
-        .unwrap();
+    let res = post_echo(&n, "application/json", body);
     expect_problem(res, 413, "payload-too-large");
 }
 
@@ -206,13 +196,7 @@ fn random_bodies_never_get_a_5xx() {
             "text/plain",
             "application/merge-patch+json",
         ][round % 3];
-        let res = n
-            .client()
-            .post(n.url("/v1/echo"))
-            .header("content-type", ct)
-            .body(body)
-            .send()
-            .unwrap();
+        let res = post_echo(&n, ct, body);
         assert!(
             res.status().as_u16() < 500,
             "round {round}: {} for a {len}-byte body",

@@ -1,55 +1,15 @@
 //! Backpressure: an actor flooded beyond its mailbox answers 429 at once, every 2xx was
 //! really handled, and memory stays bounded under a long flood.
 
+mod common;
+
 use axon_harness::{wait_until, Fault, TestNode};
-use serde_json::{json, Value};
-use std::sync::atomic::{AtomicU64, Ordering};
+use common::{flood, Counts};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 const CAPACITY: u64 = 8;
-
-fn flood(
-    base: &str,
-    threads: usize,
-    per_thread: usize,
-    counts: &Arc<[AtomicU64; 3]>,
-) -> Vec<std::thread::JoinHandle<()>> {
-    (0..threads)
-        .map(|t| {
-            let base = base.to_owned();
-            let counts = counts.clone();
-            std::thread::spawn(move || {
-                let client = reqwest::blocking::Client::builder()
-                    .timeout(Duration::from_secs(30))
-                    .build()
-                    .unwrap();
-                for i in 0..per_thread {
-                    let res = client
-                        .post(format!("{base}/v1/echo"))
-                        .json(&json!({"t": t, "i": i}))
-                        .send()
-                        .unwrap();
-                    let slot = match res.status().as_u16() {
-                        200 => {
-                            let v: Value = res.json().unwrap();
-                            assert_eq!(v["echo"], json!({"t": t, "i": i}));
-                            0
-                        }
-                        429 => {
-                            assert_eq!(res.headers()["retry-after"], "1");
-                            let v: Value = res.json().unwrap();
-                            assert_eq!(v["type"], "urn:axon:problem:overloaded");
-                            1
-                        }
-                        _ => 2,
-                    };
-                    counts[slot].fetch_add(1, Ordering::Relaxed);
-                }
-            })
-        })
-        .collect()
-}
 
 #[test]
 fn a_full_mailbox_answers_429_and_every_2xx_was_handled() {
@@ -62,7 +22,7 @@ fn a_full_mailbox_answers_429_and_every_2xx_was_handled() {
         .start();
     // Echo holds its first request until the test moves the clock, so its mailbox fills.
     node.inject("echo", Fault::Delay(Duration::from_secs(1)), Some(1));
-    let counts: Arc<[AtomicU64; 3]> = Arc::new(Default::default());
+    let counts: Counts = Arc::new(Default::default());
     let threads = 40;
     let handles = flood(node.base_url(), threads, 1, &counts);
     let expected_ok = 1 + CAPACITY;

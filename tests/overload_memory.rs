@@ -1,55 +1,15 @@
 //! Memory stays bounded while an actor is flooded beyond its mailbox. In its own test
 //! binary so that nothing else in the process allocates while it measures.
 
+mod common;
+
 use axon_harness::{Fault, TestNode};
-use serde_json::{json, Value};
-use std::sync::atomic::{AtomicU64, Ordering};
+use common::{flood, Counts};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 const CAPACITY: u64 = 8;
-
-fn flood(
-    base: &str,
-    threads: usize,
-    per_thread: usize,
-    counts: &Arc<[AtomicU64; 3]>,
-) -> Vec<std::thread::JoinHandle<()>> {
-    (0..threads)
-        .map(|t| {
-            let base = base.to_owned();
-            let counts = counts.clone();
-            std::thread::spawn(move || {
-                let client = reqwest::blocking::Client::builder()
-                    .timeout(Duration::from_secs(30))
-                    .build()
-                    .unwrap();
-                for i in 0..per_thread {
-                    let res = client
-                        .post(format!("{base}/v1/echo"))
-                        .json(&json!({"t": t, "i": i}))
-                        .send()
-                        .unwrap();
-                    let slot = match res.status().as_u16() {
-                        200 => {
-                            let v: Value = res.json().unwrap();
-                            assert_eq!(v["echo"], json!({"t": t, "i": i}));
-                            0
-                        }
-                        429 => {
-                            assert_eq!(res.headers()["retry-after"], "1");
-                            let v: Value = res.json().unwrap();
-                            assert_eq!(v["type"], "urn:axon:problem:overloaded");
-                            1
-                        }
-                        _ => 2,
-                    };
-                    counts[slot].fetch_add(1, Ordering::Relaxed);
-                }
-            })
-        })
-        .collect()
-}
 
 fn rss_bytes() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
@@ -68,7 +28,7 @@ fn memory_stays_bounded_under_a_long_flood() {
         .start();
     // Every request takes 2 ms in echo, so a flood of 16 clients keeps its mailbox full.
     node.inject("echo", Fault::Delay(Duration::from_millis(2)), None);
-    let counts: Arc<[AtomicU64; 3]> = Arc::new(Default::default());
+    let counts: Counts = Arc::new(Default::default());
     for h in flood(node.base_url(), 16, 100, &counts) {
         h.join().unwrap();
     }

@@ -120,45 +120,84 @@ impl TestClock {
     }
 }
 
-/// What both a node and a subtree expose: the tree, the faults, the clock, the metrics.
-struct Handles {
+/// What both a [`TestNode`] and a [`TestTree`] expose (through `Deref`): the live tree, the
+/// faults, the clock and the metrics.
+pub struct TreeView {
     tree: Arc<TreeNode>,
     clock: TestClock,
     faults: FaultInjector,
     registry: Registry,
 }
 
-impl Handles {
-    fn snapshot(&self) -> NodeSnapshot {
-        self.tree.snapshot(&self.clock.shared())
-    }
-    fn metric(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-        metric_value(&self.registry, name, labels)
+impl TreeView {
+    /// Arms `fault` for the next `times` messages of `actor` (`None`: until cleared).
+    pub fn inject(&self, actor: &str, fault: Fault, times: Option<u32>) {
+        self.faults.inject(actor, fault, times);
     }
 
-    fn timers_waiting(&self) -> usize {
+    /// True while a fault is armed for `actor` (a counted fault disarms once used up).
+    pub fn fault_armed(&self, actor: &str) -> bool {
+        self.faults.is_armed(actor)
+    }
+
+    pub fn clear_faults(&self, actor: &str) {
+        self.faults.clear(actor);
+    }
+
+    /// Moves the manual clock. Panics on real time.
+    pub fn advance(&self, d: Duration) {
+        self.clock.advance(d);
+    }
+
+    /// With a manual clock: how many sleeps (backoffs, injected delays, stop timeouts)
+    /// wait for the clock to move.
+    pub fn timers_waiting(&self) -> usize {
         match &self.clock {
             TestClock::Manual(m) => m.sleepers(),
             TestClock::System(_) => 0,
         }
     }
 
-    fn status_of(&self, id: &str) -> Option<NodeStatus> {
-        self.snapshot().find(id).map(|n| n.status)
+    /// The whole supervision tree now.
+    pub fn tree(&self) -> NodeSnapshot {
+        self.tree.snapshot(&self.clock.shared())
     }
 
-    fn wait_for_status(
+    /// One node of the tree.
+    pub fn actor(&self, id: &str) -> Option<NodeSnapshot> {
+        self.tree().find(id).cloned()
+    }
+
+    /// The live tree, for conditions that should not copy it.
+    pub fn tree_node(&self) -> &Arc<TreeNode> {
+        &self.tree
+    }
+
+    /// One metric sample (see [`metric_value`]).
+    pub fn metric(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        metric_value(&self.registry, name, labels)
+    }
+
+    /// The metrics registry.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// Waits (real time) until the actor `id` has `status`.
+    pub fn wait_for_status(
         &self,
         id: &str,
         status: NodeStatus,
         deadline: Duration,
     ) -> Result<(), String> {
         wait_until(&format!("{id} is {status}"), deadline, || {
-            self.status_of(id) == Some(status)
+            self.actor(id).map(|n| n.status) == Some(status)
         })
     }
 
-    fn finish_backoff(&self, id: &str) -> Result<(), String> {
+    /// With a manual clock: waits until `id` waits out its restart backoff, moves the
+    /// clock to the end of it, and waits until `id` runs again.
+    pub fn finish_backoff(&self, id: &str) -> Result<(), String> {
         let TestClock::Manual(clock) = &self.clock else {
             return Err("finish_backoff needs a manual clock".into());
         };
@@ -172,6 +211,34 @@ impl Handles {
             clock.advance(at.saturating_sub(now));
         }
         self.wait_for_status(id, NodeStatus::Running, limit)
+    }
+}
+
+/// The thread an actix system runs on, and how to stop it.
+struct SystemThread {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<JoinHandle<Exit>>,
+}
+
+impl SystemThread {
+    fn is_finished(&self) -> bool {
+        self.thread.as_ref().is_none_or(|t| t.is_finished())
+    }
+
+    fn stop_and_join(&mut self) -> Exit {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        match self.thread.take() {
+            Some(t) => t.join().unwrap_or(Exit::Killed),
+            None => Exit::Shutdown,
+        }
+    }
+}
+
+impl Drop for SystemThread {
+    fn drop(&mut self) {
+        self.stop_and_join();
     }
 }
 
@@ -275,7 +342,7 @@ impl TestNodeBuilder {
         Ok(TestNode {
             base_url: format!("http://{addr}"),
             admin_token: token,
-            h: Handles {
+            h: TreeView {
                 tree,
                 clock,
                 faults,
@@ -285,8 +352,10 @@ impl TestNodeBuilder {
                 .timeout(Duration::from_secs(30))
                 .build()
                 .map_err(|e| e.to_string())?,
-            stop: Some(stop_tx),
-            thread: Some(thread),
+            thread: SystemThread {
+                stop: Some(stop_tx),
+                thread: Some(thread),
+            },
             _data_dir: dir,
         })
     }
@@ -297,10 +366,9 @@ pub struct TestNode {
     base_url: String,
     /// The admin token the node created in its data directory.
     pub admin_token: String,
-    h: Handles,
+    h: TreeView,
     client: reqwest::blocking::Client,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<JoinHandle<Exit>>,
+    thread: SystemThread,
     _data_dir: tempfile::TempDir,
 }
 
@@ -355,117 +423,37 @@ impl TestNode {
             .expect("POST")
     }
 
-    /// Arms `fault` for the next `times` messages of `actor` (`None`: until cleared).
-    pub fn inject(&self, actor: &str, fault: Fault, times: Option<u32>) {
-        self.h.faults.inject(actor, fault, times);
-    }
-
-    /// True while a fault is armed for `actor` (a counted fault disarms once used up).
-    pub fn fault_armed(&self, actor: &str) -> bool {
-        self.h.faults.is_armed(actor)
-    }
-
-    pub fn clear_faults(&self, actor: &str) {
-        self.h.faults.clear(actor);
-    }
-
-    /// Moves the manual clock (see [`TestNodeBuilder::manual_clock`]).
-    pub fn advance(&self, d: Duration) {
-        self.h.clock.advance(d);
-    }
-
-    /// With a manual clock: how many sleeps (backoffs, injected delays, stop timeouts)
-    /// wait for the clock to move.
-    pub fn timers_waiting(&self) -> usize {
-        self.h.timers_waiting()
-    }
-
-    /// Waits (real time) until the actor `id` has `status`.
-    pub fn wait_for_status(
-        &self,
-        id: &str,
-        status: NodeStatus,
-        deadline: Duration,
-    ) -> Result<(), String> {
-        self.h.wait_for_status(id, status, deadline)
-    }
-
-    /// With a manual clock: waits until `id` waits out its restart backoff, moves the
-    /// clock to the end of it, and waits until `id` runs again.
-    pub fn finish_backoff(&self, id: &str) -> Result<(), String> {
-        self.h.finish_backoff(id)
-    }
-
-    /// The whole supervision tree now.
-    pub fn tree(&self) -> NodeSnapshot {
-        self.h.snapshot()
-    }
-
-    /// One node of the tree.
-    pub fn actor(&self, id: &str) -> Option<NodeSnapshot> {
-        self.tree().find(id).cloned()
-    }
-
-    /// The live tree, for conditions that should not copy it.
-    pub fn tree_node(&self) -> &Arc<TreeNode> {
-        &self.h.tree
-    }
-
-    /// One metric sample (see [`metric_value`]).
-    pub fn metric(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-        self.h.metric(name, labels)
-    }
-
-    /// The metrics registry of this node.
-    pub fn registry(&self) -> &Registry {
-        &self.h.registry
-    }
-
     /// True once the node's thread has ended (its root exited).
     pub fn has_stopped(&self) -> bool {
-        self.thread.as_ref().is_none_or(|t| t.is_finished())
+        self.thread.is_finished()
     }
 
     /// Waits for the node to stop on its own (the root failed) and returns the root's exit.
     pub fn wait_exit(mut self, deadline: Duration) -> Result<Exit, String> {
         wait_until("the node stops", deadline, || self.has_stopped())?;
-        self.stop.take();
-        let t = self.thread.take().expect("thread");
-        t.join().map_err(|_| "the node thread panicked".to_owned())
+        Ok(self.thread.stop_and_join())
     }
 
     /// Stops the node gracefully and returns the root's exit.
     pub fn shutdown(mut self) -> Exit {
-        self.stop_and_join()
-    }
-
-    fn stop_and_join(&mut self) -> Exit {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        match self.thread.take() {
-            Some(t) => t.join().unwrap_or(Exit::Killed),
-            None => Exit::Shutdown,
-        }
+        self.thread.stop_and_join()
     }
 }
 
-impl Drop for TestNode {
-    fn drop(&mut self) {
-        if self.thread.is_some() {
-            self.stop_and_join();
-        }
+impl std::ops::Deref for TestNode {
+    type Target = TreeView;
+    fn deref(&self) -> &TreeView {
+        &self.h
     }
 }
 
 /// A subtree of your own actors running in this process, without HTTP.
 pub struct TestTree<H> {
-    h: Handles,
+    h: TreeView,
     env: Env,
     handle: H,
     rt: tokio::runtime::Runtime,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<JoinHandle<Exit>>,
+    thread: SystemThread,
 }
 
 impl TestTree<()> {
@@ -522,7 +510,7 @@ impl<H: Send + 'static> TestTree<H> {
             .unwrap_or_else(|e| panic!("the tree did not start: {e}"));
         let faults = env.faults.clone();
         Self {
-            h: Handles {
+            h: TreeView {
                 tree,
                 clock,
                 faults,
@@ -534,8 +522,10 @@ impl<H: Send + 'static> TestTree<H> {
                 .enable_all()
                 .build()
                 .expect("a runtime for calls"),
-            stop: Some(stop_tx),
-            thread: Some(thread),
+            thread: SystemThread {
+                stop: Some(stop_tx),
+                thread: Some(thread),
+            },
         }
     }
 
@@ -562,71 +552,15 @@ impl<H: Send + 'static> TestTree<H> {
         self.rt.block_on(w.call(req, &opts))
     }
 
-    pub fn inject(&self, actor: &str, fault: Fault, times: Option<u32>) {
-        self.h.faults.inject(actor, fault, times);
-    }
-
-    pub fn advance(&self, d: Duration) {
-        self.h.clock.advance(d);
-    }
-
-    /// With a manual clock: how many sleeps (backoffs, injected delays, stop timeouts)
-    /// wait for the clock to move.
-    pub fn timers_waiting(&self) -> usize {
-        self.h.timers_waiting()
-    }
-
-    /// Waits (real time) until the actor `id` has `status`.
-    pub fn wait_for_status(
-        &self,
-        id: &str,
-        status: NodeStatus,
-        deadline: Duration,
-    ) -> Result<(), String> {
-        self.h.wait_for_status(id, status, deadline)
-    }
-
-    /// With a manual clock: waits until `id` waits out its restart backoff, moves the
-    /// clock to the end of it, and waits until `id` runs again.
-    pub fn finish_backoff(&self, id: &str) -> Result<(), String> {
-        self.h.finish_backoff(id)
-    }
-
-    pub fn tree(&self) -> NodeSnapshot {
-        self.h.snapshot()
-    }
-
-    pub fn actor(&self, id: &str) -> Option<NodeSnapshot> {
-        self.tree().find(id).cloned()
-    }
-
-    pub fn metric(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-        self.h.metric(name, labels)
-    }
-
     /// Stops the tree and returns the root's exit.
     pub fn shutdown(mut self) -> Exit {
-        self.stop_and_join()
-    }
-
-    fn stop_and_join(&mut self) -> Exit {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        match self.thread.take() {
-            Some(t) => t.join().unwrap_or(Exit::Killed),
-            None => Exit::Shutdown,
-        }
+        self.thread.stop_and_join()
     }
 }
 
-impl<H> Drop for TestTree<H> {
-    fn drop(&mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+impl<H> std::ops::Deref for TestTree<H> {
+    type Target = TreeView;
+    fn deref(&self) -> &TreeView {
+        &self.h
     }
 }
