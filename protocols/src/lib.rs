@@ -8,6 +8,7 @@
 //! crate of the workspace. Everything here is plain data with its validation.
 
 pub mod correlation;
+pub mod merkle;
 pub mod problem;
 pub mod supervision;
 pub mod time;

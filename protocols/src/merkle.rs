@@ -1,0 +1,381 @@
+//! Merkle trees as in RFC 9162 §2.1: leaf hash `H(0x00 ‖ entry)`, node hash
+//! `H(0x01 ‖ left ‖ right)`, the tree of `n` leaves split at the largest power of two below
+//! `n`. Inclusion and consistency proofs are built and verified here for any hash with a
+//! 32-byte output: BLAKE3 for Axon's journal, SHA-256 to check this code against the
+//! published RFC 6962/9162 test data.
+
+/// A 32-byte tree hash.
+pub type Hash = [u8; 32];
+
+/// The hash function of a tree.
+pub trait TreeHasher {
+    /// The hash of the empty tree: `H()`.
+    fn empty() -> Hash;
+    /// `H(0x00 ‖ data)`.
+    fn leaf(data: &[u8]) -> Hash;
+    /// `H(0x01 ‖ left ‖ right)`.
+    fn node(left: &Hash, right: &Hash) -> Hash;
+}
+
+/// BLAKE3, Axon's journal hash.
+pub struct Blake3;
+
+impl TreeHasher for Blake3 {
+    fn empty() -> Hash {
+        *blake3::hash(b"").as_bytes()
+    }
+    fn leaf(data: &[u8]) -> Hash {
+        let mut h = blake3::Hasher::new();
+        h.update(&[0x00]);
+        h.update(data);
+        *h.finalize().as_bytes()
+    }
+    fn node(left: &Hash, right: &Hash) -> Hash {
+        let mut h = blake3::Hasher::new();
+        h.update(&[0x01]);
+        h.update(left);
+        h.update(right);
+        *h.finalize().as_bytes()
+    }
+}
+
+/// SHA-256 (ring), the hash of RFC 6962 and its published test data.
+pub struct Sha256;
+
+impl Sha256 {
+    fn digest(parts: &[&[u8]]) -> Hash {
+        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+        for p in parts {
+            ctx.update(p);
+        }
+        let mut out = [0u8; 32];
+        out.copy_from_slice(ctx.finish().as_ref());
+        out
+    }
+}
+
+impl TreeHasher for Sha256 {
+    fn empty() -> Hash {
+        Self::digest(&[])
+    }
+    fn leaf(data: &[u8]) -> Hash {
+        Self::digest(&[&[0x00], data])
+    }
+    fn node(left: &Hash, right: &Hash) -> Hash {
+        Self::digest(&[&[0x01], left, right])
+    }
+}
+
+/// Why a proof was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProofError {
+    #[error("index {index} is not inside a tree of size {size}")]
+    IndexOutOfRange { index: u64, size: u64 },
+    #[error("size {size1} is larger than size {size2}")]
+    SizesOutOfOrder { size1: u64, size2: u64 },
+    #[error("a consistency proof from the empty tree proves nothing")]
+    EmptyFirstTree,
+    #[error("{what} is {len} bytes, not 32")]
+    BadHashLength { what: &'static str, len: usize },
+    #[error("the proof has {got} hashes; this tree shape needs {want}")]
+    WrongProofLength { got: usize, want: usize },
+    #[error("the proof does not lead to the given root")]
+    RootMismatch,
+}
+
+fn as_hash(what: &'static str, b: &[u8]) -> Result<Hash, ProofError> {
+    b.try_into()
+        .map_err(|_| ProofError::BadHashLength { what, len: b.len() })
+}
+
+/// The largest power of two strictly less than `n` (`n > 1`).
+fn split(n: usize) -> usize {
+    debug_assert!(n > 1);
+    1 << (usize::BITS - 1 - (n - 1).leading_zeros())
+}
+
+/// The root of the tree over `leaves` (leaf hashes), RFC 9162's `MTH`.
+pub fn root<H: TreeHasher>(leaves: &[Hash]) -> Hash {
+    match leaves.len() {
+        0 => H::empty(),
+        1 => leaves[0],
+        n => {
+            let k = split(n);
+            H::node(&root::<H>(&leaves[..k]), &root::<H>(&leaves[k..]))
+        }
+    }
+}
+
+/// The inclusion proof of leaf `index` in the tree over `leaves`, RFC 9162's `PATH`.
+pub fn inclusion_proof<H: TreeHasher>(
+    leaves: &[Hash],
+    index: usize,
+) -> Result<Vec<Hash>, ProofError> {
+    if index >= leaves.len() {
+        return Err(ProofError::IndexOutOfRange {
+            index: index as u64,
+            size: leaves.len() as u64,
+        });
+    }
+    let mut out = Vec::new();
+    path::<H>(leaves, index, &mut out);
+    Ok(out)
+}
+
+fn path<H: TreeHasher>(leaves: &[Hash], m: usize, out: &mut Vec<Hash>) {
+    let n = leaves.len();
+    if n <= 1 {
+        return;
+    }
+    let k = split(n);
+    if m < k {
+        path::<H>(&leaves[..k], m, out);
+        out.push(root::<H>(&leaves[k..]));
+    } else {
+        path::<H>(&leaves[k..], m - k, out);
+        out.push(root::<H>(&leaves[..k]));
+    }
+}
+
+/// The consistency proof between the tree of the first `size1` leaves and the tree over
+/// all `leaves`, RFC 9162's `PROOF`.
+pub fn consistency_proof<H: TreeHasher>(
+    leaves: &[Hash],
+    size1: usize,
+) -> Result<Vec<Hash>, ProofError> {
+    let n = leaves.len();
+    if size1 == 0 {
+        return Err(ProofError::EmptyFirstTree);
+    }
+    if size1 > n {
+        return Err(ProofError::SizesOutOfOrder {
+            size1: size1 as u64,
+            size2: n as u64,
+        });
+    }
+    let mut out = Vec::new();
+    subproof::<H>(size1, leaves, true, &mut out);
+    Ok(out)
+}
+
+fn subproof<H: TreeHasher>(m: usize, leaves: &[Hash], complete: bool, out: &mut Vec<Hash>) {
+    let n = leaves.len();
+    if m == n {
+        if !complete {
+            out.push(root::<H>(leaves));
+        }
+        return;
+    }
+    let k = split(n);
+    if m <= k {
+        subproof::<H>(m, &leaves[..k], complete, out);
+        out.push(root::<H>(&leaves[k..]));
+    } else {
+        subproof::<H>(m - k, &leaves[k..], false, out);
+        out.push(root::<H>(&leaves[..k]));
+    }
+}
+
+/// Checks that `leaf_hash` is leaf `index` of the tree of `size` leaves with `root`
+/// (RFC 9162 §2.1.3.2). Every hash must be 32 bytes.
+pub fn verify_inclusion<H: TreeHasher>(
+    index: u64,
+    size: u64,
+    leaf_hash: &[u8],
+    proof: &[&[u8]],
+    root: &[u8],
+) -> Result<(), ProofError> {
+    let leaf = as_hash("the leaf hash", leaf_hash)?;
+    let root = as_hash("the root", root)?;
+    if index >= size {
+        return Err(ProofError::IndexOutOfRange { index, size });
+    }
+    let want = inclusion_len(index, size);
+    if proof.len() != want {
+        return Err(ProofError::WrongProofLength {
+            got: proof.len(),
+            want,
+        });
+    }
+    let (mut fnode, mut snode) = (index, size - 1);
+    let mut r = leaf;
+    for p in proof {
+        let p = as_hash("a proof hash", p)?;
+        if snode == 0 {
+            return Err(ProofError::WrongProofLength {
+                got: proof.len(),
+                want,
+            });
+        }
+        if fnode & 1 == 1 || fnode == snode {
+            r = H::node(&p, &r);
+            if fnode & 1 == 0 {
+                while fnode & 1 == 0 && fnode != 0 {
+                    fnode >>= 1;
+                    snode >>= 1;
+                }
+            }
+        } else {
+            r = H::node(&r, &p);
+        }
+        fnode >>= 1;
+        snode >>= 1;
+    }
+    if snode != 0 || r != root {
+        return Err(ProofError::RootMismatch);
+    }
+    Ok(())
+}
+
+/// The number of hashes in an inclusion proof of `index` in a tree of `size`.
+fn inclusion_len(index: u64, size: u64) -> usize {
+    // Levels below the point where the paths of `index` and `size - 1` meet, plus the
+    // right-border levels above it that have a left sibling.
+    let inner = (u64::BITS - (index ^ (size - 1)).leading_zeros()) as usize;
+    let border = (index >> inner).count_ones() as usize;
+    inner + border
+}
+
+/// Checks that the tree of `size1` leaves with `root1` is a prefix of the tree of `size2`
+/// leaves with `root2` (RFC 9162 §2.1.4.2). Equal sizes with an empty proof only compare
+/// the roots; a first tree of size 0 is always refused.
+pub fn verify_consistency<H: TreeHasher>(
+    size1: u64,
+    size2: u64,
+    proof: &[&[u8]],
+    root1: &[u8],
+    root2: &[u8],
+) -> Result<(), ProofError> {
+    if size1 > size2 {
+        return Err(ProofError::SizesOutOfOrder { size1, size2 });
+    }
+    if size1 == 0 {
+        return Err(ProofError::EmptyFirstTree);
+    }
+    if size1 == size2 {
+        if !proof.is_empty() {
+            return Err(ProofError::WrongProofLength {
+                got: proof.len(),
+                want: 0,
+            });
+        }
+        return if root1 == root2 {
+            Ok(())
+        } else {
+            Err(ProofError::RootMismatch)
+        };
+    }
+    let first = as_hash("the first root", root1)?;
+    let second = as_hash("the second root", root2)?;
+    let mut path: Vec<Hash> = Vec::with_capacity(proof.len() + 1);
+    if size1.is_power_of_two() {
+        path.push(first);
+    }
+    for p in proof {
+        path.push(as_hash("a proof hash", p)?);
+    }
+    let want = consistency_len(size1, size2);
+    if proof.len() != want {
+        return Err(ProofError::WrongProofLength {
+            got: proof.len(),
+            want,
+        });
+    }
+    let (mut fnode, mut snode) = (size1 - 1, size2 - 1);
+    while fnode & 1 == 1 {
+        fnode >>= 1;
+        snode >>= 1;
+    }
+    let (mut fr, mut sr) = (path[0], path[0]);
+    for c in &path[1..] {
+        if snode == 0 {
+            return Err(ProofError::RootMismatch);
+        }
+        if fnode & 1 == 1 || fnode == snode {
+            fr = H::node(c, &fr);
+            sr = H::node(c, &sr);
+            if fnode & 1 == 0 {
+                while fnode & 1 == 0 && fnode != 0 {
+                    fnode >>= 1;
+                    snode >>= 1;
+                }
+            }
+        } else {
+            sr = H::node(&sr, c);
+        }
+        fnode >>= 1;
+        snode >>= 1;
+    }
+    if snode != 0 || fr != first || sr != second {
+        return Err(ProofError::RootMismatch);
+    }
+    Ok(())
+}
+
+/// The number of hashes in a consistency proof from `size1` to `size2` (`0 < size1 < size2`).
+fn consistency_len(size1: u64, size2: u64) -> usize {
+    let inner = (u64::BITS - ((size1 - 1) ^ (size2 - 1)).leading_zeros()) as usize;
+    let shift = (size1 - 1).trailing_ones() as usize;
+    let border = ((size2 - 1) >> inner).count_ones() as usize;
+    let start = usize::from(!size1.is_power_of_two());
+    start + inner - shift + border
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hex(h: &Hash) -> String {
+        h.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// The leaves of RFC 6962's reference test tree.
+    fn rfc6962_leaves() -> Vec<Hash> {
+        let data: [&[u8]; 8] = [
+            b"",
+            &[0x00],
+            &[0x10],
+            &[0x20, 0x21],
+            &[0x30, 0x31],
+            &[0x40, 0x41, 0x42, 0x43],
+            &[0x50, 0x51, 0x52, 0x53, 0x54, 0x55, 0x56, 0x57],
+            &[
+                0x60, 0x61, 0x62, 0x63, 0x64, 0x65, 0x66, 0x67, 0x68, 0x69, 0x6a, 0x6b, 0x6c, 0x6d,
+                0x6e, 0x6f,
+            ],
+        ];
+        data.iter().map(|d| Sha256::leaf(d)).collect()
+    }
+
+    #[test]
+    fn reference_roots_with_sha256() {
+        let leaves = rfc6962_leaves();
+        assert_eq!(
+            hex(&root::<Sha256>(&[])),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+        assert_eq!(
+            hex(&root::<Sha256>(&leaves[..1])),
+            "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d"
+        );
+        assert_eq!(
+            hex(&root::<Sha256>(&leaves)),
+            "5dc9da79a70659a9ad559cb701ded9a2ab9d823aad2f4960cfe370eff4604328"
+        );
+    }
+
+    #[test]
+    fn proof_lengths_match_the_generated_proofs() {
+        let leaves: Vec<Hash> = (0..70u8).map(|i| Blake3::leaf(&[i])).collect();
+        for n in 1..=leaves.len() {
+            for i in 0..n {
+                let p = inclusion_proof::<Blake3>(&leaves[..n], i).unwrap();
+                assert_eq!(p.len(), inclusion_len(i as u64, n as u64), "i={i} n={n}");
+            }
+            for m in 1..n {
+                let p = consistency_proof::<Blake3>(&leaves[..n], m).unwrap();
+                assert_eq!(p.len(), consistency_len(m as u64, n as u64), "m={m} n={n}");
+            }
+        }
+    }
+}
