@@ -66,6 +66,31 @@ pub trait Worker: Unpin + 'static {
 
     /// Called once when this incarnation stops, for whatever reason.
     fn stopped(&mut self) {}
+
+    /// Group commit: `Some(max)` hands the requests that queue up while one batch is being
+    /// handled to [`handle_batch`](Self::handle_batch) together, at most `max` at a time.
+    fn batch_limit(&self) -> Option<usize> {
+        None
+    }
+
+    /// Handles several requests at once and answers each, in order: `Err` answers that
+    /// one request with a rejection. A `WorkerError::Fatal` fails every request of the
+    /// batch and the worker. The default handles them one by one.
+    fn handle_batch(
+        &mut self,
+        requests: Vec<Self::Request>,
+        cx: &mut WorkerContext<'_>,
+    ) -> Result<Vec<Result<Self::Response, String>>, WorkerError> {
+        let mut out = Vec::with_capacity(requests.len());
+        for r in requests {
+            out.push(match self.handle(r, cx) {
+                Ok(v) => Ok(v),
+                Err(WorkerError::Rejected(reason)) => Err(reason),
+                Err(fatal) => return Err(fatal),
+            });
+        }
+        Ok(out)
+    }
 }
 
 /// Why a call did not get an answer from the worker.
@@ -225,6 +250,9 @@ struct Envelope<W: Worker> {
     ticket: Ticket,
 }
 
+// Envelopes are moved, never pinned in place.
+impl<W: Worker> Unpin for Envelope<W> {}
+
 impl<W: Worker> Message for Envelope<W> {
     type Result = ();
 }
@@ -267,6 +295,9 @@ struct Host<W: Worker> {
     rejected: IntCounter,
     failures: IntCounter,
     handler_seconds: Histogram,
+    /// Requests waiting for the next group commit (batching workers only).
+    batch: Vec<Envelope<W>>,
+    flush_scheduled: bool,
 }
 
 impl<W: Worker> Actor for Host<W> {
@@ -337,6 +368,83 @@ impl<W: Worker> Host<W> {
         self.failed = true;
         self.exit = exit;
         ctx.stop();
+    }
+
+    /// Hands the queued batch to the worker and answers every request of it.
+    fn flush_batch(&mut self, ctx: &mut Context<Self>) {
+        if self.batch.is_empty() {
+            return;
+        }
+        let envs = std::mem::take(&mut self.batch);
+        let mut replies = Vec::with_capacity(envs.len());
+        let mut requests = Vec::with_capacity(envs.len());
+        let mut spans = Vec::with_capacity(envs.len());
+        for mut env in envs {
+            if let (Some(req), Some(reply)) = (env.request.take(), env.reply.take()) {
+                spans.push(tracing::info_span!(
+                    parent: &env.parent,
+                    "actor",
+                    actor = %self.shared.id,
+                    correlation_id = env.correlation_id.as_deref().unwrap_or(""),
+                    batch = tracing::field::Empty
+                ));
+                requests.push(req);
+                replies.push(reply);
+            }
+        }
+        let n = requests.len();
+        for span in &spans {
+            span.record("batch", n);
+        }
+        let mut cx = WorkerContext {
+            actor: &self.shared.id,
+            correlation_id: None,
+            stop: false,
+        };
+        let started = Instant::now();
+        let worker = &mut self.worker;
+        let outcome = catch_unwind(AssertUnwindSafe(|| worker.handle_batch(requests, &mut cx)));
+        self.handler_seconds
+            .observe(started.elapsed().as_secs_f64());
+        let stop = cx.stop;
+        let actor = || self.shared.id.to_string();
+        let failure = match outcome {
+            Ok(Ok(answers)) if answers.len() == n => {
+                for (reply, answer) in replies.into_iter().zip(answers) {
+                    let answer = answer.map_err(|reason| {
+                        self.rejected.inc();
+                        CallError::Rejected {
+                            actor: actor(),
+                            reason,
+                        }
+                    });
+                    if answer.is_ok() {
+                        self.ok.inc();
+                    }
+                    let _ = reply.send(answer);
+                }
+                if stop {
+                    self.exit = Exit::Normal;
+                    ctx.stop();
+                }
+                return;
+            }
+            Ok(Ok(answers)) => Exit::Failed(format!(
+                "handle_batch answered {} of {n} requests",
+                answers.len()
+            )),
+            Ok(Err(e)) => Exit::Failed(e.to_string()),
+            Err(p) => Exit::Panicked(panic_message(&*p)),
+        };
+        self.failures.inc_by(n as u64);
+        tracing::warn!(actor = %self.shared.id, exit = %failure, "actor failed");
+        for reply in replies {
+            let _ = reply.send(Err(CallError::Failed {
+                actor: actor(),
+                reason: failure.to_string(),
+            }));
+        }
+        self.fail(failure, ctx);
     }
 
     fn process(&mut self, mut env: Envelope<W>, fault: Option<Fault>, ctx: &mut Context<Self>) {
@@ -443,7 +551,26 @@ impl<W: Worker> Handler<Envelope<W>> for Host<W> {
                         .map(move |_, _, _| drop(env)),
                 );
             }
-            other => self.process(env, other, ctx),
+            other => match self.worker.batch_limit() {
+                Some(max) if other.is_none() && !self.failed => {
+                    self.batch.push(env);
+                    if self.batch.len() >= max.max(1) {
+                        self.flush_batch(ctx);
+                    } else if !self.flush_scheduled {
+                        // Runs once the mailbox is drained: what queued meanwhile commits
+                        // together.
+                        self.flush_scheduled = true;
+                        ctx.spawn(fut::ready(()).map(|_, act: &mut Self, ctx| {
+                            act.flush_scheduled = false;
+                            act.flush_batch(ctx);
+                        }));
+                    }
+                }
+                _ => {
+                    self.flush_batch(ctx);
+                    self.process(env, other, ctx)
+                }
+            },
         }
     }
 }
@@ -480,8 +607,49 @@ pub struct WorkerSpec<F> {
     pub factory: F,
 }
 
-/// Builds the child spec of a worker and the stable address callers use.
+/// Starts a host somewhere and returns its address.
+type Place<W> = Rc<dyn Fn(Host<W>) -> Addr<Host<W>>>;
+
+/// Builds the child spec of a worker and the stable address callers use. The worker runs
+/// on its supervisor's thread, so its handler must not block.
 pub fn worker<W, F>(env: &Env, spec: WorkerSpec<F>) -> (ChildSpec, WorkerRef<W>)
+where
+    W: Worker,
+    F: Fn() -> Result<W, String> + 'static,
+{
+    worker_placed(env, spec, Rc::new(|host: Host<W>| host.start()))
+}
+
+/// Stops an arbiter's thread when the last incarnation's spec is gone.
+struct OwnThread(actix::Arbiter);
+
+impl Drop for OwnThread {
+    fn drop(&mut self) {
+        self.0.stop();
+    }
+}
+
+/// Like [`worker`], but the worker runs on a thread of its own (kept across restarts), so
+/// its handler may block, for example on `fdatasync`.
+pub fn worker_on_own_thread<W, F>(env: &Env, spec: WorkerSpec<F>) -> (ChildSpec, WorkerRef<W>)
+where
+    W: Worker + Send,
+    W::Response: Send,
+    F: Fn() -> Result<W, String> + 'static,
+{
+    let thread: Rc<std::cell::RefCell<Option<OwnThread>>> = Rc::default();
+    worker_placed(
+        env,
+        spec,
+        Rc::new(move |host: Host<W>| {
+            let mut t = thread.borrow_mut();
+            let arbiter = t.get_or_insert_with(|| OwnThread(actix::Arbiter::new()));
+            Host::start_in_arbiter(&arbiter.0.handle(), move |_| host)
+        }),
+    )
+}
+
+fn worker_placed<W, F>(env: &Env, spec: WorkerSpec<F>, place: Place<W>) -> (ChildSpec, WorkerRef<W>)
 where
     W: Worker,
     F: Fn() -> Result<W, String> + 'static,
@@ -520,6 +688,7 @@ where
         let factory = factory.clone();
         let shared = shared2.clone();
         let env = env2.clone();
+        let place = place.clone();
         Box::pin(async move {
             let worker = match catch_unwind(AssertUnwindSafe(|| factory())) {
                 Ok(Ok(w)) => w,
@@ -542,8 +711,10 @@ where
                 rejected: env.metrics.messages.with_label_values(&[a, "rejected"]),
                 failures: env.metrics.messages.with_label_values(&[a, "failed"]),
                 handler_seconds: env.metrics.handler_seconds.with_label_values(&[a]),
+                batch: Vec::new(),
+                flush_scheduled: false,
             };
-            let addr = host.start();
+            let addr = place(host);
             *shared.addr.write().unwrap_or_else(|e| e.into_inner()) = Some(addr);
             Ok(Running {
                 control: Box::new(WorkerControl { stop_tx }),

@@ -1,0 +1,143 @@
+//! Group commit: requests that queue up while a batching worker is busy are handed to it
+//! together; a batch that fails fails every caller in it; workers can run on their own
+//! thread.
+
+use axon_supervisors::*;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+struct Batcher {
+    batches: Arc<Mutex<Vec<usize>>>,
+    thread: Arc<Mutex<Option<std::thread::ThreadId>>>,
+}
+
+impl Worker for Batcher {
+    type Request = u32;
+    type Response = u32;
+    fn handle(&mut self, r: u32, _: &mut WorkerContext) -> Result<u32, WorkerError> {
+        Ok(r)
+    }
+    fn batch_limit(&self) -> Option<usize> {
+        Some(8)
+    }
+    fn handle_batch(
+        &mut self,
+        requests: Vec<u32>,
+        _: &mut WorkerContext,
+    ) -> Result<Vec<Result<u32, String>>, WorkerError> {
+        *self.thread.lock().unwrap() = Some(std::thread::current().id());
+        self.batches.lock().unwrap().push(requests.len());
+        if requests.contains(&666) {
+            return Err(WorkerError::Fatal("the disk is gone".into()));
+        }
+        Ok(requests
+            .into_iter()
+            .map(|r| {
+                if r == 13 {
+                    Err("unlucky".into())
+                } else {
+                    Ok(r * 10)
+                }
+            })
+            .collect())
+    }
+}
+
+#[test]
+fn queued_requests_commit_together_on_the_workers_own_thread() {
+    actix::System::new().block_on(async {
+        let clock = ManualClock::new(SystemTime::UNIX_EPOCH);
+        let env = Env::new(&prometheus::Registry::new(), Arc::new(clock.clone()), 1).unwrap();
+        let batches: Arc<Mutex<Vec<usize>>> = Arc::default();
+        let thread: Arc<Mutex<Option<std::thread::ThreadId>>> = Arc::default();
+        let (b2, t2) = (batches.clone(), thread.clone());
+        let (child, w) = worker_on_own_thread(
+            &env,
+            WorkerSpec {
+                id: "batcher".into(),
+                restart: RestartType::Permanent,
+                shutdown: Shutdown::Timeout(Duration::from_secs(1)),
+                mailbox_capacity: 64,
+                factory: move || {
+                    Ok(Batcher {
+                        batches: b2.clone(),
+                        thread: t2.clone(),
+                    })
+                },
+            },
+        );
+        let mut root = start_root(
+            &env,
+            SupervisorSpec {
+                id: "root".into(),
+                strategy: Strategy::OneForOne,
+                intensity: Intensity {
+                    max_restarts: 3,
+                    period: Duration::from_secs(5),
+                },
+                backoff: BackoffPolicy::none(),
+                command_capacity: 4,
+                children: vec![child],
+            },
+        )
+        .await
+        .unwrap();
+        let opts = CallOptions {
+            deadline: Duration::from_secs(5),
+            correlation_id: None,
+        };
+        // Hold the worker on one request so the next twenty queue up.
+        env.faults
+            .inject("batcher", Fault::Delay(Duration::from_secs(1)), Some(1));
+        let held = actix::spawn({
+            let w = w.clone();
+            let opts = opts.clone();
+            async move { w.call(1, &opts).await }
+        });
+        while clock.sleepers() == 0 {
+            actix_rt::time::sleep(Duration::from_millis(1)).await;
+        }
+        let queued: Vec<_> = (0..20u32)
+            .map(|i| {
+                let w = w.clone();
+                let opts = opts.clone();
+                actix::spawn(async move { w.call(100 + i, &opts).await })
+            })
+            .collect();
+        while w
+            .node()
+            .mailbox
+            .as_ref()
+            .unwrap()
+            .depth
+            .load(std::sync::atomic::Ordering::Relaxed)
+            < 20
+        {
+            actix_rt::time::sleep(Duration::from_millis(1)).await;
+        }
+        clock.advance(Duration::from_secs(1));
+        assert_eq!(held.await.unwrap(), Ok(1));
+        for (i, q) in queued.into_iter().enumerate() {
+            assert_eq!(q.await.unwrap(), Ok((100 + i as u32) * 10));
+        }
+        // Twenty queued requests, at most eight at a time: 8 + 8 + 4.
+        assert_eq!(*batches.lock().unwrap(), vec![8, 8, 4]);
+        assert_ne!(*thread.lock().unwrap(), Some(std::thread::current().id()));
+
+        // A rejection answers one request; a fatal error fails the batch and the worker.
+        assert!(matches!(
+            w.call(13, &opts).await,
+            Err(CallError::Rejected { .. })
+        ));
+        assert!(matches!(
+            w.call(666, &opts).await,
+            Err(CallError::Failed { .. })
+        ));
+        while w.node().restarts_total() == 0 || w.node().status() != NodeStatus::Running {
+            actix_rt::time::sleep(Duration::from_millis(1)).await;
+        }
+        assert_eq!(w.call(2, &opts).await, Ok(20));
+        root.stop(StopLevel::Graceful);
+        assert_eq!((&mut root.exit).await.unwrap(), Exit::Shutdown);
+    });
+}
