@@ -1,0 +1,191 @@
+//! Canonical JSON (RFC 8785, JCS): the one byte encoding of everything Axon hashes or
+//! signs. Object members sorted by the UTF-16 code units of their names, no white space,
+//! strings with only the required escapes, numbers as ECMAScript prints IEEE-754 doubles.
+
+use serde_json::Value;
+
+/// Why a value has no canonical form.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CanonicalError {
+    #[error("the number {0} is not exactly representable as an IEEE-754 double")]
+    InexactNumber(String),
+    #[error("the value nests deeper than {0} levels")]
+    TooDeep(usize),
+}
+
+/// The deepest nesting accepted.
+pub const MAX_DEPTH: usize = 128;
+
+/// The canonical bytes of `v`.
+pub fn to_vec(v: &Value) -> Result<Vec<u8>, CanonicalError> {
+    let mut out = Vec::new();
+    write(v, &mut out, 0)?;
+    Ok(out)
+}
+
+/// The canonical text of `v`.
+pub fn to_string(v: &Value) -> Result<String, CanonicalError> {
+    to_vec(v).map(|b| String::from_utf8(b).expect("canonical JSON is UTF-8"))
+}
+
+fn write(v: &Value, out: &mut Vec<u8>, depth: usize) -> Result<(), CanonicalError> {
+    if depth > MAX_DEPTH {
+        return Err(CanonicalError::TooDeep(MAX_DEPTH));
+    }
+    match v {
+        Value::Null => out.extend_from_slice(b"null"),
+        Value::Bool(true) => out.extend_from_slice(b"true"),
+        Value::Bool(false) => out.extend_from_slice(b"false"),
+        Value::Number(n) => out.extend_from_slice(number(n)?.as_bytes()),
+        Value::String(s) => string(s, out),
+        Value::Array(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write(item, out, depth + 1)?;
+            }
+            out.push(b']');
+        }
+        Value::Object(map) => {
+            let mut members: Vec<(&String, &Value)> = map.iter().collect();
+            members.sort_by(|a, b| a.0.encode_utf16().cmp(b.0.encode_utf16()));
+            out.push(b'{');
+            for (i, (k, v)) in members.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                string(k, out);
+                out.push(b':');
+                write(v, out, depth + 1)?;
+            }
+            out.push(b'}');
+        }
+    }
+    Ok(())
+}
+
+fn string(s: &str, out: &mut Vec<u8>) {
+    out.push(b'"');
+    for c in s.chars() {
+        match c {
+            '"' => out.extend_from_slice(b"\\\""),
+            '\\' => out.extend_from_slice(b"\\\\"),
+            '\u{8}' => out.extend_from_slice(b"\\b"),
+            '\u{c}' => out.extend_from_slice(b"\\f"),
+            '\n' => out.extend_from_slice(b"\\n"),
+            '\r' => out.extend_from_slice(b"\\r"),
+            '\t' => out.extend_from_slice(b"\\t"),
+            c if (c as u32) < 0x20 => {
+                out.extend_from_slice(format!("\\u{:04x}", c as u32).as_bytes())
+            }
+            c => {
+                let mut buf = [0u8; 4];
+                out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+            }
+        }
+    }
+    out.push(b'"');
+}
+
+/// Integers beyond ±2^53 are refused: not every one of them is a double, and a verifier
+/// in another language would read a different number.
+const MAX_SAFE: u64 = (1 << 53) - 1;
+
+fn number(n: &serde_json::Number) -> Result<String, CanonicalError> {
+    if let Some(u) = n.as_u64() {
+        return if u <= MAX_SAFE {
+            Ok(u.to_string())
+        } else {
+            Err(CanonicalError::InexactNumber(n.to_string()))
+        };
+    }
+    if let Some(i) = n.as_i64() {
+        return if i.unsigned_abs() <= MAX_SAFE {
+            Ok(i.to_string())
+        } else {
+            Err(CanonicalError::InexactNumber(n.to_string()))
+        };
+    }
+    let f = n
+        .as_f64()
+        .filter(|f| f.is_finite())
+        .ok_or_else(|| CanonicalError::InexactNumber(n.to_string()))?;
+    Ok(es_number(f))
+}
+
+/// ECMAScript's `Number.prototype.toString` for a finite double.
+pub fn es_number(f: f64) -> String {
+    if f == 0.0 {
+        return "0".to_owned();
+    }
+    let sign = if f < 0.0 { "-" } else { "" };
+    // Rust's `{:e}` gives the shortest digits that read back as the same double.
+    let sci = format!("{:e}", f.abs());
+    let (mantissa, exp) = sci.split_once('e').expect("`{:e}` has an exponent");
+    let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
+    let exp: i32 = exp.parse().expect("`{:e}` exponent is an integer");
+    let k = digits.len() as i32;
+    let n = exp + 1;
+    let body = if k <= n && n <= 21 {
+        format!("{digits}{}", "0".repeat((n - k) as usize))
+    } else if 0 < n && n <= 21 {
+        format!("{}.{}", &digits[..n as usize], &digits[n as usize..])
+    } else if -6 < n && n <= 0 {
+        format!("0.{}{digits}", "0".repeat((-n) as usize))
+    } else {
+        let e = n - 1;
+        let sign_e = if e >= 0 { "+" } else { "-" };
+        let m = if k == 1 {
+            digits.clone()
+        } else {
+            format!("{}.{}", &digits[..1], &digits[1..])
+        };
+        format!("{m}e{sign_e}{}", e.abs())
+    };
+    format!("{sign}{body}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_print_as_ecmascript_does() {
+        for (f, want) in [
+            (333333333.33333329, "333333333.3333333"),
+            (1e30, "1e+30"),
+            (4.5, "4.5"),
+            (2e-3, "0.002"),
+            (1e-27, "1e-27"),
+            (1e21, "1e+21"),
+            (1e20, "100000000000000000000"),
+            (123e-7, "0.0000123"),
+            (1e-7, "1e-7"),
+            (-1.5, "-1.5"),
+            (-0.0, "0"),
+            (5e-324, "5e-324"),
+            (1.7976931348623157e308, "1.7976931348623157e+308"),
+        ] {
+            assert_eq!(es_number(f), want, "{f:e}");
+        }
+    }
+
+    #[test]
+    fn large_integers_are_refused() {
+        let v: Value = serde_json::from_str("9007199254740993").unwrap();
+        assert!(to_vec(&v).is_err());
+        let v: Value = serde_json::from_str("9007199254740991").unwrap();
+        assert_eq!(to_string(&v).unwrap(), "9007199254740991");
+    }
+
+    #[test]
+    fn deep_nesting_is_refused() {
+        let mut v = Value::Null;
+        for _ in 0..200 {
+            v = Value::Array(vec![v]);
+        }
+        assert_eq!(to_vec(&v), Err(CanonicalError::TooDeep(MAX_DEPTH)));
+    }
+}
