@@ -9,6 +9,7 @@
 
 pub mod canonical;
 pub mod correlation;
+pub mod journal;
 pub mod merkle;
 pub mod problem;
 pub mod supervision;

@@ -107,72 +107,193 @@ pub fn root<H: TreeHasher>(leaves: &[Hash]) -> Hash {
 }
 
 /// The inclusion proof of leaf `index` in the tree over `leaves`, RFC 9162's `PATH`.
-pub fn inclusion_proof<H: TreeHasher>(
-    leaves: &[Hash],
+pub fn inclusion_proof<H: TreeHasher>(leaves: &[Hash], index: usize) -> Result<Vec<Hash>, ProofError> {
+    inclusion_proof_with(&|a, b| root::<H>(&leaves[a..b]), index, leaves.len())
+}
+
+/// The consistency proof between the tree of the first `size1` leaves and the tree over
+/// all `leaves`, RFC 9162's `PROOF`.
+pub fn consistency_proof<H: TreeHasher>(leaves: &[Hash], size1: usize) -> Result<Vec<Hash>, ProofError> {
+    consistency_proof_with(&|a, b| root::<H>(&leaves[a..b]), size1, leaves.len())
+}
+
+/// `PATH` for leaf `index` of the first `size` leaves, given the root of any subtree
+/// `[start, end)` from `subtree`.
+fn inclusion_proof_with(
+    subtree: &dyn Fn(usize, usize) -> Hash,
     index: usize,
+    size: usize,
 ) -> Result<Vec<Hash>, ProofError> {
-    if index >= leaves.len() {
+    if index >= size {
         return Err(ProofError::IndexOutOfRange {
             index: index as u64,
-            size: leaves.len() as u64,
+            size: size as u64,
         });
     }
     let mut out = Vec::new();
-    path::<H>(leaves, index, &mut out);
+    path(subtree, 0, size, index, &mut out);
     Ok(out)
 }
 
-fn path<H: TreeHasher>(leaves: &[Hash], m: usize, out: &mut Vec<Hash>) {
-    let n = leaves.len();
+fn path(subtree: &dyn Fn(usize, usize) -> Hash, start: usize, end: usize, m: usize, out: &mut Vec<Hash>) {
+    let n = end - start;
     if n <= 1 {
         return;
     }
     let k = split(n);
     if m < k {
-        path::<H>(&leaves[..k], m, out);
-        out.push(root::<H>(&leaves[k..]));
+        path(subtree, start, start + k, m, out);
+        out.push(subtree(start + k, end));
     } else {
-        path::<H>(&leaves[k..], m - k, out);
-        out.push(root::<H>(&leaves[..k]));
+        path(subtree, start + k, end, m - k, out);
+        out.push(subtree(start, start + k));
     }
 }
 
-/// The consistency proof between the tree of the first `size1` leaves and the tree over
-/// all `leaves`, RFC 9162's `PROOF`.
-pub fn consistency_proof<H: TreeHasher>(
-    leaves: &[Hash],
+/// `PROOF` from `size1` to `size2` leaves, given subtree roots from `subtree`.
+fn consistency_proof_with(
+    subtree: &dyn Fn(usize, usize) -> Hash,
     size1: usize,
+    size2: usize,
 ) -> Result<Vec<Hash>, ProofError> {
-    let n = leaves.len();
     if size1 == 0 {
         return Err(ProofError::EmptyFirstTree);
     }
-    if size1 > n {
+    if size1 > size2 {
         return Err(ProofError::SizesOutOfOrder {
             size1: size1 as u64,
-            size2: n as u64,
+            size2: size2 as u64,
         });
     }
     let mut out = Vec::new();
-    subproof::<H>(size1, leaves, true, &mut out);
+    subproof(subtree, size1, 0, size2, true, &mut out);
     Ok(out)
 }
 
-fn subproof<H: TreeHasher>(m: usize, leaves: &[Hash], complete: bool, out: &mut Vec<Hash>) {
-    let n = leaves.len();
+fn subproof(
+    subtree: &dyn Fn(usize, usize) -> Hash,
+    m: usize,
+    start: usize,
+    end: usize,
+    complete: bool,
+    out: &mut Vec<Hash>,
+) {
+    let n = end - start;
     if m == n {
         if !complete {
-            out.push(root::<H>(leaves));
+            out.push(subtree(start, end));
         }
         return;
     }
     let k = split(n);
     if m <= k {
-        subproof::<H>(m, &leaves[..k], complete, out);
-        out.push(root::<H>(&leaves[k..]));
+        subproof(subtree, m, start, start + k, complete, out);
+        out.push(subtree(start + k, end));
     } else {
-        subproof::<H>(m - k, &leaves[k..], false, out);
-        out.push(root::<H>(&leaves[..k]));
+        subproof(subtree, m - k, start + k, end, false, out);
+        out.push(subtree(start, start + k));
+    }
+}
+
+/// An append-only log of leaf hashes that keeps the root of every complete, aligned
+/// subtree, so roots and proofs for any size take O(log² n) hashing instead of O(n).
+/// Memory: about two hashes per leaf.
+pub struct MerkleLog<H> {
+    /// `levels[h][i]` is the root of leaves `[i·2^h, (i+1)·2^h)`.
+    levels: Vec<Vec<Hash>>,
+    _hash: std::marker::PhantomData<H>,
+}
+
+impl<H: TreeHasher> Default for MerkleLog<H> {
+    fn default() -> Self {
+        Self {
+            levels: vec![Vec::new()],
+            _hash: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<H: TreeHasher> MerkleLog<H> {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Leaves in the log.
+    pub fn len(&self) -> usize {
+        self.levels[0].len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The leaf hash at `index`.
+    pub fn leaf(&self, index: usize) -> Option<Hash> {
+        self.levels[0].get(index).copied()
+    }
+
+    /// Appends a leaf hash.
+    pub fn push(&mut self, leaf: Hash) {
+        self.levels[0].push(leaf);
+        let mut h = 0;
+        while self.levels[h].len() % 2 == 0 {
+            let n = self.levels[h].len();
+            let parent = H::node(&self.levels[h][n - 2], &self.levels[h][n - 1]);
+            if self.levels.len() == h + 1 {
+                self.levels.push(Vec::new());
+            }
+            self.levels[h + 1].push(parent);
+            h += 1;
+        }
+    }
+
+    /// Drops every leaf from `size` on (used when a torn tail is cut off).
+    pub fn truncate(&mut self, size: usize) {
+        for (h, level) in self.levels.iter_mut().enumerate() {
+            level.truncate(size >> h);
+        }
+    }
+
+    /// The root of leaves `[start, end)` (`end <= len`).
+    pub fn subtree(&self, start: usize, end: usize) -> Hash {
+        let n = end - start;
+        if n == 0 {
+            return H::empty();
+        }
+        if n.is_power_of_two() && start % n == 0 {
+            let h = n.trailing_zeros() as usize;
+            return self.levels[h][start >> h];
+        }
+        let k = split(n);
+        H::node(&self.subtree(start, start + k), &self.subtree(start + k, end))
+    }
+
+    /// The root of the tree of the first `size` leaves.
+    pub fn root_at(&self, size: usize) -> Result<Hash, ProofError> {
+        self.check_size(size)?;
+        Ok(self.subtree(0, size))
+    }
+
+    /// The inclusion proof of `index` in the tree of the first `size` leaves.
+    pub fn inclusion_proof(&self, index: usize, size: usize) -> Result<Vec<Hash>, ProofError> {
+        self.check_size(size)?;
+        inclusion_proof_with(&|a, b| self.subtree(a, b), index, size)
+    }
+
+    /// The consistency proof from `size1` to `size2` leaves.
+    pub fn consistency_proof(&self, size1: usize, size2: usize) -> Result<Vec<Hash>, ProofError> {
+        self.check_size(size2)?;
+        consistency_proof_with(&|a, b| self.subtree(a, b), size1, size2)
+    }
+
+    fn check_size(&self, size: usize) -> Result<(), ProofError> {
+        if size > self.len() {
+            return Err(ProofError::IndexOutOfRange {
+                index: size as u64,
+                size: self.len() as u64,
+            });
+        }
+        Ok(())
     }
 }
 
@@ -362,6 +483,37 @@ mod tests {
             hex(&root::<Sha256>(&leaves)),
             "5dc9da79a70659a9ad559cb701ded9a2ab9d823aad2f4960cfe370eff4604328"
         );
+    }
+
+    #[test]
+    fn the_log_agrees_with_the_plain_tree() {
+        let leaves: Vec<Hash> = (0..70u8).map(|i| Blake3::leaf(&[i])).collect();
+        let mut log = MerkleLog::<Blake3>::new();
+        assert_eq!(log.root_at(0).unwrap(), Blake3::empty());
+        for (n, leaf) in leaves.iter().enumerate() {
+            log.push(*leaf);
+            assert_eq!(log.root_at(n + 1).unwrap(), root::<Blake3>(&leaves[..=n]));
+        }
+        for n in 1..=leaves.len() {
+            for i in (0..n).step_by(3) {
+                assert_eq!(
+                    log.inclusion_proof(i, n).unwrap(),
+                    inclusion_proof::<Blake3>(&leaves[..n], i).unwrap()
+                );
+            }
+            for m in (1..=n).step_by(5) {
+                assert_eq!(
+                    log.consistency_proof(m, n).unwrap(),
+                    consistency_proof::<Blake3>(&leaves[..n], m).unwrap()
+                );
+            }
+        }
+        log.truncate(33);
+        assert_eq!(log.len(), 33);
+        assert_eq!(log.root_at(33).unwrap(), root::<Blake3>(&leaves[..33]));
+        log.push(leaves[33]);
+        assert_eq!(log.root_at(34).unwrap(), root::<Blake3>(&leaves[..34]));
+        assert!(log.root_at(35).is_err());
     }
 
     #[test]

@@ -1,0 +1,246 @@
+//! The journal's formats: entries, their canonical bytes and hashes, ids and barcodes, and
+//! the framing of records in segment files. A verifier needs nothing but this module (and
+//! the Merkle module) to check a journal.
+//!
+//! An entry's bytes are the canonical JSON (RFC 8785) of
+//! `{"body", "index", "kind", "links", "shard", "time"}`; its leaf hash is
+//! `BLAKE3(0x00 ‖ bytes)`; its id is that hash in lowercase hex and its barcode the first
+//! 12 characters of the hash in lowercase RFC 4648 base32.
+//!
+//! A record in a segment file is `length (u32, little endian) ‖ BLAKE3(bytes) ‖ bytes`.
+
+use crate::canonical::{self, CanonicalError};
+use crate::merkle::{Blake3, Hash, TreeHasher};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// What an entry records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EntryKind {
+    /// An operator's note anchoring an outside event ("deploy 4.2 started").
+    Note,
+    Event,
+    Intent,
+    Decision,
+    Result,
+    Capsule,
+    LaneChange,
+}
+
+impl EntryKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Note => "note",
+            Self::Event => "event",
+            Self::Intent => "intent",
+            Self::Decision => "decision",
+            Self::Result => "result",
+            Self::Capsule => "capsule",
+            Self::LaneChange => "lane_change",
+        }
+    }
+}
+
+/// One journal entry, exactly as it is hashed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Entry {
+    pub shard: u32,
+    /// Position in its shard's log, from 0.
+    pub index: u64,
+    pub kind: EntryKind,
+    /// RFC 3339 UTC time from the node's recorded clock.
+    pub time: String,
+    /// Ids of earlier entries this one refers to.
+    pub links: Vec<String>,
+    pub body: Value,
+}
+
+/// Why bytes are not an entry.
+#[derive(Debug, thiserror::Error)]
+pub enum EntryError {
+    #[error("not canonical: {0}")]
+    Canonical(#[from] CanonicalError),
+    #[error("not an entry: {0}")]
+    Shape(String),
+    #[error("the bytes are valid JSON but not in canonical form")]
+    NotCanonical,
+}
+
+impl Entry {
+    /// The canonical bytes.
+    pub fn to_bytes(&self) -> Result<Vec<u8>, EntryError> {
+        let v = serde_json::to_value(self).map_err(|e| EntryError::Shape(e.to_string()))?;
+        Ok(canonical::to_vec(&v)?)
+    }
+
+    /// Reads an entry back, refusing bytes that are not exactly its canonical form.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, EntryError> {
+        let v: Value = serde_json::from_slice(bytes).map_err(|e| EntryError::Shape(e.to_string()))?;
+        if canonical::to_vec(&v)? != bytes {
+            return Err(EntryError::NotCanonical);
+        }
+        serde_json::from_value(v).map_err(|e| EntryError::Shape(e.to_string()))
+    }
+}
+
+/// The leaf hash of an entry's bytes.
+pub fn leaf_hash(bytes: &[u8]) -> Hash {
+    Blake3::leaf(bytes)
+}
+
+/// Lowercase hex.
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(DIGITS[(b >> 4) as usize] as char);
+        s.push(DIGITS[(b & 15) as usize] as char);
+    }
+    s
+}
+
+/// Parses lowercase or uppercase hex of exactly `N` bytes.
+pub fn parse_hex<const N: usize>(s: &str) -> Option<[u8; N]> {
+    if s.len() != 2 * N {
+        return None;
+    }
+    let mut out = [0u8; N];
+    for (i, pair) in s.as_bytes().chunks(2).enumerate() {
+        let hi = (pair[0] as char).to_digit(16)?;
+        let lo = (pair[1] as char).to_digit(16)?;
+        out[i] = (hi * 16 + lo) as u8;
+    }
+    Some(out)
+}
+
+/// An entry's id: its leaf hash in lowercase hex.
+pub fn entry_id(leaf: &Hash) -> String {
+    hex(leaf)
+}
+
+/// The length of a barcode.
+pub const BARCODE_LEN: usize = 12;
+
+/// An entry's barcode: the first 60 bits of its leaf hash as 12 characters of lowercase
+/// RFC 4648 base32 (`a-z2-7`), short enough to read out and type.
+pub fn barcode(leaf: &Hash) -> String {
+    const ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
+    let bits = u64::from_be_bytes(leaf[..8].try_into().expect("8 bytes"));
+    (0..BARCODE_LEN)
+        .map(|i| ALPHABET[((bits >> (59 - 5 * i)) & 31) as usize] as char)
+        .collect()
+}
+
+/// True for text shaped like a barcode.
+pub fn is_barcode(s: &str) -> bool {
+    s.len() == BARCODE_LEN && s.bytes().all(|b| b.is_ascii_lowercase() || (b'2'..=b'7').contains(&b))
+}
+
+/// Bytes in a record's header: length and checksum.
+pub const RECORD_HEADER: usize = 4 + 32;
+
+/// Frames `bytes` as a record.
+pub fn encode_record(bytes: &[u8], out: &mut Vec<u8>) {
+    out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+    out.extend_from_slice(blake3::hash(bytes).as_bytes());
+    out.extend_from_slice(bytes);
+}
+
+/// What the record at an offset is.
+#[derive(Debug, PartialEq, Eq)]
+pub enum RecordRead<'a> {
+    /// A whole record whose checksum holds; `next` is the offset after it.
+    Ok { bytes: &'a [u8], next: usize },
+    /// The data ends inside the record (its header or its body).
+    Truncated,
+    /// The record is whole but its checksum does not match, or its length is over the
+    /// limit.
+    Corrupt(String),
+}
+
+/// Reads the record at `offset` of `data`; `max_len` bounds the length a record may claim.
+pub fn read_record(data: &[u8], offset: usize, max_len: usize) -> RecordRead<'_> {
+    let rest = &data[offset.min(data.len())..];
+    if rest.len() < RECORD_HEADER {
+        return RecordRead::Truncated;
+    }
+    let len = u32::from_le_bytes(rest[..4].try_into().expect("4 bytes")) as usize;
+    if len > max_len {
+        return RecordRead::Corrupt(format!("claims {len} bytes; the limit is {max_len}"));
+    }
+    if rest.len() < RECORD_HEADER + len {
+        return RecordRead::Truncated;
+    }
+    let bytes = &rest[RECORD_HEADER..RECORD_HEADER + len];
+    if blake3::hash(bytes).as_bytes() != &rest[4..RECORD_HEADER] {
+        return RecordRead::Corrupt("checksum mismatch".into());
+    }
+    RecordRead::Ok {
+        bytes,
+        next: offset + RECORD_HEADER + len,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Entry {
+        Entry {
+            shard: 0,
+            index: 7,
+            kind: EntryKind::Note,
+            time: "2026-11-22T01:02:03.004Z".into(),
+            links: vec![],
+            body: serde_json::json!({"text": "deploy 4.2 started"}),
+        }
+    }
+
+    #[test]
+    fn entries_round_trip_through_canonical_bytes() {
+        let e = sample();
+        let bytes = e.to_bytes().unwrap();
+        assert_eq!(
+            std::str::from_utf8(&bytes).unwrap(),
+            r#"{"body":{"text":"deploy 4.2 started"},"index":7,"kind":"note","links":[],"shard":0,"time":"2026-11-22T01:02:03.004Z"}"#
+        );
+        assert_eq!(Entry::from_bytes(&bytes).unwrap(), e);
+        let spaced = String::from_utf8(bytes).unwrap().replace(':', ": ");
+        assert!(matches!(
+            Entry::from_bytes(spaced.as_bytes()),
+            Err(EntryError::NotCanonical)
+        ));
+    }
+
+    #[test]
+    fn ids_and_barcodes() {
+        let leaf = leaf_hash(b"x");
+        let id = entry_id(&leaf);
+        assert_eq!(id.len(), 64);
+        assert_eq!(parse_hex::<32>(&id), Some(leaf));
+        let code = barcode(&leaf);
+        assert!(is_barcode(&code), "{code}");
+        assert_eq!(barcode(&[0u8; 32]), "aaaaaaaaaaaa");
+        assert_eq!(barcode(&[0xff; 32]), "777777777777");
+    }
+
+    #[test]
+    fn records_detect_truncation_and_corruption() {
+        let mut buf = Vec::new();
+        encode_record(b"hello", &mut buf);
+        encode_record(b"world!", &mut buf);
+        let RecordRead::Ok { bytes, next } = read_record(&buf, 0, 1024) else {
+            panic!()
+        };
+        assert_eq!(bytes, b"hello");
+        assert!(matches!(read_record(&buf, next, 1024), RecordRead::Ok { bytes: b"world!", .. }));
+        assert_eq!(read_record(&buf[..buf.len() - 1], next, 1024), RecordRead::Truncated);
+        assert_eq!(read_record(&buf[..next + 3], next, 1024), RecordRead::Truncated);
+        let mut bad = buf.clone();
+        bad[next + RECORD_HEADER] ^= 1;
+        assert!(matches!(read_record(&bad, next, 1024), RecordRead::Corrupt(_)));
+        assert!(matches!(read_record(&buf, 0, 4), RecordRead::Corrupt(_)));
+    }
+}
