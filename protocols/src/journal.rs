@@ -77,7 +77,8 @@ impl Entry {
 
     /// Reads an entry back, refusing bytes that are not exactly its canonical form.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, EntryError> {
-        let v: Value = serde_json::from_slice(bytes).map_err(|e| EntryError::Shape(e.to_string()))?;
+        let v: Value =
+            serde_json::from_slice(bytes).map_err(|e| EntryError::Shape(e.to_string()))?;
         if canonical::to_vec(&v)? != bytes {
             return Err(EntryError::NotCanonical);
         }
@@ -135,7 +136,9 @@ pub fn barcode(leaf: &Hash) -> String {
 
 /// True for text shaped like a barcode.
 pub fn is_barcode(s: &str) -> bool {
-    s.len() == BARCODE_LEN && s.bytes().all(|b| b.is_ascii_lowercase() || (b'2'..=b'7').contains(&b))
+    s.len() == BARCODE_LEN
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || (b'2'..=b'7').contains(&b))
 }
 
 /// Bytes in a record's header: length and checksum.
@@ -235,12 +238,27 @@ mod tests {
             panic!()
         };
         assert_eq!(bytes, b"hello");
-        assert!(matches!(read_record(&buf, next, 1024), RecordRead::Ok { bytes: b"world!", .. }));
-        assert_eq!(read_record(&buf[..buf.len() - 1], next, 1024), RecordRead::Truncated);
-        assert_eq!(read_record(&buf[..next + 3], next, 1024), RecordRead::Truncated);
+        assert!(matches!(
+            read_record(&buf, next, 1024),
+            RecordRead::Ok {
+                bytes: b"world!",
+                ..
+            }
+        ));
+        assert_eq!(
+            read_record(&buf[..buf.len() - 1], next, 1024),
+            RecordRead::Truncated
+        );
+        assert_eq!(
+            read_record(&buf[..next + 3], next, 1024),
+            RecordRead::Truncated
+        );
         let mut bad = buf.clone();
         bad[next + RECORD_HEADER] ^= 1;
-        assert!(matches!(read_record(&bad, next, 1024), RecordRead::Corrupt(_)));
+        assert!(matches!(
+            read_record(&bad, next, 1024),
+            RecordRead::Corrupt(_)
+        ));
         assert!(matches!(read_record(&buf, 0, 4), RecordRead::Corrupt(_)));
     }
 }

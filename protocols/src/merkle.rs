@@ -107,13 +107,19 @@ pub fn root<H: TreeHasher>(leaves: &[Hash]) -> Hash {
 }
 
 /// The inclusion proof of leaf `index` in the tree over `leaves`, RFC 9162's `PATH`.
-pub fn inclusion_proof<H: TreeHasher>(leaves: &[Hash], index: usize) -> Result<Vec<Hash>, ProofError> {
+pub fn inclusion_proof<H: TreeHasher>(
+    leaves: &[Hash],
+    index: usize,
+) -> Result<Vec<Hash>, ProofError> {
     inclusion_proof_with(&|a, b| root::<H>(&leaves[a..b]), index, leaves.len())
 }
 
 /// The consistency proof between the tree of the first `size1` leaves and the tree over
 /// all `leaves`, RFC 9162's `PROOF`.
-pub fn consistency_proof<H: TreeHasher>(leaves: &[Hash], size1: usize) -> Result<Vec<Hash>, ProofError> {
+pub fn consistency_proof<H: TreeHasher>(
+    leaves: &[Hash],
+    size1: usize,
+) -> Result<Vec<Hash>, ProofError> {
     consistency_proof_with(&|a, b| root::<H>(&leaves[a..b]), size1, leaves.len())
 }
 
@@ -135,7 +141,13 @@ fn inclusion_proof_with(
     Ok(out)
 }
 
-fn path(subtree: &dyn Fn(usize, usize) -> Hash, start: usize, end: usize, m: usize, out: &mut Vec<Hash>) {
+fn path(
+    subtree: &dyn Fn(usize, usize) -> Hash,
+    start: usize,
+    end: usize,
+    m: usize,
+    out: &mut Vec<Hash>,
+) {
     let n = end - start;
     if n <= 1 {
         return;
@@ -265,7 +277,10 @@ impl<H: TreeHasher> MerkleLog<H> {
             return self.levels[h][start >> h];
         }
         let k = split(n);
-        H::node(&self.subtree(start, start + k), &self.subtree(start + k, end))
+        H::node(
+            &self.subtree(start, start + k),
+            &self.subtree(start + k, end),
+        )
     }
 
     /// The root of the tree of the first `size` leaves.
