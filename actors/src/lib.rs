@@ -1,12 +1,12 @@
-//! `axon-actors`: Axon's subsystem actors, one module each (`journal`, `reflex`,
-//! `guardian`, `market`, `awareness`, `dream`, `escalation`, `cycle`).
+//! `axon-actors`: Axon's subsystem actors, one module each. A subsystem joins this crate,
+//! and the node's supervision tree, in the change that makes it do real work.
 //!
-//! A subsystem joins this crate, and the node's supervision tree, in the change that makes
-//! it do real work; none is here yet. Until then the crate only fixes the dependency
-//! direction `axon` → `actors` → `drivers` → `supervisors` → `protocols`, and re-exports
-//! the drivers the node wires in.
+//! - [`journal`]: the source of truth — durable, tamper-evident, with proofs.
 //!
 //! Architecture invariant: no HTTP here. Actors take typed messages; the binary maps
-//! routes onto them.
+//! routes onto them. Dependencies point down only: `actors` → `drivers` → `supervisors`
+//! → `protocols`.
+
+pub mod journal;
 
 pub use axon_drivers as drivers;

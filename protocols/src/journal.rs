@@ -8,6 +8,12 @@
 //! 12 characters of the hash in lowercase RFC 4648 base32.
 //!
 //! A record in a segment file is `length (u32, little endian) ‖ BLAKE3(bytes) ‖ bytes`.
+//! Two kinds share that framing: an *entry* record holds an entry's canonical bytes; a
+//! *commit* record (the length's top bit set) closes a group commit and holds the tree
+//! size before and after it and the root after it: `previous size (u64, little endian) ‖
+//! size (u64, little endian) ‖ root`, so commit records chain. An append is acknowledged
+//! only once its commit record is durable, so whatever follows the last intact commit
+//! record of the last segment was never acknowledged.
 
 use crate::canonical::{self, CanonicalError};
 use crate::merkle::{Blake3, Hash, TreeHasher};
@@ -144,33 +150,64 @@ pub fn is_barcode(s: &str) -> bool {
 /// Bytes in a record's header: length and checksum.
 pub const RECORD_HEADER: usize = 4 + 32;
 
-/// Frames `bytes` as a record.
+/// The top bit of the length field marks a commit record.
+const COMMIT_FLAG: u32 = 0x8000_0000;
+
+/// Bytes in a commit record's body: previous size, size and root.
+pub const COMMIT_BODY: usize = 8 + 8 + 32;
+
+/// Frames an entry's bytes as a record.
 pub fn encode_record(bytes: &[u8], out: &mut Vec<u8>) {
+    debug_assert!(bytes.len() < COMMIT_FLAG as usize);
     out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
     out.extend_from_slice(blake3::hash(bytes).as_bytes());
     out.extend_from_slice(bytes);
 }
 
+/// Frames a commit record that takes the tree from `previous` to `size` entries, with
+/// `root`.
+pub fn encode_commit(previous: u64, size: u64, root: &Hash, out: &mut Vec<u8>) {
+    let mut body = [0u8; COMMIT_BODY];
+    body[..8].copy_from_slice(&previous.to_le_bytes());
+    body[8..16].copy_from_slice(&size.to_le_bytes());
+    body[16..].copy_from_slice(root);
+    out.extend_from_slice(&(COMMIT_BODY as u32 | COMMIT_FLAG).to_le_bytes());
+    out.extend_from_slice(blake3::hash(&body).as_bytes());
+    out.extend_from_slice(&body);
+}
+
 /// What the record at an offset is.
 #[derive(Debug, PartialEq, Eq)]
 pub enum RecordRead<'a> {
-    /// A whole record whose checksum holds; `next` is the offset after it.
-    Ok { bytes: &'a [u8], next: usize },
+    /// A whole entry record whose checksum holds; `next` is the offset after it.
+    Entry { bytes: &'a [u8], next: usize },
+    /// A whole commit record whose checksum holds.
+    Commit {
+        previous: u64,
+        size: u64,
+        root: Hash,
+        next: usize,
+    },
     /// The data ends inside the record (its header or its body).
     Truncated,
-    /// The record is whole but its checksum does not match, or its length is over the
-    /// limit.
+    /// The record is whole but its checksum does not match, or its length is impossible.
     Corrupt(String),
 }
 
-/// Reads the record at `offset` of `data`; `max_len` bounds the length a record may claim.
+/// Reads the record at `offset` of `data`; `max_len` bounds the length an entry record
+/// may claim.
 pub fn read_record(data: &[u8], offset: usize, max_len: usize) -> RecordRead<'_> {
     let rest = &data[offset.min(data.len())..];
     if rest.len() < RECORD_HEADER {
         return RecordRead::Truncated;
     }
-    let len = u32::from_le_bytes(rest[..4].try_into().expect("4 bytes")) as usize;
-    if len > max_len {
+    let raw = u32::from_le_bytes(rest[..4].try_into().expect("4 bytes"));
+    let commit = raw & COMMIT_FLAG != 0;
+    let len = (raw & !COMMIT_FLAG) as usize;
+    if commit && len != COMMIT_BODY {
+        return RecordRead::Corrupt(format!("a commit record of {len} bytes"));
+    }
+    if !commit && len > max_len {
         return RecordRead::Corrupt(format!("claims {len} bytes; the limit is {max_len}"));
     }
     if rest.len() < RECORD_HEADER + len {
@@ -180,10 +217,27 @@ pub fn read_record(data: &[u8], offset: usize, max_len: usize) -> RecordRead<'_>
     if blake3::hash(bytes).as_bytes() != &rest[4..RECORD_HEADER] {
         return RecordRead::Corrupt("checksum mismatch".into());
     }
-    RecordRead::Ok {
-        bytes,
-        next: offset + RECORD_HEADER + len,
+    let next = offset + RECORD_HEADER + len;
+    if commit {
+        RecordRead::Commit {
+            previous: u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes")),
+            size: u64::from_le_bytes(bytes[8..16].try_into().expect("8 bytes")),
+            root: bytes[16..].try_into().expect("32 bytes"),
+            next,
+        }
+    } else {
+        RecordRead::Entry { bytes, next }
     }
+}
+
+/// The offset of the first intact commit record at or after `from`, found by trying every
+/// offset: after damage, it tells a torn tail (no commit follows) from damage to
+/// acknowledged data (a commit follows).
+pub fn find_commit_after(data: &[u8], from: usize) -> Option<usize> {
+    (from..data.len().saturating_sub(RECORD_HEADER + COMMIT_BODY - 1)).find(|&o| {
+        data[o..o + 4] == (COMMIT_BODY as u32 | COMMIT_FLAG).to_le_bytes()
+            && matches!(read_record(data, o, 0), RecordRead::Commit { .. })
+    })
 }
 
 #[cfg(test)]
@@ -234,13 +288,13 @@ mod tests {
         let mut buf = Vec::new();
         encode_record(b"hello", &mut buf);
         encode_record(b"world!", &mut buf);
-        let RecordRead::Ok { bytes, next } = read_record(&buf, 0, 1024) else {
+        let RecordRead::Entry { bytes, next } = read_record(&buf, 0, 1024) else {
             panic!()
         };
         assert_eq!(bytes, b"hello");
         assert!(matches!(
             read_record(&buf, next, 1024),
-            RecordRead::Ok {
+            RecordRead::Entry {
                 bytes: b"world!",
                 ..
             }
@@ -260,5 +314,27 @@ mod tests {
             RecordRead::Corrupt(_)
         ));
         assert!(matches!(read_record(&buf, 0, 4), RecordRead::Corrupt(_)));
+    }
+
+    #[test]
+    fn commit_records_carry_size_and_root() {
+        let mut buf = Vec::new();
+        encode_record(b"entry", &mut buf);
+        let at = buf.len();
+        encode_commit(0, 1, &[9u8; 32], &mut buf);
+        assert_eq!(
+            read_record(&buf, at, 1024),
+            RecordRead::Commit {
+                previous: 0,
+                size: 1,
+                root: [9u8; 32],
+                next: buf.len()
+            }
+        );
+        assert_eq!(find_commit_after(&buf, 0), Some(at));
+        assert_eq!(find_commit_after(&buf, at + 1), None);
+        let mut bad = buf.clone();
+        bad[at + RECORD_HEADER] ^= 1;
+        assert_eq!(find_commit_after(&bad, 0), None);
     }
 }

@@ -38,7 +38,16 @@ pub struct WorkerContext<'a> {
     stop: bool,
 }
 
-impl WorkerContext<'_> {
+impl<'a> WorkerContext<'a> {
+    /// A context for calling a worker's handler directly, as a unit test does.
+    pub fn new(actor: &'a str, correlation_id: Option<Arc<str>>) -> Self {
+        Self {
+            actor,
+            correlation_id,
+            stop: false,
+        }
+    }
+
     pub fn actor(&self) -> &str {
         self.actor
     }

@@ -1,0 +1,918 @@
+//! The journal: Axon's source of truth. Entries go to append-only segment files owned by
+//! Axon, in group commits: every batch of appends is written with a commit record and made
+//! durable with one `fdatasync` before any append in it is acknowledged. A Merkle log over
+//! the entries gives inclusion and consistency proofs, and signed checkpoints.
+//!
+//! Layout of `<dir>`:
+//!
+//! ```text
+//! node.key                          Ed25519 signing key (PKCS#8, mode 0600)
+//! shard-0/00000000000000000000.seg  a segment, named by the index of its first entry
+//! ```
+//!
+//! At start every segment is read and checked: checksums, canonical entries, indexes in
+//! order, links to earlier entries, and each commit record's size and root. A torn tail —
+//! whatever follows the last intact commit record of the last segment, when no intact
+//! commit record follows the damage — was never acknowledged and is cut off with a warning.
+//! Any other damage is tamper: the journal refuses to open and names the first bad record.
+//!
+//! A write or `fdatasync` error halts the journal for good: appends are refused (the node
+//! turns unready) and nothing is retried, since the kernel may have dropped the pages.
+
+use axon_protocols::checkpoint::{Checkpoint, Signer};
+use axon_protocols::journal::{
+    self as format, barcode, encode_commit, encode_record, entry_id, find_commit_after, leaf_hash,
+    read_record, Entry, EntryKind, RecordRead,
+};
+use axon_protocols::merkle::{Blake3, Hash, MerkleLog};
+use axon_supervisors::{SharedClock, Worker, WorkerContext, WorkerError};
+use serde::Serialize;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// The journal's limits and place.
+#[derive(Clone, Debug)]
+pub struct JournalConfig {
+    /// `<data-dir>/journal`.
+    pub dir: PathBuf,
+    pub shard: u32,
+    /// The signer's name in signed notes and the start of the checkpoint origin.
+    pub key_name: String,
+    /// A new segment starts once the current one would grow past this.
+    pub segment_max_bytes: u64,
+    /// Largest canonical entry accepted.
+    pub max_entry_bytes: usize,
+    /// Most links one entry may carry.
+    pub max_links: usize,
+    /// Most appends in one group commit.
+    pub batch_max_records: usize,
+    /// The head file (the last signed checkpoint) is rewritten after this many group
+    /// commits, and when the journal stops.
+    pub head_every_commits: u64,
+}
+
+/// An append request.
+#[derive(Clone, Debug)]
+pub struct NewEntry {
+    pub kind: EntryKind,
+    /// Ids of earlier entries.
+    pub links: Vec<String>,
+    pub body: Value,
+}
+
+/// What the journal is asked.
+#[derive(Clone, Debug)]
+pub enum JournalRequest {
+    Append(NewEntry),
+    Entry(u64),
+    ByBarcode(String),
+    Inclusion {
+        index: u64,
+        size: u64,
+    },
+    Consistency {
+        from: u64,
+        to: u64,
+    },
+    /// The latest signed checkpoint.
+    Checkpoint,
+    /// The verifier key.
+    Key,
+}
+
+/// What the journal answers.
+#[derive(Clone, Debug)]
+pub enum JournalResponse {
+    Appended(Appended),
+    Entry(StoredEntry),
+    Entries(Vec<StoredEntry>),
+    Inclusion(InclusionProof),
+    Consistency(ConsistencyProof),
+    /// A signed note.
+    Checkpoint(String),
+    Key(String),
+    Refused(Refusal),
+}
+
+/// An acknowledged append.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Appended {
+    pub index: u64,
+    pub id: String,
+    pub barcode: String,
+}
+
+/// An entry as stored.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredEntry {
+    pub index: u64,
+    pub id: String,
+    pub kind: EntryKind,
+    pub barcode: String,
+    pub leaf_hash: String,
+    /// The canonical bytes.
+    pub bytes: Vec<u8>,
+    pub links: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct InclusionProof {
+    pub index: u64,
+    pub tree_size: u64,
+    pub leaf_hash: String,
+    pub root: String,
+    pub proof: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ConsistencyProof {
+    pub size1: u64,
+    pub size2: u64,
+    pub root1: String,
+    pub root2: String,
+    pub proof: Vec<String>,
+}
+
+/// Why the journal did not do what it was asked. Each maps to one problem type.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("the journal is halted and takes no writes: {0}")]
+    Halted(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    BadLink(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("the stored entry {0} no longer matches its hash: the journal is damaged")]
+    Damaged(u64),
+}
+
+/// Shared with the node: set once a write failed, never cleared.
+#[derive(Default)]
+pub struct Halt {
+    halted: AtomicBool,
+    reason: Mutex<Option<String>>,
+}
+
+impl Halt {
+    pub fn is_halted(&self) -> bool {
+        self.halted.load(Ordering::Acquire)
+    }
+
+    pub fn reason(&self) -> Option<String> {
+        self.reason
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Stops all further writes, for good.
+    pub fn halt(&self, reason: String) {
+        tracing::error!(%reason, "journal halted: no more writes until the node is restarted and audited");
+        *self.reason.lock().unwrap_or_else(|e| e.into_inner()) = Some(reason);
+        self.halted.store(true, Ordering::Release);
+    }
+}
+
+/// Why the journal cannot open.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("tamper: {0}")]
+    Tamper(String),
+    #[error("{0}")]
+    Key(String),
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> OpenError + '_ {
+    move |source| OpenError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+struct Segment {
+    path: PathBuf,
+    file: File,
+}
+
+/// A staged append: its leaf hash, its length, and the offset of its bytes in the batch.
+type Staged = (Hash, u32, usize);
+
+#[derive(Clone, Copy)]
+struct Location {
+    segment: u32,
+    /// Offset of the entry's bytes (after the record header).
+    offset: u64,
+    len: u32,
+}
+
+/// What start-up found and did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Recovery {
+    pub entries: u64,
+    pub segments: usize,
+    /// Bytes of a torn tail cut off the last segment, and where.
+    pub torn_tail: Option<(PathBuf, u64, u64)>,
+}
+
+/// The journal worker.
+pub struct Journal {
+    cfg: JournalConfig,
+    clock: SharedClock,
+    shard_dir: PathBuf,
+    segments: Vec<Segment>,
+    /// Length of the last segment.
+    tail_len: u64,
+    log: MerkleLog<Blake3>,
+    locations: Vec<Location>,
+    by_id: HashMap<Hash, u64>,
+    by_barcode: HashMap<String, Vec<u64>>,
+    signer: Signer,
+    origin: String,
+    halt: Arc<Halt>,
+    checkpoint: Option<(u64, String)>,
+    recovery: Recovery,
+    /// The size of the last commit record.
+    last_commit: u64,
+    /// Group commits since the head file was last written.
+    commits_since_head: u64,
+}
+
+fn segment_name(first: u64) -> String {
+    format!("{first:020}.seg")
+}
+
+fn sync_dir(dir: &Path) -> Result<(), OpenError> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
+}
+
+/// Loads the node's signing key, creating it (mode 0600, made durable) at first start.
+fn load_or_create_key(dir: &Path, name: &str) -> Result<Signer, OpenError> {
+    let path = dir.join("node.key");
+    let pkcs8 = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let pkcs8 = Signer::generate_pkcs8().map_err(|e| OpenError::Key(e.to_string()))?;
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+                .map_err(io(&path))?;
+            f.write_all(&pkcs8).map_err(io(&path))?;
+            f.sync_all().map_err(io(&path))?;
+            sync_dir(dir)?;
+            pkcs8
+        }
+        Err(e) => return Err(io(&path)(e)),
+    };
+    Signer::from_pkcs8(name, &pkcs8).map_err(|e| OpenError::Key(format!("{}: {e}", path.display())))
+}
+
+impl Journal {
+    /// Opens (or creates) the journal, checking every record.
+    pub fn open(
+        cfg: JournalConfig,
+        clock: SharedClock,
+        halt: Arc<Halt>,
+    ) -> Result<Self, OpenError> {
+        let shard_dir = cfg.dir.join(format!("shard-{}", cfg.shard));
+        std::fs::create_dir_all(&shard_dir).map_err(io(&shard_dir))?;
+        sync_dir(&cfg.dir)?;
+        let signer = load_or_create_key(&cfg.dir, &cfg.key_name)?;
+        let origin = format!("{}/shard-{}", cfg.key_name, cfg.shard);
+        let mut j = Journal {
+            shard_dir,
+            segments: Vec::new(),
+            tail_len: 0,
+            log: MerkleLog::new(),
+            locations: Vec::new(),
+            by_id: HashMap::new(),
+            by_barcode: HashMap::new(),
+            signer,
+            origin,
+            halt,
+            checkpoint: None,
+            recovery: Recovery::default(),
+            last_commit: 0,
+            commits_since_head: 0,
+            clock,
+            cfg,
+        };
+        j.recover()?;
+        j.check_head()?;
+        Ok(j)
+    }
+
+    fn head_path(&self) -> PathBuf {
+        self.cfg.dir.join(format!("shard-{}.head", self.cfg.shard))
+    }
+
+    /// The head file holds the last signed checkpoint the journal wrote down. Segments that
+    /// end before it, or disagree with its root, were cut or altered after the fact: a crash
+    /// cannot do that, since the head is written only after its entries are durable.
+    fn check_head(&mut self) -> Result<(), OpenError> {
+        let path = self.head_path();
+        let note = match std::fs::read_to_string(&path) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(io(&path)(e)),
+        };
+        let verifier = axon_protocols::checkpoint::Verifier::parse(&self.signer.vkey())
+            .map_err(|e| OpenError::Key(e.to_string()))?;
+        let body = verifier
+            .verify(&note)
+            .map_err(|e| OpenError::Tamper(format!("{}: {e}", path.display())))?;
+        let head = Checkpoint::parse(body)
+            .map_err(|e| OpenError::Tamper(format!("{}: {e}", path.display())))?;
+        if head.origin != self.origin {
+            return Err(OpenError::Tamper(format!(
+                "{} is for {}, not {}",
+                path.display(),
+                head.origin,
+                self.origin
+            )));
+        }
+        if head.size > self.len() {
+            let last = self.segments.last().expect("a segment is open");
+            return Err(OpenError::Tamper(format!(
+                "{} at offset {}: acknowledged entries {} to {} are missing (the signed head {} records {} entries)",
+                last.path.display(),
+                self.tail_len,
+                self.len(),
+                head.size - 1,
+                path.display(),
+                head.size
+            )));
+        }
+        if self.log.root_at(head.size as usize).expect("in range") != head.root {
+            return Err(OpenError::Tamper(format!(
+                "the first {} entries do not have the root recorded in {}",
+                head.size,
+                path.display()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Writes the signed checkpoint of the current size to the head file, atomically.
+    pub fn write_head(&mut self) -> Result<(), String> {
+        let note = self.signed_checkpoint();
+        let path = self.head_path();
+        let tmp = path.with_extension("head.tmp");
+        let result = (|| {
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o644)
+                .open(&tmp)?;
+            f.write_all(note.as_bytes())?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, &path)?;
+            File::open(&self.cfg.dir)?.sync_all()
+        })();
+        self.commits_since_head = 0;
+        result.map_err(|e| format!("writing {}: {e}", path.display()))
+    }
+
+    /// What start-up found.
+    pub fn recovery(&self) -> &Recovery {
+        &self.recovery
+    }
+
+    pub fn len(&self) -> u64 {
+        self.log.len() as u64
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.log.is_empty()
+    }
+
+    fn recover(&mut self) -> Result<(), OpenError> {
+        let mut names: Vec<(u64, PathBuf)> = Vec::new();
+        for entry in std::fs::read_dir(&self.shard_dir).map_err(io(&self.shard_dir))? {
+            let path = entry.map_err(io(&self.shard_dir))?.path();
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            let first = name
+                .strip_suffix(".seg")
+                .filter(|n| n.len() == 20)
+                .and_then(|n| n.parse::<u64>().ok())
+                .ok_or_else(|| OpenError::Tamper(format!("unexpected file {}", path.display())))?;
+            names.push((first, path));
+        }
+        names.sort();
+        if names.is_empty() {
+            self.create_segment(0)?;
+            self.recovery.segments = 1;
+            return Ok(());
+        }
+        let count = names.len();
+        for (k, (first, path)) in names.into_iter().enumerate() {
+            if first != self.len() {
+                return Err(OpenError::Tamper(format!(
+                    "{} starts at entry {first}, but the segments before it end at {}",
+                    path.display(),
+                    self.len()
+                )));
+            }
+            let file = OpenOptions::new()
+                .read(true)
+                .append(true)
+                .open(&path)
+                .map_err(io(&path))?;
+            let data = std::fs::read(&path).map_err(io(&path))?;
+            let last = k + 1 == count;
+            let kept = self.scan(k as u32, &path, &data, last)?;
+            if kept < data.len() as u64 {
+                file.set_len(kept).map_err(io(&path))?;
+                file.sync_all().map_err(io(&path))?;
+                let cut = data.len() as u64 - kept;
+                tracing::warn!(segment = %path.display(), offset = kept, bytes = cut, "cut a torn tail that was never acknowledged");
+                self.recovery.torn_tail = Some((path.clone(), kept, cut));
+            }
+            if last {
+                self.tail_len = kept;
+            }
+            self.segments.push(Segment { path, file });
+        }
+        self.recovery.entries = self.len();
+        self.recovery.segments = self.segments.len();
+        Ok(())
+    }
+
+    /// Checks one segment and loads its entries. Returns the length to keep.
+    fn scan(&mut self, seg: u32, path: &Path, data: &[u8], last: bool) -> Result<u64, OpenError> {
+        let tamper = |offset: usize, what: String| {
+            OpenError::Tamper(format!("{} at offset {offset}: {what}", path.display()))
+        };
+        let mut offset = 0usize;
+        let mut committed_offset = 0usize;
+        let mut committed_entries = self.len();
+        loop {
+            if offset == data.len() {
+                break;
+            }
+            match read_record(data, offset, self.cfg.max_entry_bytes) {
+                RecordRead::Entry { bytes, next } => {
+                    let index = self.len();
+                    let entry = Entry::from_bytes(bytes)
+                        .map_err(|e| tamper(offset, format!("entry {index}: {e}")))?;
+                    if entry.index != index || entry.shard != self.cfg.shard {
+                        return Err(tamper(
+                            offset,
+                            format!(
+                                "entry {} of shard {} where entry {index} of shard {} belongs",
+                                entry.index, entry.shard, self.cfg.shard
+                            ),
+                        ));
+                    }
+                    for link in &entry.links {
+                        if self.lookup_id(link).is_none() {
+                            return Err(tamper(
+                                offset,
+                                format!("entry {index} links to unknown entry {link}"),
+                            ));
+                        }
+                    }
+                    let leaf = leaf_hash(bytes);
+                    self.index_entry(
+                        seg,
+                        (offset + format::RECORD_HEADER) as u64,
+                        bytes.len() as u32,
+                        leaf,
+                    );
+                    offset = next;
+                }
+                RecordRead::Commit {
+                    previous,
+                    size,
+                    root,
+                    next,
+                } => {
+                    if self.len() == committed_entries {
+                        return Err(tamper(
+                            offset,
+                            "a commit record that commits no entry".into(),
+                        ));
+                    }
+                    if previous != self.last_commit {
+                        return Err(tamper(
+                            offset,
+                            format!(
+                                "a commit record follows one of size {previous}, but the last commit was of size {}",
+                                self.last_commit
+                            ),
+                        ));
+                    }
+                    let want = self.log.root_at(self.log.len()).expect("in range");
+                    if size != self.len() || root != want {
+                        return Err(tamper(
+                            offset,
+                            format!(
+                                "a commit of size {size} does not match the {} entries before it",
+                                self.len()
+                            ),
+                        ));
+                    }
+                    offset = next;
+                    committed_offset = offset;
+                    committed_entries = self.len();
+                    self.last_commit = size;
+                }
+                RecordRead::Truncated | RecordRead::Corrupt(_) if last => {
+                    if let Some(at) = find_commit_after(data, offset + 1) {
+                        return Err(tamper(
+                            offset,
+                            format!("a damaged record, yet a commit record follows at offset {at}"),
+                        ));
+                    }
+                    break;
+                }
+                RecordRead::Truncated => {
+                    return Err(tamper(offset, "the segment ends inside a record".into()))
+                }
+                RecordRead::Corrupt(why) => return Err(tamper(offset, why)),
+            }
+        }
+        if !last && committed_offset != data.len() {
+            return Err(tamper(
+                committed_offset,
+                "the segment does not end with a commit record".into(),
+            ));
+        }
+        // Entries after the last commit were never acknowledged: forget them.
+        if self.len() > committed_entries {
+            self.forget_from(committed_entries);
+        }
+        Ok(committed_offset as u64)
+    }
+
+    fn index_entry(&mut self, segment: u32, offset: u64, len: u32, leaf: Hash) {
+        let index = self.len();
+        self.log.push(leaf);
+        self.locations.push(Location {
+            segment,
+            offset,
+            len,
+        });
+        self.by_id.insert(leaf, index);
+        self.by_barcode
+            .entry(barcode(&leaf))
+            .or_default()
+            .push(index);
+    }
+
+    fn forget_from(&mut self, size: u64) {
+        for i in size..self.len() {
+            let leaf = self.log.leaf(i as usize).expect("in range");
+            self.by_id.remove(&leaf);
+            let code = barcode(&leaf);
+            if let Some(v) = self.by_barcode.get_mut(&code) {
+                v.retain(|x| *x != i);
+                if v.is_empty() {
+                    self.by_barcode.remove(&code);
+                }
+            }
+        }
+        self.log.truncate(size as usize);
+        self.locations.truncate(size as usize);
+    }
+
+    fn lookup_id(&self, id: &str) -> Option<u64> {
+        let hash = format::parse_hex::<32>(id)?;
+        self.by_id.get(&hash).copied()
+    }
+
+    fn create_segment(&mut self, first: u64) -> Result<(), OpenError> {
+        let path = self.shard_dir.join(segment_name(first));
+        let file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create_new(true)
+            .mode(0o644)
+            .open(&path)
+            .map_err(io(&path))?;
+        file.sync_all().map_err(io(&path))?;
+        sync_dir(&self.shard_dir)?;
+        self.segments.push(Segment { path, file });
+        self.tail_len = 0;
+        Ok(())
+    }
+
+    /// Validates and stages the appends of one batch. Returns the bytes to write and, per
+    /// request, the staged entry or why it was refused.
+    fn stage(&self, appends: Vec<NewEntry>) -> (Vec<u8>, Vec<Result<Staged, Refusal>>) {
+        let mut buf = Vec::new();
+        let mut staged_ids: HashMap<Hash, u64> = HashMap::new();
+        let mut out = Vec::with_capacity(appends.len());
+        let time = axon_protocols::time::rfc3339(self.clock.wall());
+        for new in appends {
+            let index = self.len() + staged_ids.len() as u64;
+            let r = (|| {
+                if new.links.len() > self.cfg.max_links {
+                    return Err(Refusal::Invalid(format!(
+                        "{} links; at most {} are allowed",
+                        new.links.len(),
+                        self.cfg.max_links
+                    )));
+                }
+                for link in &new.links {
+                    let known = format::parse_hex::<32>(link)
+                        .filter(|h| self.by_id.contains_key(h) || staged_ids.contains_key(h));
+                    if known.is_none() || link.bytes().any(|b| b.is_ascii_uppercase()) {
+                        return Err(Refusal::BadLink(format!(
+                            "link {link:?} is not the id of an earlier entry"
+                        )));
+                    }
+                }
+                let entry = Entry {
+                    shard: self.cfg.shard,
+                    index,
+                    kind: new.kind,
+                    time: time.clone(),
+                    links: new.links,
+                    body: new.body,
+                };
+                let bytes = entry
+                    .to_bytes()
+                    .map_err(|e| Refusal::Invalid(e.to_string()))?;
+                if bytes.len() > self.cfg.max_entry_bytes {
+                    return Err(Refusal::Invalid(format!(
+                        "the entry is {} bytes; the limit is {}",
+                        bytes.len(),
+                        self.cfg.max_entry_bytes
+                    )));
+                }
+                Ok(bytes)
+            })();
+            match r {
+                Ok(bytes) => {
+                    let leaf = leaf_hash(&bytes);
+                    let at = buf.len() + format::RECORD_HEADER;
+                    encode_record(&bytes, &mut buf);
+                    staged_ids.insert(leaf, index);
+                    out.push(Ok((leaf, bytes.len() as u32, at)));
+                }
+                Err(e) => out.push(Err(e)),
+            }
+        }
+        (buf, out)
+    }
+
+    /// Writes one group commit; every staged append is acknowledged only if this returns Ok.
+    fn commit(&mut self, mut buf: Vec<u8>, staged: &[Staged]) -> Result<(), String> {
+        let before = self.len();
+        for (leaf, _, _) in staged {
+            self.log.push(*leaf);
+        }
+        let size = self.log.len() as u64;
+        let root = self.log.root_at(self.log.len()).expect("in range");
+        encode_commit(before, size, &root, &mut buf);
+        if self.tail_len > 0 && self.tail_len + buf.len() as u64 > self.cfg.segment_max_bytes {
+            if let Err(e) = self.create_segment(before) {
+                self.log.truncate(before as usize);
+                return Err(format!("cannot start a new segment: {e}"));
+            }
+        }
+        let seg = self.segments.last().expect("a segment is open");
+        let written = (&seg.file)
+            .write_all(&buf)
+            .and_then(|()| seg.file.sync_data());
+        if let Err(e) = written {
+            self.log.truncate(before as usize);
+            return Err(format!("writing {}: {e}", seg.path.display()));
+        }
+        let segment = (self.segments.len() - 1) as u32;
+        let base = self.tail_len;
+        self.last_commit = size;
+        self.tail_len += buf.len() as u64;
+        self.log.truncate(before as usize);
+        for (leaf, len, at) in staged {
+            self.index_entry(segment, base + *at as u64, *len, *leaf);
+        }
+        self.commits_since_head += 1;
+        if self.commits_since_head >= self.cfg.head_every_commits.max(1) {
+            self.write_head()?;
+        }
+        Ok(())
+    }
+
+    fn stored(&self, index: u64) -> Result<StoredEntry, Refusal> {
+        let loc = *self.locations.get(index as usize).ok_or_else(|| {
+            Refusal::NotFound(format!(
+                "no entry {index}; the journal holds {}",
+                self.len()
+            ))
+        })?;
+        let seg = &self.segments[loc.segment as usize];
+        let mut bytes = vec![0u8; loc.len as usize];
+        seg.file
+            .read_exact_at(&mut bytes, loc.offset)
+            .map_err(|_| Refusal::Damaged(index))?;
+        let leaf = self.log.leaf(index as usize).expect("in range");
+        if leaf_hash(&bytes) != leaf {
+            return Err(Refusal::Damaged(index));
+        }
+        let entry = Entry::from_bytes(&bytes).map_err(|_| Refusal::Damaged(index))?;
+        Ok(StoredEntry {
+            index,
+            id: entry_id(&leaf),
+            kind: entry.kind,
+            barcode: barcode(&leaf),
+            leaf_hash: entry_id(&leaf),
+            bytes,
+            links: entry.links,
+        })
+    }
+
+    fn read(&mut self, req: JournalRequest) -> JournalResponse {
+        let hexes = |v: Vec<Hash>| v.iter().map(|h| format::hex(h)).collect::<Vec<_>>();
+        let r = match req {
+            JournalRequest::Append(_) => unreachable!("appends are staged, not read"),
+            JournalRequest::Entry(i) => self.stored(i).map(JournalResponse::Entry),
+            JournalRequest::ByBarcode(code) => {
+                if !format::is_barcode(&code) {
+                    Err(Refusal::Invalid(format!(
+                        "{code:?} is not a barcode (12 characters of a-z and 2-7)"
+                    )))
+                } else {
+                    match self.by_barcode.get(&code) {
+                        None => Err(Refusal::NotFound(format!("no entry has barcode {code}"))),
+                        Some(ix) => ix
+                            .clone()
+                            .into_iter()
+                            .map(|i| self.stored(i))
+                            .collect::<Result<Vec<_>, _>>()
+                            .map(JournalResponse::Entries),
+                    }
+                }
+            }
+            JournalRequest::Inclusion { index, size } => {
+                if size == 0 || size > self.len() || index >= size {
+                    Err(Refusal::Invalid(format!(
+                        "need index < size <= {} (the journal's size); got index {index}, size {size}",
+                        self.len()
+                    )))
+                } else {
+                    let proof = self
+                        .log
+                        .inclusion_proof(index as usize, size as usize)
+                        .expect("checked range");
+                    Ok(JournalResponse::Inclusion(InclusionProof {
+                        index,
+                        tree_size: size,
+                        leaf_hash: format::hex(&self.log.leaf(index as usize).expect("in range")),
+                        root: format::hex(&self.log.root_at(size as usize).expect("in range")),
+                        proof: hexes(proof),
+                    }))
+                }
+            }
+            JournalRequest::Consistency { from, to } => {
+                if from == 0 || from > to || to > self.len() {
+                    Err(Refusal::Invalid(format!(
+                        "need 1 <= from <= to <= {} (the journal's size); got from {from}, to {to}",
+                        self.len()
+                    )))
+                } else {
+                    let proof = self
+                        .log
+                        .consistency_proof(from as usize, to as usize)
+                        .expect("checked range");
+                    Ok(JournalResponse::Consistency(ConsistencyProof {
+                        size1: from,
+                        size2: to,
+                        root1: format::hex(&self.log.root_at(from as usize).expect("in range")),
+                        root2: format::hex(&self.log.root_at(to as usize).expect("in range")),
+                        proof: hexes(proof),
+                    }))
+                }
+            }
+            JournalRequest::Checkpoint => Ok(JournalResponse::Checkpoint(self.signed_checkpoint())),
+            JournalRequest::Key => Ok(JournalResponse::Key(self.signer.vkey())),
+        };
+        r.unwrap_or_else(JournalResponse::Refused)
+    }
+
+    /// The signed checkpoint of the current size (signed once per size).
+    pub fn signed_checkpoint(&mut self) -> String {
+        let size = self.len();
+        if let Some((s, note)) = &self.checkpoint {
+            if *s == size {
+                return note.clone();
+            }
+        }
+        let cp = Checkpoint {
+            origin: self.origin.clone(),
+            size,
+            root: self.log.root_at(size as usize).expect("in range"),
+        };
+        let note = self.signer.sign(&cp.body());
+        self.checkpoint = Some((size, note.clone()));
+        note
+    }
+}
+
+impl Drop for Journal {
+    fn drop(&mut self) {
+        if self.commits_since_head > 0 && !self.halt.is_halted() {
+            if let Err(e) = self.write_head() {
+                tracing::error!(error = %e, "could not write the journal head on stop");
+            }
+        }
+    }
+}
+
+impl Worker for Journal {
+    type Request = JournalRequest;
+    type Response = JournalResponse;
+
+    fn handle(
+        &mut self,
+        request: JournalRequest,
+        cx: &mut WorkerContext<'_>,
+    ) -> Result<JournalResponse, WorkerError> {
+        let mut out = self.handle_batch(vec![request], cx)?;
+        out.pop()
+            .expect("one answer per request")
+            .map_err(WorkerError::Rejected)
+    }
+
+    fn batch_limit(&self) -> Option<usize> {
+        Some(self.cfg.batch_max_records.max(1))
+    }
+
+    fn handle_batch(
+        &mut self,
+        requests: Vec<JournalRequest>,
+        _cx: &mut WorkerContext<'_>,
+    ) -> Result<Vec<Result<JournalResponse, String>>, WorkerError> {
+        let mut answers: Vec<Option<JournalResponse>> = vec![None; requests.len()];
+        let mut appends = Vec::new();
+        let mut append_slots = Vec::new();
+        let mut reads = Vec::new();
+        for (slot, req) in requests.into_iter().enumerate() {
+            match req {
+                JournalRequest::Append(new) => {
+                    appends.push(new);
+                    append_slots.push(slot);
+                }
+                other => reads.push((slot, other)),
+            }
+        }
+        if !appends.is_empty() {
+            if let Some(reason) = self.halt.reason().filter(|_| self.halt.is_halted()) {
+                for slot in &append_slots {
+                    answers[*slot] =
+                        Some(JournalResponse::Refused(Refusal::Halted(reason.clone())));
+                }
+            } else {
+                let (buf, staged) = self.stage(appends);
+                let ok: Vec<Staged> = staged
+                    .iter()
+                    .filter_map(|r| r.as_ref().ok().copied())
+                    .collect();
+                let committed = if ok.is_empty() {
+                    Ok(())
+                } else {
+                    self.commit(buf, &ok)
+                };
+                if let Err(reason) = &committed {
+                    self.halt.halt(reason.clone());
+                }
+                for (slot, r) in append_slots.into_iter().zip(staged) {
+                    answers[slot] = Some(match (r, &committed) {
+                        (Err(refusal), _) => JournalResponse::Refused(refusal),
+                        (Ok(_), Err(reason)) => {
+                            JournalResponse::Refused(Refusal::Halted(reason.clone()))
+                        }
+                        (Ok((leaf, _, _)), Ok(())) => JournalResponse::Appended(Appended {
+                            index: self.by_id[&leaf],
+                            id: entry_id(&leaf),
+                            barcode: barcode(&leaf),
+                        }),
+                    });
+                }
+            }
+        }
+        for (slot, req) in reads {
+            answers[slot] = Some(self.read(req));
+        }
+        Ok(answers
+            .into_iter()
+            .map(|a| Ok(a.expect("every request answered")))
+            .collect())
+    }
+}
