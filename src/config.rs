@@ -17,7 +17,21 @@ pub struct Config {
     pub http: HttpConfig,
     pub log: LogConfig,
     pub supervision: SupervisionConfig,
+    pub journal: JournalSettings,
     pub actors: ActorsConfig,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JournalSettings {
+    pub key_name: String,
+    pub segment_max_bytes: u64,
+    pub max_entry_bytes: u64,
+    pub max_links: u64,
+    pub batch_max_records: u64,
+    pub head_every_commits: u64,
+    pub mailbox_capacity: u64,
+    pub shutdown_timeout_ms: u64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -54,6 +68,7 @@ pub struct SupervisionConfig {
     pub command_capacity: usize,
     pub seed: u64,
     pub root: SupervisorConfig,
+    pub core: SupervisorConfig,
     pub drivers: SupervisorConfig,
 }
 
@@ -208,7 +223,11 @@ impl Config {
             1,
             65_536,
         )?;
-        for (name, sup) in [("root", &s.root), ("drivers", &s.drivers)] {
+        for (name, sup) in [
+            ("root", &s.root),
+            ("core", &s.core),
+            ("drivers", &s.drivers),
+        ] {
             let k = |f: &str| format!("supervision.{name}.{f}");
             range(&k("max_restarts"), u64::from(sup.max_restarts), 0, 10_000)?;
             range(&k("period_seconds"), sup.period_seconds, 1, 86_400)?;
@@ -230,6 +249,51 @@ impl Config {
             }
             range(&k("reset_after_ms"), sup.reset_after_ms, 0, 86_400_000)?;
         }
+        let j = &self.journal;
+        if j.key_name.is_empty()
+            || j.key_name
+                .chars()
+                .any(|c| c.is_whitespace() || c == '+' || c == '/')
+        {
+            return Err(key_err(
+                "journal.key_name",
+                format!(
+                    "must be non-empty, without white space, '+' or '/' (got {:?})",
+                    j.key_name
+                ),
+            ));
+        }
+        range(
+            "journal.segment_max_bytes",
+            j.segment_max_bytes,
+            1 << 16,
+            1 << 40,
+        )?;
+        range("journal.max_entry_bytes", j.max_entry_bytes, 256, 64 << 20)?;
+        if j.max_entry_bytes * 2 > j.segment_max_bytes {
+            return Err(key_err(
+                "journal.max_entry_bytes",
+                format!(
+                    "must be at most half of journal.segment_max_bytes ({} > {} / 2)",
+                    j.max_entry_bytes, j.segment_max_bytes
+                ),
+            ));
+        }
+        range("journal.max_links", j.max_links, 0, 4096)?;
+        range("journal.batch_max_records", j.batch_max_records, 1, 65_536)?;
+        range(
+            "journal.head_every_commits",
+            j.head_every_commits,
+            1,
+            1 << 32,
+        )?;
+        range("journal.mailbox_capacity", j.mailbox_capacity, 1, 1 << 20)?;
+        range(
+            "journal.shutdown_timeout_ms",
+            j.shutdown_timeout_ms,
+            1,
+            600_000,
+        )?;
         let a = &self.actors.echo;
         range(
             "actors.echo.mailbox_capacity",

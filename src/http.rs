@@ -44,6 +44,37 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
         "/v1/echo",
         "Send JSON through the supervised echo driver and get it back",
     ),
+    (
+        "get",
+        "/v1/journal/checkpoint",
+        "The latest signed checkpoint (a C2SP signed note, text)",
+    ),
+    (
+        "get",
+        "/v1/journal/key",
+        "The journal's verifier key in signed-note vkey form (text)",
+    ),
+    ("get", "/v1/journal/entries/{index}", "One journal entry"),
+    (
+        "get",
+        "/v1/journal/by-barcode/{code}",
+        "The journal entries with this barcode",
+    ),
+    (
+        "get",
+        "/v1/journal/proof/inclusion",
+        "An inclusion proof: ?index=I&size=N",
+    ),
+    (
+        "get",
+        "/v1/journal/proof/consistency",
+        "A consistency proof: ?from=M&to=N",
+    ),
+    (
+        "post",
+        "/v1/journal/notes",
+        "Append an operator note (admin token)",
+    ),
     ("get", "/metrics", "Prometheus text exposition"),
     (
         "get",
@@ -57,6 +88,8 @@ pub struct AppState {
     pub tree: Arc<TreeNode>,
     pub clock: SharedClock,
     pub echo: WorkerRef<Echo>,
+    pub journal: WorkerRef<axon_actors::journal::Journal>,
+    pub journal_halt: Arc<axon_actors::journal::Halt>,
     pub registry: Registry,
     pub auth: AdminAuth,
     pub http: HttpConfig,
@@ -106,6 +139,13 @@ impl HttpMetrics {
 #[derive(Clone)]
 struct Cid(CorrelationId);
 
+/// The correlation id of `req`, for actor calls.
+pub(crate) fn correlation_id(req: &HttpRequest) -> Option<Arc<str>> {
+    req.extensions()
+        .get::<Cid>()
+        .map(|c| Arc::from(c.0.as_str()))
+}
+
 /// An error answered as a problem document.
 #[derive(Debug)]
 pub struct ApiError {
@@ -134,7 +174,7 @@ impl ApiError {
         self
     }
 
-    fn retry_after(mut self, secs: u64) -> Self {
+    pub(crate) fn retry_after(mut self, secs: u64) -> Self {
         self.retry_after = Some(secs);
         self
     }
@@ -182,7 +222,7 @@ impl ResponseError for ApiError {
 }
 
 /// Maps an actor call's failure onto the problem it is for the client.
-fn call_problem(e: CallError, retry_after: u64) -> ApiError {
+pub(crate) fn call_problem(e: CallError, retry_after: u64) -> ApiError {
     let detail = e.to_string();
     match e {
         CallError::Overloaded { .. } => {
@@ -197,7 +237,7 @@ fn call_problem(e: CallError, retry_after: u64) -> ApiError {
     }
 }
 
-fn require_admin(req: &HttpRequest, auth: &AdminAuth) -> Result<(), ApiError> {
+pub(crate) fn require_admin(req: &HttpRequest, auth: &AdminAuth) -> Result<(), ApiError> {
     let Some(h) = req.headers().get(header::AUTHORIZATION) else {
         return Err(ApiError::new(
             ProblemType::Unauthenticated,
@@ -233,6 +273,13 @@ async fn healthz() -> HttpResponse {
 async fn readyz(req: HttpRequest, st: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     if st.shutting_down.load(Ordering::Acquire) {
         return Err(ApiError::new(ProblemType::ShuttingDown, "the node is shutting down").at(&req));
+    }
+    if let Some(reason) = st
+        .journal_halt
+        .reason()
+        .filter(|_| st.journal_halt.is_halted())
+    {
+        return Err(ApiError::new(ProblemType::JournalHalted, reason).at(&req));
     }
     if st.tree.all_running() {
         return Ok(HttpResponse::Ok().json(json!({"ready": true})));
@@ -326,7 +373,7 @@ async fn not_found(req: HttpRequest) -> HttpResponse {
     .error_response()
 }
 
-async fn method_not_allowed(req: HttpRequest) -> HttpResponse {
+pub(crate) async fn method_not_allowed(req: HttpRequest) -> HttpResponse {
     ApiError::new(
         ProblemType::MethodNotAllowed,
         format!("{} is not allowed on {}", req.method(), req.path()),
@@ -462,6 +509,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, max_body_bytes: usize) {
                 .route(web::post().to(echo))
                 .default_service(web::to(method_not_allowed)),
         )
+        .configure(crate::journal_routes::routes)
         .service(
             web::resource("/metrics")
                 .route(web::get().to(metrics))

@@ -9,6 +9,7 @@
 pub mod admin_token;
 pub mod config;
 pub mod http;
+pub mod journal_routes;
 pub mod node;
 pub mod openapi;
 pub mod telemetry;

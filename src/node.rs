@@ -2,6 +2,8 @@
 //!
 //! ```text
 //! root (one_for_one)
+//! ├── core (rest_for_one)
+//! │   └── journal   the journal (on its own thread: it waits on fdatasync)
 //! ├── drivers (one_for_one)
 //! │   └── echo      the echo driver
 //! └── http          the admin HTTP server (started last, stopped first)
@@ -12,6 +14,7 @@ use crate::config::{Config, SupervisorConfig};
 use crate::http::{self, AppState, HttpMetrics};
 use actix_web::{web, HttpServer};
 use anyhow::Context;
+use axon_actors::journal::{Halt, Journal, JournalConfig};
 use axon_drivers::echo::Echo;
 use axon_supervisors::*;
 use prometheus::Registry;
@@ -50,6 +53,8 @@ pub struct Node {
     pub env: Env,
     pub registry: Registry,
     pub echo: WorkerRef<Echo>,
+    pub journal: WorkerRef<Journal>,
+    pub journal_halt: Arc<Halt>,
     pub shutting_down: Arc<AtomicBool>,
 }
 
@@ -88,6 +93,51 @@ pub async fn start(cfg: &Config, opts: NodeOptions) -> anyhow::Result<Node> {
     let mut env = Env::new(&registry, opts.clock, seed).context("registering metrics")?;
     env.faults = opts.faults;
 
+    let j = &cfg.journal;
+    let journal_cfg = JournalConfig {
+        dir: cfg.data_dir.join("journal"),
+        shard: 0,
+        key_name: j.key_name.clone(),
+        segment_max_bytes: j.segment_max_bytes,
+        max_entry_bytes: j.max_entry_bytes as usize,
+        max_links: j.max_links as usize,
+        batch_max_records: j.batch_max_records as usize,
+        head_every_commits: j.head_every_commits,
+    };
+    let journal_halt: Arc<Halt> = Arc::default();
+    let (journal_child, journal) = {
+        let clock = env.clock.clone();
+        let halt = journal_halt.clone();
+        worker_on_own_thread(
+            &env,
+            WorkerSpec {
+                id: "journal".into(),
+                restart: RestartType::Permanent,
+                shutdown: Shutdown::Timeout(Duration::from_millis(j.shutdown_timeout_ms)),
+                mailbox_capacity: j.mailbox_capacity,
+                factory: move || {
+                    let journal = Journal::open(journal_cfg.clone(), clock.clone(), halt.clone())
+                        .map_err(|e| format!("the journal cannot open: {e}"))?;
+                    let r = journal.recovery();
+                    tracing::info!(entries = r.entries, segments = r.segments, torn_tail = ?r.torn_tail, "journal open");
+                    Ok(journal)
+                },
+            },
+        )
+    };
+    let sup = &cfg.supervision;
+    let core = supervisor(
+        &env,
+        SupervisorSpec {
+            id: "core".into(),
+            strategy: Strategy::RestForOne,
+            intensity: intensity(&sup.core),
+            backoff: backoff(&sup.core),
+            command_capacity: sup.command_capacity,
+            children: vec![journal_child],
+        },
+        RestartType::Permanent,
+    );
     let echo_cfg = &cfg.actors.echo;
     let (echo_child, echo) = worker(
         &env,
@@ -99,7 +149,6 @@ pub async fn start(cfg: &Config, opts: NodeOptions) -> anyhow::Result<Node> {
             factory: || Ok(Echo::default()),
         },
     );
-    let sup = &cfg.supervision;
     let drivers = supervisor(
         &env,
         SupervisorSpec {
@@ -120,7 +169,7 @@ pub async fn start(cfg: &Config, opts: NodeOptions) -> anyhow::Result<Node> {
             intensity: intensity(&sup.root),
             backoff: backoff(&sup.root),
             command_capacity: sup.command_capacity,
-            children: vec![drivers],
+            children: vec![core, drivers],
         },
     );
     let shutting_down = Arc::new(AtomicBool::new(false));
@@ -128,6 +177,8 @@ pub async fn start(cfg: &Config, opts: NodeOptions) -> anyhow::Result<Node> {
         tree: root.node().clone(),
         clock: env.clock.clone(),
         echo: echo.clone(),
+        journal: journal.clone(),
+        journal_halt: journal_halt.clone(),
         registry: registry.clone(),
         auth: AdminAuth::new(&token),
         http: cfg.http.clone(),
@@ -153,6 +204,8 @@ pub async fn start(cfg: &Config, opts: NodeOptions) -> anyhow::Result<Node> {
         env,
         registry,
         echo,
+        journal,
+        journal_halt,
         shutting_down,
     })
 }

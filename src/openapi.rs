@@ -63,6 +63,42 @@ fn responses(method: &str, path: &str) -> Value {
             ProblemType::Overloaded,
             ProblemType::Unavailable,
         ]),
+        ("get", "/v1/journal/entries/{index}") | ("get", "/v1/journal/by-barcode/{code}") => {
+            problems.extend([
+                ProblemType::InvalidParameter,
+                ProblemType::NoSuchEntry,
+                ProblemType::JournalDamaged,
+                ProblemType::Overloaded,
+                ProblemType::Unavailable,
+                ProblemType::Timeout,
+            ])
+        }
+        ("get", "/v1/journal/proof/inclusion") | ("get", "/v1/journal/proof/consistency") => {
+            problems.extend([
+                ProblemType::InvalidParameter,
+                ProblemType::Overloaded,
+                ProblemType::Unavailable,
+                ProblemType::Timeout,
+            ])
+        }
+        ("get", "/v1/journal/checkpoint") | ("get", "/v1/journal/key") => problems.extend([
+            ProblemType::Overloaded,
+            ProblemType::Unavailable,
+            ProblemType::Timeout,
+        ]),
+        ("post", "/v1/journal/notes") => problems.extend([
+            ProblemType::Unauthenticated,
+            ProblemType::InvalidToken,
+            ProblemType::MalformedRequest,
+            ProblemType::UnsupportedMediaType,
+            ProblemType::PayloadTooLarge,
+            ProblemType::BadLink,
+            ProblemType::InvalidParameter,
+            ProblemType::JournalHalted,
+            ProblemType::Overloaded,
+            ProblemType::Unavailable,
+            ProblemType::Timeout,
+        ]),
         ("post", "/v1/echo") => problems.extend([
             ProblemType::MalformedRequest,
             ProblemType::UnsupportedMediaType,
@@ -103,6 +139,36 @@ pub fn document() -> Value {
             }],
             "responses": responses(method, path),
         });
+        for (name, p) in [("{index}", "index"), ("{code}", "code")] {
+            if path.contains(name) {
+                op["parameters"]
+                    .as_array_mut()
+                    .expect("a list")
+                    .push(json!({
+                        "name": p, "in": "path", "required": true, "schema": {"type": "string"}
+                    }));
+            }
+        }
+        let query: &[&str] = match *path {
+            "/v1/journal/proof/inclusion" => &["index", "size"],
+            "/v1/journal/proof/consistency" => &["from", "to"],
+            _ => &[],
+        };
+        for q in query {
+            op["parameters"].as_array_mut().expect("a list").push(json!({
+                "name": q, "in": "query", "required": true, "schema": {"type": "integer", "minimum": 0}
+            }));
+        }
+        if *path == "/v1/journal/notes" {
+            op["requestBody"] = json!({
+                "required": true,
+                "content": {"application/json": {"schema": {
+                    "type": "object", "required": ["text"], "additionalProperties": false,
+                    "properties": {"text": {"type": "string", "minLength": 1},
+                        "links": {"type": "array", "items": {"type": "string", "pattern": "^[0-9a-f]{64}$"}}}
+                }}}
+            });
+        }
         if path.contains("{actor}") {
             op["parameters"]
                 .as_array_mut()
@@ -111,7 +177,7 @@ pub fn document() -> Value {
                     "name": "actor", "in": "path", "required": true, "schema": {"type": "string"}
                 }));
         }
-        if *method == "post" && path.ends_with("/restart") {
+        if *method == "post" && (path.ends_with("/restart") || path.ends_with("/notes")) {
             op["security"] = json!([{"adminToken": []}]);
         }
         if *path == "/v1/echo" {
@@ -154,6 +220,19 @@ pub fn document() -> Value {
                         "instance": {"type": "string"},
                         "correlation_id": {"type": "string"},
                         "retry_after_seconds": {"type": "integer"}
+                    }
+                },
+                "JournalEntry": {
+                    "type": "object",
+                    "required": ["index", "id", "kind", "barcode", "leaf_hash", "bytes_b64", "links"],
+                    "properties": {
+                        "index": {"type": "integer"},
+                        "id": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+                        "kind": {"enum": ["note", "event", "intent", "decision", "result", "capsule", "lane_change"]},
+                        "barcode": {"type": "string", "pattern": "^[a-z2-7]{12}$"},
+                        "leaf_hash": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+                        "bytes_b64": {"type": "string", "contentEncoding": "base64"},
+                        "links": {"type": "array", "items": {"type": "string"}}
                     }
                 },
                 "SupervisionNode": {

@@ -106,17 +106,35 @@ fn the_binary_serves_every_route_and_exits_0_on_sigterm() {
     let doc: Value = get("/openapi.json").json().unwrap();
     assert_eq!(doc["openapi"], "3.1.0");
     // Every documented route answers (none is a 404 or a 405).
+    // A note first, so that entry 0 and its barcode exist.
+    let res = c
+        .post(format!("{}/v1/journal/notes", r.base))
+        .bearer_auth(token)
+        .json(&serde_json::json!({"text": "binary test"}))
+        .send()
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let code = res.json::<Value>().unwrap()["barcode"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     for (method, path, _) in axon::http::ROUTES {
         assert!(doc["paths"][path][method].is_object(), "{method} {path}");
-        let url = format!("{}{}", r.base, path.replace("{actor}", "echo"));
+        let path = path
+            .replace("{actor}", "echo")
+            .replace("{index}", "0")
+            .replace("{code}", &code)
+            .replace("/inclusion", "/inclusion?index=0&size=1")
+            .replace("/consistency", "/consistency?from=1&to=1");
+        let url = format!("{}{}", r.base, path);
+        let body = if path.ends_with("/notes") {
+            serde_json::json!({"text": "probe"})
+        } else {
+            serde_json::json!({"probe": true})
+        };
         let res = match *method {
             "get" => c.get(url).send().unwrap(),
-            _ => c
-                .post(url)
-                .bearer_auth(token)
-                .json(&serde_json::json!({"probe": true}))
-                .send()
-                .unwrap(),
+            _ => c.post(url).bearer_auth(token).json(&body).send().unwrap(),
         };
         assert!(
             res.status().is_success(),

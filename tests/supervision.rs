@@ -207,8 +207,10 @@ fn the_tree_shows_every_node_with_its_state() {
         .iter()
         .map(|c| c["id"].as_str().unwrap())
         .collect();
-    assert_eq!(ids, ["drivers", "http"]);
-    let echo = &tree["children"][0]["children"][0];
+    assert_eq!(ids, ["core", "drivers", "http"]);
+    assert_eq!(tree["children"][0]["strategy"], "rest_for_one");
+    assert_eq!(tree["children"][0]["children"][0]["id"], "journal");
+    let echo = &tree["children"][1]["children"][0];
     assert_eq!(echo["id"], "echo");
     assert_eq!(echo["kind"], "worker");
     assert_eq!(echo["restart"], "permanent");

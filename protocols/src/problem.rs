@@ -42,13 +42,23 @@ pub enum ProblemType {
     ShuttingDown,
     /// A header carries a value the node refuses (for example a bad correlation id).
     BadHeader,
+    /// A query parameter is missing or out of range.
+    InvalidParameter,
+    /// The journal holds no such entry.
+    NoSuchEntry,
+    /// A link names no earlier journal entry.
+    BadLink,
+    /// The journal stopped taking writes after a failed write; the node needs an operator.
+    JournalHalted,
+    /// A stored journal entry no longer matches its hash.
+    JournalDamaged,
     /// Anything else the node did not expect; always logged with the correlation id.
     Internal,
 }
 
 impl ProblemType {
     /// Every variant, for documentation and tests.
-    pub const ALL: [ProblemType; 17] = [
+    pub const ALL: [ProblemType; 22] = [
         Self::MalformedRequest,
         Self::UnsupportedMediaType,
         Self::PayloadTooLarge,
@@ -65,6 +75,11 @@ impl ProblemType {
         Self::NotReady,
         Self::ShuttingDown,
         Self::BadHeader,
+        Self::InvalidParameter,
+        Self::NoSuchEntry,
+        Self::BadLink,
+        Self::JournalHalted,
+        Self::JournalDamaged,
         Self::Internal,
     ];
 
@@ -87,6 +102,11 @@ impl ProblemType {
             Self::NotReady => "not-ready",
             Self::ShuttingDown => "shutting-down",
             Self::BadHeader => "bad-header",
+            Self::InvalidParameter => "invalid-parameter",
+            Self::NoSuchEntry => "no-such-entry",
+            Self::BadLink => "bad-link",
+            Self::JournalHalted => "journal-halted",
+            Self::JournalDamaged => "journal-damaged",
             Self::Internal => "internal",
         }
     }
@@ -99,7 +119,11 @@ impl ProblemType {
     /// The HTTP status this problem is sent with.
     pub fn status(self) -> u16 {
         match self {
-            Self::MalformedRequest | Self::BadHeader => 400,
+            Self::MalformedRequest | Self::BadHeader | Self::InvalidParameter => 400,
+            Self::NoSuchEntry => 404,
+            Self::BadLink => 422,
+            Self::JournalHalted => 503,
+            Self::JournalDamaged => 500,
             Self::Unauthenticated | Self::InvalidToken => 401,
             Self::NotFound | Self::UnknownActor => 404,
             Self::MethodNotAllowed => 405,
@@ -132,6 +156,11 @@ impl ProblemType {
             Self::NotReady => "The node is not ready",
             Self::ShuttingDown => "The node is shutting down",
             Self::BadHeader => "A request header is not acceptable",
+            Self::InvalidParameter => "A query parameter is not acceptable",
+            Self::NoSuchEntry => "No such journal entry",
+            Self::BadLink => "A link names no earlier entry",
+            Self::JournalHalted => "The journal takes no writes",
+            Self::JournalDamaged => "The journal is damaged",
             Self::Internal => "Internal error",
         }
     }
