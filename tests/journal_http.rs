@@ -49,10 +49,22 @@ fn notes_are_durable_linked_and_provable() {
     }
 
     // Refusals.
-    problem(note(&n, json!({"text": "x", "links": ["00".repeat(32)]})), 422, "bad-link");
-    problem(note(&n, json!({"text": "x", "links": ["not hex"]})), 422, "bad-link");
+    problem(
+        note(&n, json!({"text": "x", "links": ["00".repeat(32)]})),
+        422,
+        "bad-link",
+    );
+    problem(
+        note(&n, json!({"text": "x", "links": ["not hex"]})),
+        422,
+        "bad-link",
+    );
     problem(note(&n, json!({"text": "  "})), 400, "malformed-request");
-    problem(note(&n, json!({"text": "x", "extra": 1})), 400, "malformed-request");
+    problem(
+        note(&n, json!({"text": "x", "extra": 1})),
+        400,
+        "malformed-request",
+    );
     let res = n
         .client()
         .post(n.url("/v1/journal/notes"))
@@ -62,17 +74,42 @@ fn notes_are_durable_linked_and_provable() {
     problem(res, 401, "unauthenticated");
     problem(n.get("/v1/journal/entries/40"), 404, "no-such-entry");
     problem(n.get("/v1/journal/entries/-1"), 400, "invalid-parameter");
-    problem(n.get("/v1/journal/proof/inclusion?index=1"), 400, "invalid-parameter");
-    problem(n.get("/v1/journal/proof/inclusion?index=1&size=41"), 400, "invalid-parameter");
-    problem(n.get("/v1/journal/proof/inclusion?index=1&size=2&x=1"), 400, "invalid-parameter");
-    problem(n.get("/v1/journal/proof/consistency?from=0&to=3"), 400, "invalid-parameter");
-    problem(n.get("/v1/journal/by-barcode/NOPE"), 400, "invalid-parameter");
-    problem(n.get("/v1/journal/by-barcode/aaaaaaaaaaaa"), 404, "no-such-entry");
+    problem(
+        n.get("/v1/journal/proof/inclusion?index=1"),
+        400,
+        "invalid-parameter",
+    );
+    problem(
+        n.get("/v1/journal/proof/inclusion?index=1&size=41"),
+        400,
+        "invalid-parameter",
+    );
+    problem(
+        n.get("/v1/journal/proof/inclusion?index=1&size=2&x=1"),
+        400,
+        "invalid-parameter",
+    );
+    problem(
+        n.get("/v1/journal/proof/consistency?from=0&to=3"),
+        400,
+        "invalid-parameter",
+    );
+    problem(
+        n.get("/v1/journal/by-barcode/NOPE"),
+        400,
+        "invalid-parameter",
+    );
+    problem(
+        n.get("/v1/journal/by-barcode/aaaaaaaaaaaa"),
+        404,
+        "no-such-entry",
+    );
 
     // Verify with nothing but the key, the checkpoint and the proofs.
     let vkey = n.get("/v1/journal/key").text().unwrap();
     let note_text = n.get("/v1/journal/checkpoint").text().unwrap();
-    let cp = Checkpoint::parse(Verifier::parse(&vkey).unwrap().verify(&note_text).unwrap()).unwrap();
+    let cp =
+        Checkpoint::parse(Verifier::parse(&vkey).unwrap().verify(&note_text).unwrap()).unwrap();
     assert_eq!(cp.size, 40);
     assert_eq!(cp.origin, "axon/shard-0");
 
@@ -81,7 +118,10 @@ fn notes_are_durable_linked_and_provable() {
         .decode(e["bytes_b64"].as_str().unwrap())
         .unwrap();
     let leaf = leaf_hash(&bytes);
-    assert_eq!(e["leaf_hash"].as_str().unwrap(), axon_protocols::journal::hex(&leaf));
+    assert_eq!(
+        e["leaf_hash"].as_str().unwrap(),
+        axon_protocols::journal::hex(&leaf)
+    );
     assert_eq!(e["id"], e["leaf_hash"]);
     let entry = Entry::from_bytes(&bytes).unwrap();
     assert_eq!(entry.body, json!({"text": "deploy 4.2 done"}));
@@ -89,23 +129,35 @@ fn notes_are_durable_linked_and_provable() {
     assert_eq!(e["links"], json!([id0]));
     assert_eq!(e["kind"], "note");
 
-    let p: Value = n.get("/v1/journal/proof/inclusion?index=1&size=40").json().unwrap();
+    let p: Value = n
+        .get("/v1/journal/proof/inclusion?index=1&size=40")
+        .json()
+        .unwrap();
     let proof = hashes(&p["proof"]);
     let proof: Vec<&[u8]> = proof.iter().map(|h| h.as_slice()).collect();
     merkle::verify_inclusion::<Blake3>(1, 40, &leaf, &proof, &cp.root).unwrap();
 
-    let c: Value = n.get("/v1/journal/proof/consistency?from=7&to=40").json().unwrap();
+    let c: Value = n
+        .get("/v1/journal/proof/consistency?from=7&to=40")
+        .json()
+        .unwrap();
     let proof = hashes(&c["proof"]);
     let proof: Vec<&[u8]> = proof.iter().map(|h| h.as_slice()).collect();
     let root7 = parse_hex::<32>(c["root1"].as_str().unwrap()).unwrap();
     merkle::verify_consistency::<Blake3>(7, 40, &proof, &root7, &cp.root).unwrap();
 
     let code = e["barcode"].as_str().unwrap();
-    let found: Value = n.get(&format!("/v1/journal/by-barcode/{code}")).json().unwrap();
+    let found: Value = n
+        .get(&format!("/v1/journal/by-barcode/{code}"))
+        .json()
+        .unwrap();
     assert_eq!(found["entries"][0], e);
 
     // A restart of the journal actor reopens the segments and answers the same.
-    assert_eq!(n.post_admin("/v1/supervision/journal/restart").status(), 202);
+    assert_eq!(
+        n.post_admin("/v1/supervision/journal/restart").status(),
+        202
+    );
     axon_harness::wait_until("the journal restarted", Duration::from_secs(10), || {
         n.actor("journal")
             .is_some_and(|a| a.restarts_total == 1 && a.status == NodeStatus::Running)

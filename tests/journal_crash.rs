@@ -1,0 +1,131 @@
+//! Crash safety: the node is killed with SIGKILL while clients append as fast as they can;
+//! after each restart every acknowledged append is there, with the same id, and the journal
+//! opened only after checking every record. Several rounds on the same data directory.
+
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+fn start(dir: &std::path::Path) -> (Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_axon"))
+        .args(["run", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    while let Some(Ok(line)) = lines.next() {
+        if let Some(addr) = line.strip_prefix("axon: listening on ") {
+            return (child, addr.to_owned());
+        }
+    }
+    let _ = child.kill();
+    let status = child.wait();
+    panic!("axon did not start: {status:?}");
+}
+
+#[test]
+fn every_acknowledged_append_survives_sigkill() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut acked: Vec<(u64, String)> = Vec::new();
+    // A fixed sequence of kill points, different each round.
+    for (round, kill_after) in [137usize, 41, 263].into_iter().enumerate() {
+        let (mut child, base) = start(dir.path());
+        let token = std::fs::read_to_string(dir.path().join("admin.token")).unwrap();
+        let token = token.trim().to_owned();
+
+        // Everything acknowledged before this start is still there.
+        let c = reqwest::blocking::Client::new();
+        for (index, id) in &acked {
+            let e: Value = c
+                .get(format!("{base}/v1/journal/entries/{index}"))
+                .send()
+                .unwrap()
+                .json()
+                .unwrap();
+            assert_eq!(
+                e["id"].as_str(),
+                Some(id.as_str()),
+                "round {round}, entry {index}"
+            );
+        }
+
+        let this_round: Arc<Mutex<Vec<(u64, String)>>> = Arc::default();
+        let stop = Arc::new(AtomicBool::new(false));
+        let writers: Vec<_> = (0..4)
+            .map(|t| {
+                let (base, token) = (base.clone(), token.clone());
+                let (acks, stop) = (this_round.clone(), stop.clone());
+                std::thread::spawn(move || {
+                    let c = reqwest::blocking::Client::builder()
+                        .timeout(Duration::from_secs(10))
+                        .build()
+                        .unwrap();
+                    let mut i = 0;
+                    while !stop.load(Ordering::Relaxed) {
+                        let res = c
+                            .post(format!("{base}/v1/journal/notes"))
+                            .bearer_auth(&token)
+                            .json(&json!({"text": format!("round {round} writer {t} note {i}")}))
+                            .send();
+                        let Ok(res) = res else { break };
+                        if res.status() != 201 {
+                            break;
+                        }
+                        let Ok(v) = res.json::<Value>() else { break };
+                        let index = v["index"].as_u64().unwrap();
+                        acks.lock()
+                            .unwrap()
+                            .push((index, v["id"].as_str().unwrap().to_owned()));
+                        i += 1;
+                    }
+                })
+            })
+            .collect();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while this_round.lock().unwrap().len() < kill_after {
+            assert!(Instant::now() < deadline, "appends too slow");
+            std::thread::yield_now();
+        }
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        stop.store(true, Ordering::Relaxed);
+        for w in writers {
+            w.join().unwrap();
+        }
+        let mut got = this_round.lock().unwrap().clone();
+        assert!(got.len() >= kill_after);
+        got.sort();
+        acked.extend(got);
+    }
+    // A last start checks the last round, then the checkpoint covers everything.
+    let (mut child, base) = start(dir.path());
+    let c = reqwest::blocking::Client::new();
+    for (index, id) in &acked {
+        let e: Value = c
+            .get(format!("{base}/v1/journal/entries/{index}"))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        assert_eq!(e["id"].as_str(), Some(id.as_str()), "entry {index}");
+    }
+    let note = c
+        .get(format!("{base}/v1/journal/checkpoint"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    let size: u64 = note.lines().nth(1).unwrap().parse().unwrap();
+    let max = acked.iter().map(|(i, _)| *i).max().unwrap();
+    assert!(
+        size > max,
+        "checkpoint size {size} <= acknowledged index {max}"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
