@@ -77,6 +77,21 @@ fn backoff(c: &SupervisorConfig) -> BackoffPolicy {
     p
 }
 
+/// The journal's settings from the node's configuration.
+pub fn journal_config(cfg: &Config) -> JournalConfig {
+    let j = &cfg.journal;
+    JournalConfig {
+        dir: cfg.data_dir.join("journal"),
+        shard: 0,
+        key_name: j.key_name.clone(),
+        segment_max_bytes: j.segment_max_bytes,
+        max_entry_bytes: j.max_entry_bytes as usize,
+        max_links: j.max_links as usize,
+        batch_max_records: j.batch_max_records as usize,
+        head_every_commits: j.head_every_commits,
+    }
+}
+
 /// Starts the node's tree. Must run inside an actix `System`.
 pub async fn start(cfg: &Config, opts: NodeOptions) -> anyhow::Result<Node> {
     let (token, created) = admin_token::load_or_create(&cfg.data_dir)?;
@@ -94,16 +109,7 @@ pub async fn start(cfg: &Config, opts: NodeOptions) -> anyhow::Result<Node> {
     env.faults = opts.faults;
 
     let j = &cfg.journal;
-    let journal_cfg = JournalConfig {
-        dir: cfg.data_dir.join("journal"),
-        shard: 0,
-        key_name: j.key_name.clone(),
-        segment_max_bytes: j.segment_max_bytes,
-        max_entry_bytes: j.max_entry_bytes as usize,
-        max_links: j.max_links as usize,
-        batch_max_records: j.batch_max_records as usize,
-        head_every_commits: j.head_every_commits,
-    };
+    let journal_cfg = journal_config(cfg);
     let journal_halt: Arc<Halt> = Arc::default();
     let (journal_child, journal) = {
         let clock = env.clock.clone();

@@ -248,6 +248,9 @@ pub struct Journal {
     last_commit: u64,
     /// Group commits since the head file was last written.
     commits_since_head: u64,
+    /// The size the signed head recorded at open.
+    head_size: Option<u64>,
+    mode: Mode,
 }
 
 fn segment_name(first: u64) -> String {
@@ -281,6 +284,44 @@ fn load_or_create_key(dir: &Path, name: &str) -> Result<Signer, OpenError> {
     Signer::from_pkcs8(name, &pkcs8).map_err(|e| OpenError::Key(format!("{}: {e}", path.display())))
 }
 
+/// How the journal is opened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    /// To write: creates what is missing and cuts a torn tail.
+    Write,
+    /// To audit: changes nothing on disk.
+    Audit,
+}
+
+/// What `axon audit` reports.
+#[derive(Debug)]
+pub struct AuditReport {
+    pub entries: u64,
+    pub segments: usize,
+    /// A torn tail (never acknowledged) that the next start will cut: a warning, not a
+    /// failure.
+    pub torn_tail: Option<(PathBuf, u64, u64)>,
+    /// The size the signed head records.
+    pub head_size: Option<u64>,
+}
+
+/// Checks a stopped node's journal without changing anything: every record checksum,
+/// every entry's canonical form, order and links, every commit record's size and root, and
+/// the signed head. `progress` is called after each segment with the entries checked so far.
+pub fn audit(
+    cfg: JournalConfig,
+    progress: &mut dyn FnMut(&Path, u64),
+) -> Result<AuditReport, OpenError> {
+    let clock = axon_supervisors::SystemClock::shared();
+    let j = Journal::open_mode(cfg, clock, Arc::default(), Mode::Audit, progress)?;
+    Ok(AuditReport {
+        entries: j.len(),
+        segments: j.segments.len(),
+        torn_tail: j.recovery.torn_tail.clone(),
+        head_size: j.head_size,
+    })
+}
+
 impl Journal {
     /// Opens (or creates) the journal, checking every record.
     pub fn open(
@@ -288,10 +329,36 @@ impl Journal {
         clock: SharedClock,
         halt: Arc<Halt>,
     ) -> Result<Self, OpenError> {
+        Self::open_mode(cfg, clock, halt, Mode::Write, &mut |_, _| {})
+    }
+
+    fn open_mode(
+        cfg: JournalConfig,
+        clock: SharedClock,
+        halt: Arc<Halt>,
+        mode: Mode,
+        progress: &mut dyn FnMut(&Path, u64),
+    ) -> Result<Self, OpenError> {
         let shard_dir = cfg.dir.join(format!("shard-{}", cfg.shard));
-        std::fs::create_dir_all(&shard_dir).map_err(io(&shard_dir))?;
-        sync_dir(&cfg.dir)?;
-        let signer = load_or_create_key(&cfg.dir, &cfg.key_name)?;
+        let signer = match mode {
+            Mode::Write => {
+                std::fs::create_dir_all(&shard_dir).map_err(io(&shard_dir))?;
+                sync_dir(&cfg.dir)?;
+                load_or_create_key(&cfg.dir, &cfg.key_name)?
+            }
+            Mode::Audit => {
+                if !shard_dir.is_dir() {
+                    return Err(OpenError::Key(format!(
+                        "no journal at {}",
+                        shard_dir.display()
+                    )));
+                }
+                let path = cfg.dir.join("node.key");
+                let pkcs8 = std::fs::read(&path).map_err(io(&path))?;
+                Signer::from_pkcs8(&cfg.key_name, &pkcs8)
+                    .map_err(|e| OpenError::Key(format!("{}: {e}", path.display())))?
+            }
+        };
         let origin = format!("{}/shard-{}", cfg.key_name, cfg.shard);
         let mut j = Journal {
             shard_dir,
@@ -308,10 +375,12 @@ impl Journal {
             recovery: Recovery::default(),
             last_commit: 0,
             commits_since_head: 0,
+            head_size: None,
+            mode,
             clock,
             cfg,
         };
-        j.recover()?;
+        j.recover(progress)?;
         j.check_head()?;
         Ok(j)
     }
@@ -346,10 +415,14 @@ impl Journal {
             )));
         }
         if head.size > self.len() {
-            let last = self.segments.last().expect("a segment is open");
+            let last = self
+                .segments
+                .last()
+                .map(|s| s.path.clone())
+                .unwrap_or_else(|| self.shard_dir.join(segment_name(0)));
             return Err(OpenError::Tamper(format!(
                 "{} at offset {}: acknowledged entries {} to {} are missing (the signed head {} records {} entries)",
-                last.path.display(),
+                last.display(),
                 self.tail_len,
                 self.len(),
                 head.size - 1,
@@ -357,6 +430,7 @@ impl Journal {
                 head.size
             )));
         }
+        self.head_size = Some(head.size);
         if self.log.root_at(head.size as usize).expect("in range") != head.root {
             return Err(OpenError::Tamper(format!(
                 "the first {} entries do not have the root recorded in {}",
@@ -401,7 +475,7 @@ impl Journal {
         self.log.is_empty()
     }
 
-    fn recover(&mut self) -> Result<(), OpenError> {
+    fn recover(&mut self, progress: &mut dyn FnMut(&Path, u64)) -> Result<(), OpenError> {
         let mut names: Vec<(u64, PathBuf)> = Vec::new();
         for entry in std::fs::read_dir(&self.shard_dir).map_err(io(&self.shard_dir))? {
             let path = entry.map_err(io(&self.shard_dir))?.path();
@@ -415,8 +489,10 @@ impl Journal {
         }
         names.sort();
         if names.is_empty() {
-            self.create_segment(0)?;
-            self.recovery.segments = 1;
+            if self.mode == Mode::Write {
+                self.create_segment(0)?;
+                self.recovery.segments = 1;
+            }
             return Ok(());
         }
         let count = names.len();
@@ -430,17 +506,20 @@ impl Journal {
             }
             let file = OpenOptions::new()
                 .read(true)
-                .append(true)
+                .append(self.mode == Mode::Write)
                 .open(&path)
                 .map_err(io(&path))?;
             let data = std::fs::read(&path).map_err(io(&path))?;
             let last = k + 1 == count;
             let kept = self.scan(k as u32, &path, &data, last)?;
+            progress(&path, self.len());
             if kept < data.len() as u64 {
-                file.set_len(kept).map_err(io(&path))?;
-                file.sync_all().map_err(io(&path))?;
                 let cut = data.len() as u64 - kept;
-                tracing::warn!(segment = %path.display(), offset = kept, bytes = cut, "cut a torn tail that was never acknowledged");
+                if self.mode == Mode::Write {
+                    file.set_len(kept).map_err(io(&path))?;
+                    file.sync_all().map_err(io(&path))?;
+                    tracing::warn!(segment = %path.display(), offset = kept, bytes = cut, "cut a torn tail that was never acknowledged");
+                }
                 self.recovery.torn_tail = Some((path.clone(), kept, cut));
             }
             if last {
@@ -825,13 +904,21 @@ impl Journal {
     }
 }
 
-impl Drop for Journal {
-    fn drop(&mut self) {
+impl Journal {
+    /// Writes the head if commits happened since it was last written (and the journal is
+    /// not halted: after a failed write nothing more is written).
+    fn close(&mut self) {
         if self.commits_since_head > 0 && !self.halt.is_halted() {
             if let Err(e) = self.write_head() {
                 tracing::error!(error = %e, "could not write the journal head on stop");
             }
         }
+    }
+}
+
+impl Drop for Journal {
+    fn drop(&mut self) {
+        self.close();
     }
 }
 
@@ -852,6 +939,10 @@ impl Worker for Journal {
 
     fn batch_limit(&self) -> Option<usize> {
         Some(self.cfg.batch_max_records.max(1))
+    }
+
+    fn stopped(&mut self) {
+        self.close();
     }
 
     fn handle_batch(

@@ -311,9 +311,20 @@ fn tampered_journal_is_refused(entries: u8, tamper: Tamper) -> bool {
         }
     };
     std::fs::write(&seg, &bad).unwrap();
+    // The audit names the same first bad record as the journal's own start-up check.
+    let audited = audit(cfg(dir.path()), &mut |_, _| {});
+    let Err(OpenError::Tamper(audit_msg)) = audited else {
+        panic!("{what}: audit passed: {audited:?}");
+    };
+    assert!(audit_msg.contains(".seg at offset "), "{audit_msg}");
+    assert_eq!(
+        std::fs::read(&seg).unwrap(),
+        bad,
+        "the audit changed nothing"
+    );
     match open(dir.path()) {
         Err(OpenError::Tamper(msg)) => {
-            assert!(msg.contains(".seg at offset "), "{msg}");
+            assert_eq!(msg, audit_msg);
             true
         }
         Ok(j) => {
