@@ -13,6 +13,7 @@ pub mod journal_routes;
 pub mod node;
 pub mod openapi;
 pub mod telemetry;
+pub mod verify;
 
 pub use config::Config;
 pub use node::{start, Node, NodeOptions};

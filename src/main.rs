@@ -39,6 +39,25 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Checks a journal proof against a signed checkpoint, offline. Exit 0: verified.
+    VerifyProof {
+        /// The verifier key (GET /v1/journal/key).
+        #[arg(long)]
+        key: PathBuf,
+        /// The signed checkpoint (GET /v1/journal/checkpoint).
+        #[arg(long)]
+        checkpoint: PathBuf,
+        /// The proof JSON (GET /v1/journal/proof/...); `-` reads standard input.
+        #[arg(long, default_value = "-")]
+        proof: PathBuf,
+        /// With an inclusion proof: the entry JSON (GET /v1/journal/entries/{index}), whose
+        /// bytes must hash to the proven leaf.
+        #[arg(long)]
+        entry: Option<PathBuf>,
+        /// With a consistency proof: an older signed checkpoint it must start from.
+        #[arg(long)]
+        old_checkpoint: Option<PathBuf>,
+    },
     /// Checks a stopped node's journal and changes nothing: record checksums, canonical
     /// entries, order, links, commit records and the signed head. Exit 1 names the first
     /// bad record.
@@ -75,6 +94,28 @@ fn main() {
                 }
             }
         }
+        Command::VerifyProof {
+            key,
+            checkpoint,
+            proof,
+            entry,
+            old_checkpoint,
+        } => match verify_proof(
+            &key,
+            &checkpoint,
+            &proof,
+            entry.as_deref(),
+            old_checkpoint.as_deref(),
+        ) {
+            Ok(what) => {
+                println!("verify-proof: ok: {what}");
+                0
+            }
+            Err(e) => {
+                println!("verify-proof: FAILED: {e:#}");
+                1
+            }
+        },
         Command::Audit { config, data_dir } => {
             let flags = Overrides {
                 data_dir,
@@ -108,6 +149,39 @@ fn main() {
         }
     };
     std::process::exit(code);
+}
+
+fn read_input(path: &std::path::Path) -> anyhow::Result<String> {
+    if path == std::path::Path::new("-") {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
+            .context("reading standard input")?;
+        Ok(s)
+    } else {
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
+    }
+}
+
+fn verify_proof(
+    key: &std::path::Path,
+    checkpoint: &std::path::Path,
+    proof: &std::path::Path,
+    entry: Option<&std::path::Path>,
+    old: Option<&std::path::Path>,
+) -> anyhow::Result<String> {
+    let json = |p: &std::path::Path| -> anyhow::Result<serde_json::Value> {
+        serde_json::from_str(&read_input(p)?)
+            .with_context(|| format!("{} is not JSON", p.display()))
+    };
+    let entry = entry.map(json).transpose()?;
+    let old = old.map(read_input).transpose()?;
+    axon::verify::verify(
+        &read_input(key)?,
+        &read_input(checkpoint)?,
+        &json(proof)?,
+        entry.as_ref(),
+        old.as_deref(),
+    )
 }
 
 fn audit(cfg: &Config) -> i32 {
