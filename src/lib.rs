@@ -7,6 +7,7 @@
 //! crates.
 
 pub mod admin_token;
+pub mod bench;
 pub mod config;
 pub mod http;
 pub mod journal_routes;

@@ -39,6 +39,11 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Measures parts of Axon on this machine and prints the figures.
+    Bench {
+        #[command(subcommand)]
+        what: BenchWhat,
+    },
     /// Checks a journal proof against a signed checkpoint, offline. Exit 0: verified.
     VerifyProof {
         /// The verifier key (GET /v1/journal/key).
@@ -70,6 +75,19 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum BenchWhat {
+    /// Durable appends against raw fdatasync, audit time and proof latency.
+    Journal {
+        /// Where to write (a real disk: fdatasync on tmpfs proves nothing).
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+        /// Entries in the journal that is audited and proven against.
+        #[arg(long, default_value_t = 1_000_000)]
+        entries: u64,
+    },
+}
+
 fn main() {
     let cli = Cli::parse();
     let code = match cli.command {
@@ -94,6 +112,15 @@ fn main() {
                 }
             }
         }
+        Command::Bench {
+            what: BenchWhat::Journal { dir, entries },
+        } => match axon::bench::journal(&dir, entries.max(1)) {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("axon: bench failed: {e:#}");
+                1
+            }
+        },
         Command::VerifyProof {
             key,
             checkpoint,
