@@ -96,6 +96,8 @@ pub struct AppState {
     pub metrics: HttpMetrics,
     pub shutting_down: Arc<AtomicBool>,
     pub openapi: Value,
+    /// BLAKE3 (hex) of the canonical JSON of the effective configuration, for capsules.
+    pub config_hash: String,
 }
 
 /// HTTP metrics.
@@ -336,18 +338,59 @@ async fn echo(
     st: web::Data<AppState>,
     body: web::Json<Value>,
 ) -> Result<HttpResponse, ApiError> {
-    let cid = req
-        .extensions()
-        .get::<Cid>()
-        .map(|c| Arc::from(c.0.as_str()));
     let opts = CallOptions {
         deadline: Duration::from_millis(st.http.call_timeout_ms),
-        correlation_id: cid,
+        correlation_id: correlation_id(&req),
     };
-    match st.echo.call(body.into_inner(), &opts).await {
-        Ok(v) => Ok(HttpResponse::Ok().json(json!({ "echo": v }))),
-        Err(e) => Err(call_problem(e, st.http.retry_after_seconds).at(&req)),
-    }
+    let input = body.into_inner();
+    let started_wall = st.clock.wall();
+    let started = Instant::now();
+    let output = match st.echo.call(input.clone(), &opts).await {
+        Ok(v) => v,
+        Err(e) => return Err(call_problem(e, st.http.retry_after_seconds).at(&req)),
+    };
+    // Every driver call is journaled as a replay capsule, or the call fails closed.
+    let capsule = axon_protocols::capsule::ReplayCapsule {
+        action_id: format!("{:032x}", rand::random::<u128>()),
+        driver: "echo".into(),
+        environment: axon_protocols::capsule::Environment {
+            binary_version: env!("CARGO_PKG_VERSION").into(),
+            config_hash: st.config_hash.clone(),
+            driver_artifact_hash: axon_protocols::journal::hex(
+                blake3::hash(
+                    axon_drivers::builtin_artifact("echo")
+                        .unwrap_or("echo")
+                        .as_bytes(),
+                )
+                .as_bytes(),
+            ),
+        },
+        input,
+        output: output.clone(),
+        seeds: vec![],
+        clock: axon_protocols::capsule::RecordedClock {
+            started: axon_protocols::time::rfc3339(started_wall),
+            finished: axon_protocols::time::rfc3339(st.clock.wall()),
+            duration_us: started.elapsed().as_micros() as u64,
+        },
+    };
+    let action_id = capsule.action_id.clone();
+    let body = serde_json::to_value(&capsule)
+        .map_err(|e| ApiError::new(ProblemType::Internal, e.to_string()).at(&req))?;
+    let appended = crate::journal_routes::append(
+        &req,
+        &st,
+        axon_protocols::journal::EntryKind::Capsule,
+        vec![],
+        body,
+    )
+    .await?;
+    Ok(HttpResponse::Ok().json(json!({
+        "echo": output,
+        "action_id": action_id,
+        "index": appended.index,
+        "barcode": appended.barcode,
+    })))
 }
 
 async fn metrics(st: web::Data<AppState>) -> Result<HttpResponse, ApiError> {

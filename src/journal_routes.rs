@@ -5,7 +5,9 @@ use crate::http::{
     call_problem, correlation_id, method_not_allowed, require_admin, ApiError, AppState,
 };
 use actix_web::{web, HttpRequest, HttpResponse};
-use axon_actors::journal::{JournalRequest, JournalResponse, NewEntry, Refusal, StoredEntry};
+use axon_actors::journal::{
+    Appended, JournalRequest, JournalResponse, NewEntry, Refusal, StoredEntry,
+};
 use axon_protocols::journal::EntryKind;
 use axon_protocols::ProblemType;
 use axon_supervisors::CallOptions;
@@ -188,14 +190,32 @@ async fn note(
         links,
         body: json!({ "text": text }),
     };
-    match ask(&req, &st, JournalRequest::Append(new)).await? {
-        JournalResponse::Appended(a) => Ok(HttpResponse::Created()
-            .insert_header((
-                actix_web::http::header::LOCATION,
-                format!("/v1/journal/entries/{}", a.index),
-            ))
-            .json(a)),
-        other => Err(unexpected(&req, &other)),
+    let a = append(&req, &st, new.kind, new.links, new.body).await?;
+    Ok(HttpResponse::Created()
+        .insert_header((
+            actix_web::http::header::LOCATION,
+            format!("/v1/journal/entries/{}", a.index),
+        ))
+        .json(a))
+}
+
+/// Appends an entry; answers once it is durable.
+pub(crate) async fn append(
+    req: &HttpRequest,
+    st: &AppState,
+    kind: EntryKind,
+    links: Vec<String>,
+    body: Value,
+) -> Result<Appended, ApiError> {
+    match ask(
+        req,
+        st,
+        JournalRequest::Append(NewEntry { kind, links, body }),
+    )
+    .await?
+    {
+        JournalResponse::Appended(a) => Ok(a),
+        other => Err(unexpected(req, &other)),
     }
 }
 

@@ -13,6 +13,7 @@ pub mod http;
 pub mod journal_routes;
 pub mod node;
 pub mod openapi;
+pub mod replay;
 pub mod telemetry;
 pub mod verify;
 

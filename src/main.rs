@@ -63,6 +63,17 @@ enum Command {
         #[arg(long)]
         old_checkpoint: Option<PathBuf>,
     },
+    /// Re-runs a recorded driver call offline with its recorded seeds and clock and compares
+    /// the output bytes. Exit 1 on a difference (non-determinism), with both hashes.
+    Replay {
+        /// The action id (32 hex digits) or the barcode of its capsule entry.
+        action: String,
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// [default: ./axon-data]
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
     /// Checks a stopped node's journal and changes nothing: record checksums, canonical
     /// entries, order, links, commit records and the signed head. Exit 1 names the first
     /// bad record.
@@ -143,6 +154,36 @@ fn main() {
                 1
             }
         },
+        Command::Replay {
+            action,
+            config,
+            data_dir,
+        } => {
+            let flags = Overrides {
+                data_dir,
+                ..Default::default()
+            };
+            match Config::load(config.as_deref(), std::env::vars(), &flags) {
+                Ok(cfg) => match axon::replay::replay(&axon::node::journal_config(&cfg), &action) {
+                    Ok(report) => {
+                        println!("{report}");
+                        if report.matches {
+                            0
+                        } else {
+                            1
+                        }
+                    }
+                    Err(e) => {
+                        println!("replay: FAILED: {e:#}");
+                        1
+                    }
+                },
+                Err(e) => {
+                    eprintln!("axon: {e}");
+                    2
+                }
+            }
+        }
         Command::Audit { config, data_dir } => {
             let flags = Overrides {
                 data_dir,

@@ -77,6 +77,15 @@ fn backoff(c: &SupervisorConfig) -> BackoffPolicy {
     p
 }
 
+/// BLAKE3 (hex) of the canonical JSON of the effective configuration.
+pub fn config_hash(cfg: &Config) -> String {
+    let canonical = serde_json::to_value(cfg)
+        .ok()
+        .and_then(|v| axon_protocols::canonical::to_vec(&v).ok())
+        .unwrap_or_default();
+    axon_protocols::journal::hex(blake3::hash(&canonical).as_bytes())
+}
+
 /// The journal's settings from the node's configuration.
 pub fn journal_config(cfg: &Config) -> JournalConfig {
     let j = &cfg.journal;
@@ -191,6 +200,7 @@ pub async fn start(cfg: &Config, opts: NodeOptions) -> anyhow::Result<Node> {
         metrics: HttpMetrics::new(&registry).context("registering HTTP metrics")?,
         shutting_down: shutting_down.clone(),
         openapi: crate::openapi::document(),
+        config_hash: config_hash(cfg),
     });
     let bound = Arc::new(Mutex::new(None));
     root.push_child(http_child(state, cfg, bound.clone())?);

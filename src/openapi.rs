@@ -32,9 +32,10 @@ fn responses(method: &str, path: &str) -> Value {
             }}}
         }),
         ("post", "/v1/echo") => json!({
-            "description": "The request body, as the echo driver returned it",
+            "description": "The request body, as the echo driver returned it, and the journal entry of the call's replay capsule",
             "content": {"application/json": {"schema": {
-                "type": "object", "required": ["echo"], "properties": {"echo": {}}
+                "type": "object", "required": ["echo", "action_id", "index", "barcode"],
+                "properties": {"echo": {}, "action_id": {"type": "string"}, "index": {"type": "integer"}, "barcode": {"type": "string"}}
             }}}
         }),
         _ => {
@@ -108,6 +109,7 @@ fn responses(method: &str, path: &str) -> Value {
             ProblemType::Timeout,
             ProblemType::ActorFailed,
             ProblemType::Rejected,
+            ProblemType::JournalHalted,
         ]),
         _ => {}
     }

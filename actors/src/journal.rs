@@ -323,6 +323,30 @@ pub fn audit(
 }
 
 impl Journal {
+    /// Opens a stopped node's journal to read it, checking every record and changing
+    /// nothing on disk. Appends to it are refused.
+    pub fn open_read_only(cfg: JournalConfig) -> Result<Self, OpenError> {
+        let halt: Arc<Halt> = Arc::default();
+        halt.halt("the journal is open read-only".into());
+        Self::open_mode(
+            cfg,
+            axon_supervisors::SystemClock::shared(),
+            halt,
+            Mode::Audit,
+            &mut |_, _| {},
+        )
+    }
+
+    /// The entry at `index`, read back and checked against its hash.
+    pub fn entry(&self, index: u64) -> Result<StoredEntry, Refusal> {
+        self.stored(index)
+    }
+
+    /// The indexes of the entries with barcode `code`.
+    pub fn indexes_of_barcode(&self, code: &str) -> Vec<u64> {
+        self.by_barcode.get(code).cloned().unwrap_or_default()
+    }
+
     /// Opens (or creates) the journal, checking every record.
     pub fn open(
         cfg: JournalConfig,

@@ -8,6 +8,7 @@
 //! crate of the workspace. Everything here is plain data with its validation.
 
 pub mod canonical;
+pub mod capsule;
 pub mod checkpoint;
 pub mod correlation;
 pub mod journal;

@@ -301,7 +301,10 @@ impl TestNodeBuilder {
     /// Like [`start`](Self::start), but returns the start error.
     pub fn try_start(mut self) -> Result<TestNode, String> {
         let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-        self.config.data_dir = dir.path().to_owned();
+        // A data directory set through `config` is kept; otherwise a temporary one is used.
+        if self.config.data_dir == Config::defaults().data_dir {
+            self.config.data_dir = dir.path().to_owned();
+        }
         let clock = TestClock::new(self.manual_clock);
         let faults = FaultInjector::new();
         let registry = Registry::new();

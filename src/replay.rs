@@ -1,0 +1,163 @@
+//! `axon replay`: finds an action's replay capsule in a stopped node's journal, re-runs the
+//! driver call offline with the recorded input, seeds and clock, and compares the output
+//! bytes (canonical JSON) with the recorded ones.
+
+use anyhow::{anyhow, bail, Context};
+use axon_actors::journal::{Journal, JournalConfig};
+use axon_protocols::capsule::ReplayCapsule;
+use axon_protocols::journal::{hex, is_barcode, Entry, EntryKind};
+use std::fmt;
+
+/// What a replay found.
+pub struct ReplayReport {
+    pub action_id: String,
+    pub driver: String,
+    pub index: u64,
+    pub recorded: String,
+    pub replayed: String,
+    pub matches: bool,
+    /// Differences between the recorded environment and this one.
+    pub environment_notes: Vec<String>,
+}
+
+impl fmt::Display for ReplayReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for n in &self.environment_notes {
+            writeln!(f, "replay: note: {n}")?;
+        }
+        if self.matches {
+            write!(
+                f,
+                "replay: ok: action {} ({} driver, entry {}) replays to the same output (blake3 {})",
+                self.action_id, self.driver, self.index, self.recorded
+            )
+        } else {
+            write!(
+                f,
+                "replay: MISMATCH (non-determinism): action {} ({} driver, entry {}) recorded output blake3 {}, replayed output blake3 {}",
+                self.action_id, self.driver, self.index, self.recorded, self.replayed
+            )
+        }
+    }
+}
+
+fn capsule_of(j: &Journal, index: u64) -> anyhow::Result<Option<ReplayCapsule>> {
+    let stored = j.entry(index)?;
+    if stored.kind != EntryKind::Capsule {
+        return Ok(None);
+    }
+    let entry = Entry::from_bytes(&stored.bytes).context("reading the entry")?;
+    let capsule: ReplayCapsule = serde_json::from_value(entry.body)
+        .with_context(|| format!("entry {index} is not a replay capsule"))?;
+    Ok(Some(capsule))
+}
+
+/// Finds the capsule of `action` (an action id or a capsule entry's barcode).
+fn find(j: &Journal, action: &str) -> anyhow::Result<(u64, ReplayCapsule)> {
+    if is_barcode(action) {
+        for index in j.indexes_of_barcode(action) {
+            if let Some(c) = capsule_of(j, index)? {
+                return Ok((index, c));
+            }
+        }
+        bail!("no capsule entry has barcode {action}");
+    }
+    if !ReplayCapsule::is_action_id(action) {
+        bail!("{action:?} is neither an action id (32 hex digits) nor a barcode (12 of a-z, 2-7)");
+    }
+    // Newest first: a capsule is usually looked up soon after its action.
+    for index in (0..j.len()).rev() {
+        if let Some(c) = capsule_of(j, index)? {
+            if c.action_id == action {
+                return Ok((index, c));
+            }
+        }
+    }
+    bail!("no capsule records action {action}");
+}
+
+/// Compares a capsule's recorded output with `replayed`.
+pub fn compare(
+    capsule: &ReplayCapsule,
+    index: u64,
+    replayed: &serde_json::Value,
+) -> anyhow::Result<ReplayReport> {
+    let canon = |v: &serde_json::Value| -> anyhow::Result<String> {
+        let bytes = axon_protocols::canonical::to_vec(v).map_err(|e| anyhow!("{e}"))?;
+        Ok(hex(blake3::hash(&bytes).as_bytes()))
+    };
+    let (recorded, replayed) = (canon(&capsule.output)?, canon(replayed)?);
+    let mut notes = vec![];
+    if capsule.environment.binary_version != env!("CARGO_PKG_VERSION") {
+        notes.push(format!(
+            "recorded by axon {}, replayed by {}",
+            capsule.environment.binary_version,
+            env!("CARGO_PKG_VERSION")
+        ));
+    }
+    let artifact = axon_drivers::builtin_artifact(&capsule.driver)
+        .map(|a| hex(blake3::hash(a.as_bytes()).as_bytes()));
+    if artifact.as_deref() != Some(capsule.environment.driver_artifact_hash.as_str()) {
+        notes.push(format!(
+            "the {} driver's artifact differs from the recorded one",
+            capsule.driver
+        ));
+    }
+    Ok(ReplayReport {
+        action_id: capsule.action_id.clone(),
+        driver: capsule.driver.clone(),
+        index,
+        matches: recorded == replayed,
+        recorded,
+        replayed,
+        environment_notes: notes,
+    })
+}
+
+/// Replays `action` from the journal in `cfg.dir`.
+pub fn replay(cfg: &JournalConfig, action: &str) -> anyhow::Result<ReplayReport> {
+    let j = Journal::open_read_only(cfg.clone()).map_err(|e| anyhow!("{e}"))?;
+    let (index, capsule) = find(&j, action)?;
+    let replayed = axon_drivers::replay(&capsule.driver, &capsule.input, &capsule.seeds)
+        .map_err(|e| anyhow!("{e}"))?;
+    compare(&capsule, index, &replayed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axon_protocols::capsule::{Environment, RecordedClock};
+    use serde_json::json;
+
+    #[test]
+    fn a_different_output_is_reported_with_both_hashes() {
+        let capsule = ReplayCapsule {
+            action_id: "0".repeat(32),
+            driver: "echo".into(),
+            environment: Environment {
+                binary_version: env!("CARGO_PKG_VERSION").into(),
+                config_hash: "x".into(),
+                driver_artifact_hash: hex(blake3::hash(b"builtin:echo@1").as_bytes()),
+            },
+            input: json!({"a": 1}),
+            output: json!({"a": 1}),
+            seeds: vec![],
+            clock: RecordedClock {
+                started: "1970-01-01T00:00:00.000Z".into(),
+                finished: "1970-01-01T00:00:00.000Z".into(),
+                duration_us: 0,
+            },
+        };
+        let same = compare(&capsule, 3, &json!({"a": 1})).unwrap();
+        assert!(same.matches && same.environment_notes.is_empty());
+        let other = compare(&capsule, 3, &json!({"a": 2})).unwrap();
+        assert!(!other.matches);
+        assert_ne!(other.recorded, other.replayed);
+        let text = other.to_string();
+        assert!(
+            text.contains("MISMATCH")
+                && text.contains(&other.recorded)
+                && text.contains(&other.replayed)
+        );
+    }
+}
