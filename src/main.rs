@@ -83,6 +83,9 @@ enum Command {
         /// [default: ./axon-data]
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        /// Rebuild the derived index (sled) from the segments.
+        #[arg(long)]
+        rebuild_index: bool,
     },
 }
 
@@ -184,13 +187,17 @@ fn main() {
                 }
             }
         }
-        Command::Audit { config, data_dir } => {
+        Command::Audit {
+            config,
+            data_dir,
+            rebuild_index,
+        } => {
             let flags = Overrides {
                 data_dir,
                 ..Default::default()
             };
             match Config::load(config.as_deref(), std::env::vars(), &flags) {
-                Ok(cfg) => audit(&cfg),
+                Ok(cfg) => audit(&cfg, rebuild_index),
                 Err(e) => {
                     eprintln!("axon: {e}");
                     2
@@ -252,14 +259,23 @@ fn verify_proof(
     )
 }
 
-fn audit(cfg: &Config) -> i32 {
+fn audit(cfg: &Config, rebuild_index: bool) -> i32 {
     let jc = axon::node::journal_config(cfg);
     eprintln!("audit: checking {}", jc.dir.display());
     let mut progress = |seg: &std::path::Path, entries: u64| {
         eprintln!("audit: {} ok ({entries} entries so far)", seg.display());
     };
-    match axon_actors::journal::audit(jc, &mut progress) {
+    match axon_actors::journal::audit(jc, rebuild_index, &mut progress) {
         Ok(r) => {
+            use axon_actors::journal::IndexStatus;
+            match &r.index {
+                IndexStatus::Missing => println!("audit: index: none yet (the node builds it at start)"),
+                IndexStatus::Consistent => println!("audit: index: consistent with the segments"),
+                IndexStatus::Stale(why) => println!(
+                    "audit: warning: the index disagrees with the segments ({why}); the node rebuilds it at start, or run axon audit --rebuild-index"
+                ),
+                IndexStatus::Rebuilt => println!("audit: index: rebuilt from the segments"),
+            }
             if let Some((seg, offset, bytes)) = &r.torn_tail {
                 println!(
                     "audit: warning: a torn tail of {bytes} bytes at {} offset {offset} was never acknowledged; the next start cuts it",

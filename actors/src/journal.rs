@@ -19,6 +19,7 @@
 //! A write or `fdatasync` error halts the journal for good: appends are refused (the node
 //! turns unready) and nothing is retried, since the kernel may have dropped the pages.
 
+use crate::journal_index::JournalIndex;
 use axon_protocols::checkpoint::{Checkpoint, Signer};
 use axon_protocols::journal::{
     self as format, barcode, encode_commit, encode_record, entry_id, find_commit_after, leaf_hash,
@@ -238,7 +239,9 @@ pub struct Journal {
     log: MerkleLog<Blake3>,
     locations: Vec<Location>,
     by_id: HashMap<Hash, u64>,
-    by_barcode: HashMap<String, Vec<u64>>,
+    /// The sled index by barcode; `None` when read-only or after an index write failed
+    /// (lookups then scan the leaves, and the next start rebuilds it).
+    index: Option<JournalIndex>,
     signer: Signer,
     origin: String,
     halt: Arc<Halt>,
@@ -293,9 +296,23 @@ enum Mode {
     Audit,
 }
 
+/// The state of the sled index, as the audit found it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IndexStatus {
+    /// No index directory (the node builds one at start).
+    Missing,
+    /// Every entry is indexed, for exactly this tree.
+    Consistent,
+    /// The index disagrees with the segments; the node rebuilds it at start.
+    Stale(String),
+    /// `--rebuild-index`: rebuilt from the segments.
+    Rebuilt,
+}
+
 /// What `axon audit` reports.
 #[derive(Debug)]
 pub struct AuditReport {
+    pub index: IndexStatus,
     pub entries: u64,
     pub segments: usize,
     /// A torn tail (never acknowledged) that the next start will cut: a warning, not a
@@ -310,11 +327,34 @@ pub struct AuditReport {
 /// the signed head. `progress` is called after each segment with the entries checked so far.
 pub fn audit(
     cfg: JournalConfig,
+    rebuild_index: bool,
     progress: &mut dyn FnMut(&Path, u64),
 ) -> Result<AuditReport, OpenError> {
     let clock = axon_supervisors::SystemClock::shared();
     let j = Journal::open_mode(cfg, clock, Arc::default(), Mode::Audit, progress)?;
+    let path = j.index_path();
+    let pairs = j.barcode_pairs();
+    let (size, root) = (j.len(), j.log.root_at(j.log.len()).expect("in range"));
+    let index = if !rebuild_index && !path.exists() {
+        IndexStatus::Missing
+    } else {
+        let index = JournalIndex::open(&path).map_err(OpenError::Key)?;
+        if rebuild_index {
+            index
+                .clear()
+                .and_then(|()| index.add(&pairs, size, &root))
+                .map_err(OpenError::Key)?;
+            index.flush();
+            IndexStatus::Rebuilt
+        } else {
+            match index.verify(&pairs, size, &root) {
+                Ok(()) => IndexStatus::Consistent,
+                Err(why) => IndexStatus::Stale(why),
+            }
+        }
+    };
     Ok(AuditReport {
+        index,
         entries: j.len(),
         segments: j.segments.len(),
         torn_tail: j.recovery.torn_tail.clone(),
@@ -342,9 +382,64 @@ impl Journal {
         self.stored(index)
     }
 
-    /// The indexes of the entries with barcode `code`.
+    /// The indexes of the entries with barcode `code`: from the sled index when there is
+    /// one, else by computing every entry's barcode.
     pub fn indexes_of_barcode(&self, code: &str) -> Vec<u64> {
-        self.by_barcode.get(code).cloned().unwrap_or_default()
+        if let Some(index) = &self.index {
+            match index.lookup(code) {
+                Ok(found) => return found,
+                Err(e) => tracing::warn!(error = %e, "journal index lookup failed; scanning"),
+            }
+        }
+        (0..self.log.len())
+            .filter(|i| barcode(&self.log.leaf(*i).expect("in range")) == code)
+            .map(|i| i as u64)
+            .collect()
+    }
+
+    /// Every (barcode, index) pair of the journal, as the index should hold them.
+    fn barcode_pairs(&self) -> Vec<(String, u64)> {
+        (0..self.log.len())
+            .map(|i| (barcode(&self.log.leaf(i).expect("in range")), i as u64))
+            .collect()
+    }
+
+    fn index_path(&self) -> PathBuf {
+        self.cfg.dir.join(format!("index-shard-{}", self.cfg.shard))
+    }
+
+    /// Opens the sled index and rebuilds it from the segments if it was built for another
+    /// tree (or never).
+    fn open_index(&mut self) {
+        let path = self.index_path();
+        let index = match JournalIndex::open(&path) {
+            Ok(i) => i,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot open the journal index; lookups scan instead");
+                return;
+            }
+        };
+        let want = (
+            self.len(),
+            self.log.root_at(self.log.len()).expect("in range"),
+        );
+        if index.built_for() != Some(want) {
+            let pairs = self.barcode_pairs();
+            let rebuilt = index
+                .clear()
+                .and_then(|()| index.add(&pairs, want.0, &want.1));
+            match rebuilt {
+                Ok(()) => tracing::info!(
+                    entries = want.0,
+                    "rebuilt the journal index from the segments"
+                ),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot rebuild the journal index; lookups scan instead");
+                    return;
+                }
+            }
+        }
+        self.index = Some(index);
     }
 
     /// Opens (or creates) the journal, checking every record.
@@ -391,7 +486,7 @@ impl Journal {
             log: MerkleLog::new(),
             locations: Vec::new(),
             by_id: HashMap::new(),
-            by_barcode: HashMap::new(),
+            index: None,
             signer,
             origin,
             halt,
@@ -406,6 +501,9 @@ impl Journal {
         };
         j.recover(progress)?;
         j.check_head()?;
+        if mode == Mode::Write {
+            j.open_index();
+        }
         Ok(j)
     }
 
@@ -672,23 +770,12 @@ impl Journal {
             len,
         });
         self.by_id.insert(leaf, index);
-        self.by_barcode
-            .entry(barcode(&leaf))
-            .or_default()
-            .push(index);
     }
 
     fn forget_from(&mut self, size: u64) {
         for i in size..self.len() {
             let leaf = self.log.leaf(i as usize).expect("in range");
             self.by_id.remove(&leaf);
-            let code = barcode(&leaf);
-            if let Some(v) = self.by_barcode.get_mut(&code) {
-                v.retain(|x| *x != i);
-                if v.is_empty() {
-                    self.by_barcode.remove(&code);
-                }
-            }
         }
         self.log.truncate(size as usize);
         self.locations.truncate(size as usize);
@@ -806,6 +893,16 @@ impl Journal {
         for (leaf, len, at) in staged {
             self.index_entry(segment, base + *at as u64, *len, *leaf);
         }
+        if let Some(index) = &self.index {
+            let pairs: Vec<(String, u64)> = staged
+                .iter()
+                .map(|(leaf, _, _)| (barcode(leaf), self.by_id[leaf]))
+                .collect();
+            if let Err(e) = index.add(&pairs, size, &root) {
+                tracing::warn!(error = %e, "the journal index fell behind; lookups scan until the next start rebuilds it");
+                self.index = None;
+            }
+        }
         self.commits_since_head += 1;
         if self.commits_since_head >= self.cfg.head_every_commits.max(1) {
             self.write_head()?;
@@ -852,14 +949,15 @@ impl Journal {
                         "{code:?} is not a barcode (12 characters of a-z and 2-7)"
                     )))
                 } else {
-                    match self.by_barcode.get(&code) {
-                        None => Err(Refusal::NotFound(format!("no entry has barcode {code}"))),
-                        Some(ix) => ix
-                            .clone()
+                    let found = self.indexes_of_barcode(&code);
+                    if found.is_empty() {
+                        Err(Refusal::NotFound(format!("no entry has barcode {code}")))
+                    } else {
+                        found
                             .into_iter()
                             .map(|i| self.stored(i))
                             .collect::<Result<Vec<_>, _>>()
-                            .map(JournalResponse::Entries),
+                            .map(JournalResponse::Entries)
                     }
                 }
             }
@@ -932,6 +1030,9 @@ impl Journal {
     /// Writes the head if commits happened since it was last written (and the journal is
     /// not halted: after a failed write nothing more is written).
     fn close(&mut self) {
+        if let Some(index) = &self.index {
+            index.flush();
+        }
         if self.commits_since_head > 0 && !self.halt.is_halted() {
             if let Err(e) = self.write_head() {
                 tracing::error!(error = %e, "could not write the journal head on stop");

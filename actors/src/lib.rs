@@ -8,5 +8,6 @@
 //! → `protocols`.
 
 pub mod journal;
+pub mod journal_index;
 
 pub use axon_drivers as drivers;

@@ -1,0 +1,101 @@
+//! Index loss: the sled index is derived. Deleted, the node rebuilds it at start and
+//! answers every query as before; `axon audit` reports its state and can rebuild it.
+
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+fn start(dir: &Path) -> (Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_axon"))
+        .args(["run", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    while let Some(Ok(line)) = lines.next() {
+        if let Some(addr) = line.strip_prefix("axon: listening on ") {
+            return (child, addr.to_owned());
+        }
+    }
+    let _ = child.kill();
+    let status = child.wait();
+    panic!("axon did not start: {status:?}");
+}
+
+fn stop(mut child: Child) {
+    // SAFETY: sending a signal to our own child process.
+    assert_eq!(
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) },
+        0
+    );
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+}
+
+fn audit(dir: &Path, extra: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_axon"))
+        .args(["audit", "--data-dir"])
+        .arg(dir)
+        .args(extra)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Every query the journal answers, for comparing before and after.
+fn answers(base: &str, codes: &[String]) -> Vec<Value> {
+    let c = reqwest::blocking::Client::new();
+    let get = |p: String| -> Value { c.get(format!("{base}{p}")).send().unwrap().json().unwrap() };
+    let mut out = vec![];
+    for (i, code) in codes.iter().enumerate() {
+        out.push(get(format!("/v1/journal/entries/{i}")));
+        out.push(get(format!("/v1/journal/by-barcode/{code}")));
+        out.push(get(format!(
+            "/v1/journal/proof/inclusion?index={i}&size={}",
+            codes.len()
+        )));
+    }
+    out.push(get(format!(
+        "/v1/journal/proof/consistency?from=1&to={}",
+        codes.len()
+    )));
+    out
+}
+
+#[test]
+fn a_lost_index_is_rebuilt_and_answers_the_same() {
+    let dir = tempfile::tempdir().unwrap();
+    let (child, base) = start(dir.path());
+    let token = std::fs::read_to_string(dir.path().join("admin.token")).unwrap();
+    let c = reqwest::blocking::Client::new();
+    let mut codes = vec![];
+    for i in 0..30 {
+        let v: Value = c
+            .post(format!("{base}/v1/journal/notes"))
+            .bearer_auth(token.trim())
+            .json(&json!({"text": format!("note {i}")}))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        codes.push(v["barcode"].as_str().unwrap().to_owned());
+    }
+    let before = answers(&base, &codes);
+    stop(child);
+    assert!(audit(dir.path(), &[]).contains("audit: index: consistent with the segments"));
+
+    let index = dir.path().join("journal/index-shard-0");
+    assert!(index.is_dir());
+    std::fs::remove_dir_all(&index).unwrap();
+    assert!(audit(dir.path(), &[]).contains("audit: index: none yet"));
+
+    let (child, base) = start(dir.path());
+    assert_eq!(answers(&base, &codes), before);
+    stop(child);
+    assert!(audit(dir.path(), &[]).contains("consistent with the segments"));
+    assert!(audit(dir.path(), &["--rebuild-index"]).contains("audit: index: rebuilt"));
+    assert!(audit(dir.path(), &[]).contains("consistent with the segments"));
+}
