@@ -239,9 +239,10 @@ pub struct Journal {
     log: MerkleLog<Blake3>,
     locations: Vec<Location>,
     by_id: HashMap<Hash, u64>,
-    /// The sled index by barcode; `None` when read-only or after an index write failed
-    /// (lookups then scan the leaves, and the next start rebuilds it).
-    index: Option<JournalIndex>,
+    /// Feeds the sled index by barcode from a thread of its own, off the commit path;
+    /// `None` when read-only or after the index fell behind (lookups then scan the
+    /// leaves, and the next start rebuilds it).
+    index: Option<Indexer>,
     signer: Signer,
     origin: String,
     halt: Arc<Halt>,
@@ -287,6 +288,75 @@ fn load_or_create_key(dir: &Path, name: &str) -> Result<Signer, OpenError> {
     Signer::from_pkcs8(name, &pkcs8).map_err(|e| OpenError::Key(format!("{}: {e}", path.display())))
 }
 
+/// The sled index and the thread that writes to it. Lookups read entries up to `indexed`
+/// from sled and scan the leaves after it, so an index that lags is never wrong.
+struct Indexer {
+    index: Arc<JournalIndex>,
+    indexed: Arc<std::sync::atomic::AtomicU64>,
+    tx: Option<std::sync::mpsc::SyncSender<IndexBatch>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+struct IndexBatch {
+    pairs: Vec<(String, u64)>,
+    size: u64,
+    root: Hash,
+}
+
+/// Group commits that may wait for the index thread before the index is given up.
+const INDEX_QUEUE: usize = 256;
+
+impl Indexer {
+    fn start(index: JournalIndex, indexed: u64) -> Self {
+        let index = Arc::new(index);
+        let done = Arc::new(std::sync::atomic::AtomicU64::new(indexed));
+        let (tx, rx) = std::sync::mpsc::sync_channel::<IndexBatch>(INDEX_QUEUE);
+        let (idx, d) = (index.clone(), done.clone());
+        let thread = std::thread::Builder::new()
+            .name("journal-index".into())
+            .spawn(move || {
+                for b in rx {
+                    if let Err(e) = idx.add(&b.pairs, b.size, &b.root) {
+                        tracing::warn!(error = %e, "the journal index stopped; the next start rebuilds it");
+                        return;
+                    }
+                    d.store(b.size, Ordering::Release);
+                }
+                idx.flush();
+            })
+            .ok();
+        Self {
+            index,
+            indexed: done,
+            tx: Some(tx),
+            thread,
+        }
+    }
+
+    /// Queues a group commit for the index; false when the index thread is gone or too
+    /// far behind.
+    fn feed(&self, batch: IndexBatch) -> bool {
+        self.thread.as_ref().is_some_and(|t| !t.is_finished())
+            && self
+                .tx
+                .as_ref()
+                .is_some_and(|tx| tx.try_send(batch).is_ok())
+    }
+
+    fn stop(&mut self) {
+        self.tx.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Indexer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
 /// How the journal is opened.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Mode {
@@ -301,7 +371,7 @@ enum Mode {
 pub enum IndexStatus {
     /// No index directory (the node builds one at start).
     Missing,
-    /// Every entry is indexed, for exactly this tree.
+    /// Built for exactly this tree, and a sample of 4096 entries spread over it is indexed.
     Consistent,
     /// The index disagrees with the segments; the node rebuilds it at start.
     Stale(String),
@@ -347,7 +417,7 @@ pub fn audit(
             index.flush();
             IndexStatus::Rebuilt
         } else {
-            match index.verify(&pairs, size, &root) {
+            match index.verify(&pairs, size, &root, 4096) {
                 Ok(()) => IndexStatus::Consistent,
                 Err(why) => IndexStatus::Stale(why),
             }
@@ -385,16 +455,24 @@ impl Journal {
     /// The indexes of the entries with barcode `code`: from the sled index when there is
     /// one, else by computing every entry's barcode.
     pub fn indexes_of_barcode(&self, code: &str) -> Vec<u64> {
-        if let Some(index) = &self.index {
-            match index.lookup(code) {
-                Ok(found) => return found,
+        let mut found = Vec::new();
+        let mut from = 0;
+        if let Some(ix) = &self.index {
+            let indexed = ix.indexed.load(Ordering::Acquire).min(self.len());
+            match ix.index.lookup(code) {
+                Ok(hits) => {
+                    found.extend(hits.into_iter().filter(|i| *i < indexed));
+                    from = indexed as usize;
+                }
                 Err(e) => tracing::warn!(error = %e, "journal index lookup failed; scanning"),
             }
         }
-        (0..self.log.len())
-            .filter(|i| barcode(&self.log.leaf(*i).expect("in range")) == code)
-            .map(|i| i as u64)
-            .collect()
+        found.extend(
+            (from..self.log.len())
+                .filter(|i| barcode(&self.log.leaf(*i).expect("in range")) == code)
+                .map(|i| i as u64),
+        );
+        found
     }
 
     /// Every (barcode, index) pair of the journal, as the index should hold them.
@@ -439,7 +517,7 @@ impl Journal {
                 }
             }
         }
-        self.index = Some(index);
+        self.index = Some(Indexer::start(index, want.0));
     }
 
     /// Opens (or creates) the journal, checking every record.
@@ -898,8 +976,10 @@ impl Journal {
                 .iter()
                 .map(|(leaf, _, _)| (barcode(leaf), self.by_id[leaf]))
                 .collect();
-            if let Err(e) = index.add(&pairs, size, &root) {
-                tracing::warn!(error = %e, "the journal index fell behind; lookups scan until the next start rebuilds it");
+            if !index.feed(IndexBatch { pairs, size, root }) {
+                tracing::warn!(
+                    "the journal index fell behind; lookups scan until the next start rebuilds it"
+                );
                 self.index = None;
             }
         }
@@ -1030,8 +1110,8 @@ impl Journal {
     /// Writes the head if commits happened since it was last written (and the journal is
     /// not halted: after a failed write nothing more is written).
     fn close(&mut self) {
-        if let Some(index) = &self.index {
-            index.flush();
+        if let Some(mut index) = self.index.take() {
+            index.stop();
         }
         if self.commits_since_head > 0 && !self.halt.is_halted() {
             if let Err(e) = self.write_head() {
