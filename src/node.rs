@@ -14,7 +14,7 @@ use crate::config::{Config, SupervisorConfig};
 use crate::http::{self, AppState, HttpMetrics};
 use actix_web::{web, HttpServer};
 use anyhow::Context;
-use axon_actors::journal::{Halt, Journal, JournalConfig};
+use axon_actors::journal::{Halt, Journal, JournalConfig, JournalMetrics};
 use axon_drivers::echo::Echo;
 use axon_supervisors::*;
 use prometheus::Registry;
@@ -120,9 +120,11 @@ pub async fn start(cfg: &Config, opts: NodeOptions) -> anyhow::Result<Node> {
     let j = &cfg.journal;
     let journal_cfg = journal_config(cfg);
     let journal_halt: Arc<Halt> = Arc::default();
+    let journal_metrics = JournalMetrics::new(&registry).context("registering journal metrics")?;
     let (journal_child, journal) = {
         let clock = env.clock.clone();
         let halt = journal_halt.clone();
+        let metrics = journal_metrics.clone();
         worker_on_own_thread(
             &env,
             WorkerSpec {
@@ -131,8 +133,10 @@ pub async fn start(cfg: &Config, opts: NodeOptions) -> anyhow::Result<Node> {
                 shutdown: Shutdown::Timeout(Duration::from_millis(j.shutdown_timeout_ms)),
                 mailbox_capacity: j.mailbox_capacity,
                 factory: move || {
-                    let journal = Journal::open(journal_cfg.clone(), clock.clone(), halt.clone())
-                        .map_err(|e| format!("the journal cannot open: {e}"))?;
+                    let mut journal =
+                        Journal::open(journal_cfg.clone(), clock.clone(), halt.clone())
+                            .map_err(|e| format!("the journal cannot open: {e}"))?;
+                    journal.set_metrics(metrics.clone());
                     let r = journal.recovery();
                     tracing::info!(entries = r.entries, segments = r.segments, torn_tail = ?r.torn_tail, "journal open");
                     Ok(journal)

@@ -105,6 +105,18 @@ fn notes_are_durable_linked_and_provable() {
         "no-such-entry",
     );
 
+    assert_eq!(n.metric("axon_journal_entries", &[]), Some(40.0));
+    assert_eq!(
+        n.metric("axon_journal_appends_total", &[("outcome", "ok")]),
+        Some(40.0)
+    );
+    assert_eq!(
+        n.metric("axon_journal_appends_total", &[("outcome", "refused")]),
+        Some(2.0)
+    );
+    assert_eq!(n.metric("axon_journal_halted", &[]), Some(0.0));
+    assert!(n.metric("axon_journal_commit_seconds", &[]).unwrap() >= 1.0);
+
     // Verify with nothing but the key, the checkpoint and the proofs.
     let vkey = n.get("/v1/journal/key").text().unwrap();
     let note_text = n.get("/v1/journal/checkpoint").text().unwrap();

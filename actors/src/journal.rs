@@ -255,6 +255,7 @@ pub struct Journal {
     /// The size the signed head recorded at open.
     head_size: Option<u64>,
     mode: Mode,
+    metrics: Option<JournalMetrics>,
 }
 
 fn segment_name(first: u64) -> String {
@@ -286,6 +287,62 @@ fn load_or_create_key(dir: &Path, name: &str) -> Result<Signer, OpenError> {
         Err(e) => return Err(io(&path)(e)),
     };
     Signer::from_pkcs8(name, &pkcs8).map_err(|e| OpenError::Key(format!("{}: {e}", path.display())))
+}
+
+/// The journal's metrics, registered once per node and shared by its incarnations.
+#[derive(Clone)]
+pub struct JournalMetrics {
+    entries: prometheus::IntGauge,
+    appends: prometheus::IntCounterVec,
+    commit_seconds: prometheus::Histogram,
+    commit_entries: prometheus::Histogram,
+    halted: prometheus::IntGauge,
+    torn_tail_bytes: prometheus::IntCounter,
+}
+
+impl JournalMetrics {
+    pub fn new(registry: &prometheus::Registry) -> prometheus::Result<Self> {
+        use prometheus::{
+            exponential_buckets, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge,
+            Opts,
+        };
+        let m = Self {
+            entries: IntGauge::new("axon_journal_entries", "Entries in the journal")?,
+            appends: IntCounterVec::new(
+                Opts::new(
+                    "axon_journal_appends_total",
+                    "Append requests by outcome (ok, refused, halted)",
+                ),
+                &["outcome"],
+            )?,
+            commit_seconds: Histogram::with_opts(
+                HistogramOpts::new(
+                    "axon_journal_commit_seconds",
+                    "Time to write one group commit and fdatasync it",
+                )
+                .buckets(exponential_buckets(1e-5, 2.0, 18)?),
+            )?,
+            commit_entries: Histogram::with_opts(
+                HistogramOpts::new("axon_journal_commit_entries", "Entries per group commit")
+                    .buckets(exponential_buckets(1.0, 2.0, 14)?),
+            )?,
+            halted: IntGauge::new(
+                "axon_journal_halted",
+                "1 once a failed write halted the journal",
+            )?,
+            torn_tail_bytes: IntCounter::new(
+                "axon_journal_torn_tail_bytes_total",
+                "Bytes of unacknowledged torn tail cut at start",
+            )?,
+        };
+        registry.register(Box::new(m.entries.clone()))?;
+        registry.register(Box::new(m.appends.clone()))?;
+        registry.register(Box::new(m.commit_seconds.clone()))?;
+        registry.register(Box::new(m.commit_entries.clone()))?;
+        registry.register(Box::new(m.halted.clone()))?;
+        registry.register(Box::new(m.torn_tail_bytes.clone()))?;
+        Ok(m)
+    }
 }
 
 /// The sled index and the thread that writes to it. Lookups read entries up to `indexed`
@@ -520,6 +577,16 @@ impl Journal {
         self.index = Some(Indexer::start(index, want.0));
     }
 
+    /// Reports to `metrics` from now on.
+    pub fn set_metrics(&mut self, metrics: JournalMetrics) {
+        metrics.entries.set(self.len() as i64);
+        metrics.halted.set(i64::from(self.halt.is_halted()));
+        if let Some((_, _, bytes)) = &self.recovery.torn_tail {
+            metrics.torn_tail_bytes.inc_by(*bytes);
+        }
+        self.metrics = Some(metrics);
+    }
+
     /// Opens (or creates) the journal, checking every record.
     pub fn open(
         cfg: JournalConfig,
@@ -574,6 +641,7 @@ impl Journal {
             commits_since_head: 0,
             head_size: None,
             mode,
+            metrics: None,
             clock,
             cfg,
         };
@@ -956,9 +1024,14 @@ impl Journal {
             }
         }
         let seg = self.segments.last().expect("a segment is open");
+        let started = std::time::Instant::now();
         let written = (&seg.file)
             .write_all(&buf)
             .and_then(|()| seg.file.sync_data());
+        if let Some(m) = &self.metrics {
+            m.commit_seconds.observe(started.elapsed().as_secs_f64());
+            m.commit_entries.observe(staged.len() as f64);
+        }
         if let Err(e) = written {
             self.log.truncate(before as usize);
             return Err(format!("writing {}: {e}", seg.path.display()));
@@ -1174,6 +1247,11 @@ impl Worker for Journal {
                     answers[*slot] =
                         Some(JournalResponse::Refused(Refusal::Halted(reason.clone())));
                 }
+                if let Some(m) = &self.metrics {
+                    m.appends
+                        .with_label_values(&["halted"])
+                        .inc_by(append_slots.len() as u64);
+                }
             } else {
                 let (buf, staged) = self.stage(appends);
                 let ok: Vec<Staged> = staged
@@ -1187,6 +1265,15 @@ impl Worker for Journal {
                 };
                 if let Err(reason) = &committed {
                     self.halt.halt(reason.clone());
+                }
+                if let Some(m) = &self.metrics {
+                    let ok = staged.iter().filter(|r| r.is_ok()).count() as u64;
+                    let refused = staged.len() as u64 - ok;
+                    let outcome = if committed.is_ok() { "ok" } else { "halted" };
+                    m.appends.with_label_values(&[outcome]).inc_by(ok);
+                    m.appends.with_label_values(&["refused"]).inc_by(refused);
+                    m.entries.set(self.len() as i64);
+                    m.halted.set(i64::from(self.halt.is_halted()));
                 }
                 for (slot, r) in append_slots.into_iter().zip(staged) {
                     answers[slot] = Some(match (r, &committed) {
