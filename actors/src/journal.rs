@@ -630,7 +630,7 @@ impl Journal {
             tail_len: 0,
             log: MerkleLog::new(),
             locations: Vec::new(),
-            by_id: HashMap::new(),
+            by_id: HashMap::default(),
             index: None,
             signer,
             origin,
@@ -983,7 +983,7 @@ impl Journal {
                     body: new.body,
                 };
                 let bytes = entry
-                    .to_bytes()
+                    .into_bytes()
                     .map_err(|e| Refusal::Invalid(e.to_string()))?;
                 if bytes.len() > self.cfg.max_entry_bytes {
                     return Err(Refusal::Invalid(format!(

@@ -77,8 +77,25 @@ pub enum EntryError {
 impl Entry {
     /// The canonical bytes.
     pub fn to_bytes(&self) -> Result<Vec<u8>, EntryError> {
-        let v = serde_json::to_value(self).map_err(|e| EntryError::Shape(e.to_string()))?;
-        Ok(canonical::to_vec(&v)?)
+        self.clone().into_bytes()
+    }
+
+    /// The canonical bytes, moving the body instead of copying it.
+    pub fn into_bytes(self) -> Result<Vec<u8>, EntryError> {
+        let mut m = serde_json::Map::with_capacity(6);
+        m.insert("body".into(), self.body);
+        m.insert("index".into(), self.index.into());
+        m.insert(
+            "kind".into(),
+            serde_json::to_value(self.kind).map_err(|e| EntryError::Shape(e.to_string()))?,
+        );
+        m.insert(
+            "links".into(),
+            Value::Array(self.links.into_iter().map(Value::String).collect()),
+        );
+        m.insert("shard".into(), self.shard.into());
+        m.insert("time".into(), Value::String(self.time));
+        Ok(canonical::to_vec(&Value::Object(m))?)
     }
 
     /// Reads an entry back, refusing bytes that are not exactly its canonical form.
@@ -269,6 +286,13 @@ mod tests {
             Entry::from_bytes(spaced.as_bytes()),
             Err(EntryError::NotCanonical)
         ));
+    }
+
+    #[test]
+    fn into_bytes_is_the_serde_encoding() {
+        let e = sample();
+        let via_serde = canonical::to_vec(&serde_json::to_value(&e).unwrap()).unwrap();
+        assert_eq!(e.into_bytes().unwrap(), via_serde);
     }
 
     #[test]
