@@ -616,8 +616,53 @@ pub struct WorkerSpec<F> {
     pub factory: F,
 }
 
-/// Starts a host somewhere and returns its address.
-type Place<W> = Rc<dyn Fn(Host<W>) -> Addr<Host<W>>>;
+/// Everything one incarnation's host holds but the worker itself.
+struct HostParts<W: Worker> {
+    shared: Arc<WorkerShared<W>>,
+    exit_tx: oneshot::Sender<Exit>,
+    stop_rx: watch::Receiver<StopLevel>,
+    clock: SharedClock,
+    faults: FaultInjector,
+    ok: IntCounter,
+    rejected: IntCounter,
+    failures: IntCounter,
+    handler_seconds: Histogram,
+}
+
+impl<W: Worker> HostParts<W> {
+    fn with(self, worker: W) -> Host<W> {
+        Host {
+            worker,
+            shared: self.shared,
+            exit_tx: Some(self.exit_tx),
+            exit: Exit::Shutdown,
+            failed: false,
+            stop_rx: self.stop_rx,
+            clock: self.clock,
+            faults: self.faults,
+            ok: self.ok,
+            rejected: self.rejected,
+            failures: self.failures,
+            handler_seconds: self.handler_seconds,
+            batch: Vec::new(),
+            flush_scheduled: false,
+        }
+    }
+}
+
+/// Calls a worker factory, turning a panic into a start failure.
+fn build<W>(factory: &dyn Fn() -> Result<W, String>) -> Result<W, String> {
+    match catch_unwind(AssertUnwindSafe(factory)) {
+        Ok(r) => r,
+        Err(p) => Err(format!("panicked while starting: {}", panic_message(&*p))),
+    }
+}
+
+/// Builds the worker of one incarnation and starts its host somewhere; completes with the
+/// host's address.
+type Place<W> = Rc<
+    dyn Fn(HostParts<W>) -> futures::future::LocalBoxFuture<'static, Result<Addr<Host<W>>, String>>,
+>;
 
 /// Builds the child spec of a worker and the stable address callers use. The worker runs
 /// on its supervisor's thread, so its handler must not block.
@@ -626,7 +671,22 @@ where
     W: Worker,
     F: Fn() -> Result<W, String> + 'static,
 {
-    worker_placed(env, spec, Rc::new(|host: Host<W>| host.start()))
+    let factory = Rc::new(spec.factory);
+    let spec = WorkerSpec {
+        id: spec.id,
+        restart: spec.restart,
+        shutdown: spec.shutdown,
+        mailbox_capacity: spec.mailbox_capacity,
+        factory: (),
+    };
+    worker_placed(
+        env,
+        spec,
+        Rc::new(move |parts: HostParts<W>| {
+            let started = build(&*factory).map(|w| parts.with(w).start());
+            Box::pin(futures::future::ready(started))
+        }),
+    )
 }
 
 /// Stops an arbiter's thread when the last incarnation's spec is gone.
@@ -638,30 +698,51 @@ impl Drop for OwnThread {
     }
 }
 
-/// Like [`worker`], but the worker runs on a thread of its own (kept across restarts), so
-/// its handler may block, for example on `fdatasync`.
+/// Like [`worker`], but the worker is built and runs on a thread of its own (kept across
+/// restarts), so its factory and its handler may block — opening and checking a large
+/// file, waiting on `fdatasync` — without holding up the rest of the tree.
 pub fn worker_on_own_thread<W, F>(env: &Env, spec: WorkerSpec<F>) -> (ChildSpec, WorkerRef<W>)
 where
     W: Worker + Send,
     W::Response: Send,
-    F: Fn() -> Result<W, String> + 'static,
+    F: Fn() -> Result<W, String> + Send + Sync + 'static,
 {
+    let factory = Arc::new(spec.factory);
+    let spec = WorkerSpec {
+        id: spec.id,
+        restart: spec.restart,
+        shutdown: spec.shutdown,
+        mailbox_capacity: spec.mailbox_capacity,
+        factory: (),
+    };
     let thread: Rc<std::cell::RefCell<Option<OwnThread>>> = Rc::default();
     worker_placed(
         env,
         spec,
-        Rc::new(move |host: Host<W>| {
+        Rc::new(move |parts: HostParts<W>| {
             let mut t = thread.borrow_mut();
             let arbiter = t.get_or_insert_with(|| OwnThread(actix::Arbiter::new()));
-            Host::start_in_arbiter(&arbiter.0.handle(), move |_| host)
+            let factory = factory.clone();
+            let (tx, rx) = oneshot::channel();
+            let sent = arbiter.0.spawn(async move {
+                let started = build(&*factory).map(|w| parts.with(w).start());
+                let _ = tx.send(started);
+            });
+            Box::pin(async move {
+                if !sent {
+                    return Err("the worker's thread is gone".to_owned());
+                }
+                rx.await.unwrap_or_else(|_| {
+                    Err("the worker's thread ended while starting it".to_owned())
+                })
+            })
         }),
     )
 }
 
-fn worker_placed<W, F>(env: &Env, spec: WorkerSpec<F>, place: Place<W>) -> (ChildSpec, WorkerRef<W>)
+fn worker_placed<W>(env: &Env, spec: WorkerSpec<()>, place: Place<W>) -> (ChildSpec, WorkerRef<W>)
 where
     W: Worker,
-    F: Fn() -> Result<W, String> + 'static,
 {
     let m: &Metrics = &env.metrics;
     let id: Arc<str> = Arc::from(spec.id.as_str());
@@ -690,29 +771,19 @@ where
         unavailable: m.rejections.with_label_values(&[&spec.id, "unavailable"]),
         timeouts: m.call_timeouts.with_label_values(&[&spec.id]),
     });
-    let factory = Rc::new(spec.factory);
     let env2 = env.clone();
     let shared2 = shared.clone();
     let start = Rc::new(move || {
-        let factory = factory.clone();
         let shared = shared2.clone();
         let env = env2.clone();
         let place = place.clone();
         Box::pin(async move {
-            let worker = match catch_unwind(AssertUnwindSafe(|| factory())) {
-                Ok(Ok(w)) => w,
-                Ok(Err(e)) => return Err(e),
-                Err(p) => return Err(format!("panicked while starting: {}", panic_message(&*p))),
-            };
             let (exit_tx, exit_rx) = oneshot::channel();
             let (stop_tx, stop_rx) = watch::channel(StopLevel::Run);
             let a = shared.id.as_ref();
-            let host = Host {
-                worker,
+            let parts = HostParts {
                 shared: shared.clone(),
-                exit_tx: Some(exit_tx),
-                exit: Exit::Shutdown,
-                failed: false,
+                exit_tx,
                 stop_rx,
                 clock: env.clock.clone(),
                 faults: env.faults.clone(),
@@ -720,10 +791,8 @@ where
                 rejected: env.metrics.messages.with_label_values(&[a, "rejected"]),
                 failures: env.metrics.messages.with_label_values(&[a, "failed"]),
                 handler_seconds: env.metrics.handler_seconds.with_label_values(&[a]),
-                batch: Vec::new(),
-                flush_scheduled: false,
             };
-            let addr = place(host);
+            let addr = place(parts).await?;
             *shared.addr.write().unwrap_or_else(|e| e.into_inner()) = Some(addr);
             Ok(Running {
                 control: Box::new(WorkerControl { stop_tx }),
