@@ -133,6 +133,9 @@ impl HttpMetrics {
         registry.register(Box::new(m.requests.clone()))?;
         registry.register(Box::new(m.seconds.clone()))?;
         registry.register(Box::new(m.problems.clone()))?;
+        for p in ProblemType::ALL {
+            m.problems.with_label_values(&[p.slug()]);
+        }
         Ok(m)
     }
 }

@@ -341,6 +341,9 @@ impl JournalMetrics {
         registry.register(Box::new(m.commit_entries.clone()))?;
         registry.register(Box::new(m.halted.clone()))?;
         registry.register(Box::new(m.torn_tail_bytes.clone()))?;
+        for outcome in ["ok", "refused", "halted"] {
+            m.appends.with_label_values(&[outcome]);
+        }
         Ok(m)
     }
 }

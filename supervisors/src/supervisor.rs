@@ -184,6 +184,11 @@ fn define(env: &Env, spec: SupervisorSpec, restart: Option<RestartType>) -> Rc<S
 }
 
 fn define_with_node(env: &Env, spec: SupervisorSpec, node: Arc<TreeNode>) -> Rc<SupervisorDef> {
+    // Series that start at zero, so dashboards and alerts see them before the first event.
+    env.metrics.escalations.with_label_values(&[&spec.id]);
+    for c in &spec.children {
+        env.metrics.restarts.with_label_values(&[&spec.id, &c.id]);
+    }
     Rc::new(SupervisorDef {
         env: env.clone(),
         id: spec.id,
