@@ -2,43 +2,26 @@
 //! (and passes on) a torn tail, fails naming the first bad record on tamper, and changes
 //! nothing on disk.
 
-use std::io::{BufRead, BufReader};
+mod common;
+
+use common::{sigterm_and_wait, spawn_axon};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 fn run_node_and_append(dir: &Path, notes: usize) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_axon"))
-        .args(["run", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut base = None;
-    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
-        if let Some(a) = line.unwrap().strip_prefix("axon: listening on ") {
-            base = Some(a.to_owned());
-            break;
-        }
-    }
-    let base = base.expect("axon started");
+    let node = spawn_axon(dir, &[], false);
     let token = std::fs::read_to_string(dir.join("admin.token")).unwrap();
     let c = reqwest::blocking::Client::new();
     for i in 0..notes {
         let res = c
-            .post(format!("{base}/v1/journal/notes"))
+            .post(format!("{}/v1/journal/notes", node.base))
             .bearer_auth(token.trim())
             .json(&serde_json::json!({"text": format!("note {i}")}))
             .send()
             .unwrap();
         assert_eq!(res.status(), 201);
     }
-    // SAFETY: sending a signal to our own child process.
-    assert_eq!(
-        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) },
-        0
-    );
-    assert_eq!(child.wait().unwrap().code(), Some(0));
+    assert_eq!(sigterm_and_wait(node).0, 0);
 }
 
 fn audit(dir: &Path) -> (i32, String, String) {

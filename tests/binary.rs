@@ -2,57 +2,11 @@
 //! route, refuses bad configuration with the key named, and exits 0 on SIGTERM.
 
 use serde_json::Value;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+mod common;
 
-struct Running {
-    child: Child,
-    base: String,
-    stdout_lines: Vec<String>,
-}
-
-fn spawn(data_dir: &std::path::Path, extra: &[&str]) -> Running {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_axon"))
-        .args(["run", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(data_dir)
-        .args(extra)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn axon");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut seen = vec![];
-    while let Some(Ok(line)) = lines.next() {
-        seen.push(line.clone());
-        if let Some(addr) = line.strip_prefix("axon: listening on ") {
-            return Running {
-                child,
-                base: addr.to_owned(),
-                stdout_lines: seen,
-            };
-        }
-    }
-    let _ = child.kill();
-    let status = child.wait();
-    panic!("axon exited ({status:?}) before printing its address; stdout: {seen:?}");
-}
-
-fn sigterm_and_wait(mut r: Running) -> (i32, String) {
-    let pid = r.child.id() as libc::pid_t;
-    // SAFETY: sending a signal to our own child process.
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(status) = r.child.try_wait().unwrap() {
-            let mut err = String::new();
-            std::io::Read::read_to_string(r.child.stderr.as_mut().unwrap(), &mut err).unwrap();
-            return (status.code().unwrap_or(-1), err);
-        }
-        assert!(Instant::now() < deadline, "axon did not exit after SIGTERM");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
+use common::{sigterm_and_wait, spawn_axon};
+use std::process::Command;
+use std::time::Duration;
 
 fn client() -> reqwest::blocking::Client {
     reqwest::blocking::Client::builder()
@@ -64,7 +18,7 @@ fn client() -> reqwest::blocking::Client {
 #[test]
 fn the_binary_serves_every_route_and_exits_0_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
-    let r = spawn(dir.path(), &[]);
+    let r = spawn_axon(dir.path(), &[], true);
     assert!(
         r.stdout_lines
             .iter()
@@ -148,7 +102,7 @@ fn the_binary_serves_every_route_and_exits_0_on_sigterm() {
     assert!(stderr.contains("signal=\"SIGTERM\""), "{stderr}");
 
     // A second start on the same data directory reuses the token and does not print it.
-    let r = spawn(dir.path(), &["--log-format", "json"]);
+    let r = spawn_axon(dir.path(), &["--log-format", "json"], true);
     assert!(!r.stdout_lines.iter().any(|l| l.contains("admin token")));
     let res = client()
         .post(format!("{}/v1/supervision/echo/restart", r.base))
@@ -203,7 +157,7 @@ fn bad_configuration_fails_at_start_with_the_key_named() {
 #[test]
 fn a_taken_port_stops_the_node_with_one_clear_line() {
     let dir = tempfile::tempdir().unwrap();
-    let first = spawn(dir.path(), &[]);
+    let first = spawn_axon(dir.path(), &[], true);
     let port = first.base.rsplit(':').next().unwrap().to_owned();
     let other = tempfile::tempdir().unwrap();
     let (code, err) = run_to_exit(

@@ -3,30 +3,12 @@
 //! opened only after checking every record. Several rounds on the same data directory.
 
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+mod common;
+
+use common::spawn_axon;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-fn start(dir: &std::path::Path) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_axon"))
-        .args(["run", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    while let Some(Ok(line)) = lines.next() {
-        if let Some(addr) = line.strip_prefix("axon: listening on ") {
-            return (child, addr.to_owned());
-        }
-    }
-    let _ = child.kill();
-    let status = child.wait();
-    panic!("axon did not start: {status:?}");
-}
 
 #[test]
 fn every_acknowledged_append_survives_sigkill() {
@@ -34,7 +16,9 @@ fn every_acknowledged_append_survives_sigkill() {
     let mut acked: Vec<(u64, String)> = Vec::new();
     // A fixed sequence of kill points, different each round.
     for (round, kill_after) in [137usize, 41, 263].into_iter().enumerate() {
-        let (mut child, base) = start(dir.path());
+        let common::Spawned {
+            mut child, base, ..
+        } = spawn_axon(dir.path(), &[], false);
         let token = std::fs::read_to_string(dir.path().join("admin.token")).unwrap();
         let token = token.trim().to_owned();
 
@@ -103,7 +87,9 @@ fn every_acknowledged_append_survives_sigkill() {
         acked.extend(got);
     }
     // A last start checks the last round, then the checkpoint covers everything.
-    let (mut child, base) = start(dir.path());
+    let common::Spawned {
+        mut child, base, ..
+    } = spawn_axon(dir.path(), &[], false);
     let c = reqwest::blocking::Client::new();
     for (index, id) in &acked {
         let e: Value = c

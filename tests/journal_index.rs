@@ -2,37 +2,11 @@
 //! answers every query as before; `axon audit` reports its state and can rebuild it.
 
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader};
+mod common;
+
+use common::{sigterm_and_wait, spawn_axon};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-
-fn start(dir: &Path) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_axon"))
-        .args(["run", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    while let Some(Ok(line)) = lines.next() {
-        if let Some(addr) = line.strip_prefix("axon: listening on ") {
-            return (child, addr.to_owned());
-        }
-    }
-    let _ = child.kill();
-    let status = child.wait();
-    panic!("axon did not start: {status:?}");
-}
-
-fn stop(mut child: Child) {
-    // SAFETY: sending a signal to our own child process.
-    assert_eq!(
-        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) },
-        0
-    );
-    assert_eq!(child.wait().unwrap().code(), Some(0));
-}
+use std::process::Command;
 
 fn audit(dir: &Path, extra: &[&str]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_axon"))
@@ -68,7 +42,8 @@ fn answers(base: &str, codes: &[String]) -> Vec<Value> {
 #[test]
 fn a_lost_index_is_rebuilt_and_answers_the_same() {
     let dir = tempfile::tempdir().unwrap();
-    let (child, base) = start(dir.path());
+    let node = spawn_axon(dir.path(), &[], false);
+    let base = node.base.clone();
     let token = std::fs::read_to_string(dir.path().join("admin.token")).unwrap();
     let c = reqwest::blocking::Client::new();
     let mut codes = vec![];
@@ -84,7 +59,7 @@ fn a_lost_index_is_rebuilt_and_answers_the_same() {
         codes.push(v["barcode"].as_str().unwrap().to_owned());
     }
     let before = answers(&base, &codes);
-    stop(child);
+    assert_eq!(sigterm_and_wait(node).0, 0);
     assert!(audit(dir.path(), &[]).contains("audit: index: consistent with the segments"));
 
     let index = dir.path().join("journal/index-shard-0");
@@ -92,9 +67,10 @@ fn a_lost_index_is_rebuilt_and_answers_the_same() {
     std::fs::remove_dir_all(&index).unwrap();
     assert!(audit(dir.path(), &[]).contains("audit: index: none yet"));
 
-    let (child, base) = start(dir.path());
+    let node = spawn_axon(dir.path(), &[], false);
+    let base = node.base.clone();
     assert_eq!(answers(&base, &codes), before);
-    stop(child);
+    assert_eq!(sigterm_and_wait(node).0, 0);
     assert!(audit(dir.path(), &[]).contains("consistent with the segments"));
     assert!(audit(dir.path(), &["--rebuild-index"]).contains("audit: index: rebuilt"));
     assert!(audit(dir.path(), &[]).contains("consistent with the segments"));

@@ -2,9 +2,11 @@
 //! collector on loopback receives the spans of HTTP requests and actor hops, with their
 //! correlation ids.
 
+mod common;
+
+use common::{sigterm_and_wait, spawn_axon};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
-use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -51,48 +53,16 @@ fn collector() -> (String, mpsc::Receiver<(String, Vec<u8>)>) {
 fn spans_with_correlation_ids_reach_the_collector() {
     let (endpoint, received) = collector();
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_axon"))
-        .args([
-            "run",
-            "--listen",
-            "127.0.0.1:0",
-            "--otlp-endpoint",
-            &endpoint,
-        ])
-        .arg("--data-dir")
-        .arg(dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut base = None;
-    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
-        let line = line.unwrap();
-        if let Some(a) = line.strip_prefix("axon: listening on ") {
-            base = Some(a.to_owned());
-            break;
-        }
-    }
-    let Some(base) = base else {
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("axon did not start");
-    };
+    let node = spawn_axon(dir.path(), &["--otlp-endpoint", &endpoint], false);
     let res = reqwest::blocking::Client::new()
-        .post(format!("{base}/v1/echo"))
+        .post(format!("{}/v1/echo", node.base))
         .header("x-correlation-id", "otlp-probe-1")
         .json(&serde_json::json!({"x": 1}))
         .send()
         .unwrap();
     assert_eq!(res.status(), 200);
     // SIGTERM: the node flushes its spans on the way out.
-    // SAFETY: sending a signal to our own child process.
-    assert_eq!(
-        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) },
-        0
-    );
-    let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(0));
+    assert_eq!(sigterm_and_wait(node).0, 0);
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut bodies = Vec::new();
     while let Ok((path, body)) =

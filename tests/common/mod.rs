@@ -1,9 +1,13 @@
-//! Helpers shared by the end-to-end tests.
+//! Helpers shared by the end-to-end tests. Each test binary uses some of them.
+#![allow(dead_code)]
 
 use serde_json::{json, Value};
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Responses by class: `[2xx, 429, anything else]`.
 pub type Counts = Arc<[AtomicU64; 3]>;
@@ -50,4 +54,64 @@ pub fn flood(
             })
         })
         .collect()
+}
+
+/// An `axon run` child process on a free loopback port.
+pub struct Spawned {
+    pub child: Child,
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    /// What it printed on standard output up to its address.
+    pub stdout_lines: Vec<String>,
+}
+
+/// Starts the built binary with `--data-dir data_dir` and `extra` arguments and waits for
+/// its address. Standard error is kept for [`sigterm_and_wait`] when `keep_stderr`.
+pub fn spawn_axon(data_dir: &Path, extra: &[&str], keep_stderr: bool) -> Spawned {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_axon"))
+        .args(["run", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir)
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(if keep_stderr {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .spawn()
+        .expect("spawn axon");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut seen = vec![];
+    while let Some(Ok(line)) = lines.next() {
+        seen.push(line.clone());
+        if let Some(addr) = line.strip_prefix("axon: listening on ") {
+            return Spawned {
+                child,
+                base: addr.to_owned(),
+                stdout_lines: seen,
+            };
+        }
+    }
+    let _ = child.kill();
+    let status = child.wait();
+    panic!("axon exited ({status:?}) before printing its address; stdout: {seen:?}");
+}
+
+/// Sends SIGTERM, waits (at most 30 s) and returns the exit code and standard error.
+pub fn sigterm_and_wait(mut s: Spawned) -> (i32, String) {
+    let pid = s.child.id() as libc::pid_t;
+    // SAFETY: sending a signal to our own child process.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(status) = s.child.try_wait().unwrap() {
+            let mut err = String::new();
+            if let Some(e) = s.child.stderr.as_mut() {
+                std::io::Read::read_to_string(e, &mut err).unwrap();
+            }
+            return (status.code().unwrap_or(-1), err);
+        }
+        assert!(Instant::now() < deadline, "axon did not exit after SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
