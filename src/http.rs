@@ -419,7 +419,7 @@ async fn not_found(req: HttpRequest) -> HttpResponse {
     .error_response()
 }
 
-pub(crate) async fn method_not_allowed(req: HttpRequest) -> HttpResponse {
+async fn method_not_allowed(req: HttpRequest) -> HttpResponse {
     ApiError::new(
         ProblemType::MethodNotAllowed,
         format!("{} is not allowed on {}", req.method(), req.path()),
@@ -526,46 +526,38 @@ fn json_config(limit: usize) -> web::JsonConfig {
         })
 }
 
+/// A resource that answers `method` with `handler` and any other method with 405.
+pub(crate) fn resource<F, Args>(
+    path: &str,
+    method: actix_web::Route,
+    handler: F,
+) -> actix_web::Resource
+where
+    F: actix_web::Handler<Args>,
+    Args: actix_web::FromRequest + 'static,
+    F::Output: actix_web::Responder + 'static,
+{
+    web::resource(path)
+        .route(method.to(handler))
+        .default_service(web::to(method_not_allowed))
+}
+
 /// Registers every route on `cfg`. The app's state must be registered by the caller.
 pub fn routes(cfg: &mut web::ServiceConfig, max_body_bytes: usize) {
     cfg.app_data(json_config(max_body_bytes))
         .app_data(web::PayloadConfig::new(max_body_bytes))
-        .service(
-            web::resource("/healthz")
-                .route(web::get().to(healthz))
-                .default_service(web::to(method_not_allowed)),
-        )
-        .service(
-            web::resource("/readyz")
-                .route(web::get().to(readyz))
-                .default_service(web::to(method_not_allowed)),
-        )
-        .service(
-            web::resource("/v1/supervision")
-                .route(web::get().to(supervision))
-                .default_service(web::to(method_not_allowed)),
-        )
-        .service(
-            web::resource("/v1/supervision/{actor}/restart")
-                .route(web::post().to(restart))
-                .default_service(web::to(method_not_allowed)),
-        )
-        .service(
-            web::resource("/v1/echo")
-                .route(web::post().to(echo))
-                .default_service(web::to(method_not_allowed)),
-        )
+        .service(resource("/healthz", web::get(), healthz))
+        .service(resource("/readyz", web::get(), readyz))
+        .service(resource("/v1/supervision", web::get(), supervision))
+        .service(resource(
+            "/v1/supervision/{actor}/restart",
+            web::post(),
+            restart,
+        ))
+        .service(resource("/v1/echo", web::post(), echo))
         .configure(crate::journal_routes::routes)
-        .service(
-            web::resource("/metrics")
-                .route(web::get().to(metrics))
-                .default_service(web::to(method_not_allowed)),
-        )
-        .service(
-            web::resource("/openapi.json")
-                .route(web::get().to(openapi))
-                .default_service(web::to(method_not_allowed)),
-        )
+        .service(resource("/metrics", web::get(), metrics))
+        .service(resource("/openapi.json", web::get(), openapi))
         .default_service(web::to(not_found));
 }
 

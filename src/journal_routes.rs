@@ -1,9 +1,7 @@
 //! `/v1/journal/...`: entries, proofs, checkpoints and operator notes. Hashes are
 //! lowercase hex; entry bytes are the canonical JSON, in standard base64.
 
-use crate::http::{
-    call_problem, correlation_id, method_not_allowed, require_admin, ApiError, AppState,
-};
+use crate::http::{call_problem, correlation_id, require_admin, resource, ApiError, AppState};
 use actix_web::{web, HttpRequest, HttpResponse};
 use axon_actors::journal::{
     Appended, JournalRequest, JournalResponse, NewEntry, Refusal, StoredEntry,
@@ -219,29 +217,25 @@ pub(crate) async fn append(
     }
 }
 
-/// A resource that answers GET with `handler` and any other method with 405.
-fn get<F, Args>(path: &str, handler: F) -> actix_web::Resource
-where
-    F: actix_web::Handler<Args>,
-    Args: actix_web::FromRequest + 'static,
-    F::Output: actix_web::Responder + 'static,
-{
-    web::resource(path)
-        .route(web::get().to(handler))
-        .default_service(web::to(method_not_allowed))
-}
-
 /// Registers the journal routes.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(get("/v1/journal/checkpoint", checkpoint))
-        .service(get("/v1/journal/key", key))
-        .service(get("/v1/journal/entries/{index}", entry))
-        .service(get("/v1/journal/by-barcode/{code}", by_barcode))
-        .service(get("/v1/journal/proof/inclusion", inclusion))
-        .service(get("/v1/journal/proof/consistency", consistency))
-        .service(
-            web::resource("/v1/journal/notes")
-                .route(web::post().to(note))
-                .default_service(web::to(method_not_allowed)),
-        );
+    cfg.service(resource("/v1/journal/checkpoint", web::get(), checkpoint))
+        .service(resource("/v1/journal/key", web::get(), key))
+        .service(resource("/v1/journal/entries/{index}", web::get(), entry))
+        .service(resource(
+            "/v1/journal/by-barcode/{code}",
+            web::get(),
+            by_barcode,
+        ))
+        .service(resource(
+            "/v1/journal/proof/inclusion",
+            web::get(),
+            inclusion,
+        ))
+        .service(resource(
+            "/v1/journal/proof/consistency",
+            web::get(),
+            consistency,
+        ))
+        .service(resource("/v1/journal/notes", web::post(), note));
 }

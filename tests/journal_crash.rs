@@ -10,6 +10,20 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// Every acknowledged (index, id) is served with that id.
+fn assert_all_present(base: &str, acked: &[(u64, String)]) {
+    let c = reqwest::blocking::Client::new();
+    for (index, id) in acked {
+        let e: Value = c
+            .get(format!("{base}/v1/journal/entries/{index}"))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        assert_eq!(e["id"].as_str(), Some(id.as_str()), "entry {index}");
+    }
+}
+
 #[test]
 fn every_acknowledged_append_survives_sigkill() {
     let dir = tempfile::tempdir().unwrap();
@@ -23,20 +37,7 @@ fn every_acknowledged_append_survives_sigkill() {
         let token = token.trim().to_owned();
 
         // Everything acknowledged before this start is still there.
-        let c = reqwest::blocking::Client::new();
-        for (index, id) in &acked {
-            let e: Value = c
-                .get(format!("{base}/v1/journal/entries/{index}"))
-                .send()
-                .unwrap()
-                .json()
-                .unwrap();
-            assert_eq!(
-                e["id"].as_str(),
-                Some(id.as_str()),
-                "round {round}, entry {index}"
-            );
-        }
+        assert_all_present(&base, &acked);
 
         let this_round: Arc<Mutex<Vec<(u64, String)>>> = Arc::default();
         let stop = Arc::new(AtomicBool::new(false));
@@ -90,16 +91,8 @@ fn every_acknowledged_append_survives_sigkill() {
     let common::Spawned {
         mut child, base, ..
     } = spawn_axon(dir.path(), &[], false);
+    assert_all_present(&base, &acked);
     let c = reqwest::blocking::Client::new();
-    for (index, id) in &acked {
-        let e: Value = c
-            .get(format!("{base}/v1/journal/entries/{index}"))
-            .send()
-            .unwrap()
-            .json()
-            .unwrap();
-        assert_eq!(e["id"].as_str(), Some(id.as_str()), "entry {index}");
-    }
     let note = c
         .get(format!("{base}/v1/journal/checkpoint"))
         .send()
