@@ -986,7 +986,7 @@ impl Journal {
                     body: new.body,
                 };
                 let bytes = entry
-                    .into_bytes()
+                    .to_bytes()
                     .map_err(|e| Refusal::Invalid(e.to_string()))?;
                 if bytes.len() > self.cfg.max_entry_bytes {
                     return Err(Refusal::Invalid(format!(

@@ -28,7 +28,9 @@ pub fn to_string(v: &Value) -> Result<String, CanonicalError> {
     to_vec(v).map(|b| String::from_utf8(b).expect("canonical JSON is UTF-8"))
 }
 
-fn write(v: &Value, out: &mut Vec<u8>, depth: usize) -> Result<(), CanonicalError> {
+/// Appends the canonical form of `v`, which sits `depth` levels deep in the value being
+/// written (for encoders that write the outer levels themselves).
+pub fn write(v: &Value, out: &mut Vec<u8>, depth: usize) -> Result<(), CanonicalError> {
     if depth > MAX_DEPTH {
         return Err(CanonicalError::TooDeep(MAX_DEPTH));
     }
@@ -66,7 +68,8 @@ fn write(v: &Value, out: &mut Vec<u8>, depth: usize) -> Result<(), CanonicalErro
     Ok(())
 }
 
-fn string(s: &str, out: &mut Vec<u8>) {
+/// Appends `s` as a canonical JSON string.
+pub fn string(s: &str, out: &mut Vec<u8>) {
     out.push(b'"');
     for c in s.chars() {
         match c {
@@ -91,7 +94,7 @@ fn string(s: &str, out: &mut Vec<u8>) {
 
 /// Integers beyond ±2^53 are refused: not every one of them is a double, and a verifier
 /// in another language would read a different number.
-const MAX_SAFE: u64 = (1 << 53) - 1;
+pub const MAX_SAFE: u64 = (1 << 53) - 1;
 
 fn number(n: &serde_json::Number) -> Result<String, CanonicalError> {
     if let Some(u) = n.as_u64() {

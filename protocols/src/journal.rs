@@ -75,37 +75,38 @@ pub enum EntryError {
 }
 
 impl Entry {
-    /// The canonical bytes.
+    /// The canonical bytes, written directly: the members in their canonical order
+    /// (`body`, `index`, `kind`, `links`, `shard`, `time`) with the body canonicalised.
     pub fn to_bytes(&self) -> Result<Vec<u8>, EntryError> {
-        self.clone().into_bytes()
-    }
-
-    /// The canonical bytes, moving the body instead of copying it.
-    pub fn into_bytes(self) -> Result<Vec<u8>, EntryError> {
-        let mut m = serde_json::Map::with_capacity(6);
-        m.insert("body".into(), self.body);
-        m.insert("index".into(), self.index.into());
-        m.insert(
-            "kind".into(),
-            serde_json::to_value(self.kind).map_err(|e| EntryError::Shape(e.to_string()))?,
-        );
-        m.insert(
-            "links".into(),
-            Value::Array(self.links.into_iter().map(Value::String).collect()),
-        );
-        m.insert("shard".into(), self.shard.into());
-        m.insert("time".into(), Value::String(self.time));
-        Ok(canonical::to_vec(&Value::Object(m))?)
+        let mut out = Vec::with_capacity(160);
+        out.extend_from_slice(b"{\"body\":");
+        canonical::write(&self.body, &mut out, 1)?;
+        if self.index > canonical::MAX_SAFE {
+            return Err(CanonicalError::InexactNumber(self.index.to_string()).into());
+        }
+        out.extend_from_slice(format!(",\"index\":{},\"kind\":", self.index).as_bytes());
+        canonical::string(self.kind.as_str(), &mut out);
+        out.extend_from_slice(b",\"links\":[");
+        for (i, link) in self.links.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            canonical::string(link, &mut out);
+        }
+        out.extend_from_slice(format!("],\"shard\":{},\"time\":", self.shard).as_bytes());
+        canonical::string(&self.time, &mut out);
+        out.push(b'}');
+        Ok(out)
     }
 
     /// Reads an entry back, refusing bytes that are not exactly its canonical form.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, EntryError> {
-        let v: Value =
+        let entry: Entry =
             serde_json::from_slice(bytes).map_err(|e| EntryError::Shape(e.to_string()))?;
-        if canonical::to_vec(&v)? != bytes {
+        if entry.to_bytes()? != bytes {
             return Err(EntryError::NotCanonical);
         }
-        serde_json::from_value(v).map_err(|e| EntryError::Shape(e.to_string()))
+        Ok(entry)
     }
 }
 
@@ -289,10 +290,14 @@ mod tests {
     }
 
     #[test]
-    fn into_bytes_is_the_serde_encoding() {
-        let e = sample();
-        let via_serde = canonical::to_vec(&serde_json::to_value(&e).unwrap()).unwrap();
-        assert_eq!(e.into_bytes().unwrap(), via_serde);
+    fn the_direct_encoding_is_the_canonical_encoding() {
+        let mut e = sample();
+        e.links = vec!["ab".repeat(32), "cd".repeat(32)];
+        e.kind = EntryKind::LaneChange;
+        e.body = serde_json::json!({"z": [1.5, "é\n"], "a": {"y": null, "b": true}});
+        let via_value = canonical::to_vec(&serde_json::to_value(&e).unwrap()).unwrap();
+        assert_eq!(e.to_bytes().unwrap(), via_value);
+        assert_eq!(Entry::from_bytes(&via_value).unwrap(), e);
     }
 
     #[test]
