@@ -28,6 +28,7 @@ fn config(dir: &Path) -> JournalConfig {
         max_links: 64,
         batch_max_records: 65_536,
         head_every_commits: 64,
+        index_cache_bytes: 64 << 20,
     }
 }
 

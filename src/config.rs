@@ -30,6 +30,7 @@ pub struct JournalSettings {
     pub max_links: u64,
     pub batch_max_records: u64,
     pub head_every_commits: u64,
+    pub index_cache_bytes: u64,
     pub mailbox_capacity: u64,
     pub shutdown_timeout_ms: u64,
 }

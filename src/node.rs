@@ -98,6 +98,7 @@ pub fn journal_config(cfg: &Config) -> JournalConfig {
         max_links: j.max_links as usize,
         batch_max_records: j.batch_max_records as usize,
         head_every_commits: j.head_every_commits,
+        index_cache_bytes: j.index_cache_bytes,
     }
 }
 

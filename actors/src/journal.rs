@@ -56,6 +56,8 @@ pub struct JournalConfig {
     /// The head file (the last signed checkpoint) is rewritten after this many group
     /// commits, and when the journal stops.
     pub head_every_commits: u64,
+    /// The bound of the sled index's page cache.
+    pub index_cache_bytes: u64,
 }
 
 /// An append request.
@@ -468,7 +470,7 @@ pub fn audit(
     let index = if !rebuild_index && !path.exists() {
         IndexStatus::Missing
     } else {
-        let index = JournalIndex::open(&path).map_err(OpenError::Key)?;
+        let index = JournalIndex::open(&path, j.cfg.index_cache_bytes).map_err(OpenError::Key)?;
         if rebuild_index {
             index
                 .clear()
@@ -550,7 +552,7 @@ impl Journal {
     /// tree (or never).
     fn open_index(&mut self) {
         let path = self.index_path();
-        let index = match JournalIndex::open(&path) {
+        let index = match JournalIndex::open(&path, self.cfg.index_cache_bytes) {
             Ok(i) => i,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot open the journal index; lookups scan instead");

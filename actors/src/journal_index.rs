@@ -26,8 +26,13 @@ fn key(barcode: &str, index: u64) -> Vec<u8> {
 }
 
 impl JournalIndex {
-    pub fn open(dir: &Path) -> Result<Self, String> {
-        let db = sled::open(dir).map_err(err)?;
+    /// Opens (or creates) the index at `dir`; sled's page cache is bounded by `cache_bytes`.
+    pub fn open(dir: &Path, cache_bytes: u64) -> Result<Self, String> {
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(cache_bytes)
+            .open()
+            .map_err(err)?;
         let barcodes = db.open_tree("by_barcode").map_err(err)?;
         Ok(Self { db, barcodes })
     }

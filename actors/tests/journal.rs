@@ -22,6 +22,7 @@ fn cfg(dir: &Path) -> JournalConfig {
         max_links: 8,
         batch_max_records: 64,
         head_every_commits: 1_000_000,
+        index_cache_bytes: 8 << 20,
     }
 }
 
