@@ -74,7 +74,7 @@ enum Command {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
-    /// Checks a stopped node's journal and changes nothing: record checksums, canonical
+    /// Checks a stopped node's journal without writing to its segments: record checksums, canonical
     /// entries, order, links, commit records and the signed head. Exit 1 names the first
     /// bad record.
     Audit {

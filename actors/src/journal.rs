@@ -454,7 +454,7 @@ pub struct AuditReport {
     pub head_size: Option<u64>,
 }
 
-/// Checks a stopped node's journal without changing anything: every record checksum,
+/// Checks a stopped node's journal without writing to its segments: every record checksum,
 /// every entry's canonical form, order and links, every commit record's size and root, and
 /// the signed head. `progress` is called after each segment with the entries checked so far.
 pub fn audit(
