@@ -58,23 +58,33 @@ pub struct Node {
     pub shutting_down: Arc<AtomicBool>,
 }
 
-fn intensity(c: &SupervisorConfig) -> Intensity {
-    Intensity {
-        max_restarts: c.max_restarts,
-        period: Duration::from_secs(c.period_seconds),
-    }
-}
-
-fn backoff(c: &SupervisorConfig) -> BackoffPolicy {
-    let mut p = BackoffPolicy::new(
+/// A supervisor's spec from its section of the configuration.
+fn supervisor_spec(
+    cfg: &Config,
+    id: &str,
+    c: &SupervisorConfig,
+    strategy: Strategy,
+    children: Vec<ChildSpec>,
+) -> SupervisorSpec {
+    let mut backoff = BackoffPolicy::new(
         Duration::from_millis(c.min_backoff_ms),
         Duration::from_millis(c.max_backoff_ms),
         c.random_factor,
     );
     if c.reset_after_ms > 0 {
-        p.reset_after = Duration::from_millis(c.reset_after_ms);
+        backoff.reset_after = Duration::from_millis(c.reset_after_ms);
     }
-    p
+    SupervisorSpec {
+        id: id.into(),
+        strategy,
+        intensity: Intensity {
+            max_restarts: c.max_restarts,
+            period: Duration::from_secs(c.period_seconds),
+        },
+        backoff,
+        command_capacity: cfg.supervision.command_capacity,
+        children,
+    }
 }
 
 /// BLAKE3 (hex) of the canonical JSON of the effective configuration.
@@ -145,17 +155,15 @@ pub async fn start(cfg: &Config, opts: NodeOptions) -> anyhow::Result<Node> {
             },
         )
     };
-    let sup = &cfg.supervision;
     let core = supervisor(
         &env,
-        SupervisorSpec {
-            id: "core".into(),
-            strategy: Strategy::RestForOne,
-            intensity: intensity(&sup.core),
-            backoff: backoff(&sup.core),
-            command_capacity: sup.command_capacity,
-            children: vec![journal_child],
-        },
+        supervisor_spec(
+            cfg,
+            "core",
+            &cfg.supervision.core,
+            Strategy::RestForOne,
+            vec![journal_child],
+        ),
         RestartType::Permanent,
     );
     let echo_cfg = &cfg.actors.echo;
@@ -171,26 +179,24 @@ pub async fn start(cfg: &Config, opts: NodeOptions) -> anyhow::Result<Node> {
     );
     let drivers = supervisor(
         &env,
-        SupervisorSpec {
-            id: "drivers".into(),
-            strategy: Strategy::OneForOne,
-            intensity: intensity(&sup.drivers),
-            backoff: backoff(&sup.drivers),
-            command_capacity: sup.command_capacity,
-            children: vec![echo_child],
-        },
+        supervisor_spec(
+            cfg,
+            "drivers",
+            &cfg.supervision.drivers,
+            Strategy::OneForOne,
+            vec![echo_child],
+        ),
         RestartType::Permanent,
     );
     let mut root = RootSpec::new(
         &env,
-        SupervisorSpec {
-            id: "root".into(),
-            strategy: Strategy::OneForOne,
-            intensity: intensity(&sup.root),
-            backoff: backoff(&sup.root),
-            command_capacity: sup.command_capacity,
-            children: vec![core, drivers],
-        },
+        supervisor_spec(
+            cfg,
+            "root",
+            &cfg.supervision.root,
+            Strategy::OneForOne,
+            vec![core, drivers],
+        ),
     );
     let shutting_down = Arc::new(AtomicBool::new(false));
     let state = web::Data::new(AppState {

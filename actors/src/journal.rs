@@ -1119,46 +1119,33 @@ impl Journal {
                     }
                 }
             }
-            JournalRequest::Inclusion { index, size } => {
-                if size == 0 || size > self.len() || index >= size {
-                    Err(Refusal::Invalid(format!(
-                        "need index < size <= {} (the journal's size); got index {index}, size {size}",
-                        self.len()
-                    )))
-                } else {
-                    let proof = self
-                        .log
-                        .inclusion_proof(index as usize, size as usize)
-                        .expect("checked range");
-                    Ok(JournalResponse::Inclusion(InclusionProof {
+            // The Merkle log checks the ranges; its refusal is the client's answer.
+            JournalRequest::Inclusion { index, size } => self
+                .log
+                .inclusion_proof(index as usize, size as usize)
+                .map_err(|e| Refusal::Invalid(e.to_string()))
+                .map(|proof| {
+                    JournalResponse::Inclusion(InclusionProof {
                         index,
                         tree_size: size,
                         leaf_hash: format::hex(&self.log.leaf(index as usize).expect("in range")),
                         root: format::hex(&self.log.root_at(size as usize).expect("in range")),
                         proof: hexes(proof),
-                    }))
-                }
-            }
-            JournalRequest::Consistency { from, to } => {
-                if from == 0 || from > to || to > self.len() {
-                    Err(Refusal::Invalid(format!(
-                        "need 1 <= from <= to <= {} (the journal's size); got from {from}, to {to}",
-                        self.len()
-                    )))
-                } else {
-                    let proof = self
-                        .log
-                        .consistency_proof(from as usize, to as usize)
-                        .expect("checked range");
-                    Ok(JournalResponse::Consistency(ConsistencyProof {
+                    })
+                }),
+            JournalRequest::Consistency { from, to } => self
+                .log
+                .consistency_proof(from as usize, to as usize)
+                .map_err(|e| Refusal::Invalid(e.to_string()))
+                .map(|proof| {
+                    JournalResponse::Consistency(ConsistencyProof {
                         size1: from,
                         size2: to,
                         root1: format::hex(&self.log.root_at(from as usize).expect("in range")),
                         root2: format::hex(&self.log.root_at(to as usize).expect("in range")),
                         proof: hexes(proof),
-                    }))
-                }
-            }
+                    })
+                }),
             JournalRequest::Checkpoint => Ok(JournalResponse::Checkpoint(self.signed_checkpoint())),
             JournalRequest::Key => Ok(JournalResponse::Key(self.signer.vkey())),
         };

@@ -48,6 +48,11 @@ fn note(text: &str, links: Vec<String>) -> JournalRequest {
     })
 }
 
+/// Hex proof hashes as bytes.
+fn hashes(hex: &[String]) -> Vec<[u8; 32]> {
+    hex.iter().map(|h| parse_hex::<32>(h).unwrap()).collect()
+}
+
 fn appended(r: &JournalResponse) -> Appended {
     match r {
         JournalResponse::Appended(a) => a.clone(),
@@ -99,11 +104,7 @@ fn appends_are_provable_and_survive_a_restart() {
         else {
             panic!()
         };
-        let proof: Vec<[u8; 32]> = p
-            .proof
-            .iter()
-            .map(|h| parse_hex::<32>(h).unwrap())
-            .collect();
+        let proof = hashes(&p.proof);
         let proof: Vec<&[u8]> = proof.iter().map(|h| h.as_slice()).collect();
         merkle::verify_inclusion::<Blake3>(
             i,
@@ -123,11 +124,7 @@ fn appends_are_provable_and_survive_a_restart() {
     )[0] else {
         panic!()
     };
-    let proof: Vec<[u8; 32]> = p
-        .proof
-        .iter()
-        .map(|h| parse_hex::<32>(h).unwrap())
-        .collect();
+    let proof = hashes(&p.proof);
     let proof: Vec<&[u8]> = proof.iter().map(|h| h.as_slice()).collect();
     merkle::verify_consistency::<Blake3>(
         37,

@@ -129,6 +129,25 @@ fn reference_leaves() -> Vec<merkle::Hash> {
 }
 
 #[test]
+fn reference_roots_with_sha256() {
+    // Known roots of RFC 6962's reference tree; these need no vectors folder.
+    let leaves = reference_leaves();
+    let hex = |h: merkle::Hash| axon_protocols::journal::hex(&h);
+    assert_eq!(
+        hex(merkle::root::<Sha256>(&[])),
+        "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+    );
+    assert_eq!(
+        hex(merkle::root::<Sha256>(&leaves[..1])),
+        "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d"
+    );
+    assert_eq!(
+        hex(merkle::root::<Sha256>(&leaves)),
+        "5dc9da79a70659a9ad559cb701ded9a2ab9d823aad2f4960cfe370eff4604328"
+    );
+}
+
+#[test]
 fn generated_proofs_match_the_published_ones() {
     let Some(dir) = suite() else { return };
     let leaves = reference_leaves();
