@@ -16,7 +16,15 @@ impl Arbitrary for Appends {
     fn arbitrary(g: &mut Gen) -> Self {
         let n = 1 + usize::arbitrary(g) % 96;
         Appends {
-            entries: (0..n).map(|_| Vec::<u8>::arbitrary(g)).collect(),
+            // Each entry ends with its position, as journal entries carry their index:
+            // two equal leaves would make "another leaf" or a swapped index verify.
+            entries: (0..n)
+                .map(|i| {
+                    let mut e = Vec::<u8>::arbitrary(g);
+                    e.extend_from_slice(&(i as u32).to_be_bytes());
+                    e
+                })
+                .collect(),
             picks: [
                 u32::arbitrary(g),
                 u32::arbitrary(g),
