@@ -29,6 +29,8 @@ fn config(dir: &Path) -> JournalConfig {
         batch_max_records: 65_536,
         head_every_commits: 64,
         index_cache_bytes: 64 << 20,
+        page_max_entries: 1000,
+        page_max_bytes: 4 << 20,
     }
 }
 

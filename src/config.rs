@@ -31,6 +31,8 @@ pub struct JournalSettings {
     pub batch_max_records: u64,
     pub head_every_commits: u64,
     pub index_cache_bytes: u64,
+    pub page_max_entries: u64,
+    pub page_max_bytes: u64,
     pub mailbox_capacity: u64,
     pub shutdown_timeout_ms: u64,
 }
@@ -288,6 +290,14 @@ impl Config {
             1,
             1 << 32,
         )?;
+        range(
+            "journal.index_cache_bytes",
+            j.index_cache_bytes,
+            1 << 20,
+            1 << 40,
+        )?;
+        range("journal.page_max_entries", j.page_max_entries, 1, 100_000)?;
+        range("journal.page_max_bytes", j.page_max_bytes, 1024, 256 << 20)?;
         range("journal.mailbox_capacity", j.mailbox_capacity, 1, 1 << 20)?;
         range(
             "journal.shutdown_timeout_ms",

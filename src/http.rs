@@ -54,7 +54,22 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
         "/v1/journal/key",
         "The journal's verifier key in signed-note vkey form (text)",
     ),
+    (
+        "get",
+        "/v1/journal/entries",
+        "A page of journal entries in order: ?kind=&since=&until=&after=&limit=",
+    ),
     ("get", "/v1/journal/entries/{index}", "One journal entry"),
+    (
+        "get",
+        "/v1/journal/by-id/{id}",
+        "The journal entry with this id",
+    ),
+    (
+        "get",
+        "/v1/journal/by-action/{action}",
+        "The journal entries of one action",
+    ),
     (
         "get",
         "/v1/journal/by-barcode/{code}",
@@ -90,6 +105,8 @@ pub struct AppState {
     pub echo: WorkerRef<Echo>,
     pub journal: WorkerRef<axon_actors::journal::Journal>,
     pub journal_halt: Arc<axon_actors::journal::Halt>,
+    /// The most entries one journal query may ask for (`journal.page_max_entries`).
+    pub journal_page_max_entries: usize,
     pub registry: Registry,
     pub auth: AdminAuth,
     pub http: HttpConfig,

@@ -6,6 +6,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use axon_actors::journal::{
     Appended, JournalRequest, JournalResponse, NewEntry, Refusal, StoredEntry,
 };
+use axon_actors::journal_index::Filter;
 use axon_protocols::journal::EntryKind;
 use axon_protocols::ProblemType;
 use axon_supervisors::CallOptions;
@@ -99,6 +100,75 @@ async fn entry(req: HttpRequest, st: web::Data<AppState>) -> Result<HttpResponse
     }
 }
 
+async fn by_id(req: HttpRequest, st: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let id = req.match_info().get("id").unwrap_or("").to_owned();
+    match ask(&req, &st, JournalRequest::ById(id)).await? {
+        JournalResponse::Entry(e) => Ok(HttpResponse::Ok().json(entry_json(&e))),
+        other => Err(unexpected(&req, &other)),
+    }
+}
+
+async fn by_action(req: HttpRequest, st: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let action = req.match_info().get("action").unwrap_or("").to_owned();
+    match ask(&req, &st, JournalRequest::ByAction(action.clone())).await? {
+        JournalResponse::Entries(es) => Ok(HttpResponse::Ok().json(json!({
+            "action_id": action,
+            "entries": es.iter().map(entry_json).collect::<Vec<_>>(),
+        }))),
+        other => Err(unexpected(&req, &other)),
+    }
+}
+
+/// `GET /v1/journal/entries?kind=&since=&until=&after=&limit=`: a page of entries in
+/// order, with `next_after` to pass as `after` for the next page (`null` at the end).
+async fn entries(req: HttpRequest, st: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let [kind, since, until, after, limit] =
+        params(&req, ["kind", "since", "until", "after", "limit"])?;
+    let bad = |detail: String| ApiError::new(ProblemType::InvalidParameter, detail).at(&req);
+    let kind = kind
+        .map(|k| {
+            serde_json::from_value::<EntryKind>(Value::String(k.clone())).map_err(|_| {
+                bad(format!(
+                    "kind {k:?} is not one of note, event, intent, decision, result, capsule, lane_change"
+                ))
+            })
+        })
+        .transpose()?;
+    let time = |name: &str, v: Option<String>| {
+        v.map(|t| axon_protocols::time::parse_rfc3339(&t).map_err(|e| bad(format!("{name}: {e}"))))
+            .transpose()
+    };
+    let filter = Filter {
+        kind,
+        since: time("since", since)?,
+        until: time("until", until)?,
+    };
+    let after = after.map(|a| parse_u64(&req, "after", &a)).transpose()?;
+    let max = st.journal_page_max_entries;
+    let limit = match limit {
+        None => max,
+        Some(l) => match parse_u64(&req, "limit", &l)? {
+            n @ 1.. if n <= max as u64 => n as usize,
+            _ => return Err(bad(format!("limit must be between 1 and {max}"))),
+        },
+    };
+    let r = JournalRequest::Query {
+        filter,
+        after,
+        limit,
+    };
+    match ask(&req, &st, r).await? {
+        JournalResponse::Page {
+            entries,
+            next_after,
+        } => Ok(HttpResponse::Ok().json(json!({
+            "entries": entries.iter().map(entry_json).collect::<Vec<_>>(),
+            "next_after": next_after,
+        }))),
+        other => Err(unexpected(&req, &other)),
+    }
+}
+
 async fn by_barcode(req: HttpRequest, st: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let code = req.match_info().get("code").unwrap_or("").to_owned();
     match ask(&req, &st, JournalRequest::ByBarcode(code.clone())).await? {
@@ -110,38 +180,41 @@ async fn by_barcode(req: HttpRequest, st: web::Data<AppState>) -> Result<HttpRes
     }
 }
 
-/// Reads `names` from the query string: each exactly once, nothing else.
-fn query(req: &HttpRequest, names: [&str; 2]) -> Result<[u64; 2], ApiError> {
-    let mut found: [Option<u64>; 2] = [None, None];
-    for pair in req.query_string().split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+/// Reads the query string: each parameter at most once, only those in `names`. Values
+/// are percent-decoded; the answer is in the order of `names`.
+fn params<const N: usize>(
+    req: &HttpRequest,
+    names: [&str; N],
+) -> Result<[Option<String>; N], ApiError> {
+    let bad = |detail: String| ApiError::new(ProblemType::InvalidParameter, detail).at(req);
+    let pairs = web::Query::<Vec<(String, String)>>::from_query(req.query_string())
+        .map_err(|e| bad(format!("the query string cannot be read: {e}")))?
+        .into_inner();
+    let mut found: [Option<String>; N] = std::array::from_fn(|_| None);
+    for (k, v) in pairs {
         let Some(i) = names.iter().position(|n| *n == k) else {
-            return Err(ApiError::new(
-                ProblemType::InvalidParameter,
-                format!(
-                    "unknown query parameter {k:?}; this route takes {} and {}",
-                    names[0], names[1]
-                ),
-            )
-            .at(req));
+            return Err(bad(format!(
+                "unknown query parameter {k:?}; this route takes {}",
+                names.join(", ")
+            )));
         };
-        if found[i].is_some() {
-            return Err(ApiError::new(
-                ProblemType::InvalidParameter,
-                format!("{k} is given twice"),
-            )
-            .at(req));
+        if found[i].replace(v).is_some() {
+            return Err(bad(format!("{k} is given twice")));
         }
-        found[i] = Some(parse_u64(req, k, v)?);
     }
-    let get = |i: usize| {
-        found[i].ok_or_else(|| {
-            ApiError::new(
-                ProblemType::InvalidParameter,
-                format!("the query parameter {} is required", names[i]),
-            )
-            .at(req)
-        })
+    Ok(found)
+}
+
+/// Reads the two whole numbers `names`, both required.
+fn query(req: &HttpRequest, names: [&str; 2]) -> Result<[u64; 2], ApiError> {
+    let found = params(req, names)?;
+    let get = |i: usize| match &found[i] {
+        Some(v) => parse_u64(req, names[i], v),
+        None => Err(ApiError::new(
+            ProblemType::InvalidParameter,
+            format!("the query parameter {} is required", names[i]),
+        )
+        .at(req)),
     };
     Ok([get(0)?, get(1)?])
 }
@@ -221,7 +294,14 @@ pub(crate) async fn append(
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/v1/journal/checkpoint", web::get(), checkpoint))
         .service(resource("/v1/journal/key", web::get(), key))
+        .service(resource("/v1/journal/entries", web::get(), entries))
         .service(resource("/v1/journal/entries/{index}", web::get(), entry))
+        .service(resource("/v1/journal/by-id/{id}", web::get(), by_id))
+        .service(resource(
+            "/v1/journal/by-action/{action}",
+            web::get(),
+            by_action,
+        ))
         .service(resource(
             "/v1/journal/by-barcode/{code}",
             web::get(),

@@ -109,6 +109,8 @@ pub fn journal_config(cfg: &Config) -> JournalConfig {
         batch_max_records: j.batch_max_records as usize,
         head_every_commits: j.head_every_commits,
         index_cache_bytes: j.index_cache_bytes,
+        page_max_entries: j.page_max_entries as usize,
+        page_max_bytes: j.page_max_bytes as usize,
     }
 }
 
@@ -205,6 +207,7 @@ pub async fn start(cfg: &Config, opts: NodeOptions) -> anyhow::Result<Node> {
         echo: echo.clone(),
         journal: journal.clone(),
         journal_halt: journal_halt.clone(),
+        journal_page_max_entries: cfg.journal.page_max_entries as usize,
         registry: registry.clone(),
         auth: AdminAuth::new(&token),
         http: cfg.http.clone(),

@@ -64,16 +64,18 @@ fn responses(method: &str, path: &str) -> Value {
             ProblemType::Overloaded,
             ProblemType::Unavailable,
         ]),
-        ("get", "/v1/journal/entries/{index}") | ("get", "/v1/journal/by-barcode/{code}") => {
-            problems.extend([
-                ProblemType::InvalidParameter,
-                ProblemType::NoSuchEntry,
-                ProblemType::JournalDamaged,
-                ProblemType::Overloaded,
-                ProblemType::Unavailable,
-                ProblemType::Timeout,
-            ])
-        }
+        ("get", "/v1/journal/entries/{index}")
+        | ("get", "/v1/journal/by-barcode/{code}")
+        | ("get", "/v1/journal/by-id/{id}")
+        | ("get", "/v1/journal/by-action/{action}")
+        | ("get", "/v1/journal/entries") => problems.extend([
+            ProblemType::InvalidParameter,
+            ProblemType::NoSuchEntry,
+            ProblemType::JournalDamaged,
+            ProblemType::Overloaded,
+            ProblemType::Unavailable,
+            ProblemType::Timeout,
+        ]),
         ("get", "/v1/journal/proof/inclusion") | ("get", "/v1/journal/proof/consistency") => {
             problems.extend([
                 ProblemType::InvalidParameter,
@@ -141,7 +143,12 @@ pub fn document() -> Value {
             }],
             "responses": responses(method, path),
         });
-        for (name, p) in [("{index}", "index"), ("{code}", "code")] {
+        for (name, p) in [
+            ("{index}", "index"),
+            ("{code}", "code"),
+            ("{id}", "id"),
+            ("{action}", "action"),
+        ] {
             if path.contains(name) {
                 op["parameters"]
                     .as_array_mut()
@@ -159,6 +166,33 @@ pub fn document() -> Value {
         for q in query {
             op["parameters"].as_array_mut().expect("a list").push(json!({
                 "name": q, "in": "query", "required": true, "schema": {"type": "integer", "minimum": 0}
+            }));
+        }
+        if *path == "/v1/journal/entries" {
+            let list = op["parameters"].as_array_mut().expect("a list");
+            list.push(json!({
+                "name": "kind", "in": "query", "required": false,
+                "schema": {"type": "string", "enum": ["note", "event", "intent", "decision", "result", "capsule", "lane_change"]}
+            }));
+            for (name, what) in [
+                ("since", "from this time on (inclusive)"),
+                ("until", "before this time (exclusive)"),
+            ] {
+                list.push(json!({
+                    "name": name, "in": "query", "required": false,
+                    "description": format!("Entries {what}; RFC 3339 UTC (ending in Z)"),
+                    "schema": {"type": "string", "format": "date-time"}
+                }));
+            }
+            list.push(json!({
+                "name": "after", "in": "query", "required": false,
+                "description": "Entries after this index: the previous page's next_after",
+                "schema": {"type": "integer", "minimum": 0}
+            }));
+            list.push(json!({
+                "name": "limit", "in": "query", "required": false,
+                "description": "At most this many entries (1 to journal.page_max_entries, the default)",
+                "schema": {"type": "integer", "minimum": 1}
             }));
         }
         if *path == "/v1/journal/notes" {

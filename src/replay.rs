@@ -65,8 +65,8 @@ fn find(j: &Journal, action: &str) -> anyhow::Result<(u64, ReplayCapsule)> {
     if !ReplayCapsule::is_action_id(action) {
         bail!("{action:?} is neither an action id (32 hex digits) nor a barcode (12 of a-z, 2-7)");
     }
-    // Newest first: a capsule is usually looked up soon after its action.
-    for index in (0..j.len()).rev() {
+    // The action's entries from the index (or a scan); its capsule is the newest.
+    for index in j.indexes_of_action(action)?.into_iter().rev() {
         if let Some(c) = capsule_of(j, index)? {
             if c.action_id == action {
                 return Ok((index, c));
@@ -116,7 +116,8 @@ pub fn compare(
 
 /// Replays `action` from the journal in `cfg.dir`.
 pub fn replay(cfg: &JournalConfig, action: &str) -> anyhow::Result<ReplayReport> {
-    let j = Journal::open_read_only(cfg.clone()).map_err(|e| anyhow!("{e}"))?;
+    let mut j = Journal::open_read_only(cfg.clone()).map_err(|e| anyhow!("{e}"))?;
+    j.use_index_if_current();
     let (index, capsule) = find(&j, action)?;
     let replayed = axon_drivers::replay(&capsule.driver, &capsule.input, &capsule.seeds)
         .map_err(|e| anyhow!("{e}"))?;

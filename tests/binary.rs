@@ -68,16 +68,28 @@ fn the_binary_serves_every_route_and_exits_0_on_sigterm() {
         .send()
         .unwrap();
     assert_eq!(res.status(), 201);
-    let code = res.json::<Value>().unwrap()["barcode"]
-        .as_str()
+    let first = res.json::<Value>().unwrap();
+    let (code, id) = (
+        first["barcode"].as_str().unwrap(),
+        first["id"].as_str().unwrap(),
+    );
+    // A driver call, so that an action exists.
+    let echoed: Value = c
+        .post(format!("{}/v1/echo", r.base))
+        .json(&serde_json::json!({"probe": true}))
+        .send()
         .unwrap()
-        .to_owned();
+        .json()
+        .unwrap();
+    let action = echoed["action_id"].as_str().unwrap();
     for (method, path, _) in axon::http::ROUTES {
         assert!(doc["paths"][path][method].is_object(), "{method} {path}");
         let path = path
             .replace("{actor}", "echo")
             .replace("{index}", "0")
-            .replace("{code}", &code)
+            .replace("{code}", code)
+            .replace("{id}", id)
+            .replace("{action}", action)
             .replace("/inclusion", "/inclusion?index=0&size=1")
             .replace("/consistency", "/consistency?from=1&to=1");
         let url = format!("{}{}", r.base, path);

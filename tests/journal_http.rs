@@ -179,3 +179,119 @@ fn notes_are_durable_linked_and_provable() {
     assert_eq!(again, e);
     assert_eq!(n.get("/v1/journal/checkpoint").text().unwrap(), note_text);
 }
+
+#[test]
+fn entries_are_found_by_id_action_kind_and_time() {
+    let n = TestNode::start();
+    let mut actions = vec![];
+    for i in 0..6 {
+        assert_eq!(note(&n, json!({"text": format!("note {i}")})).status(), 201);
+        let echoed: Value = n
+            .client()
+            .post(n.url("/v1/echo"))
+            .json(&json!({"call": i}))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        actions.push(echoed["action_id"].as_str().unwrap().to_owned());
+    }
+    // By id: the same answer as by index.
+    let e3: Value = n.get("/v1/journal/entries/3").json().unwrap();
+    let by_id: Value = n
+        .get(&format!("/v1/journal/by-id/{}", e3["id"].as_str().unwrap()))
+        .json()
+        .unwrap();
+    assert_eq!(by_id, e3);
+    // By action: the capsule of the call.
+    let found: Value = n
+        .get(&format!("/v1/journal/by-action/{}", actions[2]))
+        .json()
+        .unwrap();
+    assert_eq!(found["action_id"], actions[2].as_str());
+    assert_eq!(found["entries"].as_array().unwrap().len(), 1);
+    assert_eq!(found["entries"][0]["index"], 5);
+    assert_eq!(found["entries"][0]["kind"], "capsule");
+    // By kind, a page at a time.
+    let mut seen = vec![];
+    let mut url = "/v1/journal/entries?kind=capsule&limit=4".to_owned();
+    loop {
+        let page: Value = n.get(&url).json().unwrap();
+        seen.extend(
+            page["entries"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["index"].as_u64().unwrap()),
+        );
+        match page["next_after"].as_u64() {
+            Some(after) => url = format!("/v1/journal/entries?kind=capsule&limit=4&after={after}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen, vec![1, 3, 5, 7, 9, 11]);
+    // By time: everything is from today; nothing from before 2000 or after 9999.
+    let all: Value = n
+        .get("/v1/journal/entries?since=2000-01-01T00:00:00Z&until=9999-12-31T23:59:59.999Z")
+        .json()
+        .unwrap();
+    assert_eq!(all["entries"].as_array().unwrap().len(), 12);
+    assert_eq!(all["next_after"], Value::Null);
+    let none: Value = n
+        .get("/v1/journal/entries?kind=note&until=2000-01-01T00:00:00Z")
+        .json()
+        .unwrap();
+    assert_eq!(none["entries"], json!([]));
+    // Percent-encoded times are read as such.
+    let enc: Value = n
+        .get("/v1/journal/entries?since=2000-01-01T00%3A00%3A00Z&kind=note")
+        .json()
+        .unwrap();
+    assert_eq!(enc["entries"].as_array().unwrap().len(), 6);
+
+    for (path, status, slug) in [
+        ("/v1/journal/by-id/zz", 400, "invalid-parameter"),
+        (
+            &format!("/v1/journal/by-id/{}", "0".repeat(64)),
+            404,
+            "no-such-entry",
+        ),
+        ("/v1/journal/by-action/xyz", 400, "invalid-parameter"),
+        (
+            &format!("/v1/journal/by-action/{}", "0".repeat(32)),
+            404,
+            "no-such-entry",
+        ),
+        ("/v1/journal/entries?kind=nope", 400, "invalid-parameter"),
+        (
+            "/v1/journal/entries?since=yesterday",
+            400,
+            "invalid-parameter",
+        ),
+        (
+            "/v1/journal/entries?until=2026-02-30T00:00:00Z",
+            400,
+            "invalid-parameter",
+        ),
+        (
+            "/v1/journal/entries?since=2026-01-01T00:00:00%2B01:00",
+            400,
+            "invalid-parameter",
+        ),
+        ("/v1/journal/entries?limit=0", 400, "invalid-parameter"),
+        ("/v1/journal/entries?limit=1001", 400, "invalid-parameter"),
+        ("/v1/journal/entries?after=-1", 400, "invalid-parameter"),
+        (
+            "/v1/journal/entries?kind=note&kind=note",
+            400,
+            "invalid-parameter",
+        ),
+        ("/v1/journal/entries?page=2", 400, "invalid-parameter"),
+        ("/v1/journal/entries?since=%ZZ", 400, "invalid-parameter"),
+    ] {
+        problem(n.get(path), status, slug);
+    }
+    // Past the end: an empty last page.
+    let past: Value = n.get("/v1/journal/entries?after=500").json().unwrap();
+    assert_eq!(past, json!({"entries": [], "next_after": null}));
+}

@@ -19,11 +19,11 @@
 //! A write or `fdatasync` error halts the journal for good: appends are refused (the node
 //! turns unready) and nothing is retried, since the kernel may have dropped the pages.
 
-use crate::journal_index::JournalIndex;
+use crate::journal_index::{Filter, IndexRecord, JournalIndex};
 use axon_protocols::checkpoint::{Checkpoint, Signer};
 use axon_protocols::journal::{
-    self as format, barcode, encode_commit, encode_record, entry_id, find_commit_after, leaf_hash,
-    read_record, Entry, EntryKind, RecordRead,
+    self as format, action_of, barcode, encode_commit, encode_record, entry_id, find_commit_after,
+    leaf_hash, read_record, Entry, EntryKind, RecordRead,
 };
 use axon_protocols::merkle::{Blake3, Hash, MerkleLog};
 use axon_supervisors::{SharedClock, Worker, WorkerContext, WorkerError};
@@ -58,6 +58,10 @@ pub struct JournalConfig {
     pub head_every_commits: u64,
     /// The bound of the sled index's page cache.
     pub index_cache_bytes: u64,
+    /// Most entries one query answers with.
+    pub page_max_entries: usize,
+    /// A query's page ends once its entries' bytes reach this (it holds at least one).
+    pub page_max_bytes: usize,
 }
 
 /// An append request.
@@ -74,7 +78,17 @@ pub struct NewEntry {
 pub enum JournalRequest {
     Append(NewEntry),
     Entry(u64),
+    /// The entry with this id (its leaf hash in hex).
+    ById(String),
     ByBarcode(String),
+    /// The entries of an action.
+    ByAction(String),
+    /// Up to `limit` entries after index `after` that match `filter`, in order.
+    Query {
+        filter: Filter,
+        after: Option<u64>,
+        limit: usize,
+    },
     Inclusion {
         index: u64,
         size: u64,
@@ -95,6 +109,12 @@ pub enum JournalResponse {
     Appended(Appended),
     Entry(StoredEntry),
     Entries(Vec<StoredEntry>),
+    /// A page of a query: the entries, and the index to continue after when there may be
+    /// more.
+    Page {
+        entries: Vec<StoredEntry>,
+        next_after: Option<u64>,
+    },
     Inclusion(InclusionProof),
     Consistency(ConsistencyProof),
     /// A signed note.
@@ -119,6 +139,7 @@ pub struct StoredEntry {
     pub kind: EntryKind,
     pub barcode: String,
     pub leaf_hash: String,
+    pub time: String,
     /// The canonical bytes.
     pub bytes: Vec<u8>,
     pub links: Vec<String>,
@@ -210,8 +231,17 @@ struct Segment {
     file: File,
 }
 
-/// A staged append: its leaf hash, its length, and the offset of its bytes in the batch.
-type Staged = (Hash, u32, usize);
+/// A staged append.
+#[derive(Clone)]
+struct Staged {
+    leaf: Hash,
+    /// Length of the entry's bytes.
+    len: u32,
+    /// Offset of the entry's bytes in the batch.
+    at: usize,
+    kind: EntryKind,
+    action: Option<String>,
+}
 
 #[derive(Clone, Copy)]
 struct Location {
@@ -230,6 +260,27 @@ pub struct Recovery {
     pub torn_tail: Option<(PathBuf, u64, u64)>,
 }
 
+/// A page of query results, bounded in entries and bytes.
+struct Page {
+    entries: Vec<StoredEntry>,
+    bytes: usize,
+    limit: usize,
+    max_bytes: usize,
+}
+
+impl Page {
+    /// Adds an entry; false once the page is full.
+    fn push(&mut self, e: StoredEntry) -> bool {
+        self.bytes += e.bytes.len();
+        self.entries.push(e);
+        !self.is_full()
+    }
+
+    fn is_full(&self) -> bool {
+        self.entries.len() >= self.limit || self.bytes >= self.max_bytes
+    }
+}
+
 /// The journal worker.
 pub struct Journal {
     cfg: JournalConfig,
@@ -241,7 +292,9 @@ pub struct Journal {
     log: MerkleLog<Blake3>,
     locations: Vec<Location>,
     by_id: HashMap<Hash, u64>,
-    /// Feeds the sled index by barcode from a thread of its own, off the commit path;
+    /// The time of the last entry: entry times never decrease along the log.
+    last_time: String,
+    /// Feeds the sled indexes from a thread of its own, off the commit path;
     /// `None` when read-only or after the index fell behind (lookups then scan the
     /// leaves, and the next start rebuilds it).
     index: Option<Indexer>,
@@ -360,7 +413,7 @@ struct Indexer {
 }
 
 struct IndexBatch {
-    pairs: Vec<(String, u64)>,
+    records: Vec<IndexRecord>,
     size: u64,
     root: Hash,
 }
@@ -378,7 +431,10 @@ impl Indexer {
             .name("journal-index".into())
             .spawn(move || {
                 for b in rx {
-                    if let Err(e) = idx.add(&b.pairs, b.size, &b.root) {
+                    let added = idx
+                        .add(&b.records)
+                        .and_then(|()| idx.mark_built(b.size, &b.root));
+                    if let Err(e) = added {
                         tracing::warn!(error = %e, "the journal index stopped; the next start rebuilds it");
                         return;
                     }
@@ -392,6 +448,16 @@ impl Indexer {
             indexed: done,
             tx: Some(tx),
             thread,
+        }
+    }
+
+    /// Reads an index that is up to date, without a thread to feed it (a stopped node's).
+    fn reading(index: JournalIndex, indexed: u64) -> Self {
+        Self {
+            index: Arc::new(index),
+            indexed: Arc::new(std::sync::atomic::AtomicU64::new(indexed)),
+            tx: None,
+            thread: None,
         }
     }
 
@@ -465,21 +531,20 @@ pub fn audit(
     let clock = axon_supervisors::SystemClock::shared();
     let j = Journal::open_mode(cfg, clock, Arc::default(), Mode::Audit, progress)?;
     let path = j.index_path();
-    let pairs = j.barcode_pairs();
     let (size, root) = (j.len(), j.log.root_at(j.log.len()).expect("in range"));
     let index = if !rebuild_index && !path.exists() {
         IndexStatus::Missing
     } else {
         let index = JournalIndex::open(&path, j.cfg.index_cache_bytes).map_err(OpenError::Key)?;
         if rebuild_index {
-            index
-                .clear()
-                .and_then(|()| index.add(&pairs, size, &root))
-                .map_err(OpenError::Key)?;
+            j.rebuild_index(&index).map_err(OpenError::Key)?;
             index.flush();
             IndexStatus::Rebuilt
         } else {
-            match index.verify(&pairs, size, &root, 4096) {
+            let samples = j
+                .sample_records(4096)
+                .map_err(|e| OpenError::Tamper(e.to_string()))?;
+            match index.verify(&samples, size, &root) {
                 Ok(()) => IndexStatus::Consistent,
                 Err(why) => IndexStatus::Stale(why),
             }
@@ -514,34 +579,163 @@ impl Journal {
         self.stored(index)
     }
 
-    /// The indexes of the entries with barcode `code`: from the sled index when there is
-    /// one, else by computing every entry's barcode.
-    pub fn indexes_of_barcode(&self, code: &str) -> Vec<u64> {
-        let mut found = Vec::new();
-        let mut from = 0;
-        if let Some(ix) = &self.index {
-            let indexed = ix.indexed.load(Ordering::Acquire).min(self.len());
-            match ix.index.lookup(code) {
-                Ok(hits) => {
-                    found.extend(hits.into_iter().filter(|i| *i < indexed));
-                    from = indexed as usize;
-                }
-                Err(e) => tracing::warn!(error = %e, "journal index lookup failed; scanning"),
+    /// The sled index and the size up to which it answers; `None` without one (lookups
+    /// then read every entry).
+    fn indexed(&self) -> Option<(&JournalIndex, u64)> {
+        let ix = self.index.as_ref()?;
+        Some((
+            &ix.index,
+            ix.indexed.load(Ordering::Acquire).min(self.len()),
+        ))
+    }
+
+    /// Answers from the sled index below the size it covers; `None` (scan everything)
+    /// without one or when it fails.
+    fn ask_index(
+        &self,
+        ask: impl FnOnce(&JournalIndex) -> Result<Vec<u64>, String>,
+    ) -> Option<(Vec<u64>, u64)> {
+        let (ix, upto) = self.indexed()?;
+        match ask(ix) {
+            Ok(hits) => Some((hits.into_iter().filter(|i| *i < upto).collect(), upto)),
+            Err(e) => {
+                tracing::warn!(error = %e, "journal index lookup failed; scanning");
+                None
             }
         }
+    }
+
+    /// The indexes of the entries with barcode `code`: from the sled index when there is
+    /// one, then by computing the barcode of every entry it does not cover yet.
+    pub fn indexes_of_barcode(&self, code: &str) -> Vec<u64> {
+        let (mut found, from) = self.ask_index(|ix| ix.by_barcode(code)).unwrap_or_default();
         found.extend(
-            (from..self.log.len())
+            (from as usize..self.log.len())
                 .filter(|i| barcode(&self.log.leaf(*i).expect("in range")) == code)
                 .map(|i| i as u64),
         );
         found
     }
 
-    /// Every (barcode, index) pair of the journal, as the index should hold them.
-    fn barcode_pairs(&self) -> Vec<(String, u64)> {
-        (0..self.log.len())
-            .map(|i| (barcode(&self.log.leaf(i).expect("in range")), i as u64))
-            .collect()
+    /// The indexes of the entries of `action`: from the sled index, then by reading every
+    /// entry it does not cover yet.
+    pub fn indexes_of_action(&self, action: &str) -> Result<Vec<u64>, Refusal> {
+        let (mut found, from) = self
+            .ask_index(|ix| ix.by_action(action))
+            .unwrap_or_default();
+        for i in from..self.len() {
+            if action_of(&self.read_entry(i)?.1.body) == Some(action) {
+                found.push(i);
+            }
+        }
+        Ok(found)
+    }
+
+    /// Up to `limit` (at most `page_max_entries`, and no more than `page_max_bytes` of
+    /// them) entries after index `after` that match `filter`, in order, and the index to
+    /// continue after when the page is full.
+    pub fn query(
+        &self,
+        filter: &Filter,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<(Vec<StoredEntry>, Option<u64>), Refusal> {
+        let limit = limit.clamp(1, self.cfg.page_max_entries.max(1));
+        let mut page = Page {
+            entries: Vec::new(),
+            bytes: 0,
+            limit,
+            max_bytes: self.cfg.page_max_bytes,
+        };
+        let first = after.map_or(0, |a| a.saturating_add(1));
+        let mut from = first;
+        if filter.kind.is_none() && filter.since.is_none() && filter.until.is_none() {
+            let mut i = first;
+            while i < self.len() && page.push(self.stored(i)?) {
+                i += 1;
+            }
+        } else {
+            let after_time = match after {
+                Some(a) if a < self.len() => Some(self.read_entry(a)?.0.time),
+                _ => None,
+            };
+            let mut open = true;
+            if let Some((hits, upto)) =
+                self.ask_index(|ix| ix.query(filter, after, after_time.as_deref(), limit))
+            {
+                for i in hits {
+                    open = page.push(self.stored(i)?);
+                    if !open {
+                        break;
+                    }
+                }
+                from = from.max(upto);
+            }
+            let mut i = from;
+            while open && i < self.len() {
+                let (stored, entry) = self.read_entry(i)?;
+                if filter
+                    .until
+                    .as_deref()
+                    .is_some_and(|u| entry.time.as_str() >= u)
+                {
+                    break; // times never decrease along the log
+                }
+                if filter.matches(entry.kind, &entry.time) {
+                    open = page.push(stored);
+                }
+                i += 1;
+            }
+        }
+        let next = page
+            .is_full()
+            .then(|| page.entries.last().map(|e| e.index))
+            .flatten();
+        Ok((page.entries, next))
+    }
+
+    /// What the index records of entry `index`, read from the segments.
+    fn record(&self, index: u64) -> Result<IndexRecord, Refusal> {
+        let (stored, entry) = self.read_entry(index)?;
+        Ok(IndexRecord {
+            index,
+            barcode: stored.barcode,
+            kind: entry.kind,
+            action: action_of(&entry.body).map(str::to_owned),
+            time: entry.time,
+        })
+    }
+
+    /// The records of up to `count` entries spread evenly over the journal, the last one
+    /// included.
+    fn sample_records(&self, count: usize) -> Result<Vec<IndexRecord>, Refusal> {
+        let n = self.len();
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        let step = (n / count.max(1) as u64).max(1);
+        let mut picks: Vec<u64> = (0..n).step_by(step as usize).collect();
+        if picks.last() != Some(&(n - 1)) {
+            picks.push(n - 1);
+        }
+        picks.into_iter().map(|i| self.record(i)).collect()
+    }
+
+    /// Empties `index` and fills it from the segments.
+    fn rebuild_index(&self, index: &JournalIndex) -> Result<(), String> {
+        const CHUNK: u64 = 65_536;
+        index.clear()?;
+        let mut at = 0;
+        while at < self.len() {
+            let records = (at..self.len().min(at + CHUNK))
+                .map(|i| self.record(i))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| e.to_string())?;
+            index.add(&records)?;
+            at += CHUNK;
+        }
+        let root = self.log.root_at(self.log.len()).expect("in range");
+        index.mark_built(self.len(), &root)
     }
 
     fn index_path(&self) -> PathBuf {
@@ -564,11 +758,7 @@ impl Journal {
             self.log.root_at(self.log.len()).expect("in range"),
         );
         if index.built_for() != Some(want) {
-            let pairs = self.barcode_pairs();
-            let rebuilt = index
-                .clear()
-                .and_then(|()| index.add(&pairs, want.0, &want.1));
-            match rebuilt {
+            match self.rebuild_index(&index) {
                 Ok(()) => tracing::info!(
                     entries = want.0,
                     "rebuilt the journal index from the segments"
@@ -580,6 +770,25 @@ impl Journal {
             }
         }
         self.index = Some(Indexer::start(index, want.0));
+    }
+
+    /// Uses a stopped node's index for lookups when it exists and is up to date (changing
+    /// nothing); otherwise lookups read every entry.
+    pub fn use_index_if_current(&mut self) {
+        let path = self.index_path();
+        if !path.is_dir() {
+            return;
+        }
+        let Ok(index) = JournalIndex::open(&path, self.cfg.index_cache_bytes) else {
+            return; // a running node holds it: scan instead
+        };
+        let want = (
+            self.len(),
+            self.log.root_at(self.log.len()).expect("in range"),
+        );
+        if index.built_for() == Some(want) {
+            self.index = Some(Indexer::reading(index, want.0));
+        }
     }
 
     /// Reports to `metrics` from now on.
@@ -636,6 +845,7 @@ impl Journal {
             log: MerkleLog::new(),
             locations: Vec::new(),
             by_id: HashMap::default(),
+            last_time: String::new(),
             index: None,
             signer,
             origin,
@@ -839,6 +1049,16 @@ impl Journal {
                             ));
                         }
                     }
+                    if entry.time < self.last_time {
+                        return Err(tamper(
+                            offset,
+                            format!(
+                                "entry {index} is dated {}, before the entry ahead of it ({})",
+                                entry.time, self.last_time
+                            ),
+                        ));
+                    }
+                    self.last_time = entry.time;
                     let leaf = leaf_hash(bytes);
                     self.index_entry(
                         seg,
@@ -955,11 +1175,10 @@ impl Journal {
 
     /// Validates and stages the appends of one batch. Returns the bytes to write and, per
     /// request, the staged entry or why it was refused.
-    fn stage(&self, appends: Vec<NewEntry>) -> (Vec<u8>, Vec<Result<Staged, Refusal>>) {
+    fn stage(&self, appends: Vec<NewEntry>, time: &str) -> (Vec<u8>, Vec<Result<Staged, Refusal>>) {
         let mut buf = Vec::new();
         let mut staged_ids: HashMap<Hash, u64> = HashMap::new();
         let mut out = Vec::with_capacity(appends.len());
-        let time = axon_protocols::time::rfc3339(self.clock.wall());
         for new in appends {
             let index = self.len() + staged_ids.len() as u64;
             let r = (|| {
@@ -983,13 +1202,14 @@ impl Journal {
                     shard: self.cfg.shard,
                     index,
                     kind: new.kind,
-                    time: time.clone(),
+                    time: time.to_owned(),
                     links: new.links,
                     body: new.body,
                 };
                 let bytes = entry
                     .to_bytes()
                     .map_err(|e| Refusal::Invalid(e.to_string()))?;
+                let action = action_of(&entry.body).map(str::to_owned);
                 if bytes.len() > self.cfg.max_entry_bytes {
                     return Err(Refusal::Invalid(format!(
                         "the entry is {} bytes; the limit is {}",
@@ -997,15 +1217,21 @@ impl Journal {
                         self.cfg.max_entry_bytes
                     )));
                 }
-                Ok(bytes)
+                Ok((bytes, entry.kind, action))
             })();
             match r {
-                Ok(bytes) => {
+                Ok((bytes, kind, action)) => {
                     let leaf = leaf_hash(&bytes);
                     let at = buf.len() + format::RECORD_HEADER;
                     encode_record(&bytes, &mut buf);
                     staged_ids.insert(leaf, index);
-                    out.push(Ok((leaf, bytes.len() as u32, at)));
+                    out.push(Ok(Staged {
+                        leaf,
+                        len: bytes.len() as u32,
+                        at,
+                        kind,
+                        action,
+                    }));
                 }
                 Err(e) => out.push(Err(e)),
             }
@@ -1014,10 +1240,10 @@ impl Journal {
     }
 
     /// Writes one group commit; every staged append is acknowledged only if this returns Ok.
-    fn commit(&mut self, mut buf: Vec<u8>, staged: &[Staged]) -> Result<(), String> {
+    fn commit(&mut self, mut buf: Vec<u8>, staged: &[Staged], time: &str) -> Result<(), String> {
         let before = self.len();
-        for (leaf, _, _) in staged {
-            self.log.push(*leaf);
+        for s in staged {
+            self.log.push(s.leaf);
         }
         let size = self.log.len() as u64;
         let root = self.log.root_at(self.log.len()).expect("in range");
@@ -1046,15 +1272,27 @@ impl Journal {
         self.last_commit = size;
         self.tail_len += buf.len() as u64;
         self.log.truncate(before as usize);
-        for (leaf, len, at) in staged {
-            self.index_entry(segment, base + *at as u64, *len, *leaf);
+        for s in staged {
+            self.index_entry(segment, base + s.at as u64, s.len, s.leaf);
         }
+        time.clone_into(&mut self.last_time);
         if let Some(index) = &self.index {
-            let pairs: Vec<(String, u64)> = staged
+            let records: Vec<IndexRecord> = staged
                 .iter()
-                .map(|(leaf, _, _)| (barcode(leaf), self.by_id[leaf]))
+                .enumerate()
+                .map(|(k, s)| IndexRecord {
+                    index: before + k as u64,
+                    barcode: barcode(&s.leaf),
+                    kind: s.kind,
+                    time: time.to_owned(),
+                    action: s.action.clone(),
+                })
                 .collect();
-            if !index.feed(IndexBatch { pairs, size, root }) {
+            if !index.feed(IndexBatch {
+                records,
+                size,
+                root,
+            }) {
                 tracing::warn!(
                     "the journal index fell behind; lookups scan until the next start rebuilds it"
                 );
@@ -1069,6 +1307,12 @@ impl Journal {
     }
 
     fn stored(&self, index: u64) -> Result<StoredEntry, Refusal> {
+        Ok(self.read_entry(index)?.0)
+    }
+
+    /// Entry `index` read back from its segment and checked against its hash, as stored
+    /// and parsed.
+    fn read_entry(&self, index: u64) -> Result<(StoredEntry, Entry), Refusal> {
         let loc = *self.locations.get(index as usize).ok_or_else(|| {
             Refusal::NotFound(format!(
                 "no entry {index}; the journal holds {}",
@@ -1085,15 +1329,17 @@ impl Journal {
             return Err(Refusal::Damaged(index));
         }
         let entry = Entry::from_bytes(&bytes).map_err(|_| Refusal::Damaged(index))?;
-        Ok(StoredEntry {
+        let stored = StoredEntry {
             index,
             id: entry_id(&leaf),
             kind: entry.kind,
             barcode: barcode(&leaf),
             leaf_hash: entry_id(&leaf),
+            time: entry.time.clone(),
             bytes,
-            links: entry.links,
-        })
+            links: entry.links.clone(),
+        };
+        Ok((stored, entry))
     }
 
     fn read(&mut self, req: JournalRequest) -> JournalResponse {
@@ -1101,6 +1347,47 @@ impl Journal {
         let r = match req {
             JournalRequest::Append(_) => unreachable!("appends are staged, not read"),
             JournalRequest::Entry(i) => self.stored(i).map(JournalResponse::Entry),
+            JournalRequest::ById(id) => match format::parse_hex::<32>(&id) {
+                Some(h) if !id.bytes().any(|b| b.is_ascii_uppercase()) => {
+                    match self.by_id.get(&h) {
+                        Some(i) => self.stored(*i).map(JournalResponse::Entry),
+                        None => Err(Refusal::NotFound(format!("no entry has id {id}"))),
+                    }
+                }
+                _ => Err(Refusal::Invalid(format!(
+                    "{id:?} is not an entry id (64 lowercase hex digits)"
+                ))),
+            },
+            JournalRequest::ByAction(action) => {
+                if !axon_protocols::capsule::ReplayCapsule::is_action_id(&action) {
+                    Err(Refusal::Invalid(format!(
+                        "{action:?} is not an action id (32 lowercase hex digits)"
+                    )))
+                } else {
+                    self.indexes_of_action(&action).and_then(|found| {
+                        if found.is_empty() {
+                            return Err(Refusal::NotFound(format!(
+                                "no entry belongs to action {action}"
+                            )));
+                        }
+                        found
+                            .into_iter()
+                            .map(|i| self.stored(i))
+                            .collect::<Result<Vec<_>, _>>()
+                            .map(JournalResponse::Entries)
+                    })
+                }
+            }
+            JournalRequest::Query {
+                filter,
+                after,
+                limit,
+            } => self
+                .query(&filter, after, limit)
+                .map(|(entries, next_after)| JournalResponse::Page {
+                    entries,
+                    next_after,
+                }),
             JournalRequest::ByBarcode(code) => {
                 if !format::is_barcode(&code) {
                     Err(Refusal::Invalid(format!(
@@ -1245,15 +1532,18 @@ impl Worker for Journal {
                         .inc_by(append_slots.len() as u64);
                 }
             } else {
-                let (buf, staged) = self.stage(appends);
+                // Entry times never decrease along the log, whatever the wall clock does.
+                let time =
+                    axon_protocols::time::rfc3339(self.clock.wall()).max(self.last_time.clone());
+                let (buf, staged) = self.stage(appends, &time);
                 let ok: Vec<Staged> = staged
                     .iter()
-                    .filter_map(|r| r.as_ref().ok().copied())
+                    .filter_map(|r| r.as_ref().ok().cloned())
                     .collect();
                 let committed = if ok.is_empty() {
                     Ok(())
                 } else {
-                    self.commit(buf, &ok)
+                    self.commit(buf, &ok, &time)
                 };
                 if let Err(reason) = &committed {
                     self.halt.halt(reason.clone());
@@ -1273,10 +1563,10 @@ impl Worker for Journal {
                         (Ok(_), Err(reason)) => {
                             JournalResponse::Refused(Refusal::Halted(reason.clone()))
                         }
-                        (Ok((leaf, _, _)), Ok(())) => JournalResponse::Appended(Appended {
-                            index: self.by_id[&leaf],
-                            id: entry_id(&leaf),
-                            barcode: barcode(&leaf),
+                        (Ok(s), Ok(())) => JournalResponse::Appended(Appended {
+                            index: self.by_id[&s.leaf],
+                            id: entry_id(&s.leaf),
+                            barcode: barcode(&s.leaf),
                         }),
                     });
                 }

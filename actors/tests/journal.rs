@@ -23,6 +23,8 @@ fn cfg(dir: &Path) -> JournalConfig {
         batch_max_records: 64,
         head_every_commits: 1_000_000,
         index_cache_bytes: 8 << 20,
+        page_max_entries: 1000,
+        page_max_bytes: 4 << 20,
     }
 }
 
@@ -388,5 +390,218 @@ fn a_failed_write_halts_the_journal_for_good() {
         j.len(),
         n,
         "every acknowledged entry is there after a restart"
+    );
+}
+
+/// What a test appended: (kind, action).
+type Appendix = Vec<(EntryKind, Option<String>)>;
+
+fn open_at(dir: &Path, clock: &Arc<ManualClock>) -> Journal {
+    Journal::open(cfg(dir), clock.clone(), Arc::default()).unwrap()
+}
+
+fn entries_of(r: &JournalResponse) -> Vec<u64> {
+    match r {
+        JournalResponse::Entries(es) => es.iter().map(|e| e.index).collect(),
+        JournalResponse::Refused(Refusal::NotFound(_)) => vec![],
+        other => panic!("not entries: {other:?}"),
+    }
+}
+
+/// Every page of `filter`, `limit` entries at a time, concatenated.
+fn all_pages(
+    j: &mut Journal,
+    filter: &axon_actors::journal_index::Filter,
+    limit: usize,
+) -> Vec<u64> {
+    let (mut out, mut after) = (vec![], None);
+    loop {
+        let q = JournalRequest::Query {
+            filter: filter.clone(),
+            after,
+            limit,
+        };
+        let JournalResponse::Page {
+            entries,
+            next_after,
+        } = batch(j, vec![q]).remove(0)
+        else {
+            panic!("not a page")
+        };
+        assert!(entries.len() <= limit);
+        out.extend(entries.iter().map(|e| e.index));
+        match next_after {
+            Some(n) => after = Some(n),
+            None => return out,
+        }
+    }
+}
+
+/// Checks every lookup against what was appended, entry `i` being at second `i / 3`.
+fn check_lookups(j: &mut Journal, appended: &Appendix) {
+    use axon_actors::journal_index::Filter;
+    let time = |s: u64| {
+        axon_protocols::time::rfc3339(SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(s))
+    };
+    for (i, (_, action)) in appended.iter().enumerate() {
+        if let Some(a) = action {
+            let want: Vec<u64> = (0..appended.len() as u64)
+                .filter(|k| appended[*k as usize].1.as_ref() == Some(a))
+                .collect();
+            assert_eq!(
+                entries_of(&batch(j, vec![JournalRequest::ByAction(a.clone())])[0]),
+                want,
+                "action of {i}"
+            );
+        }
+    }
+    let n = appended.len() as u64;
+    for kind in [
+        Some(EntryKind::Note),
+        Some(EntryKind::Capsule),
+        Some(EntryKind::Event),
+        None,
+    ] {
+        for (since, until) in [
+            (None, None),
+            (Some(2), None),
+            (None, Some(5)),
+            (Some(1), Some(4)),
+            (Some(9), Some(9)),
+        ] {
+            let filter = Filter {
+                kind,
+                since: since.map(time),
+                until: until.map(time),
+            };
+            let want: Vec<u64> = (0..n)
+                .filter(|k| kind.is_none_or(|want| appended[*k as usize].0 == want))
+                .filter(|k| since.is_none_or(|s| k / 3 >= s) && until.is_none_or(|u| k / 3 < u))
+                .collect();
+            for limit in [1, 4, 1000] {
+                assert_eq!(all_pages(j, &filter, limit), want, "{filter:?} by {limit}");
+            }
+        }
+    }
+}
+
+#[test]
+fn entries_are_found_by_id_action_kind_and_time_with_or_without_the_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(SystemTime::UNIX_EPOCH));
+    let mut j = open_at(dir.path(), &clock);
+    let mut log: Appendix = vec![];
+    let kinds = [EntryKind::Note, EntryKind::Capsule, EntryKind::Event];
+    for i in 0..30u64 {
+        // Three entries a second; every fifth entry belongs to one of two actions.
+        let kind = kinds[(i % 3) as usize];
+        let action = (i % 5 == 0).then(|| format!("{:032x}", i % 2));
+        let mut body = json!({ "n": i });
+        if let Some(a) = &action {
+            body["action_id"] = json!(a);
+        }
+        let r = batch(
+            &mut j,
+            vec![JournalRequest::Append(NewEntry {
+                kind,
+                links: vec![],
+                body,
+            })],
+        );
+        let a = appended(&r[0]);
+        let JournalResponse::Entry(e) = &batch(&mut j, vec![JournalRequest::ById(a.id.clone())])[0]
+        else {
+            panic!("no entry by id")
+        };
+        assert_eq!(e.index, i);
+        log.push((kind, action));
+        if i % 3 == 2 {
+            clock.advance(std::time::Duration::from_secs(1));
+        }
+    }
+    // Hostile lookups are refused, unknown ones not found.
+    for bad in [
+        JournalRequest::ById("zz".into()),
+        JournalRequest::ById("AB".repeat(32)),
+        JournalRequest::ByAction("0".repeat(31)),
+    ] {
+        assert!(matches!(
+            &batch(&mut j, vec![bad])[0],
+            JournalResponse::Refused(Refusal::Invalid(_))
+        ));
+    }
+    assert!(matches!(
+        &batch(&mut j, vec![JournalRequest::ById("ab".repeat(32))])[0],
+        JournalResponse::Refused(Refusal::NotFound(_))
+    ));
+    check_lookups(&mut j, &log);
+    drop(j);
+    // Reopened: the index is current.
+    let mut j = open_at(dir.path(), &clock);
+    check_lookups(&mut j, &log);
+    drop(j);
+    // The index lost: rebuilt at open.
+    std::fs::remove_dir_all(dir.path().join("index-shard-0")).unwrap();
+    let mut j = open_at(dir.path(), &clock);
+    check_lookups(&mut j, &log);
+    drop(j);
+    // Read-only, without the index, and with the index it left.
+    let mut j = Journal::open_read_only(cfg(dir.path())).unwrap();
+    check_lookups(&mut j, &log);
+    j.use_index_if_current();
+    check_lookups(&mut j, &log);
+}
+
+#[test]
+fn entry_times_never_go_back_even_when_the_clock_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let later = Arc::new(ManualClock::new(
+        SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1000),
+    ));
+    let mut j = open_at(dir.path(), &later);
+    batch(&mut j, vec![note("late", vec![])]);
+    drop(j);
+    // A node restarted with its clock set back: its entries keep the time of the last one.
+    let earlier = Arc::new(ManualClock::new(SystemTime::UNIX_EPOCH));
+    let mut j = open_at(dir.path(), &earlier);
+    batch(&mut j, vec![note("early", vec![])]);
+    let times: Vec<String> = (0..2)
+        .map(
+            |i| match &batch(&mut j, vec![JournalRequest::Entry(i)])[0] {
+                JournalResponse::Entry(e) => e.time.clone(),
+                other => panic!("{other:?}"),
+            },
+        )
+        .collect();
+    assert_eq!(times[0], "1970-01-01T00:16:40.000Z");
+    assert_eq!(times[1], times[0]);
+}
+
+#[test]
+fn a_query_page_is_bounded_in_entries_and_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = cfg(dir.path());
+    c.page_max_entries = 5;
+    c.page_max_bytes = 1024;
+    let clock = Arc::new(ManualClock::new(SystemTime::UNIX_EPOCH));
+    let mut j = Journal::open(c, clock, Arc::default()).unwrap();
+    for i in 0..40 {
+        batch(&mut j, vec![note(&format!("{i:0>300}"), vec![])]);
+    }
+    let filter = axon_actors::journal_index::Filter::default();
+    let (page, next) = j.query(&filter, None, 1000).unwrap();
+    // Entries of ~380 bytes: the third reaches 1024 bytes.
+    assert_eq!(page.len(), 3);
+    assert_eq!(next, Some(2));
+    let (page, next) = j.query(&filter, Some(38), 1000).unwrap();
+    assert_eq!((page.len(), next), (1, None));
+    let small = axon_actors::journal_index::Filter {
+        kind: Some(EntryKind::Note),
+        ..Default::default()
+    };
+    let mut j2 = j;
+    assert_eq!(
+        all_pages(&mut j2, &small, 1000),
+        (0..40).collect::<Vec<_>>()
     );
 }

@@ -110,6 +110,14 @@ impl Entry {
     }
 }
 
+/// The action an entry belongs to: its body's `action_id` member, when that is an action
+/// id (32 lowercase hex digits). Capsules carry one; so will intents, decisions and results.
+pub fn action_of(body: &Value) -> Option<&str> {
+    body.get("action_id")?
+        .as_str()
+        .filter(|s| crate::capsule::ReplayCapsule::is_action_id(s))
+}
+
 /// The leaf hash of an entry's bytes.
 pub fn leaf_hash(bytes: &[u8]) -> Hash {
     Blake3::leaf(bytes)

@@ -17,6 +17,73 @@ pub fn rfc3339(t: SystemTime) -> String {
     )
 }
 
+/// Reads an RFC 3339 UTC time (`YYYY-MM-DDTHH:MM:SS[.fraction]Z`) into the form
+/// [`rfc3339`] writes, the fraction cut to milliseconds, so that times compare as text.
+/// Other offsets than `Z` are refused rather than converted.
+pub fn parse_rfc3339(s: &str) -> Result<String, String> {
+    let b = s.as_bytes();
+    let digits = |r: std::ops::Range<usize>| -> Option<u32> {
+        let part = b.get(r)?;
+        part.iter()
+            .all(u8::is_ascii_digit)
+            .then(|| part.iter().fold(0u32, |n, d| n * 10 + u32::from(d - b'0')))
+    };
+    let shape = "an RFC 3339 UTC time like 2026-11-25T10:00:00Z";
+    let fields = (|| {
+        let y = digits(0..4)?;
+        let sep = |i: usize, c: u8| (b.get(i) == Some(&c)).then_some(());
+        sep(4, b'-')?;
+        let mo = digits(5..7)?;
+        sep(7, b'-')?;
+        let d = digits(8..10)?;
+        sep(10, b'T')?;
+        let h = digits(11..13)?;
+        sep(13, b':')?;
+        let mi = digits(14..16)?;
+        sep(16, b':')?;
+        let sec = digits(17..19)?;
+        let mut ms = 0;
+        let mut at = 19;
+        if b.get(19) == Some(&b'.') {
+            let n = b[20..].iter().take_while(|c| c.is_ascii_digit()).count();
+            if n == 0 || n > 9 {
+                return None;
+            }
+            let frac = digits(20..20 + n.min(3))?;
+            ms = frac * 10u32.pow(3 - n.min(3) as u32);
+            at = 20 + n;
+        }
+        (b.get(at..) == Some(b"Z")).then_some((y, mo, d, h, mi, sec, ms))
+    })();
+    let Some((y, mo, d, h, mi, sec, ms)) = fields else {
+        return Err(format!("{s:?} is not {shape}"));
+    };
+    let leap = y % 4 == 0 && (y % 100 != 0 || y % 400 == 0);
+    let month_days = [
+        31,
+        if leap { 29 } else { 28 },
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ];
+    if !(1..=12).contains(&mo) || d == 0 || d > month_days[mo as usize - 1] {
+        return Err(format!("{s:?} has no such date"));
+    }
+    if h > 23 || mi > 59 || sec > 59 {
+        return Err(format!("{s:?} has no such time of day"));
+    }
+    Ok(format!(
+        "{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{sec:02}.{ms:03}Z"
+    ))
+}
+
 /// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar
 /// (Howard Hinnant's `civil_from_days`).
 fn civil_from_days(z: i64) -> (i64, u32, u32) {
@@ -44,5 +111,35 @@ mod tests {
         assert_eq!(rfc3339(t), "2000-02-29T00:00:00.123Z");
         let t = UNIX_EPOCH + Duration::from_secs(1_795_305_600 + 3_723); // 2026-11-22
         assert_eq!(rfc3339(t), "2026-11-22T01:02:03.000Z");
+    }
+
+    #[test]
+    fn parses_utc_times_into_the_written_form() {
+        for (given, want) in [
+            ("2026-11-25T10:00:00Z", "2026-11-25T10:00:00.000Z"),
+            ("2026-11-25T10:00:00.5Z", "2026-11-25T10:00:00.500Z"),
+            ("2026-11-25T10:00:00.123456789Z", "2026-11-25T10:00:00.123Z"),
+            ("2024-02-29T23:59:59.999Z", "2024-02-29T23:59:59.999Z"),
+        ] {
+            assert_eq!(parse_rfc3339(given).as_deref(), Ok(want), "{given}");
+        }
+        for bad in [
+            "",
+            "2026-11-25",
+            "2026-11-25T10:00:00",
+            "2026-11-25T10:00:00+01:00",
+            "2026-11-25 10:00:00Z",
+            "2026-13-01T00:00:00Z",
+            "2025-02-29T00:00:00Z",
+            "2026-11-25T24:00:00Z",
+            "2026-11-25T10:00:00.Z",
+            "2026-11-25T10:00:00.1234567890Z",
+            "2026-11-25T10:00:00ZZ",
+            "２026-11-25T10:00:00Z",
+        ] {
+            assert!(parse_rfc3339(bad).is_err(), "{bad:?} accepted");
+        }
+        let now = rfc3339(std::time::SystemTime::now());
+        assert_eq!(parse_rfc3339(&now).as_deref(), Ok(now.as_str()));
     }
 }
