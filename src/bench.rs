@@ -164,7 +164,7 @@ fn run(dir: &Path, entries: u64) -> anyhow::Result<()> {
     );
     drop(j);
     let start = Instant::now();
-    let report = audit(config(&big), false, &mut |_, _| {})?;
+    let report = audit(config(&big), false, &[], &mut |_, _| {})?;
     println!(
         "audit of {} entries in {} segments: {:.2}s",
         report.entries,

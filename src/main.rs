@@ -75,8 +75,8 @@ enum Command {
         data_dir: Option<PathBuf>,
     },
     /// Checks a stopped node's journal without writing to its segments: record checksums, canonical
-    /// entries, order, links, commit records and the signed head. Exit 1 names the first
-    /// bad record.
+    /// entries, order, links, commit records, every signed checkpoint it issued, and the
+    /// derived index. Exit 1 names the first bad record.
     Audit {
         #[arg(long)]
         config: Option<PathBuf>,
@@ -86,6 +86,10 @@ enum Command {
         /// Rebuild the derived index (sled) from the segments.
         #[arg(long)]
         rebuild_index: bool,
+        /// A signed checkpoint this journal handed out, kept elsewhere (a file, or - for
+        /// standard input); checked against the tree too. May be given many times.
+        #[arg(long = "checkpoint", value_name = "FILE")]
+        checkpoints: Vec<PathBuf>,
     },
 }
 
@@ -191,14 +195,26 @@ fn main() {
             config,
             data_dir,
             rebuild_index,
+            checkpoints,
         } => {
             let flags = Overrides {
                 data_dir,
                 ..Default::default()
             };
-            match Config::load(config.as_deref(), std::env::vars(), &flags) {
-                Ok(cfg) => audit(&cfg, rebuild_index),
-                Err(e) => {
+            let outside = checkpoints
+                .iter()
+                .map(|p| Ok((p.display().to_string(), read_input(p)?)))
+                .collect::<anyhow::Result<Vec<_>>>();
+            match (
+                Config::load(config.as_deref(), std::env::vars(), &flags),
+                outside,
+            ) {
+                (Ok(cfg), Ok(outside)) => audit(&cfg, rebuild_index, &outside),
+                (_, Err(e)) => {
+                    eprintln!("axon: {e:#}");
+                    2
+                }
+                (Err(e), _) => {
                     eprintln!("axon: {e}");
                     2
                 }
@@ -259,13 +275,13 @@ fn verify_proof(
     )
 }
 
-fn audit(cfg: &Config, rebuild_index: bool) -> i32 {
+fn audit(cfg: &Config, rebuild_index: bool, outside: &[(String, String)]) -> i32 {
     let jc = axon::node::journal_config(cfg);
     eprintln!("audit: checking {}", jc.dir.display());
     let mut progress = |seg: &std::path::Path, entries: u64| {
         eprintln!("audit: {} ok ({entries} entries so far)", seg.display());
     };
-    match axon_actors::journal::audit(jc, rebuild_index, &mut progress) {
+    match axon_actors::journal::audit(jc, rebuild_index, outside, &mut progress) {
         Ok(r) => {
             use axon_actors::journal::IndexStatus;
             match &r.index {
@@ -282,13 +298,23 @@ fn audit(cfg: &Config, rebuild_index: bool) -> i32 {
                     seg.display()
                 );
             }
+            if let Some((log, offset, bytes)) = &r.torn_checkpoint {
+                println!(
+                    "audit: warning: a torn checkpoint of {bytes} bytes at {} offset {offset} was never served; the next start cuts it",
+                    log.display()
+                );
+            }
             let head = r
                 .head_size
-                .map(|s| format!("; the signed head records {s}"))
+                .map(|s| format!("; the last records {s}"))
                 .unwrap_or_default();
+            let outside = match r.outside_checkpoints {
+                0 => String::new(),
+                n => format!("; {n} given checkpoint(s) hold"),
+            };
             println!(
-                "audit: ok: {} entries in {} segments{head}",
-                r.entries, r.segments
+                "audit: ok: {} entries in {} segments; {} signed checkpoints hold{head}{outside}",
+                r.entries, r.segments, r.checkpoints
             );
             0
         }

@@ -8,11 +8,21 @@ use common::{sigterm_and_wait, spawn_axon};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn run_node_and_append(dir: &Path, notes: usize) {
+/// Appends `notes` notes; returns the signed checkpoint served after the first ten.
+fn run_node_and_append(dir: &Path, notes: usize) -> String {
     let node = spawn_axon(dir, &[], false);
     let token = std::fs::read_to_string(dir.join("admin.token")).unwrap();
     let c = reqwest::blocking::Client::new();
+    let mut served = String::new();
     for i in 0..notes {
+        if i == 10 {
+            served = c
+                .get(format!("{}/v1/journal/checkpoint", node.base))
+                .send()
+                .unwrap()
+                .text()
+                .unwrap();
+        }
         let res = c
             .post(format!("{}/v1/journal/notes", node.base))
             .bearer_auth(token.trim())
@@ -22,14 +32,20 @@ fn run_node_and_append(dir: &Path, notes: usize) {
         assert_eq!(res.status(), 201);
     }
     assert_eq!(sigterm_and_wait(node).0, 0);
+    served
 }
 
 fn audit(dir: &Path) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_axon"))
-        .args(["audit", "--data-dir"])
-        .arg(dir)
-        .output()
-        .unwrap();
+    audit_with(dir, &[])
+}
+
+fn audit_with(dir: &Path, extra: &[&Path]) -> (i32, String, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_axon"));
+    cmd.args(["audit", "--data-dir"]).arg(dir);
+    for p in extra {
+        cmd.arg("--checkpoint").arg(p);
+    }
+    let out = cmd.output().unwrap();
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -44,13 +60,50 @@ fn segment(dir: &Path) -> PathBuf {
 #[test]
 fn audit_passes_warns_and_fails_as_it_should() {
     let dir = tempfile::tempdir().unwrap();
-    run_node_and_append(dir.path(), 25);
+    let served = run_node_and_append(dir.path(), 25);
     let (code, out, err) = audit(dir.path());
     assert_eq!(code, 0, "{out}{err}");
+    // The checkpoint served at 10 entries and the one written at stop.
     assert!(
-        out.contains("audit: ok: 25 entries in 1 segments; the signed head records 25"),
+        out.contains(
+            "audit: ok: 25 entries in 1 segments; 2 signed checkpoints hold; the last records 25"
+        ),
         "{out}"
     );
+    // A checkpoint handed out earlier, kept by a client, holds against the tree.
+    let kept = dir.path().join("kept.checkpoint");
+    std::fs::write(&kept, &served).unwrap();
+    let (code, out, _) = audit_with(dir.path(), &[&kept]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("1 given checkpoint(s) hold"), "{out}");
+    // One signed by another node's key does not.
+    let other = tempfile::tempdir().unwrap();
+    let foreign = dir.path().join("foreign.checkpoint");
+    std::fs::write(&foreign, run_node_and_append(other.path(), 11)).unwrap();
+    let (code, out, _) = audit_with(dir.path(), &[&kept, &foreign]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("foreign.checkpoint"), "{out}");
+
+    // The checkpoint log: a torn last record is a warning; damage before an intact
+    // record is tamper.
+    let log = dir.path().join("journal/shard-0.checkpoints");
+    let clean_log = std::fs::read(&log).unwrap();
+    let mut torn = clean_log.clone();
+    torn.extend_from_slice(&[200, 0, 0, 0, 7]);
+    std::fs::write(&log, &torn).unwrap();
+    let (code, out, _) = audit(dir.path());
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("audit: warning: a torn checkpoint of 5 bytes"),
+        "{out}"
+    );
+    let mut flipped = clean_log.clone();
+    flipped[60] ^= 1;
+    std::fs::write(&log, &flipped).unwrap();
+    let (code, out, _) = audit(dir.path());
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("shard-0.checkpoints at offset 0"), "{out}");
+    std::fs::write(&log, &clean_log).unwrap();
     assert!(
         err.contains("00000000000000000000.seg ok (25 entries so far)"),
         "progress: {err}"
@@ -80,11 +133,29 @@ fn audit_passes_warns_and_fails_as_it_should() {
     assert!(out.starts_with("audit: FAILED: tamper: "), "{out}");
     assert!(out.contains("00000000000000000000.seg at offset "), "{out}");
 
-    // The last records cut off after a clean stop: the signed head catches it.
+    // The last records cut off after a clean stop: the last checkpoint catches it.
     std::fs::write(&seg, &clean[..clean.len() - 100]).unwrap();
     let (code, out, _) = audit(dir.path());
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("acknowledged entries"), "{out}");
+    // So does a checkpoint kept elsewhere, when the log itself is gone too.
+    std::fs::remove_file(&log).unwrap();
+    let cut = clean.len() / 3;
+    let cut = (0..cut)
+        .rev()
+        .find(|&o| axon_protocols::journal::find_commit_after(&clean[..o + 84], o) == Some(o))
+        .unwrap();
+    std::fs::write(&seg, &clean[..cut + 84]).unwrap();
+    let (code, out, _) = audit(dir.path());
+    assert_eq!(code, 0, "{out}");
+    let (code, out, _) = audit_with(dir.path(), &[&kept]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("kept.checkpoint: it records 10 entries"),
+        "{out}"
+    );
+    assert!(out.contains("00000000000000000000.seg at offset "), "{out}");
+    std::fs::write(&log, &clean_log).unwrap();
 
     // Back to the clean journal: the node starts and the audit passes again.
     std::fs::write(&seg, &clean).unwrap();

@@ -8,7 +8,16 @@
 //! ```text
 //! node.key                          Ed25519 signing key (PKCS#8, mode 0600)
 //! shard-0/00000000000000000000.seg  a segment, named by the index of its first entry
+//! shard-0.checkpoints               every signed checkpoint the journal issued, in order
+//! index-shard-0/                    the derived sled indexes
 //! ```
+//!
+//! The checkpoint log holds, in the segments' record framing, each signed checkpoint (a
+//! C2SP signed note) the journal wrote down or handed out: one every
+//! `head_every_commits` group commits, one when it stops, and each one served — made
+//! durable before it is served. At open each is checked against the tree; one that records
+//! more entries than the segments hold, or another root, is tamper: a crash cannot cause
+//! it, since a checkpoint is issued only for durable entries.
 //!
 //! At start every segment is read and checked: checksums, canonical entries, indexes in
 //! order, links to earlier entries, and each commit record's size and root. A torn tail —
@@ -23,7 +32,7 @@ use crate::journal_index::{Filter, IndexRecord, JournalIndex};
 use axon_protocols::checkpoint::{Checkpoint, Signer};
 use axon_protocols::journal::{
     self as format, action_of, barcode, encode_commit, encode_record, entry_id, find_commit_after,
-    leaf_hash, read_record, Entry, EntryKind, RecordRead,
+    find_record_after, leaf_hash, read_record, Entry, EntryKind, RecordRead,
 };
 use axon_protocols::merkle::{Blake3, Hash, MerkleLog};
 use axon_supervisors::{SharedClock, Worker, WorkerContext, WorkerError};
@@ -36,6 +45,9 @@ use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+
+/// The largest signed checkpoint the checkpoint log takes (they are about 250 bytes).
+const MAX_CHECKPOINT_BYTES: usize = 4096;
 
 /// The journal's limits and place.
 #[derive(Clone, Debug)]
@@ -53,8 +65,8 @@ pub struct JournalConfig {
     pub max_links: usize,
     /// Most appends in one group commit.
     pub batch_max_records: usize,
-    /// The head file (the last signed checkpoint) is rewritten after this many group
-    /// commits, and when the journal stops.
+    /// A signed checkpoint is added to the checkpoint log after this many group commits,
+    /// and when the journal stops.
     pub head_every_commits: u64,
     /// The bound of the sled index's page cache.
     pub index_cache_bytes: u64,
@@ -258,6 +270,8 @@ pub struct Recovery {
     pub segments: usize,
     /// Bytes of a torn tail cut off the last segment, and where.
     pub torn_tail: Option<(PathBuf, u64, u64)>,
+    /// Bytes of a torn checkpoint record cut off the end of the checkpoint log, and where.
+    pub torn_checkpoint: Option<(PathBuf, u64, u64)>,
 }
 
 /// A page of query results, bounded in entries and bytes.
@@ -301,13 +315,18 @@ pub struct Journal {
     signer: Signer,
     origin: String,
     halt: Arc<Halt>,
+    /// The last signed checkpoint, signed once per size.
     checkpoint: Option<(u64, String)>,
+    /// The checkpoint log, open to append (not when auditing).
+    checkpoint_log: Option<File>,
+    /// Checkpoints in the log, and the size the last one records.
+    checkpoints: u64,
     recovery: Recovery,
     /// The size of the last commit record.
     last_commit: u64,
-    /// Group commits since the head file was last written.
+    /// Group commits since a checkpoint was last logged.
     commits_since_head: u64,
-    /// The size the signed head recorded at open.
+    /// The size the last logged checkpoint records.
     head_size: Option<u64>,
     mode: Mode,
     metrics: Option<JournalMetrics>,
@@ -516,8 +535,14 @@ pub struct AuditReport {
     /// A torn tail (never acknowledged) that the next start will cut: a warning, not a
     /// failure.
     pub torn_tail: Option<(PathBuf, u64, u64)>,
-    /// The size the signed head records.
+    /// A torn checkpoint record (never served) that the next start will cut: a warning.
+    pub torn_checkpoint: Option<(PathBuf, u64, u64)>,
+    /// Signed checkpoints in the checkpoint log, all checked against the tree.
+    pub checkpoints: u64,
+    /// The size the last of them records.
     pub head_size: Option<u64>,
+    /// Signed checkpoints given with `--checkpoint`, all checked against the tree.
+    pub outside_checkpoints: usize,
 }
 
 /// Checks a stopped node's journal without writing to its segments: every record checksum,
@@ -526,10 +551,13 @@ pub struct AuditReport {
 pub fn audit(
     cfg: JournalConfig,
     rebuild_index: bool,
+    outside: &[(String, String)],
     progress: &mut dyn FnMut(&Path, u64),
 ) -> Result<AuditReport, OpenError> {
     let clock = axon_supervisors::SystemClock::shared();
     let j = Journal::open_mode(cfg, clock, Arc::default(), Mode::Audit, progress)?;
+    j.check_outside_checkpoints(outside)
+        .map_err(OpenError::Tamper)?;
     let path = j.index_path();
     let (size, root) = (j.len(), j.log.root_at(j.log.len()).expect("in range"));
     let index = if !rebuild_index && !path.exists() {
@@ -555,7 +583,10 @@ pub fn audit(
         entries: j.len(),
         segments: j.segments.len(),
         torn_tail: j.recovery.torn_tail.clone(),
+        torn_checkpoint: j.recovery.torn_checkpoint.clone(),
+        checkpoints: j.checkpoints,
         head_size: j.head_size,
+        outside_checkpoints: outside.len(),
     })
 }
 
@@ -851,6 +882,8 @@ impl Journal {
             origin,
             halt,
             checkpoint: None,
+            checkpoint_log: None,
+            checkpoints: 0,
             recovery: Recovery::default(),
             last_commit: 0,
             commits_since_head: 0,
@@ -861,88 +894,186 @@ impl Journal {
             cfg,
         };
         j.recover(progress)?;
-        j.check_head()?;
+        j.load_checkpoints()?;
         if mode == Mode::Write {
             j.open_index();
         }
         Ok(j)
     }
 
-    fn head_path(&self) -> PathBuf {
-        self.cfg.dir.join(format!("shard-{}.head", self.cfg.shard))
+    fn checkpoints_path(&self) -> PathBuf {
+        self.cfg
+            .dir
+            .join(format!("shard-{}.checkpoints", self.cfg.shard))
     }
 
-    /// The head file holds the last signed checkpoint the journal wrote down. Segments that
-    /// end before it, or disagree with its root, were cut or altered after the fact: a crash
-    /// cannot do that, since the head is written only after its entries are durable.
-    fn check_head(&mut self) -> Result<(), OpenError> {
-        let path = self.head_path();
-        let note = match std::fs::read_to_string(&path) {
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+    /// Reads the checkpoint log and checks every checkpoint against the tree: its
+    /// signature, origin and size (never more than the segments hold, never less than the
+    /// one before it) and its root. A damaged last record with nothing intact after it is a
+    /// torn write and is cut (when not auditing); any other damage is tamper.
+    fn load_checkpoints(&mut self) -> Result<(), OpenError> {
+        let path = self.checkpoints_path();
+        let data = match std::fs::read(&path) {
+            Ok(d) => d,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
             Err(e) => return Err(io(&path)(e)),
+        };
+        let tamper = |offset: usize, what: String| {
+            OpenError::Tamper(format!("{} at offset {offset}: {what}", path.display()))
         };
         let verifier = axon_protocols::checkpoint::Verifier::parse(&self.signer.vkey())
             .map_err(|e| OpenError::Key(e.to_string()))?;
-        let body = verifier
-            .verify(&note)
-            .map_err(|e| OpenError::Tamper(format!("{}: {e}", path.display())))?;
-        let head = Checkpoint::parse(body)
-            .map_err(|e| OpenError::Tamper(format!("{}: {e}", path.display())))?;
-        if head.origin != self.origin {
-            return Err(OpenError::Tamper(format!(
-                "{} is for {}, not {}",
-                path.display(),
-                head.origin,
-                self.origin
-            )));
+        let mut offset = 0;
+        while offset < data.len() {
+            let n = self.checkpoints + 1;
+            match read_record(&data, offset, MAX_CHECKPOINT_BYTES) {
+                RecordRead::Entry { bytes, next } => {
+                    let note = std::str::from_utf8(bytes)
+                        .map_err(|_| tamper(offset, format!("checkpoint {n} is not UTF-8")))?;
+                    let which = format!("{} at offset {offset}: checkpoint {n}", path.display());
+                    let cp = self
+                        .check_checkpoint(&verifier, note, &which)
+                        .map_err(OpenError::Tamper)?;
+                    if let Some(before) = self.head_size.filter(|b| cp.size < *b) {
+                        return Err(tamper(
+                            offset,
+                            format!(
+                                "checkpoint {n} records {} entries, fewer than the {before} of the one before it",
+                                cp.size
+                            ),
+                        ));
+                    }
+                    self.head_size = Some(cp.size);
+                    self.checkpoints = n;
+                    self.checkpoint = Some((cp.size, note.to_owned()));
+                    offset = next;
+                }
+                RecordRead::Commit { .. } => {
+                    return Err(tamper(
+                        offset,
+                        "a commit record in the checkpoint log".into(),
+                    ))
+                }
+                RecordRead::Truncated | RecordRead::Corrupt(_) => {
+                    if let Some(at) = find_record_after(&data, offset + 1, MAX_CHECKPOINT_BYTES) {
+                        return Err(tamper(
+                            offset,
+                            format!(
+                                "a damaged checkpoint, yet an intact one follows at offset {at}"
+                            ),
+                        ));
+                    }
+                    let cut = (data.len() - offset) as u64;
+                    if self.mode == Mode::Write {
+                        let f = OpenOptions::new()
+                            .write(true)
+                            .open(&path)
+                            .map_err(io(&path))?;
+                        f.set_len(offset as u64).map_err(io(&path))?;
+                        f.sync_all().map_err(io(&path))?;
+                        tracing::warn!(log = %path.display(), offset, bytes = cut, "cut a torn checkpoint that was never served");
+                    }
+                    self.recovery.torn_checkpoint = Some((path.clone(), offset as u64, cut));
+                    break;
+                }
+            }
         }
-        if head.size > self.len() {
+        if self.mode == Mode::Write {
+            let existed = path.exists();
+            let f = OpenOptions::new()
+                .append(true)
+                .create(true)
+                .mode(0o644)
+                .open(&path)
+                .map_err(io(&path))?;
+            if !existed {
+                f.sync_all().map_err(io(&path))?;
+                sync_dir(&self.cfg.dir)?;
+            }
+            self.checkpoint_log = Some(f);
+        }
+        Ok(())
+    }
+
+    /// Checks one signed checkpoint of this journal (`which` names it) against the tree.
+    /// When it records more entries than the segments hold, the first bad record is where
+    /// the segments end, and the message starts there.
+    fn check_checkpoint(
+        &self,
+        verifier: &axon_protocols::checkpoint::Verifier,
+        note: &str,
+        which: &str,
+    ) -> Result<Checkpoint, String> {
+        let body = verifier.verify(note).map_err(|e| format!("{which}: {e}"))?;
+        let cp = Checkpoint::parse(body).map_err(|e| format!("{which}: {e}"))?;
+        if cp.origin != self.origin {
+            return Err(format!(
+                "{which}: it is for {}, not {}",
+                cp.origin, self.origin
+            ));
+        }
+        if cp.size > self.len() {
             let last = self
                 .segments
                 .last()
                 .map(|s| s.path.clone())
                 .unwrap_or_else(|| self.shard_dir.join(segment_name(0)));
-            return Err(OpenError::Tamper(format!(
-                "{} at offset {}: acknowledged entries {} to {} are missing (the signed head {} records {} entries)",
+            return Err(format!(
+                "{} at offset {}: acknowledged entries {} to {} are missing ({which}: it records {} entries)",
                 last.display(),
                 self.tail_len,
                 self.len(),
-                head.size - 1,
-                path.display(),
-                head.size
-            )));
+                cp.size - 1,
+                cp.size,
+            ));
         }
-        self.head_size = Some(head.size);
-        if self.log.root_at(head.size as usize).expect("in range") != head.root {
-            return Err(OpenError::Tamper(format!(
-                "the first {} entries do not have the root recorded in {}",
-                head.size,
-                path.display()
-            )));
+        if self.log.root_at(cp.size as usize).expect("in range") != cp.root {
+            return Err(format!(
+                "{which}: the first {} entries do not have the root it records",
+                cp.size
+            ));
+        }
+        Ok(cp)
+    }
+
+    /// Checks signed checkpoints held elsewhere (handed out by this journal) against the
+    /// tree; names the first that does not hold.
+    pub fn check_outside_checkpoints(&self, notes: &[(String, String)]) -> Result<(), String> {
+        let verifier = axon_protocols::checkpoint::Verifier::parse(&self.signer.vkey())
+            .map_err(|e| e.to_string())?;
+        for (name, note) in notes {
+            self.check_checkpoint(&verifier, note, name)?;
         }
         Ok(())
     }
 
-    /// Writes the signed checkpoint of the current size to the head file, atomically.
+    /// Adds the signed checkpoint of the current size to the checkpoint log and makes it
+    /// durable, unless the log already ends with it.
     pub fn write_head(&mut self) -> Result<(), String> {
-        let note = self.signed_checkpoint();
-        let path = self.head_path();
-        let tmp = path.with_extension("head.tmp");
-        let result = (|| {
-            let mut f = OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o644)
-                .open(&tmp)?;
-            f.write_all(note.as_bytes())?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, &path)?;
-            File::open(&self.cfg.dir)?.sync_all()
-        })();
         self.commits_since_head = 0;
-        result.map_err(|e| format!("writing {}: {e}", path.display()))
+        self.log_checkpoint().map(|_| ())
+    }
+
+    /// The signed checkpoint of the current size, in the checkpoint log and durable.
+    fn log_checkpoint(&mut self) -> Result<String, String> {
+        let note = self.signed_checkpoint();
+        let size = self.len();
+        if self.head_size == Some(size) {
+            return Ok(note);
+        }
+        let path = self.checkpoints_path();
+        let Some(f) = &self.checkpoint_log else {
+            return Err(format!("{} is not open to write", path.display()));
+        };
+        let mut buf = Vec::with_capacity(note.len() + format::RECORD_HEADER);
+        encode_record(note.as_bytes(), &mut buf);
+        (&*f)
+            .write_all(&buf)
+            .and_then(|()| f.sync_data())
+            .map_err(|e| format!("writing {}: {e}", path.display()))?;
+        self.head_size = Some(size);
+        self.checkpoints += 1;
+        Ok(note)
     }
 
     /// What start-up found.
@@ -1433,7 +1564,18 @@ impl Journal {
                         proof: hexes(proof),
                     })
                 }),
-            JournalRequest::Checkpoint => Ok(JournalResponse::Checkpoint(self.signed_checkpoint())),
+            // A checkpoint is written down before it is handed out.
+            // Read-only or halted, nothing more is written: the checkpoint of what is there.
+            JournalRequest::Checkpoint if self.mode == Mode::Audit || self.halt.is_halted() => {
+                Ok(JournalResponse::Checkpoint(self.signed_checkpoint()))
+            }
+            JournalRequest::Checkpoint => match self.log_checkpoint() {
+                Ok(note) => Ok(JournalResponse::Checkpoint(note)),
+                Err(reason) => {
+                    self.halt.halt(reason.clone());
+                    Err(Refusal::Halted(reason))
+                }
+            },
             JournalRequest::Key => Ok(JournalResponse::Key(self.signer.vkey())),
         };
         r.unwrap_or_else(JournalResponse::Refused)

@@ -312,7 +312,7 @@ fn tampered_journal_is_refused(entries: u8, tamper: Tamper) -> bool {
     };
     std::fs::write(&seg, &bad).unwrap();
     // The audit names the same first bad record as the journal's own start-up check.
-    let audited = audit(cfg(dir.path()), false, &mut |_, _| {});
+    let audited = audit(cfg(dir.path()), false, &[], &mut |_, _| {});
     let Err(OpenError::Tamper(audit_msg)) = audited else {
         panic!("{what}: audit passed: {audited:?}");
     };

@@ -266,6 +266,17 @@ pub fn find_commit_after(data: &[u8], from: usize) -> Option<usize> {
     })
 }
 
+/// The offset of the first intact record of any kind at or after `from` (entry records
+/// no longer than `max_len`), found by trying every offset.
+pub fn find_record_after(data: &[u8], from: usize, max_len: usize) -> Option<usize> {
+    (from..data.len()).find(|&o| {
+        matches!(
+            read_record(data, o, max_len),
+            RecordRead::Entry { .. } | RecordRead::Commit { .. }
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
