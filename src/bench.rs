@@ -42,12 +42,22 @@ fn note(i: u64) -> JournalRequest {
     })
 }
 
-fn append_batches(j: &mut Journal, batch: usize, batches: usize, from: u64) -> anyhow::Result<()> {
+/// `batches` groups of `batch` append requests, numbered from `from`.
+fn requests(batch: usize, batches: usize, from: u64) -> Vec<Vec<JournalRequest>> {
+    (0..batches)
+        .map(|b| {
+            (0..batch)
+                .map(|k| note(from + (b * batch + k) as u64))
+                .collect()
+        })
+        .collect()
+}
+
+/// Hands each group to the journal as one batch, as its actor does; the requests are
+/// built beforehand, as the raw loop's bytes are.
+fn append_batches(j: &mut Journal, groups: Vec<Vec<JournalRequest>>) -> anyhow::Result<()> {
     let mut cx = WorkerContext::new("journal", None);
-    for b in 0..batches {
-        let reqs = (0..batch)
-            .map(|k| note(from + (b * batch + k) as u64))
-            .collect();
+    for reqs in groups {
         for r in j
             .handle_batch(reqs, &mut cx)
             .map_err(|e| anyhow::anyhow!("{e}"))?
@@ -93,7 +103,7 @@ fn run(dir: &Path, entries: u64) -> anyhow::Result<()> {
     let probe = dir.join("probe");
     let record = {
         let mut j = Journal::open(config(&probe), SystemClock::shared(), Arc::default())?;
-        append_batches(&mut j, 1, 1, 0)?;
+        append_batches(&mut j, requests(1, 1, 0))?;
         drop(j);
         let seg = probe.join("shard-0/00000000000000000000.seg");
         // One entry record plus one commit record (84 bytes).
@@ -104,8 +114,9 @@ fn run(dir: &Path, entries: u64) -> anyhow::Result<()> {
     for (batch, batches) in [(1usize, 400usize), (16, 200), (256, 100)] {
         let jdir = dir.join(format!("append-{batch}"));
         let mut j = Journal::open(config(&jdir), SystemClock::shared(), Arc::default())?;
+        let groups = requests(batch, batches, 0);
         let start = Instant::now();
-        append_batches(&mut j, batch, batches, 0)?;
+        append_batches(&mut j, groups)?;
         let journal = start.elapsed();
         drop(j);
         let raw = raw_loop(dir, record, batch, batches)?;
@@ -125,7 +136,7 @@ fn run(dir: &Path, entries: u64) -> anyhow::Result<()> {
     let mut done = 0u64;
     while done < entries {
         let n = batch.min((entries - done) as usize);
-        append_batches(&mut j, n, 1, done)?;
+        append_batches(&mut j, requests(n, 1, done))?;
         done += n as u64;
     }
     println!(

@@ -272,6 +272,8 @@ pub struct Recovery {
     pub torn_tail: Option<(PathBuf, u64, u64)>,
     /// Bytes of a torn checkpoint record cut off the end of the checkpoint log, and where.
     pub torn_checkpoint: Option<(PathBuf, u64, u64)>,
+    /// Entries read from the segments to bring the sled index up to date.
+    pub index_read: u64,
 }
 
 /// A page of query results, bounded in entries and bytes.
@@ -438,7 +440,13 @@ struct IndexBatch {
 }
 
 /// Group commits that may wait for the index thread before the index is given up.
-const INDEX_QUEUE: usize = 256;
+const INDEX_QUEUE: usize = 1024;
+
+/// The index thread writes up to this many entries to sled at once.
+const INDEX_COALESCE: usize = 16_384;
+
+/// How long the index thread lets group commits gather before it writes them to sled.
+const INDEX_GATHER: std::time::Duration = std::time::Duration::from_millis(20);
 
 impl Indexer {
     fn start(index: JournalIndex, indexed: u64) -> Self {
@@ -449,7 +457,21 @@ impl Indexer {
         let thread = std::thread::Builder::new()
             .name("journal-index".into())
             .spawn(move || {
-                for b in rx {
+                // Group commits that queued up meanwhile go to sled together: its cost is
+                // mostly per batch and per key, not per byte.
+                while let Ok(mut b) = rx.recv() {
+                    // Let group commits gather: waking for each one costs the commit path
+                    // more than sled's own work (lookups read what is not indexed yet).
+                    std::thread::sleep(INDEX_GATHER);
+                    while b.records.len() < INDEX_COALESCE {
+                        match rx.try_recv() {
+                            Ok(more) => {
+                                b.records.extend(more.records);
+                                (b.size, b.root) = (more.size, more.root);
+                            }
+                            Err(_) => break,
+                        }
+                    }
                     let added = idx
                         .add(&b.records)
                         .and_then(|()| idx.mark_built(b.size, &b.root));
@@ -565,6 +587,7 @@ pub fn audit(
     } else {
         let index = JournalIndex::open(&path, j.cfg.index_cache_bytes).map_err(OpenError::Key)?;
         if rebuild_index {
+            index.clear().map_err(OpenError::Key)?;
             j.rebuild_index(&index).map_err(OpenError::Key)?;
             index.flush();
             IndexStatus::Rebuilt
@@ -752,11 +775,23 @@ impl Journal {
         picks.into_iter().map(|i| self.record(i)).collect()
     }
 
-    /// Empties `index` and fills it from the segments.
-    fn rebuild_index(&self, index: &JournalIndex) -> Result<(), String> {
+    /// Brings `index` up to the journal: from where it stopped when it was built for a
+    /// prefix of this tree (its size and root agree with the tree at that size), else
+    /// empties it and fills it from the segments. Returns the entries it read.
+    fn rebuild_index(&self, index: &JournalIndex) -> Result<u64, String> {
         const CHUNK: u64 = 65_536;
-        index.clear()?;
-        let mut at = 0;
+        let mut at = match index.built_for() {
+            Some((size, root))
+                if size <= self.len() && self.log.root_at(size as usize).ok() == Some(root) =>
+            {
+                size
+            }
+            _ => {
+                index.clear()?;
+                0
+            }
+        };
+        let from = at;
         while at < self.len() {
             let records = (at..self.len().min(at + CHUNK))
                 .map(|i| self.record(i))
@@ -766,7 +801,8 @@ impl Journal {
             at += CHUNK;
         }
         let root = self.log.root_at(self.log.len()).expect("in range");
-        index.mark_built(self.len(), &root)
+        index.mark_built(self.len(), &root)?;
+        Ok(self.len() - from)
     }
 
     fn index_path(&self) -> PathBuf {
@@ -790,10 +826,14 @@ impl Journal {
         );
         if index.built_for() != Some(want) {
             match self.rebuild_index(&index) {
-                Ok(()) => tracing::info!(
-                    entries = want.0,
-                    "rebuilt the journal index from the segments"
-                ),
+                Ok(read) => {
+                    self.recovery.index_read = read;
+                    tracing::info!(
+                        entries = want.0,
+                        read,
+                        "brought the journal index up to date from the segments"
+                    )
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot rebuild the journal index; lookups scan instead");
                     return;
@@ -1264,8 +1304,13 @@ impl Journal {
     }
 
     fn index_entry(&mut self, segment: u32, offset: u64, len: u32, leaf: Hash) {
-        let index = self.len();
         self.log.push(leaf);
+        self.locate(segment, offset, len, leaf);
+    }
+
+    /// Records where the entry just added to the tree is.
+    fn locate(&mut self, segment: u32, offset: u64, len: u32, leaf: Hash) {
+        let index = self.locations.len() as u64;
         self.locations.push(Location {
             segment,
             offset,
@@ -1402,9 +1447,8 @@ impl Journal {
         let base = self.tail_len;
         self.last_commit = size;
         self.tail_len += buf.len() as u64;
-        self.log.truncate(before as usize);
         for s in staged {
-            self.index_entry(segment, base + s.at as u64, s.len, s.leaf);
+            self.locate(segment, base + s.at as u64, s.len, s.leaf);
         }
         time.clone_into(&mut self.last_time);
         if let Some(index) = &self.index {
@@ -1432,7 +1476,11 @@ impl Journal {
         }
         self.commits_since_head += 1;
         if self.commits_since_head >= self.cfg.head_every_commits.max(1) {
-            self.write_head()?;
+            // The batch is durable and is acknowledged; the failed checkpoint write halts
+            // the journal for what comes next.
+            if let Err(reason) = self.write_head() {
+                self.halt.halt(reason);
+            }
         }
         Ok(())
     }

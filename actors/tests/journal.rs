@@ -485,6 +485,18 @@ fn check_lookups(j: &mut Journal, appended: &Appendix) {
     }
 }
 
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &to.join(e.file_name()));
+        } else {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
 #[test]
 fn entries_are_found_by_id_action_kind_and_time_with_or_without_the_index() {
     let dir = tempfile::tempdir().unwrap();
@@ -541,8 +553,38 @@ fn entries_are_found_by_id_action_kind_and_time_with_or_without_the_index() {
     check_lookups(&mut j, &log);
     drop(j);
     // The index lost: rebuilt at open.
-    std::fs::remove_dir_all(dir.path().join("index-shard-0")).unwrap();
+    let index_dir = dir.path().join("index-shard-0");
+    std::fs::remove_dir_all(&index_dir).unwrap();
     let mut j = open_at(dir.path(), &clock);
+    assert_eq!(j.recovery().index_read, 30);
+    check_lookups(&mut j, &log);
+    // An index that stopped early (a crash, or it fell behind): caught up, not rebuilt.
+    let saved = tempfile::tempdir().unwrap();
+    drop(j);
+    copy_dir(&index_dir, saved.path());
+    let mut j = open_at(dir.path(), &clock);
+    assert_eq!(j.recovery().index_read, 0);
+    for i in 30..40u64 {
+        let body = json!({ "n": i, "action_id": format!("{:032x}", i % 2) });
+        let kind = kinds[(i % 3) as usize];
+        batch(
+            &mut j,
+            vec![JournalRequest::Append(NewEntry {
+                kind,
+                links: vec![],
+                body,
+            })],
+        );
+        log.push((kind, Some(format!("{:032x}", i % 2))));
+        if i % 3 == 2 {
+            clock.advance(std::time::Duration::from_secs(1));
+        }
+    }
+    drop(j);
+    std::fs::remove_dir_all(&index_dir).unwrap();
+    copy_dir(saved.path(), &index_dir);
+    let mut j = open_at(dir.path(), &clock);
+    assert_eq!(j.recovery().index_read, 10);
     check_lookups(&mut j, &log);
     drop(j);
     // Read-only, without the index, and with the index it left.

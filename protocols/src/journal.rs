@@ -126,12 +126,12 @@ pub fn leaf_hash(bytes: &[u8]) -> Hash {
 /// Lowercase hex.
 pub fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
+    let mut s = Vec::with_capacity(bytes.len() * 2);
     for b in bytes {
-        s.push(DIGITS[(b >> 4) as usize] as char);
-        s.push(DIGITS[(b & 15) as usize] as char);
+        s.push(DIGITS[(b >> 4) as usize]);
+        s.push(DIGITS[(b & 15) as usize]);
     }
-    s
+    String::from_utf8(s).expect("hex digits are ASCII")
 }
 
 /// Parses lowercase or uppercase hex of exactly `N` bytes.
