@@ -22,7 +22,7 @@ fn config(dir: &Path) -> JournalConfig {
     JournalConfig {
         dir: dir.to_owned(),
         shard: 0,
-        key_name: "axon-bench".into(),
+        key_name: "axon".into(),
         segment_max_bytes: 64 << 20,
         max_entry_bytes: 1 << 20,
         max_links: 64,
@@ -89,11 +89,26 @@ fn raw_loop(dir: &Path, record: usize, batch: usize, batches: usize) -> anyhow::
     Ok(d)
 }
 
-pub fn journal(base: &Path, entries: u64) -> anyhow::Result<()> {
+/// Runs the journal benchmarks in a new folder under `base`; with `keep`, the audited
+/// journal stays there as a data directory.
+pub fn journal(base: &Path, entries: u64, keep: bool) -> anyhow::Result<()> {
     let dir = base.join(format!("axon-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let result = run(&dir, entries);
-    let _ = std::fs::remove_dir_all(&dir);
+    if keep && result.is_ok() {
+        for e in std::fs::read_dir(&dir)? {
+            let p = e?.path();
+            if p.file_name().is_some_and(|n| n != "big") {
+                std::fs::remove_dir_all(&p)?;
+            }
+        }
+        println!(
+            "kept the journal of {entries} entries: axon audit --data-dir {}",
+            dir.join("big").display()
+        );
+    } else {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
     result
 }
 
@@ -129,7 +144,7 @@ fn run(dir: &Path, entries: u64) -> anyhow::Result<()> {
         std::fs::remove_dir_all(&jdir)?;
     }
 
-    let big = dir.join("big");
+    let big = dir.join("big/journal");
     let mut j = Journal::open(config(&big), SystemClock::shared(), Arc::default())?;
     let start = Instant::now();
     let batch = 4096usize;
@@ -181,6 +196,14 @@ fn run(dir: &Path, entries: u64) -> anyhow::Result<()> {
         report.entries,
         report.segments,
         start.elapsed().as_secs_f64()
+    );
+    // What the index thread can sustain: every entry read back and written to sled.
+    let start = Instant::now();
+    audit(config(&big), true, &[], &mut |_, _| {})?;
+    let took = start.elapsed().as_secs_f64();
+    println!(
+        "rebuilding the sled index of {entries} entries: {took:.2}s ({:.0} entries/s)",
+        entries as f64 / took
     );
     Ok(())
 }

@@ -103,6 +103,9 @@ enum BenchWhat {
         /// Entries in the journal that is audited and proven against.
         #[arg(long, default_value_t = 1_000_000)]
         entries: u64,
+        /// Keep that journal, as a data directory `axon audit --data-dir` reads.
+        #[arg(long)]
+        keep: bool,
     },
 }
 
@@ -131,8 +134,8 @@ fn main() {
             }
         }
         Command::Bench {
-            what: BenchWhat::Journal { dir, entries },
-        } => match axon::bench::journal(&dir, entries.max(1)) {
+            what: BenchWhat::Journal { dir, entries, keep },
+        } => match axon::bench::journal(&dir, entries.max(1), keep) {
             Ok(()) => 0,
             Err(e) => {
                 eprintln!("axon: bench failed: {e:#}");

@@ -587,8 +587,10 @@ pub fn audit(
     } else {
         let index = JournalIndex::open(&path, j.cfg.index_cache_bytes).map_err(OpenError::Key)?;
         if rebuild_index {
-            index.clear().map_err(OpenError::Key)?;
-            j.rebuild_index(&index).map_err(OpenError::Key)?;
+            let index = index
+                .recreate(j.cfg.index_cache_bytes)
+                .map_err(OpenError::Key)?;
+            let (index, _) = j.rebuild_index(index).map_err(OpenError::Key)?;
             index.flush();
             IndexStatus::Rebuilt
         } else {
@@ -647,10 +649,10 @@ impl Journal {
     /// without one or when it fails.
     fn ask_index(
         &self,
-        ask: impl FnOnce(&JournalIndex) -> Result<Vec<u64>, String>,
+        ask: impl FnOnce(&JournalIndex, u64) -> Result<Vec<u64>, String>,
     ) -> Option<(Vec<u64>, u64)> {
         let (ix, upto) = self.indexed()?;
-        match ask(ix) {
+        match ask(ix, upto) {
             Ok(hits) => Some((hits.into_iter().filter(|i| *i < upto).collect(), upto)),
             Err(e) => {
                 tracing::warn!(error = %e, "journal index lookup failed; scanning");
@@ -662,7 +664,9 @@ impl Journal {
     /// The indexes of the entries with barcode `code`: from the sled index when there is
     /// one, then by computing the barcode of every entry it does not cover yet.
     pub fn indexes_of_barcode(&self, code: &str) -> Vec<u64> {
-        let (mut found, from) = self.ask_index(|ix| ix.by_barcode(code)).unwrap_or_default();
+        let (mut found, from) = self
+            .ask_index(|ix, _| ix.by_barcode(code))
+            .unwrap_or_default();
         found.extend(
             (from as usize..self.log.len())
                 .filter(|i| barcode(&self.log.leaf(*i).expect("in range")) == code)
@@ -675,7 +679,7 @@ impl Journal {
     /// entry it does not cover yet.
     pub fn indexes_of_action(&self, action: &str) -> Result<Vec<u64>, Refusal> {
         let (mut found, from) = self
-            .ask_index(|ix| ix.by_action(action))
+            .ask_index(|ix, _| ix.by_action(action))
             .unwrap_or_default();
         for i in from..self.len() {
             if action_of(&self.read_entry(i)?.1.body) == Some(action) {
@@ -687,7 +691,8 @@ impl Journal {
 
     /// Up to `limit` (at most `page_max_entries`, and no more than `page_max_bytes` of
     /// them) entries after index `after` that match `filter`, in order, and the index to
-    /// continue after when the page is full.
+    /// continue after when the page is full. Times bound an index range (entry times never
+    /// decrease); kinds come from the sled index where it reaches.
     pub fn query(
         &self,
         filter: &Filter,
@@ -701,44 +706,44 @@ impl Journal {
             limit,
             max_bytes: self.cfg.page_max_bytes,
         };
-        let first = after.map_or(0, |a| a.saturating_add(1));
-        let mut from = first;
-        if filter.kind.is_none() && filter.since.is_none() && filter.until.is_none() {
-            let mut i = first;
-            while i < self.len() && page.push(self.stored(i)?) {
-                i += 1;
-            }
-        } else {
-            let after_time = match after {
-                Some(a) if a < self.len() => Some(self.read_entry(a)?.0.time),
-                _ => None,
-            };
-            let mut open = true;
-            if let Some((hits, upto)) =
-                self.ask_index(|ix| ix.query(filter, after, after_time.as_deref(), limit))
-            {
-                for i in hits {
+        let mut lo = after.map_or(0, |a| a.saturating_add(1));
+        let mut hi = self.len();
+        if let Some(since) = &filter.since {
+            lo = lo.max(self.first_at_or_after(since)?);
+        }
+        if let Some(until) = &filter.until {
+            hi = hi.min(self.first_at_or_after(until)?);
+        }
+        let mut open = true;
+        match filter.kind {
+            None => {
+                let mut i = lo;
+                while open && i < hi {
                     open = page.push(self.stored(i)?);
-                    if !open {
-                        break;
-                    }
+                    i += 1;
                 }
-                from = from.max(upto);
             }
-            let mut i = from;
-            while open && i < self.len() {
-                let (stored, entry) = self.read_entry(i)?;
-                if filter
-                    .until
-                    .as_deref()
-                    .is_some_and(|u| entry.time.as_str() >= u)
+            Some(kind) => {
+                let mut from = lo;
+                if let Some((hits, upto)) =
+                    self.ask_index(|ix, upto| ix.by_kind(kind, lo, hi.min(upto), limit))
                 {
-                    break; // times never decrease along the log
+                    for i in hits {
+                        open = page.push(self.stored(i)?);
+                        if !open {
+                            break;
+                        }
+                    }
+                    from = from.max(upto);
                 }
-                if filter.matches(entry.kind, &entry.time) {
-                    open = page.push(stored);
+                let mut i = from;
+                while open && i < hi {
+                    let (stored, entry) = self.read_entry(i)?;
+                    if entry.kind == kind {
+                        open = page.push(stored);
+                    }
+                    i += 1;
                 }
-                i += 1;
             }
         }
         let next = page
@@ -746,6 +751,21 @@ impl Journal {
             .then(|| page.entries.last().map(|e| e.index))
             .flatten();
         Ok((page.entries, next))
+    }
+
+    /// The first index whose entry is dated `time` or later (the journal's length when
+    /// none is): a binary search, since entry times never decrease.
+    fn first_at_or_after(&self, time: &str) -> Result<u64, Refusal> {
+        let (mut lo, mut hi) = (0, self.len());
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if self.read_entry(mid)?.1.time.as_str() < time {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        Ok(lo)
     }
 
     /// What the index records of entry `index`, read from the segments.
@@ -756,7 +776,6 @@ impl Journal {
             barcode: stored.barcode,
             kind: entry.kind,
             action: action_of(&entry.body).map(str::to_owned),
-            time: entry.time,
         })
     }
 
@@ -777,9 +796,9 @@ impl Journal {
 
     /// Brings `index` up to the journal: from where it stopped when it was built for a
     /// prefix of this tree (its size and root agree with the tree at that size), else
-    /// empties it and fills it from the segments. Returns the entries it read.
-    fn rebuild_index(&self, index: &JournalIndex) -> Result<u64, String> {
-        const CHUNK: u64 = 65_536;
+    /// from an empty index. Returns it and the entries it read.
+    fn rebuild_index(&self, mut index: JournalIndex) -> Result<(JournalIndex, u64), String> {
+        const CHUNK: u64 = 4096;
         let mut at = match index.built_for() {
             Some((size, root))
                 if size <= self.len() && self.log.root_at(size as usize).ok() == Some(root) =>
@@ -787,7 +806,7 @@ impl Journal {
                 size
             }
             _ => {
-                index.clear()?;
+                index = index.recreate(self.cfg.index_cache_bytes)?;
                 0
             }
         };
@@ -802,7 +821,7 @@ impl Journal {
         }
         let root = self.log.root_at(self.log.len()).expect("in range");
         index.mark_built(self.len(), &root)?;
-        Ok(self.len() - from)
+        Ok((index, self.len() - from))
     }
 
     fn index_path(&self) -> PathBuf {
@@ -824,9 +843,11 @@ impl Journal {
             self.len(),
             self.log.root_at(self.log.len()).expect("in range"),
         );
+        let mut index = index;
         if index.built_for() != Some(want) {
-            match self.rebuild_index(&index) {
-                Ok(read) => {
+            match self.rebuild_index(index) {
+                Ok((rebuilt, read)) => {
+                    index = rebuilt;
                     self.recovery.index_read = read;
                     tracing::info!(
                         entries = want.0,
@@ -1459,7 +1480,6 @@ impl Journal {
                     index: before + k as u64,
                     barcode: barcode(&s.leaf),
                     kind: s.kind,
-                    time: time.to_owned(),
                     action: s.action.clone(),
                 })
                 .collect();

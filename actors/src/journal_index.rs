@@ -1,24 +1,28 @@
-//! The journal's derived indexes in sled: entries by barcode, by action id, by kind and by
-//! time, and the tree size and root they were built for. sled does not make writes durable
-//! on its own, so nothing lives only here: the indexes are checked against the segments at
-//! every start and rebuilt from them when they are missing or disagree.
-//!
-//! Every key ends with the entry's index (8 bytes, big endian), so a prefix or range scan
-//! yields entries in index order:
+//! The journal's derived indexes in sled: entries by barcode, by action id and by kind, and
+//! the tree size and root they were built for. sled does not make writes durable on its
+//! own, so nothing lives only here: the indexes are checked against the segments at every
+//! start, caught up or rebuilt from them when they lag, are missing or disagree.
 //!
 //! ```text
-//! by_barcode  barcode (12 bytes) ‖ index
-//! by_action   action id (32 bytes) ‖ index
-//! by_kind     kind (1 byte) ‖ index
-//! by_time     time (RFC 3339, 24 bytes) ‖ index    → kind (1 byte)
+//! by_barcode  barcode (12 bytes) ‖ index (8, big endian)   one key per entry
+//! by_action   action id (32 bytes) ‖ index                  one key per entry of an action
+//! by_kind     kind (1 byte) ‖ block (8, big endian)         → 256-bit map of the block's
+//!                                                             entries of that kind
 //! ```
 //!
-//! Entry times never decrease along the log (the journal enforces it), so the time order is
-//! the index order.
+//! A block is 256 consecutive entries. sled's cost is per key, so kinds (a handful of
+//! values over every entry) are kept as one bitmap per kind and block rather than a key
+//! per entry. There is no index by time: entry times never decrease along the log (the
+//! journal enforces it), so the log itself is ordered by time and a binary search over it
+//! finds a time.
 
 use axon_protocols::journal::EntryKind;
 use axon_protocols::merkle::Hash;
-use std::path::Path;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Entries per kind bitmap.
+pub const BLOCK: u64 = 256;
 
 /// What the index records of one entry.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -26,7 +30,6 @@ pub struct IndexRecord {
     pub index: u64,
     pub barcode: String,
     pub kind: EntryKind,
-    pub time: String,
     /// The action the entry belongs to, if any.
     pub action: Option<String>,
 }
@@ -40,29 +43,20 @@ pub struct Filter {
     pub until: Option<String>,
 }
 
-impl Filter {
-    /// Whether an entry of `kind` at `time` matches.
-    pub fn matches(&self, kind: EntryKind, time: &str) -> bool {
-        self.kind.is_none_or(|k| k == kind)
-            && self.since.as_deref().is_none_or(|s| time >= s)
-            && self.until.as_deref().is_none_or(|u| time < u)
-    }
-}
-
 /// The indexes of one shard.
 pub struct JournalIndex {
+    dir: PathBuf,
     db: sled::Db,
     barcodes: sled::Tree,
     actions: sled::Tree,
     kinds: sled::Tree,
-    times: sled::Tree,
 }
 
 const META_SIZE: &[u8] = b"size";
 const META_ROOT: &[u8] = b"root";
 const META_FORMAT: &[u8] = b"format";
 /// The layout above; an index of another format is rebuilt.
-const FORMAT: u64 = 2;
+const FORMAT: u64 = 3;
 
 fn err(e: sled::Error) -> String {
     format!("journal index: {e}")
@@ -98,11 +92,16 @@ fn kind_byte(kind: EntryKind) -> u8 {
     KINDS.iter().position(|k| *k == kind).expect("every kind") as u8
 }
 
-fn kind_of(b: u8) -> Result<EntryKind, String> {
-    KINDS
-        .get(b as usize)
-        .copied()
-        .ok_or_else(|| format!("journal index: unknown kind byte {b}"))
+type Bitmap = [u8; (BLOCK / 8) as usize];
+
+fn bitmap(v: Option<sled::IVec>) -> Result<Bitmap, String> {
+    match v {
+        None => Ok([0; (BLOCK / 8) as usize]),
+        Some(v) => v
+            .as_ref()
+            .try_into()
+            .map_err(|_| "journal index: a kind bitmap of the wrong length".to_owned()),
+    }
 }
 
 impl JournalIndex {
@@ -114,12 +113,22 @@ impl JournalIndex {
             .open()
             .map_err(err)?;
         Ok(Self {
+            dir: dir.to_owned(),
             barcodes: db.open_tree("by_barcode").map_err(err)?,
             actions: db.open_tree("by_action").map_err(err)?,
             kinds: db.open_tree("by_kind").map_err(err)?,
-            times: db.open_tree("by_time").map_err(err)?,
             db,
         })
+    }
+
+    /// Deletes the index and opens an empty one in its place (faster than removing every
+    /// key).
+    pub fn recreate(self, cache_bytes: u64) -> Result<Self, String> {
+        let dir = self.dir.clone();
+        drop(self);
+        std::fs::remove_dir_all(&dir)
+            .map_err(|e| format!("journal index: removing {}: {e}", dir.display()))?;
+        Self::open(&dir, cache_bytes)
     }
 
     /// The tree size and root the index was last brought up to; `None` when it was never
@@ -137,25 +146,35 @@ impl JournalIndex {
         ))
     }
 
-    /// Adds entries (then [`mark_built`](Self::mark_built) says up to where).
+    /// Adds entries, in index order (then [`mark_built`](Self::mark_built) says up to
+    /// where).
     pub fn add(&self, records: &[IndexRecord]) -> Result<(), String> {
         let mut barcodes = sled::Batch::default();
         let mut actions = sled::Batch::default();
-        let mut kinds = sled::Batch::default();
-        let mut times = sled::Batch::default();
+        let mut maps: BTreeMap<Vec<u8>, Bitmap> = BTreeMap::new();
         for r in records {
-            let kind = kind_byte(r.kind);
             barcodes.insert(key(r.barcode.as_bytes(), r.index), &[]);
             if let Some(action) = &r.action {
                 actions.insert(key(action.as_bytes(), r.index), &[]);
             }
-            kinds.insert(key(&[kind], r.index), &[]);
-            times.insert(key(r.time.as_bytes(), r.index), &[kind]);
+            let k = key(&[kind_byte(r.kind)], r.index / BLOCK);
+            let map = match maps.get_mut(&k) {
+                Some(m) => m,
+                None => {
+                    let m = bitmap(self.kinds.get(&k).map_err(err)?)?;
+                    maps.entry(k).or_insert(m)
+                }
+            };
+            let bit = (r.index % BLOCK) as usize;
+            map[bit / 8] |= 1 << (bit % 8);
+        }
+        let mut kinds = sled::Batch::default();
+        for (k, m) in maps {
+            kinds.insert(k, &m[..]);
         }
         self.barcodes.apply_batch(barcodes).map_err(err)?;
         self.actions.apply_batch(actions).map_err(err)?;
         self.kinds.apply_batch(kinds).map_err(err)?;
-        self.times.apply_batch(times).map_err(err)?;
         Ok(())
     }
 
@@ -168,17 +187,6 @@ impl JournalIndex {
             .insert(META_SIZE, &size.to_be_bytes())
             .map_err(err)?;
         self.db.insert(META_ROOT, root.as_slice()).map_err(err)?;
-        Ok(())
-    }
-
-    /// Empties the index.
-    pub fn clear(&self) -> Result<(), String> {
-        for t in [&self.barcodes, &self.actions, &self.kinds, &self.times] {
-            t.clear().map_err(err)?;
-        }
-        for k in [META_FORMAT, META_SIZE, META_ROOT] {
-            self.db.remove(k).map_err(err)?;
-        }
         Ok(())
     }
 
@@ -199,49 +207,31 @@ impl JournalIndex {
         Self::prefixed(&self.actions, action.as_bytes())
     }
 
-    /// Up to `limit` indexes of entries after index `after` (all when `None`) that match
-    /// `filter`, in order. `after_time` is the time of entry `after`: time scans start
-    /// there. Without a kind or a time in the filter, use the index range itself.
-    pub fn query(
+    /// Up to `limit` indexes of entries of `kind` in `from..to`, in order.
+    pub fn by_kind(
         &self,
-        filter: &Filter,
-        after: Option<u64>,
-        after_time: Option<&str>,
+        kind: EntryKind,
+        from: u64,
+        to: u64,
         limit: usize,
     ) -> Result<Vec<u64>, String> {
-        let first = after.map_or(0, |a| a.saturating_add(1));
         let mut out = Vec::new();
-        if filter.since.is_some() || filter.until.is_some() {
-            let since = filter.since.as_deref().unwrap_or("");
-            let mut lower = key(since.as_bytes(), 0);
-            if let Some(t) = after_time.filter(|t| *t >= since) {
-                lower = key(t.as_bytes(), first);
-            }
-            let range = match &filter.until {
-                Some(u) => self.times.range(lower..key(u.as_bytes(), 0)),
-                None => self.times.range(lower..),
-            };
-            for kv in range {
-                let (k, v) = kv.map_err(err)?;
-                let index = index_of(&k)?;
-                let kind = kind_of(*v.first().ok_or("journal index: an empty time value")?)?;
-                if index >= first && filter.kind.is_none_or(|want| want == kind) {
+        if from >= to {
+            return Ok(out);
+        }
+        let b = kind_byte(kind);
+        let range = key(&[b], from / BLOCK)..=key(&[b], (to - 1) / BLOCK);
+        for kv in self.kinds.range(range) {
+            let (k, v) = kv.map_err(err)?;
+            let block = index_of(&k)?;
+            let map = bitmap(Some(v))?;
+            for bit in 0..BLOCK {
+                let index = block * BLOCK + bit;
+                if map[(bit / 8) as usize] & (1 << (bit % 8)) != 0 && index >= from && index < to {
                     out.push(index);
                     if out.len() >= limit {
-                        break;
+                        return Ok(out);
                     }
-                }
-            }
-        } else if let Some(kind) = filter.kind {
-            let b = kind_byte(kind);
-            for k in self
-                .kinds
-                .range(key(&[b], first)..key(&[b], u64::MAX))
-                .keys()
-            {
-                out.push(index_of(&k.map_err(err)?)?);
-                if out.len() >= limit {
-                    break;
                 }
             }
         }
@@ -259,7 +249,6 @@ impl JournalIndex {
             None => return Err("never built, or built by another version".into()),
         }
         for r in samples {
-            let kind = kind_byte(r.kind);
             let missing = |what: &str| Err(format!("entry {} is missing {what}", r.index));
             if !self
                 .barcodes
@@ -277,19 +266,9 @@ impl JournalIndex {
                     return missing(&format!("under action {a}"));
                 }
             }
-            if !self
-                .kinds
-                .contains_key(key(&[kind], r.index))
-                .map_err(err)?
-            {
+            let found = self.by_kind(r.kind, r.index, r.index + 1, 1)?;
+            if found != [r.index] {
                 return missing(&format!("under kind {}", r.kind.as_str()));
-            }
-            let t = self
-                .times
-                .get(key(r.time.as_bytes(), r.index))
-                .map_err(err)?;
-            if t.as_deref() != Some(&[kind][..]) {
-                return missing(&format!("under time {}", r.time));
             }
         }
         Ok(())
