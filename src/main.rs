@@ -290,6 +290,9 @@ fn audit(cfg: &Config, rebuild_index: bool, outside: &[(String, String)]) -> i32
             match &r.index {
                 IndexStatus::Missing => println!("audit: index: none yet (the node builds it at start)"),
                 IndexStatus::Consistent => println!("audit: index: consistent with the segments"),
+                IndexStatus::Behind(n) => println!(
+                    "audit: index: built for the first {n} entries; the node catches it up at start"
+                ),
                 IndexStatus::Stale(why) => println!(
                     "audit: warning: the index disagrees with the segments ({why}); the node rebuilds it at start, or run axon audit --rebuild-index"
                 ),

@@ -29,6 +29,7 @@
 //! turns unready) and nothing is retried, since the kernel may have dropped the pages.
 
 use crate::journal_index::{Filter, IndexRecord, JournalIndex};
+use crate::journal_indexer::{index_now, Indexer};
 use axon_protocols::checkpoint::{Checkpoint, Signer};
 use axon_protocols::journal::{
     self as format, action_of, barcode, encode_commit, encode_record, entry_id, find_commit_after,
@@ -251,8 +252,6 @@ struct Staged {
     len: u32,
     /// Offset of the entry's bytes in the batch.
     at: usize,
-    kind: EntryKind,
-    action: Option<String>,
 }
 
 #[derive(Clone, Copy)]
@@ -272,8 +271,9 @@ pub struct Recovery {
     pub torn_tail: Option<(PathBuf, u64, u64)>,
     /// Bytes of a torn checkpoint record cut off the end of the checkpoint log, and where.
     pub torn_checkpoint: Option<(PathBuf, u64, u64)>,
-    /// Entries read from the segments to bring the sled index up to date.
-    pub index_read: u64,
+    /// The size the sled index was built for at open; the index thread catches up from
+    /// there (0 when it was missing, stale or of another format).
+    pub index_from: u64,
 }
 
 /// A page of query results, bounded in entries and bytes.
@@ -424,108 +424,6 @@ impl JournalMetrics {
     }
 }
 
-/// The sled index and the thread that writes to it. Lookups read entries up to `indexed`
-/// from sled and scan the leaves after it, so an index that lags is never wrong.
-struct Indexer {
-    index: Arc<JournalIndex>,
-    indexed: Arc<std::sync::atomic::AtomicU64>,
-    tx: Option<std::sync::mpsc::SyncSender<IndexBatch>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-struct IndexBatch {
-    records: Vec<IndexRecord>,
-    size: u64,
-    root: Hash,
-}
-
-/// Group commits that may wait for the index thread before the index is given up.
-const INDEX_QUEUE: usize = 1024;
-
-/// The index thread writes up to this many entries to sled at once.
-const INDEX_COALESCE: usize = 16_384;
-
-/// How long the index thread lets group commits gather before it writes them to sled.
-const INDEX_GATHER: std::time::Duration = std::time::Duration::from_millis(20);
-
-impl Indexer {
-    fn start(index: JournalIndex, indexed: u64) -> Self {
-        let index = Arc::new(index);
-        let done = Arc::new(std::sync::atomic::AtomicU64::new(indexed));
-        let (tx, rx) = std::sync::mpsc::sync_channel::<IndexBatch>(INDEX_QUEUE);
-        let (idx, d) = (index.clone(), done.clone());
-        let thread = std::thread::Builder::new()
-            .name("journal-index".into())
-            .spawn(move || {
-                // Group commits that queued up meanwhile go to sled together: its cost is
-                // mostly per batch and per key, not per byte.
-                while let Ok(mut b) = rx.recv() {
-                    // Let group commits gather: waking for each one costs the commit path
-                    // more than sled's own work (lookups read what is not indexed yet).
-                    std::thread::sleep(INDEX_GATHER);
-                    while b.records.len() < INDEX_COALESCE {
-                        match rx.try_recv() {
-                            Ok(more) => {
-                                b.records.extend(more.records);
-                                (b.size, b.root) = (more.size, more.root);
-                            }
-                            Err(_) => break,
-                        }
-                    }
-                    let added = idx
-                        .add(&b.records)
-                        .and_then(|()| idx.mark_built(b.size, &b.root));
-                    if let Err(e) = added {
-                        tracing::warn!(error = %e, "the journal index stopped; the next start rebuilds it");
-                        return;
-                    }
-                    d.store(b.size, Ordering::Release);
-                }
-                idx.flush();
-            })
-            .ok();
-        Self {
-            index,
-            indexed: done,
-            tx: Some(tx),
-            thread,
-        }
-    }
-
-    /// Reads an index that is up to date, without a thread to feed it (a stopped node's).
-    fn reading(index: JournalIndex, indexed: u64) -> Self {
-        Self {
-            index: Arc::new(index),
-            indexed: Arc::new(std::sync::atomic::AtomicU64::new(indexed)),
-            tx: None,
-            thread: None,
-        }
-    }
-
-    /// Queues a group commit for the index; false when the index thread is gone or too
-    /// far behind.
-    fn feed(&self, batch: IndexBatch) -> bool {
-        self.thread.as_ref().is_some_and(|t| !t.is_finished())
-            && self
-                .tx
-                .as_ref()
-                .is_some_and(|tx| tx.try_send(batch).is_ok())
-    }
-
-    fn stop(&mut self) {
-        self.tx.take();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-impl Drop for Indexer {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
 /// How the journal is opened.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Mode {
@@ -542,6 +440,9 @@ pub enum IndexStatus {
     Missing,
     /// Built for exactly this tree, and a sample of 4096 entries spread over it is indexed.
     Consistent,
+    /// Built for the first entries only (the node stopped before its index thread caught
+    /// up); the node catches it up at start.
+    Behind(u64),
     /// The index disagrees with the segments; the node rebuilds it at start.
     Stale(String),
     /// `--rebuild-index`: rebuilt from the segments.
@@ -590,16 +491,20 @@ pub fn audit(
             let index = index
                 .recreate(j.cfg.index_cache_bytes)
                 .map_err(OpenError::Key)?;
-            let (index, _) = j.rebuild_index(index).map_err(OpenError::Key)?;
+            index_now(&index, &j.shard_dir, j.cfg.max_entry_bytes, 0, j.len())
+                .map_err(OpenError::Key)?;
             index.flush();
             IndexStatus::Rebuilt
         } else {
             let samples = j
                 .sample_records(4096)
                 .map_err(|e| OpenError::Tamper(e.to_string()))?;
-            match index.verify(&samples, size, &root) {
-                Ok(()) => IndexStatus::Consistent,
-                Err(why) => IndexStatus::Stale(why),
+            match (index.built_for(), index.verify(&samples, size, &root)) {
+                (_, Ok(())) => IndexStatus::Consistent,
+                (Some((s, r)), Err(_)) if s < size && j.log.root_at(s as usize).ok() == Some(r) => {
+                    IndexStatus::Behind(s)
+                }
+                (_, Err(why)) => IndexStatus::Stale(why),
             }
         }
     };
@@ -794,74 +699,49 @@ impl Journal {
         picks.into_iter().map(|i| self.record(i)).collect()
     }
 
-    /// Brings `index` up to the journal: from where it stopped when it was built for a
-    /// prefix of this tree (its size and root agree with the tree at that size), else
-    /// from an empty index. Returns it and the entries it read.
-    fn rebuild_index(&self, mut index: JournalIndex) -> Result<(JournalIndex, u64), String> {
-        const CHUNK: u64 = 4096;
-        let mut at = match index.built_for() {
+    /// Where `index` can catch up from: the size it was built for when that is a prefix
+    /// of this tree (its size and root agree with the tree at that size); else it is
+    /// recreated empty, from 0.
+    fn index_start(&self, index: JournalIndex) -> Result<(JournalIndex, u64), String> {
+        match index.built_for() {
             Some((size, root))
                 if size <= self.len() && self.log.root_at(size as usize).ok() == Some(root) =>
             {
-                size
+                Ok((index, size))
             }
-            _ => {
-                index = index.recreate(self.cfg.index_cache_bytes)?;
-                0
-            }
-        };
-        let from = at;
-        while at < self.len() {
-            let records = (at..self.len().min(at + CHUNK))
-                .map(|i| self.record(i))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| e.to_string())?;
-            index.add(&records)?;
-            at += CHUNK;
+            _ => Ok((index.recreate(self.cfg.index_cache_bytes)?, 0)),
         }
-        let root = self.log.root_at(self.log.len()).expect("in range");
-        index.mark_built(self.len(), &root)?;
-        Ok((index, self.len() - from))
     }
 
     fn index_path(&self) -> PathBuf {
         self.cfg.dir.join(format!("index-shard-{}", self.cfg.shard))
     }
 
-    /// Opens the sled index and rebuilds it from the segments if it was built for another
-    /// tree (or never).
+    /// Opens the sled index and starts the thread that keeps it up; it catches up from
+    /// where the index stopped (or from the start, when it was built for another tree or
+    /// never) while lookups read what it has not reached from the segments.
     fn open_index(&mut self) {
         let path = self.index_path();
-        let index = match JournalIndex::open(&path, self.cfg.index_cache_bytes) {
-            Ok(i) => i,
+        let opened = JournalIndex::open(&path, self.cfg.index_cache_bytes)
+            .and_then(|index| self.index_start(index));
+        let (index, from) = match opened {
+            Ok(o) => o,
             Err(e) => {
-                tracing::warn!(error = %e, "cannot open the journal index; lookups scan instead");
+                tracing::warn!(error = %e, "cannot open the journal index; lookups read the segments");
                 return;
             }
         };
-        let want = (
-            self.len(),
-            self.log.root_at(self.log.len()).expect("in range"),
-        );
-        let mut index = index;
-        if index.built_for() != Some(want) {
-            match self.rebuild_index(index) {
-                Ok((rebuilt, read)) => {
-                    index = rebuilt;
-                    self.recovery.index_read = read;
-                    tracing::info!(
-                        entries = want.0,
-                        read,
-                        "brought the journal index up to date from the segments"
-                    )
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot rebuild the journal index; lookups scan instead");
-                    return;
-                }
-            }
+        self.recovery.index_from = from;
+        if from < self.len() {
+            tracing::info!(
+                from,
+                entries = self.len(),
+                "the journal index catches up from the segments"
+            );
         }
-        self.index = Some(Indexer::start(index, want.0));
+        let indexer = Indexer::start(index, &self.shard_dir, self.cfg.max_entry_bytes, from);
+        indexer.committed(self.len());
+        self.index = Some(indexer);
     }
 
     /// Uses a stopped node's index for lookups when it exists and is up to date (changing
@@ -1406,7 +1286,6 @@ impl Journal {
                 let bytes = entry
                     .to_bytes()
                     .map_err(|e| Refusal::Invalid(e.to_string()))?;
-                let action = action_of(&entry.body).map(str::to_owned);
                 if bytes.len() > self.cfg.max_entry_bytes {
                     return Err(Refusal::Invalid(format!(
                         "the entry is {} bytes; the limit is {}",
@@ -1414,10 +1293,10 @@ impl Journal {
                         self.cfg.max_entry_bytes
                     )));
                 }
-                Ok((bytes, entry.kind, action))
+                Ok(bytes)
             })();
             match r {
-                Ok((bytes, kind, action)) => {
+                Ok(bytes) => {
                     let leaf = leaf_hash(&bytes);
                     let at = buf.len() + format::RECORD_HEADER;
                     encode_record(&bytes, &mut buf);
@@ -1426,8 +1305,6 @@ impl Journal {
                         leaf,
                         len: bytes.len() as u32,
                         at,
-                        kind,
-                        action,
                     }));
                 }
                 Err(e) => out.push(Err(e)),
@@ -1473,26 +1350,7 @@ impl Journal {
         }
         time.clone_into(&mut self.last_time);
         if let Some(index) = &self.index {
-            let records: Vec<IndexRecord> = staged
-                .iter()
-                .enumerate()
-                .map(|(k, s)| IndexRecord {
-                    index: before + k as u64,
-                    barcode: barcode(&s.leaf),
-                    kind: s.kind,
-                    action: s.action.clone(),
-                })
-                .collect();
-            if !index.feed(IndexBatch {
-                records,
-                size,
-                root,
-            }) {
-                tracing::warn!(
-                    "the journal index fell behind; lookups scan until the next start rebuilds it"
-                );
-                self.index = None;
-            }
+            index.committed(size);
         }
         self.commits_since_head += 1;
         if self.commits_since_head >= self.cfg.head_every_commits.max(1) {

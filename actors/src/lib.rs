@@ -9,5 +9,6 @@
 
 pub mod journal;
 pub mod journal_index;
+pub mod journal_indexer;
 
 pub use axon_drivers as drivers;

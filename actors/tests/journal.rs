@@ -559,14 +559,14 @@ fn entries_are_found_by_id_action_kind_and_time_with_or_without_the_index() {
     let index_dir = dir.path().join("index-shard-0");
     std::fs::remove_dir_all(&index_dir).unwrap();
     let mut j = open_at(dir.path(), &clock);
-    assert_eq!(j.recovery().index_read, 600);
+    assert_eq!(j.recovery().index_from, 0);
     check_lookups(&mut j, &log);
     // An index that stopped early (a crash, or it fell behind): caught up, not rebuilt.
     let saved = tempfile::tempdir().unwrap();
     drop(j);
     copy_dir(&index_dir, saved.path());
     let mut j = open_at(dir.path(), &clock);
-    assert_eq!(j.recovery().index_read, 0);
+    assert_eq!(j.recovery().index_from, 600);
     for i in 600..700u64 {
         let body = json!({ "n": i, "action_id": format!("{:032x}", i % 2) });
         let kind = kinds[(i % 3) as usize];
@@ -587,7 +587,7 @@ fn entries_are_found_by_id_action_kind_and_time_with_or_without_the_index() {
     std::fs::remove_dir_all(&index_dir).unwrap();
     copy_dir(saved.path(), &index_dir);
     let mut j = open_at(dir.path(), &clock);
-    assert_eq!(j.recovery().index_read, 100);
+    assert_eq!(j.recovery().index_from, 600);
     check_lookups(&mut j, &log);
     drop(j);
     // Read-only, without the index, and with the index it left.

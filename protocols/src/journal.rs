@@ -177,7 +177,7 @@ pub fn is_barcode(s: &str) -> bool {
 pub const RECORD_HEADER: usize = 4 + 32;
 
 /// The top bit of the length field marks a commit record.
-const COMMIT_FLAG: u32 = 0x8000_0000;
+pub const COMMIT_FLAG: u32 = 0x8000_0000;
 
 /// Bytes in a commit record's body: previous size, size and root.
 pub const COMMIT_BODY: usize = 8 + 8 + 32;

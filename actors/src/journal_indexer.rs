@@ -1,0 +1,317 @@
+//! Keeps the sled index up with the journal from a thread of its own, off the commit path.
+//!
+//! The journal tells the indexer only how far its commits are durable; the indexer reads
+//! the entries itself from the segment files, from where the index stopped, and marks the
+//! index built at each commit record it passes (the commit record carries the size and the
+//! root the index is then built for). It never falls behind for good: under load it lags,
+//! and lookups read the entries it has not reached from the segments. The same reader
+//! brings an index up to date at `axon audit --rebuild-index`.
+
+use crate::journal_index::{IndexRecord, JournalIndex};
+use axon_protocols::journal::{
+    action_of, barcode, leaf_hash, read_record, Entry, RecordRead, COMMIT_BODY, COMMIT_FLAG,
+    RECORD_HEADER,
+};
+use axon_protocols::merkle::Hash;
+use std::fs::File;
+use std::io::{BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+/// The indexer writes to sled once it holds this many entries (at the next commit).
+const CHUNK: usize = 4096;
+
+/// How long the indexer lets group commits gather before it reads them: waking for each
+/// one would cost the commit path more than sled's own work.
+const GATHER: Duration = Duration::from_millis(20);
+
+/// Asked to stop, the indexer finishes what is committed for at most this long (so that
+/// the next start has nothing to catch up), then stops at the next commit.
+const STOP_GRACE: Duration = Duration::from_secs(2);
+
+/// Reads a shard's records in order from its segment files.
+struct SegmentReader {
+    dir: PathBuf,
+    max_entry_bytes: usize,
+    file: Option<BufReader<File>>,
+    /// The index of the next entry.
+    next: u64,
+    /// The size of the last commit record read (or the start).
+    committed: u64,
+    buf: Vec<u8>,
+}
+
+enum Item {
+    Entry(IndexRecord),
+    Commit { size: u64, root: Hash },
+}
+
+fn segment_path(dir: &Path, first: u64) -> PathBuf {
+    dir.join(format!("{first:020}.seg"))
+}
+
+impl SegmentReader {
+    /// A reader positioned after the commit record of size `at` (a commit boundary).
+    fn open(dir: &Path, max_entry_bytes: usize, at: u64) -> Result<Self, String> {
+        let mut first = 0;
+        for e in std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))? {
+            let name = e.map_err(|e| e.to_string())?.file_name();
+            let n = name
+                .to_str()
+                .and_then(|n| n.strip_suffix(".seg"))
+                .and_then(|n| n.parse::<u64>().ok());
+            if let Some(n) = n.filter(|n| *n <= at) {
+                first = first.max(n);
+            }
+        }
+        let mut r = Self {
+            dir: dir.to_owned(),
+            max_entry_bytes,
+            file: None,
+            next: first,
+            committed: first,
+            buf: Vec::new(),
+        };
+        r.open_segment(first)?;
+        // Skip the entries before `at`, and the commit record that closes them.
+        while r.committed < at {
+            let file = r.file.as_mut().expect("open");
+            let mut header = [0u8; RECORD_HEADER];
+            file.read_exact(&mut header)
+                .map_err(|e| format!("reading to entry {at}: {e}"))?;
+            let raw = u32::from_le_bytes(header[..4].try_into().expect("4 bytes"));
+            if raw & COMMIT_FLAG == 0 {
+                file.seek_relative(i64::from(raw))
+                    .map_err(|e| e.to_string())?;
+                r.next += 1;
+            } else {
+                file.seek_relative(COMMIT_BODY as i64)
+                    .map_err(|e| e.to_string())?;
+                r.committed = r.next;
+            }
+        }
+        if r.committed != at {
+            return Err(format!("entry {at} is not at the end of a commit"));
+        }
+        Ok(r)
+    }
+
+    fn open_segment(&mut self, first: u64) -> Result<(), String> {
+        let path = segment_path(&self.dir, first);
+        let f = File::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        self.file = Some(BufReader::with_capacity(1 << 20, f));
+        Ok(())
+    }
+
+    /// The next record. Only called while records are known to be durable.
+    fn next(&mut self) -> Result<Item, String> {
+        let mut header = [0u8; RECORD_HEADER];
+        let file = self.file.as_mut().expect("open");
+        match file.read_exact(&mut header) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                // The segment is done: the next starts at the next entry.
+                self.open_segment(self.next)?;
+                let file = self.file.as_mut().expect("open");
+                file.read_exact(&mut header)
+                    .map_err(|e| format!("entry {}: {e}", self.next))?;
+            }
+            Err(e) => return Err(format!("entry {}: {e}", self.next)),
+        }
+        let raw = u32::from_le_bytes(header[..4].try_into().expect("4 bytes"));
+        let len = (raw & !COMMIT_FLAG) as usize;
+        if len > self.max_entry_bytes.max(COMMIT_BODY) {
+            return Err(format!("entry {}: a record of {len} bytes", self.next));
+        }
+        self.buf.clear();
+        self.buf.extend_from_slice(&header);
+        self.buf.resize(RECORD_HEADER + len, 0);
+        let file = self.file.as_mut().expect("open");
+        file.read_exact(&mut self.buf[RECORD_HEADER..])
+            .map_err(|e| format!("entry {}: {e}", self.next))?;
+        match read_record(&self.buf, 0, self.max_entry_bytes) {
+            RecordRead::Entry { bytes, .. } => {
+                let leaf = leaf_hash(bytes);
+                let entry =
+                    Entry::from_bytes(bytes).map_err(|e| format!("entry {}: {e}", self.next))?;
+                let record = IndexRecord {
+                    index: self.next,
+                    barcode: barcode(&leaf),
+                    kind: entry.kind,
+                    action: action_of(&entry.body).map(str::to_owned),
+                };
+                self.next += 1;
+                Ok(Item::Entry(record))
+            }
+            RecordRead::Commit { size, root, .. } => {
+                if size != self.next {
+                    return Err(format!("a commit of size {size} after entry {}", self.next));
+                }
+                self.committed = size;
+                Ok(Item::Commit { size, root })
+            }
+            RecordRead::Truncated | RecordRead::Corrupt(_) => {
+                Err(format!("entry {}: a damaged record", self.next))
+            }
+        }
+    }
+}
+
+/// Reads entries from `reader` into `index` until the commit of size `target`, marking
+/// the index built at commits every [`CHUNK`] entries or so; stops early (at a commit)
+/// when `stop` says so.
+fn catch_up(
+    index: &JournalIndex,
+    reader: &mut SegmentReader,
+    target: u64,
+    indexed: &AtomicU64,
+    stop: &dyn Fn() -> bool,
+) -> Result<(), String> {
+    let mut records = Vec::with_capacity(CHUNK);
+    while reader.committed < target {
+        match reader.next()? {
+            Item::Entry(r) => records.push(r),
+            Item::Commit { size, root } => {
+                if records.len() >= CHUNK || size >= target {
+                    index.add(&records)?;
+                    records.clear();
+                    index.mark_built(size, &root)?;
+                    indexed.store(size, Ordering::Release);
+                    if stop() {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Brings `index`, built for the commit of size `from`, up to the commit of size `to`,
+/// here and now.
+pub fn index_now(
+    index: &JournalIndex,
+    shard_dir: &Path,
+    max_entry_bytes: usize,
+    from: u64,
+    to: u64,
+) -> Result<(), String> {
+    let mut reader = SegmentReader::open(shard_dir, max_entry_bytes, from)?;
+    catch_up(index, &mut reader, to, &AtomicU64::new(from), &|| false)
+}
+
+struct Signal {
+    /// The size of the last durable commit, and when the indexer was asked to stop.
+    state: Mutex<(u64, Option<Instant>)>,
+    changed: Condvar,
+}
+
+/// The sled index and the thread that keeps it up. Lookups read entries below `indexed`
+/// from sled and the rest from the segments, so an index that lags is never wrong.
+pub struct Indexer {
+    pub index: Arc<JournalIndex>,
+    /// The size the index is built for.
+    pub indexed: Arc<AtomicU64>,
+    signal: Option<Arc<Signal>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Indexer {
+    /// Starts the thread; the index is built for the commit of size `from`.
+    pub fn start(index: JournalIndex, shard_dir: &Path, max_entry_bytes: usize, from: u64) -> Self {
+        let index = Arc::new(index);
+        let indexed = Arc::new(AtomicU64::new(from));
+        let signal = Arc::new(Signal {
+            state: Mutex::new((from, None)),
+            changed: Condvar::new(),
+        });
+        let (ix, done, sig, dir) = (
+            index.clone(),
+            indexed.clone(),
+            signal.clone(),
+            shard_dir.to_owned(),
+        );
+        let thread = std::thread::Builder::new()
+            .name("journal-index".into())
+            .spawn(move || {
+                let state = || *sig.state.lock().unwrap_or_else(|e| e.into_inner());
+                let past_grace = || state().1.is_some_and(|t| t.elapsed() >= STOP_GRACE);
+                let run = || -> Result<(), String> {
+                    let mut reader = SegmentReader::open(&dir, max_entry_bytes, from)?;
+                    loop {
+                        let gather = {
+                            let mut st = sig.state.lock().unwrap_or_else(|e| e.into_inner());
+                            while st.0 <= reader.committed && st.1.is_none() {
+                                st = sig.changed.wait(st).unwrap_or_else(|e| e.into_inner());
+                            }
+                            if st.0 <= reader.committed {
+                                return Ok(()); // asked to stop, and nothing is left
+                            }
+                            st.1.is_none()
+                        };
+                        if gather {
+                            std::thread::sleep(GATHER);
+                        }
+                        catch_up(&ix, &mut reader, state().0, &done, &past_grace)?;
+                        if past_grace() {
+                            return Ok(());
+                        }
+                    }
+                };
+                if let Err(e) = run() {
+                    tracing::warn!(error = %e, "the journal index stopped; lookups read the segments, and the next start catches the index up");
+                }
+                ix.flush();
+            })
+            .ok();
+        Self {
+            index,
+            indexed,
+            signal: Some(signal),
+            thread,
+        }
+    }
+
+    /// Reads an index that is up to date, without a thread to keep it up (a stopped
+    /// node's).
+    pub fn reading(index: JournalIndex, indexed: u64) -> Self {
+        Self {
+            index: Arc::new(index),
+            indexed: Arc::new(AtomicU64::new(indexed)),
+            signal: None,
+            thread: None,
+        }
+    }
+
+    /// Tells the thread that commits up to `size` are durable. Never blocks on sled.
+    pub fn committed(&self, size: u64) {
+        if let Some(sig) = &self.signal {
+            sig.state.lock().unwrap_or_else(|e| e.into_inner()).0 = size;
+            sig.changed.notify_one();
+        }
+    }
+
+    /// Lets the thread finish what is committed (for at most [`STOP_GRACE`]), stops it
+    /// and waits for it.
+    pub fn stop(&mut self) {
+        if let Some(sig) = &self.signal {
+            sig.state
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .1
+                .get_or_insert_with(Instant::now);
+            sig.changed.notify_one();
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Indexer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
