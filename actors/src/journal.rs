@@ -297,6 +297,86 @@ impl Page {
     }
 }
 
+/// A record read at `offset` and, for an entry, its leaf hash and parsed entry: the checks
+/// that need no other record.
+struct Prechecked<'a> {
+    offset: usize,
+    read: RecordRead<'a>,
+    entry: Option<(Hash, Result<Entry, format::EntryError>)>,
+}
+
+/// Records checked ahead at once.
+const PRECHECK_RECORDS: usize = 16_384;
+
+/// Checks up to [`PRECHECK_RECORDS`] records from `from` on every core: their checksums,
+/// leaf hashes and canonical entries. Stops before the first record whose framing does
+/// not hold (a length beyond the data or the limit): the caller reads that one itself.
+fn precheck(data: &[u8], from: usize, max: usize) -> Vec<Prechecked<'_>> {
+    let mut offsets = Vec::new();
+    let mut o = from;
+    while offsets.len() < PRECHECK_RECORDS && o + format::RECORD_HEADER <= data.len() {
+        let raw = u32::from_le_bytes(data[o..o + 4].try_into().expect("4 bytes"));
+        let len = (raw & !format::COMMIT_FLAG) as usize;
+        let commit = raw & format::COMMIT_FLAG != 0;
+        if (commit && len != format::COMMIT_BODY) || (!commit && len > max) {
+            break;
+        }
+        let next = o + format::RECORD_HEADER + len;
+        if next > data.len() {
+            break;
+        }
+        offsets.push(o);
+        o = next;
+    }
+    let check = |offset: usize| {
+        let read = read_record(data, offset, max);
+        let entry = match &read {
+            RecordRead::Entry { bytes, .. } => Some((leaf_hash(bytes), Entry::from_bytes(bytes))),
+            _ => None,
+        };
+        Prechecked {
+            offset,
+            read,
+            entry,
+        }
+    };
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
+    if threads == 1 || offsets.len() < 256 {
+        return offsets.into_iter().map(check).collect();
+    }
+    std::thread::scope(|s| {
+        let handles: Vec<_> = offsets
+            .chunks(offsets.len().div_ceil(threads))
+            .map(|part| s.spawn(move || part.iter().map(|&o| check(o)).collect::<Vec<_>>()))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("the checks do not panic"))
+            .collect()
+    })
+}
+
+/// Hashes leaf hashes (already uniformly random) by their first 8 bytes.
+#[derive(Clone, Copy, Default)]
+struct LeafHasher(u64);
+
+impl std::hash::Hasher for LeafHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut first = [0u8; 8];
+        let n = bytes.len().min(8);
+        first[..n].copy_from_slice(&bytes[..n]);
+        self.0 ^= u64::from_le_bytes(first);
+    }
+
+    fn write_usize(&mut self, _: usize) {}
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type ByLeaf = HashMap<Hash, u64, std::hash::BuildHasherDefault<LeafHasher>>;
+
 /// The journal worker.
 pub struct Journal {
     cfg: JournalConfig,
@@ -307,7 +387,7 @@ pub struct Journal {
     tail_len: u64,
     log: MerkleLog<Blake3>,
     locations: Vec<Location>,
-    by_id: HashMap<Hash, u64>,
+    by_id: ByLeaf,
     /// The time of the last entry: entry times never decrease along the log.
     last_time: String,
     /// Feeds the sled indexes from a thread of its own, off the commit path;
@@ -1095,15 +1175,25 @@ impl Journal {
         let mut offset = 0usize;
         let mut committed_offset = 0usize;
         let mut committed_entries = self.len();
+        let mut ahead = std::collections::VecDeque::new();
         loop {
             if offset == data.len() {
                 break;
             }
-            match read_record(data, offset, self.cfg.max_entry_bytes) {
+            if ahead.front().map(|p: &Prechecked| p.offset) != Some(offset) {
+                ahead = precheck(data, offset, self.cfg.max_entry_bytes).into();
+            }
+            let (read, parsed) = match ahead.pop_front() {
+                Some(p) if p.offset == offset => (p.read, p.entry),
+                _ => (read_record(data, offset, self.cfg.max_entry_bytes), None),
+            };
+            match read {
                 RecordRead::Entry { bytes, next } => {
                     let index = self.len();
-                    let entry = Entry::from_bytes(bytes)
-                        .map_err(|e| tamper(offset, format!("entry {index}: {e}")))?;
+                    let (leaf, entry) = parsed
+                        .unwrap_or_else(|| (leaf_hash(bytes), Entry::from_bytes(bytes)));
+                    let entry =
+                        entry.map_err(|e| tamper(offset, format!("entry {index}: {e}")))?;
                     if entry.index != index || entry.shard != self.cfg.shard {
                         return Err(tamper(
                             offset,
@@ -1131,7 +1221,6 @@ impl Journal {
                         ));
                     }
                     self.last_time = entry.time;
-                    let leaf = leaf_hash(bytes);
                     self.index_entry(
                         seg,
                         (offset + format::RECORD_HEADER) as u64,

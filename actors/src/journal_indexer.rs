@@ -178,6 +178,7 @@ fn catch_up(
                     index.add(&records)?;
                     records.clear();
                     index.mark_built(size, &root)?;
+                    index.flush();
                     indexed.store(size, Ordering::Release);
                     if stop() {
                         return Ok(());
