@@ -27,6 +27,7 @@ fn config(dir: &Path) -> JournalConfig {
         max_entry_bytes: 1 << 20,
         max_links: 64,
         batch_max_records: 65_536,
+        batch_max_wait: std::time::Duration::ZERO,
         head_every_commits: 64,
         index_cache_bytes: 64 << 20,
         page_max_entries: 1000,

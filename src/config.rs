@@ -29,6 +29,7 @@ pub struct JournalSettings {
     pub max_entry_bytes: u64,
     pub max_links: u64,
     pub batch_max_records: u64,
+    pub batch_max_wait_us: u64,
     pub head_every_commits: u64,
     pub index_cache_bytes: u64,
     pub page_max_entries: u64,
@@ -285,6 +286,12 @@ impl Config {
         range("journal.max_links", j.max_links, 0, 4096)?;
         range("journal.batch_max_records", j.batch_max_records, 1, 65_536)?;
         range(
+            "journal.batch_max_wait_us",
+            j.batch_max_wait_us,
+            0,
+            1_000_000,
+        )?;
+        range(
             "journal.head_every_commits",
             j.head_every_commits,
             1,
@@ -515,5 +522,21 @@ mod tests {
         );
         let e = err_of(Some("[log]\nformat = \"xml\"\n"), &[]);
         assert!(e.starts_with("config key `log.format`"), "{e}");
+        for (key, value) in [
+            ("AXON_JOURNAL__BATCH_MAX_WAIT_US", "1000001"),
+            ("AXON_JOURNAL__PAGE_MAX_ENTRIES", "0"),
+            ("AXON_JOURNAL__PAGE_MAX_BYTES", "10"),
+            ("AXON_JOURNAL__INDEX_CACHE_BYTES", "1"),
+        ] {
+            let e = err_of(None, &[(key, value)]);
+            let name = key
+                .trim_start_matches("AXON_")
+                .replace("__", ".")
+                .to_lowercase();
+            assert!(
+                e.starts_with(&format!("config key `{name}`: must be between")),
+                "{e}"
+            );
+        }
     }
 }

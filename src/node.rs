@@ -107,6 +107,7 @@ pub fn journal_config(cfg: &Config) -> JournalConfig {
         max_entry_bytes: j.max_entry_bytes as usize,
         max_links: j.max_links as usize,
         batch_max_records: j.batch_max_records as usize,
+        batch_max_wait: std::time::Duration::from_micros(j.batch_max_wait_us),
         head_every_commits: j.head_every_commits,
         index_cache_bytes: j.index_cache_bytes,
         page_max_entries: j.page_max_entries as usize,

@@ -66,6 +66,8 @@ pub struct JournalConfig {
     pub max_links: usize,
     /// Most appends in one group commit.
     pub batch_max_records: usize,
+    /// How long the first append of a group commit may wait for more to join it.
+    pub batch_max_wait: std::time::Duration,
     /// A signed checkpoint is added to the checkpoint log after this many group commits,
     /// and when the journal stops.
     pub head_every_commits: u64,
@@ -1190,10 +1192,9 @@ impl Journal {
             match read {
                 RecordRead::Entry { bytes, next } => {
                     let index = self.len();
-                    let (leaf, entry) = parsed
-                        .unwrap_or_else(|| (leaf_hash(bytes), Entry::from_bytes(bytes)));
-                    let entry =
-                        entry.map_err(|e| tamper(offset, format!("entry {index}: {e}")))?;
+                    let (leaf, entry) =
+                        parsed.unwrap_or_else(|| (leaf_hash(bytes), Entry::from_bytes(bytes)));
+                    let entry = entry.map_err(|e| tamper(offset, format!("entry {index}: {e}")))?;
                     if entry.index != index || entry.shard != self.cfg.shard {
                         return Err(tamper(
                             offset,
@@ -1653,6 +1654,10 @@ impl Worker for Journal {
 
     fn batch_limit(&self) -> Option<usize> {
         Some(self.cfg.batch_max_records.max(1))
+    }
+
+    fn batch_wait(&self) -> std::time::Duration {
+        self.cfg.batch_max_wait
     }
 
     fn stopped(&mut self) {

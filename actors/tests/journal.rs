@@ -21,6 +21,7 @@ fn cfg(dir: &Path) -> JournalConfig {
         max_entry_bytes: 2048,
         max_links: 8,
         batch_max_records: 64,
+        batch_max_wait: std::time::Duration::ZERO,
         head_every_commits: 1_000_000,
         index_cache_bytes: 8 << 20,
         page_max_entries: 1000,

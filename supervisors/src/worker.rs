@@ -82,6 +82,13 @@ pub trait Worker: Unpin + 'static {
         None
     }
 
+    /// Group commit: how long the first request of a batch may wait for more to join it
+    /// (on the node's clock). Zero hands over what queued up as soon as the mailbox is
+    /// drained.
+    fn batch_wait(&self) -> Duration {
+        Duration::ZERO
+    }
+
     /// Handles several requests at once and answers each, in order: `Err` answers that
     /// one request with a rejection. A `WorkerError::Fatal` fails every request of the
     /// batch and the worker. The default handles them one by one.
@@ -566,10 +573,16 @@ impl<W: Worker> Handler<Envelope<W>> for Host<W> {
                     if self.batch.len() >= max.max(1) {
                         self.flush_batch(ctx);
                     } else if !self.flush_scheduled {
-                        // Runs once the mailbox is drained: what queued meanwhile commits
-                        // together.
+                        // Runs once the mailbox is drained (and the batch wait is over):
+                        // what queued meanwhile commits together.
                         self.flush_scheduled = true;
-                        ctx.spawn(fut::ready(()).map(|_, act: &mut Self, ctx| {
+                        let wait = self.worker.batch_wait();
+                        let ready = if wait.is_zero() {
+                            Box::pin(future::ready(())) as futures::future::BoxFuture<'static, ()>
+                        } else {
+                            self.clock.sleep(wait)
+                        };
+                        ctx.spawn(ready.into_actor(self).map(|_, act: &mut Self, ctx| {
                             act.flush_scheduled = false;
                             act.flush_batch(ctx);
                         }));

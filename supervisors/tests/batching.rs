@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime};
 struct Batcher {
     batches: Arc<Mutex<Vec<usize>>>,
     thread: Arc<Mutex<Option<std::thread::ThreadId>>>,
+    wait: Duration,
 }
 
 impl Worker for Batcher {
@@ -19,6 +20,9 @@ impl Worker for Batcher {
     }
     fn batch_limit(&self) -> Option<usize> {
         Some(8)
+    }
+    fn batch_wait(&self) -> Duration {
+        self.wait
     }
     fn handle_batch(
         &mut self,
@@ -62,6 +66,7 @@ fn queued_requests_commit_together_on_the_workers_own_thread() {
                     Ok(Batcher {
                         batches: b2.clone(),
                         thread: t2.clone(),
+                        wait: Duration::ZERO,
                     })
                 },
             },
@@ -137,6 +142,79 @@ fn queued_requests_commit_together_on_the_workers_own_thread() {
             actix_rt::time::sleep(Duration::from_millis(1)).await;
         }
         assert_eq!(w.call(2, &opts).await, Ok(20));
+        root.stop(StopLevel::Graceful);
+        assert_eq!((&mut root.exit).await.unwrap(), Exit::Shutdown);
+    });
+}
+
+#[test]
+fn a_batch_waits_for_more_requests_up_to_its_wait_or_until_it_is_full() {
+    actix::System::new().block_on(async {
+        let clock = ManualClock::new(SystemTime::UNIX_EPOCH);
+        let env = Env::new(&prometheus::Registry::new(), Arc::new(clock.clone()), 1).unwrap();
+        let batches: Arc<Mutex<Vec<usize>>> = Arc::default();
+        let b2 = batches.clone();
+        let (child, w) = worker(
+            &env,
+            WorkerSpec {
+                id: "batcher".into(),
+                restart: RestartType::Permanent,
+                shutdown: Shutdown::Timeout(Duration::from_secs(1)),
+                mailbox_capacity: 64,
+                factory: move || {
+                    Ok(Batcher {
+                        batches: b2.clone(),
+                        thread: Arc::default(),
+                        wait: Duration::from_millis(5),
+                    })
+                },
+            },
+        );
+        let mut root = start_root(
+            &env,
+            SupervisorSpec {
+                id: "root".into(),
+                strategy: Strategy::OneForOne,
+                intensity: Intensity {
+                    max_restarts: 3,
+                    period: Duration::from_secs(5),
+                },
+                backoff: BackoffPolicy::none(),
+                command_capacity: 4,
+                children: vec![child],
+            },
+        )
+        .await
+        .unwrap();
+        let opts = CallOptions {
+            deadline: Duration::from_secs(60),
+            correlation_id: None,
+        };
+        let call = |i: u32| {
+            let (w, opts) = (w.clone(), opts.clone());
+            actix::spawn(async move { w.call(i, &opts).await })
+        };
+        // Three requests wait for the batch wait, on the node's clock.
+        let first: Vec<_> = (0..3).map(call).collect();
+        while clock.sleepers() == 0 {
+            actix_rt::time::sleep(Duration::from_millis(1)).await;
+        }
+        actix_rt::time::sleep(Duration::from_millis(20)).await;
+        assert!(
+            batches.lock().unwrap().is_empty(),
+            "handed over before the wait"
+        );
+        clock.advance(Duration::from_millis(5));
+        for (i, c) in first.into_iter().enumerate() {
+            assert_eq!(c.await.unwrap(), Ok(i as u32 * 10));
+        }
+        assert_eq!(*batches.lock().unwrap(), vec![3]);
+        // A full batch does not wait.
+        let full: Vec<_> = (0..8).map(call).collect();
+        for (i, c) in full.into_iter().enumerate() {
+            assert_eq!(c.await.unwrap(), Ok(i as u32 * 10));
+        }
+        assert_eq!(*batches.lock().unwrap(), vec![3, 8]);
         root.stop(StopLevel::Graceful);
         assert_eq!((&mut root.exit).await.unwrap(), Exit::Shutdown);
     });
