@@ -196,6 +196,11 @@ fn entries_are_found_by_id_action_kind_and_time() {
             .unwrap();
         actions.push(echoed["action_id"].as_str().unwrap().to_owned());
     }
+    // The index catches up with the twelve entries.
+    axon_harness::wait_until("the index caught up", Duration::from_secs(10), || {
+        n.metric("axon_journal_index_lag_entries", &[]) == Some(0.0)
+    })
+    .unwrap();
     // By id: the same answer as by index.
     let e3: Value = n.get("/v1/journal/entries/3").json().unwrap();
     let by_id: Value = n

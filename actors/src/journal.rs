@@ -456,6 +456,7 @@ pub struct JournalMetrics {
     commit_entries: prometheus::Histogram,
     halted: prometheus::IntGauge,
     torn_tail_bytes: prometheus::IntCounter,
+    index_lag: prometheus::IntGauge,
 }
 
 impl JournalMetrics {
@@ -492,6 +493,10 @@ impl JournalMetrics {
                 "axon_journal_torn_tail_bytes_total",
                 "Bytes of unacknowledged torn tail cut at start",
             )?,
+            index_lag: IntGauge::new(
+                "axon_journal_index_lag_entries",
+                "Durable entries the sled index has not reached yet (lookups read them from the segments)",
+            )?,
         };
         registry.register(Box::new(m.entries.clone()))?;
         registry.register(Box::new(m.appends.clone()))?;
@@ -499,6 +504,7 @@ impl JournalMetrics {
         registry.register(Box::new(m.commit_entries.clone()))?;
         registry.register(Box::new(m.halted.clone()))?;
         registry.register(Box::new(m.torn_tail_bytes.clone()))?;
+        registry.register(Box::new(m.index_lag.clone()))?;
         for outcome in ["ok", "refused", "halted"] {
             m.appends.with_label_values(&[outcome]);
         }
@@ -851,6 +857,9 @@ impl Journal {
         metrics.halted.set(i64::from(self.halt.is_halted()));
         if let Some((_, _, bytes)) = &self.recovery.torn_tail {
             metrics.torn_tail_bytes.inc_by(*bytes);
+        }
+        if let Some(ix) = &self.index {
+            ix.report_lag_to(metrics.index_lag.clone());
         }
         self.metrics = Some(metrics);
     }

@@ -207,6 +207,17 @@ struct Signal {
     /// The size of the last durable commit, and when the indexer was asked to stop.
     state: Mutex<(u64, Option<Instant>)>,
     changed: Condvar,
+    /// Entries committed but not indexed yet, once the node gives a gauge for it.
+    lag: std::sync::OnceLock<prometheus::IntGauge>,
+}
+
+impl Signal {
+    fn report_lag(&self, indexed: u64) {
+        if let Some(g) = self.lag.get() {
+            let committed = self.state.lock().unwrap_or_else(|e| e.into_inner()).0;
+            g.set(committed.saturating_sub(indexed) as i64);
+        }
+    }
 }
 
 /// The sled index and the thread that keeps it up. Lookups read entries below `indexed`
@@ -227,6 +238,7 @@ impl Indexer {
         let signal = Arc::new(Signal {
             state: Mutex::new((from, None)),
             changed: Condvar::new(),
+            lag: std::sync::OnceLock::new(),
         });
         let (ix, done, sig, dir) = (
             index.clone(),
@@ -255,7 +267,12 @@ impl Indexer {
                         if gather {
                             std::thread::sleep(GATHER);
                         }
-                        catch_up(&ix, &mut reader, state().0, &done, &past_grace)?;
+                        let stop = || {
+                            sig.report_lag(done.load(Ordering::Acquire));
+                            past_grace()
+                        };
+                        catch_up(&ix, &mut reader, state().0, &done, &stop)?;
+                        sig.report_lag(done.load(Ordering::Acquire));
                         if past_grace() {
                             return Ok(());
                         }
@@ -291,6 +308,15 @@ impl Indexer {
         if let Some(sig) = &self.signal {
             sig.state.lock().unwrap_or_else(|e| e.into_inner()).0 = size;
             sig.changed.notify_one();
+            sig.report_lag(self.indexed.load(Ordering::Acquire));
+        }
+    }
+
+    /// Reports the entries not indexed yet to `gauge` from now on.
+    pub fn report_lag_to(&self, gauge: prometheus::IntGauge) {
+        if let Some(sig) = &self.signal {
+            let _ = sig.lag.set(gauge);
+            sig.report_lag(self.indexed.load(Ordering::Acquire));
         }
     }
 
