@@ -537,6 +537,11 @@ pub enum IndexStatus {
     Rebuilt,
 }
 
+/// Where a shard's sled index lives.
+fn index_dir(cfg: &JournalConfig) -> PathBuf {
+    cfg.dir.join(format!("index-shard-{}", cfg.shard))
+}
+
 /// What `axon audit` reports.
 #[derive(Debug)]
 pub struct AuditReport {
@@ -566,15 +571,34 @@ pub fn audit(
     progress: &mut dyn FnMut(&Path, u64),
 ) -> Result<AuditReport, OpenError> {
     let clock = axon_supervisors::SystemClock::shared();
-    let j = Journal::open_mode(cfg, clock, Arc::default(), Mode::Audit, progress)?;
-    j.check_outside_checkpoints(outside)
-        .map_err(OpenError::Tamper)?;
-    let path = j.index_path();
+    let path = index_dir(&cfg);
+    let exists = path.exists();
+    // sled reads its whole log to open: it does so while the segments are checked.
+    let opening = (rebuild_index || exists).then(|| {
+        let (path, cache) = (path.clone(), cfg.index_cache_bytes);
+        std::thread::spawn(move || JournalIndex::open(&path, cache))
+    });
+    let checked =
+        Journal::open_mode(cfg, clock, Arc::default(), Mode::Audit, progress).and_then(|j| {
+            j.check_outside_checkpoints(outside)
+                .map_err(OpenError::Tamper)?;
+            Ok(j)
+        });
+    let j = match checked {
+        Ok(j) => j,
+        Err(e) => {
+            if let Some(opening) = opening {
+                let _ = opening.join();
+            }
+            return Err(e);
+        }
+    };
     let (size, root) = (j.len(), j.log.root_at(j.log.len()).expect("in range"));
-    let index = if !rebuild_index && !path.exists() {
-        IndexStatus::Missing
-    } else {
-        let index = JournalIndex::open(&path, j.cfg.index_cache_bytes).map_err(OpenError::Key)?;
+    let index = if let Some(opening) = opening {
+        let index = opening
+            .join()
+            .map_err(|_| OpenError::Key("opening the journal index panicked".into()))?
+            .map_err(OpenError::Key)?;
         if rebuild_index {
             let index = index
                 .recreate(j.cfg.index_cache_bytes)
@@ -595,6 +619,8 @@ pub fn audit(
                 (_, Err(why)) => IndexStatus::Stale(why),
             }
         }
+    } else {
+        IndexStatus::Missing
     };
     Ok(AuditReport {
         index,
@@ -802,7 +828,7 @@ impl Journal {
     }
 
     fn index_path(&self) -> PathBuf {
-        self.cfg.dir.join(format!("index-shard-{}", self.cfg.shard))
+        index_dir(&self.cfg)
     }
 
     /// Opens the sled index and starts the thread that keeps it up; it catches up from
