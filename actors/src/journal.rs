@@ -33,7 +33,7 @@ use crate::journal_indexer::{index_now, Indexer};
 use axon_protocols::checkpoint::{Checkpoint, Signer};
 use axon_protocols::journal::{
     self as format, action_of, barcode, encode_commit, encode_record, entry_id, find_commit_after,
-    find_record_after, leaf_hash, read_record, Entry, EntryKind, RecordRead,
+    find_record_after, leaf_hash, read_record, Entry, EntryHead, EntryKind, RecordRead,
 };
 use axon_protocols::merkle::{Blake3, Hash, MerkleLog};
 use axon_supervisors::{SharedClock, Worker, WorkerContext, WorkerError};
@@ -304,16 +304,17 @@ impl Page {
 struct Prechecked<'a> {
     offset: usize,
     read: RecordRead<'a>,
-    entry: Option<(Hash, Result<Entry, format::EntryError>)>,
+    entry: Option<(Hash, Result<EntryHead, format::EntryError>)>,
 }
 
 /// Records checked ahead at once.
 const PRECHECK_RECORDS: usize = 16_384;
 
-/// Checks up to [`PRECHECK_RECORDS`] records from `from` on every core: their checksums,
-/// leaf hashes and canonical entries. Stops before the first record whose framing does
-/// not hold (a length beyond the data or the limit): the caller reads that one itself.
-fn precheck(data: &[u8], from: usize, max: usize) -> Vec<Prechecked<'_>> {
+/// Checks up to [`PRECHECK_RECORDS`] records from `from` on up to `threads` threads: their
+/// checksums, leaf hashes and canonical entries. Stops before the first record whose
+/// framing does not hold (a length beyond the data or the limit): the caller reads that
+/// one itself. Also returns where the records it checked end.
+fn precheck(data: &[u8], from: usize, max: usize, threads: usize) -> (Vec<Prechecked<'_>>, usize) {
     let mut offsets = Vec::new();
     let mut o = from;
     while offsets.len() < PRECHECK_RECORDS && o + format::RECORD_HEADER <= data.len() {
@@ -333,7 +334,9 @@ fn precheck(data: &[u8], from: usize, max: usize) -> Vec<Prechecked<'_>> {
     let check = |offset: usize| {
         let read = read_record(data, offset, max);
         let entry = match &read {
-            RecordRead::Entry { bytes, .. } => Some((leaf_hash(bytes), Entry::from_bytes(bytes))),
+            RecordRead::Entry { bytes, .. } => {
+                Some((leaf_hash(bytes), EntryHead::from_bytes(bytes)))
+            }
             _ => None,
         };
         Prechecked {
@@ -342,11 +345,10 @@ fn precheck(data: &[u8], from: usize, max: usize) -> Vec<Prechecked<'_>> {
             entry,
         }
     };
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
-    if threads == 1 || offsets.len() < 256 {
-        return offsets.into_iter().map(check).collect();
+    if threads <= 1 || offsets.len() < 256 {
+        return (offsets.into_iter().map(check).collect(), o);
     }
-    std::thread::scope(|s| {
+    let checked = std::thread::scope(|s| {
         let handles: Vec<_> = offsets
             .chunks(offsets.len().div_ceil(threads))
             .map(|part| s.spawn(move || part.iter().map(|&o| check(o)).collect::<Vec<_>>()))
@@ -355,7 +357,8 @@ fn precheck(data: &[u8], from: usize, max: usize) -> Vec<Prechecked<'_>> {
             .into_iter()
             .flat_map(|h| h.join().expect("the checks do not panic"))
             .collect()
-    })
+    });
+    (checked, o)
 }
 
 /// Hashes leaf hashes (already uniformly random) by their first 8 bytes.
@@ -1168,6 +1171,19 @@ impl Journal {
             return Ok(());
         }
         let count = names.len();
+        // Room for the entries the segments likely hold (a small entry's record takes about
+        // 128 bytes; at most 8M ahead), so that the tables are not grown and copied while
+        // they fill.
+        let bytes: u64 = names
+            .iter()
+            .filter_map(|(_, p)| std::fs::metadata(p).ok())
+            .map(|m| m.len())
+            .sum();
+        let room = ((bytes / 128) as usize).min(8 << 20);
+        self.by_id.reserve(room);
+        self.locations.reserve(room);
+        // One buffer for every segment: its pages are faulted in once.
+        let mut data = Vec::new();
         for (k, (first, path)) in names.into_iter().enumerate() {
             if first != self.len() {
                 return Err(OpenError::Tamper(format!(
@@ -1181,7 +1197,8 @@ impl Journal {
                 .append(self.mode == Mode::Write)
                 .open(&path)
                 .map_err(io(&path))?;
-            let data = std::fs::read(&path).map_err(io(&path))?;
+            data.clear();
+            std::io::Read::read_to_end(&mut &file, &mut data).map_err(io(&path))?;
             let last = k + 1 == count;
             let kept = self.scan(k as u32, &path, &data, last)?;
             progress(&path, self.len());
@@ -1212,110 +1229,133 @@ impl Journal {
         let mut offset = 0usize;
         let mut committed_offset = 0usize;
         let mut committed_entries = self.len();
-        let mut ahead = std::collections::VecDeque::new();
-        loop {
-            if offset == data.len() {
-                break;
-            }
-            if ahead.front().map(|p: &Prechecked| p.offset) != Some(offset) {
-                ahead = precheck(data, offset, self.cfg.max_entry_bytes).into();
-            }
-            let (read, parsed) = match ahead.pop_front() {
-                Some(p) if p.offset == offset => (p.read, p.entry),
-                _ => (read_record(data, offset, self.cfg.max_entry_bytes), None),
-            };
-            match read {
-                RecordRead::Entry { bytes, next } => {
-                    let index = self.len();
-                    let (leaf, entry) =
-                        parsed.unwrap_or_else(|| (leaf_hash(bytes), Entry::from_bytes(bytes)));
-                    let entry = entry.map_err(|e| tamper(offset, format!("entry {index}: {e}")))?;
-                    if entry.index != index || entry.shard != self.cfg.shard {
-                        return Err(tamper(
-                            offset,
-                            format!(
-                                "entry {} of shard {} where entry {index} of shard {} belongs",
-                                entry.index, entry.shard, self.cfg.shard
-                            ),
-                        ));
+        let max = self.cfg.max_entry_bytes;
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
+        // Records are checked a chunk ahead on another thread while this one takes the
+        // chunk before in order (the first chunk on every core).
+        std::thread::scope(|sc| -> Result<(), OpenError> {
+            let mut ahead = std::collections::VecDeque::new();
+            let mut next: Option<std::thread::ScopedJoinHandle<'_, (Vec<Prechecked<'_>>, usize)>> =
+                None;
+            loop {
+                if offset == data.len() {
+                    break;
+                }
+                if ahead.front().map(|p: &Prechecked| p.offset) != Some(offset) {
+                    let fetched = next
+                        .take()
+                        .map(|h| h.join().expect("the checks do not panic"))
+                        .filter(|(v, _)| v.first().map(|p| p.offset) == Some(offset));
+                    let (checked, end) = match fetched {
+                        Some(f) => f,
+                        None => precheck(data, offset, max, cores),
+                    };
+                    ahead = checked.into();
+                    if cores > 1 && end > offset && end < data.len() {
+                        next = Some(sc.spawn(move || precheck(data, end, max, 1)));
                     }
-                    for link in &entry.links {
-                        if self.lookup_id(link).is_none() {
+                }
+                let (read, parsed) = match ahead.pop_front() {
+                    Some(p) if p.offset == offset => (p.read, p.entry),
+                    _ => (read_record(data, offset, self.cfg.max_entry_bytes), None),
+                };
+                match read {
+                    RecordRead::Entry { bytes, next } => {
+                        let index = self.len();
+                        let (leaf, entry) = parsed
+                            .unwrap_or_else(|| (leaf_hash(bytes), EntryHead::from_bytes(bytes)));
+                        let entry =
+                            entry.map_err(|e| tamper(offset, format!("entry {index}: {e}")))?;
+                        if entry.index != index || entry.shard != self.cfg.shard {
                             return Err(tamper(
                                 offset,
-                                format!("entry {index} links to unknown entry {link}"),
+                                format!(
+                                    "entry {} of shard {} where entry {index} of shard {} belongs",
+                                    entry.index, entry.shard, self.cfg.shard
+                                ),
                             ));
                         }
+                        for link in &entry.links {
+                            if self.lookup_id(link).is_none() {
+                                return Err(tamper(
+                                    offset,
+                                    format!("entry {index} links to unknown entry {link}"),
+                                ));
+                            }
+                        }
+                        if entry.time < self.last_time {
+                            return Err(tamper(
+                                offset,
+                                format!(
+                                    "entry {index} is dated {}, before the entry ahead of it ({})",
+                                    entry.time, self.last_time
+                                ),
+                            ));
+                        }
+                        self.last_time = entry.time;
+                        self.index_entry(
+                            seg,
+                            (offset + format::RECORD_HEADER) as u64,
+                            bytes.len() as u32,
+                            leaf,
+                        );
+                        offset = next;
                     }
-                    if entry.time < self.last_time {
-                        return Err(tamper(
-                            offset,
-                            format!(
-                                "entry {index} is dated {}, before the entry ahead of it ({})",
-                                entry.time, self.last_time
-                            ),
-                        ));
-                    }
-                    self.last_time = entry.time;
-                    self.index_entry(
-                        seg,
-                        (offset + format::RECORD_HEADER) as u64,
-                        bytes.len() as u32,
-                        leaf,
-                    );
-                    offset = next;
-                }
-                RecordRead::Commit {
-                    previous,
-                    size,
-                    root,
-                    next,
-                } => {
-                    if self.len() == committed_entries {
-                        return Err(tamper(
-                            offset,
-                            "a commit record that commits no entry".into(),
-                        ));
-                    }
-                    if previous != self.last_commit {
-                        return Err(tamper(
+                    RecordRead::Commit {
+                        previous,
+                        size,
+                        root,
+                        next,
+                    } => {
+                        if self.len() == committed_entries {
+                            return Err(tamper(
+                                offset,
+                                "a commit record that commits no entry".into(),
+                            ));
+                        }
+                        if previous != self.last_commit {
+                            return Err(tamper(
                             offset,
                             format!(
                                 "a commit record follows one of size {previous}, but the last commit was of size {}",
                                 self.last_commit
                             ),
                         ));
-                    }
-                    let want = self.log.root_at(self.log.len()).expect("in range");
-                    if size != self.len() || root != want {
-                        return Err(tamper(
-                            offset,
-                            format!(
+                        }
+                        let want = self.log.root_at(self.log.len()).expect("in range");
+                        if size != self.len() || root != want {
+                            return Err(tamper(
+                                offset,
+                                format!(
                                 "a commit of size {size} does not match the {} entries before it",
                                 self.len()
                             ),
-                        ));
+                            ));
+                        }
+                        offset = next;
+                        committed_offset = offset;
+                        committed_entries = self.len();
+                        self.last_commit = size;
                     }
-                    offset = next;
-                    committed_offset = offset;
-                    committed_entries = self.len();
-                    self.last_commit = size;
-                }
-                RecordRead::Truncated | RecordRead::Corrupt(_) if last => {
-                    if let Some(at) = find_commit_after(data, offset + 1) {
-                        return Err(tamper(
-                            offset,
-                            format!("a damaged record, yet a commit record follows at offset {at}"),
-                        ));
+                    RecordRead::Truncated | RecordRead::Corrupt(_) if last => {
+                        if let Some(at) = find_commit_after(data, offset + 1) {
+                            return Err(tamper(
+                                offset,
+                                format!(
+                                    "a damaged record, yet a commit record follows at offset {at}"
+                                ),
+                            ));
+                        }
+                        break;
                     }
-                    break;
+                    RecordRead::Truncated => {
+                        return Err(tamper(offset, "the segment ends inside a record".into()))
+                    }
+                    RecordRead::Corrupt(why) => return Err(tamper(offset, why)),
                 }
-                RecordRead::Truncated => {
-                    return Err(tamper(offset, "the segment ends inside a record".into()))
-                }
-                RecordRead::Corrupt(why) => return Err(tamper(offset, why)),
             }
-        }
+            Ok(())
+        })?;
         if !last && committed_offset != data.len() {
             return Err(tamper(
                 committed_offset,

@@ -98,6 +98,161 @@ pub fn string(s: &str, out: &mut Vec<u8>) {
     out.push(b'"');
 }
 
+/// The deepest nesting [`value_end`] checks itself; deeper values are left to a parse.
+const FAST_MAX_DEPTH: usize = 64;
+
+/// Where the value that starts at `at` ends, when it is in canonical form and of the
+/// kinds this check reads without building a value: literals, integers within ±2^53,
+/// strings, arrays and objects of those, at most 64 levels deep (counting from `depth`).
+/// `None` means not canonical, or not a value this check decides (fractions, exponents,
+/// object keys with escapes, deeper nesting): the caller then parses and encodes again,
+/// which decides every case. What this accepts, that always accepts.
+pub fn value_end(b: &[u8], at: usize, depth: usize) -> Option<usize> {
+    if depth > FAST_MAX_DEPTH {
+        return None;
+    }
+    match *b.get(at)? {
+        b'n' => literal_end(b, at, b"null"),
+        b't' => literal_end(b, at, b"true"),
+        b'f' => literal_end(b, at, b"false"),
+        b'"' => string_end(b, at).map(|(end, _)| end),
+        b'-' | b'0'..=b'9' => integer_end(b, at).map(|(end, _)| end),
+        b'[' => {
+            let mut p = at + 1;
+            if b.get(p) == Some(&b']') {
+                return Some(p + 1);
+            }
+            loop {
+                p = value_end(b, p, depth + 1)?;
+                match *b.get(p)? {
+                    b',' => p += 1,
+                    b']' => return Some(p + 1),
+                    _ => return None,
+                }
+            }
+        }
+        b'{' => {
+            let mut p = at + 1;
+            if b.get(p) == Some(&b'}') {
+                return Some(p + 1);
+            }
+            let mut previous: Option<&[u8]> = None;
+            loop {
+                if b.get(p) != Some(&b'"') {
+                    return None;
+                }
+                let (end, escaped) = string_end(b, p)?;
+                let key = &b[p + 1..end - 1];
+                if escaped || previous.is_some_and(|prev| !name_before(prev, key)) {
+                    return None;
+                }
+                previous = Some(key);
+                if b.get(end) != Some(&b':') {
+                    return None;
+                }
+                p = value_end(b, end + 1, depth + 1)?;
+                match *b.get(p)? {
+                    b',' => p += 1,
+                    b'}' => return Some(p + 1),
+                    _ => return None,
+                }
+            }
+        }
+        _ => None,
+    }
+}
+
+fn literal_end(b: &[u8], at: usize, lit: &[u8]) -> Option<usize> {
+    b.get(at..at + lit.len())
+        .filter(|s| *s == lit)
+        .map(|_| at + lit.len())
+}
+
+/// Whether member name `a` sorts strictly before `b` by UTF-16 code units (both valid
+/// UTF-8 without escapes).
+fn name_before(a: &[u8], b: &[u8]) -> bool {
+    if a.is_ascii() && b.is_ascii() {
+        return a < b;
+    }
+    match (std::str::from_utf8(a), std::str::from_utf8(b)) {
+        (Ok(a), Ok(b)) => a.encode_utf16().lt(b.encode_utf16()),
+        _ => false,
+    }
+}
+
+/// Where the canonical string that starts at `at` (its opening quote) ends, and whether
+/// it holds escapes: valid UTF-8, no raw control characters, and only the escapes
+/// [`string`] writes.
+pub fn string_end(b: &[u8], at: usize) -> Option<(usize, bool)> {
+    if b.get(at) != Some(&b'"') {
+        return None;
+    }
+    let mut p = at + 1;
+    let mut run = p;
+    let mut escaped = false;
+    loop {
+        match *b.get(p)? {
+            b'"' => {
+                std::str::from_utf8(&b[run..p]).ok()?;
+                return Some((p + 1, escaped));
+            }
+            b'\\' => {
+                std::str::from_utf8(&b[run..p]).ok()?;
+                escaped = true;
+                match *b.get(p + 1)? {
+                    b'"' | b'\\' | b'b' | b'f' | b'n' | b'r' | b't' => p += 2,
+                    b'u' => {
+                        let h = b.get(p + 2..p + 6)?;
+                        let digit = |c: u8| match c {
+                            b'0'..=b'9' => Some(c - b'0'),
+                            b'a'..=b'f' => Some(c - b'a' + 10),
+                            _ => None,
+                        };
+                        let v = digit(h[2])? * 16 + digit(h[3])?;
+                        if &h[..2] != b"00"
+                            || v >= 0x20
+                            || matches!(v, 0x08 | 0x09 | 0x0a | 0x0c | 0x0d)
+                        {
+                            return None;
+                        }
+                        p += 6;
+                    }
+                    _ => return None,
+                }
+                run = p;
+            }
+            0x00..=0x1f => return None,
+            _ => p += 1,
+        }
+    }
+}
+
+/// Where the canonical integer that starts at `at` ends, and its value: within ±2^53,
+/// no leading zeros, no `-0`, no fraction or exponent after it.
+pub fn integer_end(b: &[u8], at: usize) -> Option<(usize, i64)> {
+    let negative = b.get(at) == Some(&b'-');
+    let start = at + usize::from(negative);
+    let digits = b[start.min(b.len())..]
+        .iter()
+        .take_while(|c| c.is_ascii_digit())
+        .count();
+    let end = start + digits;
+    if digits == 0 || digits > 16 || (digits > 1 && b[start] == b'0') {
+        return None;
+    }
+    if matches!(b.get(end), Some(b'.' | b'e' | b'E')) {
+        return None;
+    }
+    let magnitude = b[start..end]
+        .iter()
+        .fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
+    if magnitude > MAX_SAFE || (negative && magnitude == 0) {
+        return None;
+    }
+    let v = magnitude as i64;
+    Some((end, if negative { -v } else { v }))
+}
+
 /// Integers beyond ±2^53 are refused: not every one of them is a double, and a verifier
 /// in another language would read a different number.
 pub const MAX_SAFE: u64 = (1 << 53) - 1;

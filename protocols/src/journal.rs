@@ -110,6 +110,100 @@ impl Entry {
     }
 }
 
+/// What a check of the log needs of an entry: everything but its body.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EntryHead {
+    pub shard: u32,
+    pub index: u64,
+    pub kind: EntryKind,
+    pub time: String,
+    pub links: Vec<String>,
+}
+
+impl EntryHead {
+    /// Reads the head of an entry's bytes, refusing bytes that are not exactly an entry's
+    /// canonical form, as [`Entry::from_bytes`] does. Common entries are checked in one
+    /// pass without building the body; the rest are parsed and encoded again.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, EntryError> {
+        if let Some(head) = Self::read_canonical(bytes) {
+            return Ok(head);
+        }
+        let e = Entry::from_bytes(bytes)?;
+        Ok(Self {
+            shard: e.shard,
+            index: e.index,
+            kind: e.kind,
+            time: e.time,
+            links: e.links,
+        })
+    }
+
+    /// The one-pass check: `None` when the bytes are not canonical or not of the shapes
+    /// it decides (see [`canonical::value_end`]).
+    pub fn read_canonical(b: &[u8]) -> Option<Self> {
+        let expect = |p: usize, lit: &[u8]| {
+            b.get(p..p + lit.len())
+                .filter(|s| *s == lit)
+                .map(|_| p + lit.len())
+        };
+        let plain_string = |p: usize| -> Option<(usize, &str)> {
+            let (end, escaped) = canonical::string_end(b, p)?;
+            let text = std::str::from_utf8(&b[p + 1..end - 1]).ok()?;
+            (!escaped).then_some((end, text))
+        };
+        let unsigned = |p: usize| -> Option<(usize, u64)> {
+            let (end, v) = canonical::integer_end(b, p)?;
+            u64::try_from(v).ok().map(|v| (end, v))
+        };
+        let p = expect(0, b"{\"body\":")?;
+        let p = canonical::value_end(b, p, 1)?;
+        let p = expect(p, b",\"index\":")?;
+        let (p, index) = unsigned(p)?;
+        let p = expect(p, b",\"kind\":")?;
+        let (p, kind) = plain_string(p)?;
+        let kind = KINDS.iter().copied().find(|k| k.as_str() == kind)?;
+        let mut p = expect(p, b",\"links\":[")?;
+        let mut links = Vec::new();
+        if b.get(p) == Some(&b']') {
+            p += 1;
+        } else {
+            loop {
+                let (end, link) = plain_string(p)?;
+                links.push(link.to_owned());
+                p = end + 1;
+                match b.get(end)? {
+                    b',' => {}
+                    b']' => break,
+                    _ => return None,
+                }
+            }
+        }
+        let p = expect(p, b",\"shard\":")?;
+        let (p, shard) = unsigned(p)?;
+        let p = expect(p, b",\"time\":")?;
+        let (p, time) = plain_string(p)?;
+        (expect(p, b"}")? == b.len()).then_some(())?;
+        Some(Self {
+            shard: u32::try_from(shard).ok()?,
+            index,
+            kind,
+            time: time.to_owned(),
+            links,
+        })
+    }
+}
+
+/// Every kind, in declaration order.
+const KINDS: [EntryKind; 7] = [
+    EntryKind::Note,
+    EntryKind::Event,
+    EntryKind::Intent,
+    EntryKind::Decision,
+    EntryKind::Result,
+    EntryKind::Capsule,
+    EntryKind::LaneChange,
+];
+
 /// The action an entry belongs to: its body's `action_id` member, when that is an action
 /// id (32 lowercase hex digits). Capsules carry one; so will intents, decisions and results.
 pub fn action_of(body: &Value) -> Option<&str> {
