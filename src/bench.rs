@@ -127,7 +127,7 @@ fn run(dir: &Path, entries: u64) -> anyhow::Result<()> {
     };
     std::fs::remove_dir_all(&probe)?;
     println!("entry record: {record} bytes");
-    for (batch, batches) in [(1usize, 400usize), (16, 200), (256, 100)] {
+    for (batch, batches) in [(1usize, 1000usize), (16, 500), (256, 300)] {
         let jdir = dir.join(format!("append-{batch}"));
         let mut j = Journal::open(config(&jdir), SystemClock::shared(), Arc::default())?;
         let groups = requests(batch, batches, 0);

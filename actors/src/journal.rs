@@ -32,8 +32,9 @@ use crate::journal_index::{Filter, IndexRecord, JournalIndex};
 use crate::journal_indexer::{index_now, Indexer};
 use axon_protocols::checkpoint::{Checkpoint, Signer};
 use axon_protocols::journal::{
-    self as format, action_of, barcode, encode_commit, encode_record, entry_id, find_commit_after,
-    find_record_after, leaf_hash, read_record, Entry, EntryHead, EntryKind, RecordRead,
+    self as format, action_of, barcode, begin_record, encode_commit, encode_record, entry_id,
+    find_commit_after, find_record_after, finish_record, leaf_hash, read_record, Entry, EntryHead,
+    EntryKind, EntryParts, RecordRead,
 };
 use axon_protocols::merkle::{Blake3, Hash, MerkleLog};
 use axon_supervisors::{SharedClock, Worker, WorkerContext, WorkerError};
@@ -247,7 +248,7 @@ struct Segment {
 }
 
 /// A staged append.
-#[derive(Clone)]
+#[derive(Clone, Copy)]
 struct Staged {
     leaf: Hash,
     /// Length of the entry's bytes.
@@ -1418,8 +1419,8 @@ impl Journal {
     /// Validates and stages the appends of one batch. Returns the bytes to write and, per
     /// request, the staged entry or why it was refused.
     fn stage(&self, appends: Vec<NewEntry>, time: &str) -> (Vec<u8>, Vec<Result<Staged, Refusal>>) {
-        let mut buf = Vec::new();
-        let mut staged_ids: HashMap<Hash, u64> = HashMap::new();
+        let mut buf = Vec::with_capacity(appends.len() * 256);
+        let mut staged_ids = ByLeaf::default();
         let mut out = Vec::with_capacity(appends.len());
         for new in appends {
             let index = self.len() + staged_ids.len() as u64;
@@ -1440,40 +1441,39 @@ impl Journal {
                         )));
                     }
                 }
-                let entry = Entry {
+                // Written straight into the batch, behind the record header.
+                let start = begin_record(&mut buf);
+                let parts = EntryParts {
                     shard: self.cfg.shard,
                     index,
                     kind: new.kind,
-                    time: time.to_owned(),
-                    links: new.links,
-                    body: new.body,
+                    time,
+                    links: &new.links,
+                    body: &new.body,
                 };
-                let bytes = entry
-                    .to_bytes()
-                    .map_err(|e| Refusal::Invalid(e.to_string()))?;
-                if bytes.len() > self.cfg.max_entry_bytes {
+                if let Err(e) = parts.write(&mut buf) {
+                    buf.truncate(start);
+                    return Err(Refusal::Invalid(e.to_string()));
+                }
+                let len = buf.len() - start - format::RECORD_HEADER;
+                if len > self.cfg.max_entry_bytes {
+                    buf.truncate(start);
                     return Err(Refusal::Invalid(format!(
-                        "the entry is {} bytes; the limit is {}",
-                        bytes.len(),
+                        "the entry is {len} bytes; the limit is {}",
                         self.cfg.max_entry_bytes
                     )));
                 }
-                Ok(bytes)
+                let leaf = leaf_hash(finish_record(&mut buf, start));
+                Ok(Staged {
+                    leaf,
+                    len: len as u32,
+                    at: start + format::RECORD_HEADER,
+                })
             })();
-            match r {
-                Ok(bytes) => {
-                    let leaf = leaf_hash(&bytes);
-                    let at = buf.len() + format::RECORD_HEADER;
-                    encode_record(&bytes, &mut buf);
-                    staged_ids.insert(leaf, index);
-                    out.push(Ok(Staged {
-                        leaf,
-                        len: bytes.len() as u32,
-                        at,
-                    }));
-                }
-                Err(e) => out.push(Err(e)),
+            if let Ok(s) = &r {
+                staged_ids.insert(s.leaf, index);
             }
+            out.push(r);
         }
         (buf, out)
     }
@@ -1775,7 +1775,7 @@ impl Worker for Journal {
                 let (buf, staged) = self.stage(appends, &time);
                 let ok: Vec<Staged> = staged
                     .iter()
-                    .filter_map(|r| r.as_ref().ok().cloned())
+                    .filter_map(|r| r.as_ref().ok().copied())
                     .collect();
                 let committed = if ok.is_empty() {
                     Ok(())

@@ -79,23 +79,15 @@ impl Entry {
     /// (`body`, `index`, `kind`, `links`, `shard`, `time`) with the body canonicalised.
     pub fn to_bytes(&self) -> Result<Vec<u8>, EntryError> {
         let mut out = Vec::with_capacity(160);
-        out.extend_from_slice(b"{\"body\":");
-        canonical::write(&self.body, &mut out, 1)?;
-        if self.index > canonical::MAX_SAFE {
-            return Err(CanonicalError::InexactNumber(self.index.to_string()).into());
-        }
-        out.extend_from_slice(format!(",\"index\":{},\"kind\":", self.index).as_bytes());
-        canonical::string(self.kind.as_str(), &mut out);
-        out.extend_from_slice(b",\"links\":[");
-        for (i, link) in self.links.iter().enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
-            canonical::string(link, &mut out);
-        }
-        out.extend_from_slice(format!("],\"shard\":{},\"time\":", self.shard).as_bytes());
-        canonical::string(&self.time, &mut out);
-        out.push(b'}');
+        let parts = EntryParts {
+            shard: self.shard,
+            index: self.index,
+            kind: self.kind,
+            time: &self.time,
+            links: &self.links,
+            body: &self.body,
+        };
+        parts.write(&mut out)?;
         Ok(out)
     }
 
@@ -212,6 +204,49 @@ pub fn action_of(body: &Value) -> Option<&str> {
         .filter(|s| crate::capsule::ReplayCapsule::is_action_id(s))
 }
 
+/// An entry's parts, borrowed: what the journal encodes without assembling an [`Entry`].
+pub struct EntryParts<'a> {
+    pub shard: u32,
+    pub index: u64,
+    pub kind: EntryKind,
+    pub time: &'a str,
+    pub links: &'a [String],
+    pub body: &'a Value,
+}
+
+impl EntryParts<'_> {
+    /// Appends the entry's canonical bytes to `out` (what [`Entry::to_bytes`] gives); on
+    /// error `out` is as it was.
+    pub fn write(&self, out: &mut Vec<u8>) -> Result<(), EntryError> {
+        use std::io::Write as _;
+        let start = out.len();
+        let written = (|| {
+            if self.index > canonical::MAX_SAFE {
+                return Err(CanonicalError::InexactNumber(self.index.to_string()));
+            }
+            out.extend_from_slice(b"{\"body\":");
+            canonical::write(self.body, out, 1)?;
+            let _ = write!(out, ",\"index\":{},\"kind\":", self.index);
+            canonical::string(self.kind.as_str(), out);
+            out.extend_from_slice(b",\"links\":[");
+            for (i, link) in self.links.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                canonical::string(link, out);
+            }
+            let _ = write!(out, "],\"shard\":{},\"time\":", self.shard);
+            canonical::string(self.time, out);
+            out.push(b'}');
+            Ok(())
+        })();
+        if written.is_err() {
+            out.truncate(start);
+        }
+        Ok(written?)
+    }
+}
+
 /// The leaf hash of an entry's bytes.
 pub fn leaf_hash(bytes: &[u8]) -> Hash {
     Blake3::leaf(bytes)
@@ -278,10 +313,27 @@ pub const COMMIT_BODY: usize = 8 + 8 + 32;
 
 /// Frames an entry's bytes as a record.
 pub fn encode_record(bytes: &[u8], out: &mut Vec<u8>) {
-    debug_assert!(bytes.len() < COMMIT_FLAG as usize);
-    out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
-    out.extend_from_slice(blake3::hash(bytes).as_bytes());
+    let start = begin_record(out);
     out.extend_from_slice(bytes);
+    finish_record(out, start);
+}
+
+/// Starts a record in `out` whose bytes the caller then appends; returns where it starts,
+/// for [`finish_record`].
+pub fn begin_record(out: &mut Vec<u8>) -> usize {
+    let start = out.len();
+    out.extend_from_slice(&[0; RECORD_HEADER]);
+    start
+}
+
+/// Frames the bytes appended since [`begin_record`] returned `start` as an entry record,
+/// and returns them.
+pub fn finish_record(out: &mut [u8], start: usize) -> &[u8] {
+    let (header, bytes) = out[start..].split_at_mut(RECORD_HEADER);
+    debug_assert!(bytes.len() < COMMIT_FLAG as usize);
+    header[..4].copy_from_slice(&(bytes.len() as u32).to_le_bytes());
+    header[4..].copy_from_slice(blake3::hash(bytes).as_bytes());
+    bytes
 }
 
 /// Frames a commit record that takes the tree from `previous` to `size` entries, with
