@@ -16,7 +16,7 @@
 //! journal enforces it), so the log itself is ordered by time and a binary search over it
 //! finds a time.
 
-use axon_protocols::journal::EntryKind;
+use axon_protocols::journal::{EntryKind, KINDS};
 use axon_protocols::merkle::Hash;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -77,17 +77,7 @@ fn index_of(k: &[u8]) -> Result<u64, String> {
     Ok(u64::from_be_bytes(tail))
 }
 
-/// The kinds in a fixed order: a kind's byte in the index is its position here.
-const KINDS: [EntryKind; 7] = [
-    EntryKind::Note,
-    EntryKind::Event,
-    EntryKind::Intent,
-    EntryKind::Decision,
-    EntryKind::Result,
-    EntryKind::Capsule,
-    EntryKind::LaneChange,
-];
-
+/// A kind's byte in the index: its position in [`KINDS`] (new kinds go at its end).
 fn kind_byte(kind: EntryKind) -> u8 {
     KINDS.iter().position(|k| *k == kind).expect("every kind") as u8
 }

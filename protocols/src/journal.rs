@@ -186,7 +186,7 @@ impl EntryHead {
 }
 
 /// Every kind, in declaration order.
-const KINDS: [EntryKind; 7] = [
+pub const KINDS: [EntryKind; 7] = [
     EntryKind::Note,
     EntryKind::Event,
     EntryKind::Intent,

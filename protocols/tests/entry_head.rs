@@ -2,7 +2,7 @@
 //! start-up and the audit) accepts nothing that parsing and encoding again would refuse,
 //! reads the same head, and decides the common entries itself.
 
-use axon_protocols::journal::{Entry, EntryHead, EntryKind};
+use axon_protocols::journal::{Entry, EntryHead, KINDS};
 use quickcheck::{Arbitrary, Gen, QuickCheck};
 use serde_json::{json, Map, Value};
 
@@ -82,20 +82,11 @@ struct Case {
 
 impl Arbitrary for Case {
     fn arbitrary(g: &mut Gen) -> Self {
-        let kinds = [
-            EntryKind::Note,
-            EntryKind::Event,
-            EntryKind::Intent,
-            EntryKind::Decision,
-            EntryKind::Result,
-            EntryKind::Capsule,
-            EntryKind::LaneChange,
-        ];
         Case {
             entry: Entry {
                 shard: *g.choose(&[0u32, 1, u32::MAX]).unwrap(),
                 index: *g.choose(&[0u64, 7, 1 << 40, (1 << 53) - 1]).unwrap(),
-                kind: *g.choose(&kinds).unwrap(),
+                kind: *g.choose(&KINDS).unwrap(),
                 time: if bool::arbitrary(g) {
                     "2026-11-25T10:00:00.000Z".into()
                 } else {

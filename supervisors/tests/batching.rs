@@ -47,6 +47,44 @@ impl Worker for Batcher {
     }
 }
 
+type Seen<T> = Arc<Mutex<T>>;
+
+/// A batcher that records its batches (and its thread) and waits `wait` for a batch.
+fn batcher_spec(
+    batches: Seen<Vec<usize>>,
+    thread: Seen<Option<std::thread::ThreadId>>,
+    wait: Duration,
+) -> WorkerSpec<impl Fn() -> Result<Batcher, String> + Send + Clone + 'static> {
+    WorkerSpec {
+        id: "batcher".into(),
+        restart: RestartType::Permanent,
+        shutdown: Shutdown::Timeout(Duration::from_secs(1)),
+        mailbox_capacity: 64,
+        factory: move || {
+            Ok(Batcher {
+                batches: batches.clone(),
+                thread: thread.clone(),
+                wait,
+            })
+        },
+    }
+}
+
+/// A root supervising `child` alone.
+fn root_spec(child: ChildSpec) -> SupervisorSpec {
+    SupervisorSpec {
+        id: "root".into(),
+        strategy: Strategy::OneForOne,
+        intensity: Intensity {
+            max_restarts: 3,
+            period: Duration::from_secs(5),
+        },
+        backoff: BackoffPolicy::none(),
+        command_capacity: 4,
+        children: vec![child],
+    }
+}
+
 #[test]
 fn queued_requests_commit_together_on_the_workers_own_thread() {
     actix::System::new().block_on(async {
@@ -55,38 +93,8 @@ fn queued_requests_commit_together_on_the_workers_own_thread() {
         let batches: Arc<Mutex<Vec<usize>>> = Arc::default();
         let thread: Arc<Mutex<Option<std::thread::ThreadId>>> = Arc::default();
         let (b2, t2) = (batches.clone(), thread.clone());
-        let (child, w) = worker_on_own_thread(
-            &env,
-            WorkerSpec {
-                id: "batcher".into(),
-                restart: RestartType::Permanent,
-                shutdown: Shutdown::Timeout(Duration::from_secs(1)),
-                mailbox_capacity: 64,
-                factory: move || {
-                    Ok(Batcher {
-                        batches: b2.clone(),
-                        thread: t2.clone(),
-                        wait: Duration::ZERO,
-                    })
-                },
-            },
-        );
-        let mut root = start_root(
-            &env,
-            SupervisorSpec {
-                id: "root".into(),
-                strategy: Strategy::OneForOne,
-                intensity: Intensity {
-                    max_restarts: 3,
-                    period: Duration::from_secs(5),
-                },
-                backoff: BackoffPolicy::none(),
-                command_capacity: 4,
-                children: vec![child],
-            },
-        )
-        .await
-        .unwrap();
+        let (child, w) = worker_on_own_thread(&env, batcher_spec(b2, t2, Duration::ZERO));
+        let mut root = start_root(&env, root_spec(child)).await.unwrap();
         let opts = CallOptions {
             deadline: Duration::from_secs(5),
             correlation_id: None,
@@ -156,36 +164,9 @@ fn a_batch_waits_for_more_requests_up_to_its_wait_or_until_it_is_full() {
         let b2 = batches.clone();
         let (child, w) = worker(
             &env,
-            WorkerSpec {
-                id: "batcher".into(),
-                restart: RestartType::Permanent,
-                shutdown: Shutdown::Timeout(Duration::from_secs(1)),
-                mailbox_capacity: 64,
-                factory: move || {
-                    Ok(Batcher {
-                        batches: b2.clone(),
-                        thread: Arc::default(),
-                        wait: Duration::from_millis(5),
-                    })
-                },
-            },
+            batcher_spec(b2, Arc::default(), Duration::from_millis(5)),
         );
-        let mut root = start_root(
-            &env,
-            SupervisorSpec {
-                id: "root".into(),
-                strategy: Strategy::OneForOne,
-                intensity: Intensity {
-                    max_restarts: 3,
-                    period: Duration::from_secs(5),
-                },
-                backoff: BackoffPolicy::none(),
-                command_capacity: 4,
-                children: vec![child],
-            },
-        )
-        .await
-        .unwrap();
+        let mut root = start_root(&env, root_spec(child)).await.unwrap();
         let opts = CallOptions {
             deadline: Duration::from_secs(60),
             correlation_id: None,
