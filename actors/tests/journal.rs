@@ -384,6 +384,16 @@ fn a_failed_write_halts_the_journal_for_good() {
         "reads still work"
     );
     assert_eq!(j.len(), n);
+    // A halted journal still hands out the checkpoint of what it holds, and writes
+    // nothing for it.
+    let log = dir.path().join("shard-0.checkpoints");
+    let logged = std::fs::read(&log).unwrap();
+    let JournalResponse::Checkpoint(note) = &batch(&mut j, vec![JournalRequest::Checkpoint])[0]
+    else {
+        panic!("no checkpoint")
+    };
+    assert!(note.contains(&format!("\n{n}\n")), "{note}");
+    assert_eq!(std::fs::read(&log).unwrap(), logged);
     drop(j);
     std::fs::remove_dir(&blocker).unwrap();
     let j = open(dir.path()).unwrap();
@@ -650,4 +660,41 @@ fn a_query_page_is_bounded_in_entries_and_bytes() {
         all_pages(&mut j2, &small, 1000),
         (0..40).collect::<Vec<_>>()
     );
+}
+
+#[test]
+fn checkpoints_are_logged_before_they_are_served_and_a_torn_one_is_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut j = open(dir.path()).unwrap();
+    let log = dir.path().join("shard-0.checkpoints");
+    let checkpoint = |j: &mut Journal| match &batch(j, vec![JournalRequest::Checkpoint])[0] {
+        JournalResponse::Checkpoint(note) => note.clone(),
+        other => panic!("{other:?}"),
+    };
+    batch(&mut j, vec![note("a", vec![])]);
+    let first = checkpoint(&mut j);
+    let len1 = std::fs::metadata(&log).unwrap().len();
+    assert!(len1 as usize > first.len(), "served only once logged");
+    // The same size again: served from the log, not logged twice.
+    assert_eq!(checkpoint(&mut j), first);
+    assert_eq!(std::fs::metadata(&log).unwrap().len(), len1);
+    batch(&mut j, vec![note("b", vec![])]);
+    checkpoint(&mut j);
+    drop(j);
+    // A crash in the middle of writing a checkpoint: cut at the next start, which then
+    // logs on as before.
+    let clean = std::fs::read(&log).unwrap();
+    let mut torn = clean.clone();
+    torn.extend_from_slice(&clean[..40]);
+    std::fs::write(&log, &torn).unwrap();
+    let mut j = open(dir.path()).unwrap();
+    let (path, offset, bytes) = j.recovery().torn_checkpoint.clone().unwrap();
+    assert_eq!((path, offset, bytes), (log.clone(), clean.len() as u64, 40));
+    assert_eq!(std::fs::read(&log).unwrap(), clean);
+    batch(&mut j, vec![note("c", vec![])]);
+    checkpoint(&mut j);
+    drop(j);
+    let j = open(dir.path()).unwrap();
+    assert_eq!(j.recovery().torn_checkpoint, None);
+    assert_eq!(j.len(), 3);
 }
