@@ -30,6 +30,7 @@ fn config(dir: &Path) -> JournalConfig {
         batch_max_wait: std::time::Duration::ZERO,
         head_every_commits: 64,
         index_cache_bytes: 64 << 20,
+        index_reopen_entries: 262_144,
         page_max_entries: 1000,
         page_max_bytes: 4 << 20,
     }

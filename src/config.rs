@@ -32,6 +32,7 @@ pub struct JournalSettings {
     pub batch_max_wait_us: u64,
     pub head_every_commits: u64,
     pub index_cache_bytes: u64,
+    pub index_reopen_entries: u64,
     pub page_max_entries: u64,
     pub page_max_bytes: u64,
     pub mailbox_capacity: u64,
@@ -302,6 +303,12 @@ impl Config {
             j.index_cache_bytes,
             1 << 20,
             1 << 40,
+        )?;
+        range(
+            "journal.index_reopen_entries",
+            j.index_reopen_entries,
+            1024,
+            1 << 32,
         )?;
         range("journal.page_max_entries", j.page_max_entries, 1, 100_000)?;
         range("journal.page_max_bytes", j.page_max_bytes, 1024, 256 << 20)?;

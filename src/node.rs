@@ -110,6 +110,7 @@ pub fn journal_config(cfg: &Config) -> JournalConfig {
         batch_max_wait: std::time::Duration::from_micros(j.batch_max_wait_us),
         head_every_commits: j.head_every_commits,
         index_cache_bytes: j.index_cache_bytes,
+        index_reopen_entries: j.index_reopen_entries,
         page_max_entries: j.page_max_entries as usize,
         page_max_bytes: j.page_max_bytes as usize,
     }

@@ -74,6 +74,9 @@ pub struct JournalConfig {
     pub head_every_commits: u64,
     /// The bound of the sled index's page cache.
     pub index_cache_bytes: u64,
+    /// sled keeps memory while it takes writes, far beyond its cache bound, until it is
+    /// closed: the index is reopened after this many entries are written to it.
+    pub index_reopen_entries: u64,
     /// Most entries one query answers with.
     pub page_max_entries: usize,
     /// A query's page ends once its entries' bytes reach this (it holds at least one).
@@ -604,11 +607,16 @@ pub fn audit(
             .map_err(|_| OpenError::Key("opening the journal index panicked".into()))?
             .map_err(OpenError::Key)?;
         if rebuild_index {
-            let index = index
-                .recreate(j.cfg.index_cache_bytes)
-                .map_err(OpenError::Key)?;
-            index_now(&index, &j.shard_dir, j.cfg.max_entry_bytes, 0, j.len())
-                .map_err(OpenError::Key)?;
+            let index = index.recreate().map_err(OpenError::Key)?;
+            let index = index_now(
+                index,
+                &j.shard_dir,
+                j.cfg.max_entry_bytes,
+                j.cfg.index_reopen_entries,
+                0,
+                j.len(),
+            )
+            .map_err(OpenError::Key)?;
             index.flush();
             IndexStatus::Rebuilt
         } else {
@@ -658,23 +666,16 @@ impl Journal {
         self.stored(index)
     }
 
-    /// The sled index and the size up to which it answers; `None` without one (lookups
-    /// then read every entry).
-    fn indexed(&self) -> Option<(&JournalIndex, u64)> {
-        let ix = self.index.as_ref()?;
-        Some((
-            &ix.index,
-            ix.indexed.load(Ordering::Acquire).min(self.len()),
-        ))
-    }
-
     /// Answers from the sled index below the size it covers; `None` (scan everything)
-    /// without one or when it fails.
+    /// without one or when it fails. Waits while the index thread reopens the index.
     fn ask_index(
         &self,
         ask: impl FnOnce(&JournalIndex, u64) -> Result<Vec<u64>, String>,
     ) -> Option<(Vec<u64>, u64)> {
-        let (ix, upto) = self.indexed()?;
+        let indexer = self.index.as_ref()?;
+        let guard = indexer.index.read().unwrap_or_else(|e| e.into_inner());
+        let ix = guard.as_ref()?;
+        let upto = indexer.indexed.load(Ordering::Acquire).min(self.len());
         match ask(ix, upto) {
             Ok(hits) => Some((hits.into_iter().filter(|i| *i < upto).collect(), upto)),
             Err(e) => {
@@ -827,7 +828,7 @@ impl Journal {
             {
                 Ok((index, size))
             }
-            _ => Ok((index.recreate(self.cfg.index_cache_bytes)?, 0)),
+            _ => Ok((index.recreate()?, 0)),
         }
     }
 
@@ -857,7 +858,13 @@ impl Journal {
                 "the journal index catches up from the segments"
             );
         }
-        let indexer = Indexer::start(index, &self.shard_dir, self.cfg.max_entry_bytes, from);
+        let indexer = Indexer::start(
+            index,
+            &self.shard_dir,
+            self.cfg.max_entry_bytes,
+            self.cfg.index_reopen_entries,
+            from,
+        );
         indexer.committed(self.len());
         self.index = Some(indexer);
     }

@@ -46,6 +46,7 @@ pub struct Filter {
 /// The indexes of one shard.
 pub struct JournalIndex {
     dir: PathBuf,
+    cache_bytes: u64,
     db: sled::Db,
     barcodes: sled::Tree,
     actions: sled::Tree,
@@ -104,6 +105,7 @@ impl JournalIndex {
             .map_err(err)?;
         Ok(Self {
             dir: dir.to_owned(),
+            cache_bytes,
             barcodes: db.open_tree("by_barcode").map_err(err)?,
             actions: db.open_tree("by_action").map_err(err)?,
             kinds: db.open_tree("by_kind").map_err(err)?,
@@ -113,12 +115,22 @@ impl JournalIndex {
 
     /// Deletes the index and opens an empty one in its place (faster than removing every
     /// key).
-    pub fn recreate(self, cache_bytes: u64) -> Result<Self, String> {
-        let dir = self.dir.clone();
+    pub fn recreate(self) -> Result<Self, String> {
+        let (dir, cache) = (self.dir.clone(), self.cache_bytes);
         drop(self);
         std::fs::remove_dir_all(&dir)
             .map_err(|e| format!("journal index: removing {}: {e}", dir.display()))?;
-        Self::open(&dir, cache_bytes)
+        Self::open(&dir, cache)
+    }
+
+    /// Writes the index out, closes it and opens it again: sled holds on to memory while
+    /// it takes many writes, far beyond its cache bound, and gives it back only when
+    /// closed.
+    pub fn reopen(self) -> Result<Self, String> {
+        self.db.flush().map_err(err)?;
+        let (dir, cache) = (self.dir.clone(), self.cache_bytes);
+        drop(self);
+        Self::open(&dir, cache)
     }
 
     /// The tree size and root the index was last brought up to; `None` when it was never

@@ -17,7 +17,7 @@ use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 /// The indexer writes to sled once it holds this many entries (at the next commit).
@@ -192,15 +192,27 @@ fn catch_up(
 
 /// Brings `index`, built for the commit of size `from`, up to the commit of size `to`,
 /// here and now.
+/// `reopen_every`: entries written to sled between two reopenings of it (see
+/// [`JournalIndex::reopen`]), which bounds what sled holds on to.
 pub fn index_now(
-    index: &JournalIndex,
+    mut index: JournalIndex,
     shard_dir: &Path,
     max_entry_bytes: usize,
+    reopen_every: u64,
     from: u64,
     to: u64,
-) -> Result<(), String> {
+) -> Result<JournalIndex, String> {
     let mut reader = SegmentReader::open(shard_dir, max_entry_bytes, from)?;
-    catch_up(index, &mut reader, to, &AtomicU64::new(from), &|| false)
+    let indexed = AtomicU64::new(from);
+    loop {
+        let start = indexed.load(Ordering::Acquire);
+        let enough = || indexed.load(Ordering::Acquire) - start >= reopen_every.max(1);
+        catch_up(&index, &mut reader, to, &indexed, &enough)?;
+        if reader.committed >= to {
+            return Ok(index);
+        }
+        index = index.reopen()?;
+    }
 }
 
 struct Signal {
@@ -223,7 +235,8 @@ impl Signal {
 /// The sled index and the thread that keeps it up. Lookups read entries below `indexed`
 /// from sled and the rest from the segments, so an index that lags is never wrong.
 pub struct Indexer {
-    pub index: Arc<JournalIndex>,
+    /// Taken out only while the thread reopens it (lookups then wait for it).
+    pub index: Arc<RwLock<Option<JournalIndex>>>,
     /// The size the index is built for.
     pub indexed: Arc<AtomicU64>,
     signal: Option<Arc<Signal>>,
@@ -231,9 +244,17 @@ pub struct Indexer {
 }
 
 impl Indexer {
-    /// Starts the thread; the index is built for the commit of size `from`.
-    pub fn start(index: JournalIndex, shard_dir: &Path, max_entry_bytes: usize, from: u64) -> Self {
-        let index = Arc::new(index);
+    /// Starts the thread; the index is built for the commit of size `from`. The thread
+    /// reopens the index after every `reopen_every` entries it writes (see
+    /// [`index_now`]).
+    pub fn start(
+        index: JournalIndex,
+        shard_dir: &Path,
+        max_entry_bytes: usize,
+        reopen_every: u64,
+        from: u64,
+    ) -> Self {
+        let index = Arc::new(RwLock::new(Some(index)));
         let indexed = Arc::new(AtomicU64::new(from));
         let signal = Arc::new(Signal {
             state: Mutex::new((from, None)),
@@ -253,6 +274,7 @@ impl Indexer {
                 let past_grace = || state().1.is_some_and(|t| t.elapsed() >= STOP_GRACE);
                 let run = || -> Result<(), String> {
                     let mut reader = SegmentReader::open(&dir, max_entry_bytes, from)?;
+                    let mut opened_at = from;
                     loop {
                         let gather = {
                             let mut st = sig.state.lock().unwrap_or_else(|e| e.into_inner());
@@ -267,21 +289,35 @@ impl Indexer {
                         if gather {
                             std::thread::sleep(GATHER);
                         }
-                        let stop = || {
+                        let reopen_due =
+                            || done.load(Ordering::Acquire) - opened_at >= reopen_every.max(1);
+                        let pause = || {
                             sig.report_lag(done.load(Ordering::Acquire));
-                            past_grace()
+                            past_grace() || reopen_due()
                         };
-                        catch_up(&ix, &mut reader, state().0, &done, &stop)?;
+                        {
+                            let guard = ix.read().unwrap_or_else(|e| e.into_inner());
+                            let index = guard.as_ref().ok_or("the index is gone")?;
+                            catch_up(index, &mut reader, state().0, &done, &pause)?;
+                        }
                         sig.report_lag(done.load(Ordering::Acquire));
                         if past_grace() {
                             return Ok(());
+                        }
+                        if reopen_due() {
+                            let mut slot = ix.write().unwrap_or_else(|e| e.into_inner());
+                            let index = slot.take().ok_or("the index is gone")?;
+                            *slot = Some(index.reopen()?);
+                            opened_at = done.load(Ordering::Acquire);
                         }
                     }
                 };
                 if let Err(e) = run() {
                     tracing::warn!(error = %e, "the journal index stopped; lookups read the segments, and the next start catches the index up");
                 }
-                ix.flush();
+                if let Some(index) = ix.read().unwrap_or_else(|e| e.into_inner()).as_ref() {
+                    index.flush();
+                }
             })
             .ok();
         Self {
@@ -296,7 +332,7 @@ impl Indexer {
     /// node's).
     pub fn reading(index: JournalIndex, indexed: u64) -> Self {
         Self {
-            index: Arc::new(index),
+            index: Arc::new(RwLock::new(Some(index))),
             indexed: Arc::new(AtomicU64::new(indexed)),
             signal: None,
             thread: None,

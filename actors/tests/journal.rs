@@ -24,6 +24,8 @@ fn cfg(dir: &Path) -> JournalConfig {
         batch_max_wait: std::time::Duration::ZERO,
         head_every_commits: 1_000_000,
         index_cache_bytes: 8 << 20,
+        // Small, so that the index thread reopens sled while the tests look things up.
+        index_reopen_entries: 128,
         page_max_entries: 1000,
         page_max_bytes: 4 << 20,
     }
