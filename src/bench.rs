@@ -33,6 +33,7 @@ fn config(dir: &Path) -> JournalConfig {
         index_reopen_entries: 262_144,
         page_max_entries: 1000,
         page_max_bytes: 4 << 20,
+        page_scan_max_entries: 100_000,
     }
 }
 

@@ -35,6 +35,7 @@ pub struct JournalSettings {
     pub index_reopen_entries: u64,
     pub page_max_entries: u64,
     pub page_max_bytes: u64,
+    pub page_scan_max_entries: u64,
     pub mailbox_capacity: u64,
     pub shutdown_timeout_ms: u64,
 }
@@ -312,6 +313,12 @@ impl Config {
         )?;
         range("journal.page_max_entries", j.page_max_entries, 1, 100_000)?;
         range("journal.page_max_bytes", j.page_max_bytes, 1024, 256 << 20)?;
+        range(
+            "journal.page_scan_max_entries",
+            j.page_scan_max_entries,
+            1,
+            100_000_000,
+        )?;
         range("journal.mailbox_capacity", j.mailbox_capacity, 1, 1 << 20)?;
         range(
             "journal.shutdown_timeout_ms",
@@ -533,6 +540,8 @@ mod tests {
             ("AXON_JOURNAL__BATCH_MAX_WAIT_US", "1000001"),
             ("AXON_JOURNAL__PAGE_MAX_ENTRIES", "0"),
             ("AXON_JOURNAL__PAGE_MAX_BYTES", "10"),
+            ("AXON_JOURNAL__PAGE_SCAN_MAX_ENTRIES", "0"),
+            ("AXON_JOURNAL__INDEX_REOPEN_ENTRIES", "10"),
             ("AXON_JOURNAL__INDEX_CACHE_BYTES", "1"),
         ] {
             let e = err_of(None, &[(key, value)]);

@@ -113,6 +113,7 @@ pub fn journal_config(cfg: &Config) -> JournalConfig {
         index_reopen_entries: j.index_reopen_entries,
         page_max_entries: j.page_max_entries as usize,
         page_max_bytes: j.page_max_bytes as usize,
+        page_scan_max_entries: j.page_scan_max_entries as usize,
     }
 }
 

@@ -81,6 +81,9 @@ pub struct JournalConfig {
     pub page_max_entries: usize,
     /// A query's page ends once its entries' bytes reach this (it holds at least one).
     pub page_max_bytes: usize,
+    /// Most entries one query reads from the segments where the index does not reach; the
+    /// page then ends early, and `next_after` says where to go on.
+    pub page_scan_max_entries: usize,
 }
 
 /// An append request.
@@ -761,7 +764,12 @@ impl Journal {
                     from = from.max(upto);
                 }
                 let mut i = from;
+                let budget = from.saturating_add(self.cfg.page_scan_max_entries.max(1) as u64);
                 while open && i < hi {
+                    if i >= budget {
+                        // Scanned enough for one request: go on after what was read.
+                        return Ok((page.entries, Some(i - 1)));
+                    }
                     let (stored, entry) = self.read_entry(i)?;
                     if entry.kind == kind {
                         open = page.push(stored);

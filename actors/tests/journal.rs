@@ -28,6 +28,7 @@ fn cfg(dir: &Path) -> JournalConfig {
         index_reopen_entries: 128,
         page_max_entries: 1000,
         page_max_bytes: 4 << 20,
+        page_scan_max_entries: 100_000,
     }
 }
 
@@ -607,6 +608,19 @@ fn entries_are_found_by_id_action_kind_and_time_with_or_without_the_index() {
     let mut j = Journal::open_read_only(cfg(dir.path())).unwrap();
     check_lookups(&mut j, &log);
     j.use_index_if_current();
+    check_lookups(&mut j, &log);
+    drop(j);
+    // Without the index, a query reads at most page_scan_max_entries entries and says
+    // where to go on; paging on still finds everything.
+    let mut c = cfg(dir.path());
+    c.page_scan_max_entries = 50;
+    let mut j = Journal::open_read_only(c).unwrap();
+    let events = axon_actors::journal_index::Filter {
+        kind: Some(EntryKind::Event),
+        ..Default::default()
+    };
+    let (page, next) = j.query(&events, None, 1000).unwrap();
+    assert_eq!((page.len(), next), (16, Some(49)));
     check_lookups(&mut j, &log);
 }
 
