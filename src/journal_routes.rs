@@ -34,6 +34,7 @@ async fn ask(
                 Refusal::BadLink(_) => ApiError::new(ProblemType::BadLink, detail),
                 Refusal::Invalid(_) => ApiError::new(ProblemType::InvalidParameter, detail),
                 Refusal::Damaged(_) => ApiError::new(ProblemType::JournalDamaged, detail),
+                Refusal::Busy(_) => ApiError::new(ProblemType::Unavailable, detail),
             };
             Err(e.at(req))
         }

@@ -66,7 +66,8 @@ fn find(j: &Journal, action: &str) -> anyhow::Result<(u64, ReplayCapsule)> {
         bail!("{action:?} is neither an action id (32 hex digits) nor a barcode (12 of a-z, 2-7)");
     }
     // The action's entries from the index (or a scan); its capsule is the newest.
-    for index in j.indexes_of_action(action)?.into_iter().rev() {
+    // Offline there is time to read every entry the index does not cover.
+    for index in j.indexes_of_action(action, u64::MAX)?.into_iter().rev() {
         if let Some(c) = capsule_of(j, index)? {
             if c.action_id == action {
                 return Ok((index, c));

@@ -198,6 +198,9 @@ pub enum Refusal {
     Invalid(String),
     #[error("the stored entry {0} no longer matches its hash: the journal is damaged")]
     Damaged(u64),
+    /// Answering now would take too long; later it will not.
+    #[error("{0}")]
+    Busy(String),
 }
 
 /// Shared with the node: set once a write failed, never cleared.
@@ -703,11 +706,18 @@ impl Journal {
     }
 
     /// The indexes of the entries of `action`: from the sled index, then by reading every
-    /// entry it does not cover yet.
-    pub fn indexes_of_action(&self, action: &str) -> Result<Vec<u64>, Refusal> {
+    /// entry it does not cover yet, when they are at most `scan_max`; more is
+    /// [`Refusal::Busy`].
+    pub fn indexes_of_action(&self, action: &str, scan_max: u64) -> Result<Vec<u64>, Refusal> {
         let (mut found, from) = self
             .ask_index(|ix, _| ix.by_action(action))
             .unwrap_or_default();
+        let behind = self.len() - from;
+        if behind > scan_max {
+            return Err(Refusal::Busy(format!(
+                "the index is {behind} entries behind the journal (it catches up on its own); try again shortly"
+            )));
+        }
         for i in from..self.len() {
             if action_of(&self.read_entry(i)?.1.body) == Some(action) {
                 found.push(i);
@@ -1601,7 +1611,8 @@ impl Journal {
                         "{action:?} is not an action id (32 lowercase hex digits)"
                     )))
                 } else {
-                    self.indexes_of_action(&action).and_then(|found| {
+                    let scan_max = self.cfg.page_scan_max_entries as u64;
+                    self.indexes_of_action(&action, scan_max).and_then(|found| {
                         if found.is_empty() {
                             return Err(Refusal::NotFound(format!(
                                 "no entry belongs to action {action}"
