@@ -1,6 +1,8 @@
-//! Crash safety: the node is killed with SIGKILL while clients append as fast as they can;
-//! after each restart every acknowledged append is there, with the same id, and the journal
-//! opened only after checking every record. Several rounds on the same data directory.
+//! Crash safety: the node is killed with SIGKILL while clients append as fast as they can
+//! and fetch checkpoints; after each restart every acknowledged append is there, with the
+//! same id, and the journal opened only after checking every record. Several rounds on the
+//! same data directory; at the end `axon audit` passes, and so does every checkpoint the
+//! node handed out before it was killed.
 
 use serde_json::{json, Value};
 mod common;
@@ -28,6 +30,7 @@ fn assert_all_present(base: &str, acked: &[(u64, String)]) {
 fn every_acknowledged_append_survives_sigkill() {
     let dir = tempfile::tempdir().unwrap();
     let mut acked: Vec<(u64, String)> = Vec::new();
+    let served: Arc<Mutex<Vec<String>>> = Arc::default();
     // A fixed sequence of kill points, different each round.
     for (round, kill_after) in [137usize, 41, 263].into_iter().enumerate() {
         let common::Spawned {
@@ -71,6 +74,24 @@ fn every_acknowledged_append_survives_sigkill() {
                 })
             })
             .collect();
+        // A client that keeps the checkpoints it is handed.
+        let reader = {
+            let (base, served, stop) = (base.clone(), served.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let c = reqwest::blocking::Client::new();
+                while !stop.load(Ordering::Relaxed) {
+                    let Ok(res) = c.get(format!("{base}/v1/journal/checkpoint")).send() else {
+                        break;
+                    };
+                    if res.status() != 200 {
+                        break;
+                    }
+                    let Ok(note) = res.text() else { break };
+                    served.lock().unwrap().push(note);
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+            })
+        };
         let deadline = Instant::now() + Duration::from_secs(60);
         while this_round.lock().unwrap().len() < kill_after {
             assert!(Instant::now() < deadline, "appends too slow");
@@ -82,6 +103,7 @@ fn every_acknowledged_append_survives_sigkill() {
         for w in writers {
             w.join().unwrap();
         }
+        reader.join().unwrap();
         let mut got = this_round.lock().unwrap().clone();
         assert!(got.len() >= kill_after);
         got.sort();
@@ -107,4 +129,21 @@ fn every_acknowledged_append_survives_sigkill() {
     );
     child.kill().unwrap();
     child.wait().unwrap();
+
+    // The audit passes on the killed node's data, and every checkpoint it handed out
+    // holds against the journal (a sample, one file each).
+    let served = served.lock().unwrap().clone();
+    assert!(!served.is_empty(), "no checkpoint was served");
+    let mut audit = std::process::Command::new(env!("CARGO_BIN_EXE_axon"));
+    audit.args(["audit", "--data-dir"]).arg(dir.path());
+    let step = served.len().div_ceil(20);
+    for (k, note) in served.iter().step_by(step).enumerate() {
+        let f = dir.path().join(format!("served-{k}.checkpoint"));
+        std::fs::write(&f, note).unwrap();
+        audit.arg("--checkpoint").arg(f);
+    }
+    let out = audit.output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("given checkpoint(s) hold"), "{text}");
 }
