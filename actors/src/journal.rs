@@ -913,8 +913,10 @@ impl Journal {
         if let Some((_, _, bytes)) = &self.recovery.torn_tail {
             metrics.torn_tail_bytes.inc_by(*bytes);
         }
-        if let Some(ix) = &self.index {
-            ix.report_lag_to(metrics.index_lag.clone());
+        match &self.index {
+            Some(ix) => ix.report_lag_to(metrics.index_lag.clone()),
+            // No index (it could not be opened): every lookup reads every entry.
+            None => metrics.index_lag.set(self.len() as i64),
         }
         self.metrics = Some(metrics);
     }
@@ -1539,8 +1541,10 @@ impl Journal {
             self.locate(segment, base + s.at as u64, s.len, s.leaf);
         }
         time.clone_into(&mut self.last_time);
-        if let Some(index) = &self.index {
-            index.committed(size);
+        match (&self.index, &self.metrics) {
+            (Some(index), _) => index.committed(size),
+            (None, Some(m)) => m.index_lag.set(size as i64),
+            (None, None) => {}
         }
         self.commits_since_head += 1;
         if self.commits_since_head >= self.cfg.head_every_commits.max(1) {

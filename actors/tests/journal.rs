@@ -725,3 +725,32 @@ fn checkpoints_are_logged_before_they_are_served_and_a_torn_one_is_cut() {
     assert_eq!(j.recovery().torn_checkpoint, None);
     assert_eq!(j.len(), 3);
 }
+
+#[test]
+fn without_an_index_lookups_read_the_segments_and_the_lag_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    // Something that is not an index where the index belongs: it cannot be opened.
+    std::fs::write(dir.path().join("index-shard-0"), b"not sled").unwrap();
+    let mut j = open(dir.path()).unwrap();
+    let registry = prometheus::Registry::new();
+    j.set_metrics(JournalMetrics::new(&registry).unwrap());
+    let lag = || {
+        registry
+            .gather()
+            .into_iter()
+            .find(|f| f.name() == "axon_journal_index_lag_entries")
+            .map(|f| f.get_metric()[0].get_gauge().get_value())
+    };
+    assert_eq!(lag(), Some(0.0));
+    let mut codes = vec![];
+    for i in 0..5 {
+        codes.push(appended(&batch(&mut j, vec![note(&format!("n{i}"), vec![])])[0]).barcode);
+    }
+    assert_eq!(lag(), Some(5.0));
+    for (i, code) in codes.iter().enumerate() {
+        assert_eq!(
+            entries_of(&batch(&mut j, vec![JournalRequest::ByBarcode(code.clone())])[0]),
+            vec![i as u64]
+        );
+    }
+}
