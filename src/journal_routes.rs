@@ -4,9 +4,9 @@
 use crate::http::{call_problem, correlation_id, require_admin, resource, ApiError, AppState};
 use actix_web::{web, HttpRequest, HttpResponse};
 use axon_actors::journal::{
-    Appended, JournalRequest, JournalResponse, NewEntry, Refusal, StoredEntry,
+    Appended, Filter, JournalRequest, JournalResponse, NewEntry, Refusal, StoredEntry,
 };
-use axon_actors::journal_index::Filter;
+
 use axon_protocols::journal::EntryKind;
 use axon_protocols::ProblemType;
 use axon_supervisors::CallOptions;

@@ -28,7 +28,7 @@
 //! A write or `fdatasync` error halts the journal for good: appends are refused (the node
 //! turns unready) and nothing is retried, since the kernel may have dropped the pages.
 
-use crate::journal_index::{Filter, IndexRecord, JournalIndex};
+use crate::journal_index::{IndexRecord, JournalIndex};
 use crate::journal_indexer::{index_now, Indexer};
 use axon_protocols::checkpoint::{Checkpoint, Signer};
 use axon_protocols::journal::{
@@ -161,7 +161,6 @@ pub struct StoredEntry {
     pub kind: EntryKind,
     pub barcode: String,
     pub leaf_hash: String,
-    pub time: String,
     /// The canonical bytes.
     pub bytes: Vec<u8>,
     pub links: Vec<String>,
@@ -288,6 +287,15 @@ pub struct Recovery {
     pub index_from: u64,
 }
 
+/// Which entries a query asks for; `since` and `until` are times in the journal's form,
+/// `since` inclusive and `until` exclusive.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Filter {
+    pub kind: Option<EntryKind>,
+    pub since: Option<String>,
+    pub until: Option<String>,
+}
+
 /// A page of query results, bounded in entries and bytes.
 struct Page {
     entries: Vec<StoredEntry>,
@@ -328,12 +336,9 @@ fn precheck(data: &[u8], from: usize, max: usize, threads: usize) -> (Vec<Preche
     let mut offsets = Vec::new();
     let mut o = from;
     while offsets.len() < PRECHECK_RECORDS && o + format::RECORD_HEADER <= data.len() {
-        let raw = u32::from_le_bytes(data[o..o + 4].try_into().expect("4 bytes"));
-        let len = (raw & !format::COMMIT_FLAG) as usize;
-        let commit = raw & format::COMMIT_FLAG != 0;
-        if (commit && len != format::COMMIT_BODY) || (!commit && len > max) {
+        let Ok((len, _)) = format::record_header(&data[o..], max) else {
             break;
-        }
+        };
         let next = o + format::RECORD_HEADER + len;
         if next > data.len() {
             break;
@@ -812,13 +817,9 @@ impl Journal {
 
     /// What the index records of entry `index`, read from the segments.
     fn record(&self, index: u64) -> Result<IndexRecord, Refusal> {
-        let (stored, entry) = self.read_entry(index)?;
-        Ok(IndexRecord {
-            index,
-            barcode: stored.barcode,
-            kind: entry.kind,
-            action: action_of(&entry.body).map(str::to_owned),
-        })
+        let (_, entry) = self.read_entry(index)?;
+        let leaf = self.log.leaf(index as usize).expect("read, so in range");
+        Ok(IndexRecord::of(&entry, &leaf))
     }
 
     /// The records of up to `count` entries spread evenly over the journal, the last one
@@ -1586,7 +1587,6 @@ impl Journal {
             kind: entry.kind,
             barcode: barcode(&leaf),
             leaf_hash: entry_id(&leaf),
-            time: entry.time.clone(),
             bytes,
             links: entry.links.clone(),
         };

@@ -16,7 +16,7 @@
 //! journal enforces it), so the log itself is ordered by time and a binary search over it
 //! finds a time.
 
-use axon_protocols::journal::{EntryKind, KINDS};
+use axon_protocols::journal::{action_of, barcode, Entry, EntryKind, KINDS};
 use axon_protocols::merkle::Hash;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -34,13 +34,16 @@ pub struct IndexRecord {
     pub action: Option<String>,
 }
 
-/// Which entries a query asks for; `since` and `until` are times in the journal's form,
-/// `since` inclusive and `until` exclusive.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Filter {
-    pub kind: Option<EntryKind>,
-    pub since: Option<String>,
-    pub until: Option<String>,
+impl IndexRecord {
+    /// What the index records of `entry`, whose leaf hash is `leaf`.
+    pub fn of(entry: &Entry, leaf: &Hash) -> Self {
+        Self {
+            index: entry.index,
+            barcode: barcode(leaf),
+            kind: entry.kind,
+            action: action_of(&entry.body).map(str::to_owned),
+        }
+    }
 }
 
 /// The indexes of one shard.

@@ -9,8 +9,7 @@
 
 use crate::journal_index::{IndexRecord, JournalIndex};
 use axon_protocols::journal::{
-    action_of, barcode, leaf_hash, read_record, Entry, RecordRead, COMMIT_BODY, COMMIT_FLAG,
-    RECORD_HEADER,
+    leaf_hash, read_record, record_header, Entry, RecordRead, RECORD_HEADER,
 };
 use axon_protocols::merkle::Hash;
 use std::fs::File;
@@ -81,15 +80,13 @@ impl SegmentReader {
             let mut header = [0u8; RECORD_HEADER];
             file.read_exact(&mut header)
                 .map_err(|e| format!("reading to entry {at}: {e}"))?;
-            let raw = u32::from_le_bytes(header[..4].try_into().expect("4 bytes"));
-            if raw & COMMIT_FLAG == 0 {
-                file.seek_relative(i64::from(raw))
-                    .map_err(|e| e.to_string())?;
-                r.next += 1;
-            } else {
-                file.seek_relative(COMMIT_BODY as i64)
-                    .map_err(|e| e.to_string())?;
+            let (len, commit) = record_header(&header, max_entry_bytes)
+                .map_err(|e| format!("reading to entry {at}: {e}"))?;
+            file.seek_relative(len as i64).map_err(|e| e.to_string())?;
+            if commit {
                 r.committed = r.next;
+            } else {
+                r.next += 1;
             }
         }
         if r.committed != at {
@@ -120,11 +117,8 @@ impl SegmentReader {
             }
             Err(e) => return Err(format!("entry {}: {e}", self.next)),
         }
-        let raw = u32::from_le_bytes(header[..4].try_into().expect("4 bytes"));
-        let len = (raw & !COMMIT_FLAG) as usize;
-        if len > self.max_entry_bytes.max(COMMIT_BODY) {
-            return Err(format!("entry {}: a record of {len} bytes", self.next));
-        }
+        let (len, _) = record_header(&header, self.max_entry_bytes)
+            .map_err(|e| format!("entry {}: {e}", self.next))?;
         self.buf.clear();
         self.buf.extend_from_slice(&header);
         self.buf.resize(RECORD_HEADER + len, 0);
@@ -136,12 +130,13 @@ impl SegmentReader {
                 let leaf = leaf_hash(bytes);
                 let entry =
                     Entry::from_bytes(bytes).map_err(|e| format!("entry {}: {e}", self.next))?;
-                let record = IndexRecord {
-                    index: self.next,
-                    barcode: barcode(&leaf),
-                    kind: entry.kind,
-                    action: action_of(&entry.body).map(str::to_owned),
-                };
+                if entry.index != self.next {
+                    return Err(format!(
+                        "entry {} where entry {} belongs",
+                        entry.index, self.next
+                    ));
+                }
+                let record = IndexRecord::of(&entry, &leaf);
                 self.next += 1;
                 Ok(Item::Entry(record))
             }

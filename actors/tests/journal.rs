@@ -3,7 +3,7 @@
 
 use axon_actors::journal::*;
 use axon_protocols::checkpoint::{Checkpoint, Verifier};
-use axon_protocols::journal::{parse_hex, EntryKind};
+use axon_protocols::journal::{parse_hex, Entry, EntryKind};
 use axon_protocols::merkle::{self, Blake3};
 use axon_supervisors::{ManualClock, Worker, WorkerContext};
 use quickcheck::{Arbitrary, Gen, QuickCheck};
@@ -423,11 +423,7 @@ fn entries_of(r: &JournalResponse) -> Vec<u64> {
 }
 
 /// Every page of `filter`, `limit` entries at a time, concatenated.
-fn all_pages(
-    j: &mut Journal,
-    filter: &axon_actors::journal_index::Filter,
-    limit: usize,
-) -> Vec<u64> {
+fn all_pages(j: &mut Journal, filter: &Filter, limit: usize) -> Vec<u64> {
     let (mut out, mut after) = (vec![], None);
     loop {
         let q = JournalRequest::Query {
@@ -453,7 +449,7 @@ fn all_pages(
 
 /// Checks every lookup against what was appended, entry `i` being at second `i / 3`.
 fn check_lookups(j: &mut Journal, appended: &Appendix) {
-    use axon_actors::journal_index::Filter;
+    use Filter;
     let time = |s: u64| {
         axon_protocols::time::rfc3339(SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(s))
     };
@@ -615,7 +611,7 @@ fn entries_are_found_by_id_action_kind_and_time_with_or_without_the_index() {
     let mut c = cfg(dir.path());
     c.page_scan_max_entries = 50;
     let mut j = Journal::open_read_only(c).unwrap();
-    let events = axon_actors::journal_index::Filter {
+    let events = Filter {
         kind: Some(EntryKind::Event),
         ..Default::default()
     };
@@ -651,7 +647,7 @@ fn entry_times_never_go_back_even_when_the_clock_does() {
     let times: Vec<String> = (0..2)
         .map(
             |i| match &batch(&mut j, vec![JournalRequest::Entry(i)])[0] {
-                JournalResponse::Entry(e) => e.time.clone(),
+                JournalResponse::Entry(e) => Entry::from_bytes(&e.bytes).unwrap().time,
                 other => panic!("{other:?}"),
             },
         )
@@ -671,14 +667,14 @@ fn a_query_page_is_bounded_in_entries_and_bytes() {
     for i in 0..40 {
         batch(&mut j, vec![note(&format!("{i:0>300}"), vec![])]);
     }
-    let filter = axon_actors::journal_index::Filter::default();
+    let filter = Filter::default();
     let (page, next) = j.query(&filter, None, 1000).unwrap();
     // Entries of ~380 bytes: the third reaches 1024 bytes.
     assert_eq!(page.len(), 3);
     assert_eq!(next, Some(2));
     let (page, next) = j.query(&filter, Some(38), 1000).unwrap();
     assert_eq!((page.len(), next), (1, None));
-    let small = axon_actors::journal_index::Filter {
+    let small = Filter {
         kind: Some(EntryKind::Note),
         ..Default::default()
     };

@@ -162,7 +162,8 @@ pub fn value_end(b: &[u8], at: usize, depth: usize) -> Option<usize> {
     }
 }
 
-fn literal_end(b: &[u8], at: usize, lit: &[u8]) -> Option<usize> {
+/// Where `lit` ends when the bytes at `at` are exactly it.
+pub(crate) fn literal_end(b: &[u8], at: usize, lit: &[u8]) -> Option<usize> {
     b.get(at..at + lit.len())
         .filter(|s| *s == lit)
         .map(|_| at + lit.len())

@@ -133,11 +133,7 @@ impl EntryHead {
     /// The one-pass check: `None` when the bytes are not canonical or not of the shapes
     /// it decides (see [`canonical::value_end`]).
     pub fn read_canonical(b: &[u8]) -> Option<Self> {
-        let expect = |p: usize, lit: &[u8]| {
-            b.get(p..p + lit.len())
-                .filter(|s| *s == lit)
-                .map(|_| p + lit.len())
-        };
+        let expect = |p: usize, lit: &[u8]| canonical::literal_end(b, p, lit);
         let plain_string = |p: usize| -> Option<(usize, &str)> {
             let (end, escaped) = canonical::string_end(b, p)?;
             let text = std::str::from_utf8(&b[p + 1..end - 1]).ok()?;
@@ -366,6 +362,22 @@ pub enum RecordRead<'a> {
     Corrupt(String),
 }
 
+/// What a record's header (its first [`RECORD_HEADER`] bytes, or more) claims: the length
+/// of its bytes and whether it is a commit record; an impossible length is refused with
+/// the reason (`max_len` bounds an entry record's).
+pub fn record_header(header: &[u8], max_len: usize) -> Result<(usize, bool), String> {
+    let raw = u32::from_le_bytes(header[..4].try_into().expect("4 bytes"));
+    let commit = raw & COMMIT_FLAG != 0;
+    let len = (raw & !COMMIT_FLAG) as usize;
+    if commit && len != COMMIT_BODY {
+        return Err(format!("a commit record of {len} bytes"));
+    }
+    if !commit && len > max_len {
+        return Err(format!("claims {len} bytes; the limit is {max_len}"));
+    }
+    Ok((len, commit))
+}
+
 /// Reads the record at `offset` of `data`; `max_len` bounds the length an entry record
 /// may claim.
 pub fn read_record(data: &[u8], offset: usize, max_len: usize) -> RecordRead<'_> {
@@ -373,15 +385,10 @@ pub fn read_record(data: &[u8], offset: usize, max_len: usize) -> RecordRead<'_>
     if rest.len() < RECORD_HEADER {
         return RecordRead::Truncated;
     }
-    let raw = u32::from_le_bytes(rest[..4].try_into().expect("4 bytes"));
-    let commit = raw & COMMIT_FLAG != 0;
-    let len = (raw & !COMMIT_FLAG) as usize;
-    if commit && len != COMMIT_BODY {
-        return RecordRead::Corrupt(format!("a commit record of {len} bytes"));
-    }
-    if !commit && len > max_len {
-        return RecordRead::Corrupt(format!("claims {len} bytes; the limit is {max_len}"));
-    }
+    let (len, commit) = match record_header(rest, max_len) {
+        Ok(claim) => claim,
+        Err(why) => return RecordRead::Corrupt(why),
+    };
     if rest.len() < RECORD_HEADER + len {
         return RecordRead::Truncated;
     }
