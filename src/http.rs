@@ -176,6 +176,7 @@ pub struct ApiError {
     retry_after: Option<u64>,
     correlation_id: Option<String>,
     instance: Option<String>,
+    path: Option<String>,
 }
 
 impl ApiError {
@@ -186,7 +187,19 @@ impl ApiError {
             retry_after: None,
             correlation_id: None,
             instance: None,
+            path: None,
         }
+    }
+
+    /// A `not-canonical` problem at the error's path, a JSON Pointer into `what` (the
+    /// request body, or the entry the journal was asked to store).
+    pub fn not_canonical(what: &str, e: &axon_protocols::canonical::CanonicalError) -> Self {
+        let mut err = Self::new(
+            ProblemType::NotCanonical,
+            format!("{what} cannot be journaled: {e}"),
+        );
+        err.path = Some(e.path.clone());
+        err
     }
 
     /// Fills `instance` and `correlation_id` from the request.
@@ -226,6 +239,7 @@ impl ResponseError for ApiError {
         p.instance = self.instance.clone();
         p.correlation_id = self.correlation_id.clone();
         p.retry_after_seconds = self.retry_after;
+        p.path = self.path.clone();
         let mut res = HttpResponse::build(self.status_code());
         res.content_type(axon_protocols::problem::CONTENT_TYPE);
         if let Some(s) = self.retry_after {
@@ -259,7 +273,24 @@ pub(crate) fn call_problem(e: CallError, retry_after: u64) -> ApiError {
     }
 }
 
-pub(crate) fn require_admin(req: &HttpRequest, auth: &AdminAuth) -> Result<(), ApiError> {
+/// Proof that the request carries the admin token: a route that takes this as its first
+/// argument answers 401 before it reads anything else of the request.
+pub struct Admin;
+
+impl actix_web::FromRequest for Admin {
+    type Error = actix_web::Error;
+    type Future = std::future::Ready<Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        let checked = match req.app_data::<web::Data<AppState>>() {
+            Some(st) => require_admin(req, &st.auth).map(|()| Admin),
+            None => Err(ApiError::new(ProblemType::Internal, "no app state").at(req)),
+        };
+        std::future::ready(checked.map_err(Into::into))
+    }
+}
+
+fn require_admin(req: &HttpRequest, auth: &AdminAuth) -> Result<(), ApiError> {
     let Some(h) = req.headers().get(header::AUTHORIZATION) else {
         return Err(ApiError::new(
             ProblemType::Unauthenticated,
@@ -325,8 +356,11 @@ async fn supervision(st: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok().json(st.tree.snapshot(&st.clock))
 }
 
-async fn restart(req: HttpRequest, st: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    require_admin(&req, &st.auth)?;
+async fn restart(
+    _: Admin,
+    req: HttpRequest,
+    st: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let actor = req.match_info().get("actor").unwrap_or_default().to_owned();
     let retry = st.http.retry_after_seconds;
     match axon_supervisors::supervisor::request_restart(&st.tree, &actor) {
@@ -353,16 +387,21 @@ async fn restart(req: HttpRequest, st: web::Data<AppState>) -> Result<HttpRespon
     }
 }
 
+/// How many arrays and objects of its capsule entry hold the body of `POST /v1/echo`: the
+/// entry's object and the capsule's (`input` and `output` are members of the capsule).
+const ECHO_LEVELS_ABOVE: usize = 2;
+
 async fn echo(
+    _: Admin,
     req: HttpRequest,
     st: web::Data<AppState>,
-    body: web::Json<Value>,
+    body: JsonBody<Value, ECHO_LEVELS_ABOVE>,
 ) -> Result<HttpResponse, ApiError> {
     let opts = CallOptions {
         deadline: Duration::from_millis(st.http.call_timeout_ms),
         correlation_id: correlation_id(&req),
     };
-    let input = body.into_inner();
+    let input = body.0;
     let started_wall = st.clock.wall();
     let started = Instant::now();
     let output = match st.echo.call(input.clone(), &opts).await {
@@ -541,6 +580,78 @@ fn json_config(limit: usize) -> web::JsonConfig {
             };
             ApiError::new(kind, detail).at(req).into()
         })
+}
+
+/// A JSON request body read under the journal's canonical-JSON rule, so that whatever a
+/// route accepts can be journaled and read back: no integer that no double holds, no
+/// member name twice, no nesting that would put the stored entry past
+/// [`canonical::MAX_DEPTH`](axon_protocols::canonical::MAX_DEPTH). `LEVELS_ABOVE` is how
+/// many arrays and objects of the stored entry hold the body (the entry's own object
+/// counts). Refusals: 415 without a JSON content type, 413 past `http.max_body_bytes`,
+/// 400 for text that is not JSON or not of the route's shape, 422 `not-canonical` with
+/// the body's JSON Pointer for a value the rule refuses.
+pub struct JsonBody<T, const LEVELS_ABOVE: usize>(pub T);
+
+impl<T: serde::de::DeserializeOwned + 'static, const LEVELS_ABOVE: usize> actix_web::FromRequest
+    for JsonBody<T, LEVELS_ABOVE>
+{
+    type Error = actix_web::Error;
+    type Future = futures::future::LocalBoxFuture<'static, Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut actix_web::dev::Payload) -> Self::Future {
+        let json = req
+            .mime_type()
+            .ok()
+            .flatten()
+            .is_some_and(|m| m.subtype() == "json" || m.suffix().is_some_and(|s| s == "json"));
+        let limit = req
+            .app_data::<web::Data<AppState>>()
+            .map_or(0, |st| st.http.max_body_bytes);
+        let bytes = web::Bytes::from_request(req, payload);
+        let req = req.clone();
+        Box::pin(async move {
+            if !json {
+                return Err(ApiError::new(
+                    ProblemType::UnsupportedMediaType,
+                    "send the body as Content-Type: application/json",
+                )
+                .at(&req)
+                .into());
+            }
+            let bytes = bytes.await.map_err(|e| {
+                use actix_web::error::PayloadError as P;
+                let err = match e.as_error::<P>() {
+                    Some(P::Overflow) => ApiError::new(
+                        ProblemType::PayloadTooLarge,
+                        format!(
+                            "the body is larger than the limit of {limit} bytes (http.max_body_bytes)"
+                        ),
+                    ),
+                    _ => ApiError::new(
+                        ProblemType::MalformedRequest,
+                        format!("cannot read the body: {e}"),
+                    ),
+                };
+                err.at(&req)
+            })?;
+            let depth = axon_protocols::canonical::MAX_DEPTH.saturating_sub(LEVELS_ABOVE);
+            let value = axon_protocols::canonical::parse(&bytes, depth).map_err(|e| {
+                if e.is_syntax() {
+                    ApiError::new(ProblemType::MalformedRequest, e.to_string()).at(&req)
+                } else {
+                    ApiError::not_canonical("the body", &e).at(&req)
+                }
+            })?;
+            let body = serde_json::from_value::<T>(value).map_err(|e| {
+                ApiError::new(
+                    ProblemType::MalformedRequest,
+                    format!("the body is not of this route's shape: {e}"),
+                )
+                .at(&req)
+            })?;
+            Ok(JsonBody(body))
+        })
+    }
 }
 
 /// A resource that answers `method` with `handler` and any other method with 405.

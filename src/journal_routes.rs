@@ -1,7 +1,7 @@
 //! `/v1/journal/...`: entries, proofs, checkpoints and operator notes. Hashes are
 //! lowercase hex; entry bytes are the canonical JSON, in standard base64.
 
-use crate::http::{call_problem, correlation_id, require_admin, resource, ApiError, AppState};
+use crate::http::{call_problem, correlation_id, resource, Admin, ApiError, AppState, JsonBody};
 use actix_web::{web, HttpRequest, HttpResponse};
 use axon_actors::journal::{
     Appended, Filter, JournalRequest, JournalResponse, NewEntry, Refusal, StoredEntry,
@@ -29,12 +29,15 @@ async fn ask(
         Ok(JournalResponse::Refused(refusal)) => {
             let detail = refusal.to_string();
             let e = match refusal {
-                Refusal::Halted(_) => ApiError::new(ProblemType::JournalHalted, detail),
+                Refusal::Halted(_) => ApiError::new(ProblemType::JournalHalted, detail)
+                    .retry_after(st.http.retry_after_seconds),
                 Refusal::NotFound(_) => ApiError::new(ProblemType::NoSuchEntry, detail),
                 Refusal::BadLink(_) => ApiError::new(ProblemType::BadLink, detail),
                 Refusal::Invalid(_) => ApiError::new(ProblemType::InvalidParameter, detail),
                 Refusal::Damaged(_) => ApiError::new(ProblemType::JournalDamaged, detail),
-                Refusal::Busy(_) => ApiError::new(ProblemType::Unavailable, detail),
+                Refusal::Busy(_) => ApiError::new(ProblemType::Unavailable, detail)
+                    .retry_after(st.http.retry_after_seconds),
+                Refusal::NotCanonical(e) => ApiError::not_canonical("the entry", &e),
             };
             Err(e.at(req))
         }
@@ -246,12 +249,12 @@ pub struct NoteBody {
 }
 
 async fn note(
+    _: Admin,
     req: HttpRequest,
     st: web::Data<AppState>,
-    body: web::Json<NoteBody>,
+    body: JsonBody<NoteBody, 1>,
 ) -> Result<HttpResponse, ApiError> {
-    require_admin(&req, &st.auth)?;
-    let NoteBody { text, links } = body.into_inner();
+    let NoteBody { text, links } = body.0;
     if text.trim().is_empty() {
         return Err(
             ApiError::new(ProblemType::MalformedRequest, "text must not be empty").at(&req),

@@ -20,6 +20,7 @@ fn post_echo(
 ) -> Response {
     n.client()
         .post(n.url("/v1/echo"))
+        .bearer_auth(&n.admin_token)
         .header("content-type", content_type)
         .body(body)
         .send()
@@ -58,7 +59,11 @@ fn wrong_or_missing_content_type_is_415() {
         Some("application/x-www-form-urlencoded"),
         None,
     ] {
-        let mut req = n.client().post(n.url("/v1/echo")).body("{}");
+        let mut req = n
+            .client()
+            .post(n.url("/v1/echo"))
+            .bearer_auth(&n.admin_token)
+            .body("{}");
         if let Some(ct) = ct {
             req = req.header("content-type", ct);
         }
@@ -107,6 +112,14 @@ fn unknown_routes_and_methods() {
 #[test]
 fn admin_routes_need_the_admin_token() {
     let n = node();
+    // Every route that appends needs it, the echo driver's included.
+    let res = n
+        .client()
+        .post(n.url("/v1/echo"))
+        .json(&serde_json::json!({"x": 1}))
+        .send()
+        .unwrap();
+    expect_problem(res, 401, "unauthenticated");
     let url = n.url("/v1/supervision/echo/restart");
     let res = n.client().post(&url).send().unwrap();
     assert_eq!(res.headers()["www-authenticate"], "Bearer realm=\"axon\"");

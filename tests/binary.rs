@@ -76,6 +76,7 @@ fn the_binary_serves_every_route_and_exits_0_on_sigterm() {
     // A driver call, so that an action exists.
     let echoed: Value = c
         .post(format!("{}/v1/echo", r.base))
+        .bearer_auth(&r.token)
         .json(&serde_json::json!({"probe": true}))
         .send()
         .unwrap()

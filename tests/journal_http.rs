@@ -189,6 +189,7 @@ fn entries_are_found_by_id_action_kind_and_time() {
         let echoed: Value = n
             .client()
             .post(n.url("/v1/echo"))
+            .bearer_auth(&n.admin_token)
             .json(&json!({"call": i}))
             .send()
             .unwrap()

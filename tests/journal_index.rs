@@ -69,6 +69,7 @@ fn a_lost_index_is_rebuilt_and_answers_the_same() {
             // A driver call: its capsule belongs to an action.
             let v: Value = c
                 .post(format!("{base}/v1/echo"))
+                .bearer_auth(token.trim())
                 .json(&json!({"call": i}))
                 .send()
                 .unwrap()

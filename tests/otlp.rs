@@ -56,6 +56,7 @@ fn spans_with_correlation_ids_reach_the_collector() {
     let node = spawn_axon(dir.path(), &["--otlp-endpoint", &endpoint], false);
     let res = reqwest::blocking::Client::new()
         .post(format!("{}/v1/echo", node.base))
+        .bearer_auth(&node.token)
         .header("x-correlation-id", "otlp-probe-1")
         .json(&serde_json::json!({"x": 1}))
         .send()

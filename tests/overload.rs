@@ -24,7 +24,7 @@ fn a_full_mailbox_answers_429_and_every_2xx_was_handled() {
     node.inject("echo", Fault::Delay(Duration::from_secs(1)), Some(1));
     let counts: Counts = Arc::new(Default::default());
     let threads = 40;
-    let handles = flood(node.base_url(), threads, 1, &counts);
+    let handles = flood(node.base_url(), &node.admin_token, threads, 1, &counts);
     let expected_ok = 1 + CAPACITY;
     wait_until(
         "every request beyond the mailbox is refused",

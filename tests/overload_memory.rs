@@ -29,11 +29,11 @@ fn memory_stays_bounded_under_a_long_flood() {
     // Every request takes 2 ms in echo, so a flood of 16 clients keeps its mailbox full.
     node.inject("echo", Fault::Delay(Duration::from_millis(2)), None);
     let counts: Counts = Arc::new(Default::default());
-    for h in flood(node.base_url(), 16, 100, &counts) {
+    for h in flood(node.base_url(), &node.admin_token, 16, 100, &counts) {
         h.join().unwrap();
     }
     let warm = rss_bytes();
-    for h in flood(node.base_url(), 16, 400, &counts) {
+    for h in flood(node.base_url(), &node.admin_token, 16, 400, &counts) {
         h.join().unwrap();
     }
     let after = rss_bytes();

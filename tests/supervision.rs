@@ -77,11 +77,14 @@ fn requests_queued_behind_a_failure_get_errors_and_are_not_replayed() {
     // The first request is held (on the manual clock) so the others queue behind it.
     node.inject("echo", Fault::Delay(Duration::from_secs(1)), Some(1));
     let base = node.base_url().to_owned();
+    let token = node.admin_token.clone();
     let send = |i: u64| {
         let base = base.clone();
+        let token = token.clone();
         std::thread::spawn(move || {
             reqwest::blocking::Client::new()
                 .post(format!("{base}/v1/echo"))
+                .bearer_auth(token)
                 .json(&json!(i))
                 .send()
                 .unwrap()
@@ -238,6 +241,7 @@ fn when_the_root_gives_up_the_node_stops_and_says_why() {
         let _ = node
             .client()
             .post(node.url("/v1/echo"))
+            .bearer_auth(&node.admin_token)
             .json(&json!(1))
             .send();
         let _ = wait_until("echo is down or back", Duration::from_secs(5), || {
@@ -266,9 +270,11 @@ fn shutdown_lets_in_flight_requests_finish_first() {
     // Echo takes 300 ms (real time) for the next request.
     node.inject("echo", Fault::Delay(Duration::from_millis(300)), Some(1));
     let url = node.url("/v1/echo");
+    let token = node.admin_token.clone();
     let in_flight = std::thread::spawn(move || {
         reqwest::blocking::Client::new()
             .post(url)
+            .bearer_auth(token)
             .json(&json!("late"))
             .send()
             .map(|r| r.status().as_u16())

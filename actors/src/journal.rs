@@ -33,8 +33,8 @@ use crate::journal_indexer::{index_now, Indexer};
 use axon_protocols::checkpoint::{Checkpoint, Signer};
 use axon_protocols::journal::{
     self as format, action_of, barcode, begin_record, encode_commit, encode_record, entry_id,
-    find_commit_after, find_record_after, finish_record, leaf_hash, read_record, Entry, EntryHead,
-    EntryKind, EntryParts, RecordRead,
+    find_commit_after, find_record_after, finish_record, leaf_hash, read_record, Entry, EntryError,
+    EntryHead, EntryKind, EntryParts, RecordRead,
 };
 use axon_protocols::merkle::{Blake3, Hash, MerkleLog};
 use axon_supervisors::{SharedClock, Worker, WorkerContext, WorkerError};
@@ -200,6 +200,10 @@ pub enum Refusal {
     /// Answering now would take too long; later it will not.
     #[error("{0}")]
     Busy(String),
+    /// The entry has no canonical form, so it could not be read back: nothing is
+    /// appended. Its path is a JSON Pointer into the entry (`/body/...`).
+    #[error("the entry has no canonical form: {0}")]
+    NotCanonical(axon_protocols::canonical::CanonicalError),
 }
 
 /// Shared with the node: set once a write failed, never cleared.
@@ -1481,7 +1485,10 @@ impl Journal {
                 };
                 if let Err(e) = parts.write(&mut buf) {
                     buf.truncate(start);
-                    return Err(Refusal::Invalid(e.to_string()));
+                    return Err(match e {
+                        EntryError::Canonical(c) => Refusal::NotCanonical(c),
+                        other => Refusal::Invalid(other.to_string()),
+                    });
                 }
                 let len = buf.len() - start - format::RECORD_HEADER;
                 if len > self.cfg.max_entry_bytes {

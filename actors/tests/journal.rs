@@ -352,6 +352,84 @@ fn damage_to_acknowledged_records_is_tamper() {
         .quickcheck(tampered_journal_is_refused as fn(u8, Tamper) -> bool);
 }
 
+/// A body of `levels` arrays inside each other with `leaf` at the bottom.
+fn buried(levels: usize, leaf: serde_json::Value) -> serde_json::Value {
+    (0..levels).fold(leaf, |v, _| json!([v]))
+}
+
+/// The writer's refusal is the journal's: a body without a canonical form is refused
+/// whole (naming where), nothing of it is appended, and the batch's other appends go
+/// through; whatever is appended reads back byte for byte after a restart.
+fn refused_bodies_append_nothing(levels: u8, number: u64, negative: bool) -> bool {
+    use axon_protocols::canonical::{self, MAX_DEPTH};
+    let dir = tempfile::tempdir().unwrap();
+    let mut j = open(dir.path()).unwrap();
+    // Depths around the limit: the entry's object and nothing else hold the body.
+    let levels = MAX_DEPTH - 4 + usize::from(levels % 8);
+    let leaf = match i64::try_from(number) {
+        Ok(n) if negative => json!(-n),
+        _ => json!(number),
+    };
+    let body = buried(levels, leaf);
+    let writer = canonical::to_vec(&body).map(|_| levels < MAX_DEPTH);
+    let r = batch(
+        &mut j,
+        vec![
+            JournalRequest::Append(NewEntry {
+                kind: EntryKind::Note,
+                links: vec![],
+                body: body.clone(),
+            }),
+            note("after", vec![]),
+        ],
+    );
+    assert!(matches!(r[1], JournalResponse::Appended(_)));
+    let accepted = match (&r[0], writer) {
+        (JournalResponse::Appended(_), Ok(true)) => true,
+        (JournalResponse::Refused(Refusal::NotCanonical(e)), Ok(false) | Err(_)) => {
+            assert!(e.path.starts_with("/body/0"), "{e}");
+            false
+        }
+        (other, w) => panic!("journal {other:?}, writer {w:?}"),
+    };
+    assert_eq!(j.len(), 1 + u64::from(accepted));
+    drop(j);
+    let mut j = open(dir.path()).unwrap();
+    for i in 0..j.len() {
+        let JournalResponse::Entry(e) = batch(&mut j, vec![JournalRequest::Entry(i)]).remove(0)
+        else {
+            panic!("entry {i} does not read back")
+        };
+        let read = Entry::from_bytes(&e.bytes).unwrap();
+        assert_eq!(read.to_bytes().unwrap(), e.bytes);
+    }
+    true
+}
+
+#[test]
+fn what_the_writer_refuses_is_never_appended() {
+    // Integers on both sides of exactness (around 2^53 and beyond), at every depth near
+    // the limit.
+    let gen = |g: &mut Gen| {
+        let base = *g
+            .choose(&[1u64 << 53, 1 << 60, u64::MAX - 8, 10_000_000_000_000_000])
+            .unwrap();
+        base.wrapping_add(u64::from(u8::arbitrary(g) % 16))
+    };
+    let mut g = Gen::new(100);
+    for _ in 0..40 {
+        let (levels, number, negative) =
+            (u8::arbitrary(&mut g), gen(&mut g), bool::arbitrary(&mut g));
+        assert!(refused_bodies_append_nothing(levels, number, negative));
+    }
+    // The body the issue found: 1e16 is a double and must read back.
+    assert!(refused_bodies_append_nothing(
+        0,
+        10_000_000_000_000_000,
+        false
+    ));
+}
+
 #[test]
 fn a_failed_write_halts_the_journal_for_good() {
     let dir = tempfile::tempdir().unwrap();

@@ -15,7 +15,7 @@
 //! only once its commit record is durable, so whatever follows the last intact commit
 //! record of the last segment was never acknowledged.
 
-use crate::canonical::{self, CanonicalError};
+use crate::canonical::{self, CanonicalError, Reason};
 use crate::merkle::{Blake3, Hash, TreeHasher};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -93,8 +93,9 @@ impl Entry {
 
     /// Reads an entry back, refusing bytes that are not exactly its canonical form.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, EntryError> {
+        let value = canonical::parse(bytes, canonical::MAX_DEPTH)?;
         let entry: Entry =
-            serde_json::from_slice(bytes).map_err(|e| EntryError::Shape(e.to_string()))?;
+            serde_json::from_value(value).map_err(|e| EntryError::Shape(e.to_string()))?;
         if entry.to_bytes()? != bytes {
             return Err(EntryError::NotCanonical);
         }
@@ -218,10 +219,16 @@ impl EntryParts<'_> {
         let start = out.len();
         let written = (|| {
             if self.index > canonical::MAX_SAFE {
-                return Err(CanonicalError::InexactNumber(self.index.to_string()));
+                return Err(CanonicalError {
+                    path: "/index".into(),
+                    reason: Reason::OutOfRange(self.index.to_string()),
+                });
             }
             out.extend_from_slice(b"{\"body\":");
-            canonical::write(self.body, out, 1)?;
+            canonical::write(self.body, out, 1).map_err(|e| CanonicalError {
+                path: format!("/body{}", e.path),
+                ..e
+            })?;
             let _ = write!(out, ",\"index\":{},\"kind\":", self.index);
             canonical::string(self.kind.as_str(), out);
             out.extend_from_slice(b",\"links\":[");

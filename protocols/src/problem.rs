@@ -52,13 +52,16 @@ pub enum ProblemType {
     JournalHalted,
     /// A stored journal entry no longer matches its hash.
     JournalDamaged,
+    /// A JSON value breaks the canonical-JSON rule the journal stores by (an integer no
+    /// double holds, nesting too deep, a member name twice): the `path` member names where.
+    NotCanonical,
     /// Anything else the node did not expect; always logged with the correlation id.
     Internal,
 }
 
 impl ProblemType {
     /// Every variant, for documentation and tests.
-    pub const ALL: [ProblemType; 22] = [
+    pub const ALL: [ProblemType; 23] = [
         Self::MalformedRequest,
         Self::UnsupportedMediaType,
         Self::PayloadTooLarge,
@@ -80,6 +83,7 @@ impl ProblemType {
         Self::BadLink,
         Self::JournalHalted,
         Self::JournalDamaged,
+        Self::NotCanonical,
         Self::Internal,
     ];
 
@@ -107,6 +111,7 @@ impl ProblemType {
             Self::BadLink => "bad-link",
             Self::JournalHalted => "journal-halted",
             Self::JournalDamaged => "journal-damaged",
+            Self::NotCanonical => "not-canonical",
             Self::Internal => "internal",
         }
     }
@@ -121,7 +126,7 @@ impl ProblemType {
         match self {
             Self::MalformedRequest | Self::BadHeader | Self::InvalidParameter => 400,
             Self::NoSuchEntry => 404,
-            Self::BadLink => 422,
+            Self::BadLink | Self::NotCanonical => 422,
             Self::JournalHalted => 503,
             Self::JournalDamaged => 500,
             Self::Unauthenticated | Self::InvalidToken => 401,
@@ -161,6 +166,7 @@ impl ProblemType {
             Self::BadLink => "A link names no earlier entry",
             Self::JournalHalted => "The journal takes no writes",
             Self::JournalDamaged => "The journal is damaged",
+            Self::NotCanonical => "The JSON has no canonical form",
             Self::Internal => "Internal error",
         }
     }
@@ -182,6 +188,10 @@ pub struct Problem {
     /// Seconds to wait before retrying, for 429 and 503 (also sent as `Retry-After`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_after_seconds: Option<u64>,
+    /// Where in the request body the problem is, as a JSON Pointer (RFC 6901; `""` is
+    /// the whole body), for `not-canonical`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
 }
 
 impl Problem {
@@ -194,6 +204,7 @@ impl Problem {
             instance: None,
             correlation_id: None,
             retry_after_seconds: None,
+            path: None,
         }
     }
 }

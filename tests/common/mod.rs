@@ -16,6 +16,7 @@ pub type Counts = Arc<[AtomicU64; 3]>;
 /// checking every 200 echoes its input and every 429 is an `overloaded` problem.
 pub fn flood(
     base: &str,
+    token: &str,
     threads: usize,
     per_thread: usize,
     counts: &Counts,
@@ -23,6 +24,7 @@ pub fn flood(
     (0..threads)
         .map(|t| {
             let base = base.to_owned();
+            let token = token.to_owned();
             let counts = counts.clone();
             std::thread::spawn(move || {
                 let client = reqwest::blocking::Client::builder()
@@ -32,6 +34,7 @@ pub fn flood(
                 for i in 0..per_thread {
                     let res = client
                         .post(format!("{base}/v1/echo"))
+                        .bearer_auth(&token)
                         .json(&json!({"t": t, "i": i}))
                         .send()
                         .unwrap();
@@ -63,6 +66,8 @@ pub struct Spawned {
     pub base: String,
     /// What it printed on standard output up to its address.
     pub stdout_lines: Vec<String>,
+    /// The admin token, from `<data-dir>/admin.token`.
+    pub token: String,
 }
 
 /// Starts the built binary with `--data-dir data_dir` and `extra` arguments and waits for
@@ -85,10 +90,15 @@ pub fn spawn_axon(data_dir: &Path, extra: &[&str], keep_stderr: bool) -> Spawned
     while let Some(Ok(line)) = lines.next() {
         seen.push(line.clone());
         if let Some(addr) = line.strip_prefix("axon: listening on ") {
+            let token = std::fs::read_to_string(data_dir.join("admin.token"))
+                .expect("the node wrote its admin token before listening")
+                .trim()
+                .to_owned();
             return Spawned {
                 child,
                 base: addr.to_owned(),
                 stdout_lines: seen,
+                token,
             };
         }
     }

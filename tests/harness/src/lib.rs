@@ -409,9 +409,11 @@ impl TestNode {
         self.client.get(self.url(path)).send().expect("GET")
     }
 
+    /// POST JSON with the admin token (every route that appends needs it).
     pub fn post_json(&self, path: &str, body: &serde_json::Value) -> reqwest::blocking::Response {
         self.client
             .post(self.url(path))
+            .bearer_auth(&self.admin_token)
             .json(body)
             .send()
             .expect("POST")
