@@ -286,6 +286,9 @@ pub struct Recovery {
     pub torn_tail: Option<(PathBuf, u64, u64)>,
     /// Bytes of a torn checkpoint record cut off the end of the checkpoint log, and where.
     pub torn_checkpoint: Option<(PathBuf, u64, u64)>,
+    /// The files the cut bytes were moved to (next to the file they were cut from), so
+    /// that nothing is destroyed: `<file>.torn-at-<offset>`.
+    pub set_aside: Vec<PathBuf>,
     /// The size the sled index was built for at open; the index thread catches up from
     /// there (0 when it was missing, stale or of another format).
     pub index_from: u64,
@@ -401,6 +404,21 @@ impl std::hash::Hasher for LeafHasher {
 
 type ByLeaf = HashMap<Hash, u64, std::hash::BuildHasherDefault<LeafHasher>>;
 
+/// The checkpoint log as read before the segments: each checkpoint (where it is, its
+/// note, what it records), and a torn last record (its offset and bytes).
+#[derive(Default)]
+struct LoggedCheckpoints {
+    notes: Vec<(String, String, Checkpoint)>,
+    torn: Option<(usize, Vec<u8>)>,
+}
+
+impl LoggedCheckpoints {
+    /// The largest size a logged checkpoint records (sizes never decrease along the log).
+    fn covered(&self) -> Option<u64> {
+        self.notes.last().map(|(_, _, cp)| cp.size)
+    }
+}
+
 /// The journal worker.
 pub struct Journal {
     cfg: JournalConfig,
@@ -440,6 +458,33 @@ pub struct Journal {
 
 fn segment_name(first: u64) -> String {
     format!("{first:020}.seg")
+}
+
+/// Whether a file in a shard's folder holds bytes cut at start-up (see [`set_aside`]).
+fn is_set_aside(name: &str) -> bool {
+    name.contains(".torn-at-")
+}
+
+/// Keeps `bytes`, about to be cut from `path` at `offset`, in a file next to it
+/// (`<file>.torn-at-<offset>`, or `…-<n>` when that exists), durable before the cut.
+fn set_aside(path: &Path, offset: u64, bytes: &[u8]) -> Result<PathBuf, OpenError> {
+    let base = format!("{}.torn-at-{offset}", path.display());
+    let mut aside = PathBuf::from(&base);
+    let mut n = 1;
+    while aside.exists() {
+        aside = PathBuf::from(format!("{base}-{n}"));
+        n += 1;
+    }
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .open(&aside)
+        .map_err(io(&aside))?;
+    f.write_all(bytes).map_err(io(&aside))?;
+    f.sync_all().map_err(io(&aside))?;
+    sync_dir(path.parent().unwrap_or(Path::new(".")))?;
+    Ok(aside)
 }
 
 fn sync_dir(dir: &Path) -> Result<(), OpenError> {
@@ -987,8 +1032,11 @@ impl Journal {
             clock,
             cfg,
         };
-        j.recover(progress)?;
-        j.load_checkpoints()?;
+        // The checkpoint log first: what it covers was acknowledged, and start-up must not
+        // cut it away as a torn tail.
+        let logged = j.read_checkpoint_log()?;
+        j.recover(progress, logged.covered().unwrap_or(0))?;
+        j.check_logged_checkpoints(logged)?;
         if mode == Mode::Write {
             j.open_index();
         }
@@ -1001,11 +1049,12 @@ impl Journal {
             .join(format!("shard-{}.checkpoints", self.cfg.shard))
     }
 
-    /// Reads the checkpoint log and checks every checkpoint against the tree: its
-    /// signature, origin and size (never more than the segments hold, never less than the
-    /// one before it) and its root. A damaged last record with nothing intact after it is a
-    /// torn write and is cut (when not auditing); any other damage is tamper.
-    fn load_checkpoints(&mut self) -> Result<(), OpenError> {
+    /// Reads the checkpoint log, before the segments are read: every checkpoint's
+    /// signature, origin and size (never less than the one before it). A damaged last
+    /// record with nothing intact after it is a torn write (its offset is kept to cut it
+    /// later); any other damage is tamper. The largest size they record is what start-up
+    /// must never cut below.
+    fn read_checkpoint_log(&self) -> Result<LoggedCheckpoints, OpenError> {
         let path = self.checkpoints_path();
         let data = match std::fs::read(&path) {
             Ok(d) => d,
@@ -1017,18 +1066,19 @@ impl Journal {
         };
         let verifier = axon_protocols::checkpoint::Verifier::parse(&self.signer.vkey())
             .map_err(|e| OpenError::Key(e.to_string()))?;
+        let mut logged = LoggedCheckpoints::default();
         let mut offset = 0;
         while offset < data.len() {
-            let n = self.checkpoints + 1;
+            let n = logged.notes.len() + 1;
             match read_record(&data, offset, MAX_CHECKPOINT_BYTES) {
                 RecordRead::Entry { bytes, next } => {
                     let note = std::str::from_utf8(bytes)
                         .map_err(|_| tamper(offset, format!("checkpoint {n} is not UTF-8")))?;
                     let which = format!("{} at offset {offset}: checkpoint {n}", path.display());
                     let cp = self
-                        .check_checkpoint(&verifier, note, &which)
+                        .verify_note(&verifier, note, &which)
                         .map_err(OpenError::Tamper)?;
-                    if let Some(before) = self.head_size.filter(|b| cp.size < *b) {
+                    if let Some(before) = logged.covered().filter(|b| cp.size < *b) {
                         return Err(tamper(
                             offset,
                             format!(
@@ -1037,9 +1087,7 @@ impl Journal {
                             ),
                         ));
                     }
-                    self.head_size = Some(cp.size);
-                    self.checkpoints = n;
-                    self.checkpoint = Some((cp.size, note.to_owned()));
+                    logged.notes.push((which, note.to_owned(), cp));
                     offset = next;
                 }
                 RecordRead::Commit { .. } => {
@@ -1057,20 +1105,40 @@ impl Journal {
                             ),
                         ));
                     }
-                    let cut = (data.len() - offset) as u64;
-                    if self.mode == Mode::Write {
-                        let f = OpenOptions::new()
-                            .write(true)
-                            .open(&path)
-                            .map_err(io(&path))?;
-                        f.set_len(offset as u64).map_err(io(&path))?;
-                        f.sync_all().map_err(io(&path))?;
-                        tracing::warn!(log = %path.display(), offset, bytes = cut, "cut a torn checkpoint that was never served");
-                    }
-                    self.recovery.torn_checkpoint = Some((path.clone(), offset as u64, cut));
+                    logged.torn = Some((offset, data[offset..].to_vec()));
                     break;
                 }
             }
+        }
+        Ok(logged)
+    }
+
+    /// Checks the logged checkpoints against the tree the segments hold (each one's root,
+    /// and no more entries than the segments hold), sets a torn last record aside and cuts
+    /// it (when not auditing), and opens the log to append.
+    fn check_logged_checkpoints(&mut self, logged: LoggedCheckpoints) -> Result<(), OpenError> {
+        let path = self.checkpoints_path();
+        for (which, note, cp) in logged.notes {
+            self.check_against_tree(&cp, &which)
+                .map_err(OpenError::Tamper)?;
+            self.head_size = Some(cp.size);
+            self.checkpoints += 1;
+            self.checkpoint = Some((cp.size, note));
+        }
+        if let Some((offset, torn)) = logged.torn {
+            let cut = torn.len() as u64;
+            if self.mode == Mode::Write {
+                let aside = set_aside(&path, offset as u64, &torn)?;
+                let f = OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .map_err(io(&path))?;
+                f.set_len(offset as u64).map_err(io(&path))?;
+                f.sync_all().map_err(io(&path))?;
+                tracing::warn!(log = %path.display(), offset, bytes = cut, kept_in = %aside.display(), "cut a torn checkpoint that was never served");
+                self.recovery.set_aside.push(aside);
+            }
+            self.recovery.torn_checkpoint = Some((path.clone(), offset as u64, cut));
         }
         if self.mode == Mode::Write {
             let existed = path.exists();
@@ -1089,10 +1157,8 @@ impl Journal {
         Ok(())
     }
 
-    /// Checks one signed checkpoint of this journal (`which` names it) against the tree.
-    /// When it records more entries than the segments hold, the first bad record is where
-    /// the segments end, and the message starts there.
-    fn check_checkpoint(
+    /// Checks one signed checkpoint's signature and origin (`which` names it).
+    fn verify_note(
         &self,
         verifier: &axon_protocols::checkpoint::Verifier,
         note: &str,
@@ -1106,6 +1172,13 @@ impl Journal {
                 cp.origin, self.origin
             ));
         }
+        Ok(cp)
+    }
+
+    /// Checks one checkpoint of this journal against the tree. When it records more
+    /// entries than the segments hold, the first bad record is where the segments end, and
+    /// the message starts there.
+    fn check_against_tree(&self, cp: &Checkpoint, which: &str) -> Result<(), String> {
         if cp.size > self.len() {
             let last = self
                 .segments
@@ -1127,7 +1200,7 @@ impl Journal {
                 cp.size
             ));
         }
-        Ok(cp)
+        Ok(())
     }
 
     /// Checks signed checkpoints held elsewhere (handed out by this journal) against the
@@ -1136,7 +1209,8 @@ impl Journal {
         let verifier = axon_protocols::checkpoint::Verifier::parse(&self.signer.vkey())
             .map_err(|e| e.to_string())?;
         for (name, note) in notes {
-            self.check_checkpoint(&verifier, note, name)?;
+            let cp = self.verify_note(&verifier, note, name)?;
+            self.check_against_tree(&cp, name)?;
         }
         Ok(())
     }
@@ -1183,11 +1257,21 @@ impl Journal {
         self.log.is_empty()
     }
 
-    fn recover(&mut self, progress: &mut dyn FnMut(&Path, u64)) -> Result<(), OpenError> {
+    /// Reads and checks every segment. `covered` is the largest size a signed checkpoint
+    /// in the checkpoint log records: those entries were acknowledged, so a damaged tail
+    /// that would cut below it is damage, not a torn write.
+    fn recover(
+        &mut self,
+        progress: &mut dyn FnMut(&Path, u64),
+        covered: u64,
+    ) -> Result<(), OpenError> {
         let mut names: Vec<(u64, PathBuf)> = Vec::new();
         for entry in std::fs::read_dir(&self.shard_dir).map_err(io(&self.shard_dir))? {
             let path = entry.map_err(io(&self.shard_dir))?.path();
             let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            if is_set_aside(name) {
+                continue;
+            }
             let first = name
                 .strip_suffix(".seg")
                 .filter(|n| n.len() == 20)
@@ -1237,10 +1321,21 @@ impl Journal {
             progress(&path, self.len());
             if kept < data.len() as u64 {
                 let cut = data.len() as u64 - kept;
+                if self.len() < covered {
+                    return Err(OpenError::Tamper(format!(
+                        "{} at offset {kept}: the records after the last intact commit are damaged, \
+                         and the checkpoint log covers {covered} entries where {} are intact: \
+                         acknowledged entries are damaged (nothing was cut)",
+                        path.display(),
+                        self.len()
+                    )));
+                }
                 if self.mode == Mode::Write {
+                    let aside = set_aside(&path, kept, &data[kept as usize..])?;
                     file.set_len(kept).map_err(io(&path))?;
                     file.sync_all().map_err(io(&path))?;
-                    tracing::warn!(segment = %path.display(), offset = kept, bytes = cut, "cut a torn tail that was never acknowledged");
+                    tracing::warn!(segment = %path.display(), offset = kept, bytes = cut, kept_in = %aside.display(), "cut a torn tail that was never acknowledged");
+                    self.recovery.set_aside.push(aside);
                 }
                 self.recovery.torn_tail = Some((path.clone(), kept, cut));
             }
@@ -1371,13 +1466,34 @@ impl Journal {
                         self.last_commit = size;
                     }
                     RecordRead::Truncated | RecordRead::Corrupt(_) if last => {
+                        // What follows the last intact commit is the last batch, and a
+                        // crash before its fdatasync returned may leave its own commit
+                        // record on disk while an earlier record of it is not: it was
+                        // never acknowledged. A later batch is written only once this one
+                        // is durable, so any intact record after that commit record, or a
+                        // commit that is not this batch's, is damage.
                         if let Some(at) = find_commit_after(data, offset + 1) {
-                            return Err(tamper(
-                                offset,
-                                format!(
-                                    "a damaged record, yet a commit record follows at offset {at}"
-                                ),
-                            ));
+                            let RecordRead::Commit { previous, next, .. } =
+                                read_record(data, at, max)
+                            else {
+                                unreachable!("find_commit_after finds intact commit records")
+                            };
+                            if previous != self.last_commit {
+                                return Err(tamper(
+                                    offset,
+                                    format!(
+                                        "a damaged record, yet a commit record of another batch follows at offset {at}"
+                                    ),
+                                ));
+                            }
+                            if let Some(later) = find_record_after(data, next, max) {
+                                return Err(tamper(
+                                    offset,
+                                    format!(
+                                        "a damaged record, yet a commit record follows at offset {at} and another record at offset {later}"
+                                    ),
+                                ));
+                            }
                         }
                         break;
                     }

@@ -237,6 +237,108 @@ fn a_torn_tail_is_cut_and_everything_acknowledged_stays() {
     let (path, offset, cut) = j.recovery().torn_tail.clone().unwrap();
     assert_eq!((path, offset, cut), (seg.clone(), good, tail.len() as u64));
     assert_eq!(std::fs::metadata(&seg).unwrap().len(), good);
+    // The cut bytes are kept next to the segment, not destroyed.
+    let aside = &j.recovery().set_aside;
+    assert_eq!(aside.len(), 1, "{aside:?}");
+    assert_eq!(std::fs::read(&aside[0]).unwrap(), tail);
+    drop(j);
+    // The next start reads past the kept file and cuts nothing more.
+    let j = open(dir.path()).unwrap();
+    assert_eq!((j.len(), j.recovery().torn_tail.clone()), (10, None));
+}
+
+/// Ten acknowledged single-entry batches, and the stop's checkpoint covering them.
+fn ten_acknowledged(dir: &Path) -> std::path::PathBuf {
+    let mut j = open(dir).unwrap();
+    for i in 0..10 {
+        batch(&mut j, vec![note(&format!("n{i}"), vec![])]);
+    }
+    drop(j);
+    last_segment(dir)
+}
+
+#[test]
+fn a_damaged_tail_that_a_checkpoint_covers_is_damage_and_nothing_is_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    let seg = ten_acknowledged(dir.path());
+    let mut data = std::fs::read(&seg).unwrap();
+    // The last commit record's checksum no longer holds: by the segments alone the last
+    // batch looks torn, but the checkpoint logged at stop covers it.
+    let last = data.len() - 1;
+    data[last] ^= 1;
+    std::fs::write(&seg, &data).unwrap();
+    let Err(OpenError::Tamper(msg)) = open(dir.path()) else {
+        panic!("opened a journal whose acknowledged tail is damaged");
+    };
+    assert!(
+        msg.contains("covers 10 entries where 9 are intact"),
+        "{msg}"
+    );
+    assert!(msg.contains("nothing was cut"), "{msg}");
+    assert_eq!(
+        std::fs::read(&seg).unwrap(),
+        data,
+        "start-up changed the segment"
+    );
+    let Err(OpenError::Tamper(audited)) = audit(cfg(dir.path()), false, &[], &mut |_, _| {}) else {
+        panic!("the audit passed");
+    };
+    assert_eq!(audited, msg);
+}
+
+/// An unacknowledged last batch as a crash can leave it: entry 10 intact, entry 11's
+/// bytes lost (zeros), and the batch's own commit record on disk.
+fn crashed_batch() -> Vec<u8> {
+    let entry = |index: u64| axon_protocols::journal::Entry {
+        shard: 0,
+        index,
+        kind: EntryKind::Note,
+        time: "2100-01-01T00:00:00.000Z".into(),
+        links: vec![],
+        body: json!({"text": "never acknowledged"}),
+    };
+    let mut tail = Vec::new();
+    axon_protocols::journal::encode_record(&entry(10).to_bytes().unwrap(), &mut tail);
+    let lost = tail.len();
+    axon_protocols::journal::encode_record(&entry(11).to_bytes().unwrap(), &mut tail);
+    tail[lost..].fill(0);
+    axon_protocols::journal::encode_commit(10, 12, &[0; 32], &mut tail);
+    tail
+}
+
+#[test]
+fn a_last_batch_whose_commit_reached_the_disk_before_its_entries_is_a_torn_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    let seg = ten_acknowledged(dir.path());
+    let good = std::fs::read(&seg).unwrap();
+    let tail = crashed_batch();
+    std::fs::write(&seg, [good.clone(), tail.clone()].concat()).unwrap();
+    let j = open(dir.path()).unwrap();
+    assert_eq!(j.len(), 10);
+    assert_eq!(
+        j.recovery().torn_tail,
+        Some((seg.clone(), good.len() as u64, tail.len() as u64))
+    );
+    assert_eq!(std::fs::read(&seg).unwrap(), good);
+    assert_eq!(std::fs::read(&j.recovery().set_aside[0]).unwrap(), tail);
+}
+
+#[test]
+fn a_record_after_the_last_batch_commit_makes_damage_before_it_tamper() {
+    let dir = tempfile::tempdir().unwrap();
+    let seg = ten_acknowledged(dir.path());
+    let good = std::fs::read(&seg).unwrap();
+    let mut tail = crashed_batch();
+    // A later batch is written only once this one is durable: a record after its commit
+    // means the damage hit data that was acknowledged.
+    axon_protocols::journal::encode_record(b"{}", &mut tail);
+    let bad = [good, tail].concat();
+    std::fs::write(&seg, &bad).unwrap();
+    let Err(OpenError::Tamper(msg)) = open(dir.path()) else {
+        panic!("opened");
+    };
+    assert!(msg.contains("and another record at offset"), "{msg}");
+    assert_eq!(std::fs::read(&seg).unwrap(), bad);
 }
 
 #[derive(Clone, Debug)]
@@ -792,6 +894,11 @@ fn checkpoints_are_logged_before_they_are_served_and_a_torn_one_is_cut() {
     let (path, offset, bytes) = j.recovery().torn_checkpoint.clone().unwrap();
     assert_eq!((path, offset, bytes), (log.clone(), clean.len() as u64, 40));
     assert_eq!(std::fs::read(&log).unwrap(), clean);
+    assert_eq!(
+        std::fs::read(&j.recovery().set_aside[0]).unwrap(),
+        &clean[..40],
+        "the cut bytes are kept next to the log"
+    );
     batch(&mut j, vec![note("c", vec![])]);
     checkpoint(&mut j);
     drop(j);
