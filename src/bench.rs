@@ -29,6 +29,7 @@ fn config(dir: &Path) -> JournalConfig {
         batch_max_records: 65_536,
         batch_max_wait: std::time::Duration::ZERO,
         head_every_commits: 64,
+        checkpoint_min_interval: std::time::Duration::from_secs(1),
         index_cache_bytes: 64 << 20,
         index_reopen_entries: 262_144,
         page_max_entries: 1000,

@@ -31,12 +31,14 @@ pub struct JournalSettings {
     pub batch_max_records: u64,
     pub batch_max_wait_us: u64,
     pub head_every_commits: u64,
+    pub checkpoint_min_interval_ms: u64,
     pub index_cache_bytes: u64,
     pub index_reopen_entries: u64,
     pub page_max_entries: u64,
     pub page_max_bytes: u64,
     pub page_scan_max_entries: u64,
     pub mailbox_capacity: u64,
+    pub reader_mailbox_capacity: u64,
     pub shutdown_timeout_ms: u64,
 }
 
@@ -300,6 +302,12 @@ impl Config {
             1 << 32,
         )?;
         range(
+            "journal.checkpoint_min_interval_ms",
+            j.checkpoint_min_interval_ms,
+            1,
+            3_600_000,
+        )?;
+        range(
             "journal.index_cache_bytes",
             j.index_cache_bytes,
             1 << 20,
@@ -320,6 +328,12 @@ impl Config {
             100_000_000,
         )?;
         range("journal.mailbox_capacity", j.mailbox_capacity, 1, 1 << 20)?;
+        range(
+            "journal.reader_mailbox_capacity",
+            j.reader_mailbox_capacity,
+            1,
+            1 << 20,
+        )?;
         range(
             "journal.shutdown_timeout_ms",
             j.shutdown_timeout_ms,

@@ -103,8 +103,7 @@ pub struct AppState {
     pub tree: Arc<TreeNode>,
     pub clock: SharedClock,
     pub echo: WorkerRef<Echo>,
-    pub journal: WorkerRef<axon_actors::journal::Journal>,
-    pub journal_halt: Arc<axon_actors::journal::Halt>,
+    pub journal: axon_actors::journal::JournalClient,
     /// The most entries one journal query may ask for (`journal.page_max_entries`).
     pub journal_page_max_entries: usize,
     pub registry: Registry,
@@ -327,11 +326,8 @@ async fn readyz(req: HttpRequest, st: web::Data<AppState>) -> Result<HttpRespons
     if st.shutting_down.load(Ordering::Acquire) {
         return Err(ApiError::new(ProblemType::ShuttingDown, "the node is shutting down").at(&req));
     }
-    if let Some(reason) = st
-        .journal_halt
-        .reason()
-        .filter(|_| st.journal_halt.is_halted())
-    {
+    let halt = &st.journal.shared().halt;
+    if let Some(reason) = halt.reason().filter(|_| halt.is_halted()) {
         return Err(ApiError::new(ProblemType::JournalHalted, reason).at(&req));
     }
     if st.tree.all_running() {

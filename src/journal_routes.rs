@@ -4,7 +4,7 @@
 use crate::http::{call_problem, correlation_id, resource, Admin, ApiError, AppState, JsonBody};
 use actix_web::{web, HttpRequest, HttpResponse};
 use axon_actors::journal::{
-    Appended, Filter, JournalRequest, JournalResponse, NewEntry, Refusal, StoredEntry,
+    ActionId, Appended, Barcode, EntryId, Filter, NewEntry, Refusal, StoredEntry,
 };
 
 use axon_protocols::journal::EntryKind;
@@ -15,43 +15,42 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use std::time::Duration;
 
-/// Asks the journal and maps its refusals onto problems.
-async fn ask(
-    req: &HttpRequest,
-    st: &AppState,
-    r: JournalRequest,
-) -> Result<JournalResponse, ApiError> {
-    let opts = CallOptions {
+/// The options of a journal call made for `req`.
+fn opts(req: &HttpRequest, st: &AppState) -> CallOptions {
+    CallOptions {
         deadline: Duration::from_millis(st.http.call_timeout_ms),
         correlation_id: correlation_id(req),
-    };
-    match st.journal.call(r, &opts).await {
-        Ok(JournalResponse::Refused(refusal)) => {
-            let detail = refusal.to_string();
-            let e = match refusal {
-                Refusal::Halted(_) => ApiError::new(ProblemType::JournalHalted, detail)
-                    .retry_after(st.http.retry_after_seconds),
-                Refusal::NotFound(_) => ApiError::new(ProblemType::NoSuchEntry, detail),
-                Refusal::BadLink(_) => ApiError::new(ProblemType::BadLink, detail),
-                Refusal::Invalid(_) => ApiError::new(ProblemType::InvalidParameter, detail),
-                Refusal::Damaged(_) => ApiError::new(ProblemType::JournalDamaged, detail),
-                Refusal::Busy(_) => ApiError::new(ProblemType::Unavailable, detail)
-                    .retry_after(st.http.retry_after_seconds),
-                Refusal::NotCanonical(e) => ApiError::not_canonical("the entry", &e),
-            };
-            Err(e.at(req))
-        }
-        Ok(answer) => Ok(answer),
-        Err(e) => Err(call_problem(e, st.http.retry_after_seconds).at(req)),
     }
 }
 
-fn unexpected(req: &HttpRequest, what: &JournalResponse) -> ApiError {
-    ApiError::new(
-        ProblemType::Internal,
-        format!("the journal answered with {what:?}"),
-    )
-    .at(req)
+/// The problem a journal refusal is for the client.
+pub(crate) fn refusal_problem(req: &HttpRequest, st: &AppState, refusal: Refusal) -> ApiError {
+    let retry = st.http.retry_after_seconds;
+    let detail = refusal.to_string();
+    let e = match refusal {
+        Refusal::Halted(_) => ApiError::new(ProblemType::JournalHalted, detail).retry_after(retry),
+        Refusal::NotFound(_) => ApiError::new(ProblemType::NoSuchEntry, detail),
+        Refusal::BadLink(_) => ApiError::new(ProblemType::BadLink, detail),
+        Refusal::Invalid(_) => ApiError::new(ProblemType::InvalidParameter, detail),
+        Refusal::Damaged(_) => ApiError::new(ProblemType::JournalDamaged, detail),
+        Refusal::Busy(_) => ApiError::new(ProblemType::Unavailable, detail).retry_after(retry),
+        Refusal::NotCanonical(e) => ApiError::not_canonical("the entry", &e),
+        Refusal::OutcomeUnknown(_) => ApiError::new(ProblemType::OutcomeUnknown, detail),
+        Refusal::Call(e) => call_problem(e, retry),
+    };
+    e.at(req)
+}
+
+/// Reads the path parameter `name` as a `T` (an id, a barcode, an action id).
+fn path_param<T: std::str::FromStr<Err = String>>(
+    req: &HttpRequest,
+    name: &str,
+) -> Result<T, ApiError> {
+    req.match_info()
+        .get(name)
+        .unwrap_or("")
+        .parse()
+        .map_err(|e| ApiError::new(ProblemType::InvalidParameter, e).at(req))
 }
 
 fn entry_json(e: &StoredEntry) -> Value {
@@ -73,17 +72,19 @@ fn text(body: String) -> HttpResponse {
 }
 
 async fn checkpoint(req: HttpRequest, st: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    match ask(&req, &st, JournalRequest::Checkpoint).await? {
-        JournalResponse::Checkpoint(note) => Ok(text(note)),
-        other => Err(unexpected(&req, &other)),
-    }
+    let note = st
+        .journal
+        .checkpoint()
+        .map_err(|r| refusal_problem(&req, &st, r))?;
+    Ok(text(note))
 }
 
 async fn key(req: HttpRequest, st: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    match ask(&req, &st, JournalRequest::Key).await? {
-        JournalResponse::Key(vkey) => Ok(text(format!("{vkey}\n"))),
-        other => Err(unexpected(&req, &other)),
-    }
+    let vkey = st
+        .journal
+        .key()
+        .map_err(|r| refusal_problem(&req, &st, r))?;
+    Ok(text(format!("{vkey}\n")))
 }
 
 fn parse_u64(req: &HttpRequest, name: &str, raw: &str) -> Result<u64, ApiError> {
@@ -98,29 +99,35 @@ fn parse_u64(req: &HttpRequest, name: &str, raw: &str) -> Result<u64, ApiError> 
 
 async fn entry(req: HttpRequest, st: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let index = parse_u64(&req, "index", req.match_info().get("index").unwrap_or(""))?;
-    match ask(&req, &st, JournalRequest::Entry(index)).await? {
-        JournalResponse::Entry(e) => Ok(HttpResponse::Ok().json(entry_json(&e))),
-        other => Err(unexpected(&req, &other)),
-    }
+    let e = st
+        .journal
+        .entry(index, &opts(&req, &st))
+        .await
+        .map_err(|r| refusal_problem(&req, &st, r))?;
+    Ok(HttpResponse::Ok().json(entry_json(&e)))
 }
 
 async fn by_id(req: HttpRequest, st: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let id = req.match_info().get("id").unwrap_or("").to_owned();
-    match ask(&req, &st, JournalRequest::ById(id)).await? {
-        JournalResponse::Entry(e) => Ok(HttpResponse::Ok().json(entry_json(&e))),
-        other => Err(unexpected(&req, &other)),
-    }
+    let id: EntryId = path_param(&req, "id")?;
+    let e = st
+        .journal
+        .by_id(id, &opts(&req, &st))
+        .await
+        .map_err(|r| refusal_problem(&req, &st, r))?;
+    Ok(HttpResponse::Ok().json(entry_json(&e)))
 }
 
 async fn by_action(req: HttpRequest, st: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let action = req.match_info().get("action").unwrap_or("").to_owned();
-    match ask(&req, &st, JournalRequest::ByAction(action.clone())).await? {
-        JournalResponse::Entries(es) => Ok(HttpResponse::Ok().json(json!({
-            "action_id": action,
-            "entries": es.iter().map(entry_json).collect::<Vec<_>>(),
-        }))),
-        other => Err(unexpected(&req, &other)),
-    }
+    let action: ActionId = path_param(&req, "action")?;
+    let es = st
+        .journal
+        .by_action(action.clone(), &opts(&req, &st))
+        .await
+        .map_err(|r| refusal_problem(&req, &st, r))?;
+    Ok(HttpResponse::Ok().json(json!({
+        "action_id": action.as_str(),
+        "entries": es.iter().map(entry_json).collect::<Vec<_>>(),
+    })))
 }
 
 /// `GET /v1/journal/entries?kind=&since=&until=&after=&limit=`: a page of entries in
@@ -156,32 +163,28 @@ async fn entries(req: HttpRequest, st: web::Data<AppState>) -> Result<HttpRespon
             _ => return Err(bad(format!("limit must be between 1 and {max}"))),
         },
     };
-    let r = JournalRequest::Query {
-        filter,
-        after,
-        limit,
-    };
-    match ask(&req, &st, r).await? {
-        JournalResponse::Page {
-            entries,
-            next_after,
-        } => Ok(HttpResponse::Ok().json(json!({
-            "entries": entries.iter().map(entry_json).collect::<Vec<_>>(),
-            "next_after": next_after,
-        }))),
-        other => Err(unexpected(&req, &other)),
-    }
+    let (entries, next_after) = st
+        .journal
+        .query(filter, after, limit, &opts(&req, &st))
+        .await
+        .map_err(|r| refusal_problem(&req, &st, r))?;
+    Ok(HttpResponse::Ok().json(json!({
+        "entries": entries.iter().map(entry_json).collect::<Vec<_>>(),
+        "next_after": next_after,
+    })))
 }
 
 async fn by_barcode(req: HttpRequest, st: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let code = req.match_info().get("code").unwrap_or("").to_owned();
-    match ask(&req, &st, JournalRequest::ByBarcode(code.clone())).await? {
-        JournalResponse::Entries(es) => Ok(HttpResponse::Ok().json(json!({
-            "barcode": code,
-            "entries": es.iter().map(entry_json).collect::<Vec<_>>(),
-        }))),
-        other => Err(unexpected(&req, &other)),
-    }
+    let code: Barcode = path_param(&req, "code")?;
+    let es = st
+        .journal
+        .by_barcode(code.clone(), &opts(&req, &st))
+        .await
+        .map_err(|r| refusal_problem(&req, &st, r))?;
+    Ok(HttpResponse::Ok().json(json!({
+        "barcode": code.as_str(),
+        "entries": es.iter().map(entry_json).collect::<Vec<_>>(),
+    })))
 }
 
 /// Reads the query string: each parameter at most once, only those in `names`. Values
@@ -225,18 +228,22 @@ fn query(req: &HttpRequest, names: [&str; 2]) -> Result<[u64; 2], ApiError> {
 
 async fn inclusion(req: HttpRequest, st: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let [index, size] = query(&req, ["index", "size"])?;
-    match ask(&req, &st, JournalRequest::Inclusion { index, size }).await? {
-        JournalResponse::Inclusion(p) => Ok(HttpResponse::Ok().json(p)),
-        other => Err(unexpected(&req, &other)),
-    }
+    let p = st
+        .journal
+        .inclusion(index, size, &opts(&req, &st))
+        .await
+        .map_err(|r| refusal_problem(&req, &st, r))?;
+    Ok(HttpResponse::Ok().json(p))
 }
 
 async fn consistency(req: HttpRequest, st: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let [from, to] = query(&req, ["from", "to"])?;
-    match ask(&req, &st, JournalRequest::Consistency { from, to }).await? {
-        JournalResponse::Consistency(p) => Ok(HttpResponse::Ok().json(p)),
-        other => Err(unexpected(&req, &other)),
-    }
+    let p = st
+        .journal
+        .consistency(from, to, &opts(&req, &st))
+        .await
+        .map_err(|r| refusal_problem(&req, &st, r))?;
+    Ok(HttpResponse::Ok().json(p))
 }
 
 /// The body of `POST /v1/journal/notes`.
@@ -282,16 +289,10 @@ pub(crate) async fn append(
     links: Vec<String>,
     body: Value,
 ) -> Result<Appended, ApiError> {
-    match ask(
-        req,
-        st,
-        JournalRequest::Append(NewEntry { kind, links, body }),
-    )
-    .await?
-    {
-        JournalResponse::Appended(a) => Ok(a),
-        other => Err(unexpected(req, &other)),
-    }
+    st.journal
+        .append(NewEntry { kind, links, body }, &opts(req, st))
+        .await
+        .map_err(|r| refusal_problem(req, st, r))
 }
 
 /// Registers the journal routes.

@@ -14,7 +14,9 @@ use crate::config::{Config, SupervisorConfig};
 use crate::http::{self, AppState, HttpMetrics};
 use actix_web::{web, HttpServer};
 use anyhow::Context;
-use axon_actors::journal::{Halt, Journal, JournalConfig, JournalMetrics};
+use axon_actors::journal::{
+    Journal, JournalClient, JournalConfig, JournalMetrics, JournalReader, JournalShared,
+};
 use axon_drivers::echo::Echo;
 use axon_supervisors::*;
 use prometheus::Registry;
@@ -53,8 +55,7 @@ pub struct Node {
     pub env: Env,
     pub registry: Registry,
     pub echo: WorkerRef<Echo>,
-    pub journal: WorkerRef<Journal>,
-    pub journal_halt: Arc<Halt>,
+    pub journal: JournalClient,
     pub shutting_down: Arc<AtomicBool>,
 }
 
@@ -109,6 +110,7 @@ pub fn journal_config(cfg: &Config) -> JournalConfig {
         batch_max_records: j.batch_max_records as usize,
         batch_max_wait: std::time::Duration::from_micros(j.batch_max_wait_us),
         head_every_commits: j.head_every_commits,
+        checkpoint_min_interval: std::time::Duration::from_millis(j.checkpoint_min_interval_ms),
         index_cache_bytes: j.index_cache_bytes,
         index_reopen_entries: j.index_reopen_entries,
         page_max_entries: j.page_max_entries as usize,
@@ -135,11 +137,11 @@ pub async fn start(cfg: &Config, opts: NodeOptions) -> anyhow::Result<Node> {
 
     let j = &cfg.journal;
     let journal_cfg = journal_config(cfg);
-    let journal_halt: Arc<Halt> = Arc::default();
+    let journal_shared: Arc<JournalShared> = Arc::default();
     let journal_metrics = JournalMetrics::new(&registry).context("registering journal metrics")?;
     let (journal_child, journal) = {
         let clock = env.clock.clone();
-        let halt = journal_halt.clone();
+        let shared = journal_shared.clone();
         let metrics = journal_metrics.clone();
         worker_on_own_thread(
             &env,
@@ -150,7 +152,7 @@ pub async fn start(cfg: &Config, opts: NodeOptions) -> anyhow::Result<Node> {
                 mailbox_capacity: j.mailbox_capacity,
                 factory: move || {
                     let mut journal =
-                        Journal::open(journal_cfg.clone(), clock.clone(), halt.clone())
+                        Journal::open(journal_cfg.clone(), clock.clone(), shared.clone())
                             .map_err(|e| format!("the journal cannot open: {e}"))?;
                     journal.set_metrics(metrics.clone());
                     let r = journal.recovery();
@@ -160,6 +162,27 @@ pub async fn start(cfg: &Config, opts: NodeOptions) -> anyhow::Result<Node> {
             },
         )
     };
+    // The journal's reads run beside its commit thread, on the log the journal now
+    // running published: started after it, restarted with it (rest_for_one).
+    let (reader_child, reader) = {
+        let shared = journal_shared.clone();
+        worker_on_own_thread(
+            &env,
+            WorkerSpec {
+                id: "journal-reader".into(),
+                restart: RestartType::Permanent,
+                shutdown: Shutdown::Timeout(Duration::from_millis(j.shutdown_timeout_ms)),
+                mailbox_capacity: j.reader_mailbox_capacity,
+                factory: move || {
+                    shared
+                        .reader()
+                        .map(JournalReader::new)
+                        .ok_or_else(|| "the journal has not opened".to_owned())
+                },
+            },
+        )
+    };
+    let journal = JournalClient::new(journal, reader, journal_shared.clone());
     let core = supervisor(
         &env,
         supervisor_spec(
@@ -167,7 +190,7 @@ pub async fn start(cfg: &Config, opts: NodeOptions) -> anyhow::Result<Node> {
             "core",
             &cfg.supervision.core,
             Strategy::RestForOne,
-            vec![journal_child],
+            vec![journal_child, reader_child],
         ),
         RestartType::Permanent,
     );
@@ -209,7 +232,6 @@ pub async fn start(cfg: &Config, opts: NodeOptions) -> anyhow::Result<Node> {
         clock: env.clock.clone(),
         echo: echo.clone(),
         journal: journal.clone(),
-        journal_halt: journal_halt.clone(),
         journal_page_max_entries: cfg.journal.page_max_entries as usize,
         registry: registry.clone(),
         auth: AdminAuth::new(&token),
@@ -238,7 +260,6 @@ pub async fn start(cfg: &Config, opts: NodeOptions) -> anyhow::Result<Node> {
         registry,
         echo,
         journal,
-        journal_halt,
         shutting_down,
     })
 }

@@ -3,9 +3,9 @@
 //! bytes (canonical JSON) with the recorded ones.
 
 use anyhow::{anyhow, bail, Context};
-use axon_actors::journal::{Journal, JournalConfig};
+use axon_actors::journal::{ActionId, Barcode, Journal, JournalConfig, Reader};
 use axon_protocols::capsule::ReplayCapsule;
-use axon_protocols::journal::{hex, is_barcode, Entry, EntryKind};
+use axon_protocols::journal::{hex, Entry, EntryKind};
 use std::fmt;
 
 /// What a replay found.
@@ -41,7 +41,7 @@ impl fmt::Display for ReplayReport {
     }
 }
 
-fn capsule_of(j: &Journal, index: u64) -> anyhow::Result<Option<ReplayCapsule>> {
+fn capsule_of(j: &Reader, index: u64) -> anyhow::Result<Option<ReplayCapsule>> {
     let stored = j.entry(index)?;
     if stored.kind != EntryKind::Capsule {
         return Ok(None);
@@ -53,21 +53,21 @@ fn capsule_of(j: &Journal, index: u64) -> anyhow::Result<Option<ReplayCapsule>> 
 }
 
 /// Finds the capsule of `action` (an action id or a capsule entry's barcode).
-fn find(j: &Journal, action: &str) -> anyhow::Result<(u64, ReplayCapsule)> {
-    if is_barcode(action) {
-        for index in j.indexes_of_barcode(action) {
+fn find(j: &Reader, action: &str) -> anyhow::Result<(u64, ReplayCapsule)> {
+    if let Ok(code) = action.parse::<Barcode>() {
+        for index in j.indexes_of_barcode(&code)? {
             if let Some(c) = capsule_of(j, index)? {
                 return Ok((index, c));
             }
         }
         bail!("no capsule entry has barcode {action}");
     }
-    if !ReplayCapsule::is_action_id(action) {
+    let Ok(id) = action.parse::<ActionId>() else {
         bail!("{action:?} is neither an action id (32 hex digits) nor a barcode (12 of a-z, 2-7)");
-    }
+    };
     // The action's entries from the index (or a scan); its capsule is the newest.
     // Offline there is time to read every entry the index does not cover.
-    for index in j.indexes_of_action(action, u64::MAX)?.into_iter().rev() {
+    for index in j.indexes_of_action(&id)?.into_iter().rev() {
         if let Some(c) = capsule_of(j, index)? {
             if c.action_id == action {
                 return Ok((index, c));
@@ -119,7 +119,8 @@ pub fn compare(
 pub fn replay(cfg: &JournalConfig, action: &str) -> anyhow::Result<ReplayReport> {
     let mut j = Journal::open_read_only(cfg.clone()).map_err(|e| anyhow!("{e}"))?;
     j.use_index_if_current();
-    let (index, capsule) = find(&j, action)?;
+    // Offline there is time to read every entry the index does not cover.
+    let (index, capsule) = find(&j.reader().with_scan_max(usize::MAX), action)?;
     let replayed = axon_drivers::replay(&capsule.driver, &capsule.input, &capsule.seeds)
         .map_err(|e| anyhow!("{e}"))?;
     compare(&capsule, index, &replayed)

@@ -42,7 +42,7 @@ fn proofs_verify_offline_and_changes_are_caught() {
             .unwrap();
         assert_eq!(res.status(), 201);
     }
-    let old_checkpoint = n.get("/v1/journal/checkpoint").text().unwrap();
+    let old_checkpoint = n.checkpoint_covering(12);
     let res = n
         .client()
         .post(n.url("/v1/journal/notes"))
@@ -56,10 +56,7 @@ fn proofs_verify_offline_and_changes_are_caught() {
     let d = dir.path();
     let write = |name: &str, text: &str| std::fs::write(d.join(name), text).unwrap();
     write("key", &n.get("/v1/journal/key").text().unwrap());
-    write(
-        "checkpoint",
-        &n.get("/v1/journal/checkpoint").text().unwrap(),
-    );
+    write("checkpoint", &n.checkpoint_covering(13));
     write("old", &old_checkpoint);
     let inclusion = n
         .get("/v1/journal/proof/inclusion?index=5&size=13")

@@ -8,7 +8,5 @@
 //! → `protocols`.
 
 pub mod journal;
-pub mod journal_index;
-pub mod journal_indexer;
 
 pub use axon_drivers as drivers;

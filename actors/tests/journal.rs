@@ -23,6 +23,8 @@ fn cfg(dir: &Path) -> JournalConfig {
         batch_max_records: 64,
         batch_max_wait: std::time::Duration::ZERO,
         head_every_commits: 1_000_000,
+        // Checkpoints are logged right after each commit (on the checkpoint thread).
+        checkpoint_min_interval: std::time::Duration::ZERO,
         index_cache_bytes: 8 << 20,
         // Small, so that the index thread reopens sled while the tests look things up.
         index_reopen_entries: 128,
@@ -57,6 +59,24 @@ fn note(text: &str, links: Vec<String>) -> JournalRequest {
 /// Hex proof hashes as bytes.
 fn hashes(hex: &[String]) -> Vec<[u8; 32]> {
     hex.iter().map(|h| parse_hex::<32>(h).unwrap()).collect()
+}
+
+/// The checkpoint the journal serves once it covers `size` entries (the checkpoint thread
+/// logs it right after the commit: this waits for that).
+fn checkpoint_covering(j: &mut Journal, size: u64) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        if let JournalResponse::Checkpoint(note) = &batch(j, vec![JournalRequest::Checkpoint])[0] {
+            if note.contains(&format!("\n{size}\n")) {
+                return note.clone();
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no checkpoint of size {size} was served"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
 }
 
 fn appended(r: &JournalResponse) -> Appended {
@@ -96,11 +116,8 @@ fn appends_are_provable_and_survive_a_restart() {
     let JournalResponse::Key(vkey) = &batch(&mut j, vec![JournalRequest::Key])[0] else {
         panic!()
     };
-    let JournalResponse::Checkpoint(cp) = &batch(&mut j, vec![JournalRequest::Checkpoint])[0]
-    else {
-        panic!()
-    };
-    let body = Verifier::parse(vkey).unwrap().verify(cp).unwrap();
+    let cp = checkpoint_covering(&mut j, 200);
+    let body = Verifier::parse(vkey).unwrap().verify(&cp).unwrap();
     let cp = Checkpoint::parse(body).unwrap();
     assert_eq!((cp.origin.as_str(), cp.size), ("axon-test/shard-0", 200));
 
@@ -149,7 +166,6 @@ fn appends_are_provable_and_survive_a_restart() {
         JournalRequest::Inclusion { index: 5, size: 5 },
         JournalRequest::Consistency { from: 0, to: 3 },
         JournalRequest::Consistency { from: 4, to: 3 },
-        JournalRequest::ByBarcode("NOT-A-CODE".into()),
     ] {
         assert!(matches!(
             &batch(&mut j, vec![req])[0],
@@ -167,9 +183,10 @@ fn appends_are_provable_and_survive_a_restart() {
     assert_eq!(e2.id, c.id);
     assert_eq!(e2.links, vec![a.id.clone()]);
     assert_eq!(e2.barcode, c.barcode);
-    let JournalResponse::Entries(found) =
-        &batch(&mut j, vec![JournalRequest::ByBarcode(c.barcode.clone())])[0]
-    else {
+    let JournalResponse::Entries(found) = &batch(
+        &mut j,
+        vec![JournalRequest::ByBarcode(c.barcode.parse().unwrap())],
+    )[0] else {
         panic!()
     };
     assert_eq!(found, std::slice::from_ref(e2));
@@ -188,11 +205,8 @@ fn appends_are_provable_and_survive_a_restart() {
         panic!()
     };
     assert_eq!(again, e2);
-    let JournalResponse::Checkpoint(cp2) = &batch(&mut j, vec![JournalRequest::Checkpoint])[0]
-    else {
-        panic!()
-    };
-    let body = Verifier::parse(vkey).unwrap().verify(cp2).unwrap();
+    let cp2 = checkpoint_covering(&mut j, 200);
+    let body = Verifier::parse(vkey).unwrap().verify(&cp2).unwrap();
     assert_eq!(Checkpoint::parse(body).unwrap().root, root_before);
 }
 
@@ -535,15 +549,17 @@ fn what_the_writer_refuses_is_never_appended() {
 #[test]
 fn a_failed_write_halts_the_journal_for_good() {
     let dir = tempfile::tempdir().unwrap();
-    let halt: Arc<Halt> = Arc::default();
+    let shared: Arc<JournalShared> = Arc::default();
+    let halt = &shared.halt;
     let clock = Arc::new(ManualClock::new(SystemTime::UNIX_EPOCH));
-    let mut j = Journal::open(cfg(dir.path()), clock, halt.clone()).unwrap();
+    let mut j = Journal::open(cfg(dir.path()), clock, shared.clone()).unwrap();
     let mut n = 0u64;
     // Fill the first segment to just under its limit.
     while std::fs::metadata(last_segment(dir.path())).unwrap().len() < 3800 {
         batch(&mut j, vec![note(&format!("n{n}"), vec![])]);
         n += 1;
     }
+    checkpoint_covering(&mut j, n);
     // Something else holds the name of the next segment: the group commit that needs it
     // fails, and the journal halts instead of retrying.
     let blocker = dir.path().join("shard-0").join(format!("{n:020}.seg"));
@@ -571,11 +587,7 @@ fn a_failed_write_halts_the_journal_for_good() {
     // nothing for it.
     let log = dir.path().join("shard-0.checkpoints");
     let logged = std::fs::read(&log).unwrap();
-    let JournalResponse::Checkpoint(note) = &batch(&mut j, vec![JournalRequest::Checkpoint])[0]
-    else {
-        panic!("no checkpoint")
-    };
-    assert!(note.contains(&format!("\n{n}\n")), "{note}");
+    checkpoint_covering(&mut j, n);
     assert_eq!(std::fs::read(&log).unwrap(), logged);
     drop(j);
     std::fs::remove_dir(&blocker).unwrap();
@@ -639,7 +651,7 @@ fn check_lookups(j: &mut Journal, appended: &Appendix) {
                 .filter(|k| appended[*k as usize].1.as_ref() == Some(a))
                 .collect();
             assert_eq!(
-                entries_of(&batch(j, vec![JournalRequest::ByAction(a.clone())])[0]),
+                entries_of(&batch(j, vec![JournalRequest::ByAction(a.parse().unwrap())])[0]),
                 want,
                 "action of {i}"
             );
@@ -714,7 +726,8 @@ fn entries_are_found_by_id_action_kind_and_time_with_or_without_the_index() {
             })],
         );
         let a = appended(&r[0]);
-        let JournalResponse::Entry(e) = &batch(&mut j, vec![JournalRequest::ById(a.id.clone())])[0]
+        let JournalResponse::Entry(e) =
+            &batch(&mut j, vec![JournalRequest::ById(a.id.parse().unwrap())])[0]
         else {
             panic!("no entry by id")
         };
@@ -724,19 +737,16 @@ fn entries_are_found_by_id_action_kind_and_time_with_or_without_the_index() {
             clock.advance(std::time::Duration::from_secs(1));
         }
     }
-    // Hostile lookups are refused, unknown ones not found.
-    for bad in [
-        JournalRequest::ById("zz".into()),
-        JournalRequest::ById("AB".repeat(32)),
-        JournalRequest::ByAction("0".repeat(31)),
-    ] {
-        assert!(matches!(
-            &batch(&mut j, vec![bad])[0],
-            JournalResponse::Refused(Refusal::Invalid(_))
-        ));
-    }
+    // Hostile ids do not parse; unknown ones are not found.
+    assert!("zz".parse::<EntryId>().is_err());
+    assert!("AB".repeat(32).parse::<EntryId>().is_err());
+    assert!("0".repeat(31).parse::<ActionId>().is_err());
+    assert!("NOT-A-CODE".parse::<Barcode>().is_err());
     assert!(matches!(
-        &batch(&mut j, vec![JournalRequest::ById("ab".repeat(32))])[0],
+        &batch(
+            &mut j,
+            vec![JournalRequest::ById("ab".repeat(32).parse().unwrap())]
+        )[0],
         JournalResponse::Refused(Refusal::NotFound(_))
     ));
     check_lookups(&mut j, &log);
@@ -795,14 +805,14 @@ fn entries_are_found_by_id_action_kind_and_time_with_or_without_the_index() {
         kind: Some(EntryKind::Event),
         ..Default::default()
     };
-    let (page, next) = j.query(&events, None, 1000).unwrap();
+    let (page, next) = j.reader().query(&events, None, 1000).unwrap();
     assert_eq!((page.len(), next), (16, Some(49)));
     let want: Vec<u64> = (0..log.len() as u64)
         .filter(|i| log[*i as usize].0 == EntryKind::Event)
         .collect();
     assert_eq!(all_pages(&mut j, &events, 1000), want);
     // A lookup by action that would read more than that is refused for now.
-    let action = JournalRequest::ByAction(format!("{:032x}", 0));
+    let action = JournalRequest::ByAction(format!("{:032x}", 0).parse().unwrap());
     assert!(matches!(
         &batch(&mut j, vec![action.clone()])[0],
         JournalResponse::Refused(Refusal::Busy(_))
@@ -848,11 +858,11 @@ fn a_query_page_is_bounded_in_entries_and_bytes() {
         batch(&mut j, vec![note(&format!("{i:0>300}"), vec![])]);
     }
     let filter = Filter::default();
-    let (page, next) = j.query(&filter, None, 1000).unwrap();
+    let (page, next) = j.reader().query(&filter, None, 1000).unwrap();
     // Entries of ~380 bytes: the third reaches 1024 bytes.
     assert_eq!(page.len(), 3);
     assert_eq!(next, Some(2));
-    let (page, next) = j.query(&filter, Some(38), 1000).unwrap();
+    let (page, next) = j.reader().query(&filter, Some(38), 1000).unwrap();
     assert_eq!((page.len(), next), (1, None));
     let small = Filter {
         kind: Some(EntryKind::Note),
@@ -865,24 +875,84 @@ fn a_query_page_is_bounded_in_entries_and_bytes() {
     );
 }
 
+/// The size the served checkpoint records, if one is served.
+fn served_size(j: &mut Journal) -> Option<u64> {
+    match &batch(j, vec![JournalRequest::Checkpoint])[0] {
+        JournalResponse::Checkpoint(note) => note.lines().nth(1).and_then(|l| l.parse().ok()),
+        _ => None,
+    }
+}
+
+/// Waits (real time, bounded) until `what` holds.
+fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !cond() {
+        assert!(std::time::Instant::now() < deadline, "timed out: {what}");
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+}
+
 #[test]
-fn checkpoints_are_logged_before_they_are_served_and_a_torn_one_is_cut() {
+fn checkpoints_are_logged_on_schedule_and_served_only_once_logged() {
+    use std::time::Duration;
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(SystemTime::UNIX_EPOCH));
+    let mut c = cfg(dir.path());
+    c.checkpoint_min_interval = Duration::from_secs(1);
+    c.head_every_commits = 3;
+    let mut j = Journal::open(c, clock.clone(), Arc::default()).unwrap();
+    let log = dir.path().join("shard-0.checkpoints");
+    // At first start the empty journal's checkpoint is logged at once.
+    wait_for("the first checkpoint", || served_size(&mut j) == Some(0));
+    let logged = |n: usize| std::fs::metadata(&log).unwrap().len() as usize > n;
+    let len0 = std::fs::metadata(&log).unwrap().len() as usize;
+    // A commit: its checkpoint is due one interval later, not before.
+    batch(&mut j, vec![note("a", vec![])]);
+    wait_for("the checkpoint thread waits for its time", || {
+        clock.sleepers() == 1
+    });
+    assert_eq!(served_size(&mut j), Some(0));
+    clock.advance(Duration::from_millis(999));
+    wait_for("still waiting", || clock.sleepers() == 1);
+    // Asking for the checkpoint writes nothing.
+    assert_eq!(served_size(&mut j), Some(0));
+    assert_eq!(std::fs::metadata(&log).unwrap().len() as usize, len0);
+    clock.advance(Duration::from_millis(1));
+    wait_for("the checkpoint of the commit", || {
+        served_size(&mut j) == Some(1)
+    });
+    assert!(logged(len0), "served only once logged");
+    // Three commits make one due at once, but never sooner than an interval after the
+    // last: the rate holds.
+    for n in ["b", "c", "d"] {
+        batch(&mut j, vec![note(n, vec![])]);
+    }
+    wait_for("the rate limit holds it back", || clock.sleepers() == 1);
+    assert_eq!(served_size(&mut j), Some(1));
+    clock.advance(Duration::from_secs(1));
+    wait_for("the checkpoint of four", || served_size(&mut j) == Some(4));
+    clock.advance(Duration::from_secs(5));
+    for n in ["e", "f", "g"] {
+        batch(&mut j, vec![note(n, vec![])]);
+    }
+    // An interval has passed since the last: the third commit makes it due now.
+    wait_for("the checkpoint of seven", || served_size(&mut j) == Some(7));
+    batch(&mut j, vec![note("h", vec![])]);
+    drop(j);
+    // On stop, what is durable is covered.
+    let mut j = Journal::open(cfg(dir.path()), clock.clone(), Arc::default()).unwrap();
+    assert_eq!(served_size(&mut j), Some(8));
+}
+
+#[test]
+fn a_torn_checkpoint_is_cut_and_kept_aside() {
     let dir = tempfile::tempdir().unwrap();
     let mut j = open(dir.path()).unwrap();
     let log = dir.path().join("shard-0.checkpoints");
-    let checkpoint = |j: &mut Journal| match &batch(j, vec![JournalRequest::Checkpoint])[0] {
-        JournalResponse::Checkpoint(note) => note.clone(),
-        other => panic!("{other:?}"),
-    };
     batch(&mut j, vec![note("a", vec![])]);
-    let first = checkpoint(&mut j);
-    let len1 = std::fs::metadata(&log).unwrap().len();
-    assert!(len1 as usize > first.len(), "served only once logged");
-    // The same size again: served from the log, not logged twice.
-    assert_eq!(checkpoint(&mut j), first);
-    assert_eq!(std::fs::metadata(&log).unwrap().len(), len1);
+    checkpoint_covering(&mut j, 1);
     batch(&mut j, vec![note("b", vec![])]);
-    checkpoint(&mut j);
+    checkpoint_covering(&mut j, 2);
     drop(j);
     // A crash in the middle of writing a checkpoint: cut at the next start, which then
     // logs on as before.
@@ -893,14 +963,14 @@ fn checkpoints_are_logged_before_they_are_served_and_a_torn_one_is_cut() {
     let mut j = open(dir.path()).unwrap();
     let (path, offset, bytes) = j.recovery().torn_checkpoint.clone().unwrap();
     assert_eq!((path, offset, bytes), (log.clone(), clean.len() as u64, 40));
-    assert_eq!(std::fs::read(&log).unwrap(), clean);
+    assert_eq!(&std::fs::read(&log).unwrap()[..clean.len()], clean);
     assert_eq!(
         std::fs::read(&j.recovery().set_aside[0]).unwrap(),
         &clean[..40],
         "the cut bytes are kept next to the log"
     );
     batch(&mut j, vec![note("c", vec![])]);
-    checkpoint(&mut j);
+    checkpoint_covering(&mut j, 3);
     drop(j);
     let j = open(dir.path()).unwrap();
     assert_eq!(j.recovery().torn_checkpoint, None);
@@ -930,7 +1000,12 @@ fn without_an_index_lookups_read_the_segments_and_the_lag_says_so() {
     assert_eq!(lag(), Some(5.0));
     for (i, code) in codes.iter().enumerate() {
         assert_eq!(
-            entries_of(&batch(&mut j, vec![JournalRequest::ByBarcode(code.clone())])[0]),
+            entries_of(
+                &batch(
+                    &mut j,
+                    vec![JournalRequest::ByBarcode(code.parse().unwrap())]
+                )[0]
+            ),
             vec![i as u64]
         );
     }

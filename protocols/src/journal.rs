@@ -298,6 +298,97 @@ pub fn barcode(leaf: &Hash) -> String {
         .collect()
 }
 
+/// An entry's id, parsed: its leaf hash. Text form: 64 lowercase hex digits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct EntryId(Hash);
+
+impl EntryId {
+    pub fn of(leaf: &Hash) -> Self {
+        Self(*leaf)
+    }
+
+    pub fn hash(&self) -> &Hash {
+        &self.0
+    }
+}
+
+impl std::str::FromStr for EntryId {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        parse_hex::<32>(s)
+            .filter(|_| !s.bytes().any(|b| b.is_ascii_uppercase()))
+            .map(Self)
+            .ok_or_else(|| format!("{s:?} is not an entry id (64 lowercase hex digits)"))
+    }
+}
+
+impl std::fmt::Display for EntryId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&hex(&self.0))
+    }
+}
+
+/// A barcode, parsed: 12 characters of `a-z2-7`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Barcode(String);
+
+impl Barcode {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::str::FromStr for Barcode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        if is_barcode(s) {
+            Ok(Self(s.to_owned()))
+        } else {
+            Err(format!(
+                "{s:?} is not a barcode (12 characters of a-z and 2-7)"
+            ))
+        }
+    }
+}
+
+impl std::fmt::Display for Barcode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// An action id, parsed: 32 lowercase hex digits.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ActionId(String);
+
+impl ActionId {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::str::FromStr for ActionId {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        if crate::capsule::ReplayCapsule::is_action_id(s) {
+            Ok(Self(s.to_owned()))
+        } else {
+            Err(format!(
+                "{s:?} is not an action id (32 lowercase hex digits)"
+            ))
+        }
+    }
+}
+
+impl std::fmt::Display for ActionId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// True for text shaped like a barcode.
 pub fn is_barcode(s: &str) -> bool {
     s.len() == BARCODE_LEN

@@ -52,6 +52,9 @@ pub enum ProblemType {
     JournalHalted,
     /// A stored journal entry no longer matches its hash.
     JournalDamaged,
+    /// A write failed after it was handed to the disk: whether the entry is in the
+    /// journal is unknown until a restart (then it is there in full or not at all).
+    OutcomeUnknown,
     /// A JSON value breaks the canonical-JSON rule the journal stores by (an integer no
     /// double holds, nesting too deep, a member name twice): the `path` member names where.
     NotCanonical,
@@ -61,7 +64,7 @@ pub enum ProblemType {
 
 impl ProblemType {
     /// Every variant, for documentation and tests.
-    pub const ALL: [ProblemType; 23] = [
+    pub const ALL: [ProblemType; 24] = [
         Self::MalformedRequest,
         Self::UnsupportedMediaType,
         Self::PayloadTooLarge,
@@ -84,6 +87,7 @@ impl ProblemType {
         Self::JournalHalted,
         Self::JournalDamaged,
         Self::NotCanonical,
+        Self::OutcomeUnknown,
         Self::Internal,
     ];
 
@@ -112,6 +116,7 @@ impl ProblemType {
             Self::JournalHalted => "journal-halted",
             Self::JournalDamaged => "journal-damaged",
             Self::NotCanonical => "not-canonical",
+            Self::OutcomeUnknown => "outcome-unknown",
             Self::Internal => "internal",
         }
     }
@@ -136,7 +141,7 @@ impl ProblemType {
             Self::UnsupportedMediaType => 415,
             Self::Rejected => 422,
             Self::Overloaded => 429,
-            Self::Internal | Self::ActorFailed => 500,
+            Self::Internal | Self::ActorFailed | Self::OutcomeUnknown => 500,
             Self::Unavailable | Self::NotReady | Self::ShuttingDown => 503,
             Self::Timeout => 504,
         }
@@ -167,6 +172,7 @@ impl ProblemType {
             Self::JournalHalted => "The journal takes no writes",
             Self::JournalDamaged => "The journal is damaged",
             Self::NotCanonical => "The JSON has no canonical form",
+            Self::OutcomeUnknown => "The write failed: its outcome is unknown",
             Self::Internal => "Internal error",
         }
     }

@@ -419,6 +419,29 @@ impl TestNode {
             .expect("POST")
     }
 
+    /// The signed checkpoint the node serves, once it covers at least `size` entries:
+    /// checkpoints are logged on a schedule (within `journal.checkpoint_min_interval_ms` of
+    /// a commit), so this waits for one, at most 20 s.
+    pub fn checkpoint_covering(&self, size: u64) -> String {
+        let mut note = String::new();
+        wait_until(
+            &format!("a checkpoint of {size} entries"),
+            Duration::from_secs(20),
+            || {
+                note = self
+                    .get("/v1/journal/checkpoint")
+                    .text()
+                    .unwrap_or_default();
+                note.lines()
+                    .nth(1)
+                    .and_then(|l| l.parse::<u64>().ok())
+                    .is_some_and(|n| n >= size)
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        note
+    }
+
     /// POST with the admin token.
     pub fn post_admin(&self, path: &str) -> reqwest::blocking::Response {
         self.client

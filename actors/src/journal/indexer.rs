@@ -7,7 +7,7 @@
 //! and lookups read the entries it has not reached from the segments. The same reader
 //! brings an index up to date at `axon audit --rebuild-index`.
 
-use crate::journal_index::{IndexRecord, JournalIndex};
+use super::index::{IndexRecord, JournalIndex};
 use axon_protocols::journal::{
     leaf_hash, read_record, record_header, Entry, RecordRead, RECORD_HEADER,
 };

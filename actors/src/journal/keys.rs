@@ -1,0 +1,35 @@
+//! The node's signing key: `<journal dir>/node.key`, Ed25519 in PKCS#8.
+//!
+//! Owns: creating it once (mode 0600, durable with its folder) and loading it. Must never:
+//! replace an existing key, or write it anywhere else.
+
+use super::segments::sync_dir;
+use super::{io, OpenError};
+use axon_protocols::checkpoint::Signer;
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+/// Loads the node's signing key, creating it (mode 0600, made durable) at first start.
+pub(super) fn load_or_create_key(dir: &Path, name: &str) -> Result<Signer, OpenError> {
+    let path = dir.join("node.key");
+    let pkcs8 = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let pkcs8 = Signer::generate_pkcs8().map_err(|e| OpenError::Key(e.to_string()))?;
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+                .map_err(io(&path))?;
+            f.write_all(&pkcs8).map_err(io(&path))?;
+            f.sync_all().map_err(io(&path))?;
+            sync_dir(dir)?;
+            pkcs8
+        }
+        Err(e) => return Err(io(&path)(e)),
+    };
+    Signer::from_pkcs8(name, &pkcs8).map_err(|e| OpenError::Key(format!("{}: {e}", path.display())))
+}

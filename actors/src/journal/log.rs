@@ -1,0 +1,230 @@
+//! The journal's in-memory log: the Merkle tree over the entries, where each entry's bytes
+//! are (segment, offset, length), the table from leaf hash to index, the segment files to
+//! read them from, and how many entries are durable.
+//!
+//! Owns: keeping those parts in agreement. Every push and truncate asserts that they hold
+//! the same entries, so a bug that would make a lookup name the wrong entry stops here.
+//! Must never: do IO (it holds the files, it does not read them), or let a reader see an
+//! entry whose commit is not durable (readers ask [`Log::durable`] first).
+//!
+//! One `Log` is shared by the commit thread, which alone changes it, and the readers,
+//! behind a read-write lock held only for the moment a lookup or a push takes: no lock is
+//! held across IO.
+
+use axon_protocols::merkle::{Blake3, Hash, MerkleLog, ProofError};
+use std::collections::HashMap;
+use std::fs::File;
+use std::sync::{Arc, RwLock};
+
+/// Where an entry's bytes are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Location {
+    pub segment: u32,
+    /// Offset of the entry's bytes (after the record header).
+    pub offset: u64,
+    pub len: u32,
+}
+
+/// Hashes leaf hashes (already uniformly random) by their first 8 bytes.
+#[derive(Clone, Copy, Default)]
+pub(super) struct LeafHasher(u64);
+
+impl std::hash::Hasher for LeafHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut first = [0u8; 8];
+        let n = bytes.len().min(8);
+        first[..n].copy_from_slice(&bytes[..n]);
+        self.0 = u64::from_le_bytes(first);
+    }
+
+    fn write_usize(&mut self, _: usize) {}
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+pub(super) type ByLeaf = HashMap<Hash, u64, std::hash::BuildHasherDefault<LeafHasher>>;
+
+/// The log, as the commit thread builds it and readers read it.
+#[derive(Default)]
+pub(super) struct Log {
+    tree: MerkleLog<Blake3>,
+    locations: Vec<Location>,
+    by_leaf: ByLeaf,
+    /// The segment files in order, open to read.
+    files: Vec<Arc<File>>,
+    /// Entries whose commit record is durable: the only ones a reader sees.
+    durable: u64,
+}
+
+/// The log shared between the commit thread and the readers.
+pub(super) type SharedLog = Arc<RwLock<Log>>;
+
+/// Reads the shared log; a panic elsewhere while it was held leaves it as consistent as
+/// the paired assertions left it, so a poisoned lock is read on.
+pub(super) fn read(log: &SharedLog) -> std::sync::RwLockReadGuard<'_, Log> {
+    log.read().unwrap_or_else(|e| e.into_inner())
+}
+
+pub(super) fn write(log: &SharedLog) -> std::sync::RwLockWriteGuard<'_, Log> {
+    log.write().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Log {
+    /// Room for `entries` more, so the tables are not grown and copied while they fill.
+    pub fn reserve(&mut self, entries: usize) {
+        self.locations.reserve(entries);
+        self.by_leaf.reserve(entries);
+    }
+
+    /// Entries in the log, durable or not.
+    pub fn len(&self) -> u64 {
+        self.tree.len() as u64
+    }
+
+    /// Entries whose commit is durable.
+    pub fn durable(&self) -> u64 {
+        self.durable
+    }
+
+    /// Adds a segment file; entries name it by its position.
+    pub fn add_file(&mut self, file: Arc<File>) {
+        self.files.push(file);
+    }
+
+    pub fn files(&self) -> usize {
+        self.files.len()
+    }
+
+    /// Appends an entry (not yet durable).
+    pub fn push(&mut self, leaf: Hash, at: Location) {
+        assert!(
+            (at.segment as usize) < self.files.len(),
+            "entry in segment {} of {}",
+            at.segment,
+            self.files.len()
+        );
+        let index = self.len();
+        let before = self.by_leaf.insert(leaf, index);
+        assert!(before.is_none(), "two entries with one leaf hash");
+        self.tree.push(leaf);
+        self.locations.push(at);
+        self.assert_agree();
+    }
+
+    /// Forgets the entries from `size` on: only ones that are not durable.
+    pub fn truncate(&mut self, size: u64) {
+        assert!(
+            size >= self.durable,
+            "cutting durable entries ({size} < {})",
+            self.durable
+        );
+        for i in size..self.len() {
+            let leaf = self.tree.leaf(i as usize).expect("in range");
+            assert!(
+                self.by_leaf.remove(&leaf).is_some(),
+                "entry {i} not in the table"
+            );
+        }
+        self.tree.truncate(size as usize);
+        self.locations.truncate(size as usize);
+        self.assert_agree();
+    }
+
+    /// Marks the first `size` entries durable (their commit record is on disk).
+    pub fn mark_durable(&mut self, size: u64) {
+        assert!(
+            size >= self.durable && size <= self.len(),
+            "durable {size} outside {}..={}",
+            self.durable,
+            self.len()
+        );
+        self.durable = size;
+    }
+
+    fn assert_agree(&self) {
+        assert_eq!(self.tree.len(), self.locations.len(), "tree and locations");
+        assert_eq!(self.tree.len(), self.by_leaf.len(), "tree and id table");
+    }
+
+    /// The leaf hash of entry `index`, if the log holds it.
+    pub fn leaf(&self, index: u64) -> Option<Hash> {
+        self.tree.leaf(usize::try_from(index).ok()?)
+    }
+
+    /// Where entry `index` is, and the file that holds it.
+    pub fn location(&self, index: u64) -> Option<(Location, Arc<File>, Hash)> {
+        let at = *self.locations.get(usize::try_from(index).ok()?)?;
+        let file = self.files[at.segment as usize].clone();
+        Some((at, file, self.leaf(index)?))
+    }
+
+    /// The index of the entry with this leaf hash.
+    pub fn index_of(&self, leaf: &Hash) -> Option<u64> {
+        self.by_leaf.get(leaf).copied()
+    }
+
+    pub fn root_at(&self, size: u64) -> Result<Hash, ProofError> {
+        self.tree.root_at(size as usize)
+    }
+
+    pub fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Hash>, ProofError> {
+        self.tree.inclusion_proof(index as usize, size as usize)
+    }
+
+    pub fn consistency_proof(&self, from: u64, to: u64) -> Result<Vec<Hash>, ProofError> {
+        self.tree.consistency_proof(from as usize, to as usize)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn log_with_file() -> Log {
+        let mut log = Log::default();
+        log.add_file(Arc::new(tempfile::tempfile().unwrap()));
+        log
+    }
+
+    fn at(offset: u64) -> Location {
+        Location {
+            segment: 0,
+            offset,
+            len: 1,
+        }
+    }
+
+    #[test]
+    fn parts_agree_through_push_truncate_and_durability() {
+        let mut log = log_with_file();
+        for i in 0..5u8 {
+            log.push([i; 32], at(u64::from(i)));
+        }
+        log.mark_durable(3);
+        assert_eq!((log.len(), log.durable()), (5, 3));
+        log.truncate(3);
+        assert_eq!(log.index_of(&[2; 32]), Some(2));
+        assert_eq!(log.index_of(&[4; 32]), None);
+        assert_eq!(log.location(2).unwrap().0, at(2));
+        assert!(log.location(3).is_none());
+    }
+
+    #[test]
+    #[should_panic(expected = "cutting durable entries")]
+    fn durable_entries_are_never_cut() {
+        let mut log = log_with_file();
+        log.push([1; 32], at(0));
+        log.mark_durable(1);
+        log.truncate(0);
+    }
+
+    #[test]
+    #[should_panic(expected = "two entries with one leaf hash")]
+    fn one_leaf_names_one_entry() {
+        let mut log = log_with_file();
+        log.push([1; 32], at(0));
+        log.push([1; 32], at(1));
+    }
+}
