@@ -194,7 +194,7 @@ fn run(dir: &Path, entries: u64) -> anyhow::Result<()> {
     );
     drop(j);
     let start = Instant::now();
-    let report = audit(config(&big), false, &[], &mut |_, _| {})?;
+    let report = audit(config(&big), false, &[], None, &mut |_, _| {})?;
     println!(
         "audit of {} entries in {} segments: {:.2}s",
         report.entries,
@@ -203,7 +203,7 @@ fn run(dir: &Path, entries: u64) -> anyhow::Result<()> {
     );
     // What the index thread can sustain: every entry read back and written to sled.
     let start = Instant::now();
-    audit(config(&big), true, &[], &mut |_, _| {})?;
+    audit(config(&big), true, &[], None, &mut |_, _| {})?;
     let took = start.elapsed().as_secs_f64();
     println!(
         "rebuilding the sled index of {entries} entries: {took:.2}s ({:.0} entries/s)",

@@ -90,6 +90,11 @@ enum Command {
         /// standard input); checked against the tree too. May be given many times.
         #[arg(long = "checkpoint", value_name = "FILE")]
         checkpoints: Vec<PathBuf>,
+        /// The journal's verifier key as the node printed it at its first start (the text,
+        /// or a file holding it), kept outside the data directory: the journal's key must
+        /// be this one and every checkpoint signed by it.
+        #[arg(long, value_name = "VKEY")]
+        key: Option<String>,
     },
 }
 
@@ -199,6 +204,7 @@ fn main() {
             data_dir,
             rebuild_index,
             checkpoints,
+            key,
         } => {
             let flags = Overrides {
                 data_dir,
@@ -207,12 +213,15 @@ fn main() {
             let outside = checkpoints
                 .iter()
                 .map(|p| Ok((p.display().to_string(), read_input(p)?)))
-                .collect::<anyhow::Result<Vec<_>>>();
+                .collect::<anyhow::Result<Vec<_>>>()
+                .and_then(|o| Ok((o, key.map(|k| vkey_argument(&k)).transpose()?)));
             match (
                 Config::load(config.as_deref(), std::env::vars(), &flags),
                 outside,
             ) {
-                (Ok(cfg), Ok(outside)) => audit(&cfg, rebuild_index, &outside),
+                (Ok(cfg), Ok((outside, key))) => {
+                    audit(&cfg, rebuild_index, &outside, key.as_deref())
+                }
                 (_, Err(e)) => {
                     eprintln!("axon: {e:#}");
                     2
@@ -278,13 +287,31 @@ fn verify_proof(
     )
 }
 
-fn audit(cfg: &Config, rebuild_index: bool, outside: &[(String, String)]) -> i32 {
+/// A verifier key given on the command line: the key itself (`name+id+key`), or a file
+/// that holds it.
+fn vkey_argument(arg: &str) -> anyhow::Result<String> {
+    if axon_protocols::checkpoint::Verifier::parse(arg.trim()).is_ok() {
+        return Ok(arg.trim().to_owned());
+    }
+    let text = std::fs::read_to_string(arg)
+        .with_context(|| format!("--key {arg:?} is neither a verifier key nor a readable file"))?;
+    axon_protocols::checkpoint::Verifier::parse(text.trim())
+        .map_err(|e| anyhow::anyhow!("--key {arg}: not a verifier key: {e}"))?;
+    Ok(text.trim().to_owned())
+}
+
+fn audit(
+    cfg: &Config,
+    rebuild_index: bool,
+    outside: &[(String, String)],
+    key: Option<&str>,
+) -> i32 {
     let jc = axon::node::journal_config(cfg);
     eprintln!("audit: checking {}", jc.dir.display());
     let mut progress = |seg: &std::path::Path, entries: u64| {
         eprintln!("audit: {} ok ({entries} entries so far)", seg.display());
     };
-    match axon_actors::journal::audit(jc, rebuild_index, outside, &mut progress) {
+    match axon_actors::journal::audit(jc, rebuild_index, outside, key, &mut progress) {
         Ok(r) => {
             use axon_actors::journal::IndexStatus;
             match &r.index {
@@ -300,13 +327,15 @@ fn audit(cfg: &Config, rebuild_index: bool, outside: &[(String, String)]) -> i32
             }
             if let Some((seg, offset, bytes)) = &r.torn_tail {
                 println!(
-                    "audit: warning: a torn tail of {bytes} bytes at {} offset {offset} was never acknowledged; the next start cuts it",
+                    "audit: warning: a torn tail of {bytes} bytes at {} offset {offset} was never acknowledged; the next start moves it to {}.torn-at-{offset} and cuts it",
+                    seg.display(),
                     seg.display()
                 );
             }
             if let Some((log, offset, bytes)) = &r.torn_checkpoint {
                 println!(
-                    "audit: warning: a torn checkpoint of {bytes} bytes at {} offset {offset} was never served; the next start cuts it",
+                    "audit: warning: a torn checkpoint of {bytes} bytes at {} offset {offset} was never served; the next start moves it to {}.torn-at-{offset} and cuts it",
+                    log.display(),
                     log.display()
                 );
             }
@@ -322,6 +351,12 @@ fn audit(cfg: &Config, rebuild_index: bool, outside: &[(String, String)]) -> i32
                 "audit: ok: {} entries in {} segments; {} signed checkpoints hold{head}{outside}",
                 r.entries, r.segments, r.checkpoints
             );
+            match key {
+                Some(_) => println!("audit: signatures: by the key given with --key"),
+                None => println!(
+                    "audit: signatures: checked with the directory's own node.key only; whoever can write the directory can replace it and sign again: give --key with the key the node printed at its first start"
+                ),
+            }
             0
         }
         Err(e) => {
@@ -360,6 +395,14 @@ async fn serve(cfg: Config) -> i32 {
             cfg.data_dir.join(axon::admin_token::FILE).display(),
             node.admin_token
         );
+    }
+    if let Some(vkey) = node.journal.shared().key() {
+        tracing::info!(%vkey, "journal verifier key");
+        if node.journal.shared().key_created() {
+            println!(
+                "axon: journal verifier key (public; keep a copy away from this machine and audit with `axon audit --key`): {vkey}"
+            );
+        }
     }
     println!("axon: listening on http://{}", node.http_addr);
     let signals = async {

@@ -183,3 +183,66 @@ fn audit_passes_warns_and_fails_as_it_should() {
     assert_eq!(code, 1);
     assert!(out.contains("no journal at"), "{out}");
 }
+
+/// The verifier key a node printed on its first start.
+fn printed_key(lines: &[String]) -> Option<String> {
+    lines.iter().find_map(|l| {
+        l.strip_prefix("axon: journal verifier key")
+            .and_then(|rest| rest.rsplit(": ").next())
+            .map(str::to_owned)
+    })
+}
+
+#[test]
+fn audit_with_the_printed_key_refuses_a_journal_signed_by_another() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = spawn_axon(dir.path(), &[], false);
+    let key = printed_key(&node.stdout_lines).expect("the key is printed at first start");
+    assert_eq!(sigterm_and_wait(node).0, 0);
+    // Not at later starts.
+    let node = spawn_axon(dir.path(), &[], false);
+    assert_eq!(printed_key(&node.stdout_lines), None);
+    assert_eq!(sigterm_and_wait(node).0, 0);
+
+    let run = |d: &Path, key: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_axon"))
+            .args(["audit", "--data-dir"])
+            .arg(d)
+            .args(["--key", key])
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (code, out) = run(dir.path(), &key);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("audit: signatures: by the key given with --key"),
+        "{out}"
+    );
+    // The key from a file works the same.
+    let file = dir.path().join("kept.vkey");
+    std::fs::write(&file, format!("{key}\n")).unwrap();
+    assert_eq!(run(dir.path(), file.to_str().unwrap()).0, 0);
+    // Without --key the audit says what it could not check.
+    let (code, out, _) = audit(dir.path());
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("checked with the directory's own node.key only"),
+        "{out}"
+    );
+
+    // Whoever holds the directory rewrites the journal and signs it with a key of their
+    // own: on its own it is consistent, against the kept key it is refused.
+    let forged = tempfile::tempdir().unwrap();
+    let node = spawn_axon(forged.path(), &[], false);
+    assert_eq!(sigterm_and_wait(node).0, 0);
+    assert_eq!(audit(forged.path()).0, 0);
+    let (code, out) = run(forged.path(), &key);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("node.key was replaced"), "{out}");
+    // Garbage as a key is a usage error.
+    assert_eq!(run(dir.path(), "not-a-key").0, 2);
+}

@@ -294,7 +294,8 @@ fn a_damaged_tail_that_a_checkpoint_covers_is_damage_and_nothing_is_cut() {
         data,
         "start-up changed the segment"
     );
-    let Err(OpenError::Tamper(audited)) = audit(cfg(dir.path()), false, &[], &mut |_, _| {}) else {
+    let Err(OpenError::Tamper(audited)) = audit(cfg(dir.path()), false, &[], None, &mut |_, _| {})
+    else {
         panic!("the audit passed");
     };
     assert_eq!(audited, msg);
@@ -432,7 +433,7 @@ fn tampered_journal_is_refused(entries: u8, tamper: Tamper) -> bool {
     };
     std::fs::write(&seg, &bad).unwrap();
     // The audit names the same first bad record as the journal's own start-up check.
-    let audited = audit(cfg(dir.path()), false, &[], &mut |_, _| {});
+    let audited = audit(cfg(dir.path()), false, &[], None, &mut |_, _| {});
     let Err(OpenError::Tamper(audit_msg)) = audited else {
         panic!("{what}: audit passed: {audited:?}");
     };
@@ -1009,4 +1010,82 @@ fn without_an_index_lookups_read_the_segments_and_the_lag_says_so() {
             vec![i as u64]
         );
     }
+}
+
+#[test]
+fn index_hits_that_do_not_match_their_entry_are_counted_and_answered_from_the_segments() {
+    use axon_actors::journal::index::{IndexRecord, JournalIndex};
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(SystemTime::UNIX_EPOCH));
+    let action = format!("{:032x}", 7);
+    let mut j = open_at(dir.path(), &clock);
+    let mut codes = vec![];
+    for i in 0..6 {
+        let r = batch(
+            &mut j,
+            vec![JournalRequest::Append(NewEntry {
+                kind: if i == 5 {
+                    EntryKind::Event
+                } else {
+                    EntryKind::Note
+                },
+                links: vec![],
+                body: if i == 5 {
+                    json!({"action_id": action})
+                } else {
+                    json!({"text": format!("n{i}")})
+                },
+            })],
+        );
+        codes.push(appended(&r[0]).barcode);
+    }
+    // Stopped, the index thread finishes what is committed: the index is current.
+    drop(j);
+    // The index is changed behind the journal's back: entry 0 (a note) is claimed for
+    // entry 5's barcode, for the event kind and for its action.
+    {
+        let ix = JournalIndex::open(&dir.path().join("index-shard-0"), 8 << 20).unwrap();
+        let built = ix.built_for().expect("built");
+        ix.add(&[IndexRecord {
+            index: 0,
+            barcode: codes[5].clone(),
+            kind: EntryKind::Event,
+            action: Some(action.clone()),
+        }])
+        .unwrap();
+        ix.mark_built(built.0, &built.1).unwrap();
+        ix.flush();
+    }
+    let mut j = open_at(dir.path(), &clock);
+    let registry = prometheus::Registry::new();
+    j.set_metrics(JournalMetrics::new(&registry).unwrap());
+    let mismatches = || {
+        registry
+            .gather()
+            .iter()
+            .find(|f| f.name() == "axon_journal_index_mismatches_total")
+            .map(|f| f.get_metric()[0].get_counter().get_value())
+    };
+    assert_eq!(mismatches(), Some(0.0));
+    let found = entries_of(
+        &batch(
+            &mut j,
+            vec![JournalRequest::ByBarcode(codes[5].parse().unwrap())],
+        )[0],
+    );
+    assert_eq!(found, vec![5]);
+    let found = entries_of(
+        &batch(
+            &mut j,
+            vec![JournalRequest::ByAction(action.parse().unwrap())],
+        )[0],
+    );
+    assert_eq!(found, vec![5]);
+    let events = Filter {
+        kind: Some(EntryKind::Event),
+        ..Default::default()
+    };
+    let (page, _) = j.reader().query(&events, None, 10).unwrap();
+    assert_eq!(page.iter().map(|e| e.index).collect::<Vec<_>>(), vec![5]);
+    assert_eq!(mismatches(), Some(3.0));
 }

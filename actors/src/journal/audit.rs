@@ -52,11 +52,14 @@ pub struct AuditReport {
 
 /// Checks a stopped node's journal without writing to its segments: every record checksum,
 /// every entry's canonical form, order and links, every commit record's size and root, and
-/// the signed head. `progress` is called after each segment with the entries checked so far.
+/// every signed checkpoint. With `trusted_key` (the verifier key the node printed at its
+/// first start, kept elsewhere), the journal's key must be that one and every checkpoint
+/// signed by it. `progress` is called after each segment with the entries checked so far.
 pub fn audit(
     cfg: JournalConfig,
     rebuild_index: bool,
     outside: &[(String, String)],
+    trusted_key: Option<&str>,
     progress: &mut dyn FnMut(&Path, u64),
 ) -> Result<AuditReport, OpenError> {
     let clock = axon_supervisors::SystemClock::shared();
@@ -67,12 +70,19 @@ pub fn audit(
         let (path, cache) = (path.clone(), cfg.index_cache_bytes);
         std::thread::spawn(move || JournalIndex::open(&path, cache))
     });
-    let checked =
-        Journal::open_mode(cfg, clock, Arc::default(), Mode::Audit, progress).and_then(|j| {
-            j.check_outside_checkpoints(outside)
-                .map_err(OpenError::Tamper)?;
-            Ok(j)
-        });
+    let checked = Journal::open_mode(
+        cfg,
+        clock,
+        Arc::default(),
+        Mode::Audit,
+        trusted_key,
+        progress,
+    )
+    .and_then(|j| {
+        j.check_outside_checkpoints(outside)
+            .map_err(OpenError::Tamper)?;
+        Ok(j)
+    });
     let j = match checked {
         Ok(j) => j,
         Err(e) => {

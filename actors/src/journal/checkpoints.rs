@@ -63,7 +63,7 @@ impl Journal {
         let tamper = |offset: usize, what: String| {
             OpenError::Tamper(format!("{} at offset {offset}: {what}", path.display()))
         };
-        let verifier = axon_protocols::checkpoint::Verifier::parse(&self.signer.vkey())
+        let verifier = axon_protocols::checkpoint::Verifier::parse(&self.vkey)
             .map_err(|e| OpenError::Key(e.to_string()))?;
         let mut logged = LoggedCheckpoints::default();
         let mut offset = 0;
@@ -212,8 +212,8 @@ impl Journal {
     /// Checks signed checkpoints held elsewhere (handed out by this journal) against the
     /// tree; names the first that does not hold.
     pub fn check_outside_checkpoints(&self, notes: &[(String, String)]) -> Result<(), String> {
-        let verifier = axon_protocols::checkpoint::Verifier::parse(&self.signer.vkey())
-            .map_err(|e| e.to_string())?;
+        let verifier =
+            axon_protocols::checkpoint::Verifier::parse(&self.vkey).map_err(|e| e.to_string())?;
         for (name, note) in notes {
             let cp = self.verify_note(&verifier, note, name)?;
             self.check_against_tree(&cp, name)?;

@@ -12,8 +12,10 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 /// Loads the node's signing key, creating it (mode 0600, made durable) at first start.
-pub(super) fn load_or_create_key(dir: &Path, name: &str) -> Result<Signer, OpenError> {
+/// Also says whether it was created now.
+pub(super) fn load_or_create_key(dir: &Path, name: &str) -> Result<(Signer, bool), OpenError> {
     let path = dir.join("node.key");
+    let mut created = false;
     let pkcs8 = match std::fs::read(&path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -27,9 +29,12 @@ pub(super) fn load_or_create_key(dir: &Path, name: &str) -> Result<Signer, OpenE
             f.write_all(&pkcs8).map_err(io(&path))?;
             f.sync_all().map_err(io(&path))?;
             sync_dir(dir)?;
+            created = true;
             pkcs8
         }
         Err(e) => return Err(io(&path)(e)),
     };
-    Signer::from_pkcs8(name, &pkcs8).map_err(|e| OpenError::Key(format!("{}: {e}", path.display())))
+    Signer::from_pkcs8(name, &pkcs8)
+        .map(|s| (s, created))
+        .map_err(|e| OpenError::Key(format!("{}: {e}", path.display())))
 }

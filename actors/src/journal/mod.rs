@@ -243,6 +243,8 @@ pub enum Refusal {
 #[derive(Default)]
 pub struct JournalShared {
     pub halt: Halt,
+    /// Set when an open created the signing key (the node's first start).
+    key_created: AtomicBool,
     checkpoint: Mutex<Option<String>>,
     key: Mutex<Option<String>>,
     reader: Mutex<Option<Reader>>,
@@ -265,6 +267,11 @@ impl JournalShared {
     /// The verifier key, in signed-note vkey form.
     pub fn key(&self) -> Option<String> {
         locked(&self.key)
+    }
+
+    /// Whether the signing key was created by this node's start (its first).
+    pub fn key_created(&self) -> bool {
+        self.key_created.load(Ordering::Acquire)
     }
 
     /// A reader of the current incarnation's log (for the reader worker).
@@ -397,6 +404,8 @@ pub struct Journal {
     /// read-only or when the index could not be opened (lookups then read the segments).
     index: Option<Indexer>,
     signer: Arc<Signer>,
+    /// The verifier key every checkpoint is checked with.
+    vkey: String,
     origin: String,
     shared: Arc<JournalShared>,
     /// Logs and publishes checkpoints (not when auditing).
@@ -437,6 +446,7 @@ impl Journal {
             axon_supervisors::SystemClock::shared(),
             shared,
             Mode::Audit,
+            None,
             &mut |_, _| {},
         )
     }
@@ -448,7 +458,7 @@ impl Journal {
         clock: SharedClock,
         shared: Arc<JournalShared>,
     ) -> Result<Self, OpenError> {
-        Self::open_mode(cfg, clock, shared, Mode::Write, &mut |_, _| {})
+        Self::open_mode(cfg, clock, shared, Mode::Write, None, &mut |_, _| {})
     }
 
     fn open_mode(
@@ -456,6 +466,7 @@ impl Journal {
         clock: SharedClock,
         shared: Arc<JournalShared>,
         mode: Mode,
+        trusted_key: Option<&str>,
         progress: &mut dyn FnMut(&Path, u64),
     ) -> Result<Self, OpenError> {
         let shard_dir = cfg.dir.join(format!("shard-{}", cfg.shard));
@@ -466,7 +477,11 @@ impl Journal {
                 if let Some(parent) = cfg.dir.parent() {
                     segments::sync_dir(parent)?;
                 }
-                keys::load_or_create_key(&cfg.dir, &cfg.key_name)?
+                let (signer, created) = keys::load_or_create_key(&cfg.dir, &cfg.key_name)?;
+                if created {
+                    shared.key_created.store(true, Ordering::Release);
+                }
+                signer
             }
             Mode::Audit => {
                 if !shard_dir.is_dir() {
@@ -480,6 +495,19 @@ impl Journal {
                 Signer::from_pkcs8(&cfg.key_name, &pkcs8)
                     .map_err(|e| OpenError::Key(format!("{}: {e}", path.display())))?
             }
+        };
+        // What the checkpoints must be signed by: the key an auditor holds, when given
+        // (whoever can write the data directory can replace node.key and sign again).
+        let vkey = match trusted_key {
+            Some(k) if k.trim() != signer.vkey() => {
+                return Err(OpenError::Key(format!(
+                    "the journal's key is {}, not the key given with --key ({}): node.key was replaced, so none of the journal's signatures can be trusted",
+                    signer.vkey(),
+                    k.trim()
+                )));
+            }
+            Some(k) => k.trim().to_owned(),
+            None => signer.vkey(),
         };
         let origin = format!("{}/shard-{}", cfg.key_name, cfg.shard);
         let log: SharedLog = Arc::default();
@@ -499,6 +527,7 @@ impl Journal {
             last_time: String::new(),
             index: None,
             signer: Arc::new(signer),
+            vkey,
             origin,
             shared,
             checkpointer: None,
