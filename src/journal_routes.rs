@@ -1,58 +1,15 @@
 //! `/v1/journal/...`: entries, proofs, checkpoints and operator notes. Hashes are
 //! lowercase hex; entry bytes are the canonical JSON, in standard base64.
 
-use crate::http::{call_problem, correlation_id, resource, Admin, ApiError, AppState, JsonBody};
+use crate::api::{append, ask_journal, unexpected, ApiError, AppState, JsonBody};
 use actix_web::{web, HttpRequest, HttpResponse};
-use axon_actors::journal::{
-    Appended, Filter, JournalRequest, JournalResponse, NewEntry, Refusal, StoredEntry,
-};
+use axon_actors::journal::{Filter, JournalRequest, JournalResponse, StoredEntry};
 
 use axon_protocols::journal::EntryKind;
 use axon_protocols::ProblemType;
-use axon_supervisors::CallOptions;
 use base64::Engine;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use std::time::Duration;
-
-/// Asks the journal and maps its refusals onto problems.
-async fn ask(
-    req: &HttpRequest,
-    st: &AppState,
-    r: JournalRequest,
-) -> Result<JournalResponse, ApiError> {
-    let opts = CallOptions {
-        deadline: Duration::from_millis(st.http.call_timeout_ms),
-        correlation_id: correlation_id(req),
-    };
-    match st.journal.call(r, &opts).await {
-        Ok(JournalResponse::Refused(refusal)) => {
-            let detail = refusal.to_string();
-            let e = match refusal {
-                Refusal::Halted(_) => ApiError::new(ProblemType::JournalHalted, detail)
-                    .retry_after(st.http.retry_after_seconds),
-                Refusal::NotFound(_) => ApiError::new(ProblemType::NoSuchEntry, detail),
-                Refusal::BadLink(_) => ApiError::new(ProblemType::BadLink, detail),
-                Refusal::Invalid(_) => ApiError::new(ProblemType::InvalidParameter, detail),
-                Refusal::Damaged(_) => ApiError::new(ProblemType::JournalDamaged, detail),
-                Refusal::Busy(_) => ApiError::new(ProblemType::Unavailable, detail)
-                    .retry_after(st.http.retry_after_seconds),
-                Refusal::NotCanonical(e) => ApiError::not_canonical("the entry", &e),
-            };
-            Err(e.at(req))
-        }
-        Ok(answer) => Ok(answer),
-        Err(e) => Err(call_problem(e, st.http.retry_after_seconds).at(req)),
-    }
-}
-
-fn unexpected(req: &HttpRequest, what: &JournalResponse) -> ApiError {
-    ApiError::new(
-        ProblemType::Internal,
-        format!("the journal answered with {what:?}"),
-    )
-    .at(req)
-}
 
 fn entry_json(e: &StoredEntry) -> Value {
     json!({
@@ -72,15 +29,21 @@ fn text(body: String) -> HttpResponse {
         .body(body)
 }
 
-async fn checkpoint(req: HttpRequest, st: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    match ask(&req, &st, JournalRequest::Checkpoint).await? {
+pub(crate) async fn checkpoint(
+    req: HttpRequest,
+    st: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    match ask_journal(&req, &st, JournalRequest::Checkpoint).await? {
         JournalResponse::Checkpoint(note) => Ok(text(note)),
         other => Err(unexpected(&req, &other)),
     }
 }
 
-async fn key(req: HttpRequest, st: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    match ask(&req, &st, JournalRequest::Key).await? {
+pub(crate) async fn key(
+    req: HttpRequest,
+    st: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    match ask_journal(&req, &st, JournalRequest::Key).await? {
         JournalResponse::Key(vkey) => Ok(text(format!("{vkey}\n"))),
         other => Err(unexpected(&req, &other)),
     }
@@ -96,25 +59,34 @@ fn parse_u64(req: &HttpRequest, name: &str, raw: &str) -> Result<u64, ApiError> 
     })
 }
 
-async fn entry(req: HttpRequest, st: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub(crate) async fn entry(
+    req: HttpRequest,
+    st: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let index = parse_u64(&req, "index", req.match_info().get("index").unwrap_or(""))?;
-    match ask(&req, &st, JournalRequest::Entry(index)).await? {
+    match ask_journal(&req, &st, JournalRequest::Entry(index)).await? {
         JournalResponse::Entry(e) => Ok(HttpResponse::Ok().json(entry_json(&e))),
         other => Err(unexpected(&req, &other)),
     }
 }
 
-async fn by_id(req: HttpRequest, st: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub(crate) async fn by_id(
+    req: HttpRequest,
+    st: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let id = req.match_info().get("id").unwrap_or("").to_owned();
-    match ask(&req, &st, JournalRequest::ById(id)).await? {
+    match ask_journal(&req, &st, JournalRequest::ById(id)).await? {
         JournalResponse::Entry(e) => Ok(HttpResponse::Ok().json(entry_json(&e))),
         other => Err(unexpected(&req, &other)),
     }
 }
 
-async fn by_action(req: HttpRequest, st: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub(crate) async fn by_action(
+    req: HttpRequest,
+    st: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let action = req.match_info().get("action").unwrap_or("").to_owned();
-    match ask(&req, &st, JournalRequest::ByAction(action.clone())).await? {
+    match ask_journal(&req, &st, JournalRequest::ByAction(action.clone())).await? {
         JournalResponse::Entries(es) => Ok(HttpResponse::Ok().json(json!({
             "action_id": action,
             "entries": es.iter().map(entry_json).collect::<Vec<_>>(),
@@ -125,7 +97,10 @@ async fn by_action(req: HttpRequest, st: web::Data<AppState>) -> Result<HttpResp
 
 /// `GET /v1/journal/entries?kind=&since=&until=&after=&limit=`: a page of entries in
 /// order, with `next_after` to pass as `after` for the next page (`null` at the end).
-async fn entries(req: HttpRequest, st: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub(crate) async fn entries(
+    req: HttpRequest,
+    st: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let [kind, since, until, after, limit] =
         params(&req, ["kind", "since", "until", "after", "limit"])?;
     let bad = |detail: String| ApiError::new(ProblemType::InvalidParameter, detail).at(&req);
@@ -161,7 +136,7 @@ async fn entries(req: HttpRequest, st: web::Data<AppState>) -> Result<HttpRespon
         after,
         limit,
     };
-    match ask(&req, &st, r).await? {
+    match ask_journal(&req, &st, r).await? {
         JournalResponse::Page {
             entries,
             next_after,
@@ -173,9 +148,12 @@ async fn entries(req: HttpRequest, st: web::Data<AppState>) -> Result<HttpRespon
     }
 }
 
-async fn by_barcode(req: HttpRequest, st: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub(crate) async fn by_barcode(
+    req: HttpRequest,
+    st: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let code = req.match_info().get("code").unwrap_or("").to_owned();
-    match ask(&req, &st, JournalRequest::ByBarcode(code.clone())).await? {
+    match ask_journal(&req, &st, JournalRequest::ByBarcode(code.clone())).await? {
         JournalResponse::Entries(es) => Ok(HttpResponse::Ok().json(json!({
             "barcode": code,
             "entries": es.iter().map(entry_json).collect::<Vec<_>>(),
@@ -223,17 +201,23 @@ fn query(req: &HttpRequest, names: [&str; 2]) -> Result<[u64; 2], ApiError> {
     Ok([get(0)?, get(1)?])
 }
 
-async fn inclusion(req: HttpRequest, st: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub(crate) async fn inclusion(
+    req: HttpRequest,
+    st: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let [index, size] = query(&req, ["index", "size"])?;
-    match ask(&req, &st, JournalRequest::Inclusion { index, size }).await? {
+    match ask_journal(&req, &st, JournalRequest::Inclusion { index, size }).await? {
         JournalResponse::Inclusion(p) => Ok(HttpResponse::Ok().json(p)),
         other => Err(unexpected(&req, &other)),
     }
 }
 
-async fn consistency(req: HttpRequest, st: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub(crate) async fn consistency(
+    req: HttpRequest,
+    st: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let [from, to] = query(&req, ["from", "to"])?;
-    match ask(&req, &st, JournalRequest::Consistency { from, to }).await? {
+    match ask_journal(&req, &st, JournalRequest::Consistency { from, to }).await? {
         JournalResponse::Consistency(p) => Ok(HttpResponse::Ok().json(p)),
         other => Err(unexpected(&req, &other)),
     }
@@ -248,11 +232,14 @@ pub struct NoteBody {
     pub links: Vec<String>,
 }
 
-async fn note(
-    _: Admin,
+/// How many arrays and objects of its entry hold the body of `POST /v1/journal/notes`:
+/// the entry's object (the note's text and links are stored in it, one level down).
+pub(crate) const NOTE_LEVELS_ABOVE: usize = 1;
+
+pub(crate) async fn note(
     req: HttpRequest,
     st: web::Data<AppState>,
-    body: JsonBody<NoteBody, 1>,
+    body: JsonBody<NoteBody, NOTE_LEVELS_ABOVE>,
 ) -> Result<HttpResponse, ApiError> {
     let NoteBody { text, links } = body.0;
     if text.trim().is_empty() {
@@ -260,66 +247,11 @@ async fn note(
             ApiError::new(ProblemType::MalformedRequest, "text must not be empty").at(&req),
         );
     }
-    let new = NewEntry {
-        kind: EntryKind::Note,
-        links,
-        body: json!({ "text": text }),
-    };
-    let a = append(&req, &st, new.kind, new.links, new.body).await?;
+    let a = append(&req, &st, EntryKind::Note, links, json!({ "text": text })).await?;
     Ok(HttpResponse::Created()
         .insert_header((
             actix_web::http::header::LOCATION,
             format!("/v1/journal/entries/{}", a.index),
         ))
         .json(a))
-}
-
-/// Appends an entry; answers once it is durable.
-pub(crate) async fn append(
-    req: &HttpRequest,
-    st: &AppState,
-    kind: EntryKind,
-    links: Vec<String>,
-    body: Value,
-) -> Result<Appended, ApiError> {
-    match ask(
-        req,
-        st,
-        JournalRequest::Append(NewEntry { kind, links, body }),
-    )
-    .await?
-    {
-        JournalResponse::Appended(a) => Ok(a),
-        other => Err(unexpected(req, &other)),
-    }
-}
-
-/// Registers the journal routes.
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("/v1/journal/checkpoint", web::get(), checkpoint))
-        .service(resource("/v1/journal/key", web::get(), key))
-        .service(resource("/v1/journal/entries", web::get(), entries))
-        .service(resource("/v1/journal/entries/{index}", web::get(), entry))
-        .service(resource("/v1/journal/by-id/{id}", web::get(), by_id))
-        .service(resource(
-            "/v1/journal/by-action/{action}",
-            web::get(),
-            by_action,
-        ))
-        .service(resource(
-            "/v1/journal/by-barcode/{code}",
-            web::get(),
-            by_barcode,
-        ))
-        .service(resource(
-            "/v1/journal/proof/inclusion",
-            web::get(),
-            inclusion,
-        ))
-        .service(resource(
-            "/v1/journal/proof/consistency",
-            web::get(),
-            consistency,
-        ))
-        .service(resource("/v1/journal/notes", web::post(), note));
 }

@@ -7,6 +7,7 @@
 //! crates.
 
 pub mod admin_token;
+pub mod api;
 pub mod bench;
 pub mod config;
 pub mod http;
@@ -14,6 +15,7 @@ pub mod journal_routes;
 pub mod node;
 pub mod openapi;
 pub mod replay;
+pub mod routes;
 pub mod telemetry;
 pub mod verify;
 
