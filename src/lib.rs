@@ -10,6 +10,7 @@ pub mod admin_token;
 pub mod api;
 pub mod bench;
 pub mod config;
+pub mod data_dir;
 pub mod http;
 pub mod journal_routes;
 pub mod node;

@@ -355,10 +355,10 @@ async fn serve(cfg: Config) -> i32 {
         }
     };
     if node.admin_token_created {
+        // The token goes to its file only; the path is what an operator needs.
         println!(
-            "axon: admin token (also in {}): {}",
-            cfg.data_dir.join(axon::admin_token::FILE).display(),
-            node.admin_token
+            "axon: admin token written to {} (send it as Authorization: Bearer <token>)",
+            cfg.data_dir.join(axon::admin_token::FILE).display()
         );
     }
     println!("axon: listening on http://{}", node.http_addr);

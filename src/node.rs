@@ -229,6 +229,8 @@ pub async fn start(cfg: &Config, opts: NodeOptions) -> anyhow::Result<Node> {
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .context("the HTTP server did not bind")?;
+    // The folders the tree created in the data directory (the journal's) are durable.
+    crate::data_dir::sync_dir(&cfg.data_dir)?;
     Ok(Node {
         root,
         http_addr,
