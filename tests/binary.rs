@@ -59,6 +59,14 @@ fn the_binary_serves_every_route_and_exits_0_on_sigterm() {
 
     let doc: Value = get("/openapi.json").json().unwrap();
     assert_eq!(doc["openapi"], "3.1.0");
+    // The served document has exactly the operations of the route table.
+    let operations: usize = doc["paths"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|item| item.as_object().unwrap().len())
+        .sum();
+    assert_eq!(operations, axon::routes::ROUTES.len());
     // Every documented route answers (none is a 404 or a 405).
     // A note first, so that entry 0 and its barcode exist.
     let res = c
