@@ -135,11 +135,16 @@ pub(crate) async fn echo(
     })))
 }
 
-pub(crate) async fn metrics(st: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub(crate) async fn metrics(
+    req: HttpRequest,
+    st: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let mut out = String::new();
     prometheus::TextEncoder::new()
         .encode_utf8(&st.registry.gather(), &mut out)
-        .map_err(|e| ApiError::new(ProblemType::Internal, format!("cannot encode metrics: {e}")))?;
+        .map_err(|e| {
+            ApiError::new(ProblemType::Internal, format!("cannot encode metrics: {e}")).at(&req)
+        })?;
     Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(out))

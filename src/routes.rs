@@ -581,12 +581,7 @@ mod tests {
 
     #[test]
     fn every_route_that_journals_caller_data_declares_its_body_and_needs_the_token() {
-        let journaling: Vec<&str> = ROUTES
-            .iter()
-            .filter(|r| r.journals)
-            .map(|r| r.path)
-            .collect();
-        assert_eq!(journaling, ["/v1/echo", "/v1/journal/notes"]);
+        assert!(ROUTES.iter().any(|r| r.journals));
         for r in ROUTES.iter().filter(|r| r.journals) {
             assert!(r.request.is_some(), "{}", r.path);
             assert_eq!(r.auth, Auth::Admin, "{}", r.path);
