@@ -49,27 +49,32 @@ fn unavailable_not_ready_and_overloaded_carry_retry_after() {
 
     // Echo holds one request until the clock moves; two more fill its mailbox.
     node.inject("echo", Fault::Delay(Duration::from_secs(1)), Some(1));
-    let held: Vec<_> = (0..3)
-        .map(|i| {
-            let url = node.url("/v1/echo");
-            let token = node.admin_token.clone();
-            std::thread::spawn(move || {
-                reqwest::blocking::Client::new()
-                    .post(url)
-                    .bearer_auth(token)
-                    .json(&json!({"held": i}))
-                    .send()
-                    .unwrap()
-                    .status()
-                    .as_u16()
-            })
+    let send = |i: u32| {
+        let url = node.url("/v1/echo");
+        let token = node.admin_token.clone();
+        std::thread::spawn(move || {
+            reqwest::blocking::Client::new()
+                .post(url)
+                .bearer_auth(token)
+                .json(&json!({"held": i}))
+                .send()
+                .unwrap()
+                .status()
+                .as_u16()
         })
-        .collect();
+    };
+    let mut held = vec![send(0)];
+    wait_until(
+        "echo holds the first request",
+        Duration::from_secs(20),
+        || !node.fault_armed("echo"),
+    )
+    .unwrap();
+    held.extend([send(1), send(2)]);
     wait_until("echo's mailbox is full", Duration::from_secs(20), || {
         node.actor("echo")
             .and_then(|a| a.mailbox)
             .is_some_and(|m| m.depth == 2)
-            && !node.fault_armed("echo")
     })
     .unwrap();
     assert_retry(
