@@ -1,57 +1,15 @@
 //! `/v1/journal/...`: entries, proofs, checkpoints and operator notes. Hashes are
 //! lowercase hex; entry bytes are the canonical JSON, in standard base64.
 
-use crate::http::{call_problem, correlation_id, resource, Admin, ApiError, AppState, JsonBody};
+use crate::api::{append, refusal_problem, ApiError, AppState, JsonBody};
 use actix_web::{web, HttpRequest, HttpResponse};
-use axon_actors::journal::{
-    ActionId, Appended, Barcode, EntryId, Filter, NewEntry, Refusal, StoredEntry,
-};
+use axon_actors::journal::{ActionId, Barcode, EntryId, Filter, StoredEntry};
 
 use axon_protocols::journal::EntryKind;
 use axon_protocols::ProblemType;
-use axon_supervisors::CallOptions;
 use base64::Engine;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use std::time::Duration;
-
-/// The options of a journal call made for `req`.
-fn opts(req: &HttpRequest, st: &AppState) -> CallOptions {
-    CallOptions {
-        deadline: Duration::from_millis(st.http.call_timeout_ms),
-        correlation_id: correlation_id(req),
-    }
-}
-
-/// The problem a journal refusal is for the client.
-pub(crate) fn refusal_problem(req: &HttpRequest, st: &AppState, refusal: Refusal) -> ApiError {
-    let retry = st.http.retry_after_seconds;
-    let detail = refusal.to_string();
-    let e = match refusal {
-        Refusal::Halted(_) => ApiError::new(ProblemType::JournalHalted, detail).retry_after(retry),
-        Refusal::NotFound(_) => ApiError::new(ProblemType::NoSuchEntry, detail),
-        Refusal::BadLink(_) => ApiError::new(ProblemType::BadLink, detail),
-        Refusal::Invalid(_) => ApiError::new(ProblemType::InvalidParameter, detail),
-        Refusal::Damaged(_) => ApiError::new(ProblemType::JournalDamaged, detail),
-        Refusal::Busy(_) => ApiError::new(ProblemType::Unavailable, detail).retry_after(retry),
-        Refusal::NotCanonical(e) => ApiError::not_canonical("the entry", &e),
-        Refusal::OutcomeUnknown(_) => ApiError::new(ProblemType::OutcomeUnknown, detail),
-        Refusal::Call(e) => call_problem(e, retry),
-    };
-    e.at(req)
-}
-
-/// Reads the path parameter `name` as a `T` (an id, a barcode, an action id).
-fn path_param<T: std::str::FromStr<Err = String>>(
-    req: &HttpRequest,
-    name: &str,
-) -> Result<T, ApiError> {
-    req.match_info()
-        .get(name)
-        .unwrap_or("")
-        .parse()
-        .map_err(|e| ApiError::new(ProblemType::InvalidParameter, e).at(req))
-}
 
 fn entry_json(e: &StoredEntry) -> Value {
     json!({
@@ -71,20 +29,37 @@ fn text(body: String) -> HttpResponse {
         .body(body)
 }
 
-async fn checkpoint(req: HttpRequest, st: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub(crate) async fn checkpoint(
+    req: HttpRequest,
+    st: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    // The newest logged checkpoint, as published: serving it writes nothing.
     let note = st
         .journal
         .checkpoint()
-        .map_err(|r| refusal_problem(&req, &st, r))?;
+        .map_err(|r| refusal_problem(&req, r))?;
     Ok(text(note))
 }
 
-async fn key(req: HttpRequest, st: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let vkey = st
-        .journal
-        .key()
-        .map_err(|r| refusal_problem(&req, &st, r))?;
+pub(crate) async fn key(
+    req: HttpRequest,
+    st: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let vkey = st.journal.key().map_err(|r| refusal_problem(&req, r))?;
     Ok(text(format!("{vkey}\n")))
+}
+
+/// Reads the path parameter `name` as a `T` (an id, a barcode, an action id), once, here
+/// at the edge: the journal takes them parsed.
+fn path_param<T: std::str::FromStr<Err = String>>(
+    req: &HttpRequest,
+    name: &str,
+) -> Result<T, ApiError> {
+    req.match_info()
+        .get(name)
+        .unwrap_or("")
+        .parse()
+        .map_err(|e| ApiError::new(ProblemType::InvalidParameter, e).at(req))
 }
 
 fn parse_u64(req: &HttpRequest, name: &str, raw: &str) -> Result<u64, ApiError> {
@@ -97,33 +72,42 @@ fn parse_u64(req: &HttpRequest, name: &str, raw: &str) -> Result<u64, ApiError> 
     })
 }
 
-async fn entry(req: HttpRequest, st: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub(crate) async fn entry(
+    req: HttpRequest,
+    st: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let index = parse_u64(&req, "index", req.match_info().get("index").unwrap_or(""))?;
     let e = st
         .journal
-        .entry(index, &opts(&req, &st))
+        .entry(index, &st.call_options(&req))
         .await
-        .map_err(|r| refusal_problem(&req, &st, r))?;
+        .map_err(|r| refusal_problem(&req, r))?;
     Ok(HttpResponse::Ok().json(entry_json(&e)))
 }
 
-async fn by_id(req: HttpRequest, st: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub(crate) async fn by_id(
+    req: HttpRequest,
+    st: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let id: EntryId = path_param(&req, "id")?;
     let e = st
         .journal
-        .by_id(id, &opts(&req, &st))
+        .by_id(id, &st.call_options(&req))
         .await
-        .map_err(|r| refusal_problem(&req, &st, r))?;
+        .map_err(|r| refusal_problem(&req, r))?;
     Ok(HttpResponse::Ok().json(entry_json(&e)))
 }
 
-async fn by_action(req: HttpRequest, st: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub(crate) async fn by_action(
+    req: HttpRequest,
+    st: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let action: ActionId = path_param(&req, "action")?;
     let es = st
         .journal
-        .by_action(action.clone(), &opts(&req, &st))
+        .by_action(action.clone(), &st.call_options(&req))
         .await
-        .map_err(|r| refusal_problem(&req, &st, r))?;
+        .map_err(|r| refusal_problem(&req, r))?;
     Ok(HttpResponse::Ok().json(json!({
         "action_id": action.as_str(),
         "entries": es.iter().map(entry_json).collect::<Vec<_>>(),
@@ -132,7 +116,10 @@ async fn by_action(req: HttpRequest, st: web::Data<AppState>) -> Result<HttpResp
 
 /// `GET /v1/journal/entries?kind=&since=&until=&after=&limit=`: a page of entries in
 /// order, with `next_after` to pass as `after` for the next page (`null` at the end).
-async fn entries(req: HttpRequest, st: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub(crate) async fn entries(
+    req: HttpRequest,
+    st: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let [kind, since, until, after, limit] =
         params(&req, ["kind", "since", "until", "after", "limit"])?;
     let bad = |detail: String| ApiError::new(ProblemType::InvalidParameter, detail).at(&req);
@@ -165,22 +152,25 @@ async fn entries(req: HttpRequest, st: web::Data<AppState>) -> Result<HttpRespon
     };
     let (entries, next_after) = st
         .journal
-        .query(filter, after, limit, &opts(&req, &st))
+        .query(filter, after, limit, &st.call_options(&req))
         .await
-        .map_err(|r| refusal_problem(&req, &st, r))?;
+        .map_err(|r| refusal_problem(&req, r))?;
     Ok(HttpResponse::Ok().json(json!({
         "entries": entries.iter().map(entry_json).collect::<Vec<_>>(),
         "next_after": next_after,
     })))
 }
 
-async fn by_barcode(req: HttpRequest, st: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub(crate) async fn by_barcode(
+    req: HttpRequest,
+    st: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let code: Barcode = path_param(&req, "code")?;
     let es = st
         .journal
-        .by_barcode(code.clone(), &opts(&req, &st))
+        .by_barcode(code.clone(), &st.call_options(&req))
         .await
-        .map_err(|r| refusal_problem(&req, &st, r))?;
+        .map_err(|r| refusal_problem(&req, r))?;
     Ok(HttpResponse::Ok().json(json!({
         "barcode": code.as_str(),
         "entries": es.iter().map(entry_json).collect::<Vec<_>>(),
@@ -226,23 +216,29 @@ fn query(req: &HttpRequest, names: [&str; 2]) -> Result<[u64; 2], ApiError> {
     Ok([get(0)?, get(1)?])
 }
 
-async fn inclusion(req: HttpRequest, st: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub(crate) async fn inclusion(
+    req: HttpRequest,
+    st: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let [index, size] = query(&req, ["index", "size"])?;
     let p = st
         .journal
-        .inclusion(index, size, &opts(&req, &st))
+        .inclusion(index, size, &st.call_options(&req))
         .await
-        .map_err(|r| refusal_problem(&req, &st, r))?;
+        .map_err(|r| refusal_problem(&req, r))?;
     Ok(HttpResponse::Ok().json(p))
 }
 
-async fn consistency(req: HttpRequest, st: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub(crate) async fn consistency(
+    req: HttpRequest,
+    st: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let [from, to] = query(&req, ["from", "to"])?;
     let p = st
         .journal
-        .consistency(from, to, &opts(&req, &st))
+        .consistency(from, to, &st.call_options(&req))
         .await
-        .map_err(|r| refusal_problem(&req, &st, r))?;
+        .map_err(|r| refusal_problem(&req, r))?;
     Ok(HttpResponse::Ok().json(p))
 }
 
@@ -255,11 +251,14 @@ pub struct NoteBody {
     pub links: Vec<String>,
 }
 
-async fn note(
-    _: Admin,
+/// How many arrays and objects of its entry hold the body of `POST /v1/journal/notes`:
+/// the entry's object (the note's text and links are stored in it, one level down).
+pub(crate) const NOTE_LEVELS_ABOVE: usize = 1;
+
+pub(crate) async fn note(
     req: HttpRequest,
     st: web::Data<AppState>,
-    body: JsonBody<NoteBody, 1>,
+    body: JsonBody<NoteBody, NOTE_LEVELS_ABOVE>,
 ) -> Result<HttpResponse, ApiError> {
     let NoteBody { text, links } = body.0;
     if text.trim().is_empty() {
@@ -267,60 +266,11 @@ async fn note(
             ApiError::new(ProblemType::MalformedRequest, "text must not be empty").at(&req),
         );
     }
-    let new = NewEntry {
-        kind: EntryKind::Note,
-        links,
-        body: json!({ "text": text }),
-    };
-    let a = append(&req, &st, new.kind, new.links, new.body).await?;
+    let a = append(&req, &st, EntryKind::Note, links, json!({ "text": text })).await?;
     Ok(HttpResponse::Created()
         .insert_header((
             actix_web::http::header::LOCATION,
             format!("/v1/journal/entries/{}", a.index),
         ))
         .json(a))
-}
-
-/// Appends an entry; answers once it is durable.
-pub(crate) async fn append(
-    req: &HttpRequest,
-    st: &AppState,
-    kind: EntryKind,
-    links: Vec<String>,
-    body: Value,
-) -> Result<Appended, ApiError> {
-    st.journal
-        .append(NewEntry { kind, links, body }, &opts(req, st))
-        .await
-        .map_err(|r| refusal_problem(req, st, r))
-}
-
-/// Registers the journal routes.
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("/v1/journal/checkpoint", web::get(), checkpoint))
-        .service(resource("/v1/journal/key", web::get(), key))
-        .service(resource("/v1/journal/entries", web::get(), entries))
-        .service(resource("/v1/journal/entries/{index}", web::get(), entry))
-        .service(resource("/v1/journal/by-id/{id}", web::get(), by_id))
-        .service(resource(
-            "/v1/journal/by-action/{action}",
-            web::get(),
-            by_action,
-        ))
-        .service(resource(
-            "/v1/journal/by-barcode/{code}",
-            web::get(),
-            by_barcode,
-        ))
-        .service(resource(
-            "/v1/journal/proof/inclusion",
-            web::get(),
-            inclusion,
-        ))
-        .service(resource(
-            "/v1/journal/proof/consistency",
-            web::get(),
-            consistency,
-        ))
-        .service(resource("/v1/journal/notes", web::post(), note));
 }

@@ -7,13 +7,16 @@
 //! crates.
 
 pub mod admin_token;
+pub mod api;
 pub mod bench;
 pub mod config;
+pub mod data_dir;
 pub mod http;
 pub mod journal_routes;
 pub mod node;
 pub mod openapi;
 pub mod replay;
+pub mod routes;
 pub mod telemetry;
 pub mod verify;
 

@@ -382,6 +382,25 @@ fn run(cfg: Config) -> i32 {
 
 async fn serve(cfg: Config) -> i32 {
     let grace = Duration::from_secs(cfg.http.shutdown_timeout_seconds + 10);
+    // Signals are watched from the start: whoever reads the address may stop the node at
+    // once, and that stop must be the graceful one.
+    use tokio::signal::unix::{signal, SignalKind};
+    let (mut term, mut int) = match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(t), Ok(i)) => (t, i),
+        (Err(e), _) | (_, Err(e)) => {
+            tracing::error!("cannot watch signals: {e}");
+            return 1;
+        }
+    };
+    let signals = async {
+        tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        }
+    };
     let mut node = match axon::start(&cfg, Default::default()).await {
         Ok(n) => n,
         Err(e) => {
@@ -390,10 +409,10 @@ async fn serve(cfg: Config) -> i32 {
         }
     };
     if node.admin_token_created {
+        // The token goes to its file only; the path is what an operator needs.
         println!(
-            "axon: admin token (also in {}): {}",
-            cfg.data_dir.join(axon::admin_token::FILE).display(),
-            node.admin_token
+            "axon: admin token written to {} (send it as Authorization: Bearer <token>)",
+            cfg.data_dir.join(axon::admin_token::FILE).display()
         );
     }
     if let Some(vkey) = node.journal.shared().key() {
@@ -405,15 +424,6 @@ async fn serve(cfg: Config) -> i32 {
         }
     }
     println!("axon: listening on http://{}", node.http_addr);
-    let signals = async {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
-        let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
-        tokio::select! {
-            _ = term.recv() => Ok::<_, anyhow::Error>("SIGTERM"),
-            _ = int.recv() => Ok("SIGINT"),
-        }
-    };
     tokio::select! {
         exit = &mut node.root.exit => {
             let why = match exit {
@@ -423,14 +433,8 @@ async fn serve(cfg: Config) -> i32 {
             tracing::error!("node stopping: the root supervisor {why}");
             1
         }
-        sig = signals => {
-            match sig {
-                Ok(name) => tracing::info!(signal = name, "stopping: in-flight requests finish, then the tree stops"),
-                Err(e) => {
-                    tracing::error!("cannot watch signals: {e:#}");
-                    return 1;
-                }
-            }
+        name = signals => {
+            tracing::info!(signal = name, "stopping: in-flight requests finish, then the tree stops");
             match node.shutdown(grace).await {
                 Exit::Shutdown => {
                     tracing::info!("stopped");

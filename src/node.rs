@@ -10,8 +10,8 @@
 //! ```
 
 use crate::admin_token::{self, AdminAuth};
+use crate::api::{AppState, HttpMetrics};
 use crate::config::{Config, SupervisorConfig};
-use crate::http::{self, AppState, HttpMetrics};
 use actix_web::{web, HttpServer};
 use anyhow::Context;
 use axon_actors::journal::{
@@ -251,6 +251,8 @@ pub async fn start(cfg: &Config, opts: NodeOptions) -> anyhow::Result<Node> {
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .context("the HTTP server did not bind")?;
+    // The folders the tree created in the data directory (the journal's) are durable.
+    crate::data_dir::sync_dir(&cfg.data_dir)?;
     Ok(Node {
         root,
         http_addr,
@@ -323,7 +325,7 @@ fn http_child(
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .unwrap_or(listen);
-            let server = HttpServer::new(move || http::app(state.clone()))
+            let server = HttpServer::new(move || crate::routes::app(state.clone()))
                 .workers(h.workers)
                 .max_connections(h.max_connections)
                 .keep_alive(Duration::from_secs(h.keep_alive_seconds))

@@ -1,125 +1,33 @@
-//! The OpenAPI 3.1 document served at `/openapi.json`, built from the route list so the
-//! two cannot drift apart.
+//! The OpenAPI 3.1 document served at `/openapi.json`, built from the route table
+//! (`routes::ROUTES`) alone, so the document and the router cannot drift apart.
 
-use crate::http::ROUTES;
+use crate::api::{says_retry, Auth, Route};
+use crate::routes::ROUTES;
 use axon_protocols::ProblemType;
 use serde_json::{json, Map, Value};
 
-fn problem_ref(description: &str) -> Value {
-    json!({
-        "description": description,
+fn problem_response(p: ProblemType) -> Value {
+    let mut r = json!({
+        "description": "A problem document; `type` is one of the listed URIs",
         "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
-    })
+    });
+    if says_retry(p) {
+        r["headers"] = json!({"Retry-After": {
+            "description": "Seconds to wait before trying again (http.retry_after_seconds)",
+            "required": true,
+            "schema": {"type": "integer", "minimum": 1}
+        }});
+    }
+    r
 }
 
-fn responses(method: &str, path: &str) -> Value {
+fn responses(route: &Route) -> Value {
     let mut r = Map::new();
-    let ok = match (method, path) {
-        ("get", "/metrics") => json!({
-            "description": "Prometheus text exposition format 0.0.4",
-            "content": {"text/plain": {"schema": {"type": "string"}}}
-        }),
-        ("get", "/v1/supervision") => json!({
-            "description": "The tree",
-            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/SupervisionNode"}}}
-        }),
-        ("post", "/v1/supervision/{actor}/restart") => json!({
-            "description": "The restart is queued with the actor's supervisor; watch /v1/supervision for it",
-            "content": {"application/json": {"schema": {
-                "type": "object",
-                "required": ["actor", "status"],
-                "properties": {"actor": {"type": "string"}, "status": {"const": "restart requested"}}
-            }}}
-        }),
-        ("post", "/v1/echo") => json!({
-            "description": "The request body, as the echo driver returned it, and the journal entry of the call's replay capsule",
-            "content": {"application/json": {"schema": {
-                "type": "object", "required": ["echo", "action_id", "index", "barcode"],
-                "properties": {"echo": {}, "action_id": {"type": "string"}, "index": {"type": "integer"}, "barcode": {"type": "string"}}
-            }}}
-        }),
-        _ => {
-            json!({"description": "OK", "content": {"application/json": {"schema": {"type": "object"}}}})
-        }
-    };
-    let code = if path.ends_with("/restart") {
-        "202"
-    } else {
-        "200"
-    };
-    r.insert(code.into(), ok);
-    let mut problems: Vec<ProblemType> = vec![
-        ProblemType::NotFound,
-        ProblemType::MethodNotAllowed,
-        ProblemType::BadHeader,
-        ProblemType::Internal,
-    ];
-    match (method, path) {
-        ("get", "/readyz") => problems.extend([ProblemType::NotReady, ProblemType::ShuttingDown]),
-        ("post", "/v1/supervision/{actor}/restart") => problems.extend([
-            ProblemType::Unauthenticated,
-            ProblemType::InvalidToken,
-            ProblemType::UnknownActor,
-            ProblemType::Rejected,
-            ProblemType::Overloaded,
-            ProblemType::Unavailable,
-        ]),
-        ("get", "/v1/journal/entries/{index}")
-        | ("get", "/v1/journal/by-barcode/{code}")
-        | ("get", "/v1/journal/by-id/{id}")
-        | ("get", "/v1/journal/by-action/{action}")
-        | ("get", "/v1/journal/entries") => problems.extend([
-            ProblemType::InvalidParameter,
-            ProblemType::NoSuchEntry,
-            ProblemType::JournalDamaged,
-            ProblemType::Overloaded,
-            ProblemType::Unavailable,
-            ProblemType::Timeout,
-        ]),
-        ("get", "/v1/journal/proof/inclusion") | ("get", "/v1/journal/proof/consistency") => {
-            problems.extend([
-                ProblemType::InvalidParameter,
-                ProblemType::Overloaded,
-                ProblemType::Unavailable,
-                ProblemType::Timeout,
-            ])
-        }
-        ("get", "/v1/journal/checkpoint") | ("get", "/v1/journal/key") => problems.extend([
-            ProblemType::Overloaded,
-            ProblemType::Unavailable,
-            ProblemType::Timeout,
-        ]),
-        ("post", "/v1/journal/notes") => problems.extend([
-            ProblemType::Unauthenticated,
-            ProblemType::InvalidToken,
-            ProblemType::MalformedRequest,
-            ProblemType::UnsupportedMediaType,
-            ProblemType::PayloadTooLarge,
-            ProblemType::BadLink,
-            ProblemType::InvalidParameter,
-            ProblemType::JournalHalted,
-            ProblemType::Overloaded,
-            ProblemType::Unavailable,
-            ProblemType::Timeout,
-        ]),
-        ("post", "/v1/echo") => problems.extend([
-            ProblemType::MalformedRequest,
-            ProblemType::UnsupportedMediaType,
-            ProblemType::PayloadTooLarge,
-            ProblemType::Overloaded,
-            ProblemType::Unavailable,
-            ProblemType::Timeout,
-            ProblemType::ActorFailed,
-            ProblemType::Rejected,
-            ProblemType::JournalHalted,
-        ]),
-        _ => {}
-    }
-    for p in problems {
-        let code = p.status().to_string();
+    r.insert(route.ok_status.to_string(), (route.response)());
+    for p in route.all_problems() {
         let entry = r
-            .entry(code)
-            .or_insert_with(|| problem_ref("A problem document; `type` is one of the listed URIs"));
+            .entry(p.status().to_string())
+            .or_insert_with(|| problem_response(p));
         let list = entry
             .as_object_mut()
             .expect("responses are objects")
@@ -130,105 +38,60 @@ fn responses(method: &str, path: &str) -> Value {
     Value::Object(r)
 }
 
+/// The operation object of one route.
+fn operation(route: &Route) -> Value {
+    let mut parameters = vec![json!({
+        "name": "X-Correlation-Id", "in": "header", "required": false,
+        "description": "1 to 128 characters of A-Z a-z 0-9 . _ : -; echoed back, made up when absent",
+        "schema": {"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,128}$"}
+    })];
+    for p in route.path_params {
+        parameters.push(json!({
+            "name": p.name, "in": "path", "required": true, "description": p.description,
+            "schema": {"type": "string", "pattern": p.pattern}
+        }));
+    }
+    for q in route.query {
+        parameters.push(json!({
+            "name": q.name, "in": "query", "required": q.required, "description": q.description,
+            "schema": (q.schema)()
+        }));
+    }
+    let mut op = json!({
+        "summary": route.summary,
+        "parameters": parameters,
+        "responses": responses(route),
+    });
+    if let Some(body) = &route.request {
+        op["requestBody"] = json!({
+            "required": true,
+            "description": format!(
+                "{}. Read under the journal's canonical-JSON rule: at most {} levels of arrays and objects, no member name twice, no integer that no double holds (422 not-canonical with the JSON Pointer in `path`).",
+                body.description,
+                body.max_depth()
+            ),
+            "content": {"application/json": {"schema": (body.schema)()}}
+        });
+    }
+    if route.auth == Auth::Admin {
+        op["security"] = json!([{"adminToken": []}]);
+    }
+    if route.journals {
+        op["x-journals-caller-data"] = json!(true);
+    }
+    op
+}
+
 /// The whole document.
 pub fn document() -> Value {
     let mut paths = Map::new();
-    for (method, path, summary) in ROUTES {
-        let mut op = json!({
-            "summary": summary,
-            "parameters": [{
-                "name": "X-Correlation-Id", "in": "header", "required": false,
-                "description": "1 to 128 characters of A-Z a-z 0-9 . _ : -; echoed back, made up when absent",
-                "schema": {"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,128}$"}
-            }],
-            "responses": responses(method, path),
-        });
-        for (name, p) in [
-            ("{index}", "index"),
-            ("{code}", "code"),
-            ("{id}", "id"),
-            ("{action}", "action"),
-        ] {
-            if path.contains(name) {
-                op["parameters"]
-                    .as_array_mut()
-                    .expect("a list")
-                    .push(json!({
-                        "name": p, "in": "path", "required": true, "schema": {"type": "string"}
-                    }));
-            }
-        }
-        let query: &[&str] = match *path {
-            "/v1/journal/proof/inclusion" => &["index", "size"],
-            "/v1/journal/proof/consistency" => &["from", "to"],
-            _ => &[],
-        };
-        for q in query {
-            op["parameters"].as_array_mut().expect("a list").push(json!({
-                "name": q, "in": "query", "required": true, "schema": {"type": "integer", "minimum": 0}
-            }));
-        }
-        if *path == "/v1/journal/entries" {
-            let list = op["parameters"].as_array_mut().expect("a list");
-            list.push(json!({
-                "name": "kind", "in": "query", "required": false,
-                "schema": {"type": "string", "enum": ["note", "event", "intent", "decision", "result", "capsule", "lane_change"]}
-            }));
-            for (name, what) in [
-                ("since", "from this time on (inclusive)"),
-                ("until", "before this time (exclusive)"),
-            ] {
-                list.push(json!({
-                    "name": name, "in": "query", "required": false,
-                    "description": format!("Entries {what}; RFC 3339 UTC (ending in Z)"),
-                    "schema": {"type": "string", "format": "date-time"}
-                }));
-            }
-            list.push(json!({
-                "name": "after", "in": "query", "required": false,
-                "description": "Entries after this index: the previous page's next_after",
-                "schema": {"type": "integer", "minimum": 0}
-            }));
-            list.push(json!({
-                "name": "limit", "in": "query", "required": false,
-                "description": "At most this many entries (1 to journal.page_max_entries, the default)",
-                "schema": {"type": "integer", "minimum": 1}
-            }));
-        }
-        if *path == "/v1/journal/notes" {
-            op["requestBody"] = json!({
-                "required": true,
-                "content": {"application/json": {"schema": {
-                    "type": "object", "required": ["text"], "additionalProperties": false,
-                    "properties": {"text": {"type": "string", "minLength": 1},
-                        "links": {"type": "array", "items": {"type": "string", "pattern": "^[0-9a-f]{64}$"}}}
-                }}}
-            });
-        }
-        if path.contains("{actor}") {
-            op["parameters"]
-                .as_array_mut()
-                .expect("a list")
-                .push(json!({
-                    "name": "actor", "in": "path", "required": true, "schema": {"type": "string"}
-                }));
-        }
-        if *method == "post" && (path.ends_with("/restart") || path.ends_with("/notes")) {
-            op["security"] = json!([{"adminToken": []}]);
-        }
-        if *path == "/v1/echo" {
-            op["requestBody"] = json!({
-                "required": true,
-                "description": "Any JSON value, up to http.max_body_bytes",
-                "content": {"application/json": {"schema": {}}}
-            });
-        }
+    for route in ROUTES {
         paths
-            .entry(path.to_string())
+            .entry(route.path.to_owned())
             .or_insert_with(|| json!({}))
             .as_object_mut()
             .expect("path items are objects")
-            .insert(method.to_string(), op);
+            .insert(route.method.as_str().to_owned(), operation(route));
     }
     let problem_types: Vec<Value> = ProblemType::ALL.iter().map(|p| json!(p.uri())).collect();
     json!({
@@ -255,7 +118,8 @@ pub fn document() -> Value {
                         "detail": {"type": "string"},
                         "instance": {"type": "string"},
                         "correlation_id": {"type": "string"},
-                        "retry_after_seconds": {"type": "integer"}
+                        "retry_after_seconds": {"type": "integer"},
+                        "path": {"type": "string", "description": "For not-canonical: where in the body, as a JSON Pointer (RFC 6901)"}
                     }
                 },
                 "JournalEntry": {
@@ -301,16 +165,76 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_route_is_documented_with_its_problems() {
+    fn the_document_has_exactly_the_declared_operations() {
         let doc = document();
-        for (method, path, _) in ROUTES {
-            let op = &doc["paths"][path][method];
-            assert!(op.is_object(), "{method} {path} missing");
-            assert!(op["responses"]["404"].is_object(), "{method} {path}");
+        let mut documented = vec![];
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for method in item.as_object().unwrap().keys() {
+                documented.push(format!("{method} {path}"));
+            }
+        }
+        let mut declared: Vec<String> = ROUTES
+            .iter()
+            .map(|r| format!("{} {}", r.method.as_str(), r.path))
+            .collect();
+        documented.sort();
+        declared.sort();
+        assert_eq!(documented, declared);
+    }
+
+    #[test]
+    fn every_operation_documents_its_parameters_auth_body_and_problems() {
+        let doc = document();
+        for r in ROUTES {
+            let op = &doc["paths"][r.path][r.method.as_str()];
+            assert!(
+                op["responses"][r.ok_status.to_string()].is_object(),
+                "{}",
+                r.path
+            );
+            assert!(op["responses"]["404"].is_object(), "{}", r.path);
+            for p in r.path_params {
+                let param = op["parameters"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|x| x["in"] == "path" && x["name"] == p.name)
+                    .unwrap_or_else(|| panic!("{} lacks {}", r.path, p.name));
+                assert_eq!(param["schema"]["pattern"], p.pattern);
+            }
+            assert_eq!(
+                op["security"] == json!([{"adminToken": []}]),
+                r.auth == Auth::Admin,
+                "{}",
+                r.path
+            );
+            assert_eq!(
+                op["requestBody"].is_object(),
+                r.request.is_some(),
+                "{}",
+                r.path
+            );
+            for code in ["429", "503"] {
+                if let Some(res) = op["responses"].get(code) {
+                    assert_eq!(
+                        res["headers"]["Retry-After"]["required"], true,
+                        "{} {code}",
+                        r.path
+                    );
+                }
+            }
         }
         let echo = &doc["paths"]["/v1/echo"]["post"]["responses"];
-        for code in ["400", "413", "415", "429", "500", "503", "504"] {
+        for code in [
+            "400", "401", "413", "415", "422", "429", "500", "503", "504",
+        ] {
             assert!(echo[code].is_object(), "echo lacks {code}");
         }
+        let notes = &doc["paths"]["/v1/journal/notes"]["post"];
+        assert_eq!(
+            notes["requestBody"]["content"]["application/json"]["schema"]["required"],
+            json!(["text"])
+        );
+        assert!(notes["responses"]["201"].is_object());
     }
 }

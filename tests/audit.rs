@@ -47,21 +47,15 @@ fn run_node_and_append(dir: &Path, notes: usize) -> String {
 }
 
 fn audit(dir: &Path) -> (i32, String, String) {
-    audit_with(dir, &[])
+    common::audit::<&str>(dir, &[])
 }
 
-fn audit_with(dir: &Path, extra: &[&Path]) -> (i32, String, String) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_axon"));
-    cmd.args(["audit", "--data-dir"]).arg(dir);
-    for p in extra {
-        cmd.arg("--checkpoint").arg(p);
-    }
-    let out = cmd.output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+fn audit_with(dir: &Path, checkpoints: &[&Path]) -> (i32, String, String) {
+    let args: Vec<&std::ffi::OsStr> = checkpoints
+        .iter()
+        .flat_map(|p| [std::ffi::OsStr::new("--checkpoint"), p.as_os_str()])
+        .collect();
+    common::audit(dir, &args)
 }
 
 fn segment(dir: &Path) -> PathBuf {

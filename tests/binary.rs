@@ -59,6 +59,14 @@ fn the_binary_serves_every_route_and_exits_0_on_sigterm() {
 
     let doc: Value = get("/openapi.json").json().unwrap();
     assert_eq!(doc["openapi"], "3.1.0");
+    // The served document has exactly the operations of the route table.
+    let operations: usize = doc["paths"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|item| item.as_object().unwrap().len())
+        .sum();
+    assert_eq!(operations, axon::routes::ROUTES.len());
     // Every documented route answers (none is a 404 or a 405).
     // A note first, so that entry 0 and its barcode exist.
     let res = c
@@ -83,9 +91,17 @@ fn the_binary_serves_every_route_and_exits_0_on_sigterm() {
         .json()
         .unwrap();
     let action = echoed["action_id"].as_str().unwrap();
-    for (method, path, _) in axon::http::ROUTES {
-        assert!(doc["paths"][path][method].is_object(), "{method} {path}");
-        let path = path
+    // Every route of the table answers its method (none is a 404 or a 405), and one that
+    // needs the admin token answers 401 without it.
+    for route in axon::routes::ROUTES {
+        let method = route.method.as_str();
+        assert!(
+            doc["paths"][route.path][method].is_object(),
+            "{method} {}",
+            route.path
+        );
+        let path = route
+            .path
             .replace("{actor}", "echo")
             .replace("{index}", "0")
             .replace("{code}", code)
@@ -94,17 +110,28 @@ fn the_binary_serves_every_route_and_exits_0_on_sigterm() {
             .replace("/inclusion", "/inclusion?index=0&size=1")
             .replace("/consistency", "/consistency?from=1&to=1");
         let url = format!("{}{}", r.base, path);
-        let body = if path.ends_with("/notes") {
-            serde_json::json!({"text": "probe"})
-        } else {
-            serde_json::json!({"probe": true})
+        let request = |with_token: bool| {
+            let mut b = c.request(route.method.http().as_str().parse().unwrap(), &url);
+            if with_token {
+                b = b.bearer_auth(token);
+            }
+            if route.request.is_some() {
+                b = b.json(&if path.ends_with("/notes") {
+                    serde_json::json!({"text": "probe"})
+                } else {
+                    serde_json::json!({"probe": true})
+                });
+            }
+            b.send().unwrap()
         };
-        let res = match *method {
-            "get" => c.get(url).send().unwrap(),
-            _ => c.post(url).bearer_auth(token).json(&body).send().unwrap(),
-        };
-        assert!(
-            res.status().is_success(),
+        if route.auth == axon::api::Auth::Admin {
+            let res = request(false);
+            assert_eq!(res.status(), 401, "{method} {path} without the token");
+        }
+        let res = request(route.auth == axon::api::Auth::Admin);
+        assert_eq!(
+            res.status().as_u16(),
+            route.ok_status,
             "{method} {path} answered {}",
             res.status()
         );

@@ -134,16 +134,15 @@ fn every_acknowledged_append_survives_sigkill() {
     // holds against the journal (a sample, one file each).
     let served = served.lock().unwrap().clone();
     assert!(!served.is_empty(), "no checkpoint was served");
-    let mut audit = std::process::Command::new(env!("CARGO_BIN_EXE_axon"));
-    audit.args(["audit", "--data-dir"]).arg(dir.path());
+    let mut args = vec![];
     let step = served.len().div_ceil(20);
     for (k, note) in served.iter().step_by(step).enumerate() {
         let f = dir.path().join(format!("served-{k}.checkpoint"));
         std::fs::write(&f, note).unwrap();
-        audit.arg("--checkpoint").arg(f);
+        args.push(std::ffi::OsString::from("--checkpoint"));
+        args.push(f.into_os_string());
     }
-    let out = audit.output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{text}");
+    let (code, text, _) = common::audit(dir.path(), &args);
+    assert_eq!(code, 0, "{text}");
     assert!(text.contains("given checkpoint(s) hold"), "{text}");
 }

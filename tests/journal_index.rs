@@ -6,17 +6,11 @@ mod common;
 
 use common::{sigterm_and_wait, spawn_axon};
 use std::path::Path;
-use std::process::Command;
 
 fn audit(dir: &Path, extra: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_axon"))
-        .args(["audit", "--data-dir"])
-        .arg(dir)
-        .args(extra)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(0));
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    let (code, out, err) = common::audit(dir, extra);
+    assert_eq!(code, 0, "{out}{err}");
+    out
 }
 
 /// Every query the journal answers, for comparing before and after.

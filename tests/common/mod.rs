@@ -125,3 +125,19 @@ pub fn sigterm_and_wait(mut s: Spawned) -> (i32, String) {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// Runs `axon audit --data-dir data_dir` with `extra` arguments; answers its exit code,
+/// standard output and standard error.
+pub fn audit<S: AsRef<std::ffi::OsStr>>(data_dir: &Path, extra: &[S]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_axon"))
+        .args(["audit", "--data-dir"])
+        .arg(data_dir)
+        .args(extra)
+        .output()
+        .expect("run axon audit");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
