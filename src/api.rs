@@ -450,6 +450,7 @@ pub(crate) fn refusal_problem(req: &HttpRequest, refusal: Refusal) -> ApiError {
         Refusal::Busy(_) => ApiError::new(ProblemType::Unavailable, detail),
         Refusal::NotCanonical(e) => ApiError::not_canonical("the entry", &e),
         Refusal::OutcomeUnknown(_) => ApiError::new(ProblemType::OutcomeUnknown, detail),
+        Refusal::Internal(_) => ApiError::new(ProblemType::Internal, detail),
         Refusal::Call(e) => call_problem(e),
     };
     e.at(req)

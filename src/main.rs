@@ -351,7 +351,19 @@ fn audit(
                 "audit: ok: {} entries in {} segments; {} signed checkpoints hold{head}{outside}",
                 r.entries, r.segments, r.checkpoints
             );
+            let unsigned = r.entries - r.head_size.unwrap_or(0).min(r.entries);
+            if unsigned > 0 {
+                println!(
+                    "audit: warning: the last {unsigned} entries come after the newest signed checkpoint: no signature covers them"
+                );
+            }
             match key {
+                Some(_) if r.checkpoints == 0 => {
+                    println!(
+                        "audit: FAILED: the checkpoint log holds no signed checkpoint, so nothing here is signed by the key given with --key"
+                    );
+                    return 1;
+                }
                 Some(_) => println!("audit: signatures: by the key given with --key"),
                 None => println!(
                     "audit: signatures: checked with the directory's own node.key only; whoever can write the directory can replace it and sign again: give --key with the key the node printed at its first start"

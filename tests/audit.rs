@@ -237,6 +237,15 @@ fn audit_with_the_printed_key_refuses_a_journal_signed_by_another() {
     let (code, out) = run(forged.path(), &key);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("node.key was replaced"), "{out}");
+    // With the checkpoint log gone nothing is signed: the key cannot vouch for anything.
+    std::fs::remove_file(dir.path().join("journal/shard-0.checkpoints")).unwrap();
+    let (code, out) = run(dir.path(), &key);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("holds no signed checkpoint"), "{out}");
+    assert!(
+        out.contains("no signature covers them") || out.contains("0 entries"),
+        "{out}"
+    );
     // Garbage as a key is a usage error.
     assert_eq!(run(dir.path(), "not-a-key").0, 2);
 }

@@ -92,10 +92,8 @@ pub fn audit(
             return Err(e);
         }
     };
-    let (size, root) = (
-        j.len(),
-        super::log::read(&j.log).root_at(j.len()).expect("in range"),
-    );
+    let size = j.len();
+    let root = super::log::read(&j.log).root_at(size).expect("in range");
     let index = if let Some(opening) = opening {
         let index = opening
             .join()

@@ -25,7 +25,7 @@ pub struct JournalClient {
 pub type Page = (Vec<StoredEntry>, Option<u64>);
 
 fn unexpected(what: JournalResponse) -> Refusal {
-    Refusal::Invalid(format!("the journal answered with {what:?}"))
+    Refusal::Internal(format!("the journal answered with {what:?}"))
 }
 
 impl JournalClient {

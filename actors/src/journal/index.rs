@@ -3,6 +3,9 @@
 //! own, so nothing lives only here: the indexes are checked against the segments at every
 //! start, caught up or rebuilt from them when they lag, are missing or disagree.
 //!
+//! Owns: the sled trees and their keys. Must never: be the only place anything lives, or
+//! be trusted by a reader without checking each hit against the entry it names.
+//!
 //! ```text
 //! by_barcode  barcode (12 bytes) ‖ index (8, big endian)   one key per entry
 //! by_action   action id (32 bytes) ‖ index                  one key per entry of an action

@@ -6,6 +6,10 @@
 //! root the index is then built for). It never falls behind for good: under load it lags,
 //! and lookups read the entries it has not reached from the segments. The same reader
 //! brings an index up to date at `axon audit --rebuild-index`.
+//!
+//! Owns: the index thread and its catch-up from the segments. Must never: write a
+//! segment, make the commit thread wait (it is told sizes, nothing more), or mark the
+//! index built for a size it has not read to a commit record.
 
 use super::index::{IndexRecord, JournalIndex};
 use axon_protocols::journal::{

@@ -19,15 +19,21 @@ pub(super) fn load_or_create_key(dir: &Path, name: &str) -> Result<(Signer, bool
     let pkcs8 = match std::fs::read(&path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            // Written whole to a temporary file, made durable, then renamed into place: a
+            // crash leaves either no key (made anew at the next start, before any entry is
+            // signed with it) or the whole key, never part of one.
             let pkcs8 = Signer::generate_pkcs8().map_err(|e| OpenError::Key(e.to_string()))?;
+            let tmp = dir.join("node.key.tmp");
+            let _ = std::fs::remove_file(&tmp);
             let mut f = OpenOptions::new()
                 .write(true)
                 .create_new(true)
                 .mode(0o600)
-                .open(&path)
-                .map_err(io(&path))?;
-            f.write_all(&pkcs8).map_err(io(&path))?;
-            f.sync_all().map_err(io(&path))?;
+                .open(&tmp)
+                .map_err(io(&tmp))?;
+            f.write_all(&pkcs8).map_err(io(&tmp))?;
+            f.sync_all().map_err(io(&tmp))?;
+            std::fs::rename(&tmp, &path).map_err(io(&path))?;
             sync_dir(dir)?;
             created = true;
             pkcs8

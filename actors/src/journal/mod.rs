@@ -232,6 +232,9 @@ pub enum Refusal {
     /// full or not at all).
     #[error("the outcome is unknown: the write of this entry failed ({0}); the journal halted; after a restart the entry is either in the journal or not")]
     OutcomeUnknown(String),
+    /// Something the journal did not expect of itself; nothing was changed.
+    #[error("{0}")]
+    Internal(String),
     /// The journal's worker did not answer (overloaded, restarting, timed out, failed).
     #[error(transparent)]
     Call(#[from] axon_supervisors::CallError),
@@ -652,10 +655,8 @@ impl Journal {
         let Ok(index) = JournalIndex::open(&path, self.cfg.index_cache_bytes) else {
             return; // a running node holds it: scan instead
         };
-        let want = (
-            self.len(),
-            log::read(&self.log).root_at(self.len()).expect("in range"),
-        );
+        let size = self.len();
+        let want = (size, log::read(&self.log).root_at(size).expect("in range"));
         if index.built_for() == Some(want) {
             self.use_indexer(Indexer::reading(index, want.0));
         }
@@ -753,11 +754,15 @@ impl Journal {
                     )));
                 }
                 let bytes = finish_record(&mut buf, start);
-                // Paired assertion: what is written reads back through the one reader.
-                debug_assert!(
-                    format::Entry::from_bytes(bytes).is_ok(),
-                    "staged bytes that do not read back"
-                );
+                // Paired assertion: what is written reads back through the reader that
+                // start-up and the audit use; bytes that do not are never written.
+                if let Err(e) = format::EntryHead::from_bytes(bytes) {
+                    tracing::error!(index, error = %e, "staged bytes do not read back");
+                    buf.truncate(start);
+                    return Err(Refusal::Internal(format!(
+                        "the entry's bytes do not read back ({e}); nothing was appended"
+                    )));
+                }
                 let leaf = leaf_hash(bytes);
                 Ok(Staged {
                     leaf,

@@ -15,7 +15,8 @@ use super::{
     JournalResponse, Refusal, StoredEntry,
 };
 use axon_protocols::journal::{
-    self as format, action_of, barcode, entry_id, leaf_hash, ActionId, Barcode, Entry, EntryKind,
+    self as format, action_of, barcode, entry_id, leaf_hash, ActionId, Barcode, Entry, EntryHead,
+    EntryKind,
 };
 use axon_protocols::merkle::Hash;
 use axon_supervisors::{Worker, WorkerContext, WorkerError};
@@ -97,12 +98,26 @@ impl Reader {
 
     /// The entry at `index`, read back and checked against its hash.
     pub fn entry(&self, index: u64) -> Result<StoredEntry, Refusal> {
-        Ok(self.read_entry(index)?.0)
+        Ok(self.read_bytes(index)?.0)
     }
 
     /// Entry `index` read back from its segment and checked against its hash, as stored
     /// and parsed.
     pub(super) fn read_entry(&self, index: u64) -> Result<(StoredEntry, Entry), Refusal> {
+        let (stored, _) = self.read_bytes(index)?;
+        let entry = Entry::from_bytes(&stored.bytes).map_err(|_| Refusal::Damaged(index))?;
+        Ok((stored, entry))
+    }
+
+    /// Entry `index` read back and checked against its hash, with its head only (kind,
+    /// time, links): what scans by kind and time need, without building the body.
+    fn read_head(&self, index: u64) -> Result<(StoredEntry, EntryHead), Refusal> {
+        self.read_bytes(index)
+    }
+
+    /// Entry `index`'s bytes, checked against its leaf hash and read by the one-pass head
+    /// reader (which refuses what is not canonical, as a full parse does).
+    fn read_bytes(&self, index: u64) -> Result<(StoredEntry, EntryHead), Refusal> {
         let found = {
             let log = log::read(&self.log);
             let durable = log.durable();
@@ -120,17 +135,17 @@ impl Reader {
         if leaf_hash(&bytes) != leaf {
             return Err(Refusal::Damaged(index));
         }
-        let entry = Entry::from_bytes(&bytes).map_err(|_| Refusal::Damaged(index))?;
+        let head = EntryHead::from_bytes(&bytes).map_err(|_| Refusal::Damaged(index))?;
         let stored = StoredEntry {
             index,
             id: entry_id(&leaf),
-            kind: entry.kind,
+            kind: head.kind,
             barcode: barcode(&leaf),
             leaf_hash: entry_id(&leaf),
             bytes,
-            links: entry.links.clone(),
+            links: head.links.clone(),
         };
-        Ok((stored, entry))
+        Ok((stored, head))
     }
 
     /// Answers from the sled index below the size it covers (and below what is durable);
@@ -171,10 +186,6 @@ impl Reader {
         let (mut found, mut from) = self
             .ask_index(|ix, _| ix.by_barcode(code))
             .unwrap_or_default();
-        let leaves = |from: u64, to: u64| -> Vec<Hash> {
-            let log = log::read(&self.log);
-            (from..to).map(|i| log.leaf(i).expect("durable")).collect()
-        };
         let durable = self.len();
         let wrong = {
             let log = log::read(&self.log);
@@ -189,13 +200,16 @@ impl Reader {
             from = 0;
         }
         self.bounded(durable - from)?;
-        found.extend(
-            leaves(from, durable)
-                .iter()
-                .zip(from..)
-                .filter(|(leaf, _)| barcode(leaf) == code)
-                .map(|(_, i)| i),
-        );
+        // Leaf hashes are in memory: compared a chunk at a time, so the lock is never held
+        // for long.
+        const CHUNK: u64 = 65_536;
+        let mut at = from;
+        while at < durable {
+            let end = (at + CHUNK).min(durable);
+            let log = log::read(&self.log);
+            found.extend((at..end).filter(|i| barcode(&log.leaf(*i).expect("durable")) == code));
+            at = end;
+        }
         Ok(found)
     }
 
@@ -264,8 +278,8 @@ impl Reader {
                 {
                     let mut open = true;
                     for i in hits {
-                        let (stored, entry) = self.read_entry(i)?;
-                        if entry.kind != kind {
+                        let (stored, head) = self.read_head(i)?;
+                        if head.kind != kind {
                             self.mismatch("kind", i);
                             page.entries.clear();
                             page.bytes = 0;
@@ -303,9 +317,9 @@ impl Reader {
                 // Scanned enough for one request: go on after what was read.
                 return Ok((page.entries, Some(i - 1)));
             }
-            let (stored, entry) = self.read_entry(i)?;
+            let (stored, head) = self.read_head(i)?;
             i += 1;
-            if entry.kind == kind && !page.push(stored) {
+            if head.kind == kind && !page.push(stored) {
                 break;
             }
         }
@@ -326,7 +340,7 @@ impl Reader {
         let (mut lo, mut hi) = (0, hi);
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
-            if self.read_entry(mid)?.1.time.as_str() < time {
+            if self.read_head(mid)?.1.time.as_str() < time {
                 lo = mid + 1;
             } else {
                 hi = mid;
