@@ -269,6 +269,7 @@ impl Indexer {
         let thread = std::thread::Builder::new()
             .name("journal-index".into())
             .spawn(move || {
+                super::run_in_background();
                 let state = || *sig.state.lock().unwrap_or_else(|e| e.into_inner());
                 let past_grace = || state().1.is_some_and(|t| t.elapsed() >= STOP_GRACE);
                 let run = || -> Result<(), String> {

@@ -68,6 +68,29 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
+/// How much lower than the commit thread's the CPU priority of the journal's background
+/// threads is (the readers and the index thread): on a busy machine a commit, which
+/// someone waits on, gets the processor first.
+const BACKGROUND_NICE: i32 = 10;
+
+/// Lowers the CPU priority of the calling thread by [`BACKGROUND_NICE`] (Linux: a
+/// thread's nice value is its own). A refusal is logged and otherwise ignored: the thread
+/// then runs at the normal priority.
+pub(crate) fn run_in_background() {
+    // SAFETY: gettid and setpriority take no pointers; they change this thread only.
+    let done = unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        let now = libc::getpriority(libc::PRIO_PROCESS, tid);
+        libc::setpriority(libc::PRIO_PROCESS, tid, now + BACKGROUND_NICE)
+    };
+    if done != 0 {
+        tracing::warn!(
+            error = %std::io::Error::last_os_error(),
+            "cannot lower a journal background thread's priority"
+        );
+    }
+}
+
 /// The largest signed checkpoint the checkpoint log takes (they are about 250 bytes).
 pub(super) const MAX_CHECKPOINT_BYTES: usize = 4096;
 

@@ -476,7 +476,10 @@ pub struct JournalReader {
 }
 
 impl JournalReader {
+    /// The worker, on the calling thread (its own), which it moves to a lower CPU
+    /// priority than the commit thread: a read never takes the processor from a commit.
     pub fn new(reader: Reader) -> Self {
+        super::run_in_background();
         Self { reader }
     }
 }
