@@ -65,7 +65,8 @@ pub struct Metrics {
     pub mailbox_depth: MailboxDepths,
     /// The bound of an actor's mailbox.
     pub mailbox_capacity: IntGaugeVec,
-    /// Messages an actor finished, by outcome (`ok`, `rejected`, `failed`, `dropped`).
+    /// Messages an actor finished, by outcome (`ok`, `rejected`, `failed`, `dropped`,
+    /// `abandoned`: skipped because the caller had gone).
     pub messages: IntCounterVec,
     /// Requests refused before they reached the actor, by reason
     /// (`overloaded`, `unavailable`).
@@ -94,7 +95,7 @@ impl Metrics {
             messages: IntCounterVec::new(
                 Opts::new(
                     "axon_actor_messages_total",
-                    "Messages the actor finished, by outcome (ok, rejected, failed, dropped)",
+                    "Messages the actor finished, by outcome (ok, rejected, failed, dropped, abandoned: skipped unexecuted because the caller had gone)",
                 ),
                 &["actor", "outcome"],
             )?,

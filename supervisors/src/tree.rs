@@ -20,6 +20,9 @@ pub struct Mailbox {
     pub capacity: u64,
     /// Counts messages dropped from this mailbox because their actor stopped.
     pub dropped: prometheus::IntCounter,
+    /// Counts messages skipped because their caller had already gone (timed out or
+    /// dropped the call): never executed, since nobody waits for their effect.
+    pub abandoned: prometheus::IntCounter,
 }
 
 /// One node of the live tree.

@@ -396,6 +396,11 @@ impl<W: Worker> Host<W> {
         let mut requests = Vec::with_capacity(envs.len());
         let mut spans = Vec::with_capacity(envs.len());
         for mut env in envs {
+            if env.reply.as_ref().is_some_and(|r| r.is_closed()) {
+                // The caller has gone: nobody waits for this request's effect.
+                self.shared.mailbox.abandoned.inc();
+                continue;
+            }
             if let (Some(req), Some(reply)) = (env.request.take(), env.reply.take()) {
                 spans.push(tracing::info_span!(
                     parent: &env.parent,
@@ -409,6 +414,9 @@ impl<W: Worker> Host<W> {
             }
         }
         let n = requests.len();
+        if n == 0 {
+            return;
+        }
         for span in &spans {
             span.record("batch", n);
         }
@@ -467,6 +475,12 @@ impl<W: Worker> Host<W> {
         let (Some(request), Some(reply)) = (env.request.take(), env.reply.take()) else {
             return;
         };
+        if reply.is_closed() {
+            // The caller has gone (its deadline passed, or it dropped the call): skipped
+            // and counted, never executed, since nobody waits for its effect.
+            self.shared.mailbox.abandoned.inc();
+            return;
+        }
         if self.failed {
             // Queued behind a failure: answered with an error, never replayed.
             self.shared.mailbox.dropped.inc();
@@ -763,6 +777,7 @@ where
         depth: Default::default(),
         capacity: spec.mailbox_capacity,
         dropped: m.messages.with_label_values(&[&spec.id, "dropped"]),
+        abandoned: m.messages.with_label_values(&[&spec.id, "abandoned"]),
     });
     m.mailbox_depth.add(&spec.id, mailbox.clone());
     let node = TreeNode::new(

@@ -1,0 +1,124 @@
+//! A request whose caller has gone (its deadline passed while the request waited in the
+//! mailbox) is skipped and counted, never executed: on an actuation node it would be a
+//! side effect nobody waits for. For plain workers and for batching workers.
+
+use axon_supervisors::*;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+/// Counts the requests it executes; batches when `batch` is set.
+struct Counter {
+    executed: Arc<AtomicU64>,
+    batch: bool,
+}
+
+impl Worker for Counter {
+    type Request = u32;
+    type Response = u32;
+    fn handle(&mut self, r: u32, _: &mut WorkerContext) -> Result<u32, WorkerError> {
+        self.executed.fetch_add(1, Ordering::SeqCst);
+        Ok(r)
+    }
+    fn batch_limit(&self) -> Option<usize> {
+        self.batch.then_some(8)
+    }
+}
+
+fn abandoned(registry: &prometheus::Registry) -> f64 {
+    registry
+        .gather()
+        .iter()
+        .find(|f| f.name() == "axon_actor_messages_total")
+        .and_then(|f| {
+            f.get_metric().iter().find(|m| {
+                m.get_label()
+                    .iter()
+                    .any(|l| l.name() == "outcome" && l.value() == "abandoned")
+            })
+        })
+        .map_or(0.0, |m| m.get_counter().get_value())
+}
+
+fn run(batch: bool) {
+    actix::System::new().block_on(async move {
+        let clock = ManualClock::new(SystemTime::UNIX_EPOCH);
+        let registry = prometheus::Registry::new();
+        let env = Env::new(&registry, Arc::new(clock.clone()), 1).unwrap();
+        let executed: Arc<AtomicU64> = Arc::default();
+        let e2 = executed.clone();
+        let (child, w) = worker(
+            &env,
+            WorkerSpec {
+                id: "counter".into(),
+                restart: RestartType::Permanent,
+                shutdown: Shutdown::Timeout(Duration::from_secs(1)),
+                mailbox_capacity: 16,
+                factory: move || {
+                    Ok(Counter {
+                        executed: e2.clone(),
+                        batch,
+                    })
+                },
+            },
+        );
+        let root = SupervisorSpec {
+            id: "root".into(),
+            strategy: Strategy::OneForOne,
+            intensity: Intensity {
+                max_restarts: 3,
+                period: Duration::from_secs(5),
+            },
+            backoff: BackoffPolicy::none(),
+            command_capacity: 4,
+            children: vec![child],
+        };
+        let mut root = start_root(&env, root).await.unwrap();
+        let patient = CallOptions {
+            deadline: Duration::from_secs(30),
+            correlation_id: None,
+        };
+        // The first request holds the worker (on the manual clock)...
+        env.faults
+            .inject("counter", Fault::Delay(Duration::from_secs(1)), Some(1));
+        let held = actix::spawn({
+            let (w, o) = (w.clone(), patient.clone());
+            async move { w.call(1, &o).await }
+        });
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while clock.sleepers() == 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the worker never held"
+            );
+            actix_rt::time::sleep(Duration::from_millis(1)).await;
+        }
+        // ...while a caller with a short deadline gives up on its queued request.
+        let hasty = CallOptions {
+            deadline: Duration::from_millis(20),
+            correlation_id: None,
+        };
+        assert!(matches!(
+            w.call(2, &hasty).await,
+            Err(CallError::Timeout { .. })
+        ));
+        clock.advance(Duration::from_secs(1));
+        assert_eq!(held.await.unwrap(), Ok(1));
+        // The next request is answered: the abandoned one was skipped before it.
+        assert_eq!(w.call(3, &patient).await, Ok(3));
+        assert_eq!(executed.load(Ordering::SeqCst), 2, "requests 1 and 3 only");
+        assert_eq!(abandoned(&registry), 1.0);
+        root.stop(StopLevel::Graceful);
+        assert_eq!((&mut root.exit).await.unwrap(), Exit::Shutdown);
+    });
+}
+
+#[test]
+fn a_request_whose_caller_has_gone_is_skipped_and_counted() {
+    run(false);
+}
+
+#[test]
+fn a_batching_worker_skips_requests_whose_callers_have_gone() {
+    run(true);
+}
