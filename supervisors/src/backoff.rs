@@ -10,7 +10,8 @@ pub struct BackoffPolicy {
     pub max: Duration,
     /// `r` in `delay × (1 + r)` is drawn uniformly from `[0, random_factor]`.
     pub random_factor: f64,
-    /// The restart count of a child resets after this long without a failure.
+    /// The failure count of a child resets once it has run this long since its last
+    /// restart without failing.
     pub reset_after: Duration,
 }
 
@@ -42,24 +43,31 @@ impl BackoffPolicy {
     }
 }
 
-/// The backoff state of one child: how many restarts since the last quiet period.
+/// The backoff state of one child: its consecutive failures, and when it last started.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct BackoffState {
     count: u32,
-    last_failure: Option<Duration>,
+    started: Option<Duration>,
 }
 
 impl BackoffState {
-    /// Records a failure at `now` and returns the delay before its restart.
+    /// Records that the child (re)started at `now`: its run without failing counts from
+    /// here, so the backoff delay before it never counts as quiet time.
+    pub fn started(&mut self, now: Duration) {
+        self.started = Some(now);
+    }
+
+    /// Records a failure at `now` and returns the delay before its restart. The count
+    /// resets first when the child had run `reset_after` since its last start.
     pub fn next_delay(&mut self, policy: &BackoffPolicy, now: Duration, unit: f64) -> Duration {
-        if let Some(last) = self.last_failure {
-            if now.saturating_sub(last) >= policy.reset_after {
+        if let Some(started) = self.started {
+            if now.saturating_sub(started) >= policy.reset_after {
                 self.count = 0;
             }
         }
         let d = policy.delay(self.count, unit);
         self.count = self.count.saturating_add(1);
-        self.last_failure = Some(now);
+        self.started = None;
         d
     }
 }
@@ -93,14 +101,47 @@ mod tests {
     }
 
     #[test]
-    fn count_resets_after_a_quiet_period() {
+    fn count_resets_after_a_quiet_run() {
         let p = BackoffPolicy::new(ms(100), ms(1000), 0.0);
         assert_eq!(p.reset_after, ms(550));
         let mut s = BackoffState::default();
+        s.started(ms(0));
         assert_eq!(s.next_delay(&p, ms(0), 0.0), ms(100));
-        assert_eq!(s.next_delay(&p, ms(10), 0.0), ms(200));
-        assert_eq!(s.next_delay(&p, ms(20), 0.0), ms(400));
-        // 550 ms later without a failure: back to the minimum.
-        assert_eq!(s.next_delay(&p, ms(570), 0.0), ms(100));
+        s.started(ms(100));
+        assert_eq!(s.next_delay(&p, ms(110), 0.0), ms(200));
+        s.started(ms(310));
+        assert_eq!(s.next_delay(&p, ms(320), 0.0), ms(400));
+        // Restarted, then 550 ms of running without a failure: back to the minimum.
+        s.started(ms(720));
+        assert_eq!(s.next_delay(&p, ms(1270), 0.0), ms(100));
+    }
+
+    #[test]
+    fn a_crash_loop_reaches_the_maximum() {
+        // The child fails the moment it starts. Measured from the failure, the gaps
+        // (the delays themselves) would soon exceed reset_after and reset the count; from
+        // the restart they are zero, so the delay doubles up to the maximum and stays.
+        let p = BackoffPolicy::new(ms(100), ms(1000), 0.0);
+        let mut s = BackoffState::default();
+        let mut now = ms(0);
+        let mut delays = vec![];
+        for _ in 0..7 {
+            s.started(now);
+            let d = s.next_delay(&p, now, 0.0);
+            delays.push(d);
+            now += d;
+        }
+        assert_eq!(
+            delays,
+            vec![
+                ms(100),
+                ms(200),
+                ms(400),
+                ms(800),
+                ms(1000),
+                ms(1000),
+                ms(1000)
+            ]
+        );
     }
 }

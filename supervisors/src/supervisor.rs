@@ -783,6 +783,7 @@ impl Supervisor {
                     control: running.control,
                     exit: Some(running.exit),
                 });
+                slot.backoff.started(self.def.env.clock.now());
                 slot.state = SlotState::Running;
                 slot.spec.node.set_status(NodeStatus::Running);
                 Ok(())

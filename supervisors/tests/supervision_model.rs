@@ -121,8 +121,21 @@ struct Model {
     max_restarts: u32,
     state: Vec<M>,
     history: VecDeque<Duration>,
-    backoff: Vec<BackoffState>,
+    /// Per child, written from the contract: its consecutive failures, and when it last
+    /// started (the count resets once it has run `reset_after` from there).
+    failures: Vec<u32>,
+    started_at: Vec<Option<Duration>>,
     restarts_total: Vec<u64>,
+}
+
+/// The contract's backoff: `min(max, min × 2^n)`, no jitter in this model.
+fn model_delay(n: u32) -> Duration {
+    let p = policy();
+    let mut d = p.min;
+    for _ in 0..n {
+        d = (d * 2).min(p.max);
+    }
+    d.min(p.max)
 }
 
 impl Model {
@@ -175,11 +188,16 @@ impl Model {
                 }
             }
         }
+        if self.started_at[i].is_some_and(|t| now - t >= policy().reset_after) {
+            self.failures[i] = 0;
+        }
+        let delay = model_delay(self.failures[i]);
+        self.failures[i] += 1;
         for &j in &set {
             self.restarts_total[j] += 1;
             self.state[j] = M::Running;
+            self.started_at[j] = Some(now + delay);
         }
-        let delay = self.backoff[i].next_delay(&policy(), now, 0.0);
         Outcome::Restart(set, delay)
     }
 }
@@ -250,7 +268,8 @@ async fn check(case: Case) {
         max_restarts: case.max_restarts,
         state: vec![M::Running; n],
         history: VecDeque::new(),
-        backoff: vec![BackoffState::default(); n],
+        failures: vec![0; n],
+        started_at: vec![Some(Duration::ZERO); n],
         restarts_total: vec![0; n],
     };
     let mut expected: Vec<Ev> = (0..n).map(Ev::Start).collect();
