@@ -320,7 +320,6 @@ impl<W: Worker> Actor for Host<W> {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.set_mailbox_capacity(self.shared.mailbox.capacity as usize);
         let mut rx = self.stop_rx.clone();
         let wait_for_stop = async move {
             loop {
@@ -656,6 +655,20 @@ struct HostParts<W: Worker> {
     handler_seconds: Histogram,
 }
 
+/// The capacity of actix's own queue: far beyond any Axon mailbox bound (at most 2^20 in
+/// config), so that the bound is Axon's counter alone and actix never refuses or parks a
+/// sender. Set before the address exists, so no message ever meets actix's default of 16.
+const ACTIX_QUEUE: usize = 1 << 40;
+
+impl<W: Worker> Host<W> {
+    /// Starts the host in the current arbiter with actix's queue out of the way.
+    fn spawn(self) -> Addr<Self> {
+        let mut ctx = Context::new();
+        ctx.set_mailbox_capacity(ACTIX_QUEUE);
+        ctx.run(self)
+    }
+}
+
 impl<W: Worker> HostParts<W> {
     fn with(self, worker: W) -> Host<W> {
         Host {
@@ -710,7 +723,7 @@ where
         env,
         spec,
         Rc::new(move |parts: HostParts<W>| {
-            let started = build(&*factory).map(|w| parts.with(w).start());
+            let started = build(&*factory).map(|w| parts.with(w).spawn());
             Box::pin(futures::future::ready(started))
         }),
     )
@@ -752,7 +765,7 @@ where
             let factory = factory.clone();
             let (tx, rx) = oneshot::channel();
             let sent = arbiter.0.spawn(async move {
-                let started = build(&*factory).map(|w| parts.with(w).start());
+                let started = build(&*factory).map(|w| parts.with(w).spawn());
                 let _ = tx.send(started);
             });
             Box::pin(async move {
