@@ -379,6 +379,36 @@ impl<W: Worker> Host<W> {
         ctx.stop();
     }
 
+    /// Calls one of the worker's hooks under `catch_unwind`. A panic is a failure of the
+    /// worker: the requests it holds are answered with the error, and it stops.
+    fn hook<T>(
+        &mut self,
+        name: &str,
+        f: impl FnOnce(&W) -> T,
+        ctx: &mut Context<Self>,
+    ) -> Result<T, String> {
+        let worker = &self.worker;
+        match catch_unwind(AssertUnwindSafe(|| f(worker))) {
+            Ok(v) => Ok(v),
+            Err(p) => {
+                let msg = format!("in {name}: {}", panic_message(&*p));
+                tracing::warn!(actor = %self.shared.id, panic = %msg, "actor panicked");
+                let held = std::mem::take(&mut self.batch);
+                self.failures.inc_by(held.len() as u64 + 1);
+                for mut env in held {
+                    if let Some(reply) = env.reply.take() {
+                        let _ = reply.send(Err(CallError::Failed {
+                            actor: self.shared.id.to_string(),
+                            reason: format!("panicked: {msg}"),
+                        }));
+                    }
+                }
+                self.fail(Exit::Panicked(msg.clone()), ctx);
+                Err(msg)
+            }
+        }
+    }
+
     fn fail(&mut self, exit: Exit, ctx: &mut Context<Self>) {
         self.failed = true;
         self.exit = exit;
@@ -580,16 +610,26 @@ impl<W: Worker> Handler<Envelope<W>> for Host<W> {
                         .map(move |_, _, _| drop(env)),
                 );
             }
-            other => match self.worker.batch_limit() {
-                Some(max) if other.is_none() && !self.failed => {
+            other => match self.hook("batch_limit()", |w| w.batch_limit(), ctx) {
+                Err(msg) => {
+                    if let Some(reply) = env.reply.take() {
+                        let _ = reply.send(Err(CallError::Failed {
+                            actor: self.shared.id.to_string(),
+                            reason: format!("panicked: {msg}"),
+                        }));
+                    }
+                }
+                Ok(Some(max)) if other.is_none() && !self.failed => {
                     self.batch.push(env);
                     if self.batch.len() >= max.max(1) {
                         self.flush_batch(ctx);
                     } else if !self.flush_scheduled {
                         // Runs once the mailbox is drained (and the batch wait is over):
                         // what queued meanwhile commits together.
+                        let Ok(wait) = self.hook("batch_wait()", |w| w.batch_wait(), ctx) else {
+                            return;
+                        };
                         self.flush_scheduled = true;
-                        let wait = self.worker.batch_wait();
                         let ready = if wait.is_zero() {
                             Box::pin(future::ready(())) as futures::future::BoxFuture<'static, ()>
                         } else {
@@ -601,7 +641,7 @@ impl<W: Worker> Handler<Envelope<W>> for Host<W> {
                         }));
                     }
                 }
-                _ => {
+                Ok(_) => {
                     self.flush_batch(ctx);
                     self.process(env, other, ctx)
                 }

@@ -200,3 +200,63 @@ fn a_batch_waits_for_more_requests_up_to_its_wait_or_until_it_is_full() {
         assert_eq!((&mut root.exit).await.unwrap(), Exit::Shutdown);
     });
 }
+
+/// A batching worker whose `batch_limit` (or `batch_wait`) panics.
+struct Fragile {
+    hook: &'static str,
+}
+
+impl Worker for Fragile {
+    type Request = u32;
+    type Response = u32;
+    fn handle(&mut self, r: u32, _: &mut WorkerContext) -> Result<u32, WorkerError> {
+        Ok(r)
+    }
+    fn batch_limit(&self) -> Option<usize> {
+        assert_ne!(self.hook, "batch_limit", "the limit is broken");
+        Some(8)
+    }
+    fn batch_wait(&self) -> Duration {
+        assert_ne!(self.hook, "batch_wait", "the wait is broken");
+        Duration::ZERO
+    }
+}
+
+#[test]
+fn a_panic_in_a_batching_hook_is_a_failure_not_a_kill() {
+    for hook in ["batch_limit", "batch_wait"] {
+        actix::System::new().block_on(async move {
+            let clock = ManualClock::new(SystemTime::UNIX_EPOCH);
+            let env = Env::new(&prometheus::Registry::new(), Arc::new(clock), 1).unwrap();
+            let (child, w) = worker(
+                &env,
+                WorkerSpec {
+                    id: "fragile".into(),
+                    restart: RestartType::Permanent,
+                    shutdown: Shutdown::Timeout(Duration::from_secs(1)),
+                    mailbox_capacity: 8,
+                    factory: move || Ok(Fragile { hook }),
+                },
+            );
+            let mut root = start_root(&env, root_spec(child)).await.unwrap();
+            let opts = CallOptions {
+                deadline: Duration::from_secs(5),
+                correlation_id: None,
+            };
+            let answer = w.call(1, &opts).await;
+            let Err(CallError::Failed { reason, .. }) = answer else {
+                panic!("{hook}: {answer:?}");
+            };
+            assert!(reason.contains(&format!("in {hook}()")), "{hook}: {reason}");
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while w.node().restarts_total() == 0 {
+                assert!(std::time::Instant::now() < deadline, "{hook}: no restart");
+                actix_rt::time::sleep(Duration::from_millis(1)).await;
+            }
+            let failure = w.node().snapshot(&env.clock).last_failure.unwrap();
+            assert!(failure.reason.contains("panicked"), "{hook}: {failure:?}");
+            root.stop(StopLevel::Graceful);
+            (&mut root.exit).await.unwrap();
+        });
+    }
+}
