@@ -762,8 +762,18 @@ impl Supervisor {
             }
             Err(e) => {
                 let _ = reply.send(Err(e.clone()));
-                self.restart_after_failure(j, Exit::Failed(format!("restart failed: {e}")))
-                    .await
+                let exit = Exit::Failed(format!("restart failed: {e}"));
+                if self.slots[j].spec.restart == RestartType::Temporary {
+                    // A temporary child is never restarted after a failure, an operator's
+                    // restart included: it leaves the tree.
+                    tracing::info!(supervisor = %self.def.id, child = %id, %exit, "temporary child failed to restart; it leaves the tree");
+                    let slot = &mut self.slots[j];
+                    slot.state = SlotState::Removed;
+                    slot.spec.node.set_status(NodeStatus::Failed);
+                    self.def.node.remove_child(&id);
+                    return None;
+                }
+                self.restart_after_failure(j, exit).await
             }
         }
     }

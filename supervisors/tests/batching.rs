@@ -1,6 +1,7 @@
 //! Group commit: requests that queue up while a batching worker is busy are handed to it
 //! together; a batch that fails fails every caller in it; workers can run on their own
-//! thread.
+//! thread; a panic in a batching hook is a failure. And one operator-restart rule: a
+//! temporary child whose restart fails is not restarted.
 
 use axon_supervisors::*;
 use std::sync::{Arc, Mutex};
@@ -259,4 +260,62 @@ fn a_panic_in_a_batching_hook_is_a_failure_not_a_kill() {
             (&mut root.exit).await.unwrap();
         });
     }
+}
+
+struct Plain;
+
+impl Worker for Plain {
+    type Request = u32;
+    type Response = u32;
+    fn handle(&mut self, r: u32, _: &mut WorkerContext) -> Result<u32, WorkerError> {
+        Ok(r)
+    }
+}
+
+#[test]
+fn a_temporary_child_whose_operator_restart_fails_is_not_restarted() {
+    actix::System::new().block_on(async {
+        let clock = ManualClock::new(SystemTime::UNIX_EPOCH);
+        let env = Env::new(&prometheus::Registry::new(), Arc::new(clock), 1).unwrap();
+        let starts = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let s2 = starts.clone();
+        let (child, w) = worker(
+            &env,
+            WorkerSpec {
+                id: "t".into(),
+                restart: RestartType::Temporary,
+                shutdown: Shutdown::Timeout(Duration::from_secs(1)),
+                mailbox_capacity: 8,
+                // The second start fails; any later one would succeed.
+                factory: move || match s2.fetch_add(1, std::sync::atomic::Ordering::SeqCst) {
+                    1 => Err("the device is gone".to_owned()),
+                    _ => Ok(Plain),
+                },
+            },
+        );
+        let mut root = start_root(&env, root_spec(child)).await.unwrap();
+        let node = root.node.clone();
+        let failed = supervisor::restart_actor(&node, "t", Duration::from_secs(5)).await;
+        assert!(
+            matches!(failed, Err(RestartError::Failed(..))),
+            "{failed:?}"
+        );
+        // The supervisor has moved on: the child is gone, not started again.
+        let again = supervisor::restart_actor(&node, "t", Duration::from_secs(5)).await;
+        assert!(
+            matches!(
+                &again,
+                Err(RestartError::UnknownActor(_)) | Err(RestartError::Failed(..))
+            ),
+            "{again:?}"
+        );
+        if let Err(RestartError::Failed(_, why)) = &again {
+            assert!(why.contains("has no child t"), "{why}");
+        }
+        assert_eq!(starts.load(std::sync::atomic::Ordering::SeqCst), 2);
+        assert!(node.children().iter().all(|c| c.id != "t"));
+        assert_eq!(w.node().status(), NodeStatus::Failed);
+        root.stop(StopLevel::Graceful);
+        (&mut root.exit).await.unwrap();
+    });
 }
