@@ -376,6 +376,22 @@ impl<W: Worker> Host<W> {
                 Exit::Shutdown
             };
         }
+        if level == StopLevel::Kill {
+            // Killed: the batch waiting for its commit is answered with the error and
+            // counted, never left for its callers to find dropped.
+            for mut env in std::mem::take(&mut self.batch) {
+                if let Some(reply) = env.reply.take() {
+                    self.shared.mailbox.dropped.inc();
+                    let _ = reply.send(Err(CallError::Failed {
+                        actor: self.shared.id.to_string(),
+                        reason: "the actor was killed before committing this request".into(),
+                    }));
+                }
+            }
+        } else {
+            // A graceful stop answers the batch in progress before the worker stops.
+            self.flush_batch(ctx);
+        }
         ctx.stop();
     }
 

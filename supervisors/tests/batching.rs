@@ -319,3 +319,39 @@ fn a_temporary_child_whose_operator_restart_fails_is_not_restarted() {
         (&mut root.exit).await.unwrap();
     });
 }
+
+#[test]
+fn a_graceful_stop_answers_the_batch_in_progress() {
+    actix::System::new().block_on(async {
+        let clock = ManualClock::new(SystemTime::UNIX_EPOCH);
+        let env = Env::new(&prometheus::Registry::new(), Arc::new(clock.clone()), 1).unwrap();
+        let batches: Arc<Mutex<Vec<usize>>> = Arc::default();
+        let (child, w) = worker(
+            &env,
+            batcher_spec(batches.clone(), Arc::default(), Duration::from_secs(1)),
+        );
+        let mut root = start_root(&env, root_spec(child)).await.unwrap();
+        let opts = CallOptions {
+            deadline: Duration::from_secs(30),
+            correlation_id: None,
+        };
+        // Three requests wait for the batch wait (on the manual clock, never advanced).
+        let calls: Vec<_> = (0..3u32)
+            .map(|i| {
+                let (w, o) = (w.clone(), opts.clone());
+                actix::spawn(async move { w.call(i, &o).await })
+            })
+            .collect();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while clock.sleepers() == 0 {
+            assert!(std::time::Instant::now() < deadline, "no batch wait");
+            actix_rt::time::sleep(Duration::from_millis(1)).await;
+        }
+        root.stop(StopLevel::Graceful);
+        for (i, c) in calls.into_iter().enumerate() {
+            assert_eq!(c.await.unwrap(), Ok(i as u32 * 10), "request {i}");
+        }
+        assert_eq!(*batches.lock().unwrap(), vec![3]);
+        assert_eq!((&mut root.exit).await.unwrap(), Exit::Shutdown);
+    });
+}
