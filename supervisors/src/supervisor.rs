@@ -241,10 +241,26 @@ fn start_incarnation(def: Rc<SupervisorDef>) -> LocalBoxFuture<'static, Result<R
         };
         let node = def.node.clone();
         actix::spawn(async move {
-            let exit = AssertUnwindSafe(sup.run(started_tx))
-                .catch_unwind()
-                .await
-                .unwrap_or_else(|p| Exit::Panicked(panic_message(&*p)));
+            let mut sup = sup;
+            let ran = AssertUnwindSafe(sup.run(started_tx)).catch_unwind().await;
+            let exit = match ran {
+                Ok(exit) => exit,
+                Err(p) => {
+                    // A panic is a failure of this supervisor: its children are stopped in
+                    // order (each within its shutdown bound) before it exits as failed,
+                    // never dropped to die unordered and unawaited.
+                    let msg = panic_message(&*p);
+                    tracing::error!(supervisor = %sup.def.id, panic = %msg, "supervisor panicked; stopping its children");
+                    sup.def.node.set_status(NodeStatus::Stopping);
+                    let _ = AssertUnwindSafe(sup.stop_all(StopLevel::Graceful))
+                        .catch_unwind()
+                        .await;
+                    sup.def
+                        .node
+                        .record_failure(format!("panicked: {msg}"), sup.def.env.clock.wall());
+                    Exit::Panicked(msg)
+                }
+            };
             node.set_commands(None);
             if exit.is_abnormal() {
                 node.set_status(NodeStatus::Failed);
@@ -439,7 +455,7 @@ struct Supervisor {
 }
 
 impl Supervisor {
-    async fn run(mut self, started: oneshot::Sender<Result<(), String>>) -> Exit {
+    async fn run(&mut self, started: oneshot::Sender<Result<(), String>>) -> Exit {
         self.def.node.set_status(NodeStatus::Starting);
         for i in 0..self.slots.len() {
             if let Err(e) = self.start_slot(i).await {

@@ -1,0 +1,121 @@
+//! A panic inside a supervisor is a failure of that supervisor: it stops its children in
+//! order, each within its shutdown bound, before it exits as failed; the tree shows them
+//! stopped, not running.
+
+use axon_supervisors::supervisor::{ChildControl, ChildSpec, Running};
+use axon_supervisors::*;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+type Log = Arc<Mutex<Vec<String>>>;
+
+/// A worker that writes its id to the log when it stops.
+struct Probe {
+    id: String,
+    log: Log,
+}
+
+impl Worker for Probe {
+    type Request = ();
+    type Response = ();
+    fn handle(&mut self, _: (), _: &mut WorkerContext) -> Result<(), WorkerError> {
+        Ok(())
+    }
+    fn stopped(&mut self) {
+        self.log.lock().unwrap().push(self.id.clone());
+    }
+}
+
+/// A child whose stop handle panics: asking it to stop is where the supervisor panics.
+struct Bomb {
+    _exit: tokio::sync::oneshot::Sender<Exit>,
+}
+
+impl ChildControl for Bomb {
+    fn stop(&self, _: StopLevel) {
+        panic!("the stop handle is broken");
+    }
+}
+
+fn bomb() -> ChildSpec {
+    let node = TreeNode::new(
+        "bomb",
+        ChildKind::Worker,
+        None,
+        Some(RestartType::Permanent),
+        None,
+    );
+    ChildSpec {
+        id: "bomb".into(),
+        restart: RestartType::Permanent,
+        shutdown: Shutdown::Timeout(Duration::from_secs(1)),
+        kind: ChildKind::Worker,
+        node,
+        start: std::rc::Rc::new(|| {
+            Box::pin(async {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                Ok(Running {
+                    control: Box::new(Bomb { _exit: tx }),
+                    exit: rx,
+                })
+            })
+        }),
+    }
+}
+
+#[test]
+fn a_panicking_supervisor_stops_its_children_in_order() {
+    actix::System::new().block_on(async {
+        let clock = ManualClock::new(SystemTime::UNIX_EPOCH);
+        let env = Env::new(&prometheus::Registry::new(), Arc::new(clock), 1).unwrap();
+        let log: Log = Arc::default();
+        let probe = |id: &str| {
+            let (id, log) = (id.to_owned(), log.clone());
+            worker(
+                &env,
+                WorkerSpec {
+                    id: id.clone(),
+                    restart: RestartType::Permanent,
+                    shutdown: Shutdown::Timeout(Duration::from_secs(1)),
+                    mailbox_capacity: 4,
+                    factory: move || {
+                        Ok(Probe {
+                            id: id.clone(),
+                            log: log.clone(),
+                        })
+                    },
+                },
+            )
+        };
+        let (a, a_ref) = probe("a");
+        let (c, c_ref) = probe("c");
+        let mut root = start_root(
+            &env,
+            SupervisorSpec {
+                id: "sup".into(),
+                strategy: Strategy::OneForOne,
+                intensity: Intensity {
+                    max_restarts: 3,
+                    period: Duration::from_secs(5),
+                },
+                backoff: BackoffPolicy::none(),
+                command_capacity: 4,
+                children: vec![a, bomb(), c],
+            },
+        )
+        .await
+        .unwrap();
+        // An operator restart of the bomb makes the supervisor ask it to stop: it panics.
+        let _ = supervisor::request_restart(&root.node, "bomb").unwrap();
+        let exit = (&mut root.exit).await.unwrap();
+        assert!(
+            matches!(exit, Exit::Panicked(ref m) if m.contains("stop handle")),
+            "{exit:?}"
+        );
+        // Its other children were stopped last started first, and awaited.
+        assert_eq!(*log.lock().unwrap(), vec!["c".to_owned(), "a".to_owned()]);
+        assert_eq!(a_ref.node().status(), NodeStatus::Stopped);
+        assert_eq!(c_ref.node().status(), NodeStatus::Stopped);
+        assert_eq!(root.node.status(), NodeStatus::Failed);
+    });
+}
