@@ -106,7 +106,7 @@ fn a_panicking_supervisor_stops_its_children_in_order() {
         .await
         .unwrap();
         // An operator restart of the bomb makes the supervisor ask it to stop: it panics.
-        let _ = supervisor::request_restart(&root.node, "bomb").unwrap();
+        let answer = supervisor::request_restart(&root.node, "bomb").unwrap();
         let exit = (&mut root.exit).await.unwrap();
         assert!(
             matches!(exit, Exit::Panicked(ref m) if m.contains("stop handle")),
