@@ -108,6 +108,8 @@ fn a_panicking_supervisor_stops_its_children_in_order() {
         // An operator restart of the bomb makes the supervisor ask it to stop: it panics.
         let answer = supervisor::request_restart(&root.node, "bomb").unwrap();
         let exit = (&mut root.exit).await.unwrap();
+        // The restart is never answered: the supervisor that took it failed.
+        assert!(answer.await.is_err());
         assert!(
             matches!(exit, Exit::Panicked(ref m) if m.contains("stop handle")),
             "{exit:?}"
