@@ -35,6 +35,7 @@ fn config(dir: &Path) -> JournalConfig {
         page_max_entries: 1000,
         page_max_bytes: 4 << 20,
         page_scan_max_entries: 100_000,
+        lock_wait: std::time::Duration::from_secs(5),
     }
 }
 

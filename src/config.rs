@@ -39,6 +39,7 @@ pub struct JournalSettings {
     pub page_scan_max_entries: u64,
     pub mailbox_capacity: u64,
     pub reader_mailbox_capacity: u64,
+    pub lock_wait_ms: u64,
     pub shutdown_timeout_ms: u64,
 }
 
@@ -328,6 +329,7 @@ impl Config {
             100_000_000,
         )?;
         range("journal.mailbox_capacity", j.mailbox_capacity, 1, 1 << 20)?;
+        range("journal.lock_wait_ms", j.lock_wait_ms, 0, 600_000)?;
         range(
             "journal.reader_mailbox_capacity",
             j.reader_mailbox_capacity,

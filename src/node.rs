@@ -116,6 +116,7 @@ pub fn journal_config(cfg: &Config) -> JournalConfig {
         page_max_entries: j.page_max_entries as usize,
         page_max_bytes: j.page_max_bytes as usize,
         page_scan_max_entries: j.page_scan_max_entries as usize,
+        lock_wait: std::time::Duration::from_millis(j.lock_wait_ms),
     }
 }
 

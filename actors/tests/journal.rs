@@ -31,6 +31,7 @@ fn cfg(dir: &Path) -> JournalConfig {
         page_max_entries: 1000,
         page_max_bytes: 4 << 20,
         page_scan_max_entries: 100_000,
+        lock_wait: std::time::Duration::from_secs(5),
     }
 }
 
@@ -1088,4 +1089,23 @@ fn index_hits_that_do_not_match_their_entry_are_counted_and_answered_from_the_se
     let (page, _) = j.reader().query(&events, None, 10).unwrap();
     assert_eq!(page.iter().map(|e| e.index).collect::<Vec<_>>(), vec![5]);
     assert_eq!(mismatches(), Some(3.0));
+}
+
+#[test]
+fn no_two_incarnations_hold_the_journal_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut first = open(dir.path()).unwrap();
+    batch(&mut first, vec![note("a", vec![])]);
+    let mut c = cfg(dir.path());
+    c.lock_wait = std::time::Duration::from_millis(50);
+    let clock = Arc::new(ManualClock::new(SystemTime::UNIX_EPOCH));
+    match Journal::open(c.clone(), clock.clone(), Arc::default()) {
+        Err(OpenError::Locked { path, .. }) => assert!(path.ends_with("journal.lock")),
+        Err(e) => panic!("{e}"),
+        Ok(_) => panic!("a second incarnation opened while the first holds the journal"),
+    }
+    // Nothing of the first was touched, and once it is gone the next one opens.
+    drop(first);
+    let j = Journal::open(c, clock, Arc::default()).unwrap();
+    assert_eq!(j.len(), 1);
 }

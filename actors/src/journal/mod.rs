@@ -130,6 +130,9 @@ pub struct JournalConfig {
     /// Most entries one query reads from the segments where the index does not reach; the
     /// page then ends early, and `next_after` says where to go on.
     pub page_scan_max_entries: usize,
+    /// How long an opening journal waits for the exclusive lock on its directory, which
+    /// an earlier incarnation holds until it is gone.
+    pub lock_wait: std::time::Duration,
 }
 
 /// An append request.
@@ -349,6 +352,13 @@ pub enum OpenError {
     Tamper(String),
     #[error("{0}")]
     Key(String),
+    /// Another incarnation (or process) still holds the journal's directory: it may still
+    /// write, so this one does not open.
+    #[error("{path} is locked by another incarnation of the journal, which may still write; waited {waited:?}")]
+    Locked {
+        path: PathBuf,
+        waited: std::time::Duration,
+    },
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> OpenError + '_ {
@@ -450,6 +460,39 @@ pub struct Journal {
     metrics: Arc<OnceLock<JournalMetrics>>,
     /// The reader over this incarnation's log.
     reader: Reader,
+    /// The exclusive lock on the journal's directory, held through this open handle until
+    /// this incarnation is gone (and its threads with it): no successor writes meanwhile.
+    /// Dropped last, after `Drop` has stopped the threads.
+    _lock: Option<File>,
+}
+
+/// Takes the exclusive lock on `<dir>/journal.lock`, waiting at most `wait` for an earlier
+/// incarnation to let go of it. A lock held through an open handle is the only fence that
+/// holds against a write already stuck in the kernel: a check made before writing is not.
+fn lock_dir(dir: &Path, wait: std::time::Duration) -> Result<File, OpenError> {
+    let path = dir.join("journal.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(io(&path))?;
+    let started = std::time::Instant::now();
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(file),
+            Err(std::fs::TryLockError::WouldBlock) if started.elapsed() < wait => {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(OpenError::Locked {
+                    path,
+                    waited: started.elapsed(),
+                })
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(io(&path)(e)),
+        }
+    }
 }
 
 /// How the journal is opened.
@@ -496,9 +539,11 @@ impl Journal {
         progress: &mut dyn FnMut(&Path, u64),
     ) -> Result<Self, OpenError> {
         let shard_dir = cfg.dir.join(format!("shard-{}", cfg.shard));
+        let mut lock = None;
         let signer = match mode {
             Mode::Write => {
                 std::fs::create_dir_all(&shard_dir).map_err(io(&shard_dir))?;
+                lock = Some(lock_dir(&cfg.dir, cfg.lock_wait)?);
                 segments::sync_dir(&cfg.dir)?;
                 if let Some(parent) = cfg.dir.parent() {
                     segments::sync_dir(parent)?;
@@ -566,6 +611,7 @@ impl Journal {
             mode,
             metrics,
             reader,
+            _lock: lock,
             clock,
             cfg,
         };
