@@ -250,7 +250,7 @@ impl<H: TreeHasher> MerkleLog<H> {
     pub fn push(&mut self, leaf: Hash) {
         self.levels[0].push(leaf);
         let mut h = 0;
-        while self.levels[h].len() % 2 == 0 {
+        while self.levels[h].len().is_multiple_of(2) {
             let n = self.levels[h].len();
             let parent = H::node(&self.levels[h][n - 2], &self.levels[h][n - 1]);
             if self.levels.len() == h + 1 {
@@ -274,7 +274,7 @@ impl<H: TreeHasher> MerkleLog<H> {
         if n == 0 {
             return H::empty();
         }
-        if n.is_power_of_two() && start % n == 0 {
+        if n.is_power_of_two() && start.is_multiple_of(n) {
             let h = n.trailing_zeros() as usize;
             return self.levels[h][start >> h];
         }
