@@ -81,6 +81,8 @@ pub struct Metrics {
     pub exits: IntCounterVec,
     /// Supervisors that gave up because their restart intensity was exceeded.
     pub escalations: IntCounterVec,
+    /// Children that did not stop after a kill within the bound and were abandoned.
+    pub abandoned: IntCounterVec,
 }
 
 impl Metrics {
@@ -136,6 +138,13 @@ impl Metrics {
                 ),
                 &["supervisor"],
             )?,
+            abandoned: IntCounterVec::new(
+                Opts::new(
+                    "axon_supervisor_abandoned_total",
+                    "Children that did not stop within the bound after a kill and were abandoned (fenced off from their successor)",
+                ),
+                &["supervisor", "child"],
+            )?,
         };
         registry.register(Box::new(m.mailbox_depth.clone()))?;
         registry.register(Box::new(m.mailbox_capacity.clone()))?;
@@ -146,6 +155,7 @@ impl Metrics {
         registry.register(Box::new(m.restarts.clone()))?;
         registry.register(Box::new(m.exits.clone()))?;
         registry.register(Box::new(m.escalations.clone()))?;
+        registry.register(Box::new(m.abandoned.clone()))?;
         Ok(m)
     }
 }

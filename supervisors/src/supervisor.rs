@@ -278,6 +278,19 @@ fn start_incarnation(def: Rc<SupervisorDef>) -> LocalBoxFuture<'static, Result<R
     })
 }
 
+/// How long a kill may take (on the node's clock) before the child is abandoned.
+pub const KILL_WAIT: Duration = Duration::from_secs(1);
+
+/// How long one start of a child may take (real time: a start is real work, like opening
+/// and checking a large journal); a start that takes longer is a start failure.
+pub const START_TIMEOUT: Duration = Duration::from_secs(120);
+
+fn env_abandoned(env: &Env, supervisor: &str, child: &str) -> prometheus::IntCounter {
+    env.metrics
+        .abandoned
+        .with_label_values(&[supervisor, child])
+}
+
 /// The top of a tree, held by whoever runs the node.
 pub struct Root {
     pub node: Arc<TreeNode>,
@@ -798,10 +811,18 @@ impl Supervisor {
         let slot = &mut self.slots[j];
         slot.spec.node.set_status(NodeStatus::Starting);
         let start = slot.spec.start.clone();
-        let started = AssertUnwindSafe(async move { start().await })
-            .catch_unwind()
-            .await
-            .unwrap_or_else(|p| Err(format!("panicked while starting: {}", panic_message(&*p))));
+        let started = tokio::time::timeout(
+            START_TIMEOUT,
+            AssertUnwindSafe(async move { start().await }).catch_unwind(),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            Ok(Err(format!(
+                "did not start within {}s",
+                START_TIMEOUT.as_secs()
+            )))
+        })
+        .unwrap_or_else(|p| Err(format!("panicked while starting: {}", panic_message(&*p))));
         let slot = &mut self.slots[j];
         match started {
             Ok(running) => {
@@ -824,7 +845,10 @@ impl Supervisor {
         }
     }
 
-    /// Stops child `j`: ask, wait up to its shutdown timeout, then kill.
+    /// Stops child `j`: ask, wait up to its shutdown timeout, then kill, and wait a bound
+    /// for the kill to take; a child still running then is abandoned (counted). Its
+    /// successor can never be touched by it: a worker's address is fenced by incarnation,
+    /// one on its own thread gets a fresh thread, and a child that owns files holds a lock.
     async fn stop_slot(&mut self, j: usize, level: StopLevel) {
         let clock = self.def.env.clock.clone();
         let sup_id = self.def.id.clone();
@@ -838,6 +862,7 @@ impl Supervisor {
             (_, Shutdown::Timeout(d)) => Some(d),
             (_, Shutdown::Infinity) => None,
         };
+        let abandoned = env_abandoned(&self.def.env, &sup_id, &slot.spec.id);
         let exit = match run.exit.take() {
             None => Exit::Killed,
             Some(rx) => {
@@ -845,7 +870,16 @@ impl Supervisor {
                 match timeout {
                     Some(d) if d.is_zero() => {
                         run.control.stop(StopLevel::Kill);
-                        rx.await
+                        // A kill is bounded too: a child stuck where no kill reaches it
+                        // is abandoned, never waited on for ever.
+                        match future::select(Box::pin(rx), clock.sleep(KILL_WAIT)).await {
+                            Either::Left((exit, _)) => exit,
+                            Either::Right(_) => {
+                                tracing::error!(supervisor = %sup_id, child = %slot.spec.id, "child did not stop after a kill; abandoning it");
+                                abandoned.inc();
+                                Exit::Killed
+                            }
+                        }
                     }
                     Some(d) => {
                         run.control.stop(StopLevel::Graceful);
@@ -859,6 +893,7 @@ impl Supervisor {
                                     Either::Left((_, _)) => Exit::Killed,
                                     Either::Right(_) => {
                                         tracing::error!(supervisor = %sup_id, child = %slot.spec.id, "child did not stop after a kill; abandoning it");
+                                        abandoned.inc();
                                         Exit::Killed
                                     }
                                 }

@@ -149,7 +149,11 @@ struct WorkerShared<W: Worker> {
     id: Arc<str>,
     node: Arc<TreeNode>,
     mailbox: Arc<Mailbox>,
-    addr: RwLock<Option<Addr<Host<W>>>>,
+    /// The running incarnation's number and address: an incarnation only ever clears its
+    /// own, so a stale one (abandoned, ending late) can never blank its successor's.
+    addr: RwLock<Option<(u64, Addr<Host<W>>)>>,
+    /// Incarnations started so far.
+    incarnations: std::sync::atomic::AtomicU64,
     overloaded: IntCounter,
     unavailable: IntCounter,
     timeouts: IntCounter,
@@ -199,7 +203,7 @@ impl<W: Worker> WorkerRef<W> {
     ) -> Result<oneshot::Receiver<Result<W::Response, CallError>>, CallError> {
         let s = &self.shared;
         let addr_guard = s.addr.read().unwrap_or_else(|e| e.into_inner());
-        let Some(addr) = addr_guard.as_ref() else {
+        let Some((_, addr)) = addr_guard.as_ref() else {
             drop(addr_guard);
             return Err(self.unavailable());
         };
@@ -300,6 +304,8 @@ impl Drop for Ticket {
 
 struct Host<W: Worker> {
     worker: W,
+    /// Which incarnation of the child this host is.
+    incarnation: u64,
     shared: Arc<WorkerShared<W>>,
     exit_tx: Option<oneshot::Sender<Exit>>,
     exit: Exit,
@@ -347,8 +353,13 @@ impl<W: Worker> Actor for Host<W> {
                 self.exit = Exit::Panicked(format!("in stopped(): {}", panic_message(&*p)));
             }
         }
-        // Callers see `Unavailable` from here on, until the next incarnation is up.
-        *self.shared.addr.write().unwrap_or_else(|e| e.into_inner()) = None;
+        // Callers see `Unavailable` from here on, until the next incarnation is up; an
+        // incarnation that is no longer the current one leaves its successor alone.
+        let mut addr = self.shared.addr.write().unwrap_or_else(|e| e.into_inner());
+        if addr.as_ref().is_some_and(|(n, _)| *n == self.incarnation) {
+            *addr = None;
+        }
+        drop(addr);
         if let Some(tx) = self.exit_tx.take() {
             let _ = tx.send(self.exit.clone());
         }
@@ -700,6 +711,7 @@ pub struct WorkerSpec<F> {
 
 /// Everything one incarnation's host holds but the worker itself.
 struct HostParts<W: Worker> {
+    incarnation: u64,
     shared: Arc<WorkerShared<W>>,
     exit_tx: oneshot::Sender<Exit>,
     stop_rx: watch::Receiver<StopLevel>,
@@ -729,6 +741,7 @@ impl<W: Worker> HostParts<W> {
     fn with(self, worker: W) -> Host<W> {
         Host {
             worker,
+            incarnation: self.incarnation,
             shared: self.shared,
             exit_tx: Some(self.exit_tx),
             exit: Exit::Shutdown,
@@ -816,8 +829,10 @@ where
         env,
         spec,
         Rc::new(move |parts: HostParts<W>| {
+            // A fresh thread for each incarnation: one abandoned while stuck in its handler
+            // keeps its own thread, and the successor never waits behind it.
             let mut t = thread.borrow_mut();
-            let arbiter = t.get_or_insert_with(|| OwnThread(actix::Arbiter::new()));
+            let arbiter = t.insert(OwnThread(actix::Arbiter::new()));
             let factory = factory.clone();
             let (tx, rx) = oneshot::channel();
             let sent = arbiter.0.spawn(async move {
@@ -864,6 +879,7 @@ where
         node: node.clone(),
         mailbox,
         addr: RwLock::new(None),
+        incarnations: Default::default(),
         overloaded: m.rejections.with_label_values(&[&spec.id, "overloaded"]),
         unavailable: m.rejections.with_label_values(&[&spec.id, "unavailable"]),
         timeouts: m.call_timeouts.with_label_values(&[&spec.id]),
@@ -878,7 +894,9 @@ where
             let (exit_tx, exit_rx) = oneshot::channel();
             let (stop_tx, stop_rx) = watch::channel(StopLevel::Run);
             let a = shared.id.as_ref();
+            let incarnation = shared.incarnations.fetch_add(1, Ordering::AcqRel) + 1;
             let parts = HostParts {
+                incarnation,
                 shared: shared.clone(),
                 exit_tx,
                 stop_rx,
@@ -890,7 +908,7 @@ where
                 handler_seconds: env.metrics.handler_seconds.with_label_values(&[a]),
             };
             let addr = place(parts).await?;
-            *shared.addr.write().unwrap_or_else(|e| e.into_inner()) = Some(addr);
+            *shared.addr.write().unwrap_or_else(|e| e.into_inner()) = Some((incarnation, addr));
             Ok(Running {
                 control: Box::new(WorkerControl { stop_tx }),
                 exit: exit_rx,

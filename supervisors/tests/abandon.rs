@@ -1,0 +1,129 @@
+//! A child that will not stop is abandoned within a bound, counted, and replaced on a
+//! fresh thread; the abandoned incarnation, when it finally ends, can never touch its
+//! successor (its late `stopped()` does not blank the new address).
+
+use axon_supervisors::*;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+/// Blocks its thread in `handle` until the test lets it go (when `stuck` holds a receiver).
+struct Stuck {
+    release: Arc<Mutex<Option<mpsc::Receiver<()>>>>,
+}
+
+impl Worker for Stuck {
+    type Request = u32;
+    type Response = u32;
+    fn handle(&mut self, r: u32, _: &mut WorkerContext) -> Result<u32, WorkerError> {
+        if r == 0 {
+            let rx = self.release.lock().unwrap().take();
+            if let Some(rx) = rx {
+                // A handler stuck in a blocking call: no stop request reaches it.
+                let _ = rx.recv();
+            }
+        }
+        Ok(r)
+    }
+}
+
+fn deadline() -> std::time::Instant {
+    std::time::Instant::now() + Duration::from_secs(20)
+}
+
+#[test]
+fn a_child_that_will_not_stop_is_abandoned_and_cannot_touch_its_successor() {
+    actix::System::new().block_on(async {
+        let clock = ManualClock::new(SystemTime::UNIX_EPOCH);
+        let registry = prometheus::Registry::new();
+        let env = Env::new(&registry, Arc::new(clock.clone()), 1).unwrap();
+        let (tx, rx) = mpsc::channel();
+        let release = Arc::new(Mutex::new(Some(rx)));
+        let r2 = release.clone();
+        let (child, w) = worker_on_own_thread(
+            &env,
+            WorkerSpec {
+                id: "stuck".into(),
+                restart: RestartType::Permanent,
+                shutdown: Shutdown::Timeout(Duration::from_secs(1)),
+                mailbox_capacity: 8,
+                factory: move || {
+                    Ok(Stuck {
+                        release: r2.clone(),
+                    })
+                },
+            },
+        );
+        let mut root = start_root(
+            &env,
+            SupervisorSpec {
+                id: "root".into(),
+                strategy: Strategy::OneForOne,
+                intensity: Intensity {
+                    max_restarts: 3,
+                    period: Duration::from_secs(5),
+                },
+                backoff: BackoffPolicy::none(),
+                command_capacity: 4,
+                children: vec![child],
+            },
+        )
+        .await
+        .unwrap();
+        let opts = CallOptions {
+            deadline: Duration::from_secs(60),
+            correlation_id: None,
+        };
+        // The first incarnation gets stuck in its handler.
+        let stuck_call = actix::spawn({
+            let (w, o) = (w.clone(), opts.clone());
+            async move { w.call(0, &o).await }
+        });
+        let d = deadline();
+        while release.lock().unwrap().is_some() {
+            assert!(std::time::Instant::now() < d, "never stuck");
+            actix_rt::time::sleep(Duration::from_millis(1)).await;
+        }
+        // An operator restart: ask, wait the shutdown timeout, kill, wait a bound, abandon.
+        let node = root.node.clone();
+        let restart = actix::spawn(async move {
+            supervisor::restart_actor(&node, "stuck", Duration::from_secs(60)).await
+        });
+        let d = deadline();
+        while !restart.is_finished() {
+            assert!(
+                std::time::Instant::now() < d,
+                "the restart hangs on a child that will not stop"
+            );
+            if clock.sleepers() > 0 {
+                clock.advance(Duration::from_secs(1));
+            }
+            actix_rt::time::sleep(Duration::from_millis(1)).await;
+        }
+        assert_eq!(restart.await.unwrap(), Ok(()));
+        // The successor answers, on a thread of its own.
+        assert_eq!(w.call(7, &opts).await, Ok(7));
+        let abandoned = registry
+            .gather()
+            .iter()
+            .find(|f| f.name() == "axon_supervisor_abandoned_total")
+            .map(|f| f.get_metric()[0].get_counter().get_value());
+        assert_eq!(abandoned, Some(1.0));
+        // The abandoned incarnation ends at last: it does not blank its successor.
+        tx.send(()).unwrap();
+        let _ = stuck_call.await;
+        let d = deadline();
+        for i in 0..50u32 {
+            assert!(std::time::Instant::now() < d);
+            assert_eq!(
+                w.call(100 + i, &opts).await,
+                Ok(100 + i),
+                "after the old one ended"
+            );
+            actix_rt::time::sleep(Duration::from_millis(1)).await;
+        }
+        assert_eq!(w.node().status(), NodeStatus::Running);
+        root.stop(StopLevel::Graceful);
+        let _ = (&mut root.exit).await;
+    });
+}
