@@ -155,11 +155,14 @@ struct SupervisorDef {
 
 /// Builds the child spec of a supervisor, to place under another supervisor.
 pub fn supervisor(env: &Env, spec: SupervisorSpec, restart: RestartType) -> ChildSpec {
+    // A supervisor's stop is bounded by its children's: each one's shutdown timeout and
+    // the wait for its kill, one after the other.
+    let bound = spec.children.iter().map(stop_bound).sum();
     let def = define(env, spec, Some(restart));
     ChildSpec {
         id: def.id.clone(),
         restart,
-        shutdown: Shutdown::Infinity,
+        shutdown: Shutdown::Timeout(bound),
         kind: ChildKind::Supervisor,
         node: def.node.clone(),
         start: Rc::new(move || start_incarnation(def.clone())),
@@ -284,6 +287,27 @@ pub const KILL_WAIT: Duration = Duration::from_secs(1);
 /// How long one start of a child may take (real time: a start is real work, like opening
 /// and checking a large journal); a start that takes longer is a start failure.
 pub const START_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The longest a stop of `child` may take: its shutdown timeout, then the wait for its
+/// kill.
+fn stop_bound(child: &ChildSpec) -> Duration {
+    match child.shutdown {
+        Shutdown::Timeout(d) => d + KILL_WAIT,
+        Shutdown::BrutalKill | Shutdown::Infinity => KILL_WAIT,
+    }
+}
+
+/// Completes once a stop request at `Kill` level arrives (or the requester is gone).
+async fn kill_requested(mut rx: watch::Receiver<StopLevel>) {
+    loop {
+        if *rx.borrow_and_update() == StopLevel::Kill {
+            return;
+        }
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
+}
 
 fn env_abandoned(env: &Env, supervisor: &str, child: &str) -> prometheus::IntCounter {
     env.metrics
@@ -852,6 +876,14 @@ impl Supervisor {
     async fn stop_slot(&mut self, j: usize, level: StopLevel) {
         let clock = self.def.env.clock.clone();
         let sup_id = self.def.id.clone();
+        // A kill asked of this supervisor while it stops a child gracefully passes down
+        // to that child at once.
+        let level = if *self.stop_rx.borrow() == StopLevel::Kill {
+            StopLevel::Kill
+        } else {
+            level
+        };
+        let kill_rx = self.stop_rx.clone();
         let slot = &mut self.slots[j];
         let Some(mut run) = slot.run.take() else {
             return;
@@ -883,12 +915,19 @@ impl Supervisor {
                     }
                     Some(d) => {
                         run.control.stop(StopLevel::Graceful);
-                        match future::select(Box::pin(rx), clock.sleep(d)).await {
+                        let give_up =
+                            future::select(clock.sleep(d), Box::pin(kill_requested(kill_rx)));
+                        match future::select(Box::pin(rx), give_up).await {
                             Either::Left((exit, _)) => exit,
                             Either::Right((_, rx)) => {
-                                tracing::warn!(supervisor = %sup_id, child = %slot.spec.id, timeout_ms = d.as_millis() as u64, "child did not stop in time; killing it");
+                                tracing::warn!(supervisor = %sup_id, child = %slot.spec.id, timeout_ms = d.as_millis() as u64, "child did not stop in time, or a kill was asked; killing it");
                                 run.control.stop(StopLevel::Kill);
-                                let grace = clock.sleep(d.max(Duration::from_millis(100)));
+                                // A worker's kill takes at once or not at all; a supervisor
+                                // passes it down and kills its children in turn.
+                                let grace = clock.sleep(match slot.spec.kind {
+                                    ChildKind::Supervisor => d,
+                                    ChildKind::Worker => KILL_WAIT,
+                                });
                                 match future::select(rx, grace).await {
                                     Either::Left((_, _)) => Exit::Killed,
                                     Either::Right(_) => {

@@ -1,0 +1,88 @@
+//! A stop escalates from graceful to kill at every level: a `Kill` asked while a graceful
+//! stop is under way passes down through a child supervisor to the child being stopped.
+
+use axon_supervisors::*;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+struct Plain;
+
+impl Worker for Plain {
+    type Request = ();
+    type Response = ();
+    fn handle(&mut self, _: (), _: &mut WorkerContext) -> Result<(), WorkerError> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_kill_after_a_graceful_stop_passes_down_to_the_child_being_stopped() {
+    actix::System::new().block_on(async {
+        let clock = ManualClock::new(SystemTime::UNIX_EPOCH);
+        let env = Env::new(&prometheus::Registry::new(), Arc::new(clock.clone()), 1).unwrap();
+        let (w, w_ref) = worker(
+            &env,
+            WorkerSpec {
+                id: "w".into(),
+                restart: RestartType::Permanent,
+                // A graceful stop of this worker may take an hour (on the manual clock,
+                // which this test never moves).
+                shutdown: Shutdown::Timeout(Duration::from_secs(3600)),
+                mailbox_capacity: 4,
+                factory: || Ok(Plain),
+            },
+        );
+        let spec = |id: &str, children| SupervisorSpec {
+            id: id.into(),
+            strategy: Strategy::OneForOne,
+            intensity: Intensity {
+                max_restarts: 3,
+                period: Duration::from_secs(5),
+            },
+            backoff: BackoffPolicy::none(),
+            command_capacity: 4,
+            children,
+        };
+        let inner = supervisor(&env, spec("inner", vec![w]), RestartType::Permanent);
+        let mut root = start_root(&env, spec("root", vec![inner])).await.unwrap();
+        // The worker hangs in a request: a graceful stop cannot end it.
+        env.faults.inject("w", Fault::Hang, Some(1));
+        let hung = actix::spawn({
+            let w = w_ref.clone();
+            async move {
+                let opts = CallOptions {
+                    deadline: Duration::from_secs(60),
+                    correlation_id: None,
+                };
+                w.call((), &opts).await
+            }
+        });
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while env.faults.is_armed("w") {
+            assert!(std::time::Instant::now() < deadline, "never hung");
+            actix_rt::time::sleep(Duration::from_millis(1)).await;
+        }
+        root.stop(StopLevel::Graceful);
+        while w_ref.node().status() != NodeStatus::Stopping {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the stop never reached w"
+            );
+            actix_rt::time::sleep(Duration::from_millis(1)).await;
+        }
+        // Now a kill: it must reach w through inner, without the clock moving.
+        root.stop(StopLevel::Kill);
+        let exit = loop {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the kill did not pass down to the child being stopped"
+            );
+            if let Ok(exit) = root.exit.try_recv() {
+                break exit;
+            }
+            actix_rt::time::sleep(Duration::from_millis(1)).await;
+        };
+        assert!(matches!(exit, Exit::Killed | Exit::Shutdown), "{exit:?}");
+        assert!(hung.await.unwrap().is_err());
+    });
+}
