@@ -612,6 +612,20 @@ impl<W: Worker> Handler<Envelope<W>> for Host<W> {
     type Result = ();
 
     fn handle(&mut self, mut env: Envelope<W>, ctx: &mut Self::Context) {
+        // A stop is seen at the next message, not once the mailbox is empty: what is
+        // still queued is answered with an error and counted (dropped), never executed.
+        let level = *self.stop_rx.borrow();
+        if level != StopLevel::Run {
+            if let Some(reply) = env.reply.take() {
+                let _ = reply.send(Err(CallError::Failed {
+                    actor: self.shared.id.to_string(),
+                    reason: "the actor is stopping".into(),
+                }));
+            }
+            drop(env);
+            self.stop_for(level, ctx);
+            return;
+        }
         env.ticket.take();
         let fault = if self.failed {
             None

@@ -122,3 +122,75 @@ fn a_request_whose_caller_has_gone_is_skipped_and_counted() {
 fn a_batching_worker_skips_requests_whose_callers_have_gone() {
     run(true);
 }
+
+#[test]
+fn a_kill_stops_a_worker_at_once_whatever_its_mailbox_holds() {
+    actix::System::new().block_on(async move {
+        let clock = ManualClock::new(SystemTime::UNIX_EPOCH);
+        let registry = prometheus::Registry::new();
+        let env = Env::new(&registry, Arc::new(clock.clone()), 1).unwrap();
+        let executed: Arc<AtomicU64> = Arc::default();
+        let e2 = executed.clone();
+        let (child, w) = worker(
+            &env,
+            WorkerSpec {
+                id: "counter".into(),
+                restart: RestartType::Permanent,
+                shutdown: Shutdown::Timeout(Duration::from_secs(1)),
+                mailbox_capacity: 16,
+                factory: move || {
+                    Ok(Counter {
+                        executed: e2.clone(),
+                        batch: false,
+                    })
+                },
+            },
+        );
+        let root = SupervisorSpec {
+            id: "root".into(),
+            strategy: Strategy::OneForOne,
+            intensity: Intensity {
+                max_restarts: 3,
+                period: Duration::from_secs(5),
+            },
+            backoff: BackoffPolicy::none(),
+            command_capacity: 4,
+            children: vec![child],
+        };
+        let mut root = start_root(&env, root).await.unwrap();
+        let opts = CallOptions {
+            deadline: Duration::from_secs(30),
+            correlation_id: None,
+        };
+        env.faults
+            .inject("counter", Fault::Delay(Duration::from_secs(1)), Some(1));
+        let mut calls = vec![];
+        for i in 0..6u32 {
+            let (w, o) = (w.clone(), opts.clone());
+            calls.push(actix::spawn(async move { w.call(i, &o).await }));
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let depth = || {
+            w.node()
+                .mailbox
+                .as_ref()
+                .unwrap()
+                .depth
+                .load(Ordering::Acquire)
+        };
+        while clock.sleepers() == 0 || depth() < 5 {
+            assert!(std::time::Instant::now() < deadline, "never held");
+            actix_rt::time::sleep(Duration::from_millis(1)).await;
+        }
+        root.stop(StopLevel::Kill);
+        assert_eq!((&mut root.exit).await.unwrap(), Exit::Killed);
+        for c in calls {
+            assert!(c.await.unwrap().is_err());
+        }
+        assert_eq!(
+            executed.load(Ordering::SeqCst),
+            0,
+            "nothing runs after a kill, queued or held"
+        );
+    });
+}
