@@ -94,8 +94,16 @@ impl Arbitrary for Case {
 
 const PERIOD: Duration = Duration::from_secs(5);
 
+/// Jitter of up to half the delay: the model checks each delay lies within it (and that
+/// there is jitter at all), and learns the delay drawn from the clock.
+const RANDOM_FACTOR: f64 = 0.5;
+
 fn policy() -> BackoffPolicy {
-    BackoffPolicy::new(Duration::from_millis(10), Duration::from_millis(40), 0.0)
+    BackoffPolicy::new(
+        Duration::from_millis(10),
+        Duration::from_millis(40),
+        RANDOM_FACTOR,
+    )
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -128,7 +136,7 @@ struct Model {
     restarts_total: Vec<u64>,
 }
 
-/// The contract's backoff: `min(max, min × 2^n)`, no jitter in this model.
+/// The contract's backoff before jitter: `min(max, min × 2^n)`.
 fn model_delay(n: u32) -> Duration {
     let p = policy();
     let mut d = p.min;
@@ -322,14 +330,24 @@ async fn check(case: Case) {
                 })
                 .await;
             }
-            Outcome::Restart(set, delay) => {
+            Outcome::Restart(set, base) => {
                 let nodes: Vec<_> = set.iter().map(|j| refs[*j].node().clone()).collect();
                 let c = clock.clone();
                 wait_until("the restart waits for its backoff", || {
                     nodes.iter().all(|n| n.status() == NodeStatus::Restarting)
-                        && c.next_deadline() == Some(now + delay)
+                        && c.next_deadline().is_some_and(|d| d > now)
                 })
                 .await;
+                // The delay is the base times (1 + r), r in [0, random_factor]: never less,
+                // never more, and jittered (r is 0 with probability nil).
+                let delay = clock.next_deadline().unwrap() - now;
+                assert!(
+                    delay > base && delay <= base.mul_f64(1.0 + RANDOM_FACTOR),
+                    "a backoff of {delay:?} for a base of {base:?} in {case:?}"
+                );
+                for &j in &set {
+                    model.started_at[j] = Some(now + delay);
+                }
                 // Backoff delays the restart: nothing has started yet.
                 let stops_only = log.lock().unwrap().clone();
                 assert_eq!(
@@ -378,7 +396,8 @@ fn restarts_follow_the_contract() {
 
 #[test]
 fn backoff_delays_grow_and_intensity_still_applies() {
-    // One permanent child failing in a loop: delays 10, 20, 40 ms, then escalation.
+    // One permanent child failing in a loop: delays of 10, 20, 40 ms (each with up to half
+    // again of jitter), then escalation.
     let case = Case {
         strategy: Strategy::OneForOne,
         restarts: vec![RestartType::Permanent],
