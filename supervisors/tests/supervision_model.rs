@@ -373,7 +373,36 @@ async fn check(case: Case) {
             "restarts of c{j}"
         );
     }
+    // A slow child at shutdown: the graceful stop waits (within its shutdown timeout) for
+    // the request it is handling, which is answered, not killed.
+    let slow = (0..n).rev().find(|j| model.state[*j] == M::Running);
+    let in_flight = slow.map(|k| {
+        env.faults.inject(
+            &format!("c{k}"),
+            Fault::Delay(Duration::from_secs(1)),
+            Some(1),
+        );
+        let (r, o) = (refs[k].clone(), opts.clone());
+        actix::spawn(async move { r.call((), &o).await })
+    });
+    if in_flight.is_some() {
+        let c = clock.clone();
+        wait_until("the slow child holds its request", || c.sleepers() == 1).await;
+    }
     root.stop(StopLevel::Graceful);
+    if let Some(call) = in_flight {
+        let c = clock.clone();
+        wait_until("the stop waits out its shutdown timeout", || {
+            c.sleepers() == 2
+        })
+        .await;
+        clock.advance(Duration::from_secs(1));
+        assert_eq!(
+            call.await.unwrap(),
+            Ok(()),
+            "the request in flight at a graceful stop in {case:?}"
+        );
+    }
     let exit = actix_rt::time::timeout(Duration::from_secs(5), &mut root.exit)
         .await
         .expect("the tree stops")
