@@ -260,6 +260,16 @@ impl<W: Worker> WorkerRef<W> {
     }
 }
 
+/// Where one request's answer goes.
+type Reply<W> = oneshot::Sender<Result<<W as Worker>::Response, CallError>>;
+
+/// What became of one request the worker was handed.
+enum Outcome<R> {
+    Answered(R),
+    Rejected(String),
+    Failed(String),
+}
+
 /// One queued request. Its ticket holds a mailbox slot until the host takes it.
 struct Envelope<W: Worker> {
     request: Option<W::Request>,
@@ -406,6 +416,33 @@ impl<W: Worker> Host<W> {
         ctx.stop();
     }
 
+    /// Answers one request with what became of it, and counts it: the one place an
+    /// outcome turns into a reply, for single requests and batches alike.
+    fn reply(&self, reply: Reply<W>, outcome: Outcome<W::Response>) {
+        let actor = || self.shared.id.to_string();
+        let answer = match outcome {
+            Outcome::Answered(v) => {
+                self.ok.inc();
+                Ok(v)
+            }
+            Outcome::Rejected(reason) => {
+                self.rejected.inc();
+                Err(CallError::Rejected {
+                    actor: actor(),
+                    reason,
+                })
+            }
+            Outcome::Failed(reason) => {
+                self.failures.inc();
+                Err(CallError::Failed {
+                    actor: actor(),
+                    reason,
+                })
+            }
+        };
+        let _ = reply.send(answer);
+    }
+
     /// Calls one of the worker's hooks under `catch_unwind`. A panic is a failure of the
     /// worker: the requests it holds are answered with the error, and it stops.
     fn hook<T>(
@@ -420,14 +457,9 @@ impl<W: Worker> Host<W> {
             Err(p) => {
                 let msg = format!("in {name}: {}", panic_message(&*p));
                 tracing::warn!(actor = %self.shared.id, panic = %msg, "actor panicked");
-                let held = std::mem::take(&mut self.batch);
-                self.failures.inc_by(held.len() as u64 + 1);
-                for mut env in held {
+                for mut env in std::mem::take(&mut self.batch) {
                     if let Some(reply) = env.reply.take() {
-                        let _ = reply.send(Err(CallError::Failed {
-                            actor: self.shared.id.to_string(),
-                            reason: format!("panicked: {msg}"),
-                        }));
+                        self.reply(reply, Outcome::Failed(format!("panicked: {msg}")));
                     }
                 }
                 self.fail(Exit::Panicked(msg.clone()), ctx);
@@ -487,21 +519,14 @@ impl<W: Worker> Host<W> {
         self.handler_seconds
             .observe(started.elapsed().as_secs_f64());
         let stop = cx.stop;
-        let actor = || self.shared.id.to_string();
         let failure = match outcome {
             Ok(Ok(answers)) if answers.len() == n => {
                 for (reply, answer) in replies.into_iter().zip(answers) {
-                    let answer = answer.map_err(|reason| {
-                        self.rejected.inc();
-                        CallError::Rejected {
-                            actor: actor(),
-                            reason,
-                        }
-                    });
-                    if answer.is_ok() {
-                        self.ok.inc();
-                    }
-                    let _ = reply.send(answer);
+                    let outcome = match answer {
+                        Ok(v) => Outcome::Answered(v),
+                        Err(reason) => Outcome::Rejected(reason),
+                    };
+                    self.reply(reply, outcome);
                 }
                 if stop {
                     self.exit = Exit::Normal;
@@ -516,13 +541,9 @@ impl<W: Worker> Host<W> {
             Ok(Err(e)) => Exit::Failed(e.to_string()),
             Err(p) => Exit::Panicked(panic_message(&*p)),
         };
-        self.failures.inc_by(n as u64);
         tracing::warn!(actor = %self.shared.id, exit = %failure, "actor failed");
         for reply in replies {
-            let _ = reply.send(Err(CallError::Failed {
-                actor: actor(),
-                reason: failure.to_string(),
-            }));
+            self.reply(reply, Outcome::Failed(failure.to_string()));
         }
         self.fail(failure, ctx);
     }
@@ -568,40 +589,26 @@ impl<W: Worker> Host<W> {
         }));
         self.handler_seconds
             .observe(started.elapsed().as_secs_f64());
-        let actor = || self.shared.id.to_string();
         match outcome {
             Ok(Ok(answer)) => {
-                self.ok.inc();
-                let _ = reply.send(Ok(answer));
+                self.reply(reply, Outcome::Answered(answer));
                 if cx.stop {
                     self.exit = Exit::Normal;
                     ctx.stop();
                 }
             }
             Ok(Err(WorkerError::Rejected(reason))) => {
-                self.rejected.inc();
-                let _ = reply.send(Err(CallError::Rejected {
-                    actor: actor(),
-                    reason,
-                }));
+                self.reply(reply, Outcome::Rejected(reason));
             }
             Ok(Err(WorkerError::Fatal(reason))) => {
-                self.failures.inc();
                 tracing::warn!(%reason, "actor failed");
-                let _ = reply.send(Err(CallError::Failed {
-                    actor: actor(),
-                    reason: reason.clone(),
-                }));
+                self.reply(reply, Outcome::Failed(reason.clone()));
                 self.fail(Exit::Failed(reason), ctx);
             }
             Err(p) => {
-                self.failures.inc();
                 let msg = panic_message(&*p);
                 tracing::warn!(panic = %msg, "actor panicked");
-                let _ = reply.send(Err(CallError::Failed {
-                    actor: actor(),
-                    reason: format!("panicked: {msg}"),
-                }));
+                self.reply(reply, Outcome::Failed(format!("panicked: {msg}")));
                 self.fail(Exit::Panicked(msg), ctx);
             }
         }
@@ -654,10 +661,7 @@ impl<W: Worker> Handler<Envelope<W>> for Host<W> {
             other => match self.hook("batch_limit()", |w| w.batch_limit(), ctx) {
                 Err(msg) => {
                     if let Some(reply) = env.reply.take() {
-                        let _ = reply.send(Err(CallError::Failed {
-                            actor: self.shared.id.to_string(),
-                            reason: format!("panicked: {msg}"),
-                        }));
+                        self.reply(reply, Outcome::Failed(format!("panicked: {msg}")));
                     }
                 }
                 Ok(Some(max)) if other.is_none() && !self.failed => {
