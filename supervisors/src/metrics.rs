@@ -49,7 +49,7 @@ impl Collector for MailboxDepths {
     fn collect(&self) -> Vec<MetricFamily> {
         let m = self.mailboxes.lock().unwrap_or_else(|e| e.into_inner());
         for (id, mailbox) in m.iter() {
-            let depth = mailbox.depth.load(std::sync::atomic::Ordering::Relaxed);
+            let depth = mailbox.depth();
             self.gauge
                 .with_label_values(&[id])
                 .set(i64::try_from(depth).unwrap_or(i64::MAX));

@@ -16,13 +16,72 @@ use crate::supervisor::Command;
 /// actor that dequeues.
 #[derive(Debug)]
 pub struct Mailbox {
-    pub depth: AtomicU64,
+    /// The incarnation's generation (high bits) and the messages queued for it (low
+    /// bits), in one word so that a slot is always taken for the generation it counts in.
+    slots: AtomicU64,
     pub capacity: u64,
     /// Counts messages dropped from this mailbox because their actor stopped.
     pub dropped: prometheus::IntCounter,
     /// Counts messages skipped because their caller had already gone (timed out or
     /// dropped the call): never executed, since nobody waits for their effect.
     pub abandoned: prometheus::IntCounter,
+}
+
+/// Bits of [`Mailbox`]'s word that count queued messages.
+const DEPTH_BITS: u32 = 40;
+const DEPTH_MASK: u64 = (1 << DEPTH_BITS) - 1;
+
+impl Mailbox {
+    pub fn new(
+        capacity: u64,
+        dropped: prometheus::IntCounter,
+        abandoned: prometheus::IntCounter,
+    ) -> Self {
+        Self {
+            slots: AtomicU64::new(0),
+            capacity,
+            dropped,
+            abandoned,
+        }
+    }
+
+    /// Messages queued for the current incarnation.
+    pub fn depth(&self) -> u64 {
+        self.slots.load(Ordering::Acquire) & DEPTH_MASK
+    }
+
+    /// Takes a slot if there is room; returns the generation it counts in.
+    pub fn try_take(&self) -> Option<u64> {
+        let before = self.slots.fetch_add(1, Ordering::AcqRel);
+        if before & DEPTH_MASK >= self.capacity {
+            self.give_back(before >> DEPTH_BITS);
+            return None;
+        }
+        Some(before >> DEPTH_BITS)
+    }
+
+    /// Frees a slot taken in `generation`; one of an earlier incarnation's no longer
+    /// counts, and is left alone.
+    pub fn give_back(&self, generation: u64) {
+        let mut v = self.slots.load(Ordering::Acquire);
+        while v >> DEPTH_BITS == generation && v & DEPTH_MASK > 0 {
+            match self
+                .slots
+                .compare_exchange_weak(v, v - 1, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return,
+                Err(now) => v = now,
+            }
+        }
+    }
+
+    /// Starts a new incarnation's count at zero: what an earlier one (an abandoned one
+    /// still holding queued messages) took never counts against it.
+    pub fn next_generation(&self) {
+        let v = self.slots.load(Ordering::Acquire);
+        self.slots
+            .store(((v >> DEPTH_BITS) + 1) << DEPTH_BITS, Ordering::Release);
+    }
 }
 
 /// One node of the live tree.
@@ -189,7 +248,7 @@ impl TreeNode {
             restarts_total: total,
             last_failure,
             mailbox: self.mailbox.as_ref().map(|m| MailboxSnapshot {
-                depth: m.depth.load(Ordering::Relaxed),
+                depth: m.depth(),
                 capacity: m.capacity,
             }),
             children: self.children().iter().map(|c| c.snapshot(clock)).collect(),

@@ -207,16 +207,14 @@ impl<W: Worker> WorkerRef<W> {
             drop(addr_guard);
             return Err(self.unavailable());
         };
-        let before = s.mailbox.depth.fetch_add(1, Ordering::AcqRel);
-        if before >= s.mailbox.capacity {
-            s.mailbox.depth.fetch_sub(1, Ordering::AcqRel);
+        let Some(generation) = s.mailbox.try_take() else {
             drop(addr_guard);
             s.overloaded.inc();
             return Err(CallError::Overloaded {
                 actor: s.id.to_string(),
                 capacity: s.mailbox.capacity,
             });
-        }
+        };
         let (tx, rx) = oneshot::channel();
         let env = Envelope {
             request: Some(request),
@@ -225,6 +223,7 @@ impl<W: Worker> WorkerRef<W> {
             parent: tracing::Span::current(),
             ticket: Ticket {
                 mailbox: s.mailbox.clone(),
+                generation,
                 taken: false,
             },
         };
@@ -237,7 +236,7 @@ impl<W: Worker> WorkerRef<W> {
                 SendError::Full(env) | SendError::Closed(env) => env,
             };
             env.ticket.take();
-            let full = s.mailbox.depth.load(Ordering::Acquire) >= s.mailbox.capacity;
+            let full = s.mailbox.depth() >= s.mailbox.capacity;
             return Err(if full {
                 s.overloaded.inc();
                 CallError::Overloaded {
@@ -291,6 +290,8 @@ impl<W: Worker> Message for Envelope<W> {
 /// (its actor stopped with it queued) frees the slot and counts the message as dropped.
 struct Ticket {
     mailbox: Arc<Mailbox>,
+    /// The incarnation's generation the slot counts in.
+    generation: u64,
     taken: bool,
 }
 
@@ -298,7 +299,7 @@ impl Ticket {
     fn take(&mut self) {
         if !self.taken {
             self.taken = true;
-            self.mailbox.depth.fetch_sub(1, Ordering::AcqRel);
+            self.mailbox.give_back(self.generation);
         }
     }
 }
@@ -875,12 +876,11 @@ where
 {
     let m: &Metrics = &env.metrics;
     let id: Arc<str> = Arc::from(spec.id.as_str());
-    let mailbox = Arc::new(Mailbox {
-        depth: Default::default(),
-        capacity: spec.mailbox_capacity,
-        dropped: m.messages.with_label_values(&[&spec.id, "dropped"]),
-        abandoned: m.messages.with_label_values(&[&spec.id, "abandoned"]),
-    });
+    let mailbox = Arc::new(Mailbox::new(
+        spec.mailbox_capacity,
+        m.messages.with_label_values(&[&spec.id, "dropped"]),
+        m.messages.with_label_values(&[&spec.id, "abandoned"]),
+    ));
     m.mailbox_depth.add(&spec.id, mailbox.clone());
     let node = TreeNode::new(
         spec.id.clone(),
@@ -926,7 +926,12 @@ where
                 handler_seconds: env.metrics.handler_seconds.with_label_values(&[a]),
             };
             let addr = place(parts).await?;
-            *shared.addr.write().unwrap_or_else(|e| e.into_inner()) = Some((incarnation, addr));
+            // The new incarnation's mailbox count starts at zero and its address goes up
+            // together, under the lock every sender holds while it takes a slot and sends.
+            let mut slot = shared.addr.write().unwrap_or_else(|e| e.into_inner());
+            shared.mailbox.next_generation();
+            *slot = Some((incarnation, addr));
+            drop(slot);
             Ok(Running {
                 control: Box::new(WorkerControl { stop_tx }),
                 exit: exit_rx,

@@ -84,6 +84,19 @@ fn a_child_that_will_not_stop_is_abandoned_and_cannot_touch_its_successor() {
             assert!(std::time::Instant::now() < d, "never stuck");
             actix_rt::time::sleep(Duration::from_millis(1)).await;
         }
+        // Requests queue behind the stuck one, in the mailbox of the incarnation that is
+        // about to be abandoned.
+        let stale: Vec<_> = (0..5u32)
+            .map(|i| {
+                let (w, o) = (w.clone(), opts.clone());
+                actix::spawn(async move { w.call(50 + i, &o).await })
+            })
+            .collect();
+        let depth = || w.node().mailbox.as_ref().unwrap().depth();
+        while depth() < 5 {
+            assert!(std::time::Instant::now() < d, "never queued");
+            actix_rt::time::sleep(Duration::from_millis(1)).await;
+        }
         // An operator restart: ask, wait the shutdown timeout, kill, wait a bound, abandon.
         let node = root.node.clone();
         let restart = actix::spawn(async move {
@@ -103,6 +116,37 @@ fn a_child_that_will_not_stop_is_abandoned_and_cannot_touch_its_successor() {
         assert_eq!(restart.await.unwrap(), Ok(()));
         // The successor answers, on a thread of its own.
         assert_eq!(w.call(7, &opts).await, Ok(7));
+        // Its mailbox is its own: held busy, it takes its whole capacity, whatever the
+        // abandoned incarnation still holds queued.
+        assert_eq!(depth(), 0);
+        env.faults
+            .inject("stuck", Fault::Delay(Duration::from_secs(1)), Some(1));
+        let held = {
+            let (w, o) = (w.clone(), opts.clone());
+            actix::spawn(async move { w.call(200, &o).await })
+        };
+        let d = deadline();
+        while clock.sleepers() == 0 {
+            assert!(std::time::Instant::now() < d, "the successor never held");
+            actix_rt::time::sleep(Duration::from_millis(1)).await;
+        }
+        let mut fill = vec![held];
+        for i in 1..9u32 {
+            let (w, o) = (w.clone(), opts.clone());
+            fill.push(actix::spawn(async move { w.call(200 + i, &o).await }));
+        }
+        while depth() < 8 {
+            assert!(
+                std::time::Instant::now() < d,
+                "the successor's mailbox: {}",
+                depth()
+            );
+            actix_rt::time::sleep(Duration::from_millis(1)).await;
+        }
+        clock.advance(Duration::from_secs(1));
+        for (i, c) in fill.into_iter().enumerate() {
+            assert_eq!(c.await.unwrap(), Ok(200 + i as u32), "fill {i}");
+        }
         let abandoned = registry
             .gather()
             .iter()
@@ -112,6 +156,10 @@ fn a_child_that_will_not_stop_is_abandoned_and_cannot_touch_its_successor() {
         // The abandoned incarnation ends at last: it does not blank its successor.
         tx.send(()).unwrap();
         let _ = stuck_call.await;
+        // What it held queued is answered with an error, never executed by anyone.
+        for c in stale {
+            assert!(c.await.unwrap().is_err());
+        }
         let d = deadline();
         for i in 0..50u32 {
             assert!(std::time::Instant::now() < d);

@@ -170,14 +170,7 @@ fn a_kill_stops_a_worker_at_once_whatever_its_mailbox_holds() {
             calls.push(actix::spawn(async move { w.call(i, &o).await }));
         }
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        let depth = || {
-            w.node()
-                .mailbox
-                .as_ref()
-                .unwrap()
-                .depth
-                .load(Ordering::Acquire)
-        };
+        let depth = || w.node().mailbox.as_ref().unwrap().depth();
         while clock.sleepers() == 0 || depth() < 5 {
             assert!(std::time::Instant::now() < deadline, "never held");
             actix_rt::time::sleep(Duration::from_millis(1)).await;

@@ -118,15 +118,7 @@ fn queued_requests_commit_together_on_the_workers_own_thread() {
                 actix::spawn(async move { w.call(100 + i, &opts).await })
             })
             .collect();
-        while w
-            .node()
-            .mailbox
-            .as_ref()
-            .unwrap()
-            .depth
-            .load(std::sync::atomic::Ordering::Relaxed)
-            < 20
-        {
+        while w.node().mailbox.as_ref().unwrap().depth() < 20 {
             actix_rt::time::sleep(Duration::from_millis(1)).await;
         }
         clock.advance(Duration::from_secs(1));

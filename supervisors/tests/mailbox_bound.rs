@@ -83,14 +83,7 @@ fn run(own_thread: bool) {
             let (w, o) = (w.clone(), opts.clone());
             calls.push(actix::spawn(async move { w.call(i as u32, &o).await }));
         }
-        let depth = || {
-            w.node()
-                .mailbox
-                .as_ref()
-                .unwrap()
-                .depth
-                .load(std::sync::atomic::Ordering::Acquire)
-        };
+        let depth = || w.node().mailbox.as_ref().unwrap().depth();
         while depth() < CAPACITY {
             assert!(
                 std::time::Instant::now() < deadline,
