@@ -5,7 +5,7 @@
 use axon_harness::{wait_until, Fault, NodeStatus, TestNode};
 use axon_supervisors::Exit;
 use serde_json::{json, Value};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn problem_type(res: reqwest::blocking::Response) -> String {
     let v: Value = res.json().expect("a problem document");
@@ -18,11 +18,10 @@ fn a_panicking_handler_is_restarted_and_the_node_keeps_serving() {
     assert_eq!(node.post_json("/v1/echo", &json!(1)).status(), 200);
 
     node.inject("echo", Fault::Panic, Some(1));
-    let started = Instant::now();
     let res = node.post_json("/v1/echo", &json!({"boom": true}));
+    // The caller learns from the failure itself (500 actor-failed), not from its deadline
+    // running out (which would be 504 timeout).
     assert_eq!(res.status(), 500);
-    // The caller learns at once; it does not wait for its deadline (5 s).
-    assert!(started.elapsed() < Duration::from_secs(4));
     assert_eq!(problem_type(res), "urn:axon:problem:actor-failed");
 
     // The other routes keep answering while echo waits out its backoff.

@@ -2,7 +2,10 @@
 //! fresh thread; the abandoned incarnation, when it finally ends, can never touch its
 //! successor (its late `stopped()` does not blank the new address).
 
+mod common;
+
 use axon_supervisors::*;
+use common::wait_until;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -79,11 +82,10 @@ fn a_child_that_will_not_stop_is_abandoned_and_cannot_touch_its_successor() {
             let (w, o) = (w.clone(), opts.clone());
             async move { w.call(0, &o).await }
         });
-        let d = deadline();
-        while release.lock().unwrap().is_some() {
-            assert!(std::time::Instant::now() < d, "never stuck");
-            actix_rt::time::sleep(Duration::from_millis(1)).await;
-        }
+        wait_until("the first incarnation is stuck", || {
+            release.lock().unwrap().is_none()
+        })
+        .await;
         // Requests queue behind the stuck one, in the mailbox of the incarnation that is
         // about to be abandoned.
         let stale: Vec<_> = (0..5u32)
@@ -93,10 +95,7 @@ fn a_child_that_will_not_stop_is_abandoned_and_cannot_touch_its_successor() {
             })
             .collect();
         let depth = || w.node().mailbox.as_ref().unwrap().depth();
-        while depth() < 5 {
-            assert!(std::time::Instant::now() < d, "never queued");
-            actix_rt::time::sleep(Duration::from_millis(1)).await;
-        }
+        wait_until("five requests queue", || depth() >= 5).await;
         // An operator restart: ask, wait the shutdown timeout, kill, wait a bound, abandon.
         let node = root.node.clone();
         let restart = actix::spawn(async move {
@@ -126,10 +125,7 @@ fn a_child_that_will_not_stop_is_abandoned_and_cannot_touch_its_successor() {
             actix::spawn(async move { w.call(200, &o).await })
         };
         let d = deadline();
-        while clock.sleepers() == 0 {
-            assert!(std::time::Instant::now() < d, "the successor never held");
-            actix_rt::time::sleep(Duration::from_millis(1)).await;
-        }
+        wait_until("the successor holds a request", || clock.sleepers() > 0).await;
         let mut fill = vec![held];
         for i in 1..9u32 {
             let (w, o) = (w.clone(), opts.clone());

@@ -2,7 +2,10 @@
 //! mailbox) is skipped and counted, never executed: on an actuation node it would be a
 //! side effect nobody waits for. For plain workers and for batching workers.
 
+mod common;
+
 use axon_supervisors::*;
+use common::wait_until;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -85,14 +88,7 @@ fn run(batch: bool) {
             let (w, o) = (w.clone(), patient.clone());
             async move { w.call(1, &o).await }
         });
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while clock.sleepers() == 0 {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the worker never held"
-            );
-            actix_rt::time::sleep(Duration::from_millis(1)).await;
-        }
+        wait_until("the worker holds a request", || clock.sleepers() > 0).await;
         // ...while a caller with a short deadline gives up on its queued request.
         let hasty = CallOptions {
             deadline: Duration::from_millis(20),
@@ -169,12 +165,11 @@ fn a_kill_stops_a_worker_at_once_whatever_its_mailbox_holds() {
             let (w, o) = (w.clone(), opts.clone());
             calls.push(actix::spawn(async move { w.call(i, &o).await }));
         }
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
         let depth = || w.node().mailbox.as_ref().unwrap().depth();
-        while clock.sleepers() == 0 || depth() < 5 {
-            assert!(std::time::Instant::now() < deadline, "never held");
-            actix_rt::time::sleep(Duration::from_millis(1)).await;
-        }
+        wait_until("the worker holds one and five queue", || {
+            clock.sleepers() > 0 && depth() >= 5
+        })
+        .await;
         root.stop(StopLevel::Kill);
         assert_eq!((&mut root.exit).await.unwrap(), Exit::Killed);
         for c in calls {

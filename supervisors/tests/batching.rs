@@ -3,7 +3,10 @@
 //! thread; a panic in a batching hook is a failure. And one operator-restart rule: a
 //! temporary child whose restart fails is not restarted.
 
+mod common;
+
 use axon_supervisors::*;
+use common::wait_until;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -108,9 +111,10 @@ fn queued_requests_commit_together_on_the_workers_own_thread() {
             let opts = opts.clone();
             async move { w.call(1, &opts).await }
         });
-        while clock.sleepers() == 0 {
-            actix_rt::time::sleep(Duration::from_millis(1)).await;
-        }
+        wait_until("the worker holds the first request", || {
+            clock.sleepers() > 0
+        })
+        .await;
         let queued: Vec<_> = (0..20u32)
             .map(|i| {
                 let w = w.clone();
@@ -139,9 +143,10 @@ fn queued_requests_commit_together_on_the_workers_own_thread() {
             w.call(666, &opts).await,
             Err(CallError::Failed { .. })
         ));
-        while w.node().restarts_total() == 0 || w.node().status() != NodeStatus::Running {
-            actix_rt::time::sleep(Duration::from_millis(1)).await;
-        }
+        wait_until("the batcher restarted", || {
+            w.node().restarts_total() > 0 && w.node().status() == NodeStatus::Running
+        })
+        .await;
         assert_eq!(w.call(2, &opts).await, Ok(20));
         root.stop(StopLevel::Graceful);
         assert_eq!((&mut root.exit).await.unwrap(), Exit::Shutdown);
@@ -170,10 +175,9 @@ fn a_batch_waits_for_more_requests_up_to_its_wait_or_until_it_is_full() {
         };
         // Three requests wait for the batch wait, on the node's clock.
         let first: Vec<_> = (0..3).map(call).collect();
-        while clock.sleepers() == 0 {
-            actix_rt::time::sleep(Duration::from_millis(1)).await;
-        }
-        actix_rt::time::sleep(Duration::from_millis(20)).await;
+        // The batch waits on the node's clock, which has not moved: nothing is handed
+        // over while the wait is pending.
+        wait_until("the batch waits", || clock.sleepers() > 0).await;
         assert!(
             batches.lock().unwrap().is_empty(),
             "handed over before the wait"
@@ -334,11 +338,7 @@ fn a_graceful_stop_answers_the_batch_in_progress() {
                 actix::spawn(async move { w.call(i, &o).await })
             })
             .collect();
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while clock.sleepers() == 0 {
-            assert!(std::time::Instant::now() < deadline, "no batch wait");
-            actix_rt::time::sleep(Duration::from_millis(1)).await;
-        }
+        wait_until("the batch waits", || clock.sleepers() > 0).await;
         root.stop(StopLevel::Graceful);
         for (i, c) in calls.into_iter().enumerate() {
             assert_eq!(c.await.unwrap(), Ok(i as u32 * 10), "request {i}");

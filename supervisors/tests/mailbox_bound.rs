@@ -3,7 +3,10 @@
 //! `Unavailable` because actix's own queue filled first, whether the worker was just
 //! started or has run for a while, on the arbiter or on a thread of its own.
 
+mod common;
+
 use axon_supervisors::*;
+use common::wait_until;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -70,13 +73,7 @@ fn run(own_thread: bool) {
             let (w, o) = (w.clone(), opts.clone());
             actix::spawn(async move { w.call(0, &o).await })
         };
-        while clock.sleepers() == 0 {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the worker never held"
-            );
-            actix_rt::time::sleep(Duration::from_millis(1)).await;
-        }
+        wait_until("the worker holds a request", || clock.sleepers() > 0).await;
         // ...and its mailbox filled to the bound.
         let mut calls = vec![held];
         for i in 1..=CAPACITY {

@@ -1,7 +1,10 @@
 //! A stop escalates from graceful to kill at every level: a `Kill` asked while a graceful
 //! stop is under way passes down through a child supervisor to the child being stopped.
 
+mod common;
+
 use axon_supervisors::*;
+use common::wait_until;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -58,18 +61,12 @@ fn a_kill_after_a_graceful_stop_passes_down_to_the_child_being_stopped() {
             }
         });
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        while env.faults.is_armed("w") {
-            assert!(std::time::Instant::now() < deadline, "never hung");
-            actix_rt::time::sleep(Duration::from_millis(1)).await;
-        }
+        wait_until("w hangs in its request", || !env.faults.is_armed("w")).await;
         root.stop(StopLevel::Graceful);
-        while w_ref.node().status() != NodeStatus::Stopping {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the stop never reached w"
-            );
-            actix_rt::time::sleep(Duration::from_millis(1)).await;
-        }
+        wait_until("the stop reaches w", || {
+            w_ref.node().status() == NodeStatus::Stopping
+        })
+        .await;
         // Now a kill: it must reach w through inner, without the clock moving.
         root.stop(StopLevel::Kill);
         let exit = loop {

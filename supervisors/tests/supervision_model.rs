@@ -2,7 +2,10 @@
 //! children `SUPERVISION.md` says, in the order it says, and escalates exactly when the
 //! restart intensity is exceeded. Time is a `ManualClock`: the test moves it by hand.
 
+mod common;
+
 use axon_supervisors::*;
+use common::wait_until;
 use quickcheck::{Arbitrary, Gen, QuickCheck};
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -208,16 +211,6 @@ impl Model {
         }
         Outcome::Restart(set, delay)
     }
-}
-
-async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    for _ in 0..5000 {
-        if cond() {
-            return;
-        }
-        actix_rt::time::sleep(Duration::from_millis(1)).await;
-    }
-    panic!("timed out waiting until {what}");
 }
 
 fn run_case(case: Case) -> bool {
