@@ -622,7 +622,13 @@ impl<W: Worker> Handler<Envelope<W>> for Host<W> {
     fn handle(&mut self, mut env: Envelope<W>, ctx: &mut Self::Context) {
         // A stop is seen at the next message, not once the mailbox is empty: what is
         // still queued is answered with an error and counted (dropped), never executed.
-        let level = *self.stop_rx.borrow();
+        // `has_changed` is one atomic load: this receiver has seen only `Run`, so any
+        // change is a stop (and a gone supervisor is a kill).
+        let level = match self.stop_rx.has_changed() {
+            Ok(false) => StopLevel::Run,
+            Ok(true) => *self.stop_rx.borrow(),
+            Err(_) => StopLevel::Kill,
+        };
         if level != StopLevel::Run {
             if let Some(reply) = env.reply.take() {
                 let _ = reply.send(Err(CallError::Failed {
