@@ -40,6 +40,8 @@ enum Kind {
     Panic,
     Error,
     NormalExit,
+    /// An operator restarts the child (`POST /v1/supervision/{actor}/restart`).
+    OperatorRestart,
 }
 
 #[derive(Clone, Debug)]
@@ -75,7 +77,12 @@ impl Arbitrary for Case {
             .map(|_| Step {
                 child: usize::arbitrary(g) % n,
                 kind: *g
-                    .choose(&[Kind::Panic, Kind::Error, Kind::NormalExit])
+                    .choose(&[
+                        Kind::Panic,
+                        Kind::Error,
+                        Kind::NormalExit,
+                        Kind::OperatorRestart,
+                    ])
                     .unwrap(),
                 gap_ms: *g.choose(&[0, 100, 700, 1500, 2600, 6000]).unwrap(),
             })
@@ -289,6 +296,21 @@ async fn check(case: Case) {
             Kind::Panic => Fault::Panic,
             Kind::Error => Fault::Error,
             Kind::NormalExit => Fault::Exit,
+            Kind::OperatorRestart => {
+                // The contract: the child is stopped and started again at once, its
+                // restarts count one more (outside the intensity window), its siblings
+                // are untouched, and its run counts from the new start.
+                let done =
+                    supervisor::restart_actor(&root.node, &format!("c{i}"), Duration::from_secs(5))
+                        .await;
+                assert!(done.is_ok(), "{done:?} in {case:?}");
+                expected.extend([Ev::Stop(i), Ev::Start(i)]);
+                model.restarts_total[i] += 1;
+                model.started_at[i] = Some(clock.now());
+                assert_eq!(*log.lock().unwrap(), expected, "after {step:?} in {case:?}");
+                clock.advance(Duration::from_millis(step.gap_ms));
+                continue;
+            }
         };
         env.faults.inject(&format!("c{i}"), fault, Some(1));
         let answer = refs[i].call((), &opts).await;
