@@ -1,18 +1,13 @@
 //! Durable changes to the data directory: folders created with their entries fsynced in
-//! their parents, and small files replaced by rename (written to a temporary file in the
-//! same folder, fsynced, renamed into place, the folder fsynced), so a crash leaves the
-//! old file or the new one, never a part of one.
+//! their parents, and small files replaced by rename, through `axon_actors::durable`
+//! (the one way Axon makes such changes), with errors for the operator.
 
 use anyhow::Context;
-use std::fs::{File, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 /// Makes the entries of `dir` (files and folders created in it) durable.
 pub fn sync_dir(dir: &Path) -> anyhow::Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
+    axon_actors::durable::sync_dir(dir)
         .with_context(|| format!("cannot fsync the directory {}", dir.display()))
 }
 
@@ -47,27 +42,8 @@ pub fn create(dir: &Path) -> anyhow::Result<()> {
 
 /// Replaces `dir/name` with `bytes` (mode `mode`) by rename.
 pub fn replace_file(dir: &Path, name: &str, bytes: &[u8], mode: u32) -> anyhow::Result<()> {
-    let path = dir.join(name);
-    let tmp = dir.join(format!(".{name}.tmp"));
-    // A temporary file left by a crash is stale: it was never renamed into place.
-    match std::fs::remove_file(&tmp) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e).with_context(|| format!("cannot remove {}", tmp.display())),
-    }
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(&tmp)
-        .with_context(|| format!("cannot create {}", tmp.display()))?;
-    f.write_all(bytes)
-        .and_then(|()| f.sync_all())
-        .with_context(|| format!("cannot write {}", tmp.display()))?;
-    drop(f);
-    std::fs::rename(&tmp, &path)
-        .with_context(|| format!("cannot rename {} to {}", tmp.display(), path.display()))?;
-    sync_dir(dir)
+    axon_actors::durable::replace_file(dir, name, bytes, mode)
+        .map_err(|(path, e)| anyhow::anyhow!("cannot replace {}: {e}", path.display()))
 }
 
 #[cfg(test)]

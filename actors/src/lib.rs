@@ -7,6 +7,7 @@
 //! routes onto them. Dependencies point down only: `actors` → `drivers` → `supervisors`
 //! → `protocols`.
 
+pub mod durable;
 pub mod journal;
 
 pub use axon_drivers as drivers;

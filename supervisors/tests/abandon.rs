@@ -5,7 +5,7 @@
 mod common;
 
 use axon_supervisors::*;
-use common::wait_until;
+use common::{one_for_one, wait_until};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -57,22 +57,9 @@ fn a_child_that_will_not_stop_is_abandoned_and_cannot_touch_its_successor() {
                 },
             },
         );
-        let mut root = start_root(
-            &env,
-            SupervisorSpec {
-                id: "root".into(),
-                strategy: Strategy::OneForOne,
-                intensity: Intensity {
-                    max_restarts: 3,
-                    period: Duration::from_secs(5),
-                },
-                backoff: BackoffPolicy::none(),
-                command_capacity: 4,
-                children: vec![child],
-            },
-        )
-        .await
-        .unwrap();
+        let mut root = start_root(&env, one_for_one("root", vec![child]))
+            .await
+            .unwrap();
         let opts = CallOptions {
             deadline: Duration::from_secs(60),
             correlation_id: None,

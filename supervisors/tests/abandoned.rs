@@ -5,7 +5,7 @@
 mod common;
 
 use axon_supervisors::*;
-use common::wait_until;
+use common::{one_for_one, wait_until};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -65,17 +65,7 @@ fn run(batch: bool) {
                 },
             },
         );
-        let root = SupervisorSpec {
-            id: "root".into(),
-            strategy: Strategy::OneForOne,
-            intensity: Intensity {
-                max_restarts: 3,
-                period: Duration::from_secs(5),
-            },
-            backoff: BackoffPolicy::none(),
-            command_capacity: 4,
-            children: vec![child],
-        };
+        let root = one_for_one("root", vec![child]);
         let mut root = start_root(&env, root).await.unwrap();
         let patient = CallOptions {
             deadline: Duration::from_secs(30),
@@ -142,17 +132,7 @@ fn a_kill_stops_a_worker_at_once_whatever_its_mailbox_holds() {
                 },
             },
         );
-        let root = SupervisorSpec {
-            id: "root".into(),
-            strategy: Strategy::OneForOne,
-            intensity: Intensity {
-                max_restarts: 3,
-                period: Duration::from_secs(5),
-            },
-            backoff: BackoffPolicy::none(),
-            command_capacity: 4,
-            children: vec![child],
-        };
+        let root = one_for_one("root", vec![child]);
         let mut root = start_root(&env, root).await.unwrap();
         let opts = CallOptions {
             deadline: Duration::from_secs(30),

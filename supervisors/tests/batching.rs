@@ -6,7 +6,7 @@
 mod common;
 
 use axon_supervisors::*;
-use common::wait_until;
+use common::{one_for_one, wait_until};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -74,21 +74,6 @@ fn batcher_spec(
     }
 }
 
-/// A root supervising `child` alone.
-fn root_spec(child: ChildSpec) -> SupervisorSpec {
-    SupervisorSpec {
-        id: "root".into(),
-        strategy: Strategy::OneForOne,
-        intensity: Intensity {
-            max_restarts: 3,
-            period: Duration::from_secs(5),
-        },
-        backoff: BackoffPolicy::none(),
-        command_capacity: 4,
-        children: vec![child],
-    }
-}
-
 #[test]
 fn queued_requests_commit_together_on_the_workers_own_thread() {
     actix::System::new().block_on(async {
@@ -98,7 +83,9 @@ fn queued_requests_commit_together_on_the_workers_own_thread() {
         let thread: Arc<Mutex<Option<std::thread::ThreadId>>> = Arc::default();
         let (b2, t2) = (batches.clone(), thread.clone());
         let (child, w) = worker_on_own_thread(&env, batcher_spec(b2, t2, Duration::ZERO));
-        let mut root = start_root(&env, root_spec(child)).await.unwrap();
+        let mut root = start_root(&env, one_for_one("root", vec![child]))
+            .await
+            .unwrap();
         let opts = CallOptions {
             deadline: Duration::from_secs(5),
             correlation_id: None,
@@ -164,7 +151,9 @@ fn a_batch_waits_for_more_requests_up_to_its_wait_or_until_it_is_full() {
             &env,
             batcher_spec(b2, Arc::default(), Duration::from_millis(5)),
         );
-        let mut root = start_root(&env, root_spec(child)).await.unwrap();
+        let mut root = start_root(&env, one_for_one("root", vec![child]))
+            .await
+            .unwrap();
         let opts = CallOptions {
             deadline: Duration::from_secs(60),
             correlation_id: None,
@@ -235,7 +224,9 @@ fn a_panic_in_a_batching_hook_is_a_failure_not_a_kill() {
                     factory: move || Ok(Fragile { hook }),
                 },
             );
-            let mut root = start_root(&env, root_spec(child)).await.unwrap();
+            let mut root = start_root(&env, one_for_one("root", vec![child]))
+                .await
+                .unwrap();
             let opts = CallOptions {
                 deadline: Duration::from_secs(5),
                 correlation_id: None,
@@ -289,7 +280,9 @@ fn a_temporary_child_whose_operator_restart_fails_is_not_restarted() {
                 },
             },
         );
-        let mut root = start_root(&env, root_spec(child)).await.unwrap();
+        let mut root = start_root(&env, one_for_one("root", vec![child]))
+            .await
+            .unwrap();
         let node = root.node.clone();
         let failed = supervisor::restart_actor(&node, "t", Duration::from_secs(5)).await;
         assert!(
@@ -326,7 +319,9 @@ fn a_graceful_stop_answers_the_batch_in_progress() {
             &env,
             batcher_spec(batches.clone(), Arc::default(), Duration::from_secs(1)),
         );
-        let mut root = start_root(&env, root_spec(child)).await.unwrap();
+        let mut root = start_root(&env, one_for_one("root", vec![child]))
+            .await
+            .unwrap();
         let opts = CallOptions {
             deadline: Duration::from_secs(30),
             correlation_id: None,

@@ -6,7 +6,7 @@
 mod common;
 
 use axon_supervisors::*;
-use common::wait_until;
+use common::{one_for_one, wait_until};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -38,17 +38,7 @@ fn run(own_thread: bool) {
         } else {
             worker(&env, spec)
         };
-        let root = SupervisorSpec {
-            id: "root".into(),
-            strategy: Strategy::OneForOne,
-            intensity: Intensity {
-                max_restarts: 3,
-                period: Duration::from_secs(5),
-            },
-            backoff: BackoffPolicy::none(),
-            command_capacity: 4,
-            children: vec![child],
-        };
+        let root = one_for_one("root", vec![child]);
         let mut root = start_root(&env, root).await.unwrap();
         let opts = CallOptions {
             deadline: Duration::from_secs(30),

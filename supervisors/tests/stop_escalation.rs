@@ -4,7 +4,7 @@
 mod common;
 
 use axon_supervisors::*;
-use common::wait_until;
+use common::{one_for_one, wait_until};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -35,19 +35,10 @@ fn a_kill_after_a_graceful_stop_passes_down_to_the_child_being_stopped() {
                 factory: || Ok(Plain),
             },
         );
-        let spec = |id: &str, children| SupervisorSpec {
-            id: id.into(),
-            strategy: Strategy::OneForOne,
-            intensity: Intensity {
-                max_restarts: 3,
-                period: Duration::from_secs(5),
-            },
-            backoff: BackoffPolicy::none(),
-            command_capacity: 4,
-            children,
-        };
-        let inner = supervisor(&env, spec("inner", vec![w]), RestartType::Permanent);
-        let mut root = start_root(&env, spec("root", vec![inner])).await.unwrap();
+        let inner = supervisor(&env, one_for_one("inner", vec![w]), RestartType::Permanent);
+        let mut root = start_root(&env, one_for_one("root", vec![inner]))
+            .await
+            .unwrap();
         // The worker hangs in a request: a graceful stop cannot end it.
         env.faults.inject("w", Fault::Hang, Some(1));
         let hung = actix::spawn({

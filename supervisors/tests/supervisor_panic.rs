@@ -3,7 +3,10 @@
 //! stopped, not running.
 
 use axon_supervisors::supervisor::{ChildControl, ChildSpec, Running};
+mod common;
+
 use axon_supervisors::*;
+use common::one_for_one;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -89,22 +92,9 @@ fn a_panicking_supervisor_stops_its_children_in_order() {
         };
         let (a, a_ref) = probe("a");
         let (c, c_ref) = probe("c");
-        let mut root = start_root(
-            &env,
-            SupervisorSpec {
-                id: "sup".into(),
-                strategy: Strategy::OneForOne,
-                intensity: Intensity {
-                    max_restarts: 3,
-                    period: Duration::from_secs(5),
-                },
-                backoff: BackoffPolicy::none(),
-                command_capacity: 4,
-                children: vec![a, bomb(), c],
-            },
-        )
-        .await
-        .unwrap();
+        let mut root = start_root(&env, one_for_one("sup", vec![a, bomb(), c]))
+            .await
+            .unwrap();
         // An operator restart of the bomb makes the supervisor ask it to stop: it panics.
         let answer = supervisor::request_restart(&root.node, "bomb").unwrap();
         let exit = (&mut root.exit).await.unwrap();

@@ -3,12 +3,8 @@
 //! Owns: creating it once (mode 0600, durable with its folder) and loading it. Must never:
 //! replace an existing key, or write it anywhere else.
 
-use super::segments::sync_dir;
 use super::{io, OpenError};
 use axon_protocols::checkpoint::Signer;
-use std::fs::OpenOptions;
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 /// Loads the node's signing key, creating it (mode 0600, made durable) at first start.
@@ -23,18 +19,8 @@ pub(super) fn load_or_create_key(dir: &Path, name: &str) -> Result<(Signer, bool
             // crash leaves either no key (made anew at the next start, before any entry is
             // signed with it) or the whole key, never part of one.
             let pkcs8 = Signer::generate_pkcs8().map_err(|e| OpenError::Key(e.to_string()))?;
-            let tmp = dir.join("node.key.tmp");
-            let _ = std::fs::remove_file(&tmp);
-            let mut f = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&tmp)
-                .map_err(io(&tmp))?;
-            f.write_all(&pkcs8).map_err(io(&tmp))?;
-            f.sync_all().map_err(io(&tmp))?;
-            std::fs::rename(&tmp, &path).map_err(io(&path))?;
-            sync_dir(dir)?;
+            crate::durable::replace_file(dir, "node.key", &pkcs8, 0o600)
+                .map_err(|(p, e)| io(&p)(e))?;
             created = true;
             pkcs8
         }

@@ -289,8 +289,13 @@ fn put<T>(m: &Mutex<Option<T>>, v: T) {
 
 impl JournalShared {
     /// The newest checkpoint in the checkpoint log (durable before it is published).
-    pub fn checkpoint(&self) -> Option<String> {
-        locked(&self.checkpoint)
+    pub fn checkpoint(&self) -> Result<String, Refusal> {
+        locked(&self.checkpoint).ok_or_else(|| {
+            Refusal::Busy(
+                "no checkpoint is logged yet; one is within journal.checkpoint_min_interval_ms"
+                    .into(),
+            )
+        })
     }
 
     /// The verifier key, in signed-note vkey form.
@@ -1037,10 +1042,8 @@ impl Worker for Journal {
         for (slot, req) in reads {
             answers[slot] = Some(match req {
                 JournalRequest::Checkpoint => match self.shared.checkpoint() {
-                    Some(note) => JournalResponse::Checkpoint(note),
-                    None => JournalResponse::Refused(Refusal::Busy(
-                        "no checkpoint is logged yet; one is within journal.checkpoint_min_interval_ms".into(),
-                    )),
+                    Ok(note) => JournalResponse::Checkpoint(note),
+                    Err(refusal) => JournalResponse::Refused(refusal),
                 },
                 JournalRequest::Key => JournalResponse::Key(self.signer.vkey()),
                 other => self.reader.read(other),

@@ -43,6 +43,25 @@ pub struct Reader {
     pub(super) metrics: Arc<OnceLock<JournalMetrics>>,
 }
 
+/// An entry as answered: its bytes and what its leaf hash and head say of it.
+fn stored(
+    index: u64,
+    leaf: &Hash,
+    kind: EntryKind,
+    links: Vec<String>,
+    bytes: Vec<u8>,
+) -> StoredEntry {
+    StoredEntry {
+        index,
+        id: entry_id(leaf),
+        kind,
+        barcode: barcode(leaf),
+        leaf_hash: entry_id(leaf),
+        bytes,
+        links,
+    }
+}
+
 /// A page of query results, bounded in entries and bytes.
 struct Page {
     entries: Vec<StoredEntry>,
@@ -98,26 +117,32 @@ impl Reader {
 
     /// The entry at `index`, read back and checked against its hash.
     pub fn entry(&self, index: u64) -> Result<StoredEntry, Refusal> {
-        Ok(self.read_bytes(index)?.0)
+        Ok(self.read_head(index)?.0)
     }
 
     /// Entry `index` read back from its segment and checked against its hash, as stored
     /// and parsed.
     pub(super) fn read_entry(&self, index: u64) -> Result<(StoredEntry, Entry), Refusal> {
-        let (stored, _) = self.read_bytes(index)?;
-        let entry = Entry::from_bytes(&stored.bytes).map_err(|_| Refusal::Damaged(index))?;
-        Ok((stored, entry))
+        let (bytes, leaf) = self.fetch(index)?;
+        let entry = Entry::from_bytes(&bytes).map_err(|_| Refusal::Damaged(index))?;
+        let links = entry.links.clone();
+        Ok((stored(index, &leaf, entry.kind, links, bytes), entry))
     }
 
-    /// Entry `index` read back and checked against its hash, with its head only (kind,
-    /// time, links): what scans by kind and time need, without building the body.
+    /// Entry `index` read back and checked against its leaf hash, with its head only
+    /// (kind, time, links), read by the one-pass head reader (which refuses what is not
+    /// canonical, as a full parse does): what scans by kind and time need, without
+    /// building the body.
     fn read_head(&self, index: u64) -> Result<(StoredEntry, EntryHead), Refusal> {
-        self.read_bytes(index)
+        let (bytes, leaf) = self.fetch(index)?;
+        let head = EntryHead::from_bytes(&bytes).map_err(|_| Refusal::Damaged(index))?;
+        let links = head.links.clone();
+        Ok((stored(index, &leaf, head.kind, links, bytes), head))
     }
 
-    /// Entry `index`'s bytes, checked against its leaf hash and read by the one-pass head
-    /// reader (which refuses what is not canonical, as a full parse does).
-    fn read_bytes(&self, index: u64) -> Result<(StoredEntry, EntryHead), Refusal> {
+    /// Entry `index`'s bytes, read from its segment once it is durable, and checked
+    /// against its leaf hash.
+    fn fetch(&self, index: u64) -> Result<(Vec<u8>, Hash), Refusal> {
         let found = {
             let log = log::read(&self.log);
             let durable = log.durable();
@@ -135,17 +160,7 @@ impl Reader {
         if leaf_hash(&bytes) != leaf {
             return Err(Refusal::Damaged(index));
         }
-        let head = EntryHead::from_bytes(&bytes).map_err(|_| Refusal::Damaged(index))?;
-        let stored = StoredEntry {
-            index,
-            id: entry_id(&leaf),
-            kind: head.kind,
-            barcode: barcode(&leaf),
-            leaf_hash: entry_id(&leaf),
-            bytes,
-            links: head.links.clone(),
-        };
-        Ok((stored, head))
+        Ok((bytes, leaf))
     }
 
     /// Answers from the sled index below the size it covers (and below what is durable);
@@ -351,8 +366,8 @@ impl Reader {
 
     /// What the index records of entry `index`, read from the segments.
     fn record(&self, index: u64) -> Result<IndexRecord, Refusal> {
-        let (stored, entry) = self.read_entry(index)?;
-        let leaf = format::parse_hex::<32>(&stored.leaf_hash).expect("hex of a hash");
+        let (bytes, leaf) = self.fetch(index)?;
+        let entry = Entry::from_bytes(&bytes).map_err(|_| Refusal::Damaged(index))?;
         Ok(IndexRecord::of(&entry, &leaf))
     }
 

@@ -14,7 +14,7 @@ use axon_protocols::journal::{
     RecordRead,
 };
 use axon_protocols::merkle::Hash;
-use std::fs::{File, OpenOptions};
+use std::fs::OpenOptions;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -52,7 +52,7 @@ pub(super) fn set_aside(path: &Path, offset: u64, bytes: &[u8]) -> Result<PathBu
 }
 
 pub(super) fn sync_dir(dir: &Path) -> Result<(), OpenError> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
+    crate::durable::sync_dir(dir).map_err(io(dir))
 }
 
 /// A record read at `offset` and, for an entry, its leaf hash and parsed entry: the checks

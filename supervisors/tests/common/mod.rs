@@ -1,4 +1,6 @@
-//! What the runtime's tests share: the one way they wait for a condition.
+//! What the runtime's tests share: the one way they wait for a condition, and the
+//! plain supervisor most of them run their children under. Each test binary uses some.
+#![allow(dead_code)]
 
 use std::time::{Duration, Instant};
 
@@ -9,5 +11,23 @@ pub async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
     while !cond() {
         assert!(Instant::now() < deadline, "timed out waiting until {what}");
         actix_rt::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+/// A `one_for_one` supervisor `id` over `children`: 3 restarts within 5 s, no backoff.
+pub fn one_for_one(
+    id: &str,
+    children: Vec<axon_supervisors::ChildSpec>,
+) -> axon_supervisors::SupervisorSpec {
+    axon_supervisors::SupervisorSpec {
+        id: id.into(),
+        strategy: axon_supervisors::Strategy::OneForOne,
+        intensity: axon_supervisors::Intensity {
+            max_restarts: 3,
+            period: Duration::from_secs(5),
+        },
+        backoff: axon_supervisors::BackoffPolicy::none(),
+        command_capacity: 4,
+        children,
     }
 }
