@@ -1,0 +1,210 @@
+//! The caller's side of a worker: the stable address, the bounded mailbox count, and the
+//! envelope that carries one request to the host. Never blocks and never queues past the
+//! mailbox's capacity.
+
+use super::host::Host;
+use super::Worker;
+use crate::tree::{Mailbox, TreeNode};
+use actix::prelude::*;
+use axon_protocols::NodeStatus;
+use prometheus::IntCounter;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use tokio::sync::oneshot;
+
+/// Why a call did not get an answer from the worker.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CallError {
+    #[error("actor {actor} is overloaded: its mailbox holds its limit of {capacity} messages")]
+    Overloaded { actor: String, capacity: u64 },
+    #[error("actor {actor} is {status}, not running")]
+    Unavailable { actor: String, status: NodeStatus },
+    #[error("actor {actor} did not answer within {after:?}")]
+    Timeout { actor: String, after: Duration },
+    #[error("actor {actor} failed: {reason}")]
+    Failed { actor: String, reason: String },
+    #[error("actor {actor} refused the request: {reason}")]
+    Rejected { actor: String, reason: String },
+}
+
+/// Per-call options.
+#[derive(Clone, Debug)]
+pub struct CallOptions {
+    /// How long the caller waits for the answer.
+    pub deadline: Duration,
+    pub correlation_id: Option<Arc<str>>,
+}
+
+/// The address of a supervised worker, stable across its restarts.
+pub struct WorkerRef<W: Worker> {
+    pub(super) shared: Arc<WorkerShared<W>>,
+}
+
+impl<W: Worker> Clone for WorkerRef<W> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+pub(super) struct WorkerShared<W: Worker> {
+    pub(super) id: Arc<str>,
+    pub(super) node: Arc<TreeNode>,
+    pub(super) mailbox: Arc<Mailbox>,
+    /// The running incarnation's number and address: an incarnation only ever clears its
+    /// own, so a stale one (abandoned, ending late) can never blank its successor's.
+    pub(super) addr: RwLock<Option<(u64, Addr<Host<W>>)>>,
+    /// Incarnations started so far.
+    pub(super) incarnations: std::sync::atomic::AtomicU64,
+    pub(super) overloaded: IntCounter,
+    pub(super) unavailable: IntCounter,
+    pub(super) timeouts: IntCounter,
+}
+
+impl<W: Worker> WorkerRef<W> {
+    pub fn id(&self) -> &str {
+        &self.shared.id
+    }
+
+    /// The live tree node of this worker.
+    pub fn node(&self) -> &Arc<TreeNode> {
+        &self.shared.node
+    }
+
+    /// Sends `request` and waits for the answer until the deadline. Never queues beyond
+    /// the mailbox's capacity: a full mailbox is [`CallError::Overloaded`] at once.
+    pub async fn call(
+        &self,
+        request: W::Request,
+        opts: &CallOptions,
+    ) -> Result<W::Response, CallError> {
+        let s = &self.shared;
+        let rx = self.enqueue(request, opts)?;
+        match tokio::time::timeout(opts.deadline, rx).await {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(_)) => Err(CallError::Failed {
+                actor: s.id.to_string(),
+                reason: "the actor stopped before answering this request".into(),
+            }),
+            Err(_) => {
+                s.timeouts.inc();
+                Err(CallError::Timeout {
+                    actor: s.id.to_string(),
+                    after: opts.deadline,
+                })
+            }
+        }
+    }
+
+    /// Puts `request` in the mailbox if there is room; returns where the answer arrives.
+    #[allow(clippy::type_complexity)]
+    fn enqueue(
+        &self,
+        request: W::Request,
+        opts: &CallOptions,
+    ) -> Result<oneshot::Receiver<Result<W::Response, CallError>>, CallError> {
+        let s = &self.shared;
+        let addr_guard = s.addr.read().unwrap_or_else(|e| e.into_inner());
+        let Some((_, addr)) = addr_guard.as_ref() else {
+            drop(addr_guard);
+            return Err(self.unavailable());
+        };
+        let Some(generation) = s.mailbox.try_take() else {
+            drop(addr_guard);
+            s.overloaded.inc();
+            return Err(CallError::Overloaded {
+                actor: s.id.to_string(),
+                capacity: s.mailbox.capacity,
+            });
+        };
+        let (tx, rx) = oneshot::channel();
+        let env = Envelope {
+            request: Some(request),
+            reply: Some(tx),
+            correlation_id: opts.correlation_id.clone(),
+            parent: tracing::Span::current(),
+            ticket: Ticket {
+                mailbox: s.mailbox.clone(),
+                generation,
+                taken: false,
+            },
+        };
+        let sent = addr.try_send(env);
+        drop(addr_guard);
+        if let Err(e) = sent {
+            // The envelope comes back inside the error and is dropped here, which returns
+            // its mailbox slot; it was never accepted, so it is not counted as dropped.
+            let mut env = match e {
+                SendError::Full(env) | SendError::Closed(env) => env,
+            };
+            env.ticket.take();
+            let full = s.mailbox.depth() >= s.mailbox.capacity;
+            return Err(if full {
+                s.overloaded.inc();
+                CallError::Overloaded {
+                    actor: s.id.to_string(),
+                    capacity: s.mailbox.capacity,
+                }
+            } else {
+                self.unavailable()
+            });
+        }
+        Ok(rx)
+    }
+
+    fn unavailable(&self) -> CallError {
+        self.shared.unavailable.inc();
+        CallError::Unavailable {
+            actor: self.shared.id.to_string(),
+            status: self.shared.node.status(),
+        }
+    }
+}
+
+/// Where one request's answer goes.
+pub(super) type Reply<W> = oneshot::Sender<Result<<W as Worker>::Response, CallError>>;
+
+/// One queued request. Its ticket holds a mailbox slot until the host takes it.
+pub(super) struct Envelope<W: Worker> {
+    pub(super) request: Option<W::Request>,
+    pub(super) reply: Option<oneshot::Sender<Result<W::Response, CallError>>>,
+    pub(super) correlation_id: Option<Arc<str>>,
+    /// The caller's span: the actor's span is its child.
+    pub(super) parent: tracing::Span,
+    pub(super) ticket: Ticket,
+}
+
+// Envelopes are moved, never pinned in place.
+impl<W: Worker> Unpin for Envelope<W> {}
+
+impl<W: Worker> Message for Envelope<W> {
+    type Result = ();
+}
+
+/// A mailbox slot. Taken when the host starts on the message; a ticket dropped untaken
+/// (its actor stopped with it queued) frees the slot and counts the message as dropped.
+pub(super) struct Ticket {
+    pub(super) mailbox: Arc<Mailbox>,
+    /// The incarnation's generation the slot counts in.
+    pub(super) generation: u64,
+    pub(super) taken: bool,
+}
+
+impl Ticket {
+    pub(super) fn take(&mut self) {
+        if !self.taken {
+            self.taken = true;
+            self.mailbox.give_back(self.generation);
+        }
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        if !self.taken {
+            self.take();
+            self.mailbox.dropped.inc();
+        }
+    }
+}

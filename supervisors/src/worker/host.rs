@@ -1,0 +1,388 @@
+//! The host of one incarnation: the actix actor that owns the worker value, sees its
+//! supervisor's stops at the next message, runs every hook and handler under
+//! `catch_unwind`, applies injected faults, and tells its supervisor exactly once how it
+//! exited.
+
+use super::caller::{Envelope, Reply, WorkerShared};
+use super::{panic_message, Worker, WorkerContext, WorkerError};
+use crate::clock::SharedClock;
+use crate::fault::{Fault, FaultInjector};
+use crate::supervisor::{ChildControl, Exit, StopLevel};
+use crate::CallError;
+use actix::prelude::*;
+use futures::future::{self, Either};
+use prometheus::{Histogram, IntCounter};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::{oneshot, watch};
+
+/// What became of one request the worker was handed.
+pub(super) enum Outcome<R> {
+    Answered(R),
+    Rejected(String),
+    Failed(String),
+}
+
+pub(super) struct Host<W: Worker> {
+    pub(super) worker: W,
+    /// Which incarnation of the child this host is.
+    pub(super) incarnation: u64,
+    pub(super) shared: Arc<WorkerShared<W>>,
+    pub(super) exit_tx: Option<oneshot::Sender<Exit>>,
+    pub(super) exit: Exit,
+    pub(super) failed: bool,
+    pub(super) stop_rx: watch::Receiver<StopLevel>,
+    pub(super) clock: SharedClock,
+    pub(super) faults: FaultInjector,
+    pub(super) ok: IntCounter,
+    pub(super) rejected: IntCounter,
+    pub(super) failures: IntCounter,
+    pub(super) handler_seconds: Histogram,
+    /// Requests waiting for the next group commit (batching workers only).
+    pub(super) batch: Vec<Envelope<W>>,
+    pub(super) flush_scheduled: bool,
+}
+
+impl<W: Worker> Actor for Host<W> {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        let mut rx = self.stop_rx.clone();
+        let wait_for_stop = async move {
+            loop {
+                let level = *rx.borrow_and_update();
+                if level != StopLevel::Run {
+                    return level;
+                }
+                if rx.changed().await.is_err() {
+                    // The supervisor is gone: nobody will ever ask nicely.
+                    return StopLevel::Kill;
+                }
+            }
+        };
+        ctx.spawn(
+            wait_for_stop
+                .into_actor(self)
+                .map(|level, act, ctx| act.stop_for(level, ctx)),
+        );
+    }
+
+    fn stopped(&mut self, _ctx: &mut Self::Context) {
+        let worker = &mut self.worker;
+        if let Err(p) = catch_unwind(AssertUnwindSafe(|| worker.stopped())) {
+            if !self.exit.is_abnormal() {
+                self.exit = Exit::Panicked(format!("in stopped(): {}", panic_message(&*p)));
+            }
+        }
+        // Callers see `Unavailable` from here on, until the next incarnation is up; an
+        // incarnation that is no longer the current one leaves its successor alone.
+        let mut addr = self.shared.addr.write().unwrap_or_else(|e| e.into_inner());
+        if addr.as_ref().is_some_and(|(n, _)| *n == self.incarnation) {
+            *addr = None;
+        }
+        drop(addr);
+        if let Some(tx) = self.exit_tx.take() {
+            let _ = tx.send(self.exit.clone());
+        }
+    }
+}
+
+/// Completes when the supervisor asks for a kill (or is gone).
+async fn killed(mut rx: watch::Receiver<StopLevel>) {
+    loop {
+        if *rx.borrow_and_update() == StopLevel::Kill {
+            return;
+        }
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+impl<W: Worker> Host<W> {
+    pub(super) fn stop_for(&mut self, level: StopLevel, ctx: &mut Context<Self>) {
+        if !self.exit.is_abnormal() {
+            self.exit = if level == StopLevel::Kill {
+                Exit::Killed
+            } else {
+                Exit::Shutdown
+            };
+        }
+        if level == StopLevel::Kill {
+            // Killed: the batch waiting for its commit is answered with the error and
+            // counted, never left for its callers to find dropped.
+            for mut env in std::mem::take(&mut self.batch) {
+                if let Some(reply) = env.reply.take() {
+                    self.shared.mailbox.dropped.inc();
+                    let _ = reply.send(Err(CallError::Failed {
+                        actor: self.shared.id.to_string(),
+                        reason: "the actor was killed before committing this request".into(),
+                    }));
+                }
+            }
+        } else {
+            // A graceful stop answers the batch in progress before the worker stops.
+            self.flush_batch(ctx);
+        }
+        ctx.stop();
+    }
+
+    /// Answers one request with what became of it, and counts it: the one place an
+    /// outcome turns into a reply, for single requests and batches alike.
+    pub(super) fn reply(&self, reply: Reply<W>, outcome: Outcome<W::Response>) {
+        let actor = || self.shared.id.to_string();
+        let answer = match outcome {
+            Outcome::Answered(v) => {
+                self.ok.inc();
+                Ok(v)
+            }
+            Outcome::Rejected(reason) => {
+                self.rejected.inc();
+                Err(CallError::Rejected {
+                    actor: actor(),
+                    reason,
+                })
+            }
+            Outcome::Failed(reason) => {
+                self.failures.inc();
+                Err(CallError::Failed {
+                    actor: actor(),
+                    reason,
+                })
+            }
+        };
+        let _ = reply.send(answer);
+    }
+
+    /// Calls one of the worker's hooks under `catch_unwind`. A panic is a failure of the
+    /// worker: the requests it holds are answered with the error, and it stops.
+    pub(super) fn hook<T>(
+        &mut self,
+        name: &str,
+        f: impl FnOnce(&W) -> T,
+        ctx: &mut Context<Self>,
+    ) -> Result<T, String> {
+        let worker = &self.worker;
+        match catch_unwind(AssertUnwindSafe(|| f(worker))) {
+            Ok(v) => Ok(v),
+            Err(p) => {
+                let msg = format!("in {name}: {}", panic_message(&*p));
+                tracing::warn!(actor = %self.shared.id, panic = %msg, "actor panicked");
+                for mut env in std::mem::take(&mut self.batch) {
+                    if let Some(reply) = env.reply.take() {
+                        self.reply(reply, Outcome::Failed(format!("panicked: {msg}")));
+                    }
+                }
+                self.fail(Exit::Panicked(msg.clone()), ctx);
+                Err(msg)
+            }
+        }
+    }
+
+    pub(super) fn fail(&mut self, exit: Exit, ctx: &mut Context<Self>) {
+        self.failed = true;
+        self.exit = exit;
+        ctx.stop();
+    }
+}
+
+impl<W: Worker> Host<W> {
+    pub(super) fn process(
+        &mut self,
+        mut env: Envelope<W>,
+        fault: Option<Fault>,
+        ctx: &mut Context<Self>,
+    ) {
+        let (Some(request), Some(reply)) = (env.request.take(), env.reply.take()) else {
+            return;
+        };
+        if reply.is_closed() {
+            // The caller has gone (its deadline passed, or it dropped the call): skipped
+            // and counted, never executed, since nobody waits for its effect.
+            self.shared.mailbox.abandoned.inc();
+            return;
+        }
+        if self.failed {
+            // Queued behind a failure: answered with an error, never replayed.
+            self.shared.mailbox.dropped.inc();
+            let _ = reply.send(Err(CallError::Failed {
+                actor: self.shared.id.to_string(),
+                reason: "the actor failed before handling this request".into(),
+            }));
+            return;
+        }
+        let span = tracing::info_span!(
+            parent: &env.parent,
+            "actor",
+            actor = %self.shared.id,
+            correlation_id = env.correlation_id.as_deref().unwrap_or("")
+        );
+        let _entered = span.enter();
+        let mut cx = WorkerContext {
+            actor: &self.shared.id,
+            correlation_id: env.correlation_id.take(),
+            stop: fault == Some(Fault::Exit),
+        };
+        let started = Instant::now();
+        let worker = &mut self.worker;
+        let id = &self.shared.id;
+        let outcome = catch_unwind(AssertUnwindSafe(|| match fault {
+            Some(Fault::Panic) => panic!("injected panic in {id}"),
+            Some(Fault::Error) => Err(WorkerError::Fatal(format!("injected error in {id}"))),
+            _ => worker.handle(request, &mut cx),
+        }));
+        self.handler_seconds
+            .observe(started.elapsed().as_secs_f64());
+        match outcome {
+            Ok(Ok(answer)) => {
+                self.reply(reply, Outcome::Answered(answer));
+                if cx.stop {
+                    self.exit = Exit::Normal;
+                    ctx.stop();
+                }
+            }
+            Ok(Err(WorkerError::Rejected(reason))) => {
+                self.reply(reply, Outcome::Rejected(reason));
+            }
+            Ok(Err(WorkerError::Fatal(reason))) => {
+                tracing::warn!(%reason, "actor failed");
+                self.reply(reply, Outcome::Failed(reason.clone()));
+                self.fail(Exit::Failed(reason), ctx);
+            }
+            Err(p) => {
+                let msg = panic_message(&*p);
+                tracing::warn!(panic = %msg, "actor panicked");
+                self.reply(reply, Outcome::Failed(format!("panicked: {msg}")));
+                self.fail(Exit::Panicked(msg), ctx);
+            }
+        }
+    }
+}
+
+impl<W: Worker> Handler<Envelope<W>> for Host<W> {
+    type Result = ();
+
+    fn handle(&mut self, mut env: Envelope<W>, ctx: &mut Self::Context) {
+        // A stop is seen at the next message, not once the mailbox is empty: what is
+        // still queued is answered with an error and counted (dropped), never executed.
+        // `has_changed` is one atomic load: this receiver has seen only `Run`, so any
+        // change is a stop (and a gone supervisor is a kill).
+        let level = match self.stop_rx.has_changed() {
+            Ok(false) => StopLevel::Run,
+            Ok(true) => *self.stop_rx.borrow(),
+            Err(_) => StopLevel::Kill,
+        };
+        if level != StopLevel::Run {
+            if let Some(reply) = env.reply.take() {
+                let _ = reply.send(Err(CallError::Failed {
+                    actor: self.shared.id.to_string(),
+                    reason: "the actor is stopping".into(),
+                }));
+            }
+            drop(env);
+            self.stop_for(level, ctx);
+            return;
+        }
+        env.ticket.take();
+        let fault = if self.failed {
+            None
+        } else {
+            self.faults.take(&self.shared.id)
+        };
+        match fault {
+            Some(Fault::Delay(d)) => {
+                // The mailbox is not read while the handler is "busy".
+                let wait =
+                    future::select(self.clock.sleep(d), Box::pin(killed(self.stop_rx.clone())));
+                ctx.wait(wait.into_actor(self).map(move |r, act, ctx| {
+                    if let Either::Left(_) = r {
+                        act.process(env, None, ctx);
+                    }
+                    // Killed: the envelope drops and its caller gets an error.
+                }));
+            }
+            Some(Fault::Hang) => {
+                ctx.wait(
+                    killed(self.stop_rx.clone())
+                        .into_actor(self)
+                        .map(move |_, _, _| drop(env)),
+                );
+            }
+            other => match self.hook("batch_limit()", |w| w.batch_limit(), ctx) {
+                Err(msg) => {
+                    if let Some(reply) = env.reply.take() {
+                        self.reply(reply, Outcome::Failed(format!("panicked: {msg}")));
+                    }
+                }
+                Ok(Some(max)) if other.is_none() && !self.failed => {
+                    self.add_to_batch(env, max, ctx);
+                }
+                Ok(_) => {
+                    self.flush_batch(ctx);
+                    self.process(env, other, ctx)
+                }
+            },
+        }
+    }
+}
+
+pub(super) struct WorkerControl {
+    pub(super) stop_tx: watch::Sender<StopLevel>,
+}
+
+impl ChildControl for WorkerControl {
+    fn stop(&self, level: StopLevel) {
+        let _ = self.stop_tx.send(level);
+    }
+}
+
+/// Everything one incarnation's host holds but the worker itself.
+pub(super) struct HostParts<W: Worker> {
+    pub(super) incarnation: u64,
+    pub(super) shared: Arc<WorkerShared<W>>,
+    pub(super) exit_tx: oneshot::Sender<Exit>,
+    pub(super) stop_rx: watch::Receiver<StopLevel>,
+    pub(super) clock: SharedClock,
+    pub(super) faults: FaultInjector,
+    pub(super) ok: IntCounter,
+    pub(super) rejected: IntCounter,
+    pub(super) failures: IntCounter,
+    pub(super) handler_seconds: Histogram,
+}
+
+/// The capacity of actix's own queue: far beyond any Axon mailbox bound (at most 2^20 in
+/// config), so that the bound is Axon's counter alone and actix never refuses or parks a
+/// sender. Set before the address exists, so no message ever meets actix's default of 16.
+const ACTIX_QUEUE: usize = 1 << 40;
+
+impl<W: Worker> Host<W> {
+    /// Starts the host in the current arbiter with actix's queue out of the way.
+    pub(super) fn spawn(self) -> Addr<Self> {
+        let mut ctx = Context::new();
+        ctx.set_mailbox_capacity(ACTIX_QUEUE);
+        ctx.run(self)
+    }
+}
+
+impl<W: Worker> HostParts<W> {
+    pub(super) fn with(self, worker: W) -> Host<W> {
+        Host {
+            worker,
+            incarnation: self.incarnation,
+            shared: self.shared,
+            exit_tx: Some(self.exit_tx),
+            exit: Exit::Shutdown,
+            failed: false,
+            stop_rx: self.stop_rx,
+            clock: self.clock,
+            faults: self.faults,
+            ok: self.ok,
+            rejected: self.rejected,
+            failures: self.failures,
+            handler_seconds: self.handler_seconds,
+            batch: Vec::new(),
+            flush_scheduled: false,
+        }
+    }
+}
