@@ -73,7 +73,8 @@ pub struct Metrics {
     pub rejections: IntCounterVec,
     /// Callers that gave up waiting for an answer.
     pub call_timeouts: IntCounterVec,
-    /// Time spent inside an actor's handler.
+    /// Time spent inside an actor's handler. Each host keeps its own on its thread and
+    /// adds it here every second and when it stops, so a scrape may be a second behind.
     pub handler_seconds: HistogramVec,
     /// Restarts a supervisor performed, by supervisor and child.
     pub restarts: IntCounterVec,

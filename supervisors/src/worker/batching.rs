@@ -8,7 +8,6 @@ use crate::supervisor::Exit;
 use actix::prelude::*;
 use futures::future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::time::Instant;
 
 impl<W: Worker> Host<W> {
     /// Queues `env` for the next group commit of at most `max` requests: a full batch
@@ -76,7 +75,7 @@ impl<W: Worker> Host<W> {
             correlation_id: None,
             stop: false,
         };
-        let started = Instant::now();
+        let started = quanta::Instant::now();
         let worker = &mut self.worker;
         let outcome = catch_unwind(AssertUnwindSafe(|| worker.handle_batch(requests, &mut cx)));
         self.handler_seconds

@@ -2,6 +2,7 @@
 //! envelope that carries one request to the host. Never blocks and never queues past the
 //! mailbox's capacity.
 
+use super::deadline::WithDeadline;
 use super::host::Host;
 use super::Worker;
 use crate::tree::{Mailbox, TreeNode};
@@ -81,7 +82,7 @@ impl<W: Worker> WorkerRef<W> {
     ) -> Result<W::Response, CallError> {
         let s = &self.shared;
         let rx = self.enqueue(request, opts)?;
-        match tokio::time::timeout(opts.deadline, rx).await {
+        match WithDeadline::new(rx, opts.deadline).await {
             Ok(Ok(answer)) => answer,
             Ok(Err(_)) => Err(CallError::Failed {
                 actor: s.id.to_string(),
@@ -123,7 +124,11 @@ impl<W: Worker> WorkerRef<W> {
             request: Some(request),
             reply: Some(tx),
             correlation_id: opts.correlation_id.clone(),
-            parent: tracing::Span::current(),
+            parent: if tracing::level_enabled!(tracing::Level::INFO) {
+                tracing::Span::current()
+            } else {
+                tracing::Span::none()
+            },
             ticket: Ticket {
                 mailbox: s.mailbox.clone(),
                 generation,

@@ -11,10 +11,11 @@ use crate::supervisor::{ChildControl, Exit, StopLevel};
 use crate::CallError;
 use actix::prelude::*;
 use futures::future::{self, Either};
+use prometheus::local::LocalHistogram;
 use prometheus::{Histogram, IntCounter};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::Duration;
 use tokio::sync::{oneshot, watch};
 
 /// What became of one request the worker was handed.
@@ -38,7 +39,7 @@ pub(super) struct Host<W: Worker> {
     pub(super) ok: IntCounter,
     pub(super) rejected: IntCounter,
     pub(super) failures: IntCounter,
-    pub(super) handler_seconds: Histogram,
+    pub(super) handler_seconds: LocalHistogram,
     /// Requests waiting for the next group commit (batching workers only).
     pub(super) batch: Vec<Envelope<W>>,
     pub(super) flush_scheduled: bool,
@@ -48,27 +49,13 @@ impl<W: Worker> Actor for Host<W> {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        let mut rx = self.stop_rx.clone();
-        let wait_for_stop = async move {
-            loop {
-                let level = *rx.borrow_and_update();
-                if level != StopLevel::Run {
-                    return level;
-                }
-                if rx.changed().await.is_err() {
-                    // The supervisor is gone: nobody will ever ask nicely.
-                    return StopLevel::Kill;
-                }
-            }
-        };
-        ctx.spawn(
-            wait_for_stop
-                .into_actor(self)
-                .map(|level, act, ctx| act.stop_for(level, ctx)),
-        );
+        // The handler-time histogram is kept on this thread and added to the shared one
+        // on an interval and at the end, so a message pays no atomic update for it.
+        ctx.run_interval(HISTOGRAM_FLUSH, |act, _| act.handler_seconds.flush());
     }
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
+        self.handler_seconds.flush();
         let worker = &mut self.worker;
         if let Err(p) = catch_unwind(AssertUnwindSafe(|| worker.stopped())) {
             if !self.exit.is_abnormal() {
@@ -85,6 +72,24 @@ impl<W: Worker> Actor for Host<W> {
         if let Some(tx) = self.exit_tx.take() {
             let _ = tx.send(self.exit.clone());
         }
+    }
+}
+
+/// How often a host adds its handler times to the shared histogram.
+const HISTOGRAM_FLUSH: Duration = Duration::from_secs(1);
+
+/// The supervisor's stop, delivered as a message so that an idle host sees it without a
+/// watcher polled on every wake-up; a busy one sees it sooner, at its next message.
+pub(super) struct Stop(pub(super) StopLevel);
+
+impl Message for Stop {
+    type Result = ();
+}
+
+impl<W: Worker> Handler<Stop> for Host<W> {
+    type Result = ();
+    fn handle(&mut self, Stop(level): Stop, ctx: &mut Self::Context) {
+        self.stop_for(level, ctx);
     }
 }
 
@@ -212,19 +217,22 @@ impl<W: Worker> Host<W> {
             }));
             return;
         }
-        let span = tracing::info_span!(
-            parent: &env.parent,
-            "actor",
-            actor = %self.shared.id,
-            correlation_id = env.correlation_id.as_deref().unwrap_or("")
-        );
-        let _entered = span.enter();
+        // A span costs even when nothing records it: made only when one would be.
+        let span = tracing::level_enabled!(tracing::Level::INFO).then(|| {
+            tracing::info_span!(
+                parent: &env.parent,
+                "actor",
+                actor = %self.shared.id,
+                correlation_id = env.correlation_id.as_deref().unwrap_or("")
+            )
+        });
+        let _entered = span.as_ref().map(|s| s.enter());
         let mut cx = WorkerContext {
             actor: &self.shared.id,
             correlation_id: env.correlation_id.take(),
             stop: fault == Some(Fault::Exit),
         };
-        let started = Instant::now();
+        let started = quanta::Instant::now();
         let worker = &mut self.worker;
         let id = &self.shared.id;
         let outcome = catch_unwind(AssertUnwindSafe(|| match fault {
@@ -327,13 +335,27 @@ impl<W: Worker> Handler<Envelope<W>> for Host<W> {
     }
 }
 
-pub(super) struct WorkerControl {
+/// How a supervisor stops one incarnation: the level is set where the host reads it at
+/// each message, and a [`Stop`] message reaches a host whose mailbox is empty.
+pub(super) struct WorkerControl<W: Worker> {
     pub(super) stop_tx: watch::Sender<StopLevel>,
+    pub(super) addr: Addr<Host<W>>,
 }
 
-impl ChildControl for WorkerControl {
+impl<W: Worker> ChildControl for WorkerControl<W> {
     fn stop(&self, level: StopLevel) {
         let _ = self.stop_tx.send(level);
+        // actix's queue is far larger than any mailbox bound, so this is never refused
+        // while the host runs; once it has stopped there is nothing to tell.
+        let _ = self.addr.try_send(Stop(level));
+    }
+}
+
+impl<W: Worker> Drop for WorkerControl<W> {
+    /// A supervisor that lets go of a running child (it is gone, or gave up on the child)
+    /// kills it: nobody would ever ask it nicely again.
+    fn drop(&mut self) {
+        let _ = self.addr.try_send(Stop(StopLevel::Kill));
     }
 }
 
@@ -380,7 +402,7 @@ impl<W: Worker> HostParts<W> {
             ok: self.ok,
             rejected: self.rejected,
             failures: self.failures,
-            handler_seconds: self.handler_seconds,
+            handler_seconds: self.handler_seconds.local(),
             batch: Vec::new(),
             flush_scheduled: false,
         }

@@ -14,6 +14,7 @@
 
 mod batching;
 pub mod caller;
+mod deadline;
 mod host;
 mod placement;
 

@@ -168,10 +168,10 @@ where
             // together, under the lock every sender holds while it takes a slot and sends.
             let mut slot = shared.addr.write().unwrap_or_else(|e| e.into_inner());
             shared.mailbox.next_generation();
-            *slot = Some((incarnation, addr));
+            *slot = Some((incarnation, addr.clone()));
             drop(slot);
             Ok(Running {
-                control: Box::new(WorkerControl { stop_tx }),
+                control: Box::new(WorkerControl { stop_tx, addr }),
                 exit: exit_rx,
             })
         }) as futures::future::LocalBoxFuture<'static, Result<Running, String>>
