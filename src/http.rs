@@ -64,7 +64,7 @@ pub(crate) async fn restart(
                 RestartError::Overloaded(_) => ApiError::new(ProblemType::Overloaded, detail),
                 RestartError::Unavailable(_)
                 | RestartError::Timeout(..)
-                | RestartError::Failed(..) => ApiError::new(ProblemType::Unavailable, detail),
+                | RestartError::Failed { .. } => ApiError::new(ProblemType::Unavailable, detail),
             };
             Err(err.at(&req))
         }

@@ -333,11 +333,11 @@ fn http_child(
                 .shutdown_timeout(h.shutdown_timeout_seconds)
                 .disable_signals()
                 .bind(addr)
-                .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+                .map_err(|e| StartError::Refused(format!("cannot listen on {addr}: {e}")))?;
             let actual = *server
                 .addrs()
                 .first()
-                .ok_or_else(|| format!("no address bound for {addr}"))?;
+                .ok_or_else(|| StartError::Refused(format!("no address bound for {addr}")))?;
             *bound.lock().unwrap_or_else(|e| e.into_inner()) = Some(actual);
             let server = server.run();
             let handle = server.handle();

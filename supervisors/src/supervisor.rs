@@ -101,7 +101,31 @@ pub struct Running {
 }
 
 /// Starts one incarnation of a child; completes when the child is up.
-pub type StartFn = Rc<dyn Fn() -> LocalBoxFuture<'static, Result<Running, String>>>;
+pub type StartFn = Rc<dyn Fn() -> LocalBoxFuture<'static, Result<Running, StartError>>>;
+
+/// Why one start of a child did not bring it up. A start failure is a failure of the
+/// child: it counts toward its supervisor's intensity like any other.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StartError {
+    /// The child's own start refused, with its reason (a worker's factory returned `Err`,
+    /// a port could not be bound, a lock could not be taken).
+    #[error("{0}")]
+    Refused(String),
+    #[error("panicked while starting: {0}")]
+    Panicked(String),
+    #[error("did not start within {}s", .0.as_secs())]
+    TimedOut(Duration),
+    /// The thread of a worker that runs on its own ended or refused the start.
+    #[error("its thread ended before the worker started")]
+    ThreadLost,
+    /// A supervisor's child failed to start, so the supervisor did not start either.
+    #[error("{supervisor}: child {child} failed to start: {cause}")]
+    Child {
+        supervisor: String,
+        child: String,
+        cause: Box<StartError>,
+    },
+}
 
 /// A child of a supervisor.
 #[derive(Clone)]
@@ -138,7 +162,7 @@ pub enum Command {
     /// window).
     Restart {
         id: String,
-        reply: oneshot::Sender<Result<(), String>>,
+        reply: oneshot::Sender<Result<(), RestartError>>,
     },
 }
 
@@ -214,7 +238,9 @@ impl ChildControl for SupervisorControl {
     }
 }
 
-fn start_incarnation(def: Rc<SupervisorDef>) -> LocalBoxFuture<'static, Result<Running, String>> {
+fn start_incarnation(
+    def: Rc<SupervisorDef>,
+) -> LocalBoxFuture<'static, Result<Running, StartError>> {
     Box::pin(async move {
         let (stop_tx, stop_rx) = watch::channel(StopLevel::Run);
         let (exit_tx, exit_rx) = oneshot::channel();
@@ -276,7 +302,7 @@ fn start_incarnation(def: Rc<SupervisorDef>) -> LocalBoxFuture<'static, Result<R
                 exit: exit_rx,
             }),
             Ok(Err(e)) => Err(e),
-            Err(_) => Err(format!("supervisor {} panicked while starting", def.id)),
+            Err(_) => Err(StartError::Panicked(format!("supervisor {}", def.id))),
         }
     })
 }
@@ -363,7 +389,7 @@ impl RootSpec {
 
     /// Starts the tree. Fails if any child fails to start; the children already started
     /// are stopped again first.
-    pub async fn start(self) -> Result<Root, String> {
+    pub async fn start(self) -> Result<Root, StartError> {
         let def = define_with_node(&self.env, self.spec, self.node);
         let node = def.node.clone();
         let running = start_incarnation(def).await?;
@@ -376,7 +402,7 @@ impl RootSpec {
 }
 
 /// Starts a tree whose top is `spec`.
-pub async fn start_root(env: &Env, spec: SupervisorSpec) -> Result<Root, String> {
+pub async fn start_root(env: &Env, spec: SupervisorSpec) -> Result<Root, StartError> {
     RootSpec::new(env, spec).start().await
 }
 
@@ -393,8 +419,8 @@ pub enum RestartError {
     Unavailable(String),
     #[error("the supervisor of {0} did not answer within {1:?}")]
     Timeout(String, Duration),
-    #[error("restart of {0} failed: {1}")]
-    Failed(String, String),
+    #[error("restart of {actor} failed: {cause}")]
+    Failed { actor: String, cause: StartError },
 }
 
 /// Queues a restart of the actor `id` anywhere below `root` with its supervisor; the
@@ -402,7 +428,7 @@ pub enum RestartError {
 pub fn request_restart(
     root: &Arc<TreeNode>,
     id: &str,
-) -> Result<oneshot::Receiver<Result<(), String>>, RestartError> {
+) -> Result<oneshot::Receiver<Result<(), RestartError>>, RestartError> {
     if root.id == id {
         return Err(RestartError::IsRoot(id.to_owned()));
     }
@@ -433,7 +459,7 @@ pub async fn restart_actor(
     let rx = request_restart(root, id)?;
     match tokio::time::timeout(deadline, rx).await {
         Ok(Ok(Ok(()))) => Ok(()),
-        Ok(Ok(Err(e))) => Err(RestartError::Failed(id.to_owned(), e)),
+        Ok(Ok(Err(e))) => Err(e),
         Ok(Err(_)) => Err(RestartError::Unavailable(id.to_owned())),
         Err(_) => Err(RestartError::Timeout(id.to_owned(), deadline)),
     }
@@ -473,6 +499,14 @@ struct PendingRestart {
     children: Vec<usize>,
 }
 
+/// One step of handling a failure (see [`Supervisor::recover`]).
+enum Recovery {
+    /// Child `i` is down with this exit: apply the intensity, then the strategy.
+    Failed(usize, Exit),
+    /// Start these children now, in start order.
+    StartNow(Vec<usize>),
+}
+
 enum Event {
     Stop(StopLevel),
     Exit(usize, Exit),
@@ -492,25 +526,23 @@ struct Supervisor {
 }
 
 impl Supervisor {
-    async fn run(&mut self, started: oneshot::Sender<Result<(), String>>) -> Exit {
+    async fn run(&mut self, started: oneshot::Sender<Result<(), StartError>>) -> Exit {
         self.def.node.set_status(NodeStatus::Starting);
         for i in 0..self.slots.len() {
             if let Err(e) = self.start_slot(i).await {
-                let reason = format!(
-                    "{}: child {} failed to start: {e}",
-                    self.def.id, self.slots[i].spec.id
-                );
+                let e = StartError::Child {
+                    supervisor: self.def.id.clone(),
+                    child: self.slots[i].spec.id.clone(),
+                    cause: Box::new(e),
+                };
+                let reason = e.to_string();
                 self.slots[i].spec.node.set_status(NodeStatus::Failed);
-                self.slots[i]
-                    .spec
-                    .node
-                    .record_failure(e, self.def.env.clock.wall());
                 self.stop_all(StopLevel::Graceful).await;
                 self.def.node.set_status(NodeStatus::Failed);
                 self.def
                     .node
                     .record_failure(reason.clone(), self.def.env.clock.wall());
-                let _ = started.send(Err(reason.clone()));
+                let _ = started.send(Err(e));
                 return Exit::Failed(reason);
             }
         }
@@ -627,126 +659,189 @@ impl Supervisor {
             _ => {
                 slot.state = SlotState::Stopped;
                 slot.spec.node.set_status(NodeStatus::Restarting);
-                self.restart_after_failure(i, exit).await
+                self.recover(Recovery::Failed(i, exit)).await
             }
         }
     }
 
-    /// Applies the strategy to the failure of child `i` (already down). Returns the
-    /// supervisor's own exit when the intensity is exceeded.
-    fn restart_after_failure(&mut self, i: usize, exit: Exit) -> LocalBoxFuture<'_, Option<Exit>> {
-        Box::pin(async move {
-            let env = self.def.env.clone();
-            let now = env.clock.now();
-            let Intensity {
-                max_restarts,
-                period,
-            } = self.def.intensity;
-            while self
-                .history
-                .front()
-                .is_some_and(|t| now.saturating_sub(*t) >= period)
-            {
-                self.history.pop_front();
-            }
-            if self.history.len() + 1 > max_restarts as usize {
-                let reason = format!(
-                    "{}: child {} {exit}; restart intensity exceeded (more than {max_restarts} restarts within {}s)",
-                    self.def.id,
-                    self.child_id(i),
-                    period.as_secs_f64()
-                );
-                tracing::error!(supervisor = %self.def.id, %reason, "supervisor gives up and escalates");
-                env.metrics
-                    .escalations
-                    .with_label_values(&[&self.def.id])
-                    .inc();
-                self.slots[i].spec.node.set_status(NodeStatus::Failed);
-                self.def.node.set_status(NodeStatus::Stopping);
-                self.stop_all(StopLevel::Graceful).await;
-                self.slots[i].spec.node.set_status(NodeStatus::Failed);
-                self.def
-                    .node
-                    .record_failure(reason.clone(), env.clock.wall());
-                self.def.node.set_status(NodeStatus::Failed);
-                return Some(Exit::Failed(reason));
-            }
-            self.history.push_back(now);
-
-            let n = self.slots.len();
-            let affected: Vec<usize> = match self.def.strategy {
-                Strategy::OneForOne => vec![i],
-                Strategy::OneForAll => (0..n).collect(),
-                Strategy::RestForOne => (i..n).collect(),
-            }
-            .into_iter()
-            .filter(|j| self.slots[*j].state != SlotState::Removed)
-            .collect();
-            for &j in affected.iter().rev() {
-                if j != i && self.slots[j].state == SlotState::Running {
-                    self.stop_slot(j, StopLevel::Graceful).await;
-                    // Stopped to be restarted, not a final stop.
-                    self.slots[j].state = SlotState::Pending;
-                }
-            }
-            let mut to_restart = Vec::new();
-            for &j in &affected {
-                let slot = &mut self.slots[j];
-                if j == i {
-                    to_restart.push(j);
-                } else if slot.state == SlotState::Pending {
-                    if slot.spec.restart == RestartType::Temporary {
-                        slot.state = SlotState::Removed;
-                        slot.spec.node.set_status(NodeStatus::Stopped);
-                        self.def.node.remove_child(&slot.spec.id);
+    /// Handles a failure, or a due restart, to its end: one planning step at a time, each
+    /// of which may leave another (a restart whose start fails is a new failure), until
+    /// none is left. Returns the supervisor's own exit when the intensity is exceeded.
+    async fn recover(&mut self, first: Recovery) -> Option<Exit> {
+        let mut next = Some(first);
+        while let Some(step) = next.take() {
+            next = match step {
+                Recovery::Failed(i, exit) => {
+                    let now = self.def.env.clock.now();
+                    if !self.within_intensity(now) {
+                        return Some(self.escalate(i, &exit).await);
+                    }
+                    self.history.push_back(now);
+                    let affected = self.affected_by(i);
+                    self.stop_siblings(i, &affected).await;
+                    let to_restart = self.restart_set(i, &affected);
+                    self.prune_pending(&to_restart);
+                    self.mark_restarting(&to_restart, now);
+                    let delay = self.backoff_delay(i, now);
+                    let names: Vec<&str> = to_restart.iter().map(|j| self.child_id(*j)).collect();
+                    tracing::warn!(
+                        supervisor = %self.def.id,
+                        child = %self.child_id(i),
+                        %exit,
+                        restarting = ?names,
+                        delay_ms = delay.as_millis() as u64,
+                        "child exited; restarting"
+                    );
+                    if delay.is_zero() {
+                        Some(Recovery::StartNow(to_restart))
                     } else {
-                        to_restart.push(j);
+                        self.pending.push(PendingRestart {
+                            at: now + delay,
+                            children: to_restart,
+                        });
+                        None
                     }
                 }
-                // `Stopped` siblings (a transient child's normal exit) stay down.
-            }
-            for p in &mut self.pending {
-                p.children.retain(|c| !to_restart.contains(c));
-            }
-            self.pending.retain(|p| !p.children.is_empty());
-            for &j in &to_restart {
-                let slot = &mut self.slots[j];
-                slot.state = SlotState::Pending;
-                slot.spec.node.set_status(NodeStatus::Restarting);
-                slot.spec.node.record_restart(now, period, true);
-                env.metrics
-                    .restarts
-                    .with_label_values(&[&self.def.id, &slot.spec.id])
-                    .inc();
-            }
-            let unit: f64 = self.rng.random();
-            let delay = self.slots[i]
-                .backoff
-                .next_delay(&self.def.backoff, now, unit);
-            let names: Vec<&str> = to_restart.iter().map(|j| self.child_id(*j)).collect();
-            tracing::warn!(
-                supervisor = %self.def.id,
-                child = %self.child_id(i),
-                %exit,
-                restarting = ?names,
-                delay_ms = delay.as_millis() as u64,
-                "child exited; restarting"
-            );
-            if delay.is_zero() {
-                self.restart_now(to_restart).await
-            } else {
-                self.pending.push(PendingRestart {
-                    at: now + delay,
-                    children: to_restart,
-                });
-                None
-            }
-        })
+                Recovery::StartNow(children) => {
+                    self.start_in_order(children).await.map(|(j, e)| {
+                        Recovery::Failed(j, Exit::Failed(format!("restart failed: {e}")))
+                    })
+                }
+            };
+        }
+        None
     }
 
-    /// Starts `children` in start order. A start failure is handled as a failure of that
-    /// child; the children not reached yet are queued to start right after.
-    async fn restart_now(&mut self, mut children: Vec<usize>) -> Option<Exit> {
+    /// Forgets the restarts that left the intensity window; true if one more fits in it.
+    fn within_intensity(&mut self, now: Duration) -> bool {
+        let Intensity {
+            max_restarts,
+            period,
+        } = self.def.intensity;
+        while self
+            .history
+            .front()
+            .is_some_and(|t| now.saturating_sub(*t) >= period)
+        {
+            self.history.pop_front();
+        }
+        self.history.len() < max_restarts as usize
+    }
+
+    /// Gives up: stops every child and returns this supervisor's failure, which its own
+    /// supervisor handles as the failure of a child.
+    async fn escalate(&mut self, i: usize, exit: &Exit) -> Exit {
+        let env = self.def.env.clone();
+        let Intensity {
+            max_restarts,
+            period,
+        } = self.def.intensity;
+        let reason = format!(
+            "{}: child {} {exit}; restart intensity exceeded (more than {max_restarts} restarts within {}s)",
+            self.def.id,
+            self.child_id(i),
+            period.as_secs_f64()
+        );
+        tracing::error!(supervisor = %self.def.id, %reason, "supervisor gives up and escalates");
+        env.metrics
+            .escalations
+            .with_label_values(&[&self.def.id])
+            .inc();
+        self.slots[i].spec.node.set_status(NodeStatus::Failed);
+        self.def.node.set_status(NodeStatus::Stopping);
+        self.stop_all(StopLevel::Graceful).await;
+        self.slots[i].spec.node.set_status(NodeStatus::Failed);
+        self.def
+            .node
+            .record_failure(reason.clone(), env.clock.wall());
+        self.def.node.set_status(NodeStatus::Failed);
+        Exit::Failed(reason)
+    }
+
+    /// The children the strategy restarts when child `i` fails, in start order.
+    fn affected_by(&self, i: usize) -> Vec<usize> {
+        let n = self.slots.len();
+        match self.def.strategy {
+            Strategy::OneForOne => i..i + 1,
+            Strategy::OneForAll => 0..n,
+            Strategy::RestForOne => i..n,
+        }
+        .filter(|j| self.slots[*j].state != SlotState::Removed)
+        .collect()
+    }
+
+    /// Stops the running siblings among `affected`, in reverse start order, to be
+    /// restarted with `i`.
+    async fn stop_siblings(&mut self, i: usize, affected: &[usize]) {
+        for &j in affected.iter().rev() {
+            if j != i && self.slots[j].state == SlotState::Running {
+                self.stop_slot(j, StopLevel::Graceful).await;
+                // Stopped to be restarted, not a final stop.
+                self.slots[j].state = SlotState::Pending;
+            }
+        }
+    }
+
+    /// Which of `affected` come back: the failed child and the siblings stopped for it;
+    /// a temporary sibling leaves the tree instead, and a sibling that had ended normally
+    /// (a transient child) stays down.
+    fn restart_set(&mut self, i: usize, affected: &[usize]) -> Vec<usize> {
+        let mut to_restart = Vec::new();
+        for &j in affected {
+            let slot = &mut self.slots[j];
+            if j == i {
+                to_restart.push(j);
+            } else if slot.state == SlotState::Pending {
+                if slot.spec.restart == RestartType::Temporary {
+                    slot.state = SlotState::Removed;
+                    slot.spec.node.set_status(NodeStatus::Stopped);
+                    self.def.node.remove_child(&slot.spec.id);
+                } else {
+                    to_restart.push(j);
+                }
+            }
+        }
+        to_restart
+    }
+
+    /// Takes `children` out of the restarts already waiting: each starts once, with the
+    /// newest plan.
+    fn prune_pending(&mut self, children: &[usize]) {
+        for p in &mut self.pending {
+            p.children.retain(|c| !children.contains(c));
+        }
+        self.pending.retain(|p| !p.children.is_empty());
+    }
+
+    /// Counts and shows the restart of `children`.
+    fn mark_restarting(&mut self, children: &[usize], now: Duration) {
+        let env = &self.def.env;
+        for &j in children {
+            let slot = &mut self.slots[j];
+            slot.state = SlotState::Pending;
+            slot.spec.node.set_status(NodeStatus::Restarting);
+            slot.spec
+                .node
+                .record_restart(now, self.def.intensity.period, true);
+            env.metrics
+                .restarts
+                .with_label_values(&[&self.def.id, &slot.spec.id])
+                .inc();
+        }
+    }
+
+    /// How long the restart after child `i`'s failure waits.
+    fn backoff_delay(&mut self, i: usize, now: Duration) -> Duration {
+        let unit: f64 = self.rng.random();
+        self.slots[i]
+            .backoff
+            .next_delay(&self.def.backoff, now, unit)
+    }
+
+    /// Starts `children` in start order. On a start failure, the children not reached
+    /// yet are queued to start right after, and the failed child and its error are
+    /// returned: the failure is handled like any other.
+    async fn start_in_order(&mut self, mut children: Vec<usize>) -> Option<(usize, StartError)> {
         children.sort_unstable();
         children.dedup();
         for (k, &j) in children.iter().enumerate() {
@@ -762,9 +857,7 @@ impl Supervisor {
                     });
                 }
                 self.slots[j].state = SlotState::Stopped;
-                return self
-                    .restart_after_failure(j, Exit::Failed(format!("restart failed: {e}")))
-                    .await;
+                return Some((j, e));
             }
         }
         None
@@ -780,7 +873,7 @@ impl Supervisor {
         if children.is_empty() {
             return None;
         }
-        self.restart_now(children).await
+        self.recover(Recovery::StartNow(children)).await
     }
 
     async fn on_command(&mut self, cmd: Command) -> Option<Exit> {
@@ -790,7 +883,7 @@ impl Supervisor {
             .iter()
             .position(|s| s.spec.id == id && s.state != SlotState::Removed)
         else {
-            let _ = reply.send(Err(format!("{} has no child {id}", self.def.id)));
+            let _ = reply.send(Err(RestartError::UnknownActor(id)));
             return None;
         };
         tracing::info!(supervisor = %self.def.id, child = %id, "restart requested by an operator");
@@ -814,7 +907,10 @@ impl Supervisor {
                 None
             }
             Err(e) => {
-                let _ = reply.send(Err(e.clone()));
+                let _ = reply.send(Err(RestartError::Failed {
+                    actor: id.clone(),
+                    cause: e.clone(),
+                }));
                 let exit = Exit::Failed(format!("restart failed: {e}"));
                 if self.slots[j].spec.restart == RestartType::Temporary {
                     // A temporary child is never restarted after a failure, an operator's
@@ -826,12 +922,12 @@ impl Supervisor {
                     self.def.node.remove_child(&id);
                     return None;
                 }
-                self.restart_after_failure(j, exit).await
+                self.recover(Recovery::Failed(j, exit)).await
             }
         }
     }
 
-    async fn start_slot(&mut self, j: usize) -> Result<(), String> {
+    async fn start_slot(&mut self, j: usize) -> Result<(), StartError> {
         let slot = &mut self.slots[j];
         slot.spec.node.set_status(NodeStatus::Starting);
         let start = slot.spec.start.clone();
@@ -840,13 +936,8 @@ impl Supervisor {
             AssertUnwindSafe(async move { start().await }).catch_unwind(),
         )
         .await
-        .unwrap_or_else(|_| {
-            Ok(Err(format!(
-                "did not start within {}s",
-                START_TIMEOUT.as_secs()
-            )))
-        })
-        .unwrap_or_else(|p| Err(format!("panicked while starting: {}", panic_message(&*p))));
+        .unwrap_or(Ok(Err(StartError::TimedOut(START_TIMEOUT))))
+        .unwrap_or_else(|p| Err(StartError::Panicked(panic_message(&*p))));
         let slot = &mut self.slots[j];
         match started {
             Ok(running) => {

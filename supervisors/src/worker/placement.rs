@@ -5,7 +5,7 @@ use super::caller::{WorkerRef, WorkerShared};
 use super::host::{Host, HostParts, WorkerControl};
 use super::{panic_message, Worker, WorkerSpec};
 use crate::metrics::Metrics;
-use crate::supervisor::{ChildSpec, Running, StopLevel};
+use crate::supervisor::{ChildSpec, Running, StartError, StopLevel};
 use crate::tree::{Mailbox, TreeNode};
 use crate::Env;
 use actix::prelude::*;
@@ -17,17 +17,19 @@ use std::sync::{Arc, RwLock};
 use tokio::sync::{oneshot, watch};
 
 /// Calls a worker factory, turning a panic into a start failure.
-fn build<W>(factory: &dyn Fn() -> Result<W, String>) -> Result<W, String> {
+fn build<W>(factory: &dyn Fn() -> Result<W, String>) -> Result<W, StartError> {
     match catch_unwind(AssertUnwindSafe(factory)) {
-        Ok(r) => r,
-        Err(p) => Err(format!("panicked while starting: {}", panic_message(&*p))),
+        Ok(r) => r.map_err(StartError::Refused),
+        Err(p) => Err(StartError::Panicked(panic_message(&*p))),
     }
 }
 
 /// Builds the worker of one incarnation and starts its host somewhere; completes with the
 /// host's address.
 type Place<W> = Rc<
-    dyn Fn(HostParts<W>) -> futures::future::LocalBoxFuture<'static, Result<Addr<Host<W>>, String>>,
+    dyn Fn(
+        HostParts<W>,
+    ) -> futures::future::LocalBoxFuture<'static, Result<Addr<Host<W>>, StartError>>,
 >;
 
 /// Builds the child spec of a worker and the stable address callers use. The worker runs
@@ -98,11 +100,9 @@ where
             });
             Box::pin(async move {
                 if !sent {
-                    return Err("the worker's thread is gone".to_owned());
+                    return Err(StartError::ThreadLost);
                 }
-                rx.await.unwrap_or_else(|_| {
-                    Err("the worker's thread ended while starting it".to_owned())
-                })
+                rx.await.unwrap_or(Err(StartError::ThreadLost))
             })
         }),
     )
@@ -174,7 +174,7 @@ where
                 control: Box::new(WorkerControl { stop_tx, addr }),
                 exit: exit_rx,
             })
-        }) as futures::future::LocalBoxFuture<'static, Result<Running, String>>
+        }) as futures::future::LocalBoxFuture<'static, Result<Running, StartError>>
     });
     let child = ChildSpec {
         id: spec.id,

@@ -519,7 +519,7 @@ impl<H: Send + 'static> TestTree<H> {
                     Ok(r) => r,
                     Err(e) => {
                         let _ = ready_tx.send(Err(e.clone()));
-                        return Exit::Failed(e);
+                        return Exit::Failed(e.to_string());
                     }
                 };
                 let _ = ready_tx.send(Ok((root.node.clone(), handle)));
