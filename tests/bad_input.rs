@@ -1,8 +1,7 @@
 //! Malformed, oversized and hostile input gets a precise 4xx problem document, never a 5xx.
 
-use axon_harness::TestNode;
+use axon_harness::{expect_problem, TestNode};
 use reqwest::blocking::Response;
-use serde_json::Value;
 
 const LIMIT: usize = 1024;
 
@@ -25,20 +24,6 @@ fn post_echo(
         .body(body)
         .send()
         .unwrap()
-}
-
-/// Checks the response is a problem document of `type_slug` with `status`.
-fn expect_problem(res: Response, status: u16, type_slug: &str) -> Value {
-    assert_eq!(res.status().as_u16(), status, "status for {type_slug}");
-    let ct = res.headers()["content-type"].to_str().unwrap().to_owned();
-    assert_eq!(ct, "application/problem+json");
-    assert!(res.headers().get("x-correlation-id").is_some());
-    let v: Value = res.json().expect("a JSON problem document");
-    assert_eq!(v["type"], format!("urn:axon:problem:{type_slug}"));
-    assert_eq!(v["status"], status);
-    assert!(v["title"].is_string());
-    assert!(v["detail"].is_string());
-    v
 }
 
 #[test]

@@ -3,7 +3,7 @@
 //! rule accepts (1e16, deep but within the limit) is journaled and reads back, also after
 //! a restart.
 
-use axon_harness::TestNode;
+use axon_harness::{expect_problem, TestNode};
 use axon_protocols::canonical::MAX_DEPTH;
 use base64::Engine;
 use reqwest::blocking::Response;
@@ -43,9 +43,7 @@ fn what_the_rule_refuses_is_422_and_nothing_is_appended() {
         (nested(MAX_DEPTH - 1), &"/0".repeat(MAX_DEPTH - 2)),
     ] {
         let res = post_raw(&n, "/v1/echo", body.clone());
-        assert_eq!(res.status(), 422, "{body:.80}");
-        let v: Value = res.json().unwrap();
-        assert_eq!(v["type"], "urn:axon:problem:not-canonical", "{body:.80}");
+        let v = expect_problem(res, 422, "not-canonical");
         assert_eq!(v["path"], path, "{body:.80}");
         assert!(v["detail"].as_str().unwrap().contains(path), "{v}");
     }

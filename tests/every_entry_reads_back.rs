@@ -10,6 +10,7 @@
 mod common;
 
 use axon::api::Route;
+use axon_harness::check_problem;
 use axon_protocols::canonical::{self, MAX_DEPTH};
 use axon_protocols::journal::Entry;
 use base64::Engine;
@@ -444,11 +445,7 @@ fn send(
         .send()
         .unwrap();
     let status = res.status().as_u16();
-    let content_type = res
-        .headers()
-        .get("content-type")
-        .map(|h| h.to_str().unwrap().to_owned())
-        .unwrap_or_default();
+    let headers = res.headers().clone();
     let v: Value = res.json().unwrap();
     if (200..300).contains(&status) {
         assert_eq!(
@@ -468,12 +465,7 @@ fn send(
         "{} answered {status} to {body:.200}: {v}",
         route.path
     );
-    assert_eq!(content_type, "application/problem+json", "{v}");
-    assert_eq!(v["status"], status, "{v}");
-    assert!(
-        v["type"].as_str().unwrap().starts_with("urn:axon:problem:"),
-        "{v}"
-    );
+    check_problem(status, &headers, &v);
     assert_eq!(
         expect,
         Expect::Refused(status),

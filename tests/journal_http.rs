@@ -2,7 +2,7 @@
 //! checked, and every answer can be verified with nothing but the key, the checkpoint and
 //! the proofs.
 
-use axon_harness::{NodeStatus, TestNode};
+use axon_harness::{expect_problem, NodeStatus, TestNode};
 use axon_protocols::checkpoint::{Checkpoint, Verifier};
 use axon_protocols::journal::{leaf_hash, parse_hex, Entry};
 use axon_protocols::merkle::{self, Blake3};
@@ -17,12 +17,6 @@ fn note(n: &TestNode, body: Value) -> reqwest::blocking::Response {
         .json(&body)
         .send()
         .unwrap()
-}
-
-fn problem(res: reqwest::blocking::Response, status: u16, slug: &str) {
-    assert_eq!(res.status().as_u16(), status, "{slug}");
-    let v: Value = res.json().unwrap();
-    assert_eq!(v["type"], format!("urn:axon:problem:{slug}"), "{v}");
 }
 
 fn hashes(v: &Value) -> Vec<[u8; 32]> {
@@ -49,18 +43,18 @@ fn notes_are_durable_linked_and_provable() {
     }
 
     // Refusals.
-    problem(
+    expect_problem(
         note(&n, json!({"text": "x", "links": ["00".repeat(32)]})),
         422,
         "bad-link",
     );
-    problem(
+    expect_problem(
         note(&n, json!({"text": "x", "links": ["not hex"]})),
         422,
         "bad-link",
     );
-    problem(note(&n, json!({"text": "  "})), 400, "malformed-request");
-    problem(
+    expect_problem(note(&n, json!({"text": "  "})), 400, "malformed-request");
+    expect_problem(
         note(&n, json!({"text": "x", "extra": 1})),
         400,
         "malformed-request",
@@ -71,35 +65,35 @@ fn notes_are_durable_linked_and_provable() {
         .json(&json!({"text": "no token"}))
         .send()
         .unwrap();
-    problem(res, 401, "unauthenticated");
-    problem(n.get("/v1/journal/entries/40"), 404, "no-such-entry");
-    problem(n.get("/v1/journal/entries/-1"), 400, "invalid-parameter");
-    problem(
+    expect_problem(res, 401, "unauthenticated");
+    expect_problem(n.get("/v1/journal/entries/40"), 404, "no-such-entry");
+    expect_problem(n.get("/v1/journal/entries/-1"), 400, "invalid-parameter");
+    expect_problem(
         n.get("/v1/journal/proof/inclusion?index=1"),
         400,
         "invalid-parameter",
     );
-    problem(
+    expect_problem(
         n.get("/v1/journal/proof/inclusion?index=1&size=41"),
         400,
         "invalid-parameter",
     );
-    problem(
+    expect_problem(
         n.get("/v1/journal/proof/inclusion?index=1&size=2&x=1"),
         400,
         "invalid-parameter",
     );
-    problem(
+    expect_problem(
         n.get("/v1/journal/proof/consistency?from=0&to=3"),
         400,
         "invalid-parameter",
     );
-    problem(
+    expect_problem(
         n.get("/v1/journal/by-barcode/NOPE"),
         400,
         "invalid-parameter",
     );
-    problem(
+    expect_problem(
         n.get("/v1/journal/by-barcode/aaaaaaaaaaaa"),
         404,
         "no-such-entry",
@@ -303,7 +297,7 @@ fn entries_are_found_by_id_action_kind_and_time() {
         ("/v1/journal/entries?page=2", 400, "invalid-parameter"),
         ("/v1/journal/entries?since=%ZZ", 400, "invalid-parameter"),
     ] {
-        problem(n.get(path), status, slug);
+        expect_problem(n.get(path), status, slug);
     }
     // Past the end: an empty last page.
     let past: Value = n.get("/v1/journal/entries?after=500").json().unwrap();

@@ -2,8 +2,8 @@
 //! header and in the problem document: an actor restarting or overloaded, a node not
 //! ready, a halted journal, a node shutting down.
 
-use axon_harness::{wait_until, Fault, NodeStatus, TestNode};
-use serde_json::{json, Value};
+use axon_harness::{expect_problem, wait_until, Fault, NodeStatus, TestNode};
+use serde_json::json;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,17 +13,7 @@ const RETRY: u64 = 7;
 
 /// Checks the status, the problem type and `Retry-After` in both places.
 fn assert_retry(res: reqwest::blocking::Response, status: u16, slug: &str) {
-    assert_eq!(res.status(), status, "{slug}");
-    let header = res
-        .headers()
-        .get("retry-after")
-        .unwrap_or_else(|| panic!("{slug} without Retry-After"))
-        .to_str()
-        .unwrap()
-        .to_owned();
-    assert_eq!(header, RETRY.to_string(), "{slug}");
-    let v: Value = res.json().unwrap();
-    assert_eq!(v["type"], format!("urn:axon:problem:{slug}"));
+    let v = expect_problem(res, status, slug);
     assert_eq!(v["retry_after_seconds"], RETRY, "{slug}: {v}");
 }
 

@@ -244,6 +244,56 @@ impl Drop for SystemThread {
 
 /// The value of one sample of `name` whose labels include every pair in `labels`
 /// (a counter's or gauge's value, a histogram's count).
+/// Checks the rules every problem document of Axon keeps, whatever its type: the
+/// content type, the correlation id, `type` in Axon's namespace, `status` equal to the
+/// status line, `title` and `detail` as text, and for a 429 or a 503 a `Retry-After`
+/// header equal to the document's `retry_after_seconds`.
+pub fn check_problem(status: u16, headers: &reqwest::header::HeaderMap, v: &serde_json::Value) {
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .map(|h| h.to_str().unwrap_or_default().to_owned())
+    };
+    assert_eq!(
+        header("content-type").as_deref(),
+        Some("application/problem+json"),
+        "{v}"
+    );
+    assert!(
+        header("x-correlation-id").is_some(),
+        "no correlation id: {v}"
+    );
+    assert!(
+        v["type"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("urn:axon:problem:")),
+        "{v}"
+    );
+    assert_eq!(v["status"], status, "{v}");
+    assert!(v["title"].is_string(), "{v}");
+    assert!(v["detail"].is_string(), "{v}");
+    if status == 429 || status == 503 {
+        let retry =
+            header("retry-after").unwrap_or_else(|| panic!("{status} without Retry-After: {v}"));
+        assert_eq!(v["retry_after_seconds"].to_string(), retry, "{v}");
+    }
+}
+
+/// Checks that `res` is the problem document of type `urn:axon:problem:{slug}` with
+/// `status`, and keeps every rule of [`check_problem`]; answers the document.
+pub fn expect_problem(
+    res: reqwest::blocking::Response,
+    status: u16,
+    slug: &str,
+) -> serde_json::Value {
+    assert_eq!(res.status().as_u16(), status, "status for {slug}");
+    let headers = res.headers().clone();
+    let v: serde_json::Value = res.json().expect("a JSON problem document");
+    check_problem(status, &headers, &v);
+    assert_eq!(v["type"], format!("urn:axon:problem:{slug}"), "{v}");
+    v
+}
+
 pub fn metric_value(registry: &Registry, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     use prometheus::proto::MetricType;
     let family = registry.gather().into_iter().find(|f| f.name() == name)?;
