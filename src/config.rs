@@ -76,6 +76,10 @@ pub enum LogFormat {
 pub struct SupervisionConfig {
     pub command_capacity: usize,
     pub seed: u64,
+    /// How long a kill may take before the child is abandoned (fenced off and counted).
+    pub kill_wait_ms: u64,
+    /// How long one start of a child may take before it counts as a start failure.
+    pub start_timeout_ms: u64,
     pub root: SupervisorConfig,
     pub core: SupervisorConfig,
     pub drivers: SupervisorConfig,
@@ -231,6 +235,13 @@ impl Config {
             s.command_capacity as u64,
             1,
             65_536,
+        )?;
+        range("supervision.kill_wait_ms", s.kill_wait_ms, 1, 600_000)?;
+        range(
+            "supervision.start_timeout_ms",
+            s.start_timeout_ms,
+            1,
+            3_600_000,
         )?;
         for (name, sup) in [
             ("root", &s.root),
@@ -548,6 +559,16 @@ mod tests {
         );
         assert!(
             e.starts_with("config key `supervision.root.min_backoff_ms`"),
+            "{e}"
+        );
+        let e = err_of(Some("[supervision]\nkill_wait_ms = 0\n"), &[]);
+        assert!(
+            e.starts_with("config key `supervision.kill_wait_ms`"),
+            "{e}"
+        );
+        let e = err_of(None, &[("AXON_SUPERVISION__START_TIMEOUT_MS", "0")]);
+        assert!(
+            e.starts_with("config key `supervision.start_timeout_ms`"),
             "{e}"
         );
         let e = err_of(Some("[log]\nformat = \"xml\"\n"), &[]);

@@ -135,6 +135,10 @@ pub async fn start(cfg: &Config, opts: NodeOptions) -> anyhow::Result<Node> {
     };
     let mut env = Env::new(&registry, opts.clock, seed).context("registering metrics")?;
     env.faults = opts.faults;
+    env.bounds = Bounds {
+        kill_wait: Duration::from_millis(cfg.supervision.kill_wait_ms),
+        start_timeout: Duration::from_millis(cfg.supervision.start_timeout_ms),
+    };
 
     let j = &cfg.journal;
     let journal_cfg = journal_config(cfg);

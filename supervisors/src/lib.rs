@@ -61,9 +61,9 @@ pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
 pub use fault::{Fault, FaultInjector};
 pub use metrics::Metrics;
 pub use supervisor::{
-    request_restart, restart_actor, start_root, supervisor, ChildControl, ChildSpec, Command, Exit,
-    Intensity, RestartError, Root, RootSpec, Running, Shutdown, StartError, StartFn, StopLevel,
-    SupervisorSpec,
+    request_restart, restart_actor, start_root, supervisor, Bounds, ChildControl, ChildSpec,
+    Command, Exit, Intensity, RestartError, Root, RootSpec, Running, Shutdown, StartError, StartFn,
+    StopLevel, SupervisorSpec,
 };
 pub use tree::{Mailbox, TreeNode};
 pub use worker::{
@@ -79,6 +79,8 @@ pub struct Env {
     pub metrics: Metrics,
     pub faults: FaultInjector,
     pub seed: u64,
+    /// How long kills and starts may take.
+    pub bounds: Bounds,
 }
 
 impl Env {
@@ -93,6 +95,7 @@ impl Env {
             metrics: Metrics::new(registry)?,
             faults: FaultInjector::new(),
             seed,
+            bounds: Bounds::default(),
         })
     }
 }

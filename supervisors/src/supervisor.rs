@@ -113,7 +113,7 @@ pub enum StartError {
     Refused(String),
     #[error("panicked while starting: {0}")]
     Panicked(String),
-    #[error("did not start within {}s", .0.as_secs())]
+    #[error("did not start within {0:?}")]
     TimedOut(Duration),
     /// The thread of a worker that runs on its own ended or refused the start.
     #[error("its thread ended before the worker started")]
@@ -181,7 +181,8 @@ struct SupervisorDef {
 pub fn supervisor(env: &Env, spec: SupervisorSpec, restart: RestartType) -> ChildSpec {
     // A supervisor's stop is bounded by its children's: each one's shutdown timeout and
     // the wait for its kill, one after the other.
-    let bound = spec.children.iter().map(stop_bound).sum();
+    let kill_wait = env.bounds.kill_wait;
+    let bound = spec.children.iter().map(|c| stop_bound(c, kill_wait)).sum();
     let def = define(env, spec, Some(restart));
     ChildSpec {
         id: def.id.clone(),
@@ -307,19 +308,32 @@ fn start_incarnation(
     })
 }
 
-/// How long a kill may take (on the node's clock) before the child is abandoned.
-pub const KILL_WAIT: Duration = Duration::from_secs(1);
+/// The bounds every stop and start of one tree keeps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Bounds {
+    /// How long a kill may take (on the node's clock) before the child is abandoned.
+    pub kill_wait: Duration,
+    /// How long one start of a child may take (real time: a start is real work, like
+    /// opening and checking a large journal); a start that takes longer is a start
+    /// failure.
+    pub start_timeout: Duration,
+}
 
-/// How long one start of a child may take (real time: a start is real work, like opening
-/// and checking a large journal); a start that takes longer is a start failure.
-pub const START_TIMEOUT: Duration = Duration::from_secs(120);
+impl Default for Bounds {
+    fn default() -> Self {
+        Self {
+            kill_wait: Duration::from_secs(1),
+            start_timeout: Duration::from_secs(120),
+        }
+    }
+}
 
 /// The longest a stop of `child` may take: its shutdown timeout, then the wait for its
 /// kill.
-fn stop_bound(child: &ChildSpec) -> Duration {
+fn stop_bound(child: &ChildSpec, kill_wait: Duration) -> Duration {
     match child.shutdown {
-        Shutdown::Timeout(d) => d + KILL_WAIT,
-        Shutdown::BrutalKill | Shutdown::Infinity => KILL_WAIT,
+        Shutdown::Timeout(d) => d + kill_wait,
+        Shutdown::BrutalKill | Shutdown::Infinity => kill_wait,
     }
 }
 
@@ -931,12 +945,13 @@ impl Supervisor {
         let slot = &mut self.slots[j];
         slot.spec.node.set_status(NodeStatus::Starting);
         let start = slot.spec.start.clone();
+        let start_timeout = self.def.env.bounds.start_timeout;
         let started = tokio::time::timeout(
-            START_TIMEOUT,
+            start_timeout,
             AssertUnwindSafe(async move { start().await }).catch_unwind(),
         )
         .await
-        .unwrap_or(Ok(Err(StartError::TimedOut(START_TIMEOUT))))
+        .unwrap_or(Ok(Err(StartError::TimedOut(start_timeout))))
         .unwrap_or_else(|p| Err(StartError::Panicked(panic_message(&*p))));
         let slot = &mut self.slots[j];
         match started {
@@ -966,6 +981,7 @@ impl Supervisor {
     /// one on its own thread gets a fresh thread, and a child that owns files holds a lock.
     async fn stop_slot(&mut self, j: usize, level: StopLevel) {
         let clock = self.def.env.clock.clone();
+        let kill_wait = self.def.env.bounds.kill_wait;
         let sup_id = self.def.id.clone();
         // A kill asked of this supervisor while it stops a child gracefully passes down
         // to that child at once.
@@ -995,7 +1011,7 @@ impl Supervisor {
                         run.control.stop(StopLevel::Kill);
                         // A kill is bounded too: a child stuck where no kill reaches it
                         // is abandoned, never waited on for ever.
-                        match future::select(Box::pin(rx), clock.sleep(KILL_WAIT)).await {
+                        match future::select(Box::pin(rx), clock.sleep(kill_wait)).await {
                             Either::Left((exit, _)) => exit,
                             Either::Right(_) => {
                                 tracing::error!(supervisor = %sup_id, child = %slot.spec.id, "child did not stop after a kill; abandoning it");
@@ -1017,7 +1033,7 @@ impl Supervisor {
                                 // passes it down and kills its children in turn.
                                 let grace = clock.sleep(match slot.spec.kind {
                                     ChildKind::Supervisor => d,
-                                    ChildKind::Worker => KILL_WAIT,
+                                    ChildKind::Worker => kill_wait,
                                 });
                                 match future::select(rx, grace).await {
                                     Either::Left((_, _)) => Exit::Killed,
