@@ -1,16 +1,20 @@
-//! Call deadlines on a coarse clock, shared by every caller in the process.
+//! Call deadlines on a coarse clock.
 //!
-//! A caller that has to wait for its answer leaves its waker and its due time in one of a
-//! few shards; one thread wakes the callers whose time has passed, looking every [`TICK`]
-//! while any call waits and sleeping otherwise. A call pays a lock on its shard to enter
-//! and one to leave, and reads the kernel's coarse clock, where a runtime timer per call
-//! costs an insert and a cancel in the timer wheel and a clock read for each.
+//! A caller that has to wait for its answer leaves its waker and its due time in a wheel,
+//! and whoever drives the wheel wakes the callers whose time has passed, looking every
+//! [`TICK`] while any call waits. A caller on an actix thread (the node's arbiters and
+//! HTTP workers) uses its thread's own wheel, driven by one task on that thread: entering
+//! and leaving it take no lock. Any other caller uses one of a few shards shared by the
+//! process, driven by one thread of its own that sleeps while nobody waits. Either way a
+//! call reads only the kernel's coarse clock, where a runtime timer per call costs an
+//! insert and a cancel in the timer wheel and a clock read for each.
 //!
 //! Precision: a deadline never passes early; it is seen late by at most one tick plus the
 //! coarse clock's resolution (a few milliseconds), which is far inside any call deadline
 //! a node is configured with.
 
 use slab::Slab;
+use std::cell::RefCell;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -170,6 +174,112 @@ fn run() {
     }
 }
 
+/// The wheel of one actix thread, driven by a task on that thread.
+struct LocalWheel {
+    /// Tells this wheel's entries from another thread's.
+    id: u64,
+    waiting: Slab<(u64, u64, Waker)>,
+    /// Numbers each entry, so a key reused after its entry left is never mistaken for it.
+    next_tag: u64,
+    /// True while this thread's driving task runs.
+    ticking: bool,
+    /// The waker of the last caller that left: the next call of the same task (an HTTP
+    /// request making its calls one after another) takes it instead of a fresh clone.
+    spare: Option<Waker>,
+}
+
+thread_local! {
+    static LOCAL: RefCell<LocalWheel> = RefCell::new(LocalWheel {
+        id: {
+            static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        },
+        waiting: Slab::new(),
+        next_tag: 0,
+        ticking: false,
+        spare: None,
+    });
+}
+
+/// Drives this thread's wheel: every tick, wakes (and takes out) the entries whose time
+/// has passed; ends once nobody has waited for a while. When the runtime it runs on goes
+/// away, the task is dropped and the next caller starts another on the runtime it has.
+async fn drive_local_wheel() {
+    struct Ticking;
+    impl Drop for Ticking {
+        fn drop(&mut self) {
+            let _ = LOCAL.try_with(|w| w.borrow_mut().ticking = false);
+        }
+    }
+    let _ticking = Ticking;
+    let mut idle = 0u32;
+    while idle < IDLE_TICKS {
+        tokio::time::sleep(TICK).await;
+        let now = now_ns();
+        let due: Vec<Waker> = LOCAL.with(|w| {
+            let mut w = w.borrow_mut();
+            if w.waiting.is_empty() {
+                idle += 1;
+                return Vec::new();
+            }
+            idle = 0;
+            let keys: Vec<usize> = w
+                .waiting
+                .iter()
+                .filter(|(_, (due, _, _))| *due <= now)
+                .map(|(k, _)| k)
+                .collect();
+            keys.into_iter().map(|k| w.waiting.remove(k).2).collect()
+        });
+        // Woken outside the borrow: a waker may run code that enters the wheel.
+        for waker in due {
+            waker.wake();
+        }
+    }
+}
+
+/// Enters this thread's wheel if the thread has one that is driven (or can start the
+/// task that drives it); `None` sends the caller to the shared wheel.
+fn enter_local(due: u64, waker: &Waker) -> Option<Entry> {
+    // A waker let go of is dropped after the wheel's borrow ends, whatever its drop does.
+    let mut unused = None;
+    let entry = LOCAL
+        .try_with(|w| {
+            let mut w = w.borrow_mut();
+            if !w.ticking {
+                actix::Arbiter::try_current()?;
+                w.ticking = true;
+                actix::spawn(drive_local_wheel());
+            }
+            let tag = w.next_tag;
+            w.next_tag += 1;
+            let waker = match w.spare.take() {
+                Some(spare) if spare.will_wake(waker) => spare,
+                other => {
+                    unused = other;
+                    waker.clone()
+                }
+            };
+            let key = w.waiting.insert((due, tag, waker));
+            Some(Entry::Local {
+                wheel: w.id,
+                key,
+                tag,
+            })
+        })
+        .ok()
+        .flatten();
+    drop(unused);
+    entry
+}
+
+/// Where a waiting caller's entry is.
+#[derive(Clone, Copy, Debug)]
+enum Entry {
+    Local { wheel: u64, key: usize, tag: u64 },
+    Shared { shard: usize, key: usize },
+}
+
 /// The deadline passed before the answer came.
 #[derive(Debug)]
 pub struct Elapsed;
@@ -178,8 +288,8 @@ pub struct Elapsed;
 pub struct WithDeadline<F> {
     inner: F,
     due: u64,
-    /// The shard and key of this caller's entry, while it has one.
-    entry: Option<(usize, usize)>,
+    /// This caller's entry, while it has one.
+    entry: Option<Entry>,
 }
 
 impl<F> WithDeadline<F> {
@@ -195,17 +305,59 @@ impl<F> WithDeadline<F> {
     }
 
     fn leave(&mut self) {
-        if let Some((shard, key)) = self.entry.take() {
-            let mut s = lock(&DEADLINES.shards[shard]);
-            s.waiting.try_remove(key);
+        match self.entry.take() {
+            None => {}
+            Some(Entry::Local { wheel, key, tag }) => {
+                // An entry already woken is gone from the wheel; one of another thread's
+                // wheel (a caller moved between threads) leaves when it falls due. The
+                // spare it replaces is dropped after the wheel's borrow ends.
+                let replaced = LOCAL.try_with(|w| {
+                    let mut w = w.borrow_mut();
+                    if w.id == wheel && w.waiting.get(key).is_some_and(|e| e.1 == tag) {
+                        let (_, _, waker) = w.waiting.remove(key);
+                        w.spare.replace(waker)
+                    } else {
+                        None
+                    }
+                });
+                drop(replaced);
+            }
+            Some(Entry::Shared { shard, key }) => {
+                let mut s = lock(&DEADLINES.shards[shard]);
+                s.waiting.try_remove(key);
+            }
         }
     }
 
+    /// Leaves this caller's waker to be woken at its deadline.
     fn wait(&mut self, waker: &Waker) {
-        let d = &*DEADLINES;
         match self.entry {
-            Some((shard, key)) => {
-                let mut s = lock(&d.shards[shard]);
+            Some(Entry::Local { wheel, key, tag }) => {
+                let kept = LOCAL
+                    .try_with(|w| {
+                        let mut w = w.borrow_mut();
+                        if w.id != wheel {
+                            return false;
+                        }
+                        match w.waiting.get_mut(key) {
+                            Some(e) if e.1 == tag => {
+                                if !e.2.will_wake(waker) {
+                                    e.2 = waker.clone();
+                                }
+                                true
+                            }
+                            _ => false,
+                        }
+                    })
+                    .unwrap_or(false);
+                if !kept {
+                    // Woken early, or polled from another thread: enter again.
+                    self.entry = None;
+                    self.wait(waker);
+                }
+            }
+            Some(Entry::Shared { shard, key }) => {
+                let mut s = lock(&DEADLINES.shards[shard]);
                 if let Some(w) = s.waiting.get_mut(key) {
                     if !w.waker.will_wake(waker) {
                         w.waker = waker.clone();
@@ -215,23 +367,32 @@ impl<F> WithDeadline<F> {
                 }
             }
             None => {
-                let shard = SHARD.with(|s| *s);
-                let key = {
-                    let mut s = lock(&d.shards[shard]);
-                    s.earliest = s.earliest.min(self.due);
-                    s.waiting.insert(Waiting {
-                        due: self.due,
-                        waker: waker.clone(),
-                        woken: false,
-                    })
-                };
-                self.entry = Some((shard, key));
-                if d.parked.load(Ordering::SeqCst) {
-                    d.thread.unpark();
-                }
+                self.entry = Some(match enter_local(self.due, waker) {
+                    Some(entry) => entry,
+                    None => enter_shared(self.due, waker),
+                });
             }
         }
     }
+}
+
+/// Enters one of the shards shared by the process; the deadline thread wakes it.
+fn enter_shared(due: u64, waker: &Waker) -> Entry {
+    let d = &*DEADLINES;
+    let shard = SHARD.with(|s| *s);
+    let key = {
+        let mut s = lock(&d.shards[shard]);
+        s.earliest = s.earliest.min(due);
+        s.waiting.insert(Waiting {
+            due,
+            waker: waker.clone(),
+            woken: false,
+        })
+    };
+    if d.parked.load(Ordering::SeqCst) {
+        d.thread.unpark();
+    }
+    Entry::Shared { shard, key }
 }
 
 impl<F: Future + Unpin> Future for WithDeadline<F> {
@@ -243,7 +404,9 @@ impl<F: Future + Unpin> Future for WithDeadline<F> {
             this.leave();
             return Poll::Ready(Ok(v));
         }
-        if now_ns() >= this.due {
+        // A first poll is never past the deadline but for a zero one, which the next
+        // tick answers; later polls come from a wake-up, the deadline's or the answer's.
+        if this.entry.is_some() && now_ns() >= this.due {
             this.leave();
             return Poll::Ready(Err(Elapsed));
         }
@@ -290,7 +453,10 @@ mod tests {
         Pin::new(f).poll(&mut Context::from_waker(&waker))
     }
 
-    fn is_waiting((shard, key): (usize, usize)) -> bool {
+    fn is_waiting(entry: Entry) -> bool {
+        let Entry::Shared { shard, key } = entry else {
+            panic!("a caller outside actix entered {entry:?}");
+        };
         lock(&DEADLINES.shards[shard]).waiting.contains(key)
     }
 
@@ -313,5 +479,33 @@ mod tests {
         assert!(is_waiting(entry));
         drop(dropped);
         assert!(!is_waiting(entry));
+    }
+    #[test]
+    fn on_an_actix_thread_a_caller_uses_its_thread_wheel() {
+        actix::System::new().block_on(async {
+            for ms in [0u64, 1, 5, 30] {
+                let started = Instant::now();
+                let r =
+                    WithDeadline::new(futures::future::pending::<()>(), Duration::from_millis(ms))
+                        .await;
+                assert!(r.is_err());
+                assert!(
+                    started.elapsed() >= Duration::from_millis(ms),
+                    "early for {ms} ms"
+                );
+            }
+            let (tx, rx) = tokio::sync::oneshot::channel::<u32>();
+            let mut call = WithDeadline::new(rx, Duration::from_secs(60));
+            assert!(poll_once(&mut call).is_pending());
+            let Some(Entry::Local { key, tag, .. }) = call.entry else {
+                panic!("an actix caller entered {:?}", call.entry);
+            };
+            let here =
+                |key, tag| LOCAL.with(|w| w.borrow().waiting.get(key).is_some_and(|e| e.1 == tag));
+            assert!(here(key, tag));
+            tx.send(7).unwrap();
+            assert!(matches!(poll_once(&mut call), Poll::Ready(Ok(Ok(7)))));
+            assert!(!here(key, tag));
+        });
     }
 }
