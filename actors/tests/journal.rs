@@ -65,19 +65,16 @@ fn hashes(hex: &[String]) -> Vec<[u8; 32]> {
 /// The checkpoint the journal serves once it covers `size` entries (the checkpoint thread
 /// logs it right after the commit: this waits for that).
 fn checkpoint_covering(j: &mut Journal, size: u64) -> String {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    loop {
+    let mut served = None;
+    wait_for(&format!("a checkpoint of size {size} is served"), || {
         if let JournalResponse::Checkpoint(note) = &batch(j, vec![JournalRequest::Checkpoint])[0] {
             if note.contains(&format!("\n{size}\n")) {
-                return note.clone();
+                served = Some(note.clone());
             }
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no checkpoint of size {size} was served"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(2));
-    }
+        served.is_some()
+    });
+    served.unwrap()
 }
 
 fn appended(r: &JournalResponse) -> Appended {

@@ -109,9 +109,10 @@ fn queued_requests_commit_together_on_the_workers_own_thread() {
                 actix::spawn(async move { w.call(100 + i, &opts).await })
             })
             .collect();
-        while w.node().mailbox.as_ref().unwrap().depth() < 20 {
-            actix_rt::time::sleep(Duration::from_millis(1)).await;
-        }
+        wait_until("twenty requests queue", || {
+            w.node().mailbox.as_ref().unwrap().depth() >= 20
+        })
+        .await;
         clock.advance(Duration::from_secs(1));
         assert_eq!(held.await.unwrap(), Ok(1));
         for (i, q) in queued.into_iter().enumerate() {
@@ -236,11 +237,10 @@ fn a_panic_in_a_batching_hook_is_a_failure_not_a_kill() {
                 panic!("{hook}: {answer:?}");
             };
             assert!(reason.contains(&format!("in {hook}()")), "{hook}: {reason}");
-            let deadline = std::time::Instant::now() + Duration::from_secs(10);
-            while w.node().restarts_total() == 0 {
-                assert!(std::time::Instant::now() < deadline, "{hook}: no restart");
-                actix_rt::time::sleep(Duration::from_millis(1)).await;
-            }
+            wait_until(&format!("{hook}: a restart"), || {
+                w.node().restarts_total() > 0
+            })
+            .await;
             let failure = w.node().snapshot(&env.clock).last_failure.unwrap();
             assert!(failure.reason.contains("panicked"), "{hook}: {failure:?}");
             root.stop(StopLevel::Graceful);

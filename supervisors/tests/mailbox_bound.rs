@@ -58,7 +58,6 @@ fn run(own_thread: bool) {
         // Right after the start: the worker is held on one request...
         env.faults
             .inject("echo", Fault::Delay(Duration::from_secs(1)), Some(1));
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
         let held = {
             let (w, o) = (w.clone(), opts.clone());
             actix::spawn(async move { w.call(0, &o).await })
@@ -71,14 +70,7 @@ fn run(own_thread: bool) {
             calls.push(actix::spawn(async move { w.call(i as u32, &o).await }));
         }
         let depth = || w.node().mailbox.as_ref().unwrap().depth();
-        while depth() < CAPACITY {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the mailbox never filled: depth {}",
-                depth()
-            );
-            actix_rt::time::sleep(Duration::from_millis(1)).await;
-        }
+        wait_until("the mailbox fills to its bound", || depth() >= CAPACITY).await;
         // Full: the next request is refused as overloaded, at once.
         assert!(
             matches!(w.call(999, &opts).await, Err(CallError::Overloaded { .. })),
