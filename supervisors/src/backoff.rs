@@ -57,6 +57,17 @@ impl BackoffState {
         self.started = Some(now);
     }
 
+    /// Records that the child stopped at `now` without failing (its supervisor stopped it,
+    /// or it ended normally). A run that lasted `reset_after` has earned its reset; the
+    /// time the child then spends stopped never counts as running.
+    pub fn stopped(&mut self, policy: &BackoffPolicy, now: Duration) {
+        if let Some(started) = self.started.take() {
+            if now.saturating_sub(started) >= policy.reset_after {
+                self.count = 0;
+            }
+        }
+    }
+
     /// Records a failure at `now` and returns the delay before its restart. The count
     /// resets first when the child had run `reset_after` since its last start.
     pub fn next_delay(&mut self, policy: &BackoffPolicy, now: Duration, unit: f64) -> Duration {
@@ -114,6 +125,23 @@ mod tests {
         // Restarted, then 550 ms of running without a failure: back to the minimum.
         s.started(ms(720));
         assert_eq!(s.next_delay(&p, ms(1270), 0.0), ms(100));
+    }
+
+    #[test]
+    fn time_spent_stopped_never_counts_as_running() {
+        let p = BackoffPolicy::new(ms(100), ms(1000), 0.0);
+        let mut s = BackoffState::default();
+        s.started(ms(0));
+        assert_eq!(s.next_delay(&p, ms(10), 0.0), ms(100));
+        // Restarted, stopped 10 ms later by a sibling's restart, then down for a long
+        // time, then its start fails: it ran 10 ms, not 1000, so the count stands.
+        s.started(ms(110));
+        s.stopped(&p, ms(120));
+        assert_eq!(s.next_delay(&p, ms(1120), 0.0), ms(200));
+        // A run long enough before the stop does earn the reset.
+        s.started(ms(1320));
+        s.stopped(&p, ms(1900));
+        assert_eq!(s.next_delay(&p, ms(5000), 0.0), ms(100));
     }
 
     #[test]

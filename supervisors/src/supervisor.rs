@@ -666,6 +666,7 @@ impl Supervisor {
             }
             (RestartType::Transient, false) => {
                 tracing::info!(supervisor = %self.def.id, child = %slot.spec.id, %exit, "transient child ended normally; not restarted");
+                slot.backoff.stopped(&self.def.backoff, env.clock.now());
                 slot.state = SlotState::Stopped;
                 slot.spec.node.set_status(NodeStatus::Stopped);
                 None
@@ -1059,6 +1060,9 @@ impl Supervisor {
             .exits
             .with_label_values(&[&sup_id, &slot.spec.id, exit.kind()])
             .inc();
+        // Its run ends here: the time it now spends stopped never counts as running.
+        slot.backoff
+            .stopped(&self.def.backoff, self.def.env.clock.now());
         slot.state = SlotState::Stopped;
         slot.spec.node.set_status(NodeStatus::Stopped);
     }
