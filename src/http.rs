@@ -95,14 +95,7 @@ pub(crate) async fn echo(
         environment: axon_protocols::capsule::Environment {
             binary_version: env!("CARGO_PKG_VERSION").into(),
             config_hash: st.config_hash.clone(),
-            driver_artifact_hash: axon_protocols::journal::hex(
-                blake3::hash(
-                    axon_drivers::builtin_artifact("echo")
-                        .unwrap_or("echo")
-                        .as_bytes(),
-                )
-                .as_bytes(),
-            ),
+            driver_artifact_hash: axon_drivers::echo::descriptor().artifact_hash.clone(),
         },
         input,
         output: output.clone(),

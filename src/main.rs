@@ -34,6 +34,11 @@ enum Command {
         #[arg(long)]
         otlp_endpoint: Option<String>,
     },
+    /// Driver manifests.
+    Drivers {
+        #[command(subcommand)]
+        what: DriversWhat,
+    },
     /// Prints the effective configuration (defaults, file, environment, flags) as TOML.
     Config {
         #[arg(long)]
@@ -96,6 +101,14 @@ enum Command {
         #[arg(long, value_name = "VKEY")]
         key: Option<String>,
     },
+}
+
+#[derive(Subcommand)]
+enum DriversWhat {
+    /// Checks one driver manifest without starting anything. Exit 0 prints the driver's
+    /// descriptor (with its artifact hash) as JSON; exit 1 names the file and the key
+    /// that is wrong.
+    Check { file: PathBuf },
 }
 
 #[derive(Subcommand)]
@@ -232,6 +245,24 @@ fn main() {
                 }
             }
         }
+        Command::Drivers {
+            what: DriversWhat::Check { file },
+        } => match axon_drivers::manifest::Manifest::load(&file) {
+            Ok(m) => match serde_json::to_string_pretty(&m.descriptor()) {
+                Ok(text) => {
+                    println!("{text}");
+                    0
+                }
+                Err(e) => {
+                    eprintln!("axon: {e}");
+                    1
+                }
+            },
+            Err(e) => {
+                eprintln!("axon: {e}");
+                1
+            }
+        },
         Command::Config { config } => {
             match Config::load(config.as_deref(), std::env::vars(), &Overrides::default()) {
                 Ok(cfg) => match toml::to_string(&cfg) {

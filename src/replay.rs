@@ -96,8 +96,8 @@ pub fn compare(
             env!("CARGO_PKG_VERSION")
         ));
     }
-    let artifact = axon_drivers::builtin_artifact(&capsule.driver)
-        .map(|a| hex(blake3::hash(a.as_bytes()).as_bytes()));
+    let artifact = axon_drivers::builtin_manifest(&capsule.driver)
+        .map(|m| hex(&axon_drivers::manifest::artifact_hash(m)));
     if artifact.as_deref() != Some(capsule.environment.driver_artifact_hash.as_str()) {
         notes.push(format!(
             "the {} driver's artifact differs from the recorded one",

@@ -222,3 +222,31 @@ fn a_taken_port_stops_the_node_with_one_clear_line() {
     let (code, _) = sigterm_and_wait(first);
     assert_eq!(code, 0);
 }
+
+#[test]
+fn drivers_check_prints_the_descriptor_or_names_the_file_and_the_key() {
+    let good = concat!(env!("CARGO_MANIFEST_DIR"), "/config/drivers/echo.toml");
+    let out = Command::new(env!("CARGO_BIN_EXE_axon"))
+        .args(["drivers", "check", good])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let d: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(d["capability"], "urn:axon:cap:echo");
+    assert_eq!(
+        d["artifact_hash"],
+        blake3::hash(b"builtin:echo@1").to_hex().as_str()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    let text = std::fs::read_to_string(good)
+        .unwrap()
+        .replace("risk = \"low\"", "risk = \"none\"");
+    std::fs::write(&bad, text).unwrap();
+    let (code, err) = run_to_exit(&["drivers", "check", bad.to_str().unwrap()], &[]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains(&format!("driver manifest {}: key `risk`", bad.display())),
+        "{err}"
+    );
+}

@@ -1,22 +1,32 @@
-//! `axon-drivers`: the drivers Axon ships, the plugins that touch the world.
+//! `axon-drivers`: the driver ABI and the drivers Axon ships, the plugins that touch the
+//! world.
 //!
-//! What is here now: the `echo` driver, which answers every request with its input. It
-//! touches nothing, so it is the probe operators and tests use to measure the path through
-//! a supervised actor (`POST /v1/echo`).
+//! What is here: the [`Driver`](driver::Driver) trait and the
+//! [`DriverDescriptor`](descriptor::DriverDescriptor) every driver answers with; driver
+//! manifests (`config/drivers/*.toml`), checked with the file and key named, and the one
+//! function that computes a driver's artifact hash; obligations (JSON Schemas over the
+//! arguments, the intent and the outcome); and the `echo` driver, which answers every
+//! request with its input and touches nothing, so it is the probe operators and tests use
+//! to measure the path through a supervised actor.
 //!
 //! Architecture invariant: a driver carries no policy. Whether and when it may act is
 //! decided before a request reaches it; a driver only does what it is asked, inside the
 //! limits of its host.
 
+pub mod descriptor;
+pub mod driver;
 pub mod echo;
+pub mod manifest;
+pub mod obligations;
 
 use serde_json::Value;
 
-/// The built-in drivers' identities: name, version and the hash that stands for their
-/// artifact in replay capsules.
-pub fn builtin_artifact(driver: &str) -> Option<&'static str> {
+/// The manifest of a built-in driver, by name.
+pub fn builtin_manifest(driver: &str) -> Option<&'static manifest::Manifest> {
+    static ECHO: std::sync::LazyLock<manifest::Manifest> =
+        std::sync::LazyLock::new(manifest::Manifest::builtin_echo);
     match driver {
-        "echo" => Some("builtin:echo@1"),
+        "echo" => Some(&ECHO),
         _ => None,
     }
 }

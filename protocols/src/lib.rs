@@ -2,7 +2,8 @@
 //!
 //! What is here: the shapes that cross Axon's boundary — the RFC 9457 problem document
 //! and its stable `type` identifiers, the supervision-tree snapshot served at
-//! `GET /v1/supervision`, and correlation ids.
+//! `GET /v1/supervision`, correlation ids, intents (`AxonIntent` v1), replay capsules,
+//! the journal record format, Merkle proofs and signed checkpoints.
 //!
 //! Architecture invariant: this crate does no IO, starts no actors and depends on no other
 //! crate of the workspace. Everything here is plain data with its validation.
@@ -11,6 +12,7 @@ pub mod canonical;
 pub mod capsule;
 pub mod checkpoint;
 pub mod correlation;
+pub mod intent;
 pub mod journal;
 pub mod merkle;
 pub mod problem;

@@ -1,0 +1,117 @@
+//! The driver ABI: what every driver does, whatever it touches. A driver only does what
+//! it is asked: whether it may act is decided before a call reaches it, and the checks of
+//! its obligations around the call are made by [`push_checked`], the one way a driver is
+//! pushed.
+
+use crate::descriptor::DriverDescriptor;
+use crate::obligations::{Obligations, Violation};
+use axon_protocols::intent::AxonIntent;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// What the twin expects a push to do, found without any side effect.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Prediction {
+    /// What a push would answer, and how much it is worth (0 to 1).
+    Expected { output: Value, utility: f64 },
+    /// The driver cannot tell without acting; it never makes a number up.
+    Inconclusive { reason: String },
+}
+
+/// How a call went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Ok,
+    /// The call was made and did not do what was asked (the endpoint answered 500, a
+    /// postcondition failed): an outcome, not a failure of the driver's actor.
+    Failed,
+}
+
+/// What a call answered.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Outcome {
+    pub status: Status,
+    pub output: Value,
+    /// Why it was not `ok`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl Outcome {
+    pub fn ok(output: Value) -> Self {
+        Self {
+            status: Status::Ok,
+            output,
+            reason: None,
+        }
+    }
+
+    pub fn failed(reason: impl Into<String>) -> Self {
+        Self {
+            status: Status::Failed,
+            output: Value::Null,
+            reason: Some(reason.into()),
+        }
+    }
+}
+
+/// An action as recorded, for a rollback.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Recorded {
+    pub action_id: String,
+    pub intent: AxonIntent,
+    pub output: Value,
+}
+
+/// A plugin through which Axon touches the world.
+pub trait Driver: Send + 'static {
+    /// What the driver is, what it risks and what it costs.
+    fn describe(&self) -> DriverDescriptor;
+
+    /// The twin: what a push of `intent` would do, with no side effect.
+    fn predict(&mut self, intent: &AxonIntent) -> Prediction;
+
+    /// The side effect.
+    fn push(&mut self, intent: &AxonIntent) -> Outcome;
+
+    /// A read.
+    fn pull(&mut self, query: &Value) -> Outcome;
+
+    /// Undoes a recorded action, where the descriptor says the driver can.
+    fn rollback(&mut self, action: &Recorded) -> Outcome {
+        Outcome::failed(format!(
+            "{} cannot roll back action {}",
+            self.describe().name,
+            action.action_id
+        ))
+    }
+}
+
+/// Pushes `intent` through `driver` within its obligations: the arguments and the intent
+/// are checked first (a violation is returned and the driver is never called), and an
+/// outcome that breaks the postcondition becomes `failed`, with the reason.
+pub fn push_checked(
+    driver: &mut dyn Driver,
+    obligations: &Obligations,
+    intent: &AxonIntent,
+) -> Result<Outcome, Violation> {
+    obligations.check_args(&intent.args)?;
+    let whole = serde_json::to_value(intent).expect("an intent is plain data");
+    obligations.check_precondition(&whole)?;
+    let outcome = driver.push(intent);
+    if outcome.status == Status::Ok {
+        let answered = serde_json::to_value(&outcome).expect("an outcome is plain data");
+        if let Err(v) = obligations.check_postcondition(&answered) {
+            return Ok(Outcome {
+                status: Status::Failed,
+                output: outcome.output,
+                reason: Some(v.to_string()),
+            });
+        }
+    }
+    Ok(outcome)
+}

@@ -1,0 +1,361 @@
+//! Driver manifests: one TOML file per driver instance (`config/drivers/*.toml`, or a
+//! directory named in config) that says what the driver is, what it may do and within
+//! which limits. A bad manifest is refused with its file and the key named; nothing of it
+//! is used.
+
+use crate::descriptor::{Cost, DriverDescriptor, Effect, Lane, Risk};
+use crate::obligations::{Obligations, ObligationsSpec};
+use axon_protocols::intent::check_capability;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// The manifest of the built-in `echo` driver, compiled in so that a node run outside
+/// the repository has it.
+pub const ECHO_MANIFEST: &str = include_str!("../../config/drivers/echo.toml");
+
+/// The largest manifest file read.
+pub const MAX_MANIFEST_BYTES: u64 = 256 * 1024;
+
+/// The kinds of driver this build can run. A manifest of any other kind is refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// Answers every intent with its arguments; touches nothing.
+    Echo,
+}
+
+impl Kind {
+    /// What runs for a driver of this kind, when that is the binary itself: its
+    /// identity, hashed as its artifact.
+    fn builtin_identity(self) -> Option<&'static str> {
+        match self {
+            Kind::Echo => Some("builtin:echo@1"),
+        }
+    }
+
+    fn can_rollback(self) -> bool {
+        match self {
+            // Nothing was done, so there is nothing to undo.
+            Kind::Echo => false,
+        }
+    }
+}
+
+/// The limits one driver instance runs within.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// How long one call may take.
+    pub deadline_ms: u64,
+    /// Calls that may run at once.
+    pub concurrency: u32,
+    /// Calls per second, at most.
+    pub rate_per_second: u32,
+    /// The largest intent arguments accepted, in bytes of canonical JSON.
+    pub max_payload_bytes: u64,
+    /// Requests that may wait for the driver.
+    pub mailbox_capacity: u64,
+}
+
+/// A manifest as written, before it is checked.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ManifestFile {
+    name: String,
+    version: String,
+    kind: Kind,
+    capability: String,
+    effect: Effect,
+    risk: Risk,
+    max_blast_radius: u64,
+    idempotent: bool,
+    /// The lane a new build of this driver starts in.
+    #[serde(default = "testing")]
+    lane: Lane,
+    cost: Cost,
+    limits: Limits,
+    #[serde(default)]
+    obligations: ObligationsSpec,
+}
+
+fn testing() -> Lane {
+    Lane::Testing
+}
+
+/// A checked manifest of one driver instance.
+#[derive(Clone, Debug)]
+pub struct Manifest {
+    /// Where it was read from (`<built-in>` for the compiled-in ones).
+    pub file: PathBuf,
+    pub name: String,
+    pub version: String,
+    pub kind: Kind,
+    pub capability: String,
+    pub effect: Effect,
+    pub risk: Risk,
+    pub max_blast_radius: u64,
+    pub idempotent: bool,
+    pub initial_lane: Lane,
+    pub cost: Cost,
+    pub limits: Limits,
+    pub obligations: Obligations,
+    /// The canonical JSON of the manifest as written, for the artifact hash.
+    canonical: Vec<u8>,
+}
+
+/// Why a manifest was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error("cannot read driver manifest {file}: {reason}")]
+    Read { file: PathBuf, reason: String },
+    #[error("driver manifest {file} is not valid TOML: {reason}")]
+    Syntax { file: PathBuf, reason: String },
+    #[error("driver manifest {file}: key `{key}`: {reason}")]
+    Key {
+        file: PathBuf,
+        key: String,
+        reason: String,
+    },
+    #[error("driver manifests {first} and {second} both name a driver {name:?}")]
+    Duplicate {
+        name: String,
+        first: PathBuf,
+        second: PathBuf,
+    },
+}
+
+fn key_err(file: &Path, key: &str, reason: impl Into<String>) -> ManifestError {
+    ManifestError::Key {
+        file: file.to_owned(),
+        key: key.to_owned(),
+        reason: reason.into(),
+    }
+}
+
+fn range(file: &Path, key: &str, v: u64, min: u64, max: u64) -> Result<(), ManifestError> {
+    if (min..=max).contains(&v) {
+        Ok(())
+    } else {
+        Err(key_err(
+            file,
+            key,
+            format!("must be between {min} and {max} (got {v})"),
+        ))
+    }
+}
+
+impl Manifest {
+    /// Reads and checks the manifest in `file`.
+    pub fn load(file: &Path) -> Result<Self, ManifestError> {
+        let read_err = |reason: String| ManifestError::Read {
+            file: file.to_owned(),
+            reason,
+        };
+        let len = std::fs::metadata(file)
+            .map_err(|e| read_err(e.to_string()))?
+            .len();
+        if len > MAX_MANIFEST_BYTES {
+            return Err(read_err(format!(
+                "{len} bytes, more than the limit of {MAX_MANIFEST_BYTES}"
+            )));
+        }
+        let text = std::fs::read_to_string(file).map_err(|e| read_err(e.to_string()))?;
+        Self::parse(&text, file)
+    }
+
+    /// Checks the manifest text `text`, read from `file`.
+    pub fn parse(text: &str, file: &Path) -> Result<Self, ManifestError> {
+        let value: toml::Table =
+            text.parse()
+                .map_err(|e: toml::de::Error| ManifestError::Syntax {
+                    file: file.to_owned(),
+                    reason: e.message().to_owned(),
+                })?;
+        let written: ManifestFile = serde_path_to_error::deserialize(toml::Value::Table(value))
+            .map_err(|e| {
+                let path = e.path().to_string();
+                let reason = e.inner().message();
+                // The path of an unknown key already ends with the key itself; a missing
+                // key is named by the table it is missing from.
+                let missing = reason
+                    .strip_prefix("missing field `")
+                    .and_then(|r| r.split_once('`'))
+                    .map(|(field, _)| field);
+                match (missing, path.as_str()) {
+                    (Some(field), "." | "") => key_err(file, field, "missing"),
+                    (Some(field), table) => key_err(file, &format!("{table}.{field}"), "missing"),
+                    (None, p) if reason.starts_with("unknown field") => {
+                        key_err(file, p, "unknown key")
+                    }
+                    (None, ".") => key_err(file, "(top)", reason),
+                    (None, p) => key_err(file, p, reason),
+                }
+            })?;
+        Self::check(written, file)
+    }
+
+    /// The compiled-in manifest of `echo`.
+    pub fn builtin_echo() -> Self {
+        Self::parse(ECHO_MANIFEST, Path::new("<built-in>/drivers/echo.toml"))
+            .expect("the compiled-in echo manifest is valid")
+    }
+
+    fn check(w: ManifestFile, file: &Path) -> Result<Self, ManifestError> {
+        let name_ok = w.name.len() <= 63
+            && w.name
+                .bytes()
+                .next()
+                .is_some_and(|b| b.is_ascii_lowercase())
+            && w.name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if !name_ok {
+            return Err(key_err(
+                file,
+                "name",
+                format!(
+                    "must be 1 to 63 characters: a lowercase letter, then lowercase letters, digits or '-' (got {:?})",
+                    w.name
+                ),
+            ));
+        }
+        if w.version.is_empty()
+            || w.version.len() > 64
+            || !w.version.bytes().all(|b| b.is_ascii_graphic())
+        {
+            return Err(key_err(
+                file,
+                "version",
+                "must be 1 to 64 printable ASCII characters without spaces",
+            ));
+        }
+        check_capability(&w.capability).map_err(|r| key_err(file, "capability", r))?;
+        range(
+            file,
+            "max_blast_radius",
+            w.max_blast_radius,
+            0,
+            1_000_000_000,
+        )?;
+        range(file, "cost.expected_ms", w.cost.expected_ms, 0, 3_600_000)?;
+        if !(w.cost.units.is_finite() && (0.0..=1e9).contains(&w.cost.units)) {
+            return Err(key_err(
+                file,
+                "cost.units",
+                format!("must be between 0 and 1e9 (got {})", w.cost.units),
+            ));
+        }
+        let l = &w.limits;
+        range(file, "limits.deadline_ms", l.deadline_ms, 1, 600_000)?;
+        range(
+            file,
+            "limits.concurrency",
+            u64::from(l.concurrency),
+            1,
+            1024,
+        )?;
+        range(
+            file,
+            "limits.rate_per_second",
+            u64::from(l.rate_per_second),
+            1,
+            1_000_000,
+        )?;
+        range(
+            file,
+            "limits.max_payload_bytes",
+            l.max_payload_bytes,
+            1,
+            16 * 1024 * 1024,
+        )?;
+        range(
+            file,
+            "limits.mailbox_capacity",
+            l.mailbox_capacity,
+            1,
+            1 << 20,
+        )?;
+        let obligations = Obligations::compile(&w.obligations)
+            .map_err(|(which, reason)| key_err(file, &format!("obligations.{which}"), reason))?;
+        // What the artifact hash covers must have one encoding: a value with none (an
+        // integer no double holds, say) is refused here, named by its key.
+        let value = serde_json::to_value(&w).expect("a manifest is plain data");
+        let canonical = axon_protocols::canonical::to_vec(&value).map_err(|e| {
+            let key = e.path.trim_start_matches('/').replace('/', ".");
+            key_err(file, &key, e.to_string())
+        })?;
+        Ok(Self {
+            file: file.to_owned(),
+            name: w.name.clone(),
+            version: w.version.clone(),
+            kind: w.kind,
+            capability: w.capability.clone(),
+            effect: w.effect,
+            risk: w.risk,
+            max_blast_radius: w.max_blast_radius,
+            idempotent: w.idempotent,
+            initial_lane: w.lane,
+            cost: w.cost,
+            limits: w.limits,
+            obligations,
+            canonical,
+        })
+    }
+
+    /// The driver's description of itself.
+    pub fn descriptor(&self) -> DriverDescriptor {
+        DriverDescriptor {
+            name: self.name.clone(),
+            version: self.version.clone(),
+            capability: self.capability.clone(),
+            effect: self.effect,
+            risk: self.risk,
+            max_blast_radius: self.max_blast_radius,
+            cost: self.cost,
+            artifact_hash: axon_protocols::journal::hex(&artifact_hash(self)),
+            obligations: self.obligations.spec_json(),
+            idempotent: self.idempotent,
+            can_rollback: self.kind.can_rollback(),
+        }
+    }
+}
+
+/// BLAKE3 of what actually runs for `manifest`'s driver: the binary's identity for a
+/// built-in kind, the canonical JSON of the manifest as written for a kind whose
+/// behaviour the manifest defines. The one place this is computed: lanes are keyed by
+/// it, and capsules and replays record and compare it.
+pub fn artifact_hash(manifest: &Manifest) -> [u8; 32] {
+    match manifest.kind.builtin_identity() {
+        Some(identity) => *blake3::hash(identity.as_bytes()).as_bytes(),
+        None => *blake3::hash(&manifest.canonical).as_bytes(),
+    }
+}
+
+/// Reads every `*.toml` in `dir`, in name order. Two manifests naming the same driver are
+/// refused.
+pub fn load_dir(dir: &Path) -> Result<Vec<Manifest>, ManifestError> {
+    let read_err = |reason: String| ManifestError::Read {
+        file: dir.to_owned(),
+        reason,
+    };
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| read_err(e.to_string()))?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<Result<_, _>>()
+        .map_err(|e| read_err(e.to_string()))?;
+    files.retain(|p| p.extension().is_some_and(|x| x == "toml"));
+    files.sort();
+    let mut out: Vec<Manifest> = Vec::with_capacity(files.len());
+    for file in files {
+        let m = Manifest::load(&file)?;
+        if let Some(first) = out.iter().find(|o| o.name == m.name) {
+            return Err(ManifestError::Duplicate {
+                name: m.name,
+                first: first.file.clone(),
+                second: file,
+            });
+        }
+        out.push(m);
+    }
+    Ok(out)
+}

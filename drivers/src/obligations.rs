@@ -1,0 +1,109 @@
+//! Obligations: the JSON Schemas a driver's calls are held to. `args` is checked before
+//! the driver sees an intent, `precondition` over the whole intent, `postcondition` over
+//! the outcome; each is compiled once, when the manifest is read.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// The obligations as written in a manifest (`[obligations.args]` and so on, each a JSON
+/// Schema written as a TOML table).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ObligationsSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub args: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub precondition: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postcondition: Option<Value>,
+}
+
+/// Which obligation a value broke, where in the value, and how.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{which}: at {path:?}: {reason}")]
+pub struct Violation {
+    /// `args`, `precondition` or `postcondition`.
+    pub which: &'static str,
+    /// A JSON Pointer into the checked value (`""` for the value itself).
+    pub path: String,
+    pub reason: String,
+}
+
+/// The compiled obligations of one driver.
+#[derive(Clone)]
+pub struct Obligations {
+    spec: ObligationsSpec,
+    args: Option<std::sync::Arc<jsonschema::Validator>>,
+    precondition: Option<std::sync::Arc<jsonschema::Validator>>,
+    postcondition: Option<std::sync::Arc<jsonschema::Validator>>,
+}
+
+impl std::fmt::Debug for Obligations {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Obligations")
+            .field("spec", &self.spec)
+            .finish()
+    }
+}
+
+fn compile(
+    which: &'static str,
+    schema: &Option<Value>,
+) -> Result<Option<std::sync::Arc<jsonschema::Validator>>, (&'static str, String)> {
+    match schema {
+        None => Ok(None),
+        Some(s) => jsonschema::validator_for(s)
+            .map(|v| Some(std::sync::Arc::new(v)))
+            .map_err(|e| (which, format!("not a valid JSON Schema: {e}"))),
+    }
+}
+
+fn check(
+    which: &'static str,
+    validator: &Option<std::sync::Arc<jsonschema::Validator>>,
+    value: &Value,
+) -> Result<(), Violation> {
+    let Some(v) = validator else {
+        return Ok(());
+    };
+    match v.iter_errors(value).next() {
+        None => Ok(()),
+        Some(e) => Err(Violation {
+            which,
+            path: e.instance_path().to_string(),
+            reason: e.to_string(),
+        }),
+    }
+}
+
+impl Obligations {
+    /// Compiles each schema; the error names the obligation and why its schema is bad.
+    pub fn compile(spec: &ObligationsSpec) -> Result<Self, (&'static str, String)> {
+        Ok(Self {
+            args: compile("args", &spec.args)?,
+            precondition: compile("precondition", &spec.precondition)?,
+            postcondition: compile("postcondition", &spec.postcondition)?,
+            spec: spec.clone(),
+        })
+    }
+
+    /// The schemas as written, for the driver's descriptor.
+    pub fn spec_json(&self) -> Value {
+        serde_json::to_value(&self.spec).expect("schemas are JSON values")
+    }
+
+    /// Checks an intent's arguments before the driver sees them.
+    pub fn check_args(&self, args: &Value) -> Result<(), Violation> {
+        check("args", &self.args, args)
+    }
+
+    /// Checks the whole intent (its JSON form) before the driver is called.
+    pub fn check_precondition(&self, intent: &Value) -> Result<(), Violation> {
+        check("precondition", &self.precondition, intent)
+    }
+
+    /// Checks the outcome the driver answered; a violation makes the outcome `failed`.
+    pub fn check_postcondition(&self, outcome: &Value) -> Result<(), Violation> {
+        check("postcondition", &self.postcondition, outcome)
+    }
+}

@@ -1,0 +1,270 @@
+//! Driver manifests: the compiled-in one is valid; a bad one is refused with its file and
+//! the key named, whatever the text; obligations hold every call of a driver.
+
+use axon_drivers::descriptor::{Effect, Lane, Risk};
+use axon_drivers::driver::{push_checked, Driver, Outcome, Prediction, Status};
+use axon_drivers::echo::Echo;
+use axon_drivers::manifest::{
+    artifact_hash, load_dir, Kind, Manifest, ManifestError, ECHO_MANIFEST,
+};
+use axon_protocols::intent::AxonIntent;
+use quickcheck::{Arbitrary, Gen, QuickCheck};
+use serde_json::{json, Value};
+use std::path::Path;
+
+fn parse(text: &str) -> Result<Manifest, ManifestError> {
+    Manifest::parse(text, Path::new("drivers/test.toml"))
+}
+
+/// The key a refusal names.
+fn refused_key(text: &str) -> String {
+    match parse(text) {
+        Err(ManifestError::Key { key, file, .. }) => {
+            assert_eq!(file, Path::new("drivers/test.toml"));
+            key
+        }
+        other => panic!("expected a refusal naming a key, got {other:?}"),
+    }
+}
+
+/// The echo manifest with the line that starts with `key =` replaced by `line`.
+fn with_line(key: &str, line: &str) -> String {
+    let mut found = false;
+    let out: Vec<String> = ECHO_MANIFEST
+        .lines()
+        .map(|l| {
+            if l.starts_with(&format!("{key} =")) {
+                found = true;
+                line.to_owned()
+            } else {
+                l.to_owned()
+            }
+        })
+        .collect();
+    assert!(found, "no line for {key}");
+    out.join("\n")
+}
+
+fn intent(args: Value) -> AxonIntent {
+    AxonIntent {
+        capability: "urn:axon:cap:echo".into(),
+        args,
+        intent_id: None,
+        correlation_id: None,
+        budget_ms: None,
+        purpose: None,
+        consent: None,
+    }
+}
+
+#[test]
+fn the_compiled_in_echo_manifest_describes_echo() {
+    let m = Manifest::builtin_echo();
+    assert_eq!(m.kind, Kind::Echo);
+    assert_eq!(m.initial_lane, Lane::Live);
+    let d = Echo::default().describe();
+    assert_eq!(d, m.descriptor());
+    assert_eq!(d.name, "echo");
+    assert_eq!(d.capability, "urn:axon:cap:echo");
+    assert_eq!((d.effect, d.risk), (Effect::Read, Risk::Low));
+    assert!(!d.can_rollback);
+    // A built-in's artifact is the binary's identity, the one replay capsules record.
+    let identity = blake3::hash(b"builtin:echo@1");
+    assert_eq!(artifact_hash(&m), *identity.as_bytes());
+    assert_eq!(d.artifact_hash, identity.to_hex().to_string());
+}
+
+#[test]
+fn each_bad_value_is_refused_with_its_key() {
+    for (key, line, named) in [
+        ("name", "name = \"Echo\"", "name"),
+        ("name", "name = \"\"", "name"),
+        ("version", "version = \"1 0\"", "version"),
+        ("kind", "kind = \"http2\"", "kind"),
+        ("capability", "capability = \"urn:axon:echo\"", "capability"),
+        ("effect", "effect = \"delete\"", "effect"),
+        ("risk", "risk = 3", "risk"),
+        (
+            "max_blast_radius",
+            "max_blast_radius = -1",
+            "max_blast_radius",
+        ),
+        ("idempotent", "idempotent = \"yes\"", "idempotent"),
+        ("lane", "lane = \"production\"", "lane"),
+        ("deadline_ms", "deadline_ms = 0", "limits.deadline_ms"),
+        ("concurrency", "concurrency = 5000", "limits.concurrency"),
+        (
+            "rate_per_second",
+            "rate_per_second = 0",
+            "limits.rate_per_second",
+        ),
+        (
+            "max_payload_bytes",
+            "max_payload_bytes = 0",
+            "limits.max_payload_bytes",
+        ),
+        (
+            "mailbox_capacity",
+            "mailbox_capacity = 0",
+            "limits.mailbox_capacity",
+        ),
+        ("units", "units = -1.0", "cost.units"),
+        (
+            "expected_ms",
+            "expected_ms = 99999999999",
+            "cost.expected_ms",
+        ),
+    ] {
+        assert_eq!(refused_key(&with_line(key, line)), named, "{line}");
+    }
+}
+
+#[test]
+fn unknown_and_missing_keys_are_named() {
+    assert_eq!(
+        refused_key(&format!("surprise = 1\n{ECHO_MANIFEST}")),
+        "surprise"
+    );
+    let text = ECHO_MANIFEST.replace("[limits]", "[limits]\ndeadline = 5");
+    assert_eq!(refused_key(&text), "limits.deadline");
+    assert_eq!(refused_key(&with_line("capability", "")), "capability");
+    let text = ECHO_MANIFEST.replace("deadline_ms = 1000", "");
+    assert_eq!(refused_key(&text), "limits.deadline_ms");
+    assert!(matches!(
+        parse("name = \"x\"\nname = \"y\"\n"),
+        Err(ManifestError::Syntax { .. })
+    ));
+}
+
+#[test]
+fn obligations_must_be_schemas_with_one_encoding() {
+    let bad_schema = format!("{ECHO_MANIFEST}\n[obligations.args]\ntype = 7\n");
+    assert_eq!(refused_key(&bad_schema), "obligations.args");
+    let huge = format!("{ECHO_MANIFEST}\n[obligations.args]\nmaximum = 9007199254740993\n");
+    assert_eq!(refused_key(&huge), "obligations.args.maximum");
+}
+
+#[test]
+fn arguments_that_break_the_schema_never_reach_the_driver() {
+    let text = format!(
+        "{ECHO_MANIFEST}\n[obligations.args]\ntype = \"object\"\nrequired = [\"to\"]\n[obligations.args.properties.to]\ntype = \"string\"\nmaxLength = 8\n"
+    );
+    let m = parse(&text).unwrap();
+    let mut echo = Echo::default();
+    let v = push_checked(
+        &mut echo,
+        &m.obligations,
+        &intent(json!({"to": "far too long"})),
+    )
+    .unwrap_err();
+    assert_eq!((v.which, v.path.as_str()), ("args", "/to"));
+    let v = push_checked(&mut echo, &m.obligations, &intent(json!({"from": "a"}))).unwrap_err();
+    assert_eq!((v.which, v.path.as_str()), ("args", ""));
+    assert_eq!(echo.handled(), 0, "a refused intent reached the driver");
+    let ok = push_checked(&mut echo, &m.obligations, &intent(json!({"to": "b"}))).unwrap();
+    assert_eq!(ok, Outcome::ok(json!({"to": "b"})));
+    assert_eq!(echo.handled(), 1);
+}
+
+#[test]
+fn an_outcome_that_breaks_the_postcondition_is_failed() {
+    let text = format!(
+        "{ECHO_MANIFEST}\n[obligations.postcondition.properties.output]\ntype = \"number\"\n"
+    );
+    let m = parse(&text).unwrap();
+    let mut echo = Echo::default();
+    let out = push_checked(&mut echo, &m.obligations, &intent(json!("text"))).unwrap();
+    assert_eq!(out.status, Status::Failed);
+    assert!(out.reason.unwrap().contains("postcondition"));
+    let out = push_checked(&mut echo, &m.obligations, &intent(json!(3))).unwrap();
+    assert_eq!(out.status, Status::Ok);
+    // The twin of echo is exact.
+    assert_eq!(
+        echo.predict(&intent(json!([1]))),
+        Prediction::Expected {
+            output: json!([1]),
+            utility: 1.0
+        }
+    );
+}
+
+#[test]
+fn a_directory_loads_in_name_order_and_refuses_a_second_driver_of_one_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = ECHO_MANIFEST.replace("name = \"echo\"", "name = \"b\"");
+    std::fs::write(dir.path().join("2.toml"), &b).unwrap();
+    std::fs::write(dir.path().join("1.toml"), ECHO_MANIFEST).unwrap();
+    std::fs::write(dir.path().join("notes.txt"), "not a manifest").unwrap();
+    let names: Vec<String> = load_dir(dir.path())
+        .unwrap()
+        .into_iter()
+        .map(|m| m.name)
+        .collect();
+    assert_eq!(names, ["echo", "b"]);
+    std::fs::write(dir.path().join("3.toml"), &b).unwrap();
+    match load_dir(dir.path()) {
+        Err(ManifestError::Duplicate { name, .. }) => assert_eq!(name, "b"),
+        other => panic!("{other:?}"),
+    }
+    std::fs::write(dir.path().join("3.toml"), "x".repeat(300 * 1024)).unwrap();
+    assert!(matches!(
+        load_dir(dir.path()),
+        Err(ManifestError::Read { .. })
+    ));
+}
+
+/// A manifest text made hostile: lines dropped, values replaced, bytes thrown in.
+#[derive(Clone, Debug)]
+struct Hostile(String);
+
+impl Arbitrary for Hostile {
+    fn arbitrary(g: &mut Gen) -> Self {
+        let mut lines: Vec<String> = ECHO_MANIFEST.lines().map(str::to_owned).collect();
+        for _ in 0..1 + usize::arbitrary(g) % 4 {
+            let i = usize::arbitrary(g) % lines.len();
+            match u8::arbitrary(g) % 5 {
+                0 => {
+                    lines.remove(i);
+                }
+                1 => {
+                    if let Some((k, _)) = lines[i].split_once('=') {
+                        let v = g
+                            .choose(&[
+                                "-1",
+                                "0",
+                                "1e400",
+                                "\"\"",
+                                "[]",
+                                "{}",
+                                "true",
+                                "\"\u{0}\"",
+                                "18446744073709551615",
+                                "\"urn:axon:cap:\"",
+                                "nan",
+                                "inf",
+                            ])
+                            .unwrap();
+                        lines[i] = format!("{k}= {v}");
+                    }
+                }
+                2 => lines.insert(i, String::arbitrary(g)),
+                3 => lines.insert(i, format!("[{}]", String::arbitrary(g))),
+                _ => lines[i].push_str(&String::arbitrary(g)),
+            }
+        }
+        Hostile(lines.join("\n"))
+    }
+}
+
+#[test]
+fn any_text_is_a_manifest_or_a_refusal_naming_the_file() {
+    fn prop(h: Hostile) -> bool {
+        match parse(&h.0) {
+            Ok(m) => !m.name.is_empty(),
+            Err(e) => e.to_string().contains("drivers/test.toml"),
+        }
+    }
+    QuickCheck::new()
+        .tests(3000)
+        .quickcheck(prop as fn(Hostile) -> bool);
+}
