@@ -1,14 +1,12 @@
 //! Index loss: the sled index is derived. Deleted, the node rebuilds it at start and
 //! answers every query as before; `axon audit` reports its state and can rebuild it.
 
+use crate::common::{sigterm_and_wait, spawn_axon};
 use serde_json::{json, Value};
-mod common;
-
-use common::{sigterm_and_wait, spawn_axon};
 use std::path::Path;
 
 fn audit(dir: &Path, extra: &[&str]) -> String {
-    let (code, out, err) = common::audit(dir, extra);
+    let (code, out, err) = crate::common::audit(dir, extra);
     assert_eq!(code, 0, "{out}{err}");
     out
 }

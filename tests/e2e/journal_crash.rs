@@ -4,10 +4,8 @@
 //! same data directory; at the end `axon audit` passes, and so does every checkpoint the
 //! node handed out before it was killed.
 
+use crate::common::spawn_axon;
 use serde_json::{json, Value};
-mod common;
-
-use common::spawn_axon;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -33,7 +31,7 @@ fn every_acknowledged_append_survives_sigkill() {
     let served: Arc<Mutex<Vec<String>>> = Arc::default();
     // A fixed sequence of kill points, different each round.
     for (round, kill_after) in [137usize, 41, 263].into_iter().enumerate() {
-        let common::Spawned {
+        let crate::common::Spawned {
             mut child, base, ..
         } = spawn_axon(dir.path(), &[], false);
         let token = std::fs::read_to_string(dir.path().join("admin.token")).unwrap();
@@ -110,7 +108,7 @@ fn every_acknowledged_append_survives_sigkill() {
         acked.extend(got);
     }
     // A last start checks the last round, then the checkpoint covers everything.
-    let common::Spawned {
+    let crate::common::Spawned {
         mut child, base, ..
     } = spawn_axon(dir.path(), &[], false);
     assert_all_present(&base, &acked);
@@ -142,7 +140,7 @@ fn every_acknowledged_append_survives_sigkill() {
         args.push(std::ffi::OsString::from("--checkpoint"));
         args.push(f.into_os_string());
     }
-    let (code, text, _) = common::audit(dir.path(), &args);
+    let (code, text, _) = crate::common::audit(dir.path(), &args);
     assert_eq!(code, 0, "{text}");
     assert!(text.contains("given checkpoint(s) hold"), "{text}");
 }

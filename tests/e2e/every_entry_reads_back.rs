@@ -7,14 +7,12 @@
 //! bytes again; each refusal must be a 4xx problem document, and nothing refused may be
 //! appended.
 
-mod common;
-
+use crate::common::{audit, sigterm_and_wait, spawn_axon};
 use axon::api::Route;
 use axon_harness::check_problem;
 use axon_protocols::canonical::{self, MAX_DEPTH};
 use axon_protocols::journal::Entry;
 use base64::Engine;
-use common::{audit, sigterm_and_wait, spawn_axon};
 use reqwest::blocking::Client;
 use serde_json::Value;
 use std::collections::BTreeMap;

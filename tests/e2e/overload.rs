@@ -1,10 +1,8 @@
 //! Backpressure: an actor flooded beyond its mailbox answers 429 at once, every 2xx was
 //! really handled, and memory stays bounded under a long flood.
 
-mod common;
-
+use crate::common::{flood, Counts};
 use axon_harness::{wait_until, Fault, TestNode};
-use common::{flood, Counts};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;

@@ -2,9 +2,7 @@
 //! (and passes on) a torn tail, fails naming the first bad record on tamper, and changes
 //! nothing on disk.
 
-mod common;
-
-use common::{sigterm_and_wait, spawn_axon};
+use crate::common::{sigterm_and_wait, spawn_axon};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -47,7 +45,7 @@ fn run_node_and_append(dir: &Path, notes: usize) -> String {
 }
 
 fn audit(dir: &Path) -> (i32, String, String) {
-    common::audit::<&str>(dir, &[])
+    crate::common::audit::<&str>(dir, &[])
 }
 
 fn audit_with(dir: &Path, checkpoints: &[&Path]) -> (i32, String, String) {
@@ -55,7 +53,7 @@ fn audit_with(dir: &Path, checkpoints: &[&Path]) -> (i32, String, String) {
         .iter()
         .flat_map(|p| [std::ffi::OsStr::new("--checkpoint"), p.as_os_str()])
         .collect();
-    common::audit(dir, &args)
+    crate::common::audit(dir, &args)
 }
 
 fn segment(dir: &Path) -> PathBuf {

@@ -2,9 +2,7 @@
 //! collector on loopback receives the spans of HTTP requests and actor hops, with their
 //! correlation ids.
 
-mod common;
-
-use common::{sigterm_and_wait, spawn_axon};
+use crate::common::{sigterm_and_wait, spawn_axon};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::sync::mpsc;

@@ -1,10 +1,8 @@
 //! End to end: the built `axon` binary starts with nothing but the defaults, answers every
 //! route, refuses bad configuration with the key named, and exits 0 on SIGTERM.
 
+use crate::common::{sigterm_and_wait, spawn_axon};
 use serde_json::Value;
-mod common;
-
-use common::{sigterm_and_wait, spawn_axon};
 use std::process::Command;
 use std::time::Duration;
 

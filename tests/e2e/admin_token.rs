@@ -2,9 +2,7 @@
 //! file's path, never the token, on stdout or in its log), and a file left without a
 //! token (empty, or cut short by a crash) is replaced with a warning naming it.
 
-mod common;
-
-use common::{sigterm_and_wait, spawn_axon, Spawned};
+use crate::common::{sigterm_and_wait, spawn_axon, Spawned};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
