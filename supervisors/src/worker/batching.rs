@@ -2,7 +2,7 @@
 //! while one batch is handled together, and each is answered in order.
 
 use super::caller::Envelope;
-use super::host::{Host, Outcome};
+use super::host::{handler_clock, handler_seconds_between, Host, Outcome};
 use super::{panic_message, Worker, WorkerContext};
 use crate::supervisor::Exit;
 use actix::prelude::*;
@@ -75,11 +75,11 @@ impl<W: Worker> Host<W> {
             correlation_id: None,
             stop: false,
         };
-        let started = quanta::Instant::now();
+        let started = handler_clock().raw();
         let worker = &mut self.worker;
         let outcome = catch_unwind(AssertUnwindSafe(|| worker.handle_batch(requests, &mut cx)));
         self.handler_seconds
-            .observe(started.elapsed().as_secs_f64());
+            .observe(handler_seconds_between(started, handler_clock().raw()));
         let stop = cx.stop;
         let failure = match outcome {
             Ok(Ok(answers)) if answers.len() == n => {

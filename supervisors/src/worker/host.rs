@@ -39,7 +39,7 @@ pub(super) struct Host<W: Worker> {
     pub(super) ok: IntCounter,
     pub(super) rejected: IntCounter,
     pub(super) failures: IntCounter,
-    pub(super) handler_seconds: LocalHistogram,
+    pub(super) handler_seconds: std::rc::Rc<LocalHistogram>,
     /// Requests waiting for the next group commit (batching workers only).
     pub(super) batch: Vec<Envelope<W>>,
     pub(super) flush_scheduled: bool,
@@ -48,10 +48,21 @@ pub(super) struct Host<W: Worker> {
 impl<W: Worker> Actor for Host<W> {
     type Context = Context<Self>;
 
-    fn started(&mut self, ctx: &mut Self::Context) {
+    fn started(&mut self, _ctx: &mut Self::Context) {
         // The handler-time histogram is kept on this thread and added to the shared one
-        // on an interval and at the end, so a message pays no atomic update for it.
-        ctx.run_interval(HISTOGRAM_FLUSH, |act, _| act.handler_seconds.flush());
+        // every second and at the end, so a message pays no atomic update for it. The
+        // flush runs as a task of its own beside the actor: a timer among the actor's own
+        // futures would be polled at every message.
+        let histogram = std::rc::Rc::downgrade(&self.handler_seconds);
+        actix::spawn(async move {
+            loop {
+                tokio::time::sleep(HISTOGRAM_FLUSH).await;
+                match histogram.upgrade() {
+                    Some(h) => h.flush(),
+                    None => return,
+                }
+            }
+        });
     }
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
@@ -73,6 +84,18 @@ impl<W: Worker> Actor for Host<W> {
             let _ = tx.send(self.exit.clone());
         }
     }
+}
+
+/// The clock handler times are taken on: the CPU's time-stamp counter where it is
+/// steady, read without a system call and scaled once per message.
+pub(super) fn handler_clock() -> &'static quanta::Clock {
+    static CLOCK: std::sync::LazyLock<quanta::Clock> = std::sync::LazyLock::new(quanta::Clock::new);
+    &CLOCK
+}
+
+/// Seconds between two readings of [`handler_clock`].
+pub(super) fn handler_seconds_between(start: u64, end: u64) -> f64 {
+    handler_clock().delta_as_nanos(start, end) as f64 * 1e-9
 }
 
 /// How often a host adds its handler times to the shared histogram.
@@ -232,7 +255,7 @@ impl<W: Worker> Host<W> {
             correlation_id: env.correlation_id.take(),
             stop: fault == Some(Fault::Exit),
         };
-        let started = quanta::Instant::now();
+        let started = handler_clock().raw();
         let worker = &mut self.worker;
         let id = &self.shared.id;
         let outcome = catch_unwind(AssertUnwindSafe(|| match fault {
@@ -241,7 +264,7 @@ impl<W: Worker> Host<W> {
             _ => worker.handle(request, &mut cx),
         }));
         self.handler_seconds
-            .observe(started.elapsed().as_secs_f64());
+            .observe(handler_seconds_between(started, handler_clock().raw()));
         match outcome {
             Ok(Ok(answer)) => {
                 self.reply(reply, Outcome::Answered(answer));
@@ -402,7 +425,7 @@ impl<W: Worker> HostParts<W> {
             ok: self.ok,
             rejected: self.rejected,
             failures: self.failures,
-            handler_seconds: self.handler_seconds.local(),
+            handler_seconds: std::rc::Rc::new(self.handler_seconds.local()),
             batch: Vec::new(),
             flush_scheduled: false,
         }
