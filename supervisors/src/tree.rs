@@ -61,26 +61,39 @@ impl Mailbox {
     }
 
     /// Frees a slot taken in `generation`; one of an earlier incarnation's no longer
-    /// counts, and is left alone.
-    pub fn give_back(&self, generation: u64) {
+    /// counts, and is left alone. True when the slot was freed here.
+    pub fn give_back(&self, generation: u64) -> bool {
         let mut v = self.slots.load(Ordering::Acquire);
         while v >> DEPTH_BITS == generation && v & DEPTH_MASK > 0 {
             match self
                 .slots
                 .compare_exchange_weak(v, v - 1, Ordering::AcqRel, Ordering::Acquire)
             {
-                Ok(_) => return,
+                Ok(_) => return true,
                 Err(now) => v = now,
             }
         }
+        false
     }
 
-    /// Starts a new incarnation's count at zero: what an earlier one (an abandoned one
-    /// still holding queued messages) took never counts against it.
+    /// Ends the current generation: the next counts from zero, so what an earlier
+    /// incarnation (an abandoned one still holding queued messages) took never counts
+    /// against it. The slots still taken are messages that were queued and will never be
+    /// handled: they are counted as dropped here, each exactly once (a slot is either
+    /// freed by [`give_back`](Self::give_back) or swept here, never both).
     pub fn next_generation(&self) {
-        let v = self.slots.load(Ordering::Acquire);
-        self.slots
-            .store(((v >> DEPTH_BITS) + 1) << DEPTH_BITS, Ordering::Release);
+        let mut v = self.slots.load(Ordering::Acquire);
+        loop {
+            let next = ((v >> DEPTH_BITS) + 1) << DEPTH_BITS;
+            match self
+                .slots
+                .compare_exchange_weak(v, next, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => break,
+                Err(now) => v = now,
+            }
+        }
+        self.dropped.inc_by(v & DEPTH_MASK);
     }
 }
 

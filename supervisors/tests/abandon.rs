@@ -5,7 +5,7 @@
 mod common;
 
 use axon_supervisors::*;
-use common::{one_for_one, wait_until};
+use common::{counter, one_for_one, wait_until};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -125,10 +125,16 @@ fn a_child_that_will_not_stop_is_abandoned_and_cannot_touch_its_successor() {
         // The abandoned incarnation ends at last: it does not blank its successor.
         tx.send(()).unwrap();
         let _ = stuck_call.await;
-        // What it held queued is answered with an error, never executed by anyone.
+        // What it held queued is answered with an error, never executed by anyone, and
+        // counted as dropped once: when its successor's count started.
         for c in stale {
             assert!(c.await.unwrap().is_err());
         }
+        let dropped = [("actor", "stuck"), ("outcome", "dropped")];
+        assert_eq!(
+            counter(&registry, "axon_actor_messages_total", &dropped),
+            5.0
+        );
         for i in 0..50u32 {
             assert_eq!(
                 w.call(100 + i, &opts).await,

@@ -5,7 +5,7 @@
 mod common;
 
 use axon_supervisors::*;
-use common::{one_for_one, wait_until};
+use common::{counter, one_for_one, wait_until};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -160,5 +160,12 @@ fn a_kill_stops_a_worker_at_once_whatever_its_mailbox_holds() {
             0,
             "nothing runs after a kill, queued or held"
         );
+        // The five queued are counted as dropped, each once.
+        let dropped = [("actor", "counter"), ("outcome", "dropped")];
+        assert_eq!(
+            counter(&registry, "axon_actor_messages_total", &dropped),
+            5.0
+        );
+        assert_eq!(depth(), 0);
     });
 }

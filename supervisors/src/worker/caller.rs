@@ -129,21 +129,17 @@ impl<W: Worker> WorkerRef<W> {
             } else {
                 tracing::Span::none()
             },
-            ticket: Ticket {
-                mailbox: s.mailbox.clone(),
-                generation,
-                taken: false,
-            },
+            generation,
         };
         let sent = addr.try_send(env);
         drop(addr_guard);
         if let Err(e) = sent {
-            // The envelope comes back inside the error and is dropped here, which returns
-            // its mailbox slot; it was never accepted, so it is not counted as dropped.
-            let mut env = match e {
+            // The envelope comes back inside the error: its slot is freed, and since it
+            // was never accepted it is not counted as dropped.
+            let env = match e {
                 SendError::Full(env) | SendError::Closed(env) => env,
             };
-            env.ticket.take();
+            s.mailbox.give_back(env.generation);
             let full = s.mailbox.depth() >= s.mailbox.capacity;
             return Err(if full {
                 s.overloaded.inc();
@@ -170,14 +166,17 @@ impl<W: Worker> WorkerRef<W> {
 /// Where one request's answer goes.
 pub(super) type Reply<W> = oneshot::Sender<Result<<W as Worker>::Response, CallError>>;
 
-/// One queued request. Its ticket holds a mailbox slot until the host takes it.
+/// One queued request. It holds a slot of its incarnation's mailbox count until the host
+/// takes it; one still queued when its incarnation ends is counted as dropped when the
+/// count moves to the next generation.
 pub(super) struct Envelope<W: Worker> {
     pub(super) request: Option<W::Request>,
     pub(super) reply: Option<oneshot::Sender<Result<W::Response, CallError>>>,
     pub(super) correlation_id: Option<Arc<str>>,
     /// The caller's span: the actor's span is its child.
     pub(super) parent: tracing::Span,
-    pub(super) ticket: Ticket,
+    /// The generation of the mailbox count its slot was taken in.
+    pub(super) generation: u64,
 }
 
 // Envelopes are moved, never pinned in place.
@@ -185,31 +184,4 @@ impl<W: Worker> Unpin for Envelope<W> {}
 
 impl<W: Worker> Message for Envelope<W> {
     type Result = ();
-}
-
-/// A mailbox slot. Taken when the host starts on the message; a ticket dropped untaken
-/// (its actor stopped with it queued) frees the slot and counts the message as dropped.
-pub(super) struct Ticket {
-    pub(super) mailbox: Arc<Mailbox>,
-    /// The incarnation's generation the slot counts in.
-    pub(super) generation: u64,
-    pub(super) taken: bool,
-}
-
-impl Ticket {
-    pub(super) fn take(&mut self) {
-        if !self.taken {
-            self.taken = true;
-            self.mailbox.give_back(self.generation);
-        }
-    }
-}
-
-impl Drop for Ticket {
-    fn drop(&mut self) {
-        if !self.taken {
-            self.take();
-            self.mailbox.dropped.inc();
-        }
-    }
 }

@@ -75,9 +75,12 @@ impl<W: Worker> Actor for Host<W> {
         }
         // Callers see `Unavailable` from here on, until the next incarnation is up; an
         // incarnation that is no longer the current one leaves its successor alone.
+        // What is still queued for it will never be handled: its generation ends here
+        // and counts it as dropped (an abandoned one's ends when its successor starts).
         let mut addr = self.shared.addr.write().unwrap_or_else(|e| e.into_inner());
         if addr.as_ref().is_some_and(|(n, _)| *n == self.incarnation) {
             *addr = None;
+            self.shared.mailbox.next_generation();
         }
         drop(addr);
         if let Some(tx) = self.exit_tx.take() {
@@ -305,6 +308,11 @@ impl<W: Worker> Handler<Envelope<W>> for Host<W> {
             Err(_) => StopLevel::Kill,
         };
         if level != StopLevel::Run {
+            // Never handled: counted as dropped, unless its generation has already ended
+            // and counted it.
+            if self.shared.mailbox.give_back(env.generation) {
+                self.shared.mailbox.dropped.inc();
+            }
             if let Some(reply) = env.reply.take() {
                 let _ = reply.send(Err(CallError::Failed {
                     actor: self.shared.id.to_string(),
@@ -315,7 +323,7 @@ impl<W: Worker> Handler<Envelope<W>> for Host<W> {
             self.stop_for(level, ctx);
             return;
         }
-        env.ticket.take();
+        self.shared.mailbox.give_back(env.generation);
         let fault = if self.failed {
             None
         } else {

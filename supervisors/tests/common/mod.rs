@@ -31,3 +31,22 @@ pub fn one_for_one(
         children,
     }
 }
+
+/// The value of the counter `name` with exactly these `labels` in `registry` (0 when the
+/// series does not exist yet).
+pub fn counter(registry: &prometheus::Registry, name: &str, labels: &[(&str, &str)]) -> f64 {
+    registry
+        .gather()
+        .iter()
+        .filter(|f| f.name() == name)
+        .flat_map(|f| f.get_metric().iter())
+        .find(|m| {
+            m.get_label().len() == labels.len()
+                && labels.iter().all(|(k, v)| {
+                    m.get_label()
+                        .iter()
+                        .any(|l| l.name() == *k && l.value() == *v)
+                })
+        })
+        .map_or(0.0, |m| m.get_counter().get_value())
+}
