@@ -92,6 +92,12 @@ pub enum Shutdown {
 /// Asks a running child to stop.
 pub trait ChildControl {
     fn stop(&self, level: StopLevel);
+
+    /// The supervisor gives up on this incarnation (it did not stop within the bound
+    /// after a kill): whatever it still holds that callers reach (a worker's address and
+    /// mailbox count) is taken from it, so callers see `Unavailable` at once instead of
+    /// queueing to it.
+    fn abandon(&self) {}
 }
 
 /// A started child: how to stop it, and where its one exit arrives.
@@ -272,7 +278,10 @@ fn start_incarnation(
         let node = def.node.clone();
         actix::spawn(async move {
             let mut sup = sup;
-            let ran = AssertUnwindSafe(sup.run(started_tx)).catch_unwind().await;
+            // Kept out here so that a panic during the start is reported only once the
+            // children already started have been stopped.
+            let mut started = Some(started_tx);
+            let ran = AssertUnwindSafe(sup.run(&mut started)).catch_unwind().await;
             let exit = match ran {
                 Ok(exit) => exit,
                 Err(p) => {
@@ -288,6 +297,12 @@ fn start_incarnation(
                     sup.def
                         .node
                         .record_failure(format!("panicked: {msg}"), sup.def.env.clock.wall());
+                    if let Some(tx) = started.take() {
+                        let _ = tx.send(Err(StartError::Panicked(format!(
+                            "supervisor {}: {msg}",
+                            sup.def.id
+                        ))));
+                    }
                     Exit::Panicked(msg)
                 }
             };
@@ -540,7 +555,7 @@ struct Supervisor {
 }
 
 impl Supervisor {
-    async fn run(&mut self, started: oneshot::Sender<Result<(), StartError>>) -> Exit {
+    async fn run(&mut self, started: &mut Option<oneshot::Sender<Result<(), StartError>>>) -> Exit {
         self.def.node.set_status(NodeStatus::Starting);
         for i in 0..self.slots.len() {
             if let Err(e) = self.start_slot(i).await {
@@ -556,12 +571,16 @@ impl Supervisor {
                 self.def
                     .node
                     .record_failure(reason.clone(), self.def.env.clock.wall());
-                let _ = started.send(Err(e));
+                if let Some(tx) = started.take() {
+                    let _ = tx.send(Err(e));
+                }
                 return Exit::Failed(reason);
             }
         }
         self.def.node.set_status(NodeStatus::Running);
-        let _ = started.send(Ok(()));
+        if let Some(tx) = started.take() {
+            let _ = tx.send(Ok(()));
+        }
         loop {
             let exit = match self.next_event().await {
                 Event::Stop(level) => {
@@ -1011,12 +1030,18 @@ impl Supervisor {
                     Some(d) if d.is_zero() => {
                         run.control.stop(StopLevel::Kill);
                         // A kill is bounded too: a child stuck where no kill reaches it
-                        // is abandoned, never waited on for ever.
-                        match future::select(Box::pin(rx), clock.sleep(kill_wait)).await {
+                        // is abandoned, never waited on for ever. A supervisor kills its
+                        // children one after the other, each within its own bound.
+                        let grace = match (slot.spec.kind, slot.spec.shutdown) {
+                            (ChildKind::Supervisor, Shutdown::Timeout(bound)) => bound,
+                            _ => kill_wait,
+                        };
+                        match future::select(Box::pin(rx), clock.sleep(grace)).await {
                             Either::Left((exit, _)) => exit,
                             Either::Right(_) => {
                                 tracing::error!(supervisor = %sup_id, child = %slot.spec.id, "child did not stop after a kill; abandoning it");
                                 abandoned.inc();
+                                run.control.abandon();
                                 Exit::Killed
                             }
                         }
@@ -1041,6 +1066,7 @@ impl Supervisor {
                                     Either::Right(_) => {
                                         tracing::error!(supervisor = %sup_id, child = %slot.spec.id, "child did not stop after a kill; abandoning it");
                                         abandoned.inc();
+                                        run.control.abandon();
                                         Exit::Killed
                                     }
                                 }
@@ -1048,8 +1074,25 @@ impl Supervisor {
                         }
                     }
                     None => {
+                        // No shutdown timeout: the stop waits as long as the child takes,
+                        // unless a kill is asked meanwhile, which is bounded as always.
                         run.control.stop(StopLevel::Graceful);
-                        rx.await
+                        match future::select(Box::pin(rx), Box::pin(kill_requested(kill_rx))).await
+                        {
+                            Either::Left((exit, _)) => exit,
+                            Either::Right((_, rx)) => {
+                                run.control.stop(StopLevel::Kill);
+                                match future::select(rx, clock.sleep(kill_wait)).await {
+                                    Either::Left((_, _)) => Exit::Killed,
+                                    Either::Right(_) => {
+                                        tracing::error!(supervisor = %sup_id, child = %slot.spec.id, "child did not stop after a kill; abandoning it");
+                                        abandoned.inc();
+                                        run.control.abandon();
+                                        Exit::Killed
+                                    }
+                                }
+                            }
+                        }
                     }
                 }
             }

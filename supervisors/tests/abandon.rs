@@ -141,10 +141,82 @@ fn a_child_that_will_not_stop_is_abandoned_and_cannot_touch_its_successor() {
                 Ok(100 + i),
                 "after the old one ended"
             );
-            actix_rt::time::sleep(Duration::from_millis(1)).await;
         }
         assert_eq!(w.node().status(), NodeStatus::Running);
         root.stop(StopLevel::Graceful);
         let _ = (&mut root.exit).await;
+    });
+}
+
+#[test]
+fn an_abandoned_child_is_unavailable_at_once_not_a_mailbox_to_queue_into() {
+    actix::System::new().block_on(async {
+        let clock = ManualClock::new(SystemTime::UNIX_EPOCH);
+        let registry = prometheus::Registry::new();
+        let env = Env::new(&registry, Arc::new(clock.clone()), 1).unwrap();
+        let (tx, rx) = mpsc::channel();
+        let release = Arc::new(Mutex::new(Some(rx)));
+        let r2 = release.clone();
+        let (child, w) = worker_on_own_thread(
+            &env,
+            WorkerSpec {
+                id: "stuck".into(),
+                restart: RestartType::Permanent,
+                shutdown: Shutdown::Timeout(Duration::from_secs(1)),
+                mailbox_capacity: 2,
+                factory: move || {
+                    Ok(Stuck {
+                        release: r2.clone(),
+                    })
+                },
+            },
+        );
+        let mut root = start_root(&env, one_for_one("root", vec![child]))
+            .await
+            .unwrap();
+        let opts = CallOptions {
+            deadline: Duration::from_secs(60),
+            correlation_id: None,
+        };
+        let stuck_call = actix::spawn({
+            let (w, o) = (w.clone(), opts.clone());
+            async move { w.call(0, &o).await }
+        });
+        wait_until("the worker is stuck", || release.lock().unwrap().is_none()).await;
+        let queued = {
+            let (w, o) = (w.clone(), opts.clone());
+            actix::spawn(async move { w.call(1, &o).await })
+        };
+        wait_until("one request queues", || {
+            w.node().mailbox.as_ref().unwrap().depth() == 1
+        })
+        .await;
+        // The tree is killed: the worker does not stop, and is abandoned past the bound.
+        root.stop(StopLevel::Kill);
+        let mut exit = None;
+        wait_until("the tree gives up on the stuck worker", || {
+            if clock.sleepers() > 0 {
+                clock.advance(Duration::from_secs(1));
+            }
+            exit = root.exit.try_recv().ok();
+            exit.is_some()
+        })
+        .await;
+        assert_eq!(exit, Some(Exit::Killed));
+        // Nobody queues into it any more: a call is refused at once as unavailable, and
+        // what it held queued was counted as dropped when it was fenced off.
+        assert!(matches!(
+            w.call(2, &opts).await,
+            Err(CallError::Unavailable { .. })
+        ));
+        assert_eq!(w.node().mailbox.as_ref().unwrap().depth(), 0);
+        let dropped = [("actor", "stuck"), ("outcome", "dropped")];
+        assert_eq!(
+            counter(&registry, "axon_actor_messages_total", &dropped),
+            1.0
+        );
+        tx.send(()).unwrap();
+        let _ = stuck_call.await;
+        assert!(queued.await.unwrap().is_err());
     });
 }

@@ -160,11 +160,11 @@ fn a_kill_stops_a_worker_at_once_whatever_its_mailbox_holds() {
             0,
             "nothing runs after a kill, queued or held"
         );
-        // The five queued are counted as dropped, each once.
+        // The one held and the five queued are counted as dropped, each once.
         let dropped = [("actor", "counter"), ("outcome", "dropped")];
         assert_eq!(
             counter(&registry, "axon_actor_messages_total", &dropped),
-            5.0
+            6.0
         );
         assert_eq!(depth(), 0);
     });

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Responses by class: `[2xx, 429, anything else]`.
 pub type Counts = Arc<[AtomicU64; 3]>;
@@ -45,9 +45,8 @@ pub fn flood(
                             0
                         }
                         429 => {
-                            assert_eq!(res.headers()["retry-after"], "1");
-                            let v: Value = res.json().unwrap();
-                            assert_eq!(v["type"], "urn:axon:problem:overloaded");
+                            let v = axon_harness::expect_problem(res, 429, "overloaded");
+                            assert_eq!(v["retry_after_seconds"], 1);
                             1
                         }
                         _ => 2,
@@ -112,18 +111,17 @@ pub fn sigterm_and_wait(mut s: Spawned) -> (i32, String) {
     let pid = s.child.id() as libc::pid_t;
     // SAFETY: sending a signal to our own child process.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(status) = s.child.try_wait().unwrap() {
-            let mut err = String::new();
-            if let Some(e) = s.child.stderr.as_mut() {
-                std::io::Read::read_to_string(e, &mut err).unwrap();
-            }
-            return (status.code().unwrap_or(-1), err);
-        }
-        assert!(Instant::now() < deadline, "axon did not exit after SIGTERM");
-        std::thread::sleep(Duration::from_millis(20));
+    let mut status = None;
+    axon_harness::wait_until("axon exits after SIGTERM", Duration::from_secs(30), || {
+        status = s.child.try_wait().unwrap();
+        status.is_some()
+    })
+    .unwrap();
+    let mut err = String::new();
+    if let Some(e) = s.child.stderr.as_mut() {
+        std::io::Read::read_to_string(e, &mut err).unwrap();
     }
+    (status.and_then(|s| s.code()).unwrap_or(-1), err)
 }
 
 /// Runs `axon audit --data-dir data_dir` with `extra` arguments; answers its exit code,

@@ -58,6 +58,8 @@ pub(super) struct WorkerShared<W: Worker> {
     pub(super) addr: RwLock<Option<(u64, Addr<Host<W>>)>>,
     /// Incarnations started so far.
     pub(super) incarnations: std::sync::atomic::AtomicU64,
+    /// The newest incarnation whose address went up.
+    pub(super) installed: std::sync::atomic::AtomicU64,
     pub(super) overloaded: IntCounter,
     pub(super) unavailable: IntCounter,
     pub(super) timeouts: IntCounter,
@@ -132,14 +134,15 @@ impl<W: Worker> WorkerRef<W> {
             generation,
         };
         let sent = addr.try_send(env);
-        drop(addr_guard);
         if let Err(e) = sent {
-            // The envelope comes back inside the error: its slot is freed, and since it
-            // was never accepted it is not counted as dropped.
+            // The envelope comes back inside the error: its slot is freed (before the
+            // address may change, so no generation can end with it still taken), and
+            // since it was never accepted it is not counted as dropped.
             let env = match e {
                 SendError::Full(env) | SendError::Closed(env) => env,
             };
             s.mailbox.give_back(env.generation);
+            drop(addr_guard);
             let full = s.mailbox.depth() >= s.mailbox.capacity;
             return Err(if full {
                 s.overloaded.inc();
@@ -151,6 +154,7 @@ impl<W: Worker> WorkerRef<W> {
                 self.unavailable()
             });
         }
+        drop(addr_guard);
         Ok(rx)
     }
 

@@ -20,6 +20,10 @@ use tokio::sync::{oneshot, watch};
 
 /// What became of one request the worker was handed.
 pub(super) enum Outcome<R> {
+    /// Never handled, and counted as dropped here.
+    Dropped(String),
+    /// Never handled, and already counted as dropped when its mailbox generation ended.
+    Unhandled(String),
     Answered(R),
     Rejected(String),
     Failed(String),
@@ -66,6 +70,8 @@ impl<W: Worker> Actor for Host<W> {
     }
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
+        // A batch still waiting (the arbiter is going away without a stop) is answered.
+        self.drop_batch("the actor stopped before committing this request");
         self.handler_seconds.flush();
         let worker = &mut self.worker;
         if let Err(p) = catch_unwind(AssertUnwindSafe(|| worker.stopped())) {
@@ -115,6 +121,10 @@ impl Message for Stop {
 impl<W: Worker> Handler<Stop> for Host<W> {
     type Result = ();
     fn handle(&mut self, Stop(level): Stop, ctx: &mut Self::Context) {
+        // Messages can be overtaken by a later, stronger stop (a kill after a graceful
+        // stop): the level set last is the one that holds.
+        let now = *self.stop_rx.borrow();
+        let level = if now == StopLevel::Kill { now } else { level };
         self.stop_for(level, ctx);
     }
 }
@@ -143,20 +153,22 @@ impl<W: Worker> Host<W> {
         if level == StopLevel::Kill {
             // Killed: the batch waiting for its commit is answered with the error and
             // counted, never left for its callers to find dropped.
-            for mut env in std::mem::take(&mut self.batch) {
-                if let Some(reply) = env.reply.take() {
-                    self.shared.mailbox.dropped.inc();
-                    let _ = reply.send(Err(CallError::Failed {
-                        actor: self.shared.id.to_string(),
-                        reason: "the actor was killed before committing this request".into(),
-                    }));
-                }
-            }
+            self.drop_batch("the actor was killed before committing this request");
         } else {
             // A graceful stop answers the batch in progress before the worker stops.
             self.flush_batch(ctx);
         }
         ctx.stop();
+    }
+
+    /// Answers every request of the batch waiting for its commit with `reason`, counted
+    /// as dropped: never left for its callers to find gone.
+    pub(super) fn drop_batch(&mut self, reason: &str) {
+        for mut env in std::mem::take(&mut self.batch) {
+            if let Some(reply) = env.reply.take() {
+                self.reply(reply, Outcome::Dropped(reason.to_owned()));
+            }
+        }
     }
 
     /// Answers one request with what became of it, and counts it: the one place an
@@ -182,8 +194,30 @@ impl<W: Worker> Host<W> {
                     reason,
                 })
             }
+            Outcome::Dropped(reason) => {
+                self.shared.mailbox.dropped.inc();
+                Err(CallError::Failed {
+                    actor: actor(),
+                    reason,
+                })
+            }
+            Outcome::Unhandled(reason) => Err(CallError::Failed {
+                actor: actor(),
+                reason,
+            }),
         };
         let _ = reply.send(answer);
+    }
+
+    /// A kill ended the wait of a request the worker held (an injected delay or hang):
+    /// it is answered with the error and counted as dropped, never handled.
+    fn killed_holding(&mut self, mut env: Envelope<W>) {
+        if let Some(reply) = env.reply.take() {
+            self.reply(
+                reply,
+                Outcome::Dropped("the actor was killed before handling this request".into()),
+            );
+        }
     }
 
     /// Calls one of the worker's hooks under `catch_unwind`. A panic is a failure of the
@@ -236,11 +270,10 @@ impl<W: Worker> Host<W> {
         }
         if self.failed {
             // Queued behind a failure: answered with an error, never replayed.
-            self.shared.mailbox.dropped.inc();
-            let _ = reply.send(Err(CallError::Failed {
-                actor: self.shared.id.to_string(),
-                reason: "the actor failed before handling this request".into(),
-            }));
+            self.reply(
+                reply,
+                Outcome::Dropped("the actor failed before handling this request".into()),
+            );
             return;
         }
         // A span costs even when nothing records it: made only when one would be.
@@ -310,14 +343,17 @@ impl<W: Worker> Handler<Envelope<W>> for Host<W> {
         if level != StopLevel::Run {
             // Never handled: counted as dropped, unless its generation has already ended
             // and counted it.
-            if self.shared.mailbox.give_back(env.generation) {
-                self.shared.mailbox.dropped.inc();
-            }
+            let counted_here = self.shared.mailbox.give_back(env.generation);
             if let Some(reply) = env.reply.take() {
-                let _ = reply.send(Err(CallError::Failed {
-                    actor: self.shared.id.to_string(),
-                    reason: "the actor is stopping".into(),
-                }));
+                let reason = "the actor is stopping".to_owned();
+                self.reply(
+                    reply,
+                    if counted_here {
+                        Outcome::Dropped(reason)
+                    } else {
+                        Outcome::Unhandled(reason)
+                    },
+                );
             }
             drop(env);
             self.stop_for(level, ctx);
@@ -334,18 +370,16 @@ impl<W: Worker> Handler<Envelope<W>> for Host<W> {
                 // The mailbox is not read while the handler is "busy".
                 let wait =
                     future::select(self.clock.sleep(d), Box::pin(killed(self.stop_rx.clone())));
-                ctx.wait(wait.into_actor(self).map(move |r, act, ctx| {
-                    if let Either::Left(_) = r {
-                        act.process(env, None, ctx);
-                    }
-                    // Killed: the envelope drops and its caller gets an error.
+                ctx.wait(wait.into_actor(self).map(move |r, act, ctx| match r {
+                    Either::Left(_) => act.process(env, None, ctx),
+                    Either::Right(_) => act.killed_holding(env),
                 }));
             }
             Some(Fault::Hang) => {
                 ctx.wait(
                     killed(self.stop_rx.clone())
                         .into_actor(self)
-                        .map(move |_, _, _| drop(env)),
+                        .map(move |_, act, _| act.killed_holding(env)),
                 );
             }
             other => match self.hook("batch_limit()", |w| w.batch_limit(), ctx) {
@@ -371,6 +405,21 @@ impl<W: Worker> Handler<Envelope<W>> for Host<W> {
 pub(super) struct WorkerControl<W: Worker> {
     pub(super) stop_tx: watch::Sender<StopLevel>,
     pub(super) addr: Addr<Host<W>>,
+    pub(super) shared: Arc<WorkerShared<W>>,
+    pub(super) incarnation: u64,
+}
+
+impl<W: Worker> WorkerControl<W> {
+    /// Takes this incarnation's address down and ends its mailbox count, if they are
+    /// still its own: callers get `Unavailable` at once, and what it holds queued is
+    /// counted as dropped.
+    fn fence(&self) {
+        let mut addr = self.shared.addr.write().unwrap_or_else(|e| e.into_inner());
+        if addr.as_ref().is_some_and(|(n, _)| *n == self.incarnation) {
+            *addr = None;
+            self.shared.mailbox.next_generation();
+        }
+    }
 }
 
 impl<W: Worker> ChildControl for WorkerControl<W> {
@@ -380,13 +429,18 @@ impl<W: Worker> ChildControl for WorkerControl<W> {
         // while the host runs; once it has stopped there is nothing to tell.
         let _ = self.addr.try_send(Stop(level));
     }
+
+    fn abandon(&self) {
+        self.fence();
+    }
 }
 
 impl<W: Worker> Drop for WorkerControl<W> {
     /// A supervisor that lets go of a running child (it is gone, or gave up on the child)
-    /// kills it: nobody would ever ask it nicely again.
+    /// kills it and fences it off: nobody would ever ask it nicely again.
     fn drop(&mut self) {
         let _ = self.addr.try_send(Stop(StopLevel::Kill));
+        self.fence();
     }
 }
 

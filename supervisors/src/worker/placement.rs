@@ -136,6 +136,7 @@ where
         mailbox,
         addr: RwLock::new(None),
         incarnations: Default::default(),
+        installed: Default::default(),
         overloaded: m.rejections.with_label_values(&[&spec.id, "overloaded"]),
         unavailable: m.rejections.with_label_values(&[&spec.id, "unavailable"]),
         timeouts: m.call_timeouts.with_label_values(&[&spec.id]),
@@ -167,11 +168,25 @@ where
             // The new incarnation's mailbox count starts at zero and its address goes up
             // together, under the lock every sender holds while it takes a slot and sends.
             let mut slot = shared.addr.write().unwrap_or_else(|e| e.into_inner());
+            // A start that finishes after a newer incarnation went up (one begun by a
+            // supervisor that has itself been given up on) never replaces it: its host,
+            // left without an address, stops.
+            if shared.installed.load(Ordering::Acquire) > incarnation {
+                return Err(StartError::Refused(format!(
+                    "incarnation {incarnation} finished starting after a newer one"
+                )));
+            }
+            shared.installed.store(incarnation, Ordering::Release);
             shared.mailbox.next_generation();
             *slot = Some((incarnation, addr.clone()));
             drop(slot);
             Ok(Running {
-                control: Box::new(WorkerControl { stop_tx, addr }),
+                control: Box::new(WorkerControl {
+                    stop_tx,
+                    addr,
+                    shared: shared.clone(),
+                    incarnation,
+                }),
                 exit: exit_rx,
             })
         }) as futures::future::LocalBoxFuture<'static, Result<Running, StartError>>
