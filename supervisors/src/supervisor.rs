@@ -121,6 +121,10 @@ pub enum StartError {
     Panicked(String),
     #[error("did not start within {0:?}")]
     TimedOut(Duration),
+    /// A kill was asked of the supervisor while this child started: the start was given
+    /// up, and the child stays down (not a failure of the child).
+    #[error("a kill was asked while it started")]
+    Interrupted,
     /// The thread of a worker that runs on its own ended or refused the start.
     #[error("its thread ended before the worker started")]
     ThreadLost,
@@ -559,6 +563,15 @@ impl Supervisor {
         self.def.node.set_status(NodeStatus::Starting);
         for i in 0..self.slots.len() {
             if let Err(e) = self.start_slot(i).await {
+                if e == StartError::Interrupted {
+                    // Killed while starting: what started is killed, and so is this.
+                    self.stop_all(StopLevel::Kill).await;
+                    self.def.node.set_status(NodeStatus::Stopped);
+                    if let Some(tx) = started.take() {
+                        let _ = tx.send(Err(e));
+                    }
+                    return Exit::Killed;
+                }
                 let e = StartError::Child {
                     supervisor: self.def.id.clone(),
                     child: self.slots[i].spec.id.clone(),
@@ -736,11 +749,15 @@ impl Supervisor {
                         None
                     }
                 }
-                Recovery::StartNow(children) => {
-                    self.start_in_order(children).await.map(|(j, e)| {
-                        Recovery::Failed(j, Exit::Failed(format!("restart failed: {e}")))
-                    })
-                }
+                Recovery::StartNow(children) => match self.start_in_order(children).await {
+                    // Being killed: the stop comes next, nothing more is restarted.
+                    Some((_, StartError::Interrupted)) => None,
+                    Some((j, e)) => Some(Recovery::Failed(
+                        j,
+                        Exit::Failed(format!("restart failed: {e}")),
+                    )),
+                    None => None,
+                },
             };
         }
         None
@@ -941,10 +958,15 @@ impl Supervisor {
                 None
             }
             Err(e) => {
+                let interrupted = e == StartError::Interrupted;
                 let _ = reply.send(Err(RestartError::Failed {
                     actor: id.clone(),
                     cause: e.clone(),
                 }));
+                if interrupted {
+                    // Being killed: the stop comes next.
+                    return None;
+                }
                 let exit = Exit::Failed(format!("restart failed: {e}"));
                 if self.slots[j].spec.restart == RestartType::Temporary {
                     // A temporary child is never restarted after a failure, an operator's
@@ -966,13 +988,18 @@ impl Supervisor {
         slot.spec.node.set_status(NodeStatus::Starting);
         let start = slot.spec.start.clone();
         let start_timeout = self.def.env.bounds.start_timeout;
-        let started = tokio::time::timeout(
+        let bounded = tokio::time::timeout(
             start_timeout,
             AssertUnwindSafe(async move { start().await }).catch_unwind(),
-        )
-        .await
-        .unwrap_or(Ok(Err(StartError::TimedOut(start_timeout))))
-        .unwrap_or_else(|p| Err(StartError::Panicked(panic_message(&*p))));
+        );
+        // A kill asked of this supervisor meanwhile ends the wait for the start at once.
+        let killed = kill_requested(self.stop_rx.clone());
+        let started = match future::select(Box::pin(bounded), Box::pin(killed)).await {
+            Either::Left((started, _)) => started
+                .unwrap_or(Ok(Err(StartError::TimedOut(start_timeout))))
+                .unwrap_or_else(|p| Err(StartError::Panicked(panic_message(&*p)))),
+            Either::Right(_) => Err(StartError::Interrupted),
+        };
         let slot = &mut self.slots[j];
         match started {
             Ok(running) => {
