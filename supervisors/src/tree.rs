@@ -52,12 +52,21 @@ impl Mailbox {
 
     /// Takes a slot if there is room; returns the generation it counts in.
     pub fn try_take(&self) -> Option<u64> {
-        let before = self.slots.fetch_add(1, Ordering::AcqRel);
-        if before & DEPTH_MASK >= self.capacity {
-            self.give_back(before >> DEPTH_BITS);
-            return None;
+        // Taken only while there is room: the count never goes past the bound, even for
+        // a moment, so a caller is refused exactly when the mailbox is full.
+        let mut v = self.slots.load(Ordering::Acquire);
+        loop {
+            if v & DEPTH_MASK >= self.capacity {
+                return None;
+            }
+            match self
+                .slots
+                .compare_exchange_weak(v, v + 1, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return Some(v >> DEPTH_BITS),
+                Err(now) => v = now,
+            }
         }
-        Some(before >> DEPTH_BITS)
     }
 
     /// Frees a slot taken in `generation`; one of an earlier incarnation's no longer
@@ -266,5 +275,64 @@ impl TreeNode {
             }),
             children: self.children().iter().map(|c| c.snapshot(clock)).collect(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mailbox(capacity: u64) -> Mailbox {
+        let counter = |name: &str| prometheus::IntCounter::new(name, "test").unwrap();
+        Mailbox::new(capacity, counter("dropped"), counter("abandoned"))
+    }
+
+    #[test]
+    fn slots_are_taken_up_to_the_bound_and_each_is_counted_once() {
+        let m = mailbox(3);
+        let taken: Vec<u64> = (0..3).map(|_| m.try_take().unwrap()).collect();
+        assert_eq!(m.try_take(), None, "a full mailbox refuses");
+        assert!(m.give_back(taken[0]));
+        let again = m.try_take().unwrap();
+        assert_eq!(m.depth(), 3);
+        // The generation ends with three slots taken: they are counted as dropped, and
+        // their late give-backs free nothing in the next generation.
+        m.next_generation();
+        assert_eq!(m.dropped.get(), 3);
+        assert_eq!(m.depth(), 0);
+        assert!(!m.give_back(again));
+        assert!(!m.give_back(taken[1]));
+        assert_eq!(m.depth(), 0);
+        let fresh = m.try_take().unwrap();
+        assert_ne!(fresh, again);
+        assert!(m.give_back(fresh));
+        assert_eq!(m.dropped.get(), 3);
+    }
+
+    #[test]
+    fn under_contention_the_count_never_passes_the_bound() {
+        // More callers than slots: some are refused, and the count seen by anyone (the
+        // depth metric, the next caller) never goes past the bound, not even for a moment.
+        const CAPACITY: u64 = 4;
+        let m = std::sync::Arc::new(mailbox(CAPACITY));
+        let threads: Vec<_> = (0..6)
+            .map(|_| {
+                let m = m.clone();
+                std::thread::spawn(move || {
+                    let mut most = 0;
+                    for _ in 0..50_000 {
+                        most = most.max(m.depth());
+                        if let Some(g) = m.try_take() {
+                            assert!(m.give_back(g));
+                        }
+                    }
+                    most
+                })
+            })
+            .collect();
+        let most = threads.into_iter().map(|t| t.join().unwrap()).max();
+        assert!(most <= Some(CAPACITY), "the count reached {most:?}");
+        assert_eq!(m.depth(), 0);
+        assert_eq!(m.dropped.get(), 0);
     }
 }
