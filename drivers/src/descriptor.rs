@@ -20,15 +20,8 @@ pub enum Risk {
     High,
 }
 
-/// Where a driver build stands in its rollout.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Lane {
-    Testing,
-    Shadow,
-    Live,
-    Retired,
-}
+/// Where a driver build stands in its rollout, and the legal moves between lanes.
+pub use axon_protocols::lane::{IllegalMove, Lane};
 
 /// What one call is expected to cost.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]

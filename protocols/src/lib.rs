@@ -14,6 +14,7 @@ pub mod checkpoint;
 pub mod correlation;
 pub mod intent;
 pub mod journal;
+pub mod lane;
 pub mod merkle;
 pub mod problem;
 pub mod supervision;

@@ -1,0 +1,141 @@
+//! Driver lanes: where a driver build stands in its rollout, and the moves between them.
+//! `live` works like a closed circuit breaker, `shadow` like an open one: a shadow driver
+//! sees copies of live traffic and never acts.
+
+use serde::{Deserialize, Serialize};
+
+/// Where a driver build stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Lane {
+    Testing,
+    Shadow,
+    Live,
+    Retired,
+}
+
+/// Every lane, in rollout order.
+pub const LANES: [Lane; 4] = [Lane::Testing, Lane::Shadow, Lane::Live, Lane::Retired];
+
+/// A move the rules do not allow, with the ones they do.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("a driver in {from} cannot move to {to}; from {from} it can move to: {}", legal_list(.legal))]
+pub struct IllegalMove {
+    pub from: Lane,
+    pub to: Lane,
+    pub legal: Vec<Lane>,
+}
+
+fn legal_list(legal: &[Lane]) -> String {
+    legal
+        .iter()
+        .map(|l| l.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl Lane {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Lane::Testing => "testing",
+            Lane::Shadow => "shadow",
+            Lane::Live => "live",
+            Lane::Retired => "retired",
+        }
+    }
+
+    /// The lanes a driver in this lane may move to: `testing → shadow`, `shadow → live`,
+    /// `live → shadow` (a demotion), `shadow → testing`, any lane `→ retired`,
+    /// `retired → testing`.
+    pub fn legal_moves(self) -> Vec<Lane> {
+        let mut out = match self {
+            Lane::Testing => vec![Lane::Shadow],
+            Lane::Shadow => vec![Lane::Testing, Lane::Live],
+            Lane::Live => vec![Lane::Shadow],
+            Lane::Retired => vec![Lane::Testing],
+        };
+        if self != Lane::Retired {
+            out.push(Lane::Retired);
+        }
+        out
+    }
+
+    /// Checks the move from this lane to `to`.
+    pub fn check_move(self, to: Lane) -> Result<(), IllegalMove> {
+        let legal = self.legal_moves();
+        if legal.contains(&to) {
+            Ok(())
+        } else {
+            Err(IllegalMove {
+                from: self,
+                to,
+                legal,
+            })
+        }
+    }
+}
+
+impl std::fmt::Display for Lane {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exactly_the_listed_moves_are_legal() {
+        let legal = [
+            (Lane::Testing, Lane::Shadow),
+            (Lane::Shadow, Lane::Live),
+            (Lane::Live, Lane::Shadow),
+            (Lane::Shadow, Lane::Testing),
+            (Lane::Testing, Lane::Retired),
+            (Lane::Shadow, Lane::Retired),
+            (Lane::Live, Lane::Retired),
+            (Lane::Retired, Lane::Testing),
+        ];
+        for from in LANES {
+            for to in LANES {
+                let expected = legal.contains(&(from, to));
+                assert_eq!(from.check_move(to).is_ok(), expected, "{from} → {to}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_refused_move_names_the_legal_ones() {
+        let e = Lane::Testing.check_move(Lane::Live).unwrap_err();
+        assert_eq!(e.legal, vec![Lane::Shadow, Lane::Retired]);
+        assert_eq!(
+            e.to_string(),
+            "a driver in testing cannot move to live; from testing it can move to: shadow, retired"
+        );
+        // Staying put is not a move.
+        assert!(Lane::Live.check_move(Lane::Live).is_err());
+    }
+
+    #[test]
+    fn every_lane_is_reachable_from_testing_and_live_is_never_reached_skipping_shadow() {
+        // Breadth-first over the legal moves from `testing`.
+        let mut seen = vec![Lane::Testing];
+        let mut i = 0;
+        while i < seen.len() {
+            for next in seen[i].legal_moves() {
+                if !seen.contains(&next) {
+                    seen.push(next);
+                }
+            }
+            i += 1;
+        }
+        seen.sort();
+        assert_eq!(seen, LANES.to_vec());
+        for from in LANES {
+            if from.check_move(Lane::Live).is_ok() {
+                assert_eq!(from, Lane::Shadow, "live is reached only from shadow");
+            }
+        }
+    }
+}
