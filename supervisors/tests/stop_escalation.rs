@@ -4,7 +4,7 @@
 mod common;
 
 use axon_supervisors::*;
-use common::{one_for_one, wait_until};
+use common::{counter, one_for_one, wait_until};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -22,7 +22,8 @@ impl Worker for Plain {
 fn a_kill_after_a_graceful_stop_passes_down_to_the_child_being_stopped() {
     actix::System::new().block_on(async {
         let clock = ManualClock::new(SystemTime::UNIX_EPOCH);
-        let env = Env::new(&prometheus::Registry::new(), Arc::new(clock.clone()), 1).unwrap();
+        let registry = prometheus::Registry::new();
+        let env = Env::new(&registry, Arc::new(clock.clone()), 1).unwrap();
         let (w, w_ref) = worker(
             &env,
             WorkerSpec {
@@ -68,5 +69,14 @@ fn a_kill_after_a_graceful_stop_passes_down_to_the_child_being_stopped() {
         let exit = exit.unwrap();
         assert!(matches!(exit, Exit::Killed | Exit::Shutdown), "{exit:?}");
         assert!(hung.await.unwrap().is_err());
+        // The worker's stop is recorded as the kill it was, not as a graceful shutdown.
+        let w_exits = |kind| {
+            counter(
+                &registry,
+                "axon_supervisor_child_exits_total",
+                &[("supervisor", "inner"), ("child", "w"), ("exit", kind)],
+            )
+        };
+        assert_eq!((w_exits("killed"), w_exits("shutdown")), (1.0, 0.0));
     });
 }
