@@ -184,3 +184,78 @@ fn a_killed_supervisor_gets_the_time_to_kill_its_children_one_after_the_other() 
         }
     });
 }
+
+#[test]
+fn a_kill_reaches_a_child_that_may_take_for_ever_to_stop_and_is_bounded() {
+    actix::System::new().block_on(async {
+        let clock = ManualClock::new(SystemTime::UNIX_EPOCH);
+        let registry = prometheus::Registry::new();
+        let env = Env::new(&registry, Arc::new(clock.clone()), 1).unwrap();
+        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+        let release = Arc::new(std::sync::Mutex::new(release_rx));
+        let entered = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let e2 = entered.clone();
+        let (child, w) = worker_on_own_thread(
+            &env,
+            WorkerSpec {
+                id: "patient".into(),
+                restart: RestartType::Permanent,
+                // A graceful stop waits as long as the child takes.
+                shutdown: Shutdown::Infinity,
+                mailbox_capacity: 4,
+                factory: move || {
+                    Ok(Blocked {
+                        release: release.clone(),
+                        entered: e2.clone(),
+                    })
+                },
+            },
+        );
+        let mut root = start_root(&env, one_for_one("root", vec![child]))
+            .await
+            .unwrap();
+        let call = actix::spawn(async move {
+            let opts = CallOptions {
+                deadline: Duration::from_secs(60),
+                correlation_id: None,
+            };
+            w.call((), &opts).await
+        });
+        wait_until("the worker blocks", || {
+            entered.load(std::sync::atomic::Ordering::SeqCst) == 1
+        })
+        .await;
+        let node = root.node.children()[0].clone();
+        root.stop(StopLevel::Graceful);
+        // The graceful stop waits on the child, with no bound; then a kill is asked.
+        wait_until("the graceful stop waits on the child", || {
+            node.status() == NodeStatus::Stopping
+        })
+        .await;
+        root.stop(StopLevel::Kill);
+        let mut exit = None;
+        wait_until("the kill ends the wait for ever", || {
+            if clock.sleepers() > 0 {
+                clock.advance(Duration::from_secs(1));
+            }
+            exit = root.exit.try_recv().ok();
+            exit.is_some()
+        })
+        .await;
+        // The root was asked to shut down, and did, killing on the way.
+        assert!(
+            matches!(exit, Some(Exit::Shutdown | Exit::Killed)),
+            "{exit:?}"
+        );
+        assert_eq!(
+            counter(
+                &registry,
+                "axon_supervisor_abandoned_total",
+                &[("supervisor", "root"), ("child", "patient")],
+            ),
+            1.0
+        );
+        drop(release_tx);
+        let _ = call.await;
+    });
+}
