@@ -111,3 +111,74 @@ fn a_panicking_supervisor_stops_its_children_in_order() {
         assert_eq!(root.node.status(), NodeStatus::Failed);
     });
 }
+
+/// A worker that takes a while to stop (on its own thread), then writes its id to the log.
+struct SlowToStop {
+    log: Log,
+}
+
+impl Worker for SlowToStop {
+    type Request = ();
+    type Response = ();
+    fn handle(&mut self, _: (), _: &mut WorkerContext) -> Result<(), WorkerError> {
+        Ok(())
+    }
+    fn stopped(&mut self) {
+        std::thread::sleep(Duration::from_millis(200));
+        self.log.lock().unwrap().push("a".into());
+    }
+}
+
+/// A child whose every start fails.
+fn broken() -> ChildSpec {
+    let node = TreeNode::new(
+        "broken",
+        ChildKind::Worker,
+        None,
+        Some(RestartType::Permanent),
+        None,
+    );
+    ChildSpec {
+        id: "broken".into(),
+        restart: RestartType::Permanent,
+        shutdown: Shutdown::Timeout(Duration::from_secs(1)),
+        kind: ChildKind::Worker,
+        node,
+        start: std::rc::Rc::new(|| {
+            Box::pin(async { Err(StartError::Refused("cannot start".into())) })
+        }),
+    }
+}
+
+#[test]
+fn a_supervisor_that_panics_while_starting_reports_it_only_once_its_children_are_stopped() {
+    actix::System::new().block_on(async {
+        let clock = ManualClock::new(SystemTime::UNIX_EPOCH);
+        let env = Env::new(&prometheus::Registry::new(), Arc::new(clock), 1).unwrap();
+        let log: Log = Arc::default();
+        let l2 = log.clone();
+        let (a, a_ref) = worker_on_own_thread(
+            &env,
+            WorkerSpec {
+                id: "a".into(),
+                restart: RestartType::Permanent,
+                shutdown: Shutdown::Timeout(Duration::from_secs(1)),
+                mailbox_capacity: 4,
+                factory: move || Ok(SlowToStop { log: l2.clone() }),
+            },
+        );
+        // a (slow to stop) and the bomb start; broken does not, so the start is undone: stopping the
+        // bomb panics, in the middle of the start.
+        let started = start_root(&env, one_for_one("sup", vec![a, bomb(), broken()])).await;
+        let Err(e) = started else {
+            panic!("a start with a child that cannot start succeeded");
+        };
+        assert!(
+            matches!(e, StartError::Panicked(ref m) if m.contains("stop handle")),
+            "{e:?}"
+        );
+        // By the time the failure is reported, what had started is stopped.
+        assert_eq!(*log.lock().unwrap(), vec!["a".to_owned()]);
+        assert_eq!(a_ref.node().status(), NodeStatus::Stopped);
+    });
+}
