@@ -5,7 +5,7 @@
 
 use crate::descriptor::{Cost, DriverDescriptor, Effect, Lane, Risk};
 use crate::obligations::{Obligations, ObligationsSpec};
-use axon_protocols::intent::check_capability;
+use axon_protocols::intent::{check_capability, is_name};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -201,15 +201,7 @@ impl Manifest {
     }
 
     fn check(w: ManifestFile, file: &Path) -> Result<Self, ManifestError> {
-        let name_ok = w.name.len() <= 63
-            && w.name
-                .bytes()
-                .next()
-                .is_some_and(|b| b.is_ascii_lowercase())
-            && w.name
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-        if !name_ok {
+        if w.name.len() > 63 || !is_name(&w.name) {
             return Err(key_err(
                 file,
                 "name",

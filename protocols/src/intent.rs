@@ -74,6 +74,14 @@ impl AxonIntent {
     }
 }
 
+/// True for a name of Axon's one shape: a lowercase letter, then lowercase letters,
+/// digits or `-` (a capability's segments, a driver's name).
+pub fn is_name(s: &str) -> bool {
+    let mut bytes = s.bytes();
+    bytes.next().is_some_and(|b| b.is_ascii_lowercase())
+        && bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
 /// Checks a capability URN: `urn:axon:cap:` then one or more dot-separated segments, each
 /// a lowercase letter followed by lowercase letters, digits or `-`, at most
 /// [`MAX_CAPABILITY_LEN`] bytes in all.
@@ -86,10 +94,7 @@ pub fn check_capability(urn: &str) -> Result<(), String> {
         return Err(format!("must start with {PREFIX:?} (got {urn:?})"));
     };
     for segment in rest.split('.') {
-        let mut bytes = segment.bytes();
-        let first_ok = bytes.next().is_some_and(|b| b.is_ascii_lowercase());
-        let rest_ok = bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-        if !first_ok || !rest_ok {
+        if !is_name(segment) {
             return Err(format!(
                 "segment {segment:?} of {urn:?} must be a lowercase letter followed by lowercase letters, digits or '-'"
             ));

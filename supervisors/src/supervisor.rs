@@ -357,7 +357,7 @@ fn stop_bound(child: &ChildSpec, kill_wait: Duration) -> Duration {
 }
 
 /// Completes once a stop request at `Kill` level arrives (or the requester is gone).
-async fn kill_requested(mut rx: watch::Receiver<StopLevel>) {
+pub(crate) async fn kill_requested(mut rx: watch::Receiver<StopLevel>) {
     loop {
         if *rx.borrow_and_update() == StopLevel::Kill {
             return;

@@ -30,36 +30,72 @@ impl Worker for Stuck {
     }
 }
 
+/// One `Stuck` worker on a thread of its own, with a mailbox of `capacity`, under a root
+/// on the manual clock; `tx` lets it go once it is stuck.
+struct StuckTree {
+    clock: ManualClock,
+    registry: prometheus::Registry,
+    env: Env,
+    tx: mpsc::Sender<()>,
+    release: Arc<Mutex<Option<mpsc::Receiver<()>>>>,
+    w: WorkerRef<Stuck>,
+    root: Root,
+    opts: CallOptions,
+}
+
+async fn stuck_tree(capacity: u64) -> StuckTree {
+    let clock = ManualClock::new(SystemTime::UNIX_EPOCH);
+    let registry = prometheus::Registry::new();
+    let env = Env::new(&registry, Arc::new(clock.clone()), 1).unwrap();
+    let (tx, rx) = mpsc::channel();
+    let release = Arc::new(Mutex::new(Some(rx)));
+    let r2 = release.clone();
+    let (child, w) = worker_on_own_thread(
+        &env,
+        WorkerSpec {
+            id: "stuck".into(),
+            restart: RestartType::Permanent,
+            shutdown: Shutdown::Timeout(Duration::from_secs(1)),
+            mailbox_capacity: capacity,
+            factory: move || {
+                Ok(Stuck {
+                    release: r2.clone(),
+                })
+            },
+        },
+    );
+    let root = start_root(&env, one_for_one("root", vec![child]))
+        .await
+        .unwrap();
+    let opts = CallOptions {
+        deadline: Duration::from_secs(60),
+        correlation_id: None,
+    };
+    StuckTree {
+        clock,
+        registry,
+        env,
+        tx,
+        release,
+        w,
+        root,
+        opts,
+    }
+}
+
 #[test]
 fn a_child_that_will_not_stop_is_abandoned_and_cannot_touch_its_successor() {
     actix::System::new().block_on(async {
-        let clock = ManualClock::new(SystemTime::UNIX_EPOCH);
-        let registry = prometheus::Registry::new();
-        let env = Env::new(&registry, Arc::new(clock.clone()), 1).unwrap();
-        let (tx, rx) = mpsc::channel();
-        let release = Arc::new(Mutex::new(Some(rx)));
-        let r2 = release.clone();
-        let (child, w) = worker_on_own_thread(
-            &env,
-            WorkerSpec {
-                id: "stuck".into(),
-                restart: RestartType::Permanent,
-                shutdown: Shutdown::Timeout(Duration::from_secs(1)),
-                mailbox_capacity: 8,
-                factory: move || {
-                    Ok(Stuck {
-                        release: r2.clone(),
-                    })
-                },
-            },
-        );
-        let mut root = start_root(&env, one_for_one("root", vec![child]))
-            .await
-            .unwrap();
-        let opts = CallOptions {
-            deadline: Duration::from_secs(60),
-            correlation_id: None,
-        };
+        let StuckTree {
+            clock,
+            registry,
+            env,
+            tx,
+            release,
+            w,
+            mut root,
+            opts,
+        } = stuck_tree(8).await;
         // The first incarnation gets stuck in its handler.
         let stuck_call = actix::spawn({
             let (w, o) = (w.clone(), opts.clone());
@@ -151,33 +187,16 @@ fn a_child_that_will_not_stop_is_abandoned_and_cannot_touch_its_successor() {
 #[test]
 fn an_abandoned_child_is_unavailable_at_once_not_a_mailbox_to_queue_into() {
     actix::System::new().block_on(async {
-        let clock = ManualClock::new(SystemTime::UNIX_EPOCH);
-        let registry = prometheus::Registry::new();
-        let env = Env::new(&registry, Arc::new(clock.clone()), 1).unwrap();
-        let (tx, rx) = mpsc::channel();
-        let release = Arc::new(Mutex::new(Some(rx)));
-        let r2 = release.clone();
-        let (child, w) = worker_on_own_thread(
-            &env,
-            WorkerSpec {
-                id: "stuck".into(),
-                restart: RestartType::Permanent,
-                shutdown: Shutdown::Timeout(Duration::from_secs(1)),
-                mailbox_capacity: 2,
-                factory: move || {
-                    Ok(Stuck {
-                        release: r2.clone(),
-                    })
-                },
-            },
-        );
-        let mut root = start_root(&env, one_for_one("root", vec![child]))
-            .await
-            .unwrap();
-        let opts = CallOptions {
-            deadline: Duration::from_secs(60),
-            correlation_id: None,
-        };
+        let StuckTree {
+            clock,
+            registry,
+            tx,
+            release,
+            w,
+            mut root,
+            opts,
+            ..
+        } = stuck_tree(2).await;
         let stuck_call = actix::spawn({
             let (w, o) = (w.clone(), opts.clone());
             async move { w.call(0, &o).await }

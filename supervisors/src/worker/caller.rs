@@ -65,6 +65,19 @@ pub(super) struct WorkerShared<W: Worker> {
     pub(super) timeouts: IntCounter,
 }
 
+impl<W: Worker> WorkerShared<W> {
+    /// Takes `incarnation`'s address down and ends its mailbox count, if they are still
+    /// its own (a stale incarnation leaves its successor alone): callers get
+    /// `Unavailable` at once, and what it holds queued is counted as dropped.
+    pub(super) fn retire(&self, incarnation: u64) {
+        let mut addr = self.addr.write().unwrap_or_else(|e| e.into_inner());
+        if addr.as_ref().is_some_and(|(n, _)| *n == incarnation) {
+            *addr = None;
+            self.mailbox.next_generation();
+        }
+    }
+}
+
 impl<W: Worker> WorkerRef<W> {
     pub fn id(&self) -> &str {
         &self.shared.id

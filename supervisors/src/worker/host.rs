@@ -7,7 +7,7 @@ use super::caller::{Envelope, Reply, WorkerShared};
 use super::{panic_message, Worker, WorkerContext, WorkerError};
 use crate::clock::SharedClock;
 use crate::fault::{Fault, FaultInjector};
-use crate::supervisor::{ChildControl, Exit, StopLevel};
+use crate::supervisor::{kill_requested, ChildControl, Exit, StopLevel};
 use crate::CallError;
 use actix::prelude::*;
 use futures::future::{self, Either};
@@ -79,16 +79,9 @@ impl<W: Worker> Actor for Host<W> {
                 self.exit = Exit::Panicked(format!("in stopped(): {}", panic_message(&*p)));
             }
         }
-        // Callers see `Unavailable` from here on, until the next incarnation is up; an
-        // incarnation that is no longer the current one leaves its successor alone.
-        // What is still queued for it will never be handled: its generation ends here
-        // and counts it as dropped (an abandoned one's ends when its successor starts).
-        let mut addr = self.shared.addr.write().unwrap_or_else(|e| e.into_inner());
-        if addr.as_ref().is_some_and(|(n, _)| *n == self.incarnation) {
-            *addr = None;
-            self.shared.mailbox.next_generation();
-        }
-        drop(addr);
+        // Callers see `Unavailable` from here on, until the next incarnation is up; what
+        // is still queued for it will never be handled and is counted as dropped.
+        self.shared.retire(self.incarnation);
         if let Some(tx) = self.exit_tx.take() {
             let _ = tx.send(self.exit.clone());
         }
@@ -126,18 +119,6 @@ impl<W: Worker> Handler<Stop> for Host<W> {
         let now = *self.stop_rx.borrow();
         let level = if now == StopLevel::Kill { now } else { level };
         self.stop_for(level, ctx);
-    }
-}
-
-/// Completes when the supervisor asks for a kill (or is gone).
-async fn killed(mut rx: watch::Receiver<StopLevel>) {
-    loop {
-        if *rx.borrow_and_update() == StopLevel::Kill {
-            return;
-        }
-        if rx.changed().await.is_err() {
-            return;
-        }
     }
 }
 
@@ -368,8 +349,10 @@ impl<W: Worker> Handler<Envelope<W>> for Host<W> {
         match fault {
             Some(Fault::Delay(d)) => {
                 // The mailbox is not read while the handler is "busy".
-                let wait =
-                    future::select(self.clock.sleep(d), Box::pin(killed(self.stop_rx.clone())));
+                let wait = future::select(
+                    self.clock.sleep(d),
+                    Box::pin(kill_requested(self.stop_rx.clone())),
+                );
                 ctx.wait(wait.into_actor(self).map(move |r, act, ctx| match r {
                     Either::Left(_) => act.process(env, None, ctx),
                     Either::Right(_) => act.killed_holding(env),
@@ -377,7 +360,7 @@ impl<W: Worker> Handler<Envelope<W>> for Host<W> {
             }
             Some(Fault::Hang) => {
                 ctx.wait(
-                    killed(self.stop_rx.clone())
+                    kill_requested(self.stop_rx.clone())
                         .into_actor(self)
                         .map(move |_, act, _| act.killed_holding(env)),
                 );
@@ -409,19 +392,6 @@ pub(super) struct WorkerControl<W: Worker> {
     pub(super) incarnation: u64,
 }
 
-impl<W: Worker> WorkerControl<W> {
-    /// Takes this incarnation's address down and ends its mailbox count, if they are
-    /// still its own: callers get `Unavailable` at once, and what it holds queued is
-    /// counted as dropped.
-    fn fence(&self) {
-        let mut addr = self.shared.addr.write().unwrap_or_else(|e| e.into_inner());
-        if addr.as_ref().is_some_and(|(n, _)| *n == self.incarnation) {
-            *addr = None;
-            self.shared.mailbox.next_generation();
-        }
-    }
-}
-
 impl<W: Worker> ChildControl for WorkerControl<W> {
     fn stop(&self, level: StopLevel) {
         let _ = self.stop_tx.send(level);
@@ -431,7 +401,7 @@ impl<W: Worker> ChildControl for WorkerControl<W> {
     }
 
     fn abandon(&self) {
-        self.fence();
+        self.shared.retire(self.incarnation);
     }
 }
 
@@ -440,7 +410,7 @@ impl<W: Worker> Drop for WorkerControl<W> {
     /// kills it and fences it off: nobody would ever ask it nicely again.
     fn drop(&mut self) {
         let _ = self.addr.try_send(Stop(StopLevel::Kill));
-        self.fence();
+        self.shared.retire(self.incarnation);
     }
 }
 

@@ -138,3 +138,17 @@ pub struct WorkerSpec<F> {
     /// Builds the worker of each incarnation. An `Err` (or a panic) is a start failure.
     pub factory: F,
 }
+
+impl<F> WorkerSpec<F> {
+    /// The spec without its factory, and the factory.
+    pub(crate) fn split(self) -> (WorkerSpec<()>, F) {
+        let spec = WorkerSpec {
+            id: self.id,
+            restart: self.restart,
+            shutdown: self.shutdown,
+            mailbox_capacity: self.mailbox_capacity,
+            factory: (),
+        };
+        (spec, self.factory)
+    }
+}

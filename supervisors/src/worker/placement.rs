@@ -39,14 +39,8 @@ where
     W: Worker,
     F: Fn() -> Result<W, String> + 'static,
 {
-    let factory = Rc::new(spec.factory);
-    let spec = WorkerSpec {
-        id: spec.id,
-        restart: spec.restart,
-        shutdown: spec.shutdown,
-        mailbox_capacity: spec.mailbox_capacity,
-        factory: (),
-    };
+    let (spec, factory) = spec.split();
+    let factory = Rc::new(factory);
     worker_placed(
         env,
         spec,
@@ -75,14 +69,8 @@ where
     W::Response: Send,
     F: Fn() -> Result<W, String> + Send + Sync + 'static,
 {
-    let factory = Arc::new(spec.factory);
-    let spec = WorkerSpec {
-        id: spec.id,
-        restart: spec.restart,
-        shutdown: spec.shutdown,
-        mailbox_capacity: spec.mailbox_capacity,
-        factory: (),
-    };
+    let (spec, factory) = spec.split();
+    let factory = Arc::new(factory);
     let thread: Rc<std::cell::RefCell<Option<OwnThread>>> = Rc::default();
     worker_placed(
         env,
