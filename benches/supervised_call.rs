@@ -2,7 +2,6 @@
 //! worker at saturation with immediate rejection. Run: `cargo bench --bench supervised_call`.
 
 use actix::prelude::*;
-use axon_drivers::echo::Echo;
 use axon_supervisors::*;
 use criterion::{criterion_group, criterion_main, Criterion};
 use serde_json::Value;
@@ -24,6 +23,19 @@ impl Handler<Ping> for RawEcho {
     }
 }
 
+/// A worker that answers each request with itself: the least a supervised call can do.
+#[derive(Default)]
+struct Echo;
+
+impl Worker for Echo {
+    type Request = Value;
+    type Response = Value;
+
+    fn handle(&mut self, request: Value, _cx: &mut WorkerContext) -> Result<Value, WorkerError> {
+        Ok(request)
+    }
+}
+
 fn tree(sys: &SystemRunner, capacity: u64) -> (Root, WorkerRef<Echo>) {
     sys.block_on(async move {
         let env = Env::new(&prometheus::Registry::new(), SystemClock::shared(), 1).unwrap();
@@ -34,7 +46,7 @@ fn tree(sys: &SystemRunner, capacity: u64) -> (Root, WorkerRef<Echo>) {
                 restart: RestartType::Permanent,
                 shutdown: Shutdown::Timeout(Duration::from_secs(1)),
                 mailbox_capacity: capacity,
-                factory: || Ok(Echo::default()),
+                factory: || Ok(Echo),
             },
         );
         let root = start_root(

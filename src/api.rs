@@ -4,9 +4,9 @@
 //! with its refusals mapped onto problems, and the shape of one entry of the route table
 //! ([`Route`]).
 //!
-//! Invariant: knows no particular route. The routes live in `http.rs` and
-//! `journal_routes.rs`, which both build on this module and never on each other; the
-//! table that lists them is `routes.rs`.
+//! Invariant: knows no particular route. The routes live in `http.rs`,
+//! `journal_routes.rs` and `act_routes.rs`, which build on this module and never on each
+//! other; the table that lists them is `routes.rs`.
 
 use crate::admin_token::AdminAuth;
 use crate::config::HttpConfig;
@@ -16,13 +16,13 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::middleware::Next;
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse, ResponseError};
-use axon_actors::journal::{Appended, JournalClient, NewEntry, Refusal};
-use axon_drivers::echo::Echo;
+use axon_actors::journal::{Appended, JournalClient, NewEntry, Refusal, StoredEntry};
 use axon_protocols::journal::EntryKind;
 use axon_protocols::{CorrelationId, Problem, ProblemType};
-use axon_supervisors::{CallError, CallOptions, SharedClock, TreeNode, WorkerRef};
+use axon_supervisors::{CallError, CallOptions, SharedClock, TreeNode};
+use base64::Engine;
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
-use serde_json::Value;
+use serde_json::{json, Value};
 use std::fmt;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -36,7 +36,8 @@ pub const CORRELATION_HEADER: &str = "x-correlation-id";
 pub struct AppState {
     pub tree: Arc<TreeNode>,
     pub clock: SharedClock,
-    pub echo: WorkerRef<Echo>,
+    /// The one door to the drivers, and their lanes.
+    pub act: Arc<axon_actors::act::Act>,
     /// The journal: appends to its commit thread, reads to its reader.
     pub journal: JournalClient,
     /// The most entries one journal query may ask for (`journal.page_max_entries`).
@@ -151,6 +152,12 @@ impl ApiError {
         );
         err.path = Some(e.path.clone());
         err
+    }
+
+    /// The problem is at `path`, a JSON Pointer into the request body.
+    pub fn at_path(mut self, path: impl Into<String>) -> Self {
+        self.path = Some(path.into());
+        self
     }
 
     /// Fills `instance` and `correlation_id` from the request, and for a 429 or a 503 the
@@ -454,6 +461,32 @@ pub(crate) fn refusal_problem(req: &HttpRequest, refusal: Refusal) -> ApiError {
         Refusal::Call(e) => call_problem(e),
     };
     e.at(req)
+}
+
+/// Reads the path parameter `name` as a `T` (an id, a barcode, an action id), once, here
+/// at the edge: the journal takes them parsed.
+pub(crate) fn path_param<T: std::str::FromStr<Err = String>>(
+    req: &HttpRequest,
+    name: &str,
+) -> Result<T, ApiError> {
+    req.match_info()
+        .get(name)
+        .unwrap_or("")
+        .parse()
+        .map_err(|e| ApiError::new(ProblemType::InvalidParameter, e).at(req))
+}
+
+/// An entry as the API shows it.
+pub(crate) fn entry_json(e: &StoredEntry) -> Value {
+    json!({
+        "index": e.index,
+        "id": e.id,
+        "kind": e.kind,
+        "barcode": e.barcode,
+        "leaf_hash": e.leaf_hash,
+        "bytes_b64": base64::engine::general_purpose::STANDARD.encode(&e.bytes),
+        "links": e.links,
+    })
 }
 
 /// Appends an entry; answers once it is durable.

@@ -18,7 +18,8 @@ pub struct Config {
     pub log: LogConfig,
     pub supervision: SupervisionConfig,
     pub journal: JournalSettings,
-    pub actors: ActorsConfig,
+    pub drivers: DriversConfig,
+    pub act: ActSettings,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -98,15 +99,19 @@ pub struct SupervisorConfig {
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ActorsConfig {
-    pub echo: ActorConfig,
+pub struct DriversConfig {
+    /// Folders of driver manifests (`*.toml`), loaded beside the built-in `echo`.
+    pub manifest_dirs: Vec<PathBuf>,
+    /// How long a driver's graceful stop may take before it is killed.
+    pub shutdown_timeout_ms: u64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ActorConfig {
-    pub mailbox_capacity: u64,
-    pub shutdown_timeout_ms: u64,
+pub struct ActSettings {
+    pub max_in_flight: u64,
+    pub remembered_actions: u64,
+    pub late_outcome_ms: u64,
 }
 
 /// A configuration error: which key, and what is wrong with it.
@@ -353,19 +358,19 @@ impl Config {
             1,
             600_000,
         )?;
-        let a = &self.actors.echo;
         range(
-            "actors.echo.mailbox_capacity",
-            a.mailbox_capacity,
-            1,
-            1 << 20,
-        )?;
-        range(
-            "actors.echo.shutdown_timeout_ms",
-            a.shutdown_timeout_ms,
+            "drivers.shutdown_timeout_ms",
+            self.drivers.shutdown_timeout_ms,
             1,
             600_000,
         )?;
+        if self.drivers.manifest_dirs.len() > 64 {
+            return Err(key_err("drivers.manifest_dirs", "at most 64 folders"));
+        }
+        let a = &self.act;
+        range("act.max_in_flight", a.max_in_flight, 1, 1 << 20)?;
+        range("act.remembered_actions", a.remembered_actions, 0, 1 << 26)?;
+        range("act.late_outcome_ms", a.late_outcome_ms, 0, 3_600_000)?;
         Ok(())
     }
 

@@ -2,13 +2,12 @@
 //! the echo driver, metrics and the OpenAPI document. The route table (`routes.rs`) lists
 //! them with their paths, methods, auth and schemas; the shared plumbing is `api.rs`.
 
-use crate::api::{append, call_problem, ApiError, AppState, JsonBody};
+use crate::api::{ApiError, AppState};
 use actix_web::{web, HttpRequest, HttpResponse};
 use axon_protocols::ProblemType;
 use axon_supervisors::RestartError;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
 
 pub(crate) async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok"}))
@@ -69,60 +68,6 @@ pub(crate) async fn restart(
             Err(err.at(&req))
         }
     }
-}
-
-/// How many arrays and objects of its capsule entry hold the body of `POST /v1/echo`: the
-/// entry's object and the capsule's (`input` and `output` are members of the capsule).
-pub(crate) const ECHO_LEVELS_ABOVE: usize = 2;
-
-pub(crate) async fn echo(
-    req: HttpRequest,
-    st: web::Data<AppState>,
-    body: JsonBody<Value, ECHO_LEVELS_ABOVE>,
-) -> Result<HttpResponse, ApiError> {
-    let opts = st.call_options(&req);
-    let input = body.0;
-    let started_wall = st.clock.wall();
-    let started = Instant::now();
-    let output = match st.echo.call(input.clone(), &opts).await {
-        Ok(v) => v,
-        Err(e) => return Err(call_problem(e).at(&req)),
-    };
-    // Every driver call is journaled as a replay capsule, or the call fails closed.
-    let capsule = axon_protocols::capsule::ReplayCapsule {
-        action_id: format!("{:032x}", rand::random::<u128>()),
-        driver: "echo".into(),
-        environment: axon_protocols::capsule::Environment {
-            binary_version: env!("CARGO_PKG_VERSION").into(),
-            config_hash: st.config_hash.clone(),
-            driver_artifact_hash: axon_drivers::echo::descriptor().artifact_hash.clone(),
-        },
-        input,
-        output: output.clone(),
-        seeds: vec![],
-        clock: axon_protocols::capsule::RecordedClock {
-            started: axon_protocols::time::rfc3339(started_wall),
-            finished: axon_protocols::time::rfc3339(st.clock.wall()),
-            duration_us: started.elapsed().as_micros() as u64,
-        },
-    };
-    let action_id = capsule.action_id.clone();
-    let body = serde_json::to_value(&capsule)
-        .map_err(|e| ApiError::new(ProblemType::Internal, e.to_string()).at(&req))?;
-    let appended = append(
-        &req,
-        &st,
-        axon_protocols::journal::EntryKind::Capsule,
-        vec![],
-        body,
-    )
-    .await?;
-    Ok(HttpResponse::Ok().json(json!({
-        "echo": output,
-        "action_id": action_id,
-        "index": appended.index,
-        "barcode": appended.barcode,
-    })))
 }
 
 pub(crate) async fn metrics(

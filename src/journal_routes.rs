@@ -1,27 +1,14 @@
 //! `/v1/journal/...`: entries, proofs, checkpoints and operator notes. Hashes are
 //! lowercase hex; entry bytes are the canonical JSON, in standard base64.
 
-use crate::api::{append, refusal_problem, ApiError, AppState, JsonBody};
+use crate::api::{append, entry_json, path_param, refusal_problem, ApiError, AppState, JsonBody};
 use actix_web::{web, HttpRequest, HttpResponse};
-use axon_actors::journal::{ActionId, Barcode, EntryId, Filter, StoredEntry};
+use axon_actors::journal::{ActionId, Barcode, EntryId, Filter};
 
 use axon_protocols::journal::EntryKind;
 use axon_protocols::ProblemType;
-use base64::Engine;
 use serde::Deserialize;
 use serde_json::{json, Value};
-
-fn entry_json(e: &StoredEntry) -> Value {
-    json!({
-        "index": e.index,
-        "id": e.id,
-        "kind": e.kind,
-        "barcode": e.barcode,
-        "leaf_hash": e.leaf_hash,
-        "bytes_b64": base64::engine::general_purpose::STANDARD.encode(&e.bytes),
-        "links": e.links,
-    })
-}
 
 fn text(body: String) -> HttpResponse {
     HttpResponse::Ok()
@@ -47,19 +34,6 @@ pub(crate) async fn key(
 ) -> Result<HttpResponse, ApiError> {
     let vkey = st.journal.key().map_err(|r| refusal_problem(&req, r))?;
     Ok(text(format!("{vkey}\n")))
-}
-
-/// Reads the path parameter `name` as a `T` (an id, a barcode, an action id), once, here
-/// at the edge: the journal takes them parsed.
-fn path_param<T: std::str::FromStr<Err = String>>(
-    req: &HttpRequest,
-    name: &str,
-) -> Result<T, ApiError> {
-    req.match_info()
-        .get(name)
-        .unwrap_or("")
-        .parse()
-        .map_err(|e| ApiError::new(ProblemType::InvalidParameter, e).at(req))
 }
 
 fn parse_u64(req: &HttpRequest, name: &str, raw: &str) -> Result<u64, ApiError> {
@@ -127,7 +101,8 @@ pub(crate) async fn entries(
         .map(|k| {
             serde_json::from_value::<EntryKind>(Value::String(k.clone())).map_err(|_| {
                 bad(format!(
-                    "kind {k:?} is not one of note, event, intent, decision, result, capsule, lane_change"
+                    "kind {k:?} is not one of {}",
+                    axon_protocols::journal::kind_names().join(", ")
                 ))
             })
         })

@@ -6,6 +6,7 @@
 //! into actor calls and problem documents; supervision, actors and drivers live in their
 //! crates.
 
+pub mod act_routes;
 pub mod admin_token;
 pub mod api;
 pub mod bench;

@@ -71,7 +71,7 @@ enum Command {
     /// Re-runs a recorded driver call offline with its recorded seeds and clock and compares
     /// the output bytes. Exit 1 on a difference (non-determinism), with both hashes.
     Replay {
-        /// The action id (32 hex digits) or the barcode of its capsule entry.
+        /// The action id (32 hex digits) or the barcode of the entry holding its capsule.
         action: String,
         #[arg(long)]
         config: Option<PathBuf>,

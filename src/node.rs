@@ -5,7 +5,7 @@
 //! ├── core (rest_for_one)
 //! │   └── journal   the journal (on its own thread: it waits on fdatasync)
 //! ├── drivers (one_for_one)
-//! │   └── echo      the echo driver
+//! │   └── <name>    one worker per driver manifest (echo is built in), each on its own thread
 //! └── http          the admin HTTP server (started last, stopped first)
 //! ```
 
@@ -14,10 +14,13 @@ use crate::api::{AppState, HttpMetrics};
 use crate::config::{Config, SupervisorConfig};
 use actix_web::{web, HttpServer};
 use anyhow::Context;
+use axon_actors::act::{Act, ActConfig};
 use axon_actors::journal::{
     Journal, JournalClient, JournalConfig, JournalMetrics, JournalReader, JournalShared,
 };
-use axon_drivers::echo::Echo;
+use axon_actors::lanes::{DriverInstance, Lanes};
+use axon_drivers::host::DriverHost;
+use axon_drivers::manifest::Manifest;
 use axon_supervisors::*;
 use prometheus::Registry;
 use std::net::SocketAddr;
@@ -54,7 +57,8 @@ pub struct Node {
     pub admin_token_created: bool,
     pub env: Env,
     pub registry: Registry,
-    pub echo: WorkerRef<Echo>,
+    /// The act pipeline and the drivers' lanes.
+    pub act: Arc<Act>,
     pub journal: JournalClient,
     pub shutting_down: Arc<AtomicBool>,
 }
@@ -199,17 +203,35 @@ pub async fn start(cfg: &Config, opts: NodeOptions) -> anyhow::Result<Node> {
         ),
         RestartType::Permanent,
     );
-    let echo_cfg = &cfg.actors.echo;
-    let (echo_child, echo) = worker(
-        &env,
-        WorkerSpec {
-            id: "echo".into(),
-            restart: RestartType::Permanent,
-            shutdown: Shutdown::Timeout(Duration::from_millis(echo_cfg.shutdown_timeout_ms)),
-            mailbox_capacity: echo_cfg.mailbox_capacity,
-            factory: || Ok(Echo::default()),
-        },
-    );
+    let manifests = load_manifests(cfg)?;
+    let mut driver_children = Vec::with_capacity(manifests.len());
+    let mut instances = Vec::with_capacity(manifests.len());
+    for manifest in manifests {
+        let manifest = Arc::new(manifest);
+        let (child, worker) = {
+            let manifest = manifest.clone();
+            // Each driver on a thread of its own: a slow, hung or panicking driver never
+            // holds up another, the journal or the HTTP server.
+            worker_on_own_thread(
+                &env,
+                WorkerSpec {
+                    id: manifest.name.clone(),
+                    restart: RestartType::Permanent,
+                    shutdown: Shutdown::Timeout(Duration::from_millis(
+                        cfg.drivers.shutdown_timeout_ms,
+                    )),
+                    mailbox_capacity: manifest.limits.mailbox_capacity,
+                    factory: move || Ok(DriverHost::new(&manifest)),
+                },
+            )
+        };
+        driver_children.push(child);
+        instances.push(Arc::new(DriverInstance {
+            descriptor: manifest.descriptor(),
+            manifest,
+            worker,
+        }));
+    }
     let drivers = supervisor(
         &env,
         supervisor_spec(
@@ -217,10 +239,28 @@ pub async fn start(cfg: &Config, opts: NodeOptions) -> anyhow::Result<Node> {
             "drivers",
             &cfg.supervision.drivers,
             Strategy::OneForOne,
-            vec![echo_child],
+            driver_children,
         ),
         RestartType::Permanent,
     );
+    let config_hash = config_hash(cfg);
+    let act = Act::new(
+        Arc::new(Lanes::new(instances)),
+        journal.clone(),
+        env.clock.clone(),
+        ActConfig {
+            max_in_flight: cfg.act.max_in_flight as usize,
+            remembered_actions: cfg.act.remembered_actions as usize,
+            journal_deadline: cfg.call_timeout(),
+            late_outcome: Duration::from_millis(cfg.act.late_outcome_ms),
+            page: cfg.journal.page_max_entries as usize,
+            binary_version: env!("CARGO_PKG_VERSION").into(),
+            config_hash: config_hash.clone(),
+        },
+        seed,
+        &registry,
+    )
+    .context("registering act metrics")?;
     let mut root = RootSpec::new(
         &env,
         supervisor_spec(
@@ -235,7 +275,7 @@ pub async fn start(cfg: &Config, opts: NodeOptions) -> anyhow::Result<Node> {
     let state = web::Data::new(AppState {
         tree: root.node().clone(),
         clock: env.clock.clone(),
-        echo: echo.clone(),
+        act: act.clone(),
         journal: journal.clone(),
         journal_page_max_entries: cfg.journal.page_max_entries as usize,
         registry: registry.clone(),
@@ -244,10 +284,10 @@ pub async fn start(cfg: &Config, opts: NodeOptions) -> anyhow::Result<Node> {
         metrics: HttpMetrics::new(&registry).context("registering HTTP metrics")?,
         shutting_down: shutting_down.clone(),
         openapi: crate::openapi::document(),
-        config_hash: config_hash(cfg),
+        config_hash,
     });
     let bound = Arc::new(Mutex::new(None));
-    root.push_child(http_child(state, cfg, bound.clone())?);
+    root.push_child(http_child(state, act.clone(), cfg, bound.clone())?);
     let root = root
         .start()
         .await
@@ -265,7 +305,7 @@ pub async fn start(cfg: &Config, opts: NodeOptions) -> anyhow::Result<Node> {
         admin_token_created: created,
         env,
         registry,
-        echo,
+        act,
         journal,
         shutting_down,
     })
@@ -305,10 +345,50 @@ impl ChildControl for HttpControl {
     }
 }
 
+/// The ids of the tree's own nodes, which no driver may take.
+const RESERVED_IDS: [&str; 6] = [
+    "root",
+    "core",
+    "journal",
+    "journal-reader",
+    "drivers",
+    "http",
+];
+
+/// The built-in manifests, then those of every folder in `drivers.manifest_dirs`. Two
+/// drivers of one name, or a driver named like a node of the tree, stop the start.
+pub fn load_manifests(cfg: &Config) -> anyhow::Result<Vec<Manifest>> {
+    let mut all: Vec<Manifest> = vec![Manifest::builtin_echo()];
+    for dir in &cfg.drivers.manifest_dirs {
+        for m in axon_drivers::manifest::load_dir(dir)? {
+            if let Some(first) = all.iter().find(|o| o.name == m.name) {
+                return Err(axon_drivers::manifest::ManifestError::Duplicate {
+                    name: m.name,
+                    first: first.file.clone(),
+                    second: m.file,
+                }
+                .into());
+            }
+            if RESERVED_IDS.contains(&m.name.as_str()) {
+                anyhow::bail!(
+                    "driver manifest {}: key `name`: {:?} is the name of a node of the supervision tree; choose another",
+                    m.file.display(),
+                    m.name
+                );
+            }
+            all.push(m);
+        }
+    }
+    Ok(all)
+}
+
 /// The HTTP server as a supervised child. After the first bind it keeps the port it got,
-/// so a restart comes back on the same address.
+/// so a restart comes back on the same address. Before its first start it has the act
+/// pipeline read its lanes and actions from the journal, so the node serves only what the
+/// journal says.
 fn http_child(
     state: web::Data<AppState>,
+    act: Arc<Act>,
     cfg: &Config,
     bound: Arc<Mutex<Option<SocketAddr>>>,
 ) -> anyhow::Result<ChildSpec> {
@@ -321,11 +401,28 @@ fn http_child(
         Some(RestartType::Permanent),
         None,
     );
+    let rebuilt = Rc::new(std::cell::Cell::new(false));
     let start: StartFn = Rc::new(move || {
         let state = state.clone();
         let bound = bound.clone();
         let h = h.clone();
+        let act = act.clone();
+        let rebuilt = rebuilt.clone();
         Box::pin(async move {
+            if !rebuilt.get() {
+                let report = act.rebuild().await.map_err(|e| {
+                    StartError::Refused(format!(
+                        "cannot read the lanes and actions from the journal: {e}"
+                    ))
+                })?;
+                tracing::info!(
+                    actions = report.actions,
+                    marked_in_doubt = report.marked_in_doubt,
+                    in_doubt = report.in_doubt,
+                    "act pipeline ready"
+                );
+                rebuilt.set(true);
+            }
             let addr = bound
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())

@@ -128,7 +128,7 @@ pub fn document() -> Value {
                     "properties": {
                         "index": {"type": "integer"},
                         "id": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
-                        "kind": {"enum": ["note", "event", "intent", "decision", "result", "capsule", "lane_change"]},
+                        "kind": {"enum": axon_protocols::journal::kind_names()},
                         "barcode": {"type": "string", "pattern": "^[a-z2-7]{12}$"},
                         "leaf_hash": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
                         "bytes_b64": {"type": "string", "contentEncoding": "base64"},
@@ -224,11 +224,11 @@ mod tests {
                 }
             }
         }
-        let echo = &doc["paths"]["/v1/echo"]["post"]["responses"];
+        let act = &doc["paths"]["/v1/act"]["post"]["responses"];
         for code in [
-            "400", "401", "413", "415", "422", "429", "500", "503", "504",
+            "400", "401", "409", "413", "415", "422", "429", "500", "503", "504",
         ] {
-            assert!(echo[code].is_object(), "echo lacks {code}");
+            assert!(act[code].is_object(), "act lacks {code}");
         }
         let notes = &doc["paths"]["/v1/journal/notes"]["post"];
         assert_eq!(

@@ -41,14 +41,21 @@ impl fmt::Display for ReplayReport {
     }
 }
 
+/// The replay capsule entry `index` records: a `result` entry's `capsule` (an action of
+/// `POST /v1/act` whose driver answered), or a `capsule` entry's body.
 fn capsule_of(j: &Reader, index: u64) -> anyhow::Result<Option<ReplayCapsule>> {
     let stored = j.entry(index)?;
-    if stored.kind != EntryKind::Capsule {
-        return Ok(None);
-    }
-    let entry = Entry::from_bytes(&stored.bytes).context("reading the entry")?;
-    let capsule: ReplayCapsule = serde_json::from_value(entry.body)
-        .with_context(|| format!("entry {index} is not a replay capsule"))?;
+    let entry = || Entry::from_bytes(&stored.bytes).context("reading the entry");
+    let body = match stored.kind {
+        EntryKind::Capsule => entry()?.body,
+        EntryKind::Result => match entry()?.body.get_mut("capsule") {
+            Some(c) => c.take(),
+            None => return Ok(None),
+        },
+        _ => return Ok(None),
+    };
+    let capsule: ReplayCapsule = serde_json::from_value(body)
+        .with_context(|| format!("entry {index} does not hold a replay capsule"))?;
     Ok(Some(capsule))
 }
 
@@ -60,7 +67,7 @@ fn find(j: &Reader, action: &str) -> anyhow::Result<(u64, ReplayCapsule)> {
                 return Ok((index, c));
             }
         }
-        bail!("no capsule entry has barcode {action}");
+        bail!("no entry with barcode {action} holds a replay capsule");
     }
     let Ok(id) = action.parse::<ActionId>() else {
         bail!("{action:?} is neither an action id (32 hex digits) nor a barcode (12 of a-z, 2-7)");
@@ -142,7 +149,7 @@ mod tests {
                 config_hash: "x".into(),
                 driver_artifact_hash: hex(blake3::hash(b"builtin:echo@1").as_bytes()),
             },
-            input: json!({"a": 1}),
+            input: json!({"capability": "urn:axon:cap:echo", "args": {"a": 1}}),
             output: json!({"a": 1}),
             seeds: vec![],
             clock: RecordedClock {

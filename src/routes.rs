@@ -3,10 +3,13 @@
 //! ([`routes`]) and the OpenAPI document (`openapi.rs`) are both built from [`ROUTES`],
 //! so the three cannot drift apart.
 
+use crate::act_routes::{
+    self as act, INTENT_LEVELS_ABOVE, LANE_MOVE_LEVELS_ABOVE, RESOLUTION_LEVELS_ABOVE,
+};
 use crate::api::{
     correlate, not_found, Auth, Method, PathParam, QueryParam, RequestBody, Route, CALL_PROBLEMS,
 };
-use crate::http::{self, ECHO_LEVELS_ABOVE};
+use crate::http;
 use crate::journal_routes::{self as journal, NOTE_LEVELS_ABOVE};
 use actix_web::body::BoxBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -21,6 +24,122 @@ const INDEX: PathParam = PathParam {
     pattern: "^[0-9]+$",
     description: "The entry's position in the log, from 0",
 };
+
+/// `{action}`: an action id.
+const ACTION: PathParam = PathParam {
+    name: "action",
+    pattern: "^[0-9a-f]{32}$",
+    description: "The action id: 32 lowercase hex digits",
+};
+
+/// `{name}`: a driver's name.
+const DRIVER: PathParam = PathParam {
+    name: "name",
+    pattern: "^[a-z][a-z0-9-]{0,62}$",
+    description: "The driver's name, from its manifest",
+};
+
+/// The problems of a lane move.
+const LANE_PROBLEMS: &[P] = &[
+    P::UnknownDriver,
+    P::IllegalLaneMove,
+    P::JournalHalted,
+    P::OutcomeUnknown,
+    P::Overloaded,
+    P::Unavailable,
+    P::Timeout,
+];
+
+fn lanes() -> Value {
+    json!(axon_protocols::lane::LANES
+        .iter()
+        .map(|l| l.as_str())
+        .collect::<Vec<_>>())
+}
+
+fn action_statuses() -> Value {
+    json!(axon_protocols::action::ActionStatus::ALL
+        .iter()
+        .map(|s| s.as_str())
+        .collect::<Vec<_>>())
+}
+
+/// A capability URN: `urn:axon:cap:` and names (a lowercase letter, then lowercase
+/// letters, digits or `-`) joined by `.`.
+pub const CAPABILITY_PATTERN: &str = "^urn:axon:cap:[a-z][a-z0-9-]*(\\.[a-z][a-z0-9-]*)*$";
+/// An intent id: 1 to 128 printable ASCII characters without spaces.
+pub const INTENT_ID_PATTERN: &str = "^[!-~]{1,128}$";
+/// A correlation id, as in the `x-correlation-id` header.
+pub const CORRELATION_PATTERN: &str = "^[A-Za-z0-9._:-]{1,128}$";
+
+fn intent_schema() -> Value {
+    json!({
+        "type": "object", "required": ["capability", "args"], "additionalProperties": false,
+        "properties": {
+            "capability": {"type": "string", "pattern": CAPABILITY_PATTERN, "description": "urn:axon:cap: then one or more names joined by '.', at most 128 characters"},
+            "args": {"description": "Checked against the chosen driver's args schema"},
+            "intent_id": {"type": "string", "pattern": INTENT_ID_PATTERN, "description": "Chosen by the client to make a retry safe: a repeat answers the first action's result; made up by the node when absent"},
+            "correlation_id": {"type": "string", "pattern": CORRELATION_PATTERN},
+            "budget_ms": {"type": "integer", "minimum": 1, "description": "How long the caller gives the action; the driver's deadline when shorter"},
+            "purpose": {"type": "string", "maxLength": 1024},
+            "consent": {}
+        }
+    })
+}
+
+fn action_result_schema() -> Value {
+    json!({
+        "type": "object",
+        "required": ["action_id", "intent_id", "status", "output", "barcode", "index"],
+        "properties": {
+            "action_id": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
+            "intent_id": {"type": "string"},
+            "status": {"type": "string", "enum": action_statuses()},
+            "output": {},
+            "driver": {"type": "string"},
+            "lane": {"type": "string", "enum": lanes()},
+            "barcode": {"type": "string", "pattern": "^[a-z2-7]{12}$"},
+            "index": {"type": "integer", "minimum": 0},
+            "reason": {"type": "string"},
+            "repeat": {"type": "boolean"}
+        }
+    })
+}
+
+fn driver_schema() -> Value {
+    json!({
+        "type": "object",
+        "required": ["name", "lane", "artifact_hash", "descriptor", "manifest", "health"],
+        "properties": {
+            "name": {"type": "string"},
+            "lane": {"type": "string", "enum": lanes()},
+            "artifact_hash": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+            "descriptor": {"type": "object"},
+            "manifest": {"type": "string"},
+            "health": {"$ref": "#/components/schemas/SupervisionNode"}
+        }
+    })
+}
+
+fn lane_move_schema() -> Value {
+    json!({
+        "type": "object", "required": ["to", "reason"], "additionalProperties": false,
+        "properties": {
+            "to": {"type": "string", "enum": lanes()},
+            "reason": {"type": "string", "minLength": 1, "maxLength": 1024}
+        }
+    })
+}
+
+fn lane_moved() -> Value {
+    json_ok(
+        "The driver after the move, and the journaled lane change",
+        json!({
+            "type": "object", "required": ["driver", "change"],
+            "properties": {"driver": driver_schema(), "change": {"type": "object"}}
+        }),
+    )
+}
 
 /// A JSON response with `schema`.
 fn json_ok(description: &str, schema: Value) -> Value {
@@ -149,43 +268,211 @@ pub static ROUTES: &[Route] = &[
     },
     Route {
         method: Method::Post,
-        path: "/v1/echo",
-        summary: "Send JSON through the supervised echo driver and get it back (admin token)",
+        path: "/v1/act",
+        summary: "Ask for an action: an AxonIntent v1 goes to the capability's live driver (admin token)",
         auth: Auth::Admin,
         path_params: &[],
         query: &[],
         request: Some(RequestBody {
-            description: "Any JSON value, up to http.max_body_bytes; it is journaled as the input of the call's replay capsule",
-            schema: || json!({}),
-            levels_above: ECHO_LEVELS_ABOVE,
+            description: "An AxonIntent v1; unknown fields are refused",
+            schema: intent_schema,
+            levels_above: INTENT_LEVELS_ABOVE,
         }),
         journals: true,
         ok_status: 200,
         response: || {
             json_ok(
-                "The request body, as the echo driver returned it, and the journal entry of the call's replay capsule",
+                "The action's result: ok, failed or blocked (200); in_doubt answers 500 with the same body",
+                action_result_schema(),
+            )
+        },
+        problems: &[
+            P::ObligationViolated,
+            P::IntentConflict,
+            P::Overloaded,
+            P::Unavailable,
+            P::JournalHalted,
+            P::OutcomeUnknown,
+            P::ActionUnrecorded,
+            P::Timeout,
+        ],
+        handler: |r| r.to(act::act),
+    },
+    Route {
+        method: Method::Get,
+        path: "/v1/actions",
+        summary: "The actions in doubt: ?status=in_doubt",
+        auth: Auth::None,
+        path_params: &[],
+        query: &[QueryParam {
+            name: "status",
+            required: true,
+            description: "in_doubt: the actions whose driver may have acted without the node knowing the outcome",
+            schema: || json!({"type": "string", "enum": ["in_doubt"]}),
+        }],
+        request: None,
+        journals: false,
+        ok_status: 200,
+        response: || {
+            json_ok(
+                "The actions in doubt, by action id",
                 json!({
-                    "type": "object", "required": ["echo", "action_id", "index", "barcode"],
+                    "type": "object", "required": ["status", "actions"],
                     "properties": {
-                        "echo": {},
+                        "status": {"const": "in_doubt"},
+                        "actions": {"type": "array", "items": action_result_schema()}
+                    }
+                }),
+            )
+        },
+        problems: &[P::InvalidParameter],
+        handler: |r| r.to(act::actions),
+    },
+    Route {
+        method: Method::Get,
+        path: "/v1/actions/{action}",
+        summary: "One action from the journal: its intent, dispatch, newest result and capsule",
+        auth: Auth::None,
+        path_params: &[ACTION],
+        query: &[],
+        request: None,
+        journals: false,
+        ok_status: 200,
+        response: || {
+            json_ok(
+                "The action and its entries",
+                json!({
+                    "type": "object",
+                    "required": ["action_id", "status", "intent", "dispatch", "result", "capsule", "entries"],
+                    "properties": {
                         "action_id": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
-                        "index": {"type": "integer", "minimum": 0},
-                        "barcode": {"type": "string", "pattern": "^[a-z2-7]{12}$"}
+                        "status": {"type": "string", "enum": action_statuses()},
+                        "intent": {},
+                        "dispatch": {},
+                        "result": {},
+                        "capsule": {},
+                        "entries": {"type": "array", "items": entry_schema()}
                     }
                 }),
             )
         },
         problems: &[
+            P::InvalidParameter,
+            P::NoSuchAction,
+            P::JournalDamaged,
             P::Overloaded,
             P::Unavailable,
             P::Timeout,
-            P::ActorFailed,
-            P::Rejected,
+        ],
+        handler: |r| r.to(act::action),
+    },
+    Route {
+        method: Method::Post,
+        path: "/v1/actions/{action}/resolve",
+        summary: "Record an operator's finding about an action in doubt (admin token)",
+        auth: Auth::Admin,
+        path_params: &[ACTION],
+        query: &[],
+        request: Some(RequestBody {
+            description: "Whether the action ran, why the operator thinks so, and any evidence",
+            schema: || {
+                json!({
+                    "type": "object", "required": ["ran", "reason"], "additionalProperties": false,
+                    "properties": {
+                        "ran": {"type": "boolean"},
+                        "reason": {"type": "string", "minLength": 1, "maxLength": 4096},
+                        "evidence": {}
+                    }
+                })
+            },
+            levels_above: RESOLUTION_LEVELS_ABOVE,
+        }),
+        journals: true,
+        ok_status: 200,
+        response: || json_ok("The action, now resolved", action_result_schema()),
+        problems: &[
             P::InvalidParameter,
+            P::NoSuchAction,
+            P::NotInDoubt,
             P::JournalHalted,
             P::OutcomeUnknown,
+            P::Overloaded,
+            P::Unavailable,
+            P::Timeout,
         ],
-        handler: |r| r.to(http::echo),
+        handler: |r| r.to(act::resolve),
+    },
+    Route {
+        method: Method::Get,
+        path: "/v1/drivers",
+        summary: "The loaded drivers: descriptor, lane, artifact hash, health",
+        auth: Auth::None,
+        path_params: &[],
+        query: &[],
+        request: None,
+        journals: false,
+        ok_status: 200,
+        response: || {
+            json_ok(
+                "Every loaded driver, by name",
+                json!({
+                    "type": "object", "required": ["drivers"],
+                    "properties": {"drivers": {"type": "array", "items": driver_schema()}}
+                }),
+            )
+        },
+        problems: &[],
+        handler: |r| r.to(act::drivers),
+    },
+    Route {
+        method: Method::Get,
+        path: "/v1/drivers/{name}",
+        summary: "One loaded driver",
+        auth: Auth::None,
+        path_params: &[DRIVER],
+        query: &[],
+        request: None,
+        journals: false,
+        ok_status: 200,
+        response: || json_ok("The driver", driver_schema()),
+        problems: &[P::UnknownDriver],
+        handler: |r| r.to(act::driver),
+    },
+    Route {
+        method: Method::Post,
+        path: "/v1/drivers/{name}/promote",
+        summary: "Move a driver towards live: testing → shadow, shadow → live, retired → testing (admin token)",
+        auth: Auth::Admin,
+        path_params: &[DRIVER],
+        query: &[],
+        request: Some(RequestBody {
+            description: "The lane to move to and why",
+            schema: lane_move_schema,
+            levels_above: LANE_MOVE_LEVELS_ABOVE,
+        }),
+        journals: true,
+        ok_status: 200,
+        response: lane_moved,
+        problems: LANE_PROBLEMS,
+        handler: |r| r.to(act::promote),
+    },
+    Route {
+        method: Method::Post,
+        path: "/v1/drivers/{name}/demote",
+        summary: "Move a driver away from live: live → shadow, shadow → testing, any → retired (admin token)",
+        auth: Auth::Admin,
+        path_params: &[DRIVER],
+        query: &[],
+        request: Some(RequestBody {
+            description: "The lane to move to and why",
+            schema: lane_move_schema,
+            levels_above: LANE_MOVE_LEVELS_ABOVE,
+        }),
+        journals: true,
+        ok_status: 200,
+        response: lane_moved,
+        problems: LANE_PROBLEMS,
+        handler: |r| r.to(act::demote),
     },
     Route {
         method: Method::Get,
@@ -227,7 +514,7 @@ pub static ROUTES: &[Route] = &[
                 required: false,
                 description: "Only entries of this kind",
                 schema: || {
-                    json!({"type": "string", "enum": ["note", "event", "intent", "decision", "result", "capsule", "lane_change"]})
+                    json!({"type": "string", "enum": axon_protocols::journal::kind_names()})
                 },
             },
             QueryParam {

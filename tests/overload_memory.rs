@@ -3,13 +3,15 @@
 
 mod common;
 
-use axon_harness::{Fault, TestNode};
+use axon_harness::{echo_manifest, Fault, TestNode};
 use common::{flood, Counts};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 const CAPACITY: u64 = 8;
+const DRIVER: &str = "echo-small";
+const CAPABILITY: &str = "urn:axon:cap:echo-small";
 
 fn rss_bytes() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
@@ -21,19 +23,32 @@ fn rss_bytes() -> u64 {
 #[test]
 fn memory_stays_bounded_under_a_long_flood() {
     let node = TestNode::builder()
-        .config(|c| {
-            c.actors.echo.mailbox_capacity = CAPACITY;
-            c.http.workers = 2;
-        })
+        .driver(&echo_manifest(DRIVER, CAPACITY))
+        .config(|c| c.http.workers = 2)
         .start();
-    // Every request takes 2 ms in echo, so a flood of 16 clients keeps its mailbox full.
-    node.inject("echo", Fault::Delay(Duration::from_millis(2)), None);
+    // Every message takes 2 ms in the driver, so a flood of 16 clients keeps its mailbox
+    // full.
+    node.inject(DRIVER, Fault::Delay(Duration::from_millis(2)), None);
     let counts: Counts = Arc::new(Default::default());
-    for h in flood(node.base_url(), &node.admin_token, 16, 100, &counts) {
+    for h in flood(
+        node.base_url(),
+        &node.admin_token,
+        CAPABILITY,
+        16,
+        100,
+        &counts,
+    ) {
         h.join().unwrap();
     }
     let warm = rss_bytes();
-    for h in flood(node.base_url(), &node.admin_token, 16, 400, &counts) {
+    for h in flood(
+        node.base_url(),
+        &node.admin_token,
+        CAPABILITY,
+        16,
+        400,
+        &counts,
+    ) {
         h.join().unwrap();
     }
     let after = rss_bytes();
@@ -54,11 +69,9 @@ fn memory_stays_bounded_under_a_long_flood() {
         "resident memory grew by {} KiB over 6400 requests",
         growth >> 10
     );
+    // Every 2xx was an action the driver ran and the journal recorded.
     assert_eq!(
-        node.metric(
-            "axon_actor_messages_total",
-            &[("actor", "echo"), ("outcome", "ok")]
-        ),
+        node.metric("axon_actions_total", &[("status", "ok")]),
         Some(counts[0].load(Ordering::Relaxed) as f64)
     );
 }

@@ -1,47 +1,52 @@
-//! The echo driver: answers each request with the request itself.
+//! The echo driver: answers each intent with its arguments and touches nothing.
 
+use crate::descriptor::DriverDescriptor;
 use crate::driver::{Outcome, Prediction};
 use axon_protocols::intent::AxonIntent;
-use axon_supervisors::{Worker, WorkerContext, WorkerError};
 use serde_json::Value;
 
-/// Answers every JSON request with the same JSON.
-#[derive(Debug, Default)]
+/// Answers every intent with its arguments.
+#[derive(Debug)]
 pub struct Echo {
+    descriptor: DriverDescriptor,
     handled: u64,
 }
 
 impl Echo {
-    /// Requests this incarnation has answered.
+    /// An echo driver that describes itself with `descriptor` (from its manifest).
+    pub fn new(descriptor: DriverDescriptor) -> Self {
+        Self {
+            descriptor,
+            handled: 0,
+        }
+    }
+
+    /// Pushes this instance has answered.
     pub fn handled(&self) -> u64 {
         self.handled
     }
 }
 
-impl Worker for Echo {
-    type Request = Value;
-    type Response = Value;
-
-    fn handle(&mut self, request: Value, _cx: &mut WorkerContext) -> Result<Value, WorkerError> {
-        self.handled += 1;
-        Ok(request)
+/// The built-in `echo`, described by its compiled-in manifest.
+impl Default for Echo {
+    fn default() -> Self {
+        Self::new(descriptor().clone())
     }
 }
 
-/// The descriptor of `echo`, from its compiled-in manifest.
-pub fn descriptor() -> &'static crate::descriptor::DriverDescriptor {
-    static DESCRIPTOR: std::sync::LazyLock<crate::descriptor::DriverDescriptor> =
-        std::sync::LazyLock::new(|| {
-            crate::builtin_manifest("echo")
-                .expect("echo is built in")
-                .descriptor()
-        });
+/// The descriptor of the built-in `echo`, from its compiled-in manifest.
+pub fn descriptor() -> &'static DriverDescriptor {
+    static DESCRIPTOR: std::sync::LazyLock<DriverDescriptor> = std::sync::LazyLock::new(|| {
+        crate::builtin_manifest("echo")
+            .expect("echo is built in")
+            .descriptor()
+    });
     &DESCRIPTOR
 }
 
 impl crate::driver::Driver for Echo {
-    fn describe(&self) -> crate::descriptor::DriverDescriptor {
-        descriptor().clone()
+    fn describe(&self) -> DriverDescriptor {
+        self.descriptor.clone()
     }
 
     /// Exact: a push answers the arguments, whatever they are.

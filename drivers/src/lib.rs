@@ -5,7 +5,8 @@
 //! [`DriverDescriptor`](descriptor::DriverDescriptor) every driver answers with; driver
 //! manifests (`config/drivers/*.toml`), checked with the file and key named, and the one
 //! function that computes a driver's artifact hash; obligations (JSON Schemas over the
-//! arguments, the intent and the outcome); and the `echo` driver, which answers every
+//! arguments, the intent and the outcome); the host that runs one driver instance as a
+//! supervised worker ([`host`]); and the `echo` driver, which answers every
 //! request with its input and touches nothing, so it is the probe operators and tests use
 //! to measure the path through a supervised actor.
 //!
@@ -16,6 +17,7 @@
 pub mod descriptor;
 pub mod driver;
 pub mod echo;
+pub mod host;
 pub mod manifest;
 pub mod obligations;
 
@@ -31,18 +33,25 @@ pub fn builtin_manifest(driver: &str) -> Option<&'static manifest::Manifest> {
     }
 }
 
-/// Re-runs a recorded call of a built-in driver with the recorded seeds and clock, offline,
-/// and returns its output.
+/// Re-runs a recorded push of a built-in driver offline: `input` is the recorded intent,
+/// and the answer is the output the push gives now.
 pub fn replay(driver: &str, input: &Value, _seeds: &[u64]) -> Result<Value, String> {
-    match driver {
-        "echo" => {
-            use axon_supervisors::{Worker, WorkerContext};
-            let mut echo = echo::Echo::default();
-            echo.handle(input.clone(), &mut WorkerContext::new("echo", None))
-                .map_err(|e| e.to_string())
+    let manifest = builtin_manifest(driver)
+        .ok_or_else(|| format!("no built-in driver named {driver:?} can be replayed"))?;
+    let intent: axon_protocols::intent::AxonIntent = serde_json::from_value(input.clone())
+        .map_err(|e| format!("the recorded input is not an intent: {e}"))?;
+    let mut host = host::DriverHost::new(manifest);
+    let mut cx = axon_supervisors::WorkerContext::new(driver, None);
+    use axon_supervisors::Worker;
+    match host.handle(
+        host::DriverCall::Push(std::sync::Arc::new(intent), host::Ticket::new()),
+        &mut cx,
+    ) {
+        Ok(host::DriverAnswer::Outcome(o)) => Ok(o.output),
+        Ok(host::DriverAnswer::Refused(v)) => {
+            Err(format!("the recorded intent is refused now: {v}"))
         }
-        other => Err(format!(
-            "no built-in driver named {other:?} can be replayed"
-        )),
+        Ok(other) => Err(format!("a push answered {other:?}")),
+        Err(e) => Err(e.to_string()),
     }
 }

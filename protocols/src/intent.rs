@@ -30,9 +30,19 @@ pub struct AxonIntent {
     /// Why the agent asks, for the policy stage.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub purpose: Option<String>,
-    /// What the agent was allowed by whom, for the policy stage.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// What the agent was allowed by whom, for the policy stage. A `null` sent is kept as
+    /// sent (`Some(Null)`), apart from an absent one.
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub consent: Option<Value>,
+}
+
+/// A member that is there, whatever its value (`null` included).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(d).map(Some)
 }
 
 /// Why an intent is not well formed.
@@ -48,6 +58,8 @@ pub enum IntentError {
     Purpose,
     #[error("budget_ms: must be at least 1")]
     Budget,
+    #[error("correlation_id: {0}")]
+    CorrelationId(String),
 }
 
 impl AxonIntent {
@@ -69,6 +81,10 @@ impl AxonIntent {
         }
         if self.budget_ms == Some(0) {
             return Err(IntentError::Budget);
+        }
+        if let Some(c) = &self.correlation_id {
+            crate::CorrelationId::parse(c)
+                .map_err(|e| IntentError::CorrelationId(e.to_string()))?;
         }
         Ok(())
     }

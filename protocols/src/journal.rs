@@ -32,6 +32,8 @@ pub enum EntryKind {
     Result,
     Capsule,
     LaneChange,
+    /// An action handed to its driver: written durably before the driver is called.
+    Dispatch,
 }
 
 impl EntryKind {
@@ -44,6 +46,7 @@ impl EntryKind {
             Self::Result => "result",
             Self::Capsule => "capsule",
             Self::LaneChange => "lane_change",
+            Self::Dispatch => "dispatch",
         }
     }
 }
@@ -182,8 +185,9 @@ impl EntryHead {
     }
 }
 
-/// Every kind, in declaration order.
-pub const KINDS: [EntryKind; 7] = [
+/// Every kind, in declaration order (the journal's index numbers them by position: a new
+/// kind goes at the end).
+pub const KINDS: [EntryKind; 8] = [
     EntryKind::Note,
     EntryKind::Event,
     EntryKind::Intent,
@@ -191,7 +195,13 @@ pub const KINDS: [EntryKind; 7] = [
     EntryKind::Result,
     EntryKind::Capsule,
     EntryKind::LaneChange,
+    EntryKind::Dispatch,
 ];
+
+/// The names of every kind, for errors and schemas.
+pub fn kind_names() -> Vec<&'static str> {
+    KINDS.iter().map(|k| k.as_str()).collect()
+}
 
 /// The action an entry belongs to: its body's `action_id` member, when that is an action
 /// id (32 lowercase hex digits). Capsules carry one; so will intents, decisions and results.

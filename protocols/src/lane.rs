@@ -75,6 +75,56 @@ impl Lane {
     }
 }
 
+/// One driver build's move, inside a `lane_change` entry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Move {
+    pub driver: String,
+    /// The build the lane belongs to: lanes are keyed by (driver, artifact hash).
+    pub artifact_hash: String,
+    /// `None` for a build's first lane.
+    pub from: Option<Lane>,
+    pub to: Lane,
+}
+
+/// The body of a `lane_change` entry. Lanes are rebuilt from these at start.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LaneChange {
+    pub driver: String,
+    pub artifact_hash: String,
+    /// `None` for a build's first lane.
+    pub from: Option<Lane>,
+    pub to: Lane,
+    pub capability: String,
+    /// Who decided: `admin` (an operator), `manifest` (a build's first lane) or
+    /// `supervisor` (an automatic rule).
+    pub who: String,
+    pub reason: String,
+    /// The rule that fired, for an automatic move.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<serde_json::Value>,
+    /// The live driver of the same capability moved to `shadow` by a promotion to `live`,
+    /// in the same entry.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub displaced: Vec<Move>,
+}
+
+impl LaneChange {
+    /// Every move this entry makes: the one asked for, then the displaced ones.
+    pub fn moves(&self) -> impl Iterator<Item = Move> + '_ {
+        std::iter::once(Move {
+            driver: self.driver.clone(),
+            artifact_hash: self.artifact_hash.clone(),
+            from: self.from,
+            to: self.to,
+        })
+        .chain(self.displaced.iter().cloned())
+    }
+}
+
 impl std::fmt::Display for Lane {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())

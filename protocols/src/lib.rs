@@ -8,6 +8,7 @@
 //! Architecture invariant: this crate does no IO, starts no actors and depends on no other
 //! crate of the workspace. Everything here is plain data with its validation.
 
+pub mod action;
 pub mod canonical;
 pub mod capsule;
 pub mod checkpoint;

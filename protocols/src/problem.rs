@@ -58,13 +58,29 @@ pub enum ProblemType {
     /// A JSON value breaks the canonical-JSON rule the journal stores by (an integer no
     /// double holds, nesting too deep, a member name twice): the `path` member names where.
     NotCanonical,
+    /// The intent's arguments or the intent itself break the chosen driver's obligations
+    /// (its `args` or `precondition` schema, its payload limit): the `path` member names
+    /// where.
+    ObligationViolated,
+    /// An intent id already names an action of this caller with other arguments.
+    IntentConflict,
+    /// No driver of this name is loaded.
+    UnknownDriver,
+    /// The lane move is not one of the legal moves (the detail names them).
+    IllegalLaneMove,
+    /// No action has this id.
+    NoSuchAction,
+    /// The action is not in doubt, so there is nothing to resolve.
+    NotInDoubt,
+    /// The driver ran but its outcome could not be journaled: the action is in doubt.
+    ActionUnrecorded,
     /// Anything else the node did not expect; always logged with the correlation id.
     Internal,
 }
 
 impl ProblemType {
     /// Every variant, for documentation and tests.
-    pub const ALL: [ProblemType; 24] = [
+    pub const ALL: [ProblemType; 31] = [
         Self::MalformedRequest,
         Self::UnsupportedMediaType,
         Self::PayloadTooLarge,
@@ -88,6 +104,13 @@ impl ProblemType {
         Self::JournalDamaged,
         Self::NotCanonical,
         Self::OutcomeUnknown,
+        Self::ObligationViolated,
+        Self::IntentConflict,
+        Self::UnknownDriver,
+        Self::IllegalLaneMove,
+        Self::NoSuchAction,
+        Self::NotInDoubt,
+        Self::ActionUnrecorded,
         Self::Internal,
     ];
 
@@ -117,6 +140,13 @@ impl ProblemType {
             Self::JournalDamaged => "journal-damaged",
             Self::NotCanonical => "not-canonical",
             Self::OutcomeUnknown => "outcome-unknown",
+            Self::ObligationViolated => "obligation-violated",
+            Self::IntentConflict => "intent-conflict",
+            Self::UnknownDriver => "unknown-driver",
+            Self::IllegalLaneMove => "illegal-lane-move",
+            Self::NoSuchAction => "no-such-action",
+            Self::NotInDoubt => "not-in-doubt",
+            Self::ActionUnrecorded => "action-unrecorded",
             Self::Internal => "internal",
         }
     }
@@ -144,6 +174,10 @@ impl ProblemType {
             Self::Internal | Self::ActorFailed | Self::OutcomeUnknown => 500,
             Self::Unavailable | Self::NotReady | Self::ShuttingDown => 503,
             Self::Timeout => 504,
+            Self::ObligationViolated => 422,
+            Self::IntentConflict | Self::IllegalLaneMove | Self::NotInDoubt => 409,
+            Self::UnknownDriver | Self::NoSuchAction => 404,
+            Self::ActionUnrecorded => 500,
         }
     }
 
@@ -173,6 +207,13 @@ impl ProblemType {
             Self::JournalDamaged => "The journal is damaged",
             Self::NotCanonical => "The JSON has no canonical form",
             Self::OutcomeUnknown => "The write failed: its outcome is unknown",
+            Self::ObligationViolated => "The intent breaks the driver's obligations",
+            Self::IntentConflict => "The intent id names another request",
+            Self::UnknownDriver => "No such driver",
+            Self::IllegalLaneMove => "The lane move is not allowed",
+            Self::NoSuchAction => "No such action",
+            Self::NotInDoubt => "The action is not in doubt",
+            Self::ActionUnrecorded => "The action ran and was not recorded",
             Self::Internal => "Internal error",
         }
     }
@@ -195,7 +236,7 @@ pub struct Problem {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_after_seconds: Option<u64>,
     /// Where in the request body the problem is, as a JSON Pointer (RFC 6901; `""` is
-    /// the whole body), for `not-canonical`.
+    /// the whole body), for `not-canonical` and `obligation-violated`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
 }

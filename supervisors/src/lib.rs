@@ -67,8 +67,8 @@ pub use supervisor::{
 };
 pub use tree::{Mailbox, TreeNode};
 pub use worker::{
-    worker, worker_on_own_thread, CallError, CallOptions, Worker, WorkerContext, WorkerError,
-    WorkerRef, WorkerSpec,
+    worker, worker_on_own_thread, CallError, CallOptions, Permit, Worker, WorkerContext,
+    WorkerError, WorkerRef, WorkerSpec,
 };
 
 /// What every supervisor and worker of one node shares: the clock, the metrics, the

@@ -19,6 +19,11 @@ pub struct Mailbox {
     /// The incarnation's generation (high bits) and the messages queued for it (low
     /// bits), in one word so that a slot is always taken for the generation it counts in.
     slots: AtomicU64,
+    /// How many of the taken slots are reserved for requests not sent yet
+    /// ([`reserve`](Self::reserve)): not messages, so never counted as dropped. Changed
+    /// only under the worker's address lock (read for a reservation's own changes, write
+    /// when the generation ends), so a generation ends with it exact.
+    reserved: AtomicU64,
     pub capacity: u64,
     /// Counts messages dropped from this mailbox because their actor stopped.
     pub dropped: prometheus::IntCounter,
@@ -39,6 +44,7 @@ impl Mailbox {
     ) -> Self {
         Self {
             slots: AtomicU64::new(0),
+            reserved: AtomicU64::new(0),
             capacity,
             dropped,
             abandoned,
@@ -50,18 +56,54 @@ impl Mailbox {
         self.slots.load(Ordering::Acquire) & DEPTH_MASK
     }
 
+    /// The current generation.
+    pub fn generation(&self) -> u64 {
+        self.slots.load(Ordering::Acquire) >> DEPTH_BITS
+    }
+
     /// Takes a slot if there is room; returns the generation it counts in.
     pub fn try_take(&self) -> Option<u64> {
+        self.try_take_n(1)
+    }
+
+    /// Takes `n` slots at once for requests sent later, if there is room for all of them;
+    /// returns the generation they count in. Each is later either sent
+    /// ([`send_reserved`](Self::send_reserved)) or freed
+    /// ([`release_reserved`](Self::release_reserved)), or ends with its generation.
+    pub fn reserve(&self, n: u64) -> Option<u64> {
+        let generation = self.try_take_n(n)?;
+        self.reserved.fetch_add(n, Ordering::AcqRel);
+        Some(generation)
+    }
+
+    /// A reserved slot of the current generation now carries a message.
+    pub fn send_reserved(&self) {
+        self.reserved.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// Frees `n` reserved slots of `generation`, if it is still the current one (an
+    /// ended generation took them along, uncounted).
+    pub fn release_reserved(&self, generation: u64, n: u64) {
+        if n == 0 || self.generation() != generation {
+            return;
+        }
+        self.reserved.fetch_sub(n, Ordering::AcqRel);
+        for _ in 0..n {
+            self.give_back(generation);
+        }
+    }
+
+    fn try_take_n(&self, n: u64) -> Option<u64> {
         // Taken only while there is room: the count never goes past the bound, even for
         // a moment, so a caller is refused exactly when the mailbox is full.
         let mut v = self.slots.load(Ordering::Acquire);
         loop {
-            if v & DEPTH_MASK >= self.capacity {
+            if (v & DEPTH_MASK) + n > self.capacity {
                 return None;
             }
             match self
                 .slots
-                .compare_exchange_weak(v, v + 1, Ordering::AcqRel, Ordering::Acquire)
+                .compare_exchange_weak(v, v + n, Ordering::AcqRel, Ordering::Acquire)
             {
                 Ok(_) => return Some(v >> DEPTH_BITS),
                 Err(now) => v = now,
@@ -89,7 +131,8 @@ impl Mailbox {
     /// incarnation (an abandoned one still holding queued messages) took never counts
     /// against it. The slots still taken are messages that were queued and will never be
     /// handled: they are counted as dropped here, each exactly once (a slot is either
-    /// freed by [`give_back`](Self::give_back) or swept here, never both).
+    /// freed by [`give_back`](Self::give_back) or swept here, never both). Slots reserved
+    /// for requests never sent are not messages, and are not counted.
     pub fn next_generation(&self) {
         let mut v = self.slots.load(Ordering::Acquire);
         loop {
@@ -102,7 +145,9 @@ impl Mailbox {
                 Err(now) => v = now,
             }
         }
-        self.dropped.inc_by(v & DEPTH_MASK);
+        let reserved = self.reserved.swap(0, Ordering::AcqRel);
+        self.dropped
+            .inc_by((v & DEPTH_MASK).saturating_sub(reserved));
     }
 }
 

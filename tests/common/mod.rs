@@ -12,11 +12,13 @@ use std::time::Duration;
 /// Responses by class: `[2xx, 429, anything else]`.
 pub type Counts = Arc<[AtomicU64; 3]>;
 
-/// Starts `threads` clients that each send `per_thread` echo requests one after the other,
-/// checking every 200 echoes its input and every 429 is an `overloaded` problem.
+/// Starts `threads` clients that each send `per_thread` intents to the echo driver of
+/// `capability` one after the other, checking every 200 echoes its input and every 429
+/// is an `overloaded` problem.
 pub fn flood(
     base: &str,
     token: &str,
+    capability: &str,
     threads: usize,
     per_thread: usize,
     counts: &Counts,
@@ -26,6 +28,7 @@ pub fn flood(
             let base = base.to_owned();
             let token = token.to_owned();
             let counts = counts.clone();
+            let capability = capability.to_owned();
             std::thread::spawn(move || {
                 let client = reqwest::blocking::Client::builder()
                     .timeout(Duration::from_secs(30))
@@ -33,15 +36,16 @@ pub fn flood(
                     .unwrap();
                 for i in 0..per_thread {
                     let res = client
-                        .post(format!("{base}/v1/echo"))
+                        .post(format!("{base}/v1/act"))
                         .bearer_auth(&token)
-                        .json(&json!({"t": t, "i": i}))
+                        .json(&json!({"capability": capability, "args": {"t": t, "i": i}}))
                         .send()
                         .unwrap();
                     let slot = match res.status().as_u16() {
                         200 => {
                             let v: Value = res.json().unwrap();
-                            assert_eq!(v["echo"], json!({"t": t, "i": i}));
+                            assert_eq!(v["status"], "ok", "{v}");
+                            assert_eq!(v["output"], json!({"t": t, "i": i}));
                             0
                         }
                         429 => {

@@ -11,14 +11,14 @@ fn node() -> TestNode {
         .start()
 }
 
-/// POSTs `body` to `/v1/echo` with `content_type`.
+/// POSTs `body` to `/v1/act` with `content_type`.
 fn post_echo(
     n: &TestNode,
     content_type: &str,
     body: impl Into<reqwest::blocking::Body>,
 ) -> Response {
     n.client()
-        .post(n.url("/v1/echo"))
+        .post(n.url("/v1/act"))
         .bearer_auth(&n.admin_token)
         .header("content-type", content_type)
         .body(body)
@@ -32,7 +32,7 @@ fn malformed_json_is_400() {
     for body in ["{", "{\"a\":}", "nul", "[1,2", "\u{0}"] {
         let res = post_echo(&n, "application/json", body);
         let v = expect_problem(res, 400, "malformed-request");
-        assert_eq!(v["instance"], "/v1/echo");
+        assert_eq!(v["instance"], "/v1/act");
     }
 }
 
@@ -46,7 +46,7 @@ fn wrong_or_missing_content_type_is_415() {
     ] {
         let mut req = n
             .client()
-            .post(n.url("/v1/echo"))
+            .post(n.url("/v1/act"))
             .bearer_auth(&n.admin_token)
             .body("{}");
         if let Some(ct) = ct {
@@ -59,10 +59,15 @@ fn wrong_or_missing_content_type_is_415() {
 #[test]
 fn an_oversized_body_is_413_at_the_configured_limit() {
     let n = node();
-    let just_fits = format!("\"{}\"", "a".repeat(LIMIT - 2));
+    let intent = |pad: usize| {
+        let (head, tail) = (r#"{"capability":"urn:axon:cap:echo","args":""#, r#""}"#);
+        format!("{head}{}{tail}", "a".repeat(pad - head.len() - tail.len()))
+    };
+    let just_fits = intent(LIMIT);
+    assert_eq!(just_fits.len(), LIMIT);
     let res = post_echo(&n, "application/json", just_fits);
     assert_eq!(res.status(), 200);
-    let too_big = format!("\"{}\"", "a".repeat(LIMIT));
+    let too_big = intent(LIMIT + 1);
     let res = post_echo(&n, "application/json", too_big);
     let v = expect_problem(res, 413, "payload-too-large");
     assert!(v["detail"].as_str().unwrap().contains("1024"));
@@ -90,18 +95,18 @@ fn unknown_routes_and_methods() {
     expect_problem(n.get("/v1/supervision/echo"), 404, "not-found");
     let res = n.client().delete(n.url("/v1/supervision")).send().unwrap();
     expect_problem(res, 405, "method-not-allowed");
-    let res = n.client().get(n.url("/v1/echo")).send().unwrap();
+    let res = n.client().get(n.url("/v1/act")).send().unwrap();
     expect_problem(res, 405, "method-not-allowed");
 }
 
 #[test]
 fn admin_routes_need_the_admin_token() {
     let n = node();
-    // Every route that appends needs it, the echo driver's included.
+    // Every route that appends needs it, the one door to the drivers included.
     let res = n
         .client()
-        .post(n.url("/v1/echo"))
-        .json(&serde_json::json!({"x": 1}))
+        .post(n.url("/v1/act"))
+        .json(&serde_json::json!({"capability": "urn:axon:cap:echo", "args": 1}))
         .send()
         .unwrap();
     expect_problem(res, 401, "unauthenticated");

@@ -46,7 +46,7 @@ fn the_binary_serves_every_route_and_exits_0_on_sigterm() {
         .starts_with("text/plain; version=0.0.4"));
     let text = res.text().unwrap();
     for name in [
-        "axon_actor_mailbox_capacity{actor=\"echo\"} 256",
+        "axon_actor_mailbox_capacity{actor=\"echo\"} 1024",
         "axon_actor_mailbox_depth{actor=\"echo\"} 0",
         "axon_process_resident_memory_bytes",
         "axon_process_cpu_seconds_total",
@@ -81,9 +81,9 @@ fn the_binary_serves_every_route_and_exits_0_on_sigterm() {
     );
     // A driver call, so that an action exists.
     let echoed: Value = c
-        .post(format!("{}/v1/echo", r.base))
+        .post(format!("{}/v1/act", r.base))
         .bearer_auth(&r.token)
-        .json(&serde_json::json!({"probe": true}))
+        .json(&serde_json::json!({"capability": "urn:axon:cap:echo", "args": serde_json::json!({"probe": true})}))
         .send()
         .unwrap()
         .json()
@@ -105,8 +105,11 @@ fn the_binary_serves_every_route_and_exits_0_on_sigterm() {
             .replace("{code}", code)
             .replace("{id}", id)
             .replace("{action}", action)
+            .replace("{name}", "echo")
             .replace("/inclusion", "/inclusion?index=0&size=1")
-            .replace("/consistency", "/consistency?from=1&to=1");
+            .replace("/consistency", "/consistency?from=1&to=1")
+            .replace("/v1/actions", "/v1/actions?status=in_doubt")
+            .replace("?status=in_doubt/", "/");
         let url = format!("{}{}", r.base, path);
         let request = |with_token: bool| {
             let mut b = c.request(route.method.http().as_str().parse().unwrap(), &url);
@@ -114,13 +117,31 @@ fn the_binary_serves_every_route_and_exits_0_on_sigterm() {
                 b = b.bearer_auth(token);
             }
             if route.request.is_some() {
-                b = b.json(&if path.ends_with("/notes") {
-                    serde_json::json!({"text": "probe"})
-                } else {
-                    serde_json::json!({"probe": true})
+                b = b.json(&match route.path {
+                    "/v1/journal/notes" => serde_json::json!({"text": "probe"}),
+                    "/v1/act" => serde_json::json!({"capability": "urn:axon:cap:echo", "args": {"probe": true}}),
+                    "/v1/actions/{action}/resolve" => serde_json::json!({"ran": false, "reason": "probe"}),
+                    "/v1/drivers/{name}/promote" => serde_json::json!({"to": "live", "reason": "probe"}),
+                    "/v1/drivers/{name}/demote" => serde_json::json!({"to": "shadow", "reason": "probe"}),
+                    _ => serde_json::json!({"probe": true}),
                 });
             }
             b.send().unwrap()
+        };
+        // Echo is live: it goes to shadow first, so that the promotion has a move to make.
+        if route.path == "/v1/drivers/{name}/promote" {
+            let res = c
+                .post(format!("{}/v1/drivers/echo/demote", r.base))
+                .bearer_auth(token)
+                .json(&serde_json::json!({"to": "shadow", "reason": "probe"}))
+                .send()
+                .unwrap();
+            assert_eq!(res.status(), 200);
+        }
+        // The probe's action ran: there is nothing in doubt to resolve.
+        let ok_status = match route.path {
+            "/v1/actions/{action}/resolve" => 409,
+            _ => route.ok_status,
         };
         if route.auth == axon::api::Auth::Admin {
             let res = request(false);
@@ -129,7 +150,7 @@ fn the_binary_serves_every_route_and_exits_0_on_sigterm() {
         let res = request(route.auth == axon::api::Auth::Admin);
         assert_eq!(
             res.status().as_u16(),
-            route.ok_status,
+            ok_status,
             "{method} {path} answered {}",
             res.status()
         );
@@ -183,13 +204,10 @@ fn bad_configuration_fails_at_start_with_the_key_named() {
     assert_eq!(code, 2);
     assert!(err.contains("config key `http.listen`"), "{err}");
     let file = dir.path().join("bad.toml");
-    std::fs::write(&file, "[actors.echo]\nmailbox_capacity = -1\n").unwrap();
+    std::fs::write(&file, "[act]\nmax_in_flight = -1\n").unwrap();
     let (code, err) = run_to_exit(&["run", "--config", file.to_str().unwrap()], &[]);
     assert_eq!(code, 2);
-    assert!(
-        err.contains("config key `actors.echo.mailbox_capacity`"),
-        "{err}"
-    );
+    assert!(err.contains("config key `act.max_in_flight`"), "{err}");
 }
 
 #[test]

@@ -25,10 +25,7 @@ fn metric_names(text: &str) -> BTreeSet<String> {
 fn alerts_and_dashboard_name_exported_metrics() {
     let node = TestNode::start();
     // Touch the paths that create labelled series.
-    assert!(node
-        .post_json("/v1/echo", &serde_json::json!(1))
-        .status()
-        .is_success());
+    assert!(node.echo(&serde_json::json!(1)).status().is_success());
     let exported: BTreeSet<String> = node
         .registry()
         .gather()

@@ -30,15 +30,16 @@ fn hashes(v: &Value) -> Vec<[u8; 32]> {
 #[test]
 fn notes_are_durable_linked_and_provable() {
     let n = TestNode::start();
+    // Entry 0 is the first lane of the built-in echo driver, journaled at the first start.
     let res = note(&n, json!({"text": "deploy 4.2 started"}));
     assert_eq!(res.status(), 201);
-    assert_eq!(res.headers()["location"], "/v1/journal/entries/0");
+    assert_eq!(res.headers()["location"], "/v1/journal/entries/1");
     let first: Value = res.json().unwrap();
-    assert_eq!(first["index"], 0);
+    assert_eq!(first["index"], 1);
     let id0 = first["id"].as_str().unwrap().to_owned();
     let res = note(&n, json!({"text": "deploy 4.2 done", "links": [id0]}));
     assert_eq!(res.status(), 201);
-    for i in 2..40 {
+    for i in 3..40 {
         assert_eq!(note(&n, json!({"text": format!("note {i}")})).status(), 201);
     }
 
@@ -120,7 +121,7 @@ fn notes_are_durable_linked_and_provable() {
     assert_eq!(cp.size, 40);
     assert_eq!(cp.origin, "axon/shard-0");
 
-    let e: Value = n.get("/v1/journal/entries/1").json().unwrap();
+    let e: Value = n.get("/v1/journal/entries/2").json().unwrap();
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(e["bytes_b64"].as_str().unwrap())
         .unwrap();
@@ -137,12 +138,12 @@ fn notes_are_durable_linked_and_provable() {
     assert_eq!(e["kind"], "note");
 
     let p: Value = n
-        .get("/v1/journal/proof/inclusion?index=1&size=40")
+        .get("/v1/journal/proof/inclusion?index=2&size=40")
         .json()
         .unwrap();
     let proof = hashes(&p["proof"]);
     let proof: Vec<&[u8]> = proof.iter().map(|h| h.as_slice()).collect();
-    merkle::verify_inclusion::<Blake3>(1, 40, &leaf, &proof, &cp.root).unwrap();
+    merkle::verify_inclusion::<Blake3>(2, 40, &leaf, &proof, &cp.root).unwrap();
 
     let c: Value = n
         .get("/v1/journal/proof/consistency?from=7&to=40")
@@ -170,7 +171,7 @@ fn notes_are_durable_linked_and_provable() {
             .is_some_and(|a| a.restarts_total == 1 && a.status == NodeStatus::Running)
     })
     .unwrap();
-    let again: Value = n.get("/v1/journal/entries/1").json().unwrap();
+    let again: Value = n.get("/v1/journal/entries/2").json().unwrap();
     assert_eq!(again, e);
     // The new incarnation serves the newest logged checkpoint: the one of 40 (or, logged
     // at its stop or start, one of the same tree).
@@ -190,16 +191,19 @@ fn entries_are_found_by_id_action_kind_and_time() {
         assert_eq!(note(&n, json!({"text": format!("note {i}")})).status(), 201);
         let echoed: Value = n
             .client()
-            .post(n.url("/v1/echo"))
+            .post(n.url("/v1/act"))
             .bearer_auth(&n.admin_token)
-            .json(&json!({"call": i}))
+            .json(
+                &serde_json::json!({"capability": "urn:axon:cap:echo", "args": json!({"call": i})}),
+            )
             .send()
             .unwrap()
             .json()
             .unwrap();
         actions.push(echoed["action_id"].as_str().unwrap().to_owned());
     }
-    // The index catches up with the twelve entries.
+    // The index catches up with the nineteen entries: the first lane of echo, then per
+    // round a note and an action's dispatch and result.
     axon_harness::wait_until("the index caught up", Duration::from_secs(10), || {
         n.metric("axon_journal_index_lag_entries", &[]) == Some(0.0)
     })
@@ -211,18 +215,20 @@ fn entries_are_found_by_id_action_kind_and_time() {
         .json()
         .unwrap();
     assert_eq!(by_id, e3);
-    // By action: the capsule of the call.
+    // By action: the dispatch and the result (with its capsule) of the call.
     let found: Value = n
         .get(&format!("/v1/journal/by-action/{}", actions[2]))
         .json()
         .unwrap();
     assert_eq!(found["action_id"], actions[2].as_str());
-    assert_eq!(found["entries"].as_array().unwrap().len(), 1);
-    assert_eq!(found["entries"][0]["index"], 5);
-    assert_eq!(found["entries"][0]["kind"], "capsule");
+    assert_eq!(found["entries"].as_array().unwrap().len(), 2);
+    assert_eq!(found["entries"][0]["index"], 8);
+    assert_eq!(found["entries"][0]["kind"], "dispatch");
+    assert_eq!(found["entries"][1]["index"], 9);
+    assert_eq!(found["entries"][1]["kind"], "result");
     // By kind, a page at a time.
     let mut seen = vec![];
-    let mut url = "/v1/journal/entries?kind=capsule&limit=4".to_owned();
+    let mut url = "/v1/journal/entries?kind=result&limit=4".to_owned();
     loop {
         let page: Value = n.get(&url).json().unwrap();
         seen.extend(
@@ -233,17 +239,17 @@ fn entries_are_found_by_id_action_kind_and_time() {
                 .map(|e| e["index"].as_u64().unwrap()),
         );
         match page["next_after"].as_u64() {
-            Some(after) => url = format!("/v1/journal/entries?kind=capsule&limit=4&after={after}"),
+            Some(after) => url = format!("/v1/journal/entries?kind=result&limit=4&after={after}"),
             None => break,
         }
     }
-    assert_eq!(seen, vec![1, 3, 5, 7, 9, 11]);
+    assert_eq!(seen, vec![3, 6, 9, 12, 15, 18]);
     // By time: everything is from today; nothing from before 2000 or after 9999.
     let all: Value = n
         .get("/v1/journal/entries?since=2000-01-01T00:00:00Z&until=9999-12-31T23:59:59.999Z")
         .json()
         .unwrap();
-    assert_eq!(all["entries"].as_array().unwrap().len(), 12);
+    assert_eq!(all["entries"].as_array().unwrap().len(), 19);
     assert_eq!(all["next_after"], Value::Null);
     let none: Value = n
         .get("/v1/journal/entries?kind=note&until=2000-01-01T00:00:00Z")

@@ -60,9 +60,9 @@ fn a_lost_index_is_rebuilt_and_answers_the_same() {
         let v: Value = if i % 3 == 0 {
             // A driver call: its capsule belongs to an action.
             let v: Value = c
-                .post(format!("{base}/v1/echo"))
+                .post(format!("{base}/v1/act"))
                 .bearer_auth(token.trim())
-                .json(&json!({"call": i}))
+                .json(&serde_json::json!({"capability": "urn:axon:cap:echo", "args": json!({"call": i})}))
                 .send()
                 .unwrap()
                 .json()

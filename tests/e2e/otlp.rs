@@ -53,10 +53,10 @@ fn spans_with_correlation_ids_reach_the_collector() {
     let dir = tempfile::tempdir().unwrap();
     let node = spawn_axon(dir.path(), &["--otlp-endpoint", &endpoint], false);
     let res = reqwest::blocking::Client::new()
-        .post(format!("{}/v1/echo", node.base))
+        .post(format!("{}/v1/act", node.base))
         .bearer_auth(&node.token)
         .header("x-correlation-id", "otlp-probe-1")
-        .json(&serde_json::json!({"x": 1}))
+        .json(&serde_json::json!({"capability": "urn:axon:cap:echo", "args": serde_json::json!({"x": 1})}))
         .send()
         .unwrap();
     assert_eq!(res.status(), 200);

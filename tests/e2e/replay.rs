@@ -1,5 +1,6 @@
-//! `axon replay`: every echo call is journaled as a replay capsule; on a stopped node's
-//! data directory the call replays, by action id or barcode, to the same output bytes.
+//! `axon replay`: every action of the echo driver is journaled with its replay capsule
+//! (in its `result` entry); on a stopped node's data directory the action replays, by
+//! action id or barcode, to the same output bytes.
 
 use axon_harness::TestNode;
 use serde_json::{json, Value};
@@ -25,10 +26,10 @@ fn echo_calls_replay_bit_for_bit() {
         .config(move |c| c.data_dir = dir.clone())
         .start();
     let input = json!({"z": [1, 2.5, "three"], "a": {"nested": true}, "emoji": "😀"});
-    let res = node.post_json("/v1/echo", &input);
+    let res = node.echo(&input);
     assert_eq!(res.status(), 200);
     let v: Value = res.json().unwrap();
-    assert_eq!(v["echo"], input);
+    assert_eq!(v["output"], input);
     let (action, barcode, index) = (
         v["action_id"].as_str().unwrap().to_owned(),
         v["barcode"].as_str().unwrap().to_owned(),
@@ -38,11 +39,8 @@ fn echo_calls_replay_bit_for_bit() {
         .get(&format!("/v1/journal/entries/{index}"))
         .json()
         .unwrap();
-    assert_eq!(entry["kind"], "capsule");
-    assert!(node
-        .post_json("/v1/echo", &json!("another"))
-        .status()
-        .is_success());
+    assert_eq!(entry["kind"], "result");
+    assert!(node.echo(&json!("another")).status().is_success());
     node.shutdown();
 
     let (code, out) = replay(data.path(), &action);

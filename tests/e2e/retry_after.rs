@@ -2,11 +2,14 @@
 //! header and in the problem document: an actor restarting or overloaded, a node not
 //! ready, a halted journal, a node shutting down.
 
-use axon_harness::{expect_problem, wait_until, Fault, NodeStatus, TestNode};
+use axon_harness::{echo_manifest, expect_problem, wait_until, Fault, NodeStatus, TestNode};
 use serde_json::json;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+
+const DRIVER: &str = "echo-small";
+const CAPABILITY: &str = "urn:axon:cap:echo-small";
 
 /// Not the default (1), so the configured value is seen.
 const RETRY: u64 = 7;
@@ -21,32 +24,37 @@ fn assert_retry(res: reqwest::blocking::Response, status: u16, slug: &str) {
 fn unavailable_not_ready_and_overloaded_carry_retry_after() {
     let node = TestNode::builder()
         .manual_clock()
+        .driver(&echo_manifest(DRIVER, 3))
         .config(|c| {
             c.http.retry_after_seconds = RETRY;
-            c.actors.echo.mailbox_capacity = 2;
             c.http.workers = 4;
         })
         .start();
-    // A panic puts echo into its backoff: echo is unavailable and the node not ready.
-    node.inject("echo", Fault::Panic, Some(1));
-    assert_eq!(node.post_json("/v1/echo", &json!(1)).status(), 500);
-    node.wait_for_status("echo", NodeStatus::Restarting, Duration::from_secs(10))
+    // A panic puts the driver into its backoff: it is unavailable and the node not ready.
+    node.inject(DRIVER, Fault::Panic, Some(1));
+    let v: serde_json::Value = node.act(CAPABILITY, &json!(1)).json().unwrap();
+    assert_eq!(
+        v["status"], "blocked",
+        "the twin panicked: nothing acted: {v}"
+    );
+    node.wait_for_status(DRIVER, NodeStatus::Restarting, Duration::from_secs(10))
         .unwrap();
-    assert_retry(node.post_json("/v1/echo", &json!(2)), 503, "unavailable");
+    assert_retry(node.act(CAPABILITY, &json!(2)), 503, "unavailable");
     assert_retry(node.get("/readyz"), 503, "not-ready");
-    node.finish_backoff("echo").unwrap();
+    node.finish_backoff(DRIVER).unwrap();
     assert_eq!(node.get("/readyz").status(), 200);
 
-    // Echo holds one request until the clock moves; two more fill its mailbox.
-    node.inject("echo", Fault::Delay(Duration::from_secs(1)), Some(1));
+    // The driver holds one intent's prediction until the clock moves (that intent keeps
+    // one slot for its push); one more intent (two slots) fills the mailbox of three.
+    node.inject(DRIVER, Fault::Delay(Duration::from_secs(1)), Some(1));
     let send = |i: u32| {
-        let url = node.url("/v1/echo");
+        let url = node.url("/v1/act");
         let token = node.admin_token.clone();
         std::thread::spawn(move || {
             reqwest::blocking::Client::new()
                 .post(url)
                 .bearer_auth(token)
-                .json(&json!({"held": i}))
+                .json(&json!({"capability": CAPABILITY, "args": {"held": i}}))
                 .send()
                 .unwrap()
                 .status()
@@ -55,26 +63,30 @@ fn unavailable_not_ready_and_overloaded_carry_retry_after() {
     };
     let mut held = vec![send(0)];
     wait_until(
-        "echo holds the first request",
+        "the driver holds the first prediction",
         Duration::from_secs(20),
-        || !node.fault_armed("echo"),
+        || !node.fault_armed(DRIVER),
     )
     .unwrap();
-    held.extend([send(1), send(2)]);
-    wait_until("echo's mailbox is full", Duration::from_secs(20), || {
-        node.actor("echo")
-            .and_then(|a| a.mailbox)
-            .is_some_and(|m| m.depth == 2)
-    })
+    held.push(send(1));
+    wait_until(
+        "the driver's mailbox is full",
+        Duration::from_secs(20),
+        || {
+            node.actor(DRIVER)
+                .and_then(|a| a.mailbox)
+                .is_some_and(|m| m.depth == 3)
+        },
+    )
     .unwrap();
     assert_retry(
-        node.post_json("/v1/echo", &json!("one too many")),
+        node.act(CAPABILITY, &json!("one too many")),
         429,
         "overloaded",
     );
     node.advance(Duration::from_secs(1));
     let statuses: Vec<u16> = held.into_iter().map(|h| h.join().unwrap()).collect();
-    assert_eq!(statuses, [200, 200, 200]);
+    assert_eq!(statuses, [200, 200]);
 }
 
 /// A node started in this process, with the flags the tests flip.

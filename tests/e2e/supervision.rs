@@ -1,6 +1,8 @@
-//! The node's supervision seen from outside: panics are caught and restarted while the node
-//! keeps serving, queued requests behind a failure get errors, operators can restart
-//! actors, readiness follows the tree, and a root that gives up stops the node.
+//! The node's supervision seen from outside, through the echo driver: panics are caught
+//! and restarted while the node keeps serving, requests queued behind a failure are never
+//! handled, operators can restart actors, readiness follows the tree, and a root that
+//! gives up stops the node. A fault injected into a driver hits its next message: an
+//! intent's prediction (the twin) comes before its push.
 
 use axon_harness::{expect_problem, wait_until, Fault, NodeStatus, TestNode};
 use axon_supervisors::Exit;
@@ -10,19 +12,25 @@ use std::time::Duration;
 #[test]
 fn a_panicking_handler_is_restarted_and_the_node_keeps_serving() {
     let node = TestNode::builder().manual_clock().start();
-    assert_eq!(node.post_json("/v1/echo", &json!(1)).status(), 200);
+    assert_eq!(node.echo(&json!(1)).status(), 200);
 
     node.inject("echo", Fault::Panic, Some(1));
-    let res = node.post_json("/v1/echo", &json!({"boom": true}));
-    // The caller learns from the failure itself (500 actor-failed), not from its deadline
-    // running out (which would be 504 timeout).
-    expect_problem(res, 500, "actor-failed");
+    let res = node.echo(&json!({"boom": true}));
+    // The twin panicked, so nothing acted: the caller learns it from the failure itself,
+    // at once, not from a deadline running out.
+    assert_eq!(res.status(), 200);
+    let v: Value = res.json().unwrap();
+    assert_eq!(v["status"], "blocked", "{v}");
+    assert!(
+        v["reason"].as_str().unwrap().contains("injected panic"),
+        "{v}"
+    );
 
     // The other routes keep answering while echo waits out its backoff.
     node.wait_for_status("echo", NodeStatus::Restarting, Duration::from_secs(10))
         .unwrap();
     assert_eq!(node.get("/healthz").status(), 200);
-    let res = node.post_json("/v1/echo", &json!(2));
+    let res = node.echo(&json!(2));
     expect_problem(res, 503, "unavailable");
     assert_eq!(node.get("/readyz").status(), 503);
 
@@ -30,10 +38,11 @@ fn a_panicking_handler_is_restarted_and_the_node_keeps_serving() {
     let echo = node.actor("echo").unwrap();
     assert_eq!(echo.restarts_total, 1);
     assert!(echo.last_failure.unwrap().reason.contains("injected panic"));
-    let res = node.post_json("/v1/echo", &json!({"again": 3}));
+    let res = node.echo(&json!({"again": 3}));
     assert_eq!(res.status(), 200);
     let v: Value = res.json().unwrap();
-    assert_eq!(v["echo"], json!({"again": 3}));
+    assert_eq!(v["status"], "ok");
+    assert_eq!(v["output"], json!({"again": 3}));
     assert!(v["barcode"].is_string() && v["action_id"].is_string());
     assert_eq!(node.get("/readyz").status(), 200);
     assert_eq!(
@@ -54,18 +63,18 @@ fn a_panicking_handler_is_restarted_and_the_node_keeps_serving() {
 fn an_error_is_a_failure_too() {
     let node = TestNode::builder().manual_clock().start();
     node.inject("echo", Fault::Error, Some(1));
-    let res = node.post_json("/v1/echo", &json!(1));
-    assert_eq!(res.status(), 500);
+    let v: Value = node.echo(&json!(1)).json().unwrap();
+    assert_eq!(v["status"], "blocked", "{v}");
     node.finish_backoff("echo").unwrap();
     let echo = node.actor("echo").unwrap();
     assert!(echo.last_failure.unwrap().reason.contains("injected error"));
-    assert_eq!(node.post_json("/v1/echo", &json!(1)).status(), 200);
+    assert_eq!(node.echo(&json!(1)).status(), 200);
 }
 
 #[test]
 fn requests_queued_behind_a_failure_get_errors_and_are_not_replayed() {
     let node = TestNode::builder().manual_clock().start();
-    // The first request is held (on the manual clock) so the others queue behind it.
+    // The first intent's prediction is held (on the manual clock) so others queue behind.
     node.inject("echo", Fault::Delay(Duration::from_secs(1)), Some(1));
     let base = node.base_url().to_owned();
     let token = node.admin_token.clone();
@@ -73,38 +82,46 @@ fn requests_queued_behind_a_failure_get_errors_and_are_not_replayed() {
         let base = base.clone();
         let token = token.clone();
         std::thread::spawn(move || {
-            reqwest::blocking::Client::new()
-                .post(format!("{base}/v1/echo"))
+            let res = reqwest::blocking::Client::new()
+                .post(format!("{base}/v1/act"))
                 .bearer_auth(token)
-                .json(&json!(i))
+                .json(&json!({"capability": axon_harness::ECHO, "args": i}))
                 .send()
-                .unwrap()
-                .status()
-                .as_u16()
+                .unwrap();
+            let status = res.status().as_u16();
+            (status, res.json::<Value>().unwrap())
         })
     };
     let first = send(0);
     wait_until(
-        "echo holds the first request",
+        "echo holds the first prediction",
         Duration::from_secs(10),
-        || node.timers_waiting() == 1,
+        || !node.fault_armed("echo"),
     )
     .unwrap();
     let queued: Vec<_> = (1..=4).map(send).collect();
-    wait_until("four requests queue", Duration::from_secs(10), || {
-        node.actor("echo").unwrap().mailbox.unwrap().depth == 4
+    // The held intent keeps a slot for its push; each queued one holds two.
+    wait_until("four intents queue", Duration::from_secs(10), || {
+        node.actor("echo").unwrap().mailbox.unwrap().depth == 1 + 4 * 2
     })
     .unwrap();
     // The next message handled panics; the three behind it must not be handled.
     node.inject("echo", Fault::Panic, Some(1));
     node.advance(Duration::from_secs(1));
-    assert_eq!(first.join().unwrap(), 200);
-    let statuses: Vec<u16> = queued.into_iter().map(|t| t.join().unwrap()).collect();
-    assert_eq!(
-        statuses.iter().filter(|s| **s == 500).count(),
-        4,
-        "{statuses:?}"
-    );
+    // Each queued prediction failed: nothing acted.
+    for t in queued {
+        let (status, v) = t.join().unwrap();
+        assert_eq!(
+            (status, v["status"].as_str()),
+            (200, Some("blocked")),
+            "{v}"
+        );
+    }
+    // The first intent was dispatched, and its driver failed before its push: it did not
+    // run, and says so.
+    let (status, v) = first.join().unwrap();
+    assert_eq!(status, 503, "{v}");
+    assert!(v["detail"].as_str().unwrap().contains("did not run"), "{v}");
     assert_eq!(
         node.metric(
             "axon_actor_messages_total",
@@ -112,13 +129,14 @@ fn requests_queued_behind_a_failure_get_errors_and_are_not_replayed() {
         ),
         Some(1.0)
     );
-    assert_eq!(
-        node.metric(
-            "axon_actor_messages_total",
-            &[("actor", "echo"), ("outcome", "dropped")]
-        ),
-        Some(3.0)
+    // The three predictions behind the failed one were dropped; the first intent's push
+    // is dropped too when it was sent before the failure ended its incarnation (either
+    // order is possible; both leave it not run).
+    let dropped = node.metric(
+        "axon_actor_messages_total",
+        &[("actor", "echo"), ("outcome", "dropped")],
     );
+    assert!(matches!(dropped, Some(3.0) | Some(4.0)), "{dropped:?}");
     node.finish_backoff("echo").unwrap();
     assert_eq!(node.actor("echo").unwrap().mailbox.unwrap().depth, 0);
     // Nothing was replayed into the new incarnation.
@@ -129,17 +147,23 @@ fn requests_queued_behind_a_failure_get_errors_and_are_not_replayed() {
         ),
         Some(1.0)
     );
+    assert_eq!(
+        node.metric("axon_actions_total", &[("status", "not_run")]),
+        Some(1.0)
+    );
 }
 
 #[test]
 fn a_hung_actor_times_out_its_callers() {
-    let node = TestNode::builder()
-        .manual_clock()
-        .config(|c| c.http.call_timeout_ms = 200)
-        .start();
+    let node = TestNode::builder().manual_clock().start();
     node.inject("echo", Fault::Hang, Some(1));
-    let res = node.post_json("/v1/echo", &json!(1));
-    expect_problem(res, 504, "timeout");
+    // The twin did not answer within the driver's deadline: nothing acted.
+    let v: Value = node.echo(&json!(1)).json().unwrap();
+    assert_eq!(v["status"], "blocked", "{v}");
+    assert!(
+        v["reason"].as_str().unwrap().contains("did not answer"),
+        "{v}"
+    );
     assert_eq!(
         node.metric("axon_actor_call_timeouts_total", &[("actor", "echo")]),
         Some(1.0)
@@ -160,7 +184,7 @@ fn a_hung_actor_times_out_its_callers() {
         ),
         Some(1.0)
     );
-    assert_eq!(node.post_json("/v1/echo", &json!(1)).status(), 200);
+    assert_eq!(node.echo(&json!(1)).status(), 200);
 }
 
 #[test]
@@ -186,7 +210,7 @@ fn operators_restart_an_actor_over_http() {
             && node.tree_node().all_running()
     })
     .unwrap();
-    assert_eq!(node.post_json("/v1/echo", &json!(1)).status(), 200);
+    assert_eq!(node.echo(&json!(1)).status(), 200);
 }
 
 #[test]
@@ -209,7 +233,7 @@ fn the_tree_shows_every_node_with_its_state() {
     assert_eq!(echo["id"], "echo");
     assert_eq!(echo["kind"], "worker");
     assert_eq!(echo["restart"], "permanent");
-    assert_eq!(echo["mailbox"], json!({"depth": 0, "capacity": 256}));
+    assert_eq!(echo["mailbox"], json!({"depth": 0, "capacity": 1024}));
     assert_eq!(echo["restarts_in_window"], 0);
     assert_eq!(echo["last_failure"], Value::Null);
 }
@@ -230,9 +254,9 @@ fn when_the_root_gives_up_the_node_stops_and_says_why() {
     for _ in 0..2 {
         let _ = node
             .client()
-            .post(node.url("/v1/echo"))
+            .post(node.url("/v1/act"))
             .bearer_auth(&node.admin_token)
-            .json(&json!(1))
+            .json(&json!({"capability": axon_harness::ECHO, "args": 1}))
             .send();
         let _ = wait_until("echo is down or back", Duration::from_secs(5), || {
             node.has_stopped()
@@ -257,15 +281,15 @@ fn when_the_root_gives_up_the_node_stops_and_says_why() {
 #[test]
 fn shutdown_lets_in_flight_requests_finish_first() {
     let node = TestNode::start();
-    // Echo takes 300 ms (real time) for the next request.
+    // Echo takes 300 ms (real time) for the next message: the intent's prediction.
     node.inject("echo", Fault::Delay(Duration::from_millis(300)), Some(1));
-    let url = node.url("/v1/echo");
+    let url = node.url("/v1/act");
     let token = node.admin_token.clone();
     let in_flight = std::thread::spawn(move || {
         reqwest::blocking::Client::new()
             .post(url)
             .bearer_auth(token)
-            .json(&json!("late"))
+            .json(&json!({"capability": axon_harness::ECHO, "args": "late"}))
             .send()
             .map(|r| r.status().as_u16())
     });

@@ -95,31 +95,12 @@ impl<W: Worker> WorkerRef<W> {
         request: W::Request,
         opts: &CallOptions,
     ) -> Result<W::Response, CallError> {
-        let s = &self.shared;
         let rx = self.enqueue(request, opts)?;
-        match WithDeadline::new(rx, opts.deadline).await {
-            Ok(Ok(answer)) => answer,
-            Ok(Err(_)) => Err(CallError::Failed {
-                actor: s.id.to_string(),
-                reason: "the actor stopped before answering this request".into(),
-            }),
-            Err(_) => {
-                s.timeouts.inc();
-                Err(CallError::Timeout {
-                    actor: s.id.to_string(),
-                    after: opts.deadline,
-                })
-            }
-        }
+        self.answer(rx, opts).await
     }
 
     /// Puts `request` in the mailbox if there is room; returns where the answer arrives.
-    #[allow(clippy::type_complexity)]
-    fn enqueue(
-        &self,
-        request: W::Request,
-        opts: &CallOptions,
-    ) -> Result<oneshot::Receiver<Result<W::Response, CallError>>, CallError> {
+    fn enqueue(&self, request: W::Request, opts: &CallOptions) -> Result<Answer<W>, CallError> {
         let s = &self.shared;
         let addr_guard = s.addr.read().unwrap_or_else(|e| e.into_inner());
         let Some((_, addr)) = addr_guard.as_ref() else {
@@ -128,12 +109,21 @@ impl<W: Worker> WorkerRef<W> {
         };
         let Some(generation) = s.mailbox.try_take() else {
             drop(addr_guard);
-            s.overloaded.inc();
-            return Err(CallError::Overloaded {
-                actor: s.id.to_string(),
-                capacity: s.mailbox.capacity,
-            });
+            return Err(self.overloaded());
         };
+        self.send(addr, request, opts, generation)
+    }
+
+    /// Sends `request` in the slot taken in `generation`, with the address lock held (so
+    /// the generation cannot end meanwhile).
+    fn send(
+        &self,
+        addr: &Addr<Host<W>>,
+        request: W::Request,
+        opts: &CallOptions,
+        generation: u64,
+    ) -> Result<Answer<W>, CallError> {
+        let s = &self.shared;
         let (tx, rx) = oneshot::channel();
         let env = Envelope {
             request: Some(request),
@@ -155,20 +145,64 @@ impl<W: Worker> WorkerRef<W> {
                 SendError::Full(env) | SendError::Closed(env) => env,
             };
             s.mailbox.give_back(env.generation);
-            drop(addr_guard);
             let full = s.mailbox.depth() >= s.mailbox.capacity;
             return Err(if full {
-                s.overloaded.inc();
-                CallError::Overloaded {
-                    actor: s.id.to_string(),
-                    capacity: s.mailbox.capacity,
-                }
+                self.overloaded()
             } else {
                 self.unavailable()
             });
         }
-        drop(addr_guard);
         Ok(rx)
+    }
+
+    /// Takes `n` slots of the mailbox at once, for `n` requests sent later with
+    /// [`Permit::call`]: a caller that must not start what it cannot finish (a prediction
+    /// whose action would then find the mailbox full) reserves for both first. A mailbox
+    /// without room for all `n` is [`CallError::Overloaded`] at once. A permit dropped
+    /// frees the slots it has not used.
+    pub fn reserve(&self, n: u64) -> Result<Permit<W>, CallError> {
+        let s = &self.shared;
+        let addr_guard = s.addr.read().unwrap_or_else(|e| e.into_inner());
+        if addr_guard.is_none() {
+            drop(addr_guard);
+            return Err(self.unavailable());
+        }
+        let Some(generation) = s.mailbox.reserve(n) else {
+            drop(addr_guard);
+            return Err(self.overloaded());
+        };
+        Ok(Permit {
+            worker: self.clone(),
+            generation,
+            left: n,
+        })
+    }
+
+    fn overloaded(&self) -> CallError {
+        self.shared.overloaded.inc();
+        CallError::Overloaded {
+            actor: self.shared.id.to_string(),
+            capacity: self.shared.mailbox.capacity,
+        }
+    }
+
+    /// Waits for the answer on `rx` until the deadline.
+    async fn answer(&self, rx: Answer<W>, opts: &CallOptions) -> Result<W::Response, CallError> {
+        let s = &self.shared;
+        match WithDeadline::new(rx, opts.deadline).await {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(_)) => Err(CallError::Failed {
+                actor: s.id.to_string(),
+                reason: "the actor stopped before answering this request".into(),
+            }),
+            Err(_) => {
+                s.timeouts.inc();
+                Err(CallError::Timeout {
+                    actor: s.id.to_string(),
+                    after: opts.deadline,
+                })
+            }
+        }
     }
 
     fn unavailable(&self) -> CallError {
@@ -177,6 +211,67 @@ impl<W: Worker> WorkerRef<W> {
             actor: self.shared.id.to_string(),
             status: self.shared.node.status(),
         }
+    }
+}
+
+/// Where one request's answer arrives.
+type Answer<W> = oneshot::Receiver<Result<<W as Worker>::Response, CallError>>;
+
+/// Mailbox slots taken ahead of their requests ([`WorkerRef::reserve`]).
+pub struct Permit<W: Worker> {
+    worker: WorkerRef<W>,
+    /// The generation the slots count in.
+    generation: u64,
+    /// Slots not used yet.
+    left: u64,
+}
+
+impl<W: Worker> Permit<W> {
+    /// Sends `request` in one of the reserved slots and waits for the answer until the
+    /// deadline. With no slot left, or if the incarnation the slots were taken for has
+    /// ended meanwhile (a restart), the request is not sent: [`CallError::Unavailable`].
+    pub async fn call(
+        &mut self,
+        request: W::Request,
+        opts: &CallOptions,
+    ) -> Result<W::Response, CallError> {
+        let generation = self.generation;
+        let w = &self.worker;
+        if self.left == 0 {
+            return Err(w.unavailable());
+        }
+        self.left -= 1;
+        let rx = {
+            let s = &w.shared;
+            let addr_guard = s.addr.read().unwrap_or_else(|e| e.into_inner());
+            match addr_guard.as_ref() {
+                // The generation ends only under the write lock: while this read lock is
+                // held, a current slot stays current until it is sent.
+                Some((_, addr)) if s.mailbox.generation() == generation => {
+                    s.mailbox.send_reserved();
+                    w.send(addr, request, opts, generation)
+                }
+                // The slot's generation ended and took it along (uncounted: it held no
+                // message): nothing to free; the caller hears that nothing was sent.
+                _ => {
+                    drop(addr_guard);
+                    Err(w.unavailable())
+                }
+            }
+        }?;
+        w.answer(rx, opts).await
+    }
+}
+
+impl<W: Worker> Drop for Permit<W> {
+    fn drop(&mut self) {
+        if self.left == 0 {
+            return;
+        }
+        let s = &self.worker.shared;
+        // Under the address lock, like every change to the reserved count.
+        let _addr = s.addr.read().unwrap_or_else(|e| e.into_inner());
+        s.mailbox.release_reserved(self.generation, self.left);
     }
 }
 

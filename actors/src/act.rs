@@ -1,0 +1,1093 @@
+//! The act pipeline: the one path an intent takes to a driver, in named stages —
+//! `validate` → `dedup` → `route` (the capability's live driver) → `obligations` →
+//! `predict` (the twin) → `dispatch` (journaled durably before the driver is called) →
+//! `push` (under the driver's deadline) → `record` (the outcome and its replay capsule,
+//! linked to the dispatch). Later stages of the safety chain join in their place.
+//!
+//! From the dispatch on, the pipeline runs detached from its caller: a caller that goes
+//! away does not cancel a side effect half-way, and the outcome is still journaled.
+//! A repeated intent never acts twice: an action's id is derived from (caller, intent
+//! id), the same digest answers the first action's result, another digest is a
+//! conflict. An action whose driver may have acted without the node knowing the outcome
+//! is `in_doubt` and is never re-run on its own; an operator resolves it.
+//!
+//! Must never: call a driver without a durable dispatch entry, or run a push whose caller
+//! withdrew it.
+
+use crate::journal::{Appended, JournalClient, NewEntry, Refusal, StoredEntry};
+use crate::lanes::{DriverInstance, Lanes};
+use axon_drivers::driver::{Prediction, Status};
+use axon_drivers::host::DriverHost;
+use axon_drivers::host::{DriverAnswer, DriverCall, Ticket};
+use axon_drivers::obligations::Violation;
+use axon_protocols::action::{
+    action_id, intent_digest, ActionRecord, ActionResult, ActionStatus, Dispatch, Resolution,
+};
+use axon_protocols::capsule::{Environment, RecordedClock, ReplayCapsule};
+use axon_protocols::intent::AxonIntent;
+use axon_protocols::journal::{ActionId, Entry, EntryKind};
+use axon_supervisors::{CallError, CallOptions, Permit, SharedClock};
+use prometheus::{IntCounterVec, IntGauge, Opts, Registry};
+use serde_json::Value;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{oneshot, watch};
+
+/// The pipeline's limits.
+#[derive(Clone, Debug)]
+pub struct ActConfig {
+    /// Actions that may be between their claim and their answer at once.
+    pub max_in_flight: usize,
+    /// Finished actions kept in memory to answer repeats without reading the journal.
+    pub remembered_actions: usize,
+    /// The deadline of each journal call the pipeline makes.
+    pub journal_deadline: Duration,
+    /// How long past its deadline a push's late outcome is still waited for and journaled.
+    pub late_outcome: Duration,
+    /// Entries read per journal page at start.
+    pub page: usize,
+    /// The `axon` binary's version and the configuration's hash, for capsules.
+    pub binary_version: String,
+    pub config_hash: String,
+}
+
+/// Why an intent got no action (nothing was recorded, nothing ran).
+#[derive(Debug, thiserror::Error)]
+pub enum ActError {
+    #[error("the intent is malformed: {0}")]
+    Malformed(String),
+    #[error("the intent breaks the obligations of driver {driver}: {violation}")]
+    Violation {
+        driver: String,
+        violation: Violation,
+    },
+    #[error("intent id {intent_id:?} already names action {action_id} of this caller, with other arguments")]
+    Conflict {
+        intent_id: String,
+        action_id: String,
+    },
+    #[error("{in_flight} actions are in flight, the limit (act.max_in_flight)")]
+    Busy { in_flight: usize },
+    #[error(transparent)]
+    Driver(CallError),
+    /// The action was dispatched and its driver never started the push (it failed or
+    /// restarted first): recorded `not_run`; the same intent id runs it on a retry.
+    #[error("action {action_id} did not run: {reason}; send the intent again (same intent_id) to run it")]
+    NotRun { action_id: String, reason: String },
+    #[error(transparent)]
+    Journal(Refusal),
+    /// The driver ran and its outcome could not be journaled: the action is in doubt.
+    #[error("action {action_id} ran and its outcome was not recorded ({reason}); it is in doubt")]
+    Unrecorded { action_id: String, reason: String },
+}
+
+/// Why a resolution was not recorded.
+#[derive(Debug, thiserror::Error)]
+pub enum ResolveError {
+    #[error("no action has id {0}")]
+    NoSuchAction(String),
+    #[error("action {action_id} is {status}, not in doubt")]
+    NotInDoubt {
+        action_id: String,
+        status: &'static str,
+    },
+    #[error("a resolution needs a reason: 1 to {MAX_REASON_BYTES} bytes")]
+    Reason,
+    #[error(transparent)]
+    Journal(Refusal),
+}
+
+/// The longest reason a resolution takes.
+pub const MAX_REASON_BYTES: usize = 4096;
+
+/// What the pipeline counts.
+#[derive(Clone)]
+struct ActMetrics {
+    actions: IntCounterVec,
+    refused: IntCounterVec,
+    repeats: prometheus::IntCounter,
+    in_doubt: IntGauge,
+}
+
+impl ActMetrics {
+    fn new(registry: &Registry) -> prometheus::Result<Self> {
+        let m = Self {
+            actions: IntCounterVec::new(
+                Opts::new(
+                    "axon_actions_total",
+                    "Actions recorded by the act pipeline, by status",
+                ),
+                &["status"],
+            )?,
+            refused: IntCounterVec::new(
+                Opts::new(
+                    "axon_act_refused_total",
+                    "Intents refused before any action was recorded, by reason",
+                ),
+                &["reason"],
+            )?,
+            repeats: prometheus::IntCounter::new(
+                "axon_act_repeats_total",
+                "Repeated intents answered with their first action's result",
+            )?,
+            in_doubt: IntGauge::new("axon_actions_in_doubt", "Actions in doubt, not resolved")?,
+        };
+        registry.register(Box::new(m.actions.clone()))?;
+        registry.register(Box::new(m.refused.clone()))?;
+        registry.register(Box::new(m.repeats.clone()))?;
+        registry.register(Box::new(m.in_doubt.clone()))?;
+        for s in ActionStatus::ALL {
+            m.actions.with_label_values(&[s.as_str()]);
+        }
+        for r in REFUSALS {
+            m.refused.with_label_values(&[r]);
+        }
+        Ok(m)
+    }
+}
+
+const REFUSALS: [&str; 6] = [
+    "malformed",
+    "obligation",
+    "conflict",
+    "busy",
+    "driver",
+    "journal",
+];
+
+impl ActError {
+    fn metric_reason(&self) -> &'static str {
+        match self {
+            Self::Malformed(_) => REFUSALS[0],
+            Self::Violation { .. } => REFUSALS[1],
+            Self::Conflict { .. } => REFUSALS[2],
+            Self::Busy { .. } => REFUSALS[3],
+            Self::Driver(_) | Self::NotRun { .. } => REFUSALS[4],
+            Self::Journal(_) | Self::Unrecorded { .. } => REFUSALS[5],
+        }
+    }
+}
+
+/// What the pipeline knows of one finished action.
+#[derive(Clone, Debug)]
+struct Known {
+    digest: String,
+    result: ActionResult,
+    /// The id of the entry that records its status.
+    entry_id: String,
+    /// The record as journaled.
+    record: ActionRecord,
+}
+
+enum Slot {
+    /// Claimed, not answered yet; a repeat waits for the answer.
+    Running {
+        digest: String,
+        done: watch::Receiver<Option<Known>>,
+    },
+    Done(Box<Known>),
+}
+
+#[derive(Default)]
+struct Book {
+    slots: HashMap<String, Slot>,
+    /// Finished actions, oldest first, to forget the oldest beyond the bound.
+    finished: VecDeque<String>,
+    running: usize,
+    /// True while every action in the journal is in `slots`: then a miss is certain and
+    /// the journal need not be asked.
+    complete: bool,
+}
+
+/// The act pipeline of one node.
+pub struct Act {
+    lanes: Arc<Lanes>,
+    journal: JournalClient,
+    clock: SharedClock,
+    cfg: ActConfig,
+    book: Mutex<Book>,
+    /// Actions in doubt, by id: complete (rebuilt from the journal at start).
+    in_doubt: Mutex<BTreeMap<String, Known>>,
+    /// Seeds the intent ids the node makes up.
+    seed: u64,
+    made_up: AtomicU64,
+    metrics: ActMetrics,
+}
+
+/// How a claim on an action id came out.
+enum Claim {
+    /// The action exists: its answer.
+    Answer(Box<Known>),
+    /// This call owns the new action.
+    Mine(Owner),
+}
+
+/// The owner of a claimed action: answers the repeats waiting on it, or, dropped without
+/// an answer, gives the claim up so a retry can make it.
+struct Owner {
+    act: Arc<Act>,
+    action_id: String,
+    done: Option<watch::Sender<Option<Known>>>,
+}
+
+impl Owner {
+    fn finish(mut self, known: Known) {
+        let tx = self.done.take().expect("finished once");
+        self.act.settle(&self.action_id, Some(known.clone()));
+        let _ = tx.send(Some(known));
+    }
+}
+
+impl Drop for Owner {
+    fn drop(&mut self) {
+        if self.done.is_some() {
+            self.act.settle(&self.action_id, None);
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Act {
+    pub fn new(
+        lanes: Arc<Lanes>,
+        journal: JournalClient,
+        clock: SharedClock,
+        cfg: ActConfig,
+        seed: u64,
+        registry: &Registry,
+    ) -> prometheus::Result<Arc<Self>> {
+        Ok(Arc::new(Self {
+            lanes,
+            journal,
+            clock,
+            cfg,
+            book: Mutex::new(Book::default()),
+            in_doubt: Mutex::default(),
+            seed,
+            made_up: AtomicU64::new(0),
+            metrics: ActMetrics::new(registry)?,
+        }))
+    }
+
+    pub fn lanes(&self) -> &Arc<Lanes> {
+        &self.lanes
+    }
+
+    fn journal_opts(&self) -> CallOptions {
+        CallOptions {
+            deadline: self.cfg.journal_deadline,
+            correlation_id: None,
+        }
+    }
+
+    async fn append(
+        &self,
+        kind: EntryKind,
+        links: Vec<String>,
+        body: Value,
+    ) -> Result<Appended, Refusal> {
+        self.journal
+            .append(NewEntry { kind, links, body }, &self.journal_opts())
+            .await
+    }
+
+    /// An intent id for an intent that came without one: from the node's seed and a
+    /// counter, so no two are alike and a seeded node makes the same ones.
+    fn make_intent_id(&self) -> String {
+        let n = self.made_up.fetch_add(1, Ordering::Relaxed);
+        let mut h = blake3::Hasher::new_derive_key("axon 2026 made-up intent id v1");
+        h.update(&self.seed.to_le_bytes());
+        h.update(&n.to_le_bytes());
+        h.update(axon_protocols::time::rfc3339(self.clock.wall()).as_bytes());
+        format!(
+            "axon-{}",
+            axon_protocols::journal::hex(&h.finalize().as_bytes()[..12])
+        )
+    }
+
+    /// Lanes, actions and actions in doubt from the journal; then every dispatch without
+    /// an outcome is journaled `in_doubt`. Runs once, before the node serves.
+    pub async fn rebuild(&self) -> Result<RebuildReport, Refusal> {
+        let opts = self.journal_opts();
+        self.lanes
+            .rebuild(&self.journal, self.cfg.page, &opts)
+            .await?;
+        let mut dispatches: HashMap<String, (u64, String, Dispatch)> = HashMap::new();
+        crate::lanes::scan(
+            &self.journal,
+            EntryKind::Dispatch,
+            self.cfg.page,
+            &opts,
+            |stored, body| {
+                let d: Dispatch = serde_json::from_value(body).map_err(|e| {
+                    Refusal::Internal(format!("entry {} is not a dispatch: {e}", stored.index))
+                })?;
+                dispatches.insert(d.action_id.clone(), (stored.index, stored.id.clone(), d));
+                Ok(())
+            },
+        )
+        .await?;
+        let mut results: HashMap<String, (u64, Known)> = HashMap::new();
+        crate::lanes::scan(
+            &self.journal,
+            EntryKind::Result,
+            self.cfg.page,
+            &opts,
+            |stored, body| {
+                let record: ActionRecord = serde_json::from_value(body).map_err(|e| {
+                    Refusal::Internal(format!(
+                        "entry {} is not an action result: {e}",
+                        stored.index
+                    ))
+                })?;
+                let known = known(stored, record);
+                results.insert(known.result.action_id.clone(), (stored.index, known));
+                Ok(())
+            },
+        )
+        .await?;
+        let mut report = RebuildReport::default();
+        for (id, (index, entry_id, d)) in dispatches {
+            // A dispatch followed by a result has its outcome (an action run again after
+            // a `not_run` has a dispatch per run).
+            if results.get(&id).is_some_and(|(r, _)| *r > index) {
+                continue;
+            }
+            let record = ActionRecord {
+                action_id: id.clone(),
+                caller: d.caller,
+                intent_id: d.intent_id,
+                intent_digest: d.intent_digest,
+                status: ActionStatus::InDoubt,
+                output: Value::Null,
+                driver: Some(d.driver),
+                lane: Some(d.lane),
+                reason: Some(format!(
+                    "the node stopped between the dispatch (entry {index}) and the outcome: the driver may have acted"
+                )),
+                intent: None,
+                capsule: None,
+                resolution: None,
+                late: false,
+            };
+            let appended = self
+                .append(EntryKind::Result, vec![entry_id], to_value(&record))
+                .await?;
+            self.metrics.actions.with_label_values(&["in_doubt"]).inc();
+            report.marked_in_doubt += 1;
+            let k = Known {
+                digest: record.intent_digest.clone(),
+                result: record.answer(appended.index, &appended.barcode),
+                entry_id: appended.id,
+                record,
+            };
+            results.insert(id, (appended.index, k));
+        }
+        let mut all: Vec<(u64, Known)> = results.into_values().collect();
+        all.sort_by_key(|(index, _)| *index);
+        report.actions = all.len();
+        let mut book = lock(&self.book);
+        let mut in_doubt = lock(&self.in_doubt);
+        let skip = all.len().saturating_sub(self.cfg.remembered_actions);
+        book.complete = skip == 0;
+        for (n, (_, k)) in all.into_iter().enumerate() {
+            if k.result.status == ActionStatus::InDoubt {
+                in_doubt.insert(k.result.action_id.clone(), k.clone());
+            }
+            if n >= skip {
+                book.finished.push_back(k.result.action_id.clone());
+                book.slots
+                    .insert(k.result.action_id.clone(), Slot::Done(Box::new(k)));
+            }
+        }
+        report.in_doubt = in_doubt.len();
+        self.metrics.in_doubt.set(in_doubt.len() as i64);
+        Ok(report)
+    }
+
+    /// Runs `intent` from `caller` through the pipeline.
+    pub async fn act(
+        self: &Arc<Self>,
+        intent: AxonIntent,
+        caller: &str,
+    ) -> Result<ActionResult, ActError> {
+        let r = self.act_inner(intent, caller).await;
+        if let Err(e) = &r {
+            self.metrics
+                .refused
+                .with_label_values(&[e.metric_reason()])
+                .inc();
+        }
+        r
+    }
+
+    async fn act_inner(
+        self: &Arc<Self>,
+        mut intent: AxonIntent,
+        caller: &str,
+    ) -> Result<ActionResult, ActError> {
+        // validate
+        intent
+            .validate()
+            .map_err(|e| ActError::Malformed(e.to_string()))?;
+        let intent_id = match &intent.intent_id {
+            Some(id) => id.clone(),
+            None => self.make_intent_id(),
+        };
+        intent.intent_id = Some(intent_id.clone());
+        let digest = intent_digest(&intent).map_err(|e| ActError::Malformed(e.to_string()))?;
+        let action = action_id(caller, &intent_id);
+
+        // dedup
+        let owner = match self.claim(&action, &intent_id, &digest).await? {
+            Claim::Answer(k) => {
+                self.metrics.repeats.inc();
+                let mut r = k.result;
+                r.repeat = true;
+                return Ok(r);
+            }
+            Claim::Mine(owner) => owner,
+        };
+        let record = |status: ActionStatus, reason: Option<String>| ActionRecord {
+            action_id: action.clone(),
+            caller: caller.to_owned(),
+            intent_id: intent_id.clone(),
+            intent_digest: digest.clone(),
+            status,
+            output: Value::Null,
+            driver: None,
+            lane: None,
+            reason,
+            intent: None,
+            capsule: None,
+            resolution: None,
+            late: false,
+        };
+
+        // route
+        let Some(driver) = self.lanes.live(&intent.capability) else {
+            let mut r = record(
+                ActionStatus::Blocked,
+                Some(format!("no driver is live for {}", intent.capability)),
+            );
+            r.intent = Some(intent);
+            return self.record_without_dispatch(owner, r).await;
+        };
+
+        // obligations
+        let name = driver.name().to_owned();
+        let violation = |violation| ActError::Violation {
+            driver: name.clone(),
+            violation,
+        };
+        check_payload(&driver, &intent.args).map_err(violation)?;
+        let obligations = &driver.manifest.obligations;
+        obligations.check_args(&intent.args).map_err(violation)?;
+        obligations
+            .check_precondition(&serde_json::to_value(&intent).expect("an intent is plain data"))
+            .map_err(violation)?;
+
+        // predict
+        let intent = Arc::new(intent);
+        let deadline = Duration::from_millis(match intent.budget_ms {
+            Some(b) => b.min(driver.manifest.limits.deadline_ms),
+            None => driver.manifest.limits.deadline_ms,
+        });
+        let opts = CallOptions {
+            deadline,
+            correlation_id: intent.correlation_id.as_deref().map(Arc::from),
+        };
+        // The places of the prediction and of the push in the driver's mailbox are
+        // taken together, so an action that is dispatched always gets to its driver: a
+        // full mailbox refuses the intent here, before anything is journaled.
+        let mut permit = driver.worker.reserve(2).map_err(ActError::Driver)?;
+        let prediction = match permit
+            .call(DriverCall::Predict(intent.clone()), &opts)
+            .await
+        {
+            Ok(DriverAnswer::Prediction(p)) => p,
+            Ok(other) => Prediction::Inconclusive {
+                reason: format!("the driver answered {other:?} to a prediction"),
+            },
+            Err(e @ (CallError::Overloaded { .. } | CallError::Unavailable { .. })) => {
+                return Err(ActError::Driver(e))
+            }
+            Err(e) => {
+                let mut r = record(
+                    ActionStatus::Blocked,
+                    Some(format!("the twin of {name} failed: {e}")),
+                );
+                r.intent = Some((*intent).clone());
+                r.driver = Some(name);
+                return self.record_without_dispatch(owner, r).await;
+            }
+        };
+
+        // dispatch
+        let lane = self
+            .lanes
+            .lane(&name)
+            .unwrap_or(axon_protocols::lane::Lane::Live);
+        let dispatch = Dispatch {
+            action_id: action.clone(),
+            caller: caller.to_owned(),
+            intent_id: intent_id.clone(),
+            intent_digest: digest.clone(),
+            intent: (*intent).clone(),
+            driver: name.clone(),
+            artifact_hash: driver.descriptor.artifact_hash.clone(),
+            lane,
+            prediction: serde_json::to_value(&prediction).expect("a prediction is plain data"),
+        };
+        let dispatched = self
+            .append(EntryKind::Dispatch, vec![], to_value(&dispatch))
+            .await
+            .map_err(ActError::Journal)?;
+
+        // From here on the action runs to its end whether or not anyone waits for it.
+        let mut base = record(ActionStatus::Ok, None);
+        base.driver = Some(name);
+        base.lane = Some(lane);
+        let (tx, rx) = oneshot::channel();
+        let this = self.clone();
+        actix::spawn(async move {
+            this.push_and_record(driver, permit, intent, opts, base, dispatched, owner, tx)
+                .await;
+        });
+        match rx.await {
+            Ok(r) => r,
+            Err(_) => Err(ActError::Unrecorded {
+                action_id: action,
+                reason: "the pipeline's task ended without an answer".into(),
+            }),
+        }
+    }
+
+    /// Journals the end of an action that never reached a driver, and answers it.
+    async fn record_without_dispatch(
+        &self,
+        owner: Owner,
+        record: ActionRecord,
+    ) -> Result<ActionResult, ActError> {
+        let appended = self
+            .append(EntryKind::Result, vec![], to_value(&record))
+            .await
+            .map_err(ActError::Journal)?;
+        Ok(self.finished(owner, record, appended))
+    }
+
+    /// Counts and remembers a journaled end of an action, and answers it.
+    fn finished(&self, owner: Owner, record: ActionRecord, appended: Appended) -> ActionResult {
+        self.metrics
+            .actions
+            .with_label_values(&[record.status.as_str()])
+            .inc();
+        let known = Known {
+            digest: record.intent_digest.clone(),
+            result: record.answer(appended.index, &appended.barcode),
+            entry_id: appended.id,
+            record,
+        };
+        let result = known.result.clone();
+        self.track_in_doubt(&known);
+        owner.finish(known);
+        result
+    }
+
+    /// Keeps the set of actions in doubt in step with an action's newest state.
+    fn track_in_doubt(&self, known: &Known) {
+        let mut in_doubt = lock(&self.in_doubt);
+        if known.result.status == ActionStatus::InDoubt {
+            in_doubt.insert(known.result.action_id.clone(), known.clone());
+        } else {
+            in_doubt.remove(&known.result.action_id);
+        }
+        self.metrics.in_doubt.set(in_doubt.len() as i64);
+    }
+
+    /// The detached part: push under the deadline, record the outcome, answer `tx` (if
+    /// anyone still listens), and journal a late outcome of a push that overran.
+    #[allow(clippy::too_many_arguments)]
+    async fn push_and_record(
+        self: Arc<Self>,
+        driver: Arc<DriverInstance>,
+        mut permit: Permit<DriverHost>,
+        intent: Arc<AxonIntent>,
+        opts: CallOptions,
+        base: ActionRecord,
+        dispatched: Appended,
+        owner: Owner,
+        tx: oneshot::Sender<Result<ActionResult, ActError>>,
+    ) {
+        let ticket = Ticket::new();
+        let started_wall = axon_protocols::time::rfc3339(self.clock.wall());
+        let started = Instant::now();
+        let deadline = opts.deadline;
+        let mut long = opts.clone();
+        long.deadline = deadline + self.cfg.late_outcome;
+        let call = permit.call(DriverCall::Push(intent.clone(), ticket.clone()), &long);
+        tokio::pin!(call);
+        let timely = tokio::select! {
+            answer = &mut call => Some(answer),
+            _ = tokio::time::sleep(deadline) => None,
+        };
+        let capsule = |output: &Value, started: Instant| ReplayCapsule {
+            action_id: base.action_id.clone(),
+            driver: driver.name().to_owned(),
+            environment: Environment {
+                binary_version: self.cfg.binary_version.clone(),
+                config_hash: self.cfg.config_hash.clone(),
+                driver_artifact_hash: driver.descriptor.artifact_hash.clone(),
+            },
+            input: serde_json::to_value(&*intent).expect("an intent is plain data"),
+            output: output.clone(),
+            seeds: vec![],
+            clock: RecordedClock {
+                started: started_wall.clone(),
+                finished: axon_protocols::time::rfc3339(self.clock.wall()),
+                duration_us: started.elapsed().as_micros() as u64,
+            },
+        };
+        let ended = |answer: Result<DriverAnswer, CallError>, ticket: &Ticket| {
+            let mut r = base.clone();
+            match answer {
+                Ok(DriverAnswer::Outcome(o)) => {
+                    r.status = match o.status {
+                        Status::Ok => ActionStatus::Ok,
+                        Status::Failed => ActionStatus::Failed,
+                    };
+                    r.capsule = Some(capsule(&o.output, started));
+                    r.output = o.output;
+                    r.reason = o.reason;
+                }
+                Ok(DriverAnswer::Refused(v)) => {
+                    r.status = ActionStatus::Failed;
+                    r.reason = Some(format!("the driver refused the intent: {v}"));
+                }
+                Ok(DriverAnswer::Withdrawn) => {
+                    r.status = ActionStatus::NotRun;
+                    r.reason = Some("the push was withdrawn before it started".into());
+                }
+                Ok(DriverAnswer::Prediction(_)) => {
+                    r.status = ActionStatus::Failed;
+                    r.reason = Some("the driver answered a push with a prediction".into());
+                }
+                Err(e) if ticket.withdraw() => {
+                    r.status = ActionStatus::NotRun;
+                    r.reason = Some(format!("the driver never started the push: {e}"));
+                }
+                Err(e) => {
+                    r.status = ActionStatus::InDoubt;
+                    r.reason = Some(format!(
+                        "the driver started the push and did not answer: {e}"
+                    ));
+                }
+            }
+            r
+        };
+        let overran = timely.is_none();
+        let first = match timely {
+            Some(answer) => ended(answer, &ticket),
+            None if ticket.withdraw() => {
+                let mut r = base.clone();
+                r.status = ActionStatus::NotRun;
+                r.reason = Some(format!(
+                    "the deadline of {deadline:?} passed before the driver started the push"
+                ));
+                r
+            }
+            None => {
+                let mut r = base.clone();
+                r.status = ActionStatus::InDoubt;
+                r.reason = Some(format!(
+                    "the deadline of {deadline:?} passed while the driver ran the push: it may still act"
+                ));
+                r
+            }
+        };
+        let overran = overran && first.status == ActionStatus::InDoubt;
+        let answer = match self
+            .append(
+                EntryKind::Result,
+                vec![dispatched.id.clone()],
+                to_value(&first),
+            )
+            .await
+        {
+            Ok(appended) => {
+                let r = self.finished(owner, first, appended);
+                // Nothing ran: the caller hears it as a driver not available (503), and a
+                // retry with the same intent id runs the action.
+                match r.status {
+                    ActionStatus::NotRun => Err(ActError::NotRun {
+                        action_id: r.action_id,
+                        reason: r.reason.unwrap_or_default(),
+                    }),
+                    _ => Ok(r),
+                }
+            }
+            Err(refusal) => {
+                tracing::error!(
+                    critical = true,
+                    action_id = %base.action_id,
+                    %refusal,
+                    "CRITICAL: action {} ran and its outcome was not recorded; it is in doubt",
+                    base.action_id
+                );
+                // What the node knows now: in doubt, recorded only by its dispatch.
+                let mut r = first;
+                r.status = ActionStatus::InDoubt;
+                let _ = self.finished(owner, r, dispatched.clone());
+                Err(ActError::Unrecorded {
+                    action_id: base.action_id.clone(),
+                    reason: refusal.to_string(),
+                })
+            }
+        };
+        let _ = tx.send(answer);
+        if !overran {
+            return;
+        }
+        // The push overran its deadline: its outcome, if it comes in time, is journaled
+        // late and settles the action.
+        let late = ended(call.await, &ticket);
+        if late.status == ActionStatus::InDoubt {
+            return;
+        }
+        let mut late = late;
+        late.late = true;
+        let links = vec![dispatched.id.clone()];
+        match self.append(EntryKind::Result, links, to_value(&late)).await {
+            Ok(appended) => {
+                self.metrics
+                    .actions
+                    .with_label_values(&[late.status.as_str()])
+                    .inc();
+                let known = Known {
+                    digest: late.intent_digest.clone(),
+                    result: late.answer(appended.index, &appended.barcode),
+                    entry_id: appended.id,
+                    record: late,
+                };
+                self.track_in_doubt(&known);
+                self.settle(&known.result.action_id.clone(), Some(known));
+            }
+            Err(refusal) => tracing::warn!(
+                action_id = %base.action_id,
+                %refusal,
+                "the late outcome of an action in doubt could not be journaled; it stays in doubt"
+            ),
+        }
+    }
+
+    /// Claims `action` for this call, or finds its answer.
+    async fn claim(
+        self: &Arc<Self>,
+        action: &str,
+        intent_id: &str,
+        digest: &str,
+    ) -> Result<Claim, ActError> {
+        let conflict = || ActError::Conflict {
+            intent_id: intent_id.to_owned(),
+            action_id: action.to_owned(),
+        };
+        loop {
+            let wait = {
+                let mut book = lock(&self.book);
+                match book.slots.get(action) {
+                    // Nothing of it ran: a repeat runs it.
+                    Some(Slot::Done(k))
+                        if k.digest == digest && k.result.status == ActionStatus::NotRun =>
+                    {
+                        return self.open(&mut book, action, digest);
+                    }
+                    Some(Slot::Done(k)) if k.digest == digest => {
+                        return Ok(Claim::Answer(k.clone()))
+                    }
+                    Some(Slot::Done(_)) => return Err(conflict()),
+                    Some(Slot::Running { digest: d, .. }) if d != digest => return Err(conflict()),
+                    Some(Slot::Running { done, .. }) => Some(done.clone()),
+                    None if book.complete => {
+                        return self.open(&mut book, action, digest);
+                    }
+                    None => None,
+                }
+            };
+            match wait {
+                Some(mut done) => {
+                    // A repeat of a running action waits for its answer; an owner that
+                    // gives up without one lets the repeat try again.
+                    let answer = done
+                        .wait_for(|k| k.is_some())
+                        .await
+                        .ok()
+                        .and_then(|k| k.clone());
+                    if let Some(k) = answer {
+                        return Ok(Claim::Answer(Box::new(k)));
+                    }
+                }
+                None => {
+                    // Not in memory and memory is not complete: the journal knows.
+                    if let Some(k) = self.journaled_state(action).await? {
+                        let mut book = lock(&self.book);
+                        if !book.slots.contains_key(action) {
+                            book.slots
+                                .insert(action.to_owned(), Slot::Done(Box::new(k.clone())));
+                            book.finished.push_back(action.to_owned());
+                            forget_oldest(&mut book, self.cfg.remembered_actions);
+                        }
+                        if k.digest != digest {
+                            return Err(conflict());
+                        }
+                        if k.result.status != ActionStatus::NotRun {
+                            return Ok(Claim::Answer(Box::new(k)));
+                        }
+                        // Nothing of it ran: it is claimed anew below.
+                    }
+                    let mut book = lock(&self.book);
+                    let not_run = |s: &Slot| matches!(s, Slot::Done(k) if k.result.status == ActionStatus::NotRun);
+                    if book.slots.get(action).is_none_or(not_run) {
+                        return self.open(&mut book, action, digest);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Makes a new claim on `action`, within the in-flight bound.
+    fn open(
+        self: &Arc<Self>,
+        book: &mut Book,
+        action: &str,
+        digest: &str,
+    ) -> Result<Claim, ActError> {
+        if book.running >= self.cfg.max_in_flight {
+            return Err(ActError::Busy {
+                in_flight: book.running,
+            });
+        }
+        let (tx, rx) = watch::channel(None);
+        book.slots.insert(
+            action.to_owned(),
+            Slot::Running {
+                digest: digest.to_owned(),
+                done: rx,
+            },
+        );
+        book.running += 1;
+        Ok(Claim::Mine(Owner {
+            act: self.clone(),
+            action_id: action.to_owned(),
+            done: Some(tx),
+        }))
+    }
+
+    /// Ends a claim: with the action's newest state, or (`None`) given up.
+    fn settle(&self, action: &str, known: Option<Known>) {
+        let mut book = lock(&self.book);
+        let was_running = matches!(book.slots.get(action), Some(Slot::Running { .. }));
+        if was_running {
+            book.running -= 1;
+        }
+        match known {
+            Some(k) => {
+                if book
+                    .slots
+                    .insert(action.to_owned(), Slot::Done(Box::new(k)))
+                    .is_none()
+                    || was_running
+                {
+                    book.finished.push_back(action.to_owned());
+                }
+                forget_oldest(&mut book, self.cfg.remembered_actions);
+            }
+            None => {
+                if was_running {
+                    book.slots.remove(action);
+                }
+            }
+        }
+    }
+
+    /// The newest state of `action` from the journal.
+    async fn journaled_state(&self, action: &str) -> Result<Option<Known>, ActError> {
+        let id: ActionId = action.parse().map_err(ActError::Malformed)?;
+        let entries = self
+            .journal
+            .by_action(id, &self.journal_opts())
+            .await
+            .map_err(ActError::Journal)?;
+        let mut newest = None;
+        for stored in entries.iter().rev() {
+            if stored.kind == EntryKind::Result {
+                let record: ActionRecord = body(stored).map_err(ActError::Journal)?;
+                newest = Some(known(&Stored::of(stored), record));
+                break;
+            }
+        }
+        Ok(newest)
+    }
+
+    /// The actions in doubt, oldest id first.
+    pub fn in_doubt(&self) -> Vec<ActionResult> {
+        lock(&self.in_doubt)
+            .values()
+            .map(|k| k.result.clone())
+            .collect()
+    }
+
+    /// Records an operator's finding about action `action`, which must be in doubt.
+    pub async fn resolve(
+        &self,
+        action: &str,
+        resolution: Resolution,
+    ) -> Result<ActionResult, ResolveError> {
+        if resolution.reason.trim().is_empty() || resolution.reason.len() > MAX_REASON_BYTES {
+            return Err(ResolveError::Reason);
+        }
+        // Taken out while its resolution is journaled, so two cannot both resolve it.
+        let Some(k) = lock(&self.in_doubt).remove(action) else {
+            let found = self.journaled_state(action).await.map_err(|e| match e {
+                ActError::Journal(r) => ResolveError::Journal(r),
+                other => ResolveError::Journal(Refusal::Internal(other.to_string())),
+            })?;
+            return Err(match found {
+                None => ResolveError::NoSuchAction(action.to_owned()),
+                Some(k) => ResolveError::NotInDoubt {
+                    action_id: action.to_owned(),
+                    status: k.result.status.as_str(),
+                },
+            });
+        };
+        let mut record = k.record.clone();
+        record.status = ActionStatus::Resolved;
+        record.reason = Some(format!(
+            "an operator found that it {}: {}",
+            if resolution.ran { "ran" } else { "did not run" },
+            resolution.reason
+        ));
+        record.resolution = Some(resolution);
+        record.late = false;
+        record.capsule = None;
+        match self
+            .append(
+                EntryKind::Result,
+                vec![k.entry_id.clone()],
+                to_value(&record),
+            )
+            .await
+        {
+            Ok(appended) => {
+                self.metrics.actions.with_label_values(&["resolved"]).inc();
+                let known = Known {
+                    digest: record.intent_digest.clone(),
+                    result: record.answer(appended.index, &appended.barcode),
+                    entry_id: appended.id,
+                    record,
+                };
+                let result = known.result.clone();
+                self.track_in_doubt(&known);
+                self.settle(action, Some(known));
+                Ok(result)
+            }
+            Err(refusal) => {
+                lock(&self.in_doubt).insert(action.to_owned(), k);
+                Err(ResolveError::Journal(refusal))
+            }
+        }
+    }
+}
+
+/// What start-up found.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RebuildReport {
+    /// Actions in the journal.
+    pub actions: usize,
+    /// Dispatches without an outcome, journaled `in_doubt` now.
+    pub marked_in_doubt: usize,
+    /// Actions in doubt after start-up.
+    pub in_doubt: usize,
+}
+
+/// The parts of a stored entry a record needs.
+pub(crate) struct Stored {
+    pub index: u64,
+    pub id: String,
+    pub barcode: String,
+}
+
+impl Stored {
+    pub(crate) fn of(e: &StoredEntry) -> Self {
+        Self {
+            index: e.index,
+            id: e.id.clone(),
+            barcode: e.barcode.clone(),
+        }
+    }
+}
+
+fn known(stored: &Stored, record: ActionRecord) -> Known {
+    Known {
+        digest: record.intent_digest.clone(),
+        result: record.answer(stored.index, &stored.barcode),
+        entry_id: stored.id.clone(),
+        record,
+    }
+}
+
+fn body<T: serde::de::DeserializeOwned>(stored: &StoredEntry) -> Result<T, Refusal> {
+    let entry = Entry::from_bytes(&stored.bytes)
+        .map_err(|e| Refusal::Internal(format!("entry {} cannot be read: {e}", stored.index)))?;
+    serde_json::from_value(entry.body).map_err(|e| {
+        Refusal::Internal(format!(
+            "entry {} is not a {}: {e}",
+            stored.index,
+            stored.kind.as_str()
+        ))
+    })
+}
+
+fn to_value<T: serde::Serialize>(v: &T) -> Value {
+    serde_json::to_value(v).expect("journal bodies are plain data")
+}
+
+/// Forgets the oldest finished actions beyond `bound`: memory is then no longer
+/// complete, and a miss asks the journal.
+fn forget_oldest(book: &mut Book, bound: usize) {
+    while book.finished.len() > bound {
+        let Some(old) = book.finished.pop_front() else {
+            break;
+        };
+        if matches!(book.slots.get(&old), Some(Slot::Done(_))) {
+            book.slots.remove(&old);
+            book.complete = false;
+        }
+    }
+}
+
+/// Refuses arguments larger than the driver's `limits.max_payload_bytes`.
+fn check_payload(driver: &DriverInstance, args: &Value) -> Result<(), Violation> {
+    let limit = driver.manifest.limits.max_payload_bytes;
+    let bytes = axon_protocols::canonical::to_vec(args)
+        .map_err(|e| Violation {
+            which: "args",
+            path: e.path.clone(),
+            reason: e.to_string(),
+        })?
+        .len() as u64;
+    if bytes > limit {
+        return Err(Violation {
+            which: "limits",
+            path: String::new(),
+            reason: format!(
+                "the arguments take {bytes} bytes of canonical JSON, more than the driver's limits.max_payload_bytes of {limit}"
+            ),
+        });
+    }
+    Ok(())
+}

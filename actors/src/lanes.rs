@@ -1,0 +1,310 @@
+//! Driver lanes: which lane each loaded driver build is in, and the one way a lane
+//! changes. Every change is a `lane_change` journal entry, durable before it takes
+//! effect; lanes are rebuilt from those entries at start, so nothing lives only in
+//! memory or in sled. Lanes belong to a build, keyed by (driver name, artifact hash): a
+//! changed manifest makes a new build, which starts in its manifest's initial lane,
+//! recorded as the manifest's decision at its first load. At most one driver is `live`
+//! per capability: promoting one to `live` moves the current live one to `shadow` in the
+//! same entry.
+
+use crate::journal::{Filter, JournalClient, Refusal};
+use axon_drivers::descriptor::DriverDescriptor;
+use axon_drivers::host::DriverHost;
+use axon_drivers::manifest::Manifest;
+use axon_protocols::journal::{Entry, EntryKind};
+use axon_protocols::lane::{IllegalMove, Lane, LaneChange, Move};
+use axon_supervisors::{CallOptions, WorkerRef};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, RwLock};
+
+/// One loaded driver instance: its manifest, its description and its supervised worker.
+pub struct DriverInstance {
+    pub manifest: Arc<Manifest>,
+    pub descriptor: DriverDescriptor,
+    pub worker: WorkerRef<DriverHost>,
+}
+
+impl DriverInstance {
+    pub fn name(&self) -> &str {
+        &self.descriptor.name
+    }
+}
+
+/// Who moves a lane.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mover {
+    /// An operator, through the admin API.
+    Admin,
+    /// A build's manifest, at the build's first load.
+    Manifest,
+    /// An automatic rule of the supervisor.
+    Supervisor,
+}
+
+impl Mover {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mover::Admin => "admin",
+            Mover::Manifest => "manifest",
+            Mover::Supervisor => "supervisor",
+        }
+    }
+}
+
+/// Why a lane did not change.
+#[derive(Debug, thiserror::Error)]
+pub enum LaneError {
+    #[error("no driver named {0:?} is loaded")]
+    UnknownDriver(String),
+    #[error(transparent)]
+    Illegal(#[from] IllegalMove),
+    #[error("a lane change needs a reason: 1 to {MAX_REASON_BYTES} bytes")]
+    Reason,
+    #[error("the lane change was not journaled, so it did not happen: {0}")]
+    Journal(Refusal),
+}
+
+/// The longest reason a lane change takes.
+pub const MAX_REASON_BYTES: usize = 1024;
+
+#[derive(Default)]
+struct State {
+    /// Each loaded driver's lane.
+    lanes: HashMap<String, Lane>,
+    /// The live driver of each capability.
+    live: HashMap<String, Arc<DriverInstance>>,
+}
+
+/// The lanes of the loaded drivers.
+pub struct Lanes {
+    drivers: BTreeMap<String, Arc<DriverInstance>>,
+    state: RwLock<State>,
+    /// One change at a time, from its check to its journal entry to its effect.
+    changing: tokio::sync::Mutex<()>,
+}
+
+impl Lanes {
+    /// The lanes of `drivers`, none known yet: [`rebuild`](Self::rebuild) reads them.
+    pub fn new(drivers: Vec<Arc<DriverInstance>>) -> Self {
+        Self {
+            drivers: drivers
+                .into_iter()
+                .map(|d| (d.name().to_owned(), d))
+                .collect(),
+            state: RwLock::default(),
+            changing: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, State> {
+        self.state.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The loaded drivers, by name.
+    pub fn drivers(&self) -> impl Iterator<Item = &Arc<DriverInstance>> {
+        self.drivers.values()
+    }
+
+    pub fn driver(&self, name: &str) -> Option<&Arc<DriverInstance>> {
+        self.drivers.get(name)
+    }
+
+    /// The lane of driver `name`.
+    pub fn lane(&self, name: &str) -> Option<Lane> {
+        self.read().lanes.get(name).copied()
+    }
+
+    /// The live driver of `capability`.
+    pub fn live(&self, capability: &str) -> Option<Arc<DriverInstance>> {
+        self.read().live.get(capability).cloned()
+    }
+
+    /// Sets the lanes from the journal's `lane_change` entries (those of the loaded
+    /// builds), then records the first lane of each build that has none yet.
+    pub async fn rebuild(
+        &self,
+        journal: &JournalClient,
+        page: usize,
+        opts: &CallOptions,
+    ) -> Result<(), Refusal> {
+        let _one = self.changing.lock().await;
+        let mut found: HashMap<String, Lane> = HashMap::new();
+        scan(
+            journal,
+            EntryKind::LaneChange,
+            page,
+            opts,
+            |stored, body| {
+                let change: LaneChange = serde_json::from_value(body).map_err(|e| {
+                    Refusal::Internal(format!("entry {} is not a lane change: {e}", stored.index))
+                })?;
+                for m in change.moves() {
+                    if self.is_loaded_build(&m) {
+                        found.insert(m.driver, m.to);
+                    }
+                }
+                Ok(())
+            },
+        )
+        .await?;
+        {
+            let mut st = self.write();
+            for (name, lane) in &found {
+                set(&mut st, &self.drivers[name], *lane);
+            }
+        }
+        for d in self.drivers.values() {
+            if !found.contains_key(d.name()) {
+                let to = d.manifest.initial_lane;
+                let reason = format!(
+                    "first load of build {} of {}: the manifest's initial lane",
+                    d.descriptor.artifact_hash, d.descriptor.name
+                );
+                self.record(d, None, to, Mover::Manifest, reason, journal, opts)
+                    .await
+                    .map_err(|e| match e {
+                        LaneError::Journal(r) => r,
+                        other => Refusal::Internal(other.to_string()),
+                    })?;
+            }
+        }
+        Ok(())
+    }
+
+    fn is_loaded_build(&self, m: &Move) -> bool {
+        self.drivers
+            .get(&m.driver)
+            .is_some_and(|d| d.descriptor.artifact_hash == m.artifact_hash)
+    }
+
+    /// Moves driver `name` to `to`, for `reason`, if the move is legal; journaled before
+    /// it takes effect. Answers the entry's body.
+    pub async fn change(
+        &self,
+        name: &str,
+        to: Lane,
+        who: Mover,
+        reason: &str,
+        journal: &JournalClient,
+        opts: &CallOptions,
+    ) -> Result<LaneChange, LaneError> {
+        let d = self
+            .drivers
+            .get(name)
+            .ok_or_else(|| LaneError::UnknownDriver(name.to_owned()))?;
+        if reason.trim().is_empty() || reason.len() > MAX_REASON_BYTES {
+            return Err(LaneError::Reason);
+        }
+        let _one = self.changing.lock().await;
+        let from = self.lane(name).unwrap_or(Lane::Testing);
+        from.check_move(to)?;
+        self.record(d, Some(from), to, who, reason.to_owned(), journal, opts)
+            .await
+    }
+
+    /// Journals one move (and the live driver it displaces), then applies it. The caller
+    /// holds `changing`.
+    #[allow(clippy::too_many_arguments)]
+    async fn record(
+        &self,
+        d: &Arc<DriverInstance>,
+        from: Option<Lane>,
+        to: Lane,
+        who: Mover,
+        reason: String,
+        journal: &JournalClient,
+        opts: &CallOptions,
+    ) -> Result<LaneChange, LaneError> {
+        let capability = d.descriptor.capability.clone();
+        let displaced: Vec<Move> = match (to, self.live(&capability)) {
+            (Lane::Live, Some(other)) if other.name() != d.name() => vec![Move {
+                driver: other.name().to_owned(),
+                artifact_hash: other.descriptor.artifact_hash.clone(),
+                from: Some(Lane::Live),
+                to: Lane::Shadow,
+            }],
+            _ => vec![],
+        };
+        let change = LaneChange {
+            driver: d.name().to_owned(),
+            artifact_hash: d.descriptor.artifact_hash.clone(),
+            from,
+            to,
+            capability,
+            who: who.as_str().to_owned(),
+            reason,
+            rule: None,
+            evidence: None,
+            displaced,
+        };
+        let body = serde_json::to_value(&change).expect("a lane change is plain data");
+        journal
+            .append(
+                crate::journal::NewEntry {
+                    kind: EntryKind::LaneChange,
+                    links: vec![],
+                    body,
+                },
+                opts,
+            )
+            .await
+            .map_err(LaneError::Journal)?;
+        let mut st = self.write();
+        for m in change.moves() {
+            if let Some(d) = self.drivers.get(&m.driver) {
+                set(&mut st, d, m.to);
+            }
+        }
+        tracing::info!(driver = %change.driver, from = ?change.from, to = %change.to, who = %change.who, "lane changed");
+        Ok(change)
+    }
+}
+
+/// Puts driver `d` in `lane`, keeping the live-driver map in step.
+fn set(st: &mut State, d: &Arc<DriverInstance>, lane: Lane) {
+    let capability = &d.descriptor.capability;
+    st.lanes.insert(d.name().to_owned(), lane);
+    let is_live_one = st
+        .live
+        .get(capability)
+        .is_some_and(|l| l.name() == d.name());
+    if lane == Lane::Live {
+        st.live.insert(capability.clone(), d.clone());
+    } else if is_live_one {
+        st.live.remove(capability);
+    }
+}
+
+/// Calls `f` with every entry of `kind` and its body, in log order, reading `page`
+/// entries at a time.
+pub(crate) async fn scan(
+    journal: &JournalClient,
+    kind: EntryKind,
+    page: usize,
+    opts: &CallOptions,
+    mut f: impl FnMut(&crate::act::Stored, serde_json::Value) -> Result<(), Refusal>,
+) -> Result<(), Refusal> {
+    let filter = Filter {
+        kind: Some(kind),
+        since: None,
+        until: None,
+    };
+    let mut after = None;
+    loop {
+        let (entries, next) = journal.query(filter.clone(), after, page, opts).await?;
+        for stored in entries {
+            let entry = Entry::from_bytes(&stored.bytes).map_err(|e| {
+                Refusal::Internal(format!("entry {} cannot be read: {e}", stored.index))
+            })?;
+            f(&crate::act::Stored::of(&stored), entry.body)?;
+        }
+        match next {
+            Some(n) => after = Some(n),
+            None => return Ok(()),
+        }
+    }
+}

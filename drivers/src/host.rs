@@ -1,0 +1,174 @@
+//! A driver as a supervised worker: one [`DriverHost`] per driver instance, built from its
+//! manifest, answering the calls of the act pipeline. The host is where a driver's
+//! obligations are held around each push ([`push_checked`]), so no call reaches a driver
+//! any other way.
+
+use crate::driver::{push_checked, Driver, Outcome, Prediction};
+use crate::manifest::{Kind, Manifest};
+use crate::obligations::{Obligations, Violation};
+use axon_protocols::intent::AxonIntent;
+use axon_supervisors::{Worker, WorkerContext, WorkerError};
+use serde_json::Value;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
+
+/// One call to a driver.
+#[derive(Clone, Debug)]
+pub enum DriverCall {
+    /// The twin: what a push would do, with no side effect.
+    Predict(Arc<AxonIntent>),
+    /// The side effect. The ticket settles, once, whether the push started or was
+    /// withdrawn by its caller before it started.
+    Push(Arc<AxonIntent>, Arc<Ticket>),
+    /// A read.
+    Pull(Value),
+}
+
+/// What a driver answered.
+#[derive(Clone, Debug, PartialEq)]
+pub enum DriverAnswer {
+    Prediction(Prediction),
+    Outcome(Outcome),
+    /// The intent broke the driver's obligations; the driver was not called.
+    Refused(Violation),
+    /// The caller withdrew the push before it started; the driver was not called.
+    Withdrawn,
+}
+
+/// Whether a push started: settled once, either by the host as it starts the push or by
+/// the caller as it gives up waiting. So a caller whose deadline passed knows for certain
+/// whether the side effect can still happen.
+#[derive(Debug, Default)]
+pub struct Ticket(AtomicU8);
+
+const QUEUED: u8 = 0;
+const STARTED: u8 = 1;
+const WITHDRAWN: u8 = 2;
+
+impl Ticket {
+    pub fn new() -> Arc<Self> {
+        Arc::default()
+    }
+
+    /// Withdraws the push if it has not started: true when it never will.
+    pub fn withdraw(&self) -> bool {
+        self.settle(WITHDRAWN) == WITHDRAWN
+    }
+
+    /// Starts the push if it was not withdrawn: true when it may run.
+    fn start(&self) -> bool {
+        self.settle(STARTED) == STARTED
+    }
+
+    /// Settles the ticket as `to` unless it is settled already; answers how it is settled.
+    fn settle(&self, to: u8) -> u8 {
+        match self
+            .0
+            .compare_exchange(QUEUED, to, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => to,
+            Err(now) => now,
+        }
+    }
+}
+
+/// Hosts one driver instance.
+pub struct DriverHost {
+    driver: Box<dyn Driver>,
+    obligations: Obligations,
+}
+
+impl DriverHost {
+    /// The host of `manifest`'s driver, built anew (each incarnation starts clean).
+    pub fn new(manifest: &Manifest) -> Self {
+        Self {
+            driver: build(manifest),
+            obligations: manifest.obligations.clone(),
+        }
+    }
+}
+
+/// The driver `manifest` describes.
+pub fn build(manifest: &Manifest) -> Box<dyn Driver> {
+    match manifest.kind {
+        Kind::Echo => Box::new(crate::echo::Echo::new(manifest.descriptor())),
+    }
+}
+
+impl Worker for DriverHost {
+    type Request = DriverCall;
+    type Response = DriverAnswer;
+
+    fn handle(
+        &mut self,
+        call: DriverCall,
+        _cx: &mut WorkerContext,
+    ) -> Result<DriverAnswer, WorkerError> {
+        Ok(match call {
+            DriverCall::Predict(intent) => DriverAnswer::Prediction(self.driver.predict(&intent)),
+            DriverCall::Push(_, ticket) if !ticket.start() => DriverAnswer::Withdrawn,
+            DriverCall::Push(intent, _) => {
+                match push_checked(&mut *self.driver, &self.obligations, &intent) {
+                    Ok(outcome) => DriverAnswer::Outcome(outcome),
+                    Err(v) => DriverAnswer::Refused(v),
+                }
+            }
+            DriverCall::Pull(query) => DriverAnswer::Outcome(self.driver.pull(&query)),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn intent(args: Value) -> Arc<AxonIntent> {
+        Arc::new(
+            serde_json::from_value(json!({"capability": "urn:axon:cap:echo", "args": args}))
+                .unwrap(),
+        )
+    }
+
+    #[test]
+    fn the_echo_host_predicts_and_pushes_the_arguments() {
+        let mut host = DriverHost::new(crate::builtin_manifest("echo").unwrap());
+        let mut cx = WorkerContext::new("echo", None);
+        let args = json!({"a": [1, 2]});
+        let p = host
+            .handle(DriverCall::Predict(intent(args.clone())), &mut cx)
+            .unwrap();
+        assert_eq!(
+            p,
+            DriverAnswer::Prediction(Prediction::Expected {
+                output: args.clone(),
+                utility: 1.0
+            })
+        );
+        let ticket = Ticket::new();
+        let o = host
+            .handle(
+                DriverCall::Push(intent(args.clone()), ticket.clone()),
+                &mut cx,
+            )
+            .unwrap();
+        assert_eq!(o, DriverAnswer::Outcome(Outcome::ok(args.clone())));
+        assert!(!ticket.withdraw(), "a started push cannot be withdrawn");
+    }
+
+    #[test]
+    fn a_withdrawn_push_never_reaches_the_driver() {
+        let mut host = DriverHost::new(crate::builtin_manifest("echo").unwrap());
+        let mut cx = WorkerContext::new("echo", None);
+        let ticket = Ticket::new();
+        assert!(ticket.withdraw());
+        assert!(
+            ticket.withdraw(),
+            "withdrawing twice still says it never runs"
+        );
+        let a = host
+            .handle(DriverCall::Push(intent(json!(1)), ticket), &mut cx)
+            .unwrap();
+        assert_eq!(a, DriverAnswer::Withdrawn);
+    }
+}

@@ -1,0 +1,333 @@
+//! `POST /v1/act` (the one door to the drivers), `/v1/actions/...` (what an action came
+//! to, the actions in doubt and their resolution) and `/v1/drivers/...` (the loaded
+//! drivers and their lanes). The handlers only translate: the pipeline and the lanes live
+//! in `axon-actors`.
+
+use crate::api::{entry_json, path_param, refusal_problem, ApiError, AppState, JsonBody};
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use axon_actors::act::{ActError, ResolveError};
+use axon_actors::journal::ActionId;
+use axon_actors::lanes::{DriverInstance, LaneError, Mover};
+use axon_protocols::action::{ActionResult, ActionStatus, Resolution};
+use axon_protocols::intent::AxonIntent;
+use axon_protocols::journal::{Entry, EntryKind};
+use axon_protocols::lane::Lane;
+use axon_protocols::ProblemType;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+/// The principal behind the admin token: the caller intents are de-duplicated under.
+pub(crate) const ADMIN_CALLER: &str = "admin";
+
+/// How many arrays and objects of a journal entry hold the intent, at the deepest: the
+/// entry's object, the result body and its replay capsule, whose `input` is the intent.
+pub(crate) const INTENT_LEVELS_ABOVE: usize = 3;
+
+/// How many arrays and objects of its journal entry hold a resolution's `evidence`: the
+/// entry's object, the result body and the resolution.
+pub(crate) const RESOLUTION_LEVELS_ABOVE: usize = 3;
+
+/// An action's answer, with the HTTP status its status has.
+fn answer(r: &ActionResult) -> HttpResponse {
+    let status =
+        StatusCode::from_u16(r.status.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    if r.status == ActionStatus::InDoubt {
+        tracing::error!(action_id = %r.action_id, reason = r.reason.as_deref().unwrap_or(""), "action in doubt");
+    }
+    HttpResponse::build(status).json(r)
+}
+
+fn act_problem(req: &HttpRequest, e: ActError) -> ApiError {
+    let detail = e.to_string();
+    match e {
+        ActError::Malformed(_) => ApiError::new(ProblemType::MalformedRequest, detail).at(req),
+        ActError::Violation { violation, .. } => {
+            // A JSON Pointer into the request body: the arguments' own pointer, under
+            // `/args`, or the intent's for a precondition.
+            let path = match violation.which {
+                "args" | "limits" => format!("/args{}", violation.path),
+                _ => violation.path.clone(),
+            };
+            ApiError::new(ProblemType::ObligationViolated, detail)
+                .at_path(path)
+                .at(req)
+        }
+        ActError::Conflict { .. } => ApiError::new(ProblemType::IntentConflict, detail).at(req),
+        ActError::Busy { .. } => ApiError::new(ProblemType::Overloaded, detail).at(req),
+        ActError::Driver(e) => crate::api::call_problem(e).at(req),
+        ActError::NotRun { .. } => ApiError::new(ProblemType::Unavailable, detail).at(req),
+        ActError::Journal(r) => refusal_problem(req, r),
+        ActError::Unrecorded { .. } => ApiError::new(ProblemType::ActionUnrecorded, detail).at(req),
+    }
+}
+
+pub(crate) async fn act(
+    req: HttpRequest,
+    st: web::Data<AppState>,
+    body: JsonBody<AxonIntent, INTENT_LEVELS_ABOVE>,
+) -> Result<HttpResponse, ApiError> {
+    let mut intent = body.0;
+    if intent.correlation_id.is_none() {
+        intent.correlation_id = crate::api::correlation_id(&req).map(|c| c.to_string());
+    }
+    match st.act.act(intent, ADMIN_CALLER).await {
+        Ok(r) => Ok(answer(&r)),
+        Err(e) => Err(act_problem(&req, e)),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ActionsQuery {
+    status: Option<String>,
+}
+
+/// `GET /v1/actions?status=in_doubt`.
+pub(crate) async fn actions(
+    req: HttpRequest,
+    st: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let q = web::Query::<ActionsQuery>::from_query(req.query_string())
+        .map_err(|e| ApiError::new(ProblemType::InvalidParameter, e.to_string()).at(&req))?;
+    match q.status.as_deref() {
+        Some("in_doubt") => {}
+        other => {
+            return Err(ApiError::new(
+                ProblemType::InvalidParameter,
+                format!(
+                    "status must be in_doubt (the one list kept whole in memory), not {other:?}; find one action with GET /v1/actions/{{action}}"
+                ),
+            )
+            .at(&req))
+        }
+    }
+    let actions = st.act.in_doubt();
+    Ok(HttpResponse::Ok().json(json!({"status": "in_doubt", "actions": actions})))
+}
+
+/// `GET /v1/actions/{action}`: the intent, the dispatch, the newest result and the capsule
+/// of one action, and every entry of it, from the journal.
+pub(crate) async fn action(
+    req: HttpRequest,
+    st: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let id: ActionId = path_param(&req, "action")?;
+    let entries = st
+        .journal
+        .by_action(id.clone(), &st.call_options(&req))
+        .await
+        .map_err(|r| refusal_problem(&req, r))?;
+    if entries.is_empty() {
+        return Err(ApiError::new(
+            ProblemType::NoSuchAction,
+            format!("no action has id {}", id.as_str()),
+        )
+        .at(&req));
+    }
+    let mut dispatch = Value::Null;
+    let mut result = Value::Null;
+    for e in &entries {
+        let body = Entry::from_bytes(&e.bytes)
+            .map_err(|err| {
+                ApiError::new(
+                    ProblemType::JournalDamaged,
+                    format!("entry {} cannot be read: {err}", e.index),
+                )
+                .at(&req)
+            })?
+            .body;
+        match e.kind {
+            EntryKind::Dispatch => dispatch = body,
+            EntryKind::Result => result = body,
+            _ => {}
+        }
+    }
+    let intent = match &dispatch {
+        Value::Null => result.get("intent").cloned().unwrap_or(Value::Null),
+        d => d["intent"].clone(),
+    };
+    Ok(HttpResponse::Ok().json(json!({
+        "action_id": id.as_str(),
+        "status": result.get("status").cloned().unwrap_or(json!("in_doubt")),
+        "intent": intent,
+        "dispatch": dispatch,
+        "result": result,
+        "capsule": result.get("capsule").cloned().unwrap_or(Value::Null),
+        "entries": entries.iter().map(entry_json).collect::<Vec<_>>(),
+    })))
+}
+
+/// `POST /v1/actions/{action}/resolve`.
+pub(crate) async fn resolve(
+    req: HttpRequest,
+    st: web::Data<AppState>,
+    body: JsonBody<Resolution, RESOLUTION_LEVELS_ABOVE>,
+) -> Result<HttpResponse, ApiError> {
+    let id: ActionId = path_param(&req, "action")?;
+    match st.act.resolve(id.as_str(), body.0).await {
+        Ok(r) => Ok(HttpResponse::Ok().json(r)),
+        Err(e) => {
+            let detail = e.to_string();
+            Err(match e {
+                ResolveError::NoSuchAction(_) => {
+                    ApiError::new(ProblemType::NoSuchAction, detail).at(&req)
+                }
+                ResolveError::NotInDoubt { .. } => {
+                    ApiError::new(ProblemType::NotInDoubt, detail).at(&req)
+                }
+                ResolveError::Reason => {
+                    ApiError::new(ProblemType::MalformedRequest, detail).at(&req)
+                }
+                ResolveError::Journal(r) => refusal_problem(&req, r),
+            })
+        }
+    }
+}
+
+/// One driver as `GET /v1/drivers` shows it.
+fn driver_json(st: &AppState, d: &DriverInstance) -> Value {
+    // Its actor's state: status, restarts, last failure, mailbox.
+    let health = d.worker.node().snapshot(&st.clock);
+    json!({
+        "name": d.name(),
+        "lane": st.act.lanes().lane(d.name()),
+        "artifact_hash": d.descriptor.artifact_hash,
+        "descriptor": d.descriptor,
+        "manifest": d.manifest.file.display().to_string(),
+        "health": health,
+    })
+}
+
+pub(crate) async fn drivers(st: web::Data<AppState>) -> HttpResponse {
+    let all: Vec<Value> = st
+        .act
+        .lanes()
+        .drivers()
+        .map(|d| driver_json(&st, d))
+        .collect();
+    HttpResponse::Ok().json(json!({ "drivers": all }))
+}
+
+fn named_driver<'a>(
+    req: &HttpRequest,
+    st: &'a AppState,
+) -> Result<&'a std::sync::Arc<DriverInstance>, ApiError> {
+    let name = req.match_info().get("name").unwrap_or("");
+    st.act.lanes().driver(name).ok_or_else(|| {
+        ApiError::new(
+            ProblemType::UnknownDriver,
+            format!("no driver named {name:?} is loaded"),
+        )
+        .at(req)
+    })
+}
+
+pub(crate) async fn driver(
+    req: HttpRequest,
+    st: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let d = named_driver(&req, &st)?;
+    Ok(HttpResponse::Ok().json(driver_json(&st, d)))
+}
+
+/// The body of a lane move.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct LaneMove {
+    to: Lane,
+    reason: String,
+}
+
+/// How many arrays and objects of its journal entry hold a lane move's members: the
+/// entry's object and the lane change.
+pub(crate) const LANE_MOVE_LEVELS_ABOVE: usize = 2;
+
+/// Which way a lane route moves a driver.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    Promote,
+    Demote,
+}
+
+/// True when `from → to` goes towards `live` (a promotion) rather than away from it.
+fn is_promotion(from: Lane, to: Lane) -> bool {
+    matches!(
+        (from, to),
+        (Lane::Testing, Lane::Shadow) | (Lane::Shadow, Lane::Live) | (Lane::Retired, Lane::Testing)
+    )
+}
+
+async fn move_lane(
+    req: HttpRequest,
+    st: web::Data<AppState>,
+    body: LaneMove,
+    direction: Direction,
+) -> Result<HttpResponse, ApiError> {
+    let d = named_driver(&req, &st)?.clone();
+    let lanes = st.act.lanes();
+    let from = lanes.lane(d.name()).unwrap_or(Lane::Testing);
+    if from.check_move(body.to).is_ok()
+        && is_promotion(from, body.to) != (direction == Direction::Promote)
+    {
+        let (this, other) = match direction {
+            Direction::Promote => ("promote", "demote"),
+            Direction::Demote => ("demote", "promote"),
+        };
+        return Err(ApiError::new(
+            ProblemType::IllegalLaneMove,
+            format!(
+                "{from} → {} is not a move /{this} makes; send it to /v1/drivers/{}/{other}",
+                body.to,
+                d.name()
+            ),
+        )
+        .at(&req));
+    }
+    let opts = st.call_options(&req);
+    match lanes
+        .change(
+            d.name(),
+            body.to,
+            Mover::Admin,
+            &body.reason,
+            &st.journal,
+            &opts,
+        )
+        .await
+    {
+        Ok(change) => Ok(HttpResponse::Ok().json(json!({
+            "driver": driver_json(&st, &d),
+            "change": change,
+        }))),
+        Err(e) => {
+            let detail = e.to_string();
+            Err(match e {
+                LaneError::UnknownDriver(_) => {
+                    ApiError::new(ProblemType::UnknownDriver, detail).at(&req)
+                }
+                LaneError::Illegal(_) => {
+                    ApiError::new(ProblemType::IllegalLaneMove, detail).at(&req)
+                }
+                LaneError::Reason => ApiError::new(ProblemType::MalformedRequest, detail).at(&req),
+                LaneError::Journal(r) => refusal_problem(&req, r),
+            })
+        }
+    }
+}
+
+pub(crate) async fn promote(
+    req: HttpRequest,
+    st: web::Data<AppState>,
+    body: JsonBody<LaneMove, LANE_MOVE_LEVELS_ABOVE>,
+) -> Result<HttpResponse, ApiError> {
+    move_lane(req, st, body.0, Direction::Promote).await
+}
+
+pub(crate) async fn demote(
+    req: HttpRequest,
+    st: web::Data<AppState>,
+    body: JsonBody<LaneMove, LANE_MOVE_LEVELS_ABOVE>,
+) -> Result<HttpResponse, ApiError> {
+    move_lane(req, st, body.0, Direction::Demote).await
+}
