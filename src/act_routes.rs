@@ -113,11 +113,15 @@ pub(crate) async fn action(
     st: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let id: ActionId = path_param(&req, "action")?;
-    let entries = st
+    let entries = match st
         .journal
         .by_action(id.clone(), &st.call_options(&req))
         .await
-        .map_err(|r| refusal_problem(&req, r))?;
+    {
+        Ok(entries) => entries,
+        Err(axon_actors::journal::Refusal::NotFound(_)) => vec![],
+        Err(r) => return Err(refusal_problem(&req, r)),
+    };
     if entries.is_empty() {
         return Err(ApiError::new(
             ProblemType::NoSuchAction,

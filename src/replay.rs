@@ -147,7 +147,7 @@ mod tests {
             environment: Environment {
                 binary_version: env!("CARGO_PKG_VERSION").into(),
                 config_hash: "x".into(),
-                driver_artifact_hash: hex(blake3::hash(b"builtin:echo@1").as_bytes()),
+                driver_artifact_hash: axon_drivers::echo::descriptor().artifact_hash.clone(),
             },
             input: json!({"capability": "urn:axon:cap:echo", "args": {"a": 1}}),
             output: json!({"a": 1}),

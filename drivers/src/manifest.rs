@@ -312,15 +312,19 @@ impl Manifest {
     }
 }
 
-/// BLAKE3 of what actually runs for `manifest`'s driver: the binary's identity for a
-/// built-in kind, the canonical JSON of the manifest as written for a kind whose
-/// behaviour the manifest defines. The one place this is computed: lanes are keyed by
-/// it, and capsules and replays record and compare it.
+/// BLAKE3 of what actually runs for `manifest`'s driver: the canonical JSON of the
+/// manifest as written (its limits, effect, risk and lane are part of the build), and for
+/// a kind whose code is built into the binary, that code's identity before it. So a
+/// changed manifest, or new code for its kind, is a new build. The one place this is
+/// computed: lanes are keyed by it, and capsules and replays record and compare it.
 pub fn artifact_hash(manifest: &Manifest) -> [u8; 32] {
-    match manifest.kind.builtin_identity() {
-        Some(identity) => *blake3::hash(identity.as_bytes()).as_bytes(),
-        None => *blake3::hash(&manifest.canonical).as_bytes(),
+    let mut h = blake3::Hasher::new();
+    if let Some(identity) = manifest.kind.builtin_identity() {
+        h.update(identity.as_bytes());
+        h.update(&[0]);
     }
+    h.update(&manifest.canonical);
+    *h.finalize().as_bytes()
 }
 
 /// Reads every `*.toml` in `dir`, in name order. Two manifests naming the same driver are

@@ -68,10 +68,20 @@ fn the_compiled_in_echo_manifest_describes_echo() {
     assert_eq!(d.capability, "urn:axon:cap:echo");
     assert_eq!((d.effect, d.risk), (Effect::Read, Risk::Low));
     assert!(!d.can_rollback);
-    // A built-in's artifact is the binary's identity, the one replay capsules record.
-    let identity = blake3::hash(b"builtin:echo@1");
-    assert_eq!(artifact_hash(&m), *identity.as_bytes());
-    assert_eq!(d.artifact_hash, identity.to_hex().to_string());
+    // The artifact is the kind's code (its identity in the binary) and the manifest: the
+    // same text is the same build, a changed limit or lane a new one, as is the same
+    // manifest for another kind's code.
+    assert_eq!(
+        d.artifact_hash,
+        axon_protocols::journal::hex(&artifact_hash(&m))
+    );
+    assert_eq!(artifact_hash(&Manifest::builtin_echo()), artifact_hash(&m));
+    let changed = parse(&ECHO_MANIFEST.replace("deadline_ms = 1000", "deadline_ms = 999")).unwrap();
+    assert_ne!(artifact_hash(&changed), artifact_hash(&m));
+    let relaned = parse(&ECHO_MANIFEST.replace("lane = \"live\"", "lane = \"testing\"")).unwrap();
+    assert_ne!(artifact_hash(&relaned), artifact_hash(&m));
+    let manifest_alone = blake3::hash(b"builtin:echo@1");
+    assert_ne!(artifact_hash(&m), *manifest_alone.as_bytes());
 }
 
 #[test]

@@ -20,6 +20,10 @@ pub enum Fault {
     Delay(Duration),
     /// The actor never handles the message; only a kill ends the wait.
     Hang,
+    /// The handler runs, then its answer waits this long (on the supervision clock)
+    /// before it is sent; the mailbox is not read meanwhile. A worker that did its work
+    /// and answers late (a driver whose side effect landed and whose reply is slow).
+    SlowAnswer(Duration),
 }
 
 #[derive(Clone, Debug)]

@@ -249,9 +249,11 @@ fn drivers_check_prints_the_descriptor_or_names_the_file_and_the_key() {
     assert_eq!(out.status.code(), Some(0));
     let d: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(d["capability"], "urn:axon:cap:echo");
+    let builtin =
+        axon_drivers::manifest::artifact_hash(&axon_drivers::manifest::Manifest::builtin_echo());
     assert_eq!(
         d["artifact_hash"],
-        blake3::hash(b"builtin:echo@1").to_hex().as_str()
+        axon_protocols::journal::hex(&builtin).as_str()
     );
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.toml");

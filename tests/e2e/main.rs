@@ -6,6 +6,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod act;
 mod admin_token;
 mod audit;
 mod bad_input;

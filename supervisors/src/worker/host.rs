@@ -282,23 +282,40 @@ impl<W: Worker> Host<W> {
         }));
         self.handler_seconds
             .observe(handler_seconds_between(started, handler_clock().raw()));
-        match outcome {
-            Ok(Ok(answer)) => {
+        let slow_answer = match fault {
+            Some(Fault::SlowAnswer(d)) => Some(d),
+            _ => None,
+        };
+        match (outcome, slow_answer) {
+            (Ok(Ok(answer)), Some(d)) => {
+                let wait = future::select(
+                    self.clock.sleep(d),
+                    Box::pin(kill_requested(self.stop_rx.clone())),
+                );
+                ctx.wait(wait.into_actor(self).map(move |r, act, _| match r {
+                    Either::Left(_) => act.reply(reply, Outcome::Answered(answer)),
+                    Either::Right(_) => act.reply(
+                        reply,
+                        Outcome::Failed("the actor was killed before sending its answer".into()),
+                    ),
+                }));
+            }
+            (Ok(Ok(answer)), None) => {
                 self.reply(reply, Outcome::Answered(answer));
                 if cx.stop {
                     self.exit = Exit::Normal;
                     ctx.stop();
                 }
             }
-            Ok(Err(WorkerError::Rejected(reason))) => {
+            (Ok(Err(WorkerError::Rejected(reason))), _) => {
                 self.reply(reply, Outcome::Rejected(reason));
             }
-            Ok(Err(WorkerError::Fatal(reason))) => {
+            (Ok(Err(WorkerError::Fatal(reason))), _) => {
                 tracing::warn!(%reason, "actor failed");
                 self.reply(reply, Outcome::Failed(reason.clone()));
                 self.fail(Exit::Failed(reason), ctx);
             }
-            Err(p) => {
+            (Err(p), _) => {
                 let msg = panic_message(&*p);
                 tracing::warn!(panic = %msg, "actor panicked");
                 self.reply(reply, Outcome::Failed(format!("panicked: {msg}")));
