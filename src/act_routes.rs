@@ -8,7 +8,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use axon_actors::act::{ActError, ResolveError};
 use axon_actors::journal::ActionId;
-use axon_actors::lanes::{DriverInstance, LaneError, Mover};
+use axon_actors::lanes::{DriverInstance, LaneError, Mover, Why};
 use axon_protocols::action::{ActionResult, ActionStatus, Resolution};
 use axon_protocols::intent::AxonIntent;
 use axon_protocols::journal::{Entry, EntryKind};
@@ -294,7 +294,7 @@ async fn move_lane(
             d.name(),
             body.to,
             Mover::Admin,
-            &body.reason,
+            Why::because(body.reason),
             &st.journal,
             &opts,
         )

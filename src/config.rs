@@ -104,6 +104,11 @@ pub struct DriversConfig {
     pub manifest_dirs: Vec<PathBuf>,
     /// How long a driver's graceful stop may take before it is killed.
     pub shutdown_timeout_ms: u64,
+    /// Each driver's own restart intensity: more than `max_restarts` within
+    /// `period_seconds` takes it out of live service, and it restarts after `cool_down_ms`.
+    pub max_restarts: u32,
+    pub period_seconds: u64,
+    pub cool_down_ms: u64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -363,6 +368,24 @@ impl Config {
             self.drivers.shutdown_timeout_ms,
             1,
             600_000,
+        )?;
+        range(
+            "drivers.max_restarts",
+            u64::from(self.drivers.max_restarts),
+            0,
+            10_000,
+        )?;
+        range(
+            "drivers.period_seconds",
+            self.drivers.period_seconds,
+            1,
+            86_400,
+        )?;
+        range(
+            "drivers.cool_down_ms",
+            self.drivers.cool_down_ms,
+            0,
+            86_400_000,
         )?;
         if self.drivers.manifest_dirs.len() > 64 {
             return Err(key_err("drivers.manifest_dirs", "at most 64 folders"));

@@ -204,6 +204,9 @@ pub async fn start(cfg: &Config, opts: NodeOptions) -> anyhow::Result<Node> {
         RestartType::Permanent,
     );
     let manifests = load_manifests(cfg)?;
+    // Set once the act pipeline exists: a driver over its own restart intensity is taken
+    // out of live service through it.
+    let act_cell: Rc<std::cell::OnceCell<Arc<Act>>> = Rc::default();
     let mut driver_children = Vec::with_capacity(manifests.len());
     let mut instances = Vec::with_capacity(manifests.len());
     for manifest in manifests {
@@ -225,6 +228,31 @@ pub async fn start(cfg: &Config, opts: NodeOptions) -> anyhow::Result<Node> {
                 },
             )
         };
+        let mut child = child;
+        let (cell, name) = (act_cell.clone(), manifest.name.clone());
+        let d = &cfg.drivers;
+        let evidence = serde_json::json!({
+            "max_restarts": d.max_restarts,
+            "period_seconds": d.period_seconds,
+            "cool_down_ms": d.cool_down_ms,
+        });
+        child.isolation = Some(Isolation {
+            intensity: Intensity {
+                max_restarts: d.max_restarts,
+                period: Duration::from_secs(d.period_seconds),
+            },
+            cool_down: Duration::from_millis(d.cool_down_ms),
+            exceeded: Rc::new(move |reason: &str| {
+                if let Some(act) = cell.get().cloned() {
+                    let (name, reason, evidence) =
+                        (name.clone(), reason.to_owned(), evidence.clone());
+                    actix::spawn(async move {
+                        act.take_out_of_service(&name, &reason, "restart_intensity", evidence)
+                            .await;
+                    });
+                }
+            }),
+        });
         driver_children.push(child);
         instances.push(Arc::new(DriverInstance {
             descriptor: manifest.descriptor(),
@@ -261,6 +289,7 @@ pub async fn start(cfg: &Config, opts: NodeOptions) -> anyhow::Result<Node> {
         &registry,
     )
     .context("registering act metrics")?;
+    let _ = act_cell.set(act.clone());
     let mut root = RootSpec::new(
         &env,
         supervisor_spec(
@@ -472,5 +501,6 @@ fn http_child(
         kind: ChildKind::Worker,
         node,
         start,
+        isolation: None,
     })
 }

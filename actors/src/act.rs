@@ -933,6 +933,40 @@ impl Act {
         Ok(newest)
     }
 
+    /// Takes driver `name` out of live service because its supervisor says so (`reason`):
+    /// a live driver moves to `shadow`, journaled with the rule that fired. A driver in
+    /// any other lane serves no live traffic already, and stays where it is.
+    pub async fn take_out_of_service(&self, name: &str, reason: &str, rule: &str, evidence: Value) {
+        if self.lanes.lane(name) != Some(axon_protocols::lane::Lane::Live) {
+            tracing::warn!(driver = %name, %reason, "driver over its restart intensity; not live, so its lane stays");
+            return;
+        }
+        let why = crate::lanes::Why {
+            reason: reason.to_owned(),
+            rule: Some(rule.to_owned()),
+            evidence: Some(evidence),
+        };
+        match self
+            .lanes
+            .change(
+                name,
+                axon_protocols::lane::Lane::Shadow,
+                crate::lanes::Mover::Supervisor,
+                why,
+                &self.journal,
+                &self.journal_opts(),
+            )
+            .await
+        {
+            Ok(_) => {
+                tracing::error!(driver = %name, %reason, "driver demoted to shadow by its supervisor")
+            }
+            Err(e) => {
+                tracing::error!(driver = %name, error = %e, "the demotion of a failing driver was not journaled; it stays live")
+            }
+        }
+    }
+
     /// The actions in doubt, oldest id first.
     pub fn in_doubt(&self) -> Vec<ActionResult> {
         lock(&self.in_doubt)

@@ -51,6 +51,24 @@ impl Mover {
     }
 }
 
+/// Why a lane changes: the reason, and for an automatic move the rule that fired and
+/// the figures it saw.
+#[derive(Clone, Debug, Default)]
+pub struct Why {
+    pub reason: String,
+    pub rule: Option<String>,
+    pub evidence: Option<serde_json::Value>,
+}
+
+impl Why {
+    pub fn because(reason: impl Into<String>) -> Self {
+        Self {
+            reason: reason.into(),
+            ..Self::default()
+        }
+    }
+}
+
 /// Why a lane did not change.
 #[derive(Debug, thiserror::Error)]
 pub enum LaneError {
@@ -160,11 +178,11 @@ impl Lanes {
         for d in self.drivers.values() {
             if !found.contains_key(d.name()) {
                 let to = d.manifest.initial_lane;
-                let reason = format!(
+                let why = Why::because(format!(
                     "first load of build {} of {}: the manifest's initial lane",
                     d.descriptor.artifact_hash, d.descriptor.name
-                );
-                self.record(d, None, to, Mover::Manifest, reason, journal, opts)
+                ));
+                self.record(d, None, to, Mover::Manifest, why, journal, opts)
                     .await
                     .map_err(|e| match e {
                         LaneError::Journal(r) => r,
@@ -181,14 +199,14 @@ impl Lanes {
             .is_some_and(|d| d.descriptor.artifact_hash == m.artifact_hash)
     }
 
-    /// Moves driver `name` to `to`, for `reason`, if the move is legal; journaled before
-    /// it takes effect. Answers the entry's body.
+    /// Moves driver `name` to `to`, for `why`, if the move is legal; journaled before it
+    /// takes effect. Answers the entry's body.
     pub async fn change(
         &self,
         name: &str,
         to: Lane,
         who: Mover,
-        reason: &str,
+        why: Why,
         journal: &JournalClient,
         opts: &CallOptions,
     ) -> Result<LaneChange, LaneError> {
@@ -196,13 +214,13 @@ impl Lanes {
             .drivers
             .get(name)
             .ok_or_else(|| LaneError::UnknownDriver(name.to_owned()))?;
-        if reason.trim().is_empty() || reason.len() > MAX_REASON_BYTES {
+        if why.reason.trim().is_empty() || why.reason.len() > MAX_REASON_BYTES {
             return Err(LaneError::Reason);
         }
         let _one = self.changing.lock().await;
         let from = self.lane(name).unwrap_or(Lane::Testing);
         from.check_move(to)?;
-        self.record(d, Some(from), to, who, reason.to_owned(), journal, opts)
+        self.record(d, Some(from), to, who, why, journal, opts)
             .await
     }
 
@@ -215,7 +233,7 @@ impl Lanes {
         from: Option<Lane>,
         to: Lane,
         who: Mover,
-        reason: String,
+        why: Why,
         journal: &JournalClient,
         opts: &CallOptions,
     ) -> Result<LaneChange, LaneError> {
@@ -236,9 +254,9 @@ impl Lanes {
             to,
             capability,
             who: who.as_str().to_owned(),
-            reason,
-            rule: None,
-            evidence: None,
+            reason: why.reason,
+            rule: why.rule,
+            evidence: why.evidence,
             displaced,
         };
         let body = serde_json::to_value(&change).expect("a lane change is plain data");

@@ -62,8 +62,8 @@ pub use fault::{Fault, FaultInjector};
 pub use metrics::Metrics;
 pub use supervisor::{
     request_restart, restart_actor, start_root, supervisor, Bounds, ChildControl, ChildSpec,
-    Command, Exit, Intensity, RestartError, Root, RootSpec, Running, Shutdown, StartError, StartFn,
-    StopLevel, SupervisorSpec,
+    Command, Exit, Intensity, Isolation, RestartError, Root, RootSpec, Running, Shutdown,
+    StartError, StartFn, StopLevel, SupervisorSpec,
 };
 pub use tree::{Mailbox, TreeNode};
 pub use worker::{

@@ -82,6 +82,8 @@ pub struct Metrics {
     pub exits: IntCounterVec,
     /// Supervisors that gave up because their restart intensity was exceeded.
     pub escalations: IntCounterVec,
+    /// Times an isolated child went past its own restart intensity.
+    pub isolated_exceeded: IntCounterVec,
     /// Children that did not stop after a kill within the bound and were abandoned.
     pub abandoned: IntCounterVec,
 }
@@ -139,6 +141,13 @@ impl Metrics {
                 ),
                 &["supervisor"],
             )?,
+            isolated_exceeded: IntCounterVec::new(
+                Opts::new(
+                    "axon_supervisor_isolated_exceeded_total",
+                    "Times an isolated child (a driver) went past its own restart intensity and was taken out of service",
+                ),
+                &["supervisor", "child"],
+            )?,
             abandoned: IntCounterVec::new(
                 Opts::new(
                     "axon_supervisor_abandoned_total",
@@ -156,6 +165,7 @@ impl Metrics {
         registry.register(Box::new(m.restarts.clone()))?;
         registry.register(Box::new(m.exits.clone()))?;
         registry.register(Box::new(m.escalations.clone()))?;
+        registry.register(Box::new(m.isolated_exceeded.clone()))?;
         registry.register(Box::new(m.abandoned.clone()))?;
         Ok(m)
     }

@@ -146,6 +146,30 @@ pub struct ChildSpec {
     pub kind: ChildKind,
     pub node: Arc<TreeNode>,
     pub start: StartFn,
+    /// `Some` for a child whose failures stay its own (a driver): see [`Isolation`].
+    pub isolation: Option<Isolation>,
+}
+
+/// A child whose failures never count against its supervisor's restart intensity and
+/// never escalate — Axon's departure from OTP for drivers, so that one bad plugin never
+/// takes the node down. The child has an intensity of its own and restarts alone (its
+/// supervisor's strategy touches no sibling for it). Past its intensity, `exceeded` is
+/// told why (it moves the child out of service: a driver is demoted) and the child is
+/// restarted once `cool_down` has passed, with its own count cleared.
+#[derive(Clone)]
+pub struct Isolation {
+    pub intensity: Intensity,
+    pub cool_down: Duration,
+    pub exceeded: Rc<dyn Fn(&str)>,
+}
+
+impl std::fmt::Debug for Isolation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Isolation")
+            .field("intensity", &self.intensity)
+            .field("cool_down", &self.cool_down)
+            .finish()
+    }
 }
 
 /// Restart intensity: more than `max_restarts` restarts within `period` escalates.
@@ -153,6 +177,18 @@ pub struct ChildSpec {
 pub struct Intensity {
     pub max_restarts: u32,
     pub period: Duration,
+}
+
+/// Forgets the restarts in `history` that left `intensity`'s window at `now`; true if one
+/// more fits in it.
+fn fits(history: &mut VecDeque<Duration>, intensity: Intensity, now: Duration) -> bool {
+    while history
+        .front()
+        .is_some_and(|t| now.saturating_sub(*t) >= intensity.period)
+    {
+        history.pop_front();
+    }
+    history.len() < intensity.max_restarts as usize
 }
 
 /// A supervisor: its strategy, limits and children (started in this order).
@@ -201,6 +237,7 @@ pub fn supervisor(env: &Env, spec: SupervisorSpec, restart: RestartType) -> Chil
         kind: ChildKind::Supervisor,
         node: def.node.clone(),
         start: Rc::new(move || start_incarnation(def.clone())),
+        isolation: None,
     }
 }
 
@@ -270,6 +307,7 @@ fn start_incarnation(
                     run: None,
                     state: SlotState::Stopped,
                     backoff: BackoffState::default(),
+                    own_history: VecDeque::new(),
                 })
                 .collect(),
             def: def.clone(),
@@ -520,6 +558,8 @@ struct Slot {
     run: Option<RunningChild>,
     state: SlotState,
     backoff: BackoffState,
+    /// The restarts of an isolated child, in its own intensity window.
+    own_history: VecDeque<Duration>,
 }
 
 struct RunningChild {
@@ -718,6 +758,9 @@ impl Supervisor {
         let mut next = Some(first);
         while let Some(step) = next.take() {
             next = match step {
+                Recovery::Failed(i, exit) if self.slots[i].spec.isolation.is_some() => {
+                    self.recover_isolated(i, exit)
+                }
                 Recovery::Failed(i, exit) => {
                     let now = self.def.env.clock.now();
                     if !self.within_intensity(now) {
@@ -765,18 +808,60 @@ impl Supervisor {
 
     /// Forgets the restarts that left the intensity window; true if one more fits in it.
     fn within_intensity(&mut self, now: Duration) -> bool {
-        let Intensity {
-            max_restarts,
-            period,
-        } = self.def.intensity;
-        while self
-            .history
-            .front()
-            .is_some_and(|t| now.saturating_sub(*t) >= period)
-        {
-            self.history.pop_front();
+        fits(&mut self.history, self.def.intensity, now)
+    }
+
+    /// The failure of an isolated child: restarted alone after its backoff while within
+    /// its own intensity; past it, taken out of service and restarted after its
+    /// cool-down. Never counted against this supervisor, never escalated.
+    fn recover_isolated(&mut self, i: usize, exit: Exit) -> Option<Recovery> {
+        let now = self.def.env.clock.now();
+        let iso = self.slots[i]
+            .spec
+            .isolation
+            .clone()
+            .expect("called for an isolated child");
+        let within = fits(&mut self.slots[i].own_history, iso.intensity, now);
+        let delay = if within {
+            self.slots[i].own_history.push_back(now);
+            self.backoff_delay(i, now)
+        } else {
+            self.slots[i].own_history.clear();
+            let reason = format!(
+                "{}: child {} {exit}; its own restart intensity exceeded (more than {} restarts within {}s): restarted after a cool-down of {}s",
+                self.def.id,
+                self.child_id(i),
+                iso.intensity.max_restarts,
+                iso.intensity.period.as_secs_f64(),
+                iso.cool_down.as_secs_f64()
+            );
+            tracing::error!(supervisor = %self.def.id, child = %self.child_id(i), %reason, "isolated child over its intensity: taken out of service");
+            self.def
+                .env
+                .metrics
+                .isolated_exceeded
+                .with_label_values(&[&self.def.id, self.child_id(i)])
+                .inc();
+            (iso.exceeded)(&reason);
+            iso.cool_down
+        };
+        self.prune_pending(&[i]);
+        self.mark_restarting(&[i], now);
+        tracing::warn!(
+            supervisor = %self.def.id,
+            child = %self.child_id(i),
+            %exit,
+            delay_ms = delay.as_millis() as u64,
+            "isolated child exited; restarting it alone"
+        );
+        if delay.is_zero() {
+            return Some(Recovery::StartNow(vec![i]));
         }
-        self.history.len() < max_restarts as usize
+        self.pending.push(PendingRestart {
+            at: now + delay,
+            children: vec![i],
+        });
+        None
     }
 
     /// Gives up: stops every child and returns this supervisor's failure, which its own
@@ -810,6 +895,7 @@ impl Supervisor {
     }
 
     /// The children the strategy restarts when child `i` fails, in start order.
+    /// (An isolated child restarts alone: see [`Self::recover_isolated`].)
     fn affected_by(&self, i: usize) -> Vec<usize> {
         let n = self.slots.len();
         match self.def.strategy {

@@ -63,6 +63,7 @@ fn bomb() -> ChildSpec {
                 })
             })
         }),
+        isolation: None,
     }
 }
 
@@ -147,6 +148,7 @@ fn broken() -> ChildSpec {
         start: std::rc::Rc::new(|| {
             Box::pin(async { Err(StartError::Refused("cannot start".into())) })
         }),
+        isolation: None,
     }
 }
 

@@ -585,3 +585,105 @@ fn an_action_cut_off_by_a_crash_is_in_doubt_after_the_restart() {
     assert_eq!(v["result"]["resolution"]["ran"], false);
     assert_eq!(sigterm_and_wait(node).0, 0);
 }
+
+#[test]
+fn a_driver_that_panics_past_its_restart_intensity_ends_in_shadow_and_the_node_keeps_answering() {
+    let n = TestNode::builder()
+        .manual_clock()
+        .driver(&echo_manifest("flaky", 16))
+        .config(|c| {
+            c.drivers.max_restarts = 1;
+            c.drivers.cool_down_ms = 10_000;
+            c.supervision.drivers.min_backoff_ms = 0;
+            c.supervision.drivers.max_backoff_ms = 0;
+            // The drivers supervisor allows no restart of its own: any driver failure it
+            // counted would make it give up and take the node down.
+            c.supervision.drivers.max_restarts = 0;
+        })
+        .start();
+    let lane = |n: &TestNode| -> Value {
+        n.get("/v1/drivers/flaky").json::<Value>().unwrap()["lane"].clone()
+    };
+    n.inject("flaky", Fault::Panic, None);
+    // The first panic is within its intensity: restarted at once.
+    let (_, v) = act(&n, &intent("urn:axon:cap:flaky", "f-1", json!(1)));
+    assert_eq!(v["status"], "blocked", "{v}");
+    wait_until("flaky is back", Duration::from_secs(10), || {
+        n.actor("flaky")
+            .is_some_and(|a| a.restarts_total == 1 && a.status == axon_harness::NodeStatus::Running)
+    })
+    .unwrap();
+    assert_eq!(lane(&n), "live");
+    // The second is past it: moved to shadow by its supervisor, journaled with the rule.
+    let (_, v) = act(&n, &intent("urn:axon:cap:flaky", "f-2", json!(2)));
+    assert_eq!(v["status"], "blocked", "{v}");
+    wait_until("flaky is in shadow", Duration::from_secs(10), || {
+        lane(&n) == "shadow"
+    })
+    .unwrap();
+    let (_, v) = act(&n, &intent("urn:axon:cap:flaky", "f-3", json!(3)));
+    assert_eq!(v["status"], "blocked", "{v}");
+    assert!(
+        v["reason"].as_str().unwrap().contains("no driver is live"),
+        "{v}"
+    );
+    let changes: Value = n
+        .get("/v1/journal/entries?kind=lane_change")
+        .json()
+        .unwrap();
+    let last = changes["entries"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    let bytes = base64::Engine::decode(
+        &base64::engine::general_purpose::STANDARD,
+        last["bytes_b64"].as_str().unwrap(),
+    )
+    .unwrap();
+    let entry = axon_protocols::journal::Entry::from_bytes(&bytes).unwrap();
+    assert_eq!(
+        (
+            &entry.body["driver"],
+            &entry.body["who"],
+            &entry.body["rule"]
+        ),
+        (
+            &json!("flaky"),
+            &json!("supervisor"),
+            &json!("restart_intensity")
+        )
+    );
+    assert_eq!(entry.body["evidence"]["max_restarts"], 1);
+    assert!(entry.body["reason"]
+        .as_str()
+        .unwrap()
+        .contains("own restart intensity exceeded"));
+
+    // The node, the journal and the other drivers keep answering.
+    assert_eq!(n.get("/healthz").status(), 200);
+    let (status, v) = act(&n, &intent(ECHO, "e-1", json!("still here")));
+    assert_eq!((status, v["status"].as_str()), (200, Some("ok")), "{v}");
+    assert_eq!(
+        n.actor("drivers").unwrap().status,
+        axon_harness::NodeStatus::Running
+    );
+    assert_eq!(
+        n.metric(
+            "axon_supervisor_escalations_total",
+            &[("supervisor", "drivers")]
+        ),
+        Some(0.0)
+    );
+    // After its cool-down it runs again, still in shadow until an operator promotes it.
+    n.clear_faults("flaky");
+    n.advance(Duration::from_secs(10));
+    n.wait_for_status(
+        "flaky",
+        axon_harness::NodeStatus::Running,
+        Duration::from_secs(10),
+    )
+    .unwrap();
+    assert_eq!(lane(&n), "shadow");
+}

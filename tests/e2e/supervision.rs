@@ -242,28 +242,33 @@ fn the_tree_shows_every_node_with_its_state() {
 fn when_the_root_gives_up_the_node_stops_and_says_why() {
     let node = TestNode::builder()
         .config(|c| {
-            c.supervision.drivers.max_restarts = 1;
-            c.supervision.drivers.min_backoff_ms = 0;
-            c.supervision.drivers.max_backoff_ms = 0;
+            c.supervision.core.max_restarts = 1;
+            c.supervision.core.min_backoff_ms = 0;
+            c.supervision.core.max_backoff_ms = 0;
             c.supervision.root.max_restarts = 0;
         })
         .start();
-    node.inject("echo", Fault::Panic, None);
-    // First panic: restarted. Second: drivers exceeds its intensity and fails; the root
-    // (allowed no restarts) gives up too.
+    node.inject("journal", Fault::Panic, None);
+    // First panic: restarted. Second: core exceeds its intensity and fails; the root
+    // (allowed no restarts) gives up too. (A driver cannot do this: its failures stay its
+    // own.)
     for _ in 0..2 {
         let _ = node
             .client()
-            .post(node.url("/v1/act"))
+            .post(node.url("/v1/journal/notes"))
             .bearer_auth(&node.admin_token)
-            .json(&json!({"capability": axon_harness::ECHO, "args": 1}))
+            .json(&json!({"text": "boom"}))
             .send();
-        let _ = wait_until("echo is down or back", Duration::from_secs(5), || {
-            node.has_stopped()
-                || node
-                    .actor("echo")
-                    .is_some_and(|n| n.status == NodeStatus::Running)
-        });
+        let _ = wait_until(
+            "the journal is down or back",
+            Duration::from_secs(5),
+            || {
+                node.has_stopped()
+                    || node
+                        .actor("journal")
+                        .is_some_and(|n| n.status == NodeStatus::Running && n.restarts_total > 0)
+            },
+        );
     }
     let exit = node.wait_exit(Duration::from_secs(20)).unwrap();
     let Exit::Failed(reason) = exit else {
@@ -271,7 +276,7 @@ fn when_the_root_gives_up_the_node_stops_and_says_why() {
     };
     assert!(
         reason.starts_with(
-            "root: child drivers failed: drivers: child echo panicked: injected panic in echo"
+            "root: child core failed: core: child journal panicked: injected panic in journal"
         ),
         "{reason}"
     );

@@ -186,6 +186,7 @@ where
         kind: ChildKind::Worker,
         node,
         start,
+        isolation: None,
     };
     (child, WorkerRef { shared })
 }
