@@ -12,6 +12,7 @@ pub mod api;
 pub mod bench;
 pub mod config;
 pub mod data_dir;
+pub mod drivers_cli;
 pub mod http;
 pub mod journal_routes;
 pub mod node;

@@ -34,7 +34,7 @@ enum Command {
         #[arg(long)]
         otlp_endpoint: Option<String>,
     },
-    /// Driver manifests.
+    /// Driver manifests, and the drivers of a running node.
     Drivers {
         #[command(subcommand)]
         what: DriversWhat,
@@ -109,6 +109,89 @@ enum DriversWhat {
     /// descriptor (with its artifact hash) as JSON; exit 1 names the file and the key
     /// that is wrong.
     Check { file: PathBuf },
+    /// The drivers of a running node: name, lane, health, capability, artifact hash.
+    List {
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+    /// One driver of a running node, as JSON.
+    Show {
+        name: String,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+    /// Moves a driver towards live: testing → shadow, shadow → live, retired → testing.
+    Promote {
+        name: String,
+        /// The lane to move to.
+        #[arg(long)]
+        to: String,
+        /// Why (journaled with the move).
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+    /// Moves a driver away from live: live → shadow, shadow → testing, any → retired.
+    Demote {
+        name: String,
+        #[arg(long)]
+        to: String,
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+}
+
+/// Where a running node is.
+#[derive(clap::Args)]
+struct NodeArgs {
+    /// The node's admin endpoint [default: http://<http.listen of the configuration>].
+    #[arg(long)]
+    url: Option<String>,
+    /// The admin token's file [default: <data-dir>/admin.token].
+    #[arg(long)]
+    token_file: Option<PathBuf>,
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// [default: ./axon-data]
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
+impl NodeArgs {
+    fn target(self) -> Result<axon::drivers_cli::Target, i32> {
+        let flags = Overrides {
+            data_dir: self.data_dir,
+            ..Default::default()
+        };
+        match Config::load(self.config.as_deref(), std::env::vars(), &flags) {
+            Ok(cfg) => Ok(axon::drivers_cli::Target::new(
+                &cfg,
+                self.url,
+                self.token_file,
+            )),
+            Err(e) => {
+                eprintln!("axon: {e}");
+                Err(2)
+            }
+        }
+    }
+}
+
+/// Prints what a command against a running node answered; exit 1 on a refusal.
+fn print_answer(r: anyhow::Result<String>) -> i32 {
+    match r {
+        Ok(text) => {
+            print!("{text}");
+            0
+        }
+        Err(e) => {
+            eprintln!("axon: {e:#}");
+            1
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -262,6 +345,46 @@ fn main() {
                 eprintln!("axon: {e}");
                 1
             }
+        },
+        Command::Drivers {
+            what: DriversWhat::List { node },
+        } => match node.target() {
+            Ok(t) => print_answer(axon::drivers_cli::list(&t)),
+            Err(code) => code,
+        },
+        Command::Drivers {
+            what: DriversWhat::Show { name, node },
+        } => match node.target() {
+            Ok(t) => print_answer(axon::drivers_cli::show(&t, &name)),
+            Err(code) => code,
+        },
+        Command::Drivers {
+            what:
+                DriversWhat::Promote {
+                    name,
+                    to,
+                    reason,
+                    node,
+                },
+        } => match node.target() {
+            Ok(t) => print_answer(axon::drivers_cli::move_lane(
+                &t, &name, "promote", &to, &reason,
+            )),
+            Err(code) => code,
+        },
+        Command::Drivers {
+            what:
+                DriversWhat::Demote {
+                    name,
+                    to,
+                    reason,
+                    node,
+                },
+        } => match node.target() {
+            Ok(t) => print_answer(axon::drivers_cli::move_lane(
+                &t, &name, "demote", &to, &reason,
+            )),
+            Err(code) => code,
         },
         Command::Config { config } => {
             match Config::load(config.as_deref(), std::env::vars(), &Overrides::default()) {

@@ -2,7 +2,7 @@
 //! route, refuses bad configuration with the key named, and exits 0 on SIGTERM.
 
 use crate::common::{sigterm_and_wait, spawn_axon};
-use serde_json::Value;
+use serde_json::{json, Value};
 use std::process::Command;
 use std::time::Duration;
 
@@ -267,4 +267,63 @@ fn drivers_check_prints_the_descriptor_or_names_the_file_and_the_key() {
         err.contains(&format!("driver manifest {}: key `risk`", bad.display())),
         "{err}"
     );
+}
+
+#[test]
+fn drivers_are_listed_shown_and_moved_against_a_running_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = spawn_axon(dir.path(), &[], false);
+    let d = dir.path().to_str().unwrap();
+    let axon = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_axon"))
+            .args(args)
+            .args(["--url", &node.base, "--data-dir", d])
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, out, err) = axon(&["drivers", "list"]);
+    assert_eq!(code, 0, "{err}");
+    let line = out.lines().find(|l| l.starts_with("echo ")).unwrap();
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(
+        &fields[..4],
+        ["echo", "live", "running", "urn:axon:cap:echo"]
+    );
+    let (code, out, _) = axon(&["drivers", "show", "echo"]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["lane"], "live");
+    let (code, out, err) = axon(&[
+        "drivers",
+        "demote",
+        "echo",
+        "--to",
+        "shadow",
+        "--reason",
+        "from the CLI",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let change: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (&change["from"], &change["to"], &change["reason"]),
+        (&json!("live"), &json!("shadow"), &json!("from the CLI"))
+    );
+    let (code, _, err) = axon(&[
+        "drivers", "promote", "echo", "--to", "retired", "--reason", "x",
+    ]);
+    assert_eq!(code, 1);
+    assert!(err.contains("illegal-lane-move"), "{err}");
+    let (code, _, err) = axon(&["drivers", "show", "nobody"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("unknown-driver"), "{err}");
+    let (code, _, err) = axon(&[
+        "drivers", "promote", "echo", "--to", "live", "--reason", "back",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(sigterm_and_wait(node).0, 0);
 }
