@@ -224,7 +224,7 @@ pub async fn start(cfg: &Config, opts: NodeOptions) -> anyhow::Result<Node> {
                         cfg.drivers.shutdown_timeout_ms,
                     )),
                     mailbox_capacity: manifest.limits.mailbox_capacity,
-                    factory: move || Ok(DriverHost::new(&manifest)),
+                    factory: move || DriverHost::new(&manifest),
                 },
             )
         };

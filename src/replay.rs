@@ -103,9 +103,13 @@ pub fn compare(
             env!("CARGO_PKG_VERSION")
         ));
     }
-    let artifact = axon_drivers::builtin_manifest(&capsule.driver)
+    // The driver replays from the manifest the capsule recorded (checked against the
+    // recorded artifact hash); a build of this binary may differ from it.
+    let current = axon_drivers::builtin_manifest(&capsule.driver)
         .map(|m| hex(&axon_drivers::manifest::artifact_hash(m)));
-    if artifact.as_deref() != Some(capsule.environment.driver_artifact_hash.as_str()) {
+    if capsule.environment.manifest.is_none()
+        && current.as_deref() != Some(capsule.environment.driver_artifact_hash.as_str())
+    {
         notes.push(format!(
             "the {} driver's artifact differs from the recorded one",
             capsule.driver
@@ -128,8 +132,7 @@ pub fn replay(cfg: &JournalConfig, action: &str) -> anyhow::Result<ReplayReport>
     j.use_index_if_current();
     // Offline there is time to read every entry the index does not cover.
     let (index, capsule) = find(&j.reader().with_scan_max(usize::MAX), action)?;
-    let replayed = axon_drivers::replay(&capsule.driver, &capsule.input, &capsule.seeds)
-        .map_err(|e| anyhow!("{e}"))?;
+    let replayed = axon_drivers::replay(&capsule).map_err(|e| anyhow!("{e}"))?;
     compare(&capsule, index, &replayed)
 }
 
@@ -148,10 +151,12 @@ mod tests {
                 binary_version: env!("CARGO_PKG_VERSION").into(),
                 config_hash: "x".into(),
                 driver_artifact_hash: axon_drivers::echo::descriptor().artifact_hash.clone(),
+                manifest: None,
             },
             input: json!({"capability": "urn:axon:cap:echo", "args": {"a": 1}}),
             output: json!({"a": 1}),
             seeds: vec![],
+            state: None,
             clock: RecordedClock {
                 started: "1970-01-01T00:00:00.000Z".into(),
                 finished: "1970-01-01T00:00:00.000Z".into(),

@@ -18,7 +18,7 @@ use crate::journal::{Appended, JournalClient, NewEntry, Refusal, StoredEntry};
 use crate::lanes::{DriverInstance, Lanes};
 use axon_drivers::driver::{Prediction, Status};
 use axon_drivers::host::DriverHost;
-use axon_drivers::host::{DriverAnswer, DriverCall, Ticket};
+use axon_drivers::host::{Action, DriverAnswer, DriverCall, Ticket};
 use axon_drivers::obligations::Violation;
 use axon_protocols::action::{
     action_id, intent_digest, ActionRecord, ActionResult, ActionStatus, Dispatch, Resolution,
@@ -493,14 +493,17 @@ impl Act {
             .map_err(violation)?;
 
         // predict
-        let intent = Arc::new(intent);
-        let deadline = Duration::from_millis(match intent.budget_ms {
+        let intent = Arc::new(Action {
+            action_id: action.clone(),
+            intent,
+        });
+        let deadline = Duration::from_millis(match intent.intent.budget_ms {
             Some(b) => b.min(driver.manifest.limits.deadline_ms),
             None => driver.manifest.limits.deadline_ms,
         });
         let opts = CallOptions {
             deadline,
-            correlation_id: intent.correlation_id.as_deref().map(Arc::from),
+            correlation_id: intent.intent.correlation_id.as_deref().map(Arc::from),
         };
         // The places of the prediction and of the push in the driver's mailbox are
         // taken together, so an action that is dispatched always gets to its driver: a
@@ -522,7 +525,7 @@ impl Act {
                     ActionStatus::Blocked,
                     Some(format!("the twin of {name} failed: {e}")),
                 );
-                r.intent = Some((*intent).clone());
+                r.intent = Some(intent.intent.clone());
                 r.driver = Some(name);
                 return self.record_without_dispatch(owner, r).await;
             }
@@ -538,7 +541,7 @@ impl Act {
             caller: caller.to_owned(),
             intent_id: intent_id.clone(),
             intent_digest: digest.clone(),
-            intent: (*intent).clone(),
+            intent: intent.intent.clone(),
             driver: name.clone(),
             artifact_hash: driver.descriptor.artifact_hash.clone(),
             lane,
@@ -617,7 +620,7 @@ impl Act {
         self: Arc<Self>,
         driver: Arc<DriverInstance>,
         mut permit: Permit<DriverHost>,
-        intent: Arc<AxonIntent>,
+        intent: Arc<Action>,
         opts: CallOptions,
         base: ActionRecord,
         dispatched: Appended,
@@ -636,17 +639,19 @@ impl Act {
             answer = &mut call => Some(answer),
             _ = tokio::time::sleep(deadline) => None,
         };
-        let capsule = |output: &Value, started: Instant| ReplayCapsule {
+        let capsule = |output: &Value, state: Option<Value>, started: Instant| ReplayCapsule {
             action_id: base.action_id.clone(),
             driver: driver.name().to_owned(),
             environment: Environment {
                 binary_version: self.cfg.binary_version.clone(),
                 config_hash: self.cfg.config_hash.clone(),
                 driver_artifact_hash: driver.descriptor.artifact_hash.clone(),
+                manifest: serde_json::from_slice(driver.manifest.canonical()).ok(),
             },
-            input: serde_json::to_value(&*intent).expect("an intent is plain data"),
+            input: serde_json::to_value(&intent.intent).expect("an intent is plain data"),
             output: output.clone(),
             seeds: vec![],
+            state,
             clock: RecordedClock {
                 started: started_wall.clone(),
                 finished: axon_protocols::time::rfc3339(self.clock.wall()),
@@ -661,7 +666,7 @@ impl Act {
                         Status::Ok => ActionStatus::Ok,
                         Status::Failed => ActionStatus::Failed,
                     };
-                    r.capsule = Some(capsule(&o.output, started));
+                    r.capsule = Some(capsule(&o.output, o.replay.clone(), started));
                     r.output = o.output;
                     r.reason = o.reason;
                 }

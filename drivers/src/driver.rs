@@ -7,7 +7,7 @@ use crate::descriptor::DriverDescriptor;
 use crate::obligations::{Obligations, Violation};
 use axon_protocols::intent::AxonIntent;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{json, Value};
 
 /// What the twin expects a push to do, found without any side effect.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -38,6 +38,10 @@ pub struct Outcome {
     /// Why it was not `ok`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// What a replay needs to set the driver up as it was when it acted (a file's length
+    /// before the append, an http exchange), recorded in the capsule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replay: Option<Value>,
 }
 
 impl Outcome {
@@ -46,6 +50,7 @@ impl Outcome {
             status: Status::Ok,
             output,
             reason: None,
+            replay: None,
         }
     }
 
@@ -54,8 +59,22 @@ impl Outcome {
             status: Status::Failed,
             output: Value::Null,
             reason: Some(reason.into()),
+            replay: None,
         }
     }
+
+    /// This outcome, recording what its replay needs.
+    pub fn with_replay(mut self, state: Value) -> Self {
+        self.replay = Some(state);
+        self
+    }
+}
+
+/// One call of a driver: the action it belongs to, and what was asked.
+#[derive(Clone, Copy, Debug)]
+pub struct Call<'a> {
+    pub action_id: &'a str,
+    pub intent: &'a AxonIntent,
 }
 
 /// An action as recorded, for a rollback.
@@ -72,11 +91,11 @@ pub trait Driver: Send + 'static {
     /// What the driver is, what it risks and what it costs.
     fn describe(&self) -> DriverDescriptor;
 
-    /// The twin: what a push of `intent` would do, with no side effect.
-    fn predict(&mut self, intent: &AxonIntent) -> Prediction;
+    /// The twin: what a push of `call` would do, with no side effect.
+    fn predict(&mut self, call: &Call) -> Prediction;
 
     /// The side effect.
-    fn push(&mut self, intent: &AxonIntent) -> Outcome;
+    fn push(&mut self, call: &Call) -> Outcome;
 
     /// A read.
     fn pull(&mut self, query: &Value) -> Outcome;
@@ -91,25 +110,25 @@ pub trait Driver: Send + 'static {
     }
 }
 
-/// Pushes `intent` through `driver` within its obligations: the arguments and the intent
+/// Pushes `call` through `driver` within its obligations: the arguments and the intent
 /// are checked first (a violation is returned and the driver is never called), and an
 /// outcome that breaks the postcondition becomes `failed`, with the reason.
 pub fn push_checked(
     driver: &mut dyn Driver,
     obligations: &Obligations,
-    intent: &AxonIntent,
+    call: &Call,
 ) -> Result<Outcome, Violation> {
-    obligations.check_args(&intent.args)?;
-    let whole = serde_json::to_value(intent).expect("an intent is plain data");
+    obligations.check_args(&call.intent.args)?;
+    let whole = serde_json::to_value(call.intent).expect("an intent is plain data");
     obligations.check_precondition(&whole)?;
-    let outcome = driver.push(intent);
+    let outcome = driver.push(call);
     if outcome.status == Status::Ok {
-        let answered = serde_json::to_value(&outcome).expect("an outcome is plain data");
+        let answered = json!({"status": outcome.status, "output": outcome.output});
         if let Err(v) = obligations.check_postcondition(&answered) {
             return Ok(Outcome {
                 status: Status::Failed,
-                output: outcome.output,
                 reason: Some(v.to_string()),
+                ..outcome
             });
         }
     }

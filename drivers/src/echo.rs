@@ -1,8 +1,7 @@
 //! The echo driver: answers each intent with its arguments and touches nothing.
 
 use crate::descriptor::DriverDescriptor;
-use crate::driver::{Outcome, Prediction};
-use axon_protocols::intent::AxonIntent;
+use crate::driver::{Call, Outcome, Prediction};
 use serde_json::Value;
 
 /// Answers every intent with its arguments.
@@ -50,16 +49,16 @@ impl crate::driver::Driver for Echo {
     }
 
     /// Exact: a push answers the arguments, whatever they are.
-    fn predict(&mut self, intent: &AxonIntent) -> Prediction {
+    fn predict(&mut self, call: &Call) -> Prediction {
         Prediction::Expected {
-            output: intent.args.clone(),
+            output: call.intent.args.clone(),
             utility: 1.0,
         }
     }
 
-    fn push(&mut self, intent: &AxonIntent) -> Outcome {
+    fn push(&mut self, call: &Call) -> Outcome {
         self.handled += 1;
-        Outcome::ok(intent.args.clone())
+        Outcome::ok(call.intent.args.clone())
     }
 
     fn pull(&mut self, query: &Value) -> Outcome {

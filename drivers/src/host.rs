@@ -3,7 +3,7 @@
 //! obligations are held around each push ([`push_checked`]), so no call reaches a driver
 //! any other way.
 
-use crate::driver::{push_checked, Driver, Outcome, Prediction};
+use crate::driver::{push_checked, Call, Driver, Outcome, Prediction, Recorded};
 use crate::manifest::{Kind, Manifest};
 use crate::obligations::{Obligations, Violation};
 use axon_protocols::intent::AxonIntent;
@@ -12,16 +12,34 @@ use serde_json::Value;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 
+/// What an action asks of its driver.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Action {
+    pub action_id: String,
+    pub intent: AxonIntent,
+}
+
+impl Action {
+    fn call(&self) -> Call<'_> {
+        Call {
+            action_id: &self.action_id,
+            intent: &self.intent,
+        }
+    }
+}
+
 /// One call to a driver.
 #[derive(Clone, Debug)]
 pub enum DriverCall {
     /// The twin: what a push would do, with no side effect.
-    Predict(Arc<AxonIntent>),
+    Predict(Arc<Action>),
     /// The side effect. The ticket settles, once, whether the push started or was
     /// withdrawn by its caller before it started.
-    Push(Arc<AxonIntent>, Arc<Ticket>),
+    Push(Arc<Action>, Arc<Ticket>),
     /// A read.
     Pull(Value),
+    /// Undoes a recorded action.
+    Rollback(Box<Recorded>),
 }
 
 /// What a driver answered.
@@ -80,19 +98,25 @@ pub struct DriverHost {
 
 impl DriverHost {
     /// The host of `manifest`'s driver, built anew (each incarnation starts clean).
-    pub fn new(manifest: &Manifest) -> Self {
-        Self {
-            driver: build(manifest),
+    pub fn new(manifest: &Manifest) -> Result<Self, String> {
+        Ok(Self {
+            driver: build(manifest)?,
             obligations: manifest.obligations.clone(),
-        }
+        })
     }
 }
 
 /// The driver `manifest` describes.
-pub fn build(manifest: &Manifest) -> Box<dyn Driver> {
-    match manifest.kind {
-        Kind::Echo => Box::new(crate::echo::Echo::new(manifest.descriptor())),
-    }
+pub fn build(manifest: &Manifest) -> Result<Box<dyn Driver>, String> {
+    Ok(match (manifest.kind, &manifest.file_settings) {
+        (Kind::Echo, _) => Box::new(crate::echo::Echo::new(manifest.descriptor())),
+        (Kind::File, Some(settings)) => Box::new(crate::file::FileDriver::open(
+            manifest.descriptor(),
+            settings,
+            manifest.folder(),
+        )?),
+        (Kind::File, None) => return Err("a file driver's manifest has no [file]".into()),
+    })
 }
 
 impl Worker for DriverHost {
@@ -105,15 +129,20 @@ impl Worker for DriverHost {
         _cx: &mut WorkerContext,
     ) -> Result<DriverAnswer, WorkerError> {
         Ok(match call {
-            DriverCall::Predict(intent) => DriverAnswer::Prediction(self.driver.predict(&intent)),
+            DriverCall::Predict(action) => {
+                DriverAnswer::Prediction(self.driver.predict(&action.call()))
+            }
             DriverCall::Push(_, ticket) if !ticket.start() => DriverAnswer::Withdrawn,
-            DriverCall::Push(intent, _) => {
-                match push_checked(&mut *self.driver, &self.obligations, &intent) {
+            DriverCall::Push(action, _) => {
+                match push_checked(&mut *self.driver, &self.obligations, &action.call()) {
                     Ok(outcome) => DriverAnswer::Outcome(outcome),
                     Err(v) => DriverAnswer::Refused(v),
                 }
             }
             DriverCall::Pull(query) => DriverAnswer::Outcome(self.driver.pull(&query)),
+            DriverCall::Rollback(recorded) => {
+                DriverAnswer::Outcome(self.driver.rollback(&recorded))
+            }
         })
     }
 }
@@ -123,16 +152,19 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn intent(args: Value) -> Arc<AxonIntent> {
-        Arc::new(
-            serde_json::from_value(json!({"capability": "urn:axon:cap:echo", "args": args}))
-                .unwrap(),
-        )
+    fn intent(args: Value) -> Arc<Action> {
+        Arc::new(Action {
+            action_id: "0".repeat(32),
+            intent: serde_json::from_value(
+                json!({"capability": "urn:axon:cap:echo", "args": args}),
+            )
+            .unwrap(),
+        })
     }
 
     #[test]
     fn the_echo_host_predicts_and_pushes_the_arguments() {
-        let mut host = DriverHost::new(crate::builtin_manifest("echo").unwrap());
+        let mut host = DriverHost::new(crate::builtin_manifest("echo").unwrap()).unwrap();
         let mut cx = WorkerContext::new("echo", None);
         let args = json!({"a": [1, 2]});
         let p = host
@@ -158,7 +190,7 @@ mod tests {
 
     #[test]
     fn a_withdrawn_push_never_reaches_the_driver() {
-        let mut host = DriverHost::new(crate::builtin_manifest("echo").unwrap());
+        let mut host = DriverHost::new(crate::builtin_manifest("echo").unwrap()).unwrap();
         let mut cx = WorkerContext::new("echo", None);
         let ticket = Ticket::new();
         assert!(ticket.withdraw());

@@ -17,6 +17,7 @@
 pub mod descriptor;
 pub mod driver;
 pub mod echo;
+pub mod file;
 pub mod host;
 pub mod manifest;
 pub mod obligations;
@@ -33,25 +34,74 @@ pub fn builtin_manifest(driver: &str) -> Option<&'static manifest::Manifest> {
     }
 }
 
-/// Re-runs a recorded push of a built-in driver offline: `input` is the recorded intent,
-/// and the answer is the output the push gives now.
-pub fn replay(driver: &str, input: &Value, _seeds: &[u64]) -> Result<Value, String> {
-    let manifest = builtin_manifest(driver)
-        .ok_or_else(|| format!("no built-in driver named {driver:?} can be replayed"))?;
-    let intent: axon_protocols::intent::AxonIntent = serde_json::from_value(input.clone())
+/// Re-runs the push `capsule` recorded, offline: the driver is rebuilt from the manifest
+/// the capsule holds (the compiled-in one for a capsule that holds none), checked against
+/// the recorded artifact hash, and set up as the capsule says it found the world (a file
+/// driver in a scratch directory). Answers the output the push gives now.
+pub fn replay(capsule: &axon_protocols::capsule::ReplayCapsule) -> Result<Value, String> {
+    let manifest = match &capsule.environment.manifest {
+        Some(m) => manifest::Manifest::from_recorded(m).map_err(|e| e.to_string())?,
+        None => builtin_manifest(&capsule.driver).cloned().ok_or_else(|| {
+            format!(
+                "no built-in driver named {:?} can be replayed",
+                capsule.driver
+            )
+        })?,
+    };
+    let hash = axon_protocols::journal::hex(&manifest::artifact_hash(&manifest));
+    if hash != capsule.environment.driver_artifact_hash {
+        return Err(format!(
+            "the recorded manifest hashes to {hash}, not to the recorded artifact {}",
+            capsule.environment.driver_artifact_hash
+        ));
+    }
+    let intent: axon_protocols::intent::AxonIntent = serde_json::from_value(capsule.input.clone())
         .map_err(|e| format!("the recorded input is not an intent: {e}"))?;
-    let mut host = host::DriverHost::new(manifest);
-    let mut cx = axon_supervisors::WorkerContext::new(driver, None);
-    use axon_supervisors::Worker;
-    match host.handle(
-        host::DriverCall::Push(std::sync::Arc::new(intent), host::Ticket::new()),
-        &mut cx,
-    ) {
-        Ok(host::DriverAnswer::Outcome(o)) => Ok(o.output),
-        Ok(host::DriverAnswer::Refused(v)) => {
-            Err(format!("the recorded intent is refused now: {v}"))
+    let call = driver::Call {
+        action_id: &capsule.action_id,
+        intent: &intent,
+    };
+    match (manifest.kind, &manifest.file_settings) {
+        (manifest::Kind::File, Some(settings)) => {
+            let scratch = Scratch::new()?;
+            file::replay_in(
+                manifest.descriptor(),
+                settings,
+                &scratch.0,
+                &call,
+                capsule.state.as_ref().unwrap_or(&Value::Null),
+            )
         }
-        Ok(other) => Err(format!("a push answered {other:?}")),
-        Err(e) => Err(e.to_string()),
+        _ => {
+            let mut driver = host::build(&manifest)?;
+            let out = driver::push_checked(&mut *driver, &manifest.obligations, &call)
+                .map_err(|v| format!("the recorded intent is refused now: {v}"))?;
+            Ok(out.output)
+        }
+    }
+}
+
+/// A scratch directory, removed when dropped.
+struct Scratch(std::path::PathBuf);
+
+impl Scratch {
+    fn new() -> Result<Self, String> {
+        let dir = std::env::temp_dir().join(format!(
+            "axon-replay-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0)
+        ));
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| format!("cannot create the scratch directory {}: {e}", dir.display()))?;
+        Ok(Self(dir))
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }

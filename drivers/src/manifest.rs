@@ -22,6 +22,8 @@ pub const MAX_MANIFEST_BYTES: u64 = 256 * 1024;
 pub enum Kind {
     /// Answers every intent with its arguments; touches nothing.
     Echo,
+    /// Appends records to files inside one directory (`[file]`).
+    File,
 }
 
 impl Kind {
@@ -30,6 +32,7 @@ impl Kind {
     fn builtin_identity(self) -> Option<&'static str> {
         match self {
             Kind::Echo => Some("builtin:echo@1"),
+            Kind::File => Some("builtin:file@1"),
         }
     }
 
@@ -37,6 +40,23 @@ impl Kind {
         match self {
             // Nothing was done, so there is nothing to undo.
             Kind::Echo => false,
+            // An append is truncated away while nothing was written after it.
+            Kind::File => true,
+        }
+    }
+
+    /// The arguments every driver of this kind needs, checked with its obligations.
+    fn args_schema(self) -> Option<serde_json::Value> {
+        match self {
+            Kind::Echo => None,
+            Kind::File => Some(crate::file::args_schema()),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Echo => "echo",
+            Kind::File => "file",
         }
     }
 }
@@ -55,6 +75,29 @@ pub struct Limits {
     pub max_payload_bytes: u64,
     /// Requests that may wait for the driver.
     pub mailbox_capacity: u64,
+}
+
+/// The settings of a `file` driver (`[file]`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSettings {
+    /// The directory its files live in; a relative one is inside the manifest's folder.
+    pub dir: PathBuf,
+    /// The largest a file may grow; an append past it fails.
+    #[serde(default = "default_max_file_bytes")]
+    pub max_file_bytes: u64,
+    /// How long a starting incarnation waits for an earlier one to let go of the
+    /// directory's lock before it fails to start.
+    #[serde(default = "default_lock_wait_ms")]
+    pub lock_wait_ms: u64,
+}
+
+fn default_max_file_bytes() -> u64 {
+    1 << 30
+}
+
+fn default_lock_wait_ms() -> u64 {
+    5000
 }
 
 /// A manifest as written, before it is checked.
@@ -76,6 +119,8 @@ struct ManifestFile {
     limits: Limits,
     #[serde(default)]
     obligations: ObligationsSpec,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    file: Option<FileSettings>,
 }
 
 fn testing() -> Lane {
@@ -99,6 +144,8 @@ pub struct Manifest {
     pub cost: Cost,
     pub limits: Limits,
     pub obligations: Obligations,
+    /// The settings of a `file` driver.
+    pub file_settings: Option<FileSettings>,
     /// The canonical JSON of the manifest as written, for the artifact hash.
     canonical: Vec<u8>,
 }
@@ -267,8 +314,35 @@ impl Manifest {
             1,
             1 << 20,
         )?;
-        let obligations = Obligations::compile(&w.obligations)
+        let obligations = Obligations::compile(&w.obligations, w.kind.args_schema())
             .map_err(|(which, reason)| key_err(file, &format!("obligations.{which}"), reason))?;
+        match (w.kind, &w.file) {
+            (Kind::File, None) => {
+                return Err(key_err(
+                    file,
+                    "file",
+                    "missing: a file driver needs [file] with its dir",
+                ))
+            }
+            (Kind::File, Some(f)) => {
+                if f.dir.as_os_str().is_empty() {
+                    return Err(key_err(file, "file.dir", "must not be empty"));
+                }
+                range(file, "file.max_file_bytes", f.max_file_bytes, 1, 1 << 40)?;
+                range(file, "file.lock_wait_ms", f.lock_wait_ms, 0, 600_000)?;
+            }
+            (other, Some(_)) => {
+                return Err(key_err(
+                    file,
+                    "file",
+                    format!(
+                        "only a file driver takes [file], not a driver of kind {}",
+                        other.as_str()
+                    ),
+                ))
+            }
+            (_, None) => {}
+        }
         // What the artifact hash covers must have one encoding: a value with none (an
         // integer no double holds, say) is refused here, named by its key.
         let value = serde_json::to_value(&w).expect("a manifest is plain data");
@@ -290,8 +364,31 @@ impl Manifest {
             cost: w.cost,
             limits: w.limits,
             obligations,
+            file_settings: w.file.clone(),
             canonical,
         })
+    }
+
+    /// The folder relative paths of the manifest are read from: its file's.
+    pub fn folder(&self) -> &Path {
+        self.file.parent().unwrap_or(Path::new("."))
+    }
+
+    /// The canonical JSON of the manifest as written: what a capsule records, so that a
+    /// replay rebuilds the driver that ran.
+    pub fn canonical(&self) -> &[u8] {
+        &self.canonical
+    }
+
+    /// The manifest a capsule recorded (its canonical JSON), read back to replay.
+    pub fn from_recorded(value: &serde_json::Value) -> Result<Self, ManifestError> {
+        let file = Path::new("<recorded>");
+        let written: ManifestFile =
+            serde_json::from_value(value.clone()).map_err(|e| ManifestError::Syntax {
+                file: file.to_owned(),
+                reason: e.to_string(),
+            })?;
+        Self::check(written, file)
     }
 
     /// The driver's description of itself.

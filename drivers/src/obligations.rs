@@ -33,6 +33,8 @@ pub struct Violation {
 #[derive(Clone)]
 pub struct Obligations {
     spec: ObligationsSpec,
+    /// The arguments every driver of its kind needs (a file driver's file name).
+    kind_args: Option<std::sync::Arc<jsonschema::Validator>>,
     args: Option<std::sync::Arc<jsonschema::Validator>>,
     precondition: Option<std::sync::Arc<jsonschema::Validator>>,
     postcondition: Option<std::sync::Arc<jsonschema::Validator>>,
@@ -77,9 +79,15 @@ fn check(
 }
 
 impl Obligations {
-    /// Compiles each schema; the error names the obligation and why its schema is bad.
-    pub fn compile(spec: &ObligationsSpec) -> Result<Self, (&'static str, String)> {
+    /// Compiles each schema, with `kind_args` (the arguments the driver's kind needs)
+    /// checked before the manifest's own `args`; the error names the obligation and why
+    /// its schema is bad.
+    pub fn compile(
+        spec: &ObligationsSpec,
+        kind_args: Option<Value>,
+    ) -> Result<Self, (&'static str, String)> {
         Ok(Self {
+            kind_args: compile("args", &kind_args)?,
             args: compile("args", &spec.args)?,
             precondition: compile("precondition", &spec.precondition)?,
             postcondition: compile("postcondition", &spec.postcondition)?,
@@ -94,6 +102,7 @@ impl Obligations {
 
     /// Checks an intent's arguments before the driver sees them.
     pub fn check_args(&self, args: &Value) -> Result<(), Violation> {
+        check("args", &self.kind_args, args)?;
         check("args", &self.args, args)
     }
 

@@ -2,7 +2,7 @@
 //! the key named, whatever the text; obligations hold every call of a driver.
 
 use axon_drivers::descriptor::{Effect, Lane, Risk};
-use axon_drivers::driver::{push_checked, Driver, Outcome, Prediction, Status};
+use axon_drivers::driver::{push_checked, Call, Driver, Outcome, Prediction, Status};
 use axon_drivers::echo::Echo;
 use axon_drivers::manifest::{
     artifact_hash, load_dir, Kind, Manifest, ManifestError, ECHO_MANIFEST,
@@ -43,6 +43,14 @@ fn with_line(key: &str, line: &str) -> String {
         .collect();
     assert!(found, "no line for {key}");
     out.join("\n")
+}
+
+/// A call of `intent` for an action.
+fn call(intent: &AxonIntent) -> Call<'_> {
+    Call {
+        action_id: "00000000000000000000000000000000",
+        intent,
+    }
 }
 
 fn intent(args: Value) -> AxonIntent {
@@ -164,14 +172,24 @@ fn arguments_that_break_the_schema_never_reach_the_driver() {
     let v = push_checked(
         &mut echo,
         &m.obligations,
-        &intent(json!({"to": "far too long"})),
+        &call(&intent(json!({"to": "far too long"}))),
     )
     .unwrap_err();
     assert_eq!((v.which, v.path.as_str()), ("args", "/to"));
-    let v = push_checked(&mut echo, &m.obligations, &intent(json!({"from": "a"}))).unwrap_err();
+    let v = push_checked(
+        &mut echo,
+        &m.obligations,
+        &call(&intent(json!({"from": "a"}))),
+    )
+    .unwrap_err();
     assert_eq!((v.which, v.path.as_str()), ("args", ""));
     assert_eq!(echo.handled(), 0, "a refused intent reached the driver");
-    let ok = push_checked(&mut echo, &m.obligations, &intent(json!({"to": "b"}))).unwrap();
+    let ok = push_checked(
+        &mut echo,
+        &m.obligations,
+        &call(&intent(json!({"to": "b"}))),
+    )
+    .unwrap();
     assert_eq!(ok, Outcome::ok(json!({"to": "b"})));
     assert_eq!(echo.handled(), 1);
 }
@@ -183,14 +201,14 @@ fn an_outcome_that_breaks_the_postcondition_is_failed() {
     );
     let m = parse(&text).unwrap();
     let mut echo = Echo::default();
-    let out = push_checked(&mut echo, &m.obligations, &intent(json!("text"))).unwrap();
+    let out = push_checked(&mut echo, &m.obligations, &call(&intent(json!("text")))).unwrap();
     assert_eq!(out.status, Status::Failed);
     assert!(out.reason.unwrap().contains("postcondition"));
-    let out = push_checked(&mut echo, &m.obligations, &intent(json!(3))).unwrap();
+    let out = push_checked(&mut echo, &m.obligations, &call(&intent(json!(3)))).unwrap();
     assert_eq!(out.status, Status::Ok);
     // The twin of echo is exact.
     assert_eq!(
-        echo.predict(&intent(json!([1]))),
+        echo.predict(&call(&intent(json!([1])))),
         Prediction::Expected {
             output: json!([1]),
             utility: 1.0

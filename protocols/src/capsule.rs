@@ -12,9 +12,14 @@ pub struct Environment {
     pub binary_version: String,
     /// BLAKE3 (hex) of the canonical JSON of the node's effective configuration.
     pub config_hash: String,
-    /// BLAKE3 (hex) of the driver's artifact (for a built-in driver, of its name and
-    /// version).
+    /// BLAKE3 (hex) of the driver's artifact: its manifest, and for a kind built into the
+    /// binary that code's identity.
     pub driver_artifact_hash: String,
+    /// The driver's manifest as it ran (its canonical JSON, parsed), so a replay rebuilds
+    /// the same driver without the node's configuration. Secrets are named in it by
+    /// reference, never held.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifest: Option<Value>,
 }
 
 /// The recorded clock of a call.
@@ -39,6 +44,10 @@ pub struct ReplayCapsule {
     pub output: Value,
     /// The seeds the driver's randomness came from.
     pub seeds: Vec<u64>,
+    /// What the driver saw of the world when it acted, as far as its output depends on it
+    /// (a file's length before an append, an http exchange): a replay starts from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<Value>,
     pub clock: RecordedClock,
 }
 

@@ -60,3 +60,63 @@ fn echo_calls_replay_bit_for_bit() {
     assert_eq!(code, 1);
     assert!(out.contains("neither an action id"), "{out}");
 }
+
+#[test]
+fn a_file_action_replays_bit_for_bit_in_a_scratch_directory() {
+    let data = tempfile::tempdir().unwrap();
+    let dir = data.path().to_owned();
+    let manifest = r#"name = "ledger"
+version = "1.0.0"
+kind = "file"
+capability = "urn:axon:cap:ledger.append"
+effect = "write"
+risk = "medium"
+max_blast_radius = 1
+idempotent = false
+lane = "live"
+[cost]
+expected_ms = 5
+units = 1.0
+[limits]
+deadline_ms = 5000
+concurrency = 1
+rate_per_second = 1000
+max_payload_bytes = 65536
+mailbox_capacity = 64
+[file]
+dir = "records"
+"#;
+    let node = TestNode::builder()
+        .driver(manifest)
+        .config(move |c| c.data_dir = dir.clone())
+        .start();
+    let cap = "urn:axon:cap:ledger.append";
+    let mut last = Value::Null;
+    for n in 0..3 {
+        let res = node.act(
+            cap,
+            &json!({"file": "book.log", "record": {"n": n, "s": "ü"}}),
+        );
+        assert_eq!(res.status(), 200);
+        last = res.json().unwrap();
+        assert_eq!(last["status"], "ok", "{last}");
+    }
+    assert!(last["output"]["offset"].as_u64().unwrap() > 0);
+    // A name outside its directory never reaches the driver.
+    for name in ["../escape.log", "/etc/passwd", "sub/dir.log", ".hidden"] {
+        let v = axon_harness::expect_problem(
+            node.act(cap, &json!({"file": name, "record": 1})),
+            422,
+            "obligation-violated",
+        );
+        assert_eq!(v["path"], "/args/file", "{name}: {v}");
+    }
+    node.shutdown();
+    let action = last["action_id"].as_str().unwrap();
+    let (code, out) = replay(data.path(), action);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("replay: ok") && out.contains("ledger driver"),
+        "{out}"
+    );
+}

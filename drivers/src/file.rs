@@ -1,0 +1,331 @@
+//! The `file` driver: appends records to files inside one directory. Each append is
+//! fsynced before its outcome is `ok`; nothing outside the directory can be named (a file
+//! name is one plain component, and a symlink is never followed); a rollback truncates a
+//! file back to the action's start only while the file still ends where the action left
+//! it. Each incarnation holds an exclusive lock on the directory through an open handle
+//! until it is gone, so a successor never writes while an abandoned one still may.
+//!
+//! A record is one line: the canonical JSON of `{"action_id", "record"}` and a newline.
+//! The twin is exact: it computes the line and the offset it would be written at.
+
+use crate::driver::{Call, Driver, Outcome, Prediction, Recorded};
+use crate::manifest::FileSettings;
+use serde_json::{json, Value};
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// The JSON Schema of a `file` driver's arguments, checked with its obligations before
+/// the driver sees an intent: one plain file name (no `/`, not starting with `.`), and
+/// the record.
+pub fn args_schema() -> Value {
+    json!({
+        "type": "object",
+        "required": ["file", "record"],
+        "additionalProperties": false,
+        "properties": {
+            "file": {"type": "string", "pattern": "^[A-Za-z0-9_][A-Za-z0-9._-]{0,254}$"},
+            "record": {}
+        }
+    })
+}
+
+/// One `file` driver instance.
+pub struct FileDriver {
+    descriptor: crate::descriptor::DriverDescriptor,
+    dir: PathBuf,
+    max_file_bytes: u64,
+    /// The exclusive lock on `dir`, held until this incarnation is gone.
+    _lock: File,
+}
+
+impl std::fmt::Debug for FileDriver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileDriver")
+            .field("dir", &self.dir)
+            .finish()
+    }
+}
+
+/// The line a record is written as.
+fn line(action_id: &str, record: &Value) -> Result<Vec<u8>, String> {
+    let mut bytes = axon_protocols::canonical::to_vec(&json!({
+        "action_id": action_id,
+        "record": record,
+    }))
+    .map_err(|e| format!("the record has no canonical form: {e}"))?;
+    bytes.push(b'\n');
+    Ok(bytes)
+}
+
+/// The file name of `args`, checked again here (the argument schema checked it first):
+/// one plain component inside the directory.
+fn file_name(args: &Value) -> Result<&str, String> {
+    let name = args
+        .get("file")
+        .and_then(Value::as_str)
+        .ok_or("args.file: a file name is required")?;
+    let plain = !name.is_empty()
+        && name.len() <= 255
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if !plain {
+        return Err(format!(
+            "args.file: {name:?} is not a plain file name inside the driver's directory"
+        ));
+    }
+    Ok(name)
+}
+
+impl FileDriver {
+    /// Opens the driver's directory (created if missing) and takes its lock, waiting at
+    /// most the manifest's `lock_wait_ms` for an earlier incarnation to let go of it.
+    pub fn open(
+        descriptor: crate::descriptor::DriverDescriptor,
+        settings: &FileSettings,
+        manifest_dir: &Path,
+    ) -> Result<Self, String> {
+        let dir = manifest_dir.join(&settings.dir);
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| format!("cannot create the directory {}: {e}", dir.display()))?;
+        let dir = dir
+            .canonicalize()
+            .map_err(|e| format!("cannot resolve the directory {}: {e}", dir.display()))?;
+        let lock = File::open(&dir)
+            .map_err(|e| format!("cannot open the directory {}: {e}", dir.display()))?;
+        let wait = Duration::from_millis(settings.lock_wait_ms);
+        let started = Instant::now();
+        loop {
+            match lock.try_lock() {
+                Ok(()) => break,
+                Err(std::fs::TryLockError::WouldBlock) if started.elapsed() < wait => {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    return Err(format!(
+                        "the directory {} is locked by another incarnation (waited {:?}): it may still write there",
+                        dir.display(),
+                        started.elapsed()
+                    ))
+                }
+                Err(std::fs::TryLockError::Error(e)) => {
+                    return Err(format!("cannot lock the directory {}: {e}", dir.display()))
+                }
+            }
+        }
+        Ok(Self {
+            descriptor,
+            dir,
+            max_file_bytes: settings.max_file_bytes,
+            _lock: lock,
+        })
+    }
+
+    /// Opens `name` inside the directory to append, never following a symlink.
+    fn open_file(&self, name: &str, create: bool) -> Result<File, String> {
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(create)
+            .truncate(false)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(self.dir.join(name))
+            .map_err(|e| match e.raw_os_error() {
+                Some(libc::ELOOP) => format!("{name} is a symlink: refused, never followed"),
+                _ => format!("cannot open {name}: {e}"),
+            })
+    }
+
+    /// The length `name` has now (0 when it does not exist yet).
+    fn length(&self, name: &str) -> Result<u64, String> {
+        match std::fs::symlink_metadata(self.dir.join(name)) {
+            Ok(m) if m.file_type().is_symlink() => {
+                Err(format!("{name} is a symlink: refused, never followed"))
+            }
+            Ok(m) if !m.is_file() => Err(format!("{name} is not a regular file")),
+            Ok(m) => Ok(m.len()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+            Err(e) => Err(format!("cannot read {name}: {e}")),
+        }
+    }
+
+    /// What an append of `call` writes, and where.
+    fn plan(&self, call: &Call) -> Result<(String, Vec<u8>, u64), String> {
+        let name = file_name(&call.intent.args)?.to_owned();
+        let record = call.intent.args.get("record").unwrap_or(&Value::Null);
+        let bytes = line(call.action_id, record)?;
+        let offset = self.length(&name)?;
+        if offset + bytes.len() as u64 > self.max_file_bytes {
+            return Err(format!(
+                "{name} would grow to {} bytes, past the driver's file.max_file_bytes of {}",
+                offset + bytes.len() as u64,
+                self.max_file_bytes
+            ));
+        }
+        Ok((name, bytes, offset))
+    }
+}
+
+/// What an append answers: where the record went and its hash.
+fn appended(name: &str, offset: u64, bytes: &[u8]) -> Value {
+    json!({
+        "file": name,
+        "offset": offset,
+        "end": offset + bytes.len() as u64,
+        "bytes": bytes.len(),
+        "blake3": axon_protocols::journal::hex(blake3::hash(bytes).as_bytes()),
+    })
+}
+
+impl Driver for FileDriver {
+    fn describe(&self) -> crate::descriptor::DriverDescriptor {
+        self.descriptor.clone()
+    }
+
+    /// Exact: the line and the offset the append would have, written nowhere.
+    fn predict(&mut self, call: &Call) -> Prediction {
+        match self.plan(call) {
+            Ok((name, bytes, offset)) => Prediction::Expected {
+                output: appended(&name, offset, &bytes),
+                utility: 1.0,
+            },
+            Err(reason) => Prediction::Expected {
+                output: json!({"refused": reason}),
+                utility: 0.0,
+            },
+        }
+    }
+
+    fn push(&mut self, call: &Call) -> Outcome {
+        let (name, bytes, offset) = match self.plan(call) {
+            Ok(p) => p,
+            Err(reason) => return Outcome::failed(reason),
+        };
+        let write = || -> Result<u64, String> {
+            let mut f = self.open_file(&name, true)?;
+            let start = f
+                .seek(SeekFrom::End(0))
+                .map_err(|e| format!("cannot seek {name}: {e}"))?;
+            f.write_all(&bytes)
+                .map_err(|e| format!("cannot write {name}: {e}"))?;
+            f.sync_data()
+                .map_err(|e| format!("cannot make {name} durable: {e}"))?;
+            if start == 0 {
+                // A new file: its name in the directory is durable too.
+                File::open(&self.dir)
+                    .and_then(|d| d.sync_all())
+                    .map_err(|e| format!("cannot make the directory durable: {e}"))?;
+            }
+            Ok(start)
+        };
+        match write() {
+            Ok(start) => Outcome::ok(appended(&name, start, &bytes))
+                .with_replay(json!({"file_length": offset})),
+            Err(reason) => Outcome::failed(reason),
+        }
+    }
+
+    /// `{"file": NAME, "offset": N, "max_bytes": M}`: up to `max_bytes` (at most 64 KiB)
+    /// of the file from `offset`, as text.
+    fn pull(&mut self, query: &Value) -> Outcome {
+        let read = || -> Result<Value, String> {
+            let name = file_name(query)?;
+            let offset = query.get("offset").and_then(Value::as_u64).unwrap_or(0);
+            let max = query
+                .get("max_bytes")
+                .and_then(Value::as_u64)
+                .unwrap_or(65536)
+                .min(65536);
+            let mut f = self.open_file(name, false)?;
+            f.seek(SeekFrom::Start(offset))
+                .map_err(|e| format!("cannot seek {name}: {e}"))?;
+            let mut buf = Vec::new();
+            f.take(max)
+                .read_to_end(&mut buf)
+                .map_err(|e| format!("cannot read {name}: {e}"))?;
+            Ok(json!({"file": name, "offset": offset, "text": String::from_utf8_lossy(&buf)}))
+        };
+        match read() {
+            Ok(v) => Outcome::ok(v),
+            Err(reason) => Outcome::failed(reason),
+        }
+    }
+
+    /// Truncates the file back to where the action started, only while it still ends
+    /// where the action left it; otherwise names the action that wrote after it.
+    fn rollback(&mut self, action: &Recorded) -> Outcome {
+        let undo = || -> Result<Value, String> {
+            let name = action
+                .output
+                .get("file")
+                .and_then(Value::as_str)
+                .ok_or("the recorded output names no file")?;
+            let field = |k: &str| {
+                action
+                    .output
+                    .get(k)
+                    .and_then(Value::as_u64)
+                    .ok_or(format!("the recorded output has no {k}"))
+            };
+            let (start, end) = (field("offset")?, field("end")?);
+            let f = self.open_file(name, false)?;
+            let now = f
+                .metadata()
+                .map_err(|e| format!("cannot read {name}: {e}"))?
+                .len();
+            if now != end {
+                let later = later_action(&f, end).unwrap_or_else(|| "another writer".into());
+                return Err(format!(
+                    "{name} no longer ends where action {} left it (at {end}, now {now}): written after it by {later}",
+                    action.action_id
+                ));
+            }
+            f.set_len(start)
+                .and_then(|()| f.sync_all())
+                .map_err(|e| format!("cannot truncate {name}: {e}"))?;
+            Ok(json!({"file": name, "truncated_to": start, "removed_bytes": end - start}))
+        };
+        match undo() {
+            Ok(v) => Outcome::ok(v),
+            Err(reason) => Outcome::failed(reason),
+        }
+    }
+}
+
+/// The action id of the record that starts at `offset` in `f`, if one does.
+fn later_action(mut f: &File, offset: u64) -> Option<String> {
+    f.seek(SeekFrom::Start(offset)).ok()?;
+    let mut buf = vec![0; 4096];
+    let n = f.read(&mut buf).ok()?;
+    let first = buf[..n].split(|b| *b == b'\n').next()?;
+    let v: Value = serde_json::from_slice(first).ok()?;
+    Some(format!("action {}", v.get("action_id")?.as_str()?))
+}
+
+/// Replays a recorded append in `scratch`: a file of the recorded length before the
+/// append (its old bytes are not recorded, and no output depends on them), then the same
+/// append. Answers the output the replay gives.
+pub fn replay_in(
+    descriptor: crate::descriptor::DriverDescriptor,
+    settings: &FileSettings,
+    scratch: &Path,
+    call: &Call,
+    state: &Value,
+) -> Result<Value, String> {
+    let name = file_name(&call.intent.args)?;
+    let length = state
+        .get("file_length")
+        .and_then(Value::as_u64)
+        .ok_or("the capsule records no file length")?;
+    let mut scratch_settings = settings.clone();
+    scratch_settings.dir = "files".into();
+    std::fs::create_dir_all(scratch.join("files")).map_err(|e| e.to_string())?;
+    let f = File::create(scratch.join("files").join(name)).map_err(|e| e.to_string())?;
+    f.set_len(length).map_err(|e| e.to_string())?;
+    let mut driver = FileDriver::open(descriptor, &scratch_settings, scratch)?;
+    Ok(driver.push(call).output)
+}

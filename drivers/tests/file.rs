@@ -1,0 +1,285 @@
+//! The `file` driver: appends land where its twin says, nothing outside its directory can
+//! be named or reached through a symlink, a rollback undoes only the newest append, one
+//! incarnation at a time holds its directory, and a recorded append replays bit for bit.
+
+use axon_drivers::driver::{push_checked, Call, Driver, Prediction, Recorded, Status};
+use axon_drivers::file::FileDriver;
+use axon_drivers::manifest::Manifest;
+use axon_protocols::intent::AxonIntent;
+use quickcheck::{QuickCheck, TestResult};
+use serde_json::{json, Value};
+use std::path::Path;
+
+fn manifest(dir: &Path, extra: &str) -> Manifest {
+    let text = format!(
+        r#"name = "ledger"
+version = "1.0.0"
+kind = "file"
+capability = "urn:axon:cap:ledger.append"
+effect = "write"
+risk = "medium"
+max_blast_radius = 1
+idempotent = false
+[cost]
+expected_ms = 5
+units = 1.0
+[limits]
+deadline_ms = 5000
+concurrency = 1
+rate_per_second = 1000
+max_payload_bytes = 65536
+mailbox_capacity = 64
+[file]
+dir = "records"
+lock_wait_ms = 50
+{extra}
+"#
+    );
+    Manifest::parse(&text, &dir.join("ledger.toml")).unwrap()
+}
+
+fn open(m: &Manifest) -> Result<FileDriver, String> {
+    FileDriver::open(
+        m.descriptor(),
+        m.file_settings.as_ref().unwrap(),
+        m.folder(),
+    )
+}
+
+fn intent(args: Value) -> AxonIntent {
+    serde_json::from_value(json!({"capability": "urn:axon:cap:ledger.append", "args": args}))
+        .unwrap()
+}
+
+fn id(n: u8) -> String {
+    format!("{n:032x}")
+}
+
+#[test]
+fn appends_land_where_the_twin_said_and_roll_back_newest_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = manifest(dir.path(), "");
+    let mut d = open(&m).unwrap();
+    let a = intent(json!({"file": "book.log", "record": {"n": 1}}));
+    let (ida, idb) = (id(1), id(2));
+    let call_a = Call {
+        action_id: &ida,
+        intent: &a,
+    };
+    let Prediction::Expected { output, .. } = d.predict(&call_a) else {
+        panic!("the twin of an append is exact")
+    };
+    let first = push_checked(&mut d, &m.obligations, &call_a).unwrap();
+    assert_eq!(first.status, Status::Ok, "{first:?}");
+    assert_eq!(first.output, output, "the twin said where the record goes");
+    assert_eq!(first.output["offset"], 0);
+    assert_eq!(first.replay, Some(json!({"file_length": 0})));
+    let b = intent(json!({"file": "book.log", "record": "two"}));
+    let call_b = Call {
+        action_id: &idb,
+        intent: &b,
+    };
+    let second = push_checked(&mut d, &m.obligations, &call_b).unwrap();
+    assert_eq!(second.output["offset"], first.output["end"]);
+    let text = std::fs::read_to_string(dir.path().join("records/book.log")).unwrap();
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            json!({"action_id": ida, "record": {"n": 1}}),
+            json!({"action_id": idb, "record": "two"})
+        ]
+    );
+    let recorded = |id: &str, out: &Value, i: &AxonIntent| Recorded {
+        action_id: id.to_owned(),
+        intent: i.clone(),
+        output: out.clone(),
+    };
+    // The first cannot be undone while the second follows it: the refusal names it.
+    let refused = d.rollback(&recorded(&ida, &first.output, &a));
+    assert_eq!(refused.status, Status::Failed);
+    assert!(
+        refused
+            .reason
+            .as_deref()
+            .unwrap()
+            .contains(&format!("action {idb}")),
+        "{refused:?}"
+    );
+    let undone = d.rollback(&recorded(&idb, &second.output, &b));
+    assert_eq!(undone.status, Status::Ok, "{undone:?}");
+    let undone = d.rollback(&recorded(&ida, &first.output, &a));
+    assert_eq!(undone.status, Status::Ok, "{undone:?}");
+    assert_eq!(
+        std::fs::metadata(dir.path().join("records/book.log"))
+            .unwrap()
+            .len(),
+        0
+    );
+    // What was written can be read.
+    push_checked(&mut d, &m.obligations, &call_a).unwrap();
+    let read = d.pull(&json!({"file": "book.log"}));
+    assert!(read.output["text"].as_str().unwrap().contains("\"n\":1"));
+}
+
+#[test]
+fn nothing_outside_the_directory_can_be_named_or_reached() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = manifest(dir.path(), "");
+    let mut d = open(&m).unwrap();
+    let outside = dir.path().join("outside.txt");
+    std::fs::write(&outside, "untouched").unwrap();
+    std::os::unix::fs::symlink(&outside, dir.path().join("records/link.log")).unwrap();
+    let ida = id(9);
+    for name in [
+        "../outside.txt",
+        "/etc/passwd",
+        "a/b.log",
+        ".hidden",
+        "..",
+        "",
+        "x\u{0}y",
+    ] {
+        let i = intent(json!({"file": name, "record": 1}));
+        let call = Call {
+            action_id: &ida,
+            intent: &i,
+        };
+        // Refused by the argument schema before the driver sees it...
+        let v = push_checked(&mut d, &m.obligations, &call).unwrap_err();
+        assert_eq!((v.which, v.path.as_str()), ("args", "/file"), "{name:?}");
+        // ...and by the driver itself, should anything skip the schema.
+        assert_eq!(d.push(&call).status, Status::Failed, "{name:?}");
+    }
+    // A symlink inside the directory is never followed.
+    let i = intent(json!({"file": "link.log", "record": 1}));
+    let out = d.push(&Call {
+        action_id: &ida,
+        intent: &i,
+    });
+    assert_eq!(out.status, Status::Failed);
+    assert!(out.reason.unwrap().contains("symlink"));
+    assert_eq!(std::fs::read_to_string(&outside).unwrap(), "untouched");
+}
+
+#[test]
+fn any_name_the_schema_lets_through_stays_inside_the_directory() {
+    // Names built from the characters that matter: the allowed ones and those of every
+    // escape (separators, dots, NUL, white space, non-ASCII).
+    const PIECES: [&str; 12] = [
+        "a", "Z", "0", ".", "_", "-", "/", "\\", "\u{0}", " ", "..", "é",
+    ];
+    fn prop(picks: Vec<u8>) -> TestResult {
+        let name: String = picks
+            .iter()
+            .take(12)
+            .map(|p| PIECES[*p as usize % PIECES.len()])
+            .collect();
+        let dir = tempfile::tempdir().unwrap();
+        let m = manifest(dir.path(), "");
+        let mut d = open(&m).unwrap();
+        let i = intent(json!({"file": name, "record": 0}));
+        let ida = id(3);
+        let call = Call {
+            action_id: &ida,
+            intent: &i,
+        };
+        match push_checked(&mut d, &m.obligations, &call) {
+            Err(_) => TestResult::passed(),
+            Ok(out) if out.status == Status::Ok => {
+                // Whatever was written is one file directly inside records/.
+                let entries: Vec<_> = std::fs::read_dir(dir.path().join("records"))
+                    .unwrap()
+                    .map(|e| e.unwrap().file_name())
+                    .collect();
+                let root: Vec<_> = std::fs::read_dir(dir.path())
+                    .unwrap()
+                    .map(|e| e.unwrap().file_name())
+                    .collect();
+                TestResult::from_bool(
+                    entries == [std::ffi::OsString::from(&name)]
+                        && root == [std::ffi::OsString::from("records")],
+                )
+            }
+            Ok(_) => TestResult::passed(),
+        }
+    }
+    QuickCheck::new()
+        .tests(300)
+        .quickcheck(prop as fn(Vec<u8>) -> TestResult);
+}
+
+#[test]
+fn one_incarnation_at_a_time_holds_the_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = manifest(dir.path(), "");
+    let first = open(&m).unwrap();
+    let err = open(&m).unwrap_err();
+    assert!(err.contains("locked by another incarnation"), "{err}");
+    drop(first);
+    open(&m).unwrap();
+}
+
+#[test]
+fn an_append_past_the_file_limit_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = manifest(dir.path(), "max_file_bytes = 64");
+    let mut d = open(&m).unwrap();
+    let ida = id(4);
+    let i = intent(json!({"file": "small.log", "record": "x".repeat(100)}));
+    let out = d.push(&Call {
+        action_id: &ida,
+        intent: &i,
+    });
+    assert_eq!(out.status, Status::Failed);
+    assert!(out.reason.unwrap().contains("max_file_bytes"));
+}
+
+#[test]
+fn a_recorded_append_replays_bit_for_bit() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = manifest(dir.path(), "");
+    let mut d = open(&m).unwrap();
+    let ida = id(5);
+    let warmup = intent(json!({"file": "r.log", "record": "before"}));
+    d.push(&Call {
+        action_id: &id(6),
+        intent: &warmup,
+    });
+    let i = intent(json!({"file": "r.log", "record": {"z": [1, 2.5], "a": "ü"}}));
+    let out = d.push(&Call {
+        action_id: &ida,
+        intent: &i,
+    });
+    let capsule = axon_protocols::capsule::ReplayCapsule {
+        action_id: ida.clone(),
+        driver: "ledger".into(),
+        environment: axon_protocols::capsule::Environment {
+            binary_version: "test".into(),
+            config_hash: "test".into(),
+            driver_artifact_hash: m.descriptor().artifact_hash,
+            manifest: serde_json::from_slice(m.canonical()).ok(),
+        },
+        input: serde_json::to_value(&i).unwrap(),
+        output: out.output.clone(),
+        seeds: vec![],
+        state: out.replay.clone(),
+        clock: axon_protocols::capsule::RecordedClock {
+            started: "2026-12-01T00:00:00.000Z".into(),
+            finished: "2026-12-01T00:00:00.000Z".into(),
+            duration_us: 0,
+        },
+    };
+    let replayed = axon_drivers::replay(&capsule).unwrap();
+    assert_eq!(replayed, out.output);
+    assert!(out.output["offset"].as_u64().unwrap() > 0);
+    // A capsule whose manifest was changed is refused: it is not the build that ran.
+    let mut forged = capsule.clone();
+    forged.environment.manifest.as_mut().unwrap()["limits"]["deadline_ms"] = json!(1);
+    assert!(axon_drivers::replay(&forged)
+        .unwrap_err()
+        .contains("not to the recorded artifact"));
+}
