@@ -116,6 +116,13 @@ pub fn build(manifest: &Manifest) -> Result<Box<dyn Driver>, String> {
             manifest.folder(),
         )?),
         (Kind::File, None) => return Err("a file driver's manifest has no [file]".into()),
+        (Kind::Http, _) => match &manifest.http_settings {
+            Some(settings) => Box::new(crate::http::HttpDriver::new(
+                manifest.descriptor(),
+                settings,
+            )?),
+            None => return Err("an http driver's manifest has no [http]".into()),
+        },
     })
 }
 

@@ -19,6 +19,7 @@ pub mod driver;
 pub mod echo;
 pub mod file;
 pub mod host;
+pub mod http;
 pub mod manifest;
 pub mod obligations;
 
@@ -71,6 +72,23 @@ pub fn replay(capsule: &axon_protocols::capsule::ReplayCapsule) -> Result<Value,
                 &call,
                 capsule.state.as_ref().unwrap_or(&Value::Null),
             )
+        }
+        (manifest::Kind::Http, _) => {
+            let settings = manifest
+                .http_settings
+                .as_ref()
+                .ok_or("an http driver's manifest has no [http]")?;
+            let mut driver = http::HttpDriver::replaying(
+                manifest.descriptor(),
+                settings,
+                capsule.state.as_ref().unwrap_or(&Value::Null),
+            )?;
+            let out = driver::push_checked(&mut driver, &manifest.obligations, &call)
+                .map_err(|v| format!("the recorded intent is refused now: {v}"))?;
+            match driver.strayed() {
+                Some(how) => Err(how.to_owned()),
+                None => Ok(out.output),
+            }
         }
         _ => {
             let mut driver = host::build(&manifest)?;

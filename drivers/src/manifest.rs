@@ -24,6 +24,8 @@ pub enum Kind {
     Echo,
     /// Appends records to files inside one directory (`[file]`).
     File,
+    /// Sends one HTTP request per push (`[http]`).
+    Http,
 }
 
 impl Kind {
@@ -33,6 +35,7 @@ impl Kind {
         match self {
             Kind::Echo => Some("builtin:echo@1"),
             Kind::File => Some("builtin:file@1"),
+            Kind::Http => Some("builtin:http@1"),
         }
     }
 
@@ -42,13 +45,15 @@ impl Kind {
             Kind::Echo => false,
             // An append is truncated away while nothing was written after it.
             Kind::File => true,
+            // Where the manifest has a compensating request (see `Manifest::descriptor`).
+            Kind::Http => false,
         }
     }
 
     /// The arguments every driver of this kind needs, checked with its obligations.
     fn args_schema(self) -> Option<serde_json::Value> {
         match self {
-            Kind::Echo => None,
+            Kind::Echo | Kind::Http => None,
             Kind::File => Some(crate::file::args_schema()),
         }
     }
@@ -57,6 +62,7 @@ impl Kind {
         match self {
             Kind::Echo => "echo",
             Kind::File => "file",
+            Kind::Http => "http",
         }
     }
 }
@@ -121,6 +127,8 @@ struct ManifestFile {
     obligations: ObligationsSpec,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     file: Option<FileSettings>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    http: Option<crate::http::HttpSettings>,
 }
 
 fn testing() -> Lane {
@@ -146,6 +154,8 @@ pub struct Manifest {
     pub obligations: Obligations,
     /// The settings of a `file` driver.
     pub file_settings: Option<FileSettings>,
+    /// The settings of an `http` driver.
+    pub http_settings: Option<crate::http::HttpSettings>,
     /// The canonical JSON of the manifest as written, for the artifact hash.
     canonical: Vec<u8>,
 }
@@ -343,6 +353,29 @@ impl Manifest {
             }
             (_, None) => {}
         }
+        match (w.kind, &w.http) {
+            (Kind::Http, None) => {
+                return Err(key_err(
+                    file,
+                    "http",
+                    "missing: an http driver needs [http] with its request",
+                ))
+            }
+            (Kind::Http, Some(h)) => h
+                .check(w.limits.deadline_ms)
+                .map_err(|(key, reason)| key_err(file, &key, reason))?,
+            (other, Some(_)) => {
+                return Err(key_err(
+                    file,
+                    "http",
+                    format!(
+                        "only an http driver takes [http], not a driver of kind {}",
+                        other.as_str()
+                    ),
+                ))
+            }
+            (_, None) => {}
+        }
         // What the artifact hash covers must have one encoding: a value with none (an
         // integer no double holds, say) is refused here, named by its key.
         let value = serde_json::to_value(&w).expect("a manifest is plain data");
@@ -365,6 +398,7 @@ impl Manifest {
             limits: w.limits,
             obligations,
             file_settings: w.file.clone(),
+            http_settings: w.http.clone(),
             canonical,
         })
     }
@@ -404,7 +438,11 @@ impl Manifest {
             artifact_hash: axon_protocols::journal::hex(&artifact_hash(self)),
             obligations: self.obligations.spec_json(),
             idempotent: self.idempotent,
-            can_rollback: self.kind.can_rollback(),
+            can_rollback: self.kind.can_rollback()
+                || self
+                    .http_settings
+                    .as_ref()
+                    .is_some_and(|h| h.rollback.is_some()),
         }
     }
 }

@@ -460,7 +460,7 @@ fn a_caller_that_goes_away_does_not_stop_the_outcome_being_journaled() {
 #[test]
 #[ignore = "a child process of another test"]
 fn child_node_holding_a_push() {
-    let Ok(dir) = std::env::var("AXON_TEST_DATA_DIR") else {
+    let Ok(dir) = std::env::var("E2E_CHILD_DATA_DIR") else {
         return;
     };
     let n = TestNode::builder()
@@ -503,7 +503,7 @@ fn an_action_cut_off_by_a_crash_is_in_doubt_after_the_restart() {
             "--nocapture",
             "--test-threads=1",
         ])
-        .env("AXON_TEST_DATA_DIR", data.path())
+        .env("E2E_CHILD_DATA_DIR", data.path())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()

@@ -5,6 +5,8 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+#[path = "../../drivers/tests/loopback/mod.rs"]
+mod loopback;
 
 mod act;
 mod admin_token;

@@ -120,3 +120,102 @@ dir = "records"
         "{out}"
     );
 }
+
+#[test]
+fn an_http_action_replays_bit_for_bit_from_its_recorded_exchange() {
+    let server = crate::loopback::Loopback::start(|r, _| {
+        if r.target.contains("fail") {
+            crate::loopback::Reply::json(500, r#"{"error":"down"}"#)
+        } else {
+            crate::loopback::Reply::json(201, r#"{"id":"o-1","big":9007199254740993}"#)
+        }
+    });
+    std::env::set_var("E2E_ORDERS_TOKEN", "not-in-any-capsule");
+    let data = tempfile::tempdir().unwrap();
+    let dir = data.path().to_owned();
+    let manifest = format!(
+        r#"name = "orders"
+version = "1.0.0"
+kind = "http"
+capability = "urn:axon:cap:orders.create"
+effect = "write"
+risk = "high"
+max_blast_radius = 1
+idempotent = false
+lane = "live"
+[cost]
+expected_ms = 20
+units = 1.0
+[limits]
+deadline_ms = 5000
+concurrency = 1
+rate_per_second = 100
+max_payload_bytes = 65536
+mailbox_capacity = 16
+[http]
+timeout_ms = 2000
+[http.request]
+method = "POST"
+url = "{}/orders/{{kind}}"
+body = "args"
+[http.request.headers]
+authorization = {{ secret = "TOKEN" }}
+[http.secrets.TOKEN]
+env = "E2E_ORDERS_TOKEN"
+"#,
+        server.base
+    );
+    let node = TestNode::builder()
+        .driver(&manifest)
+        .config(move |c| c.data_dir = dir.clone())
+        .start();
+    let cap = "urn:axon:cap:orders.create";
+    let v: Value = node
+        .act(cap, &json!({"kind": "tea", "qty": 2}))
+        .json()
+        .unwrap();
+    assert_eq!(v["status"], "ok", "{v}");
+    // Its answer holds an integer no double holds: kept as text, flagged, journaled.
+    assert!(v["output"]["not_canonical"].is_string(), "{v}");
+    let action = v["action_id"].as_str().unwrap().to_owned();
+    // An endpoint that answers 500 is a failed action, not a failure of the node.
+    let failed: Value = node
+        .act(cap, &json!({"kind": "fail", "qty": 1}))
+        .json()
+        .unwrap();
+    assert_eq!(failed["status"], "failed", "{failed}");
+    assert_eq!(failed["reason"], "the endpoint answered 500");
+    assert_eq!(node.actor("orders").unwrap().restarts_total, 0);
+    // The endpoint received the secret; the journal never did.
+    assert_eq!(
+        server.seen()[0].header("authorization"),
+        Some("not-in-any-capsule")
+    );
+    let all: Value = node.get("/v1/journal/entries?limit=1000").json().unwrap();
+    assert!(!all.to_string().contains("not-in-any-capsule"));
+    let bytes: Vec<u8> = all["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|e| {
+            base64::Engine::decode(
+                &base64::engine::general_purpose::STANDARD,
+                e["bytes_b64"].as_str().unwrap(),
+            )
+            .unwrap()
+        })
+        .collect();
+    assert!(!String::from_utf8_lossy(&bytes).contains("not-in-any-capsule"));
+    node.shutdown();
+
+    // Offline: no network, no secret; the recorded exchange answers.
+    std::env::remove_var("E2E_ORDERS_TOKEN");
+    let before = server.seen().len();
+    let (code, out) = replay(data.path(), &action);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("replay: ok") && out.contains("orders driver"),
+        "{out}"
+    );
+    assert_eq!(server.seen().len(), before);
+}

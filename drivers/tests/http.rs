@@ -1,0 +1,367 @@
+//! The `http` driver against a real HTTP server on loopback: what the endpoint receives
+//! (encoded exactly, secrets resolved at the call and never recorded), status codes as
+//! outcomes, retries only where they are safe, timeouts, oversized and non-canonical
+//! answers, the twin's dry run, the compensating request, and replay from the recorded
+//! exchange with no network.
+
+mod loopback;
+
+use axon_drivers::driver::{push_checked, Call, Driver, Prediction, Recorded, Status};
+use axon_drivers::http::HttpDriver;
+use axon_drivers::manifest::Manifest;
+use axon_protocols::intent::AxonIntent;
+use loopback::{Loopback, Reply};
+use serde_json::{json, Value};
+use std::path::Path;
+use std::time::Duration;
+
+fn manifest(idempotent: bool, http: &str) -> Manifest {
+    let text = format!(
+        r#"name = "orders"
+version = "1.0.0"
+kind = "http"
+capability = "urn:axon:cap:orders.create"
+effect = "write"
+risk = "high"
+max_blast_radius = 1
+idempotent = {idempotent}
+[cost]
+expected_ms = 50
+units = 1.0
+[limits]
+deadline_ms = 5000
+concurrency = 1
+rate_per_second = 100
+max_payload_bytes = 65536
+mailbox_capacity = 16
+{http}
+"#
+    );
+    Manifest::parse(&text, Path::new("orders.toml")).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn driver(m: &Manifest) -> HttpDriver {
+    HttpDriver::new(m.descriptor(), m.http_settings.as_ref().unwrap()).unwrap()
+}
+
+fn intent(args: Value) -> AxonIntent {
+    serde_json::from_value(json!({"capability": "urn:axon:cap:orders.create", "args": args}))
+        .unwrap()
+}
+
+const ID: &str = "0123456789abcdef0123456789abcdef";
+
+fn push(d: &mut HttpDriver, m: &Manifest, args: Value) -> axon_drivers::driver::Outcome {
+    let i = intent(args);
+    push_checked(
+        d,
+        &m.obligations,
+        &Call {
+            action_id: ID,
+            intent: &i,
+        },
+    )
+    .unwrap()
+}
+
+#[test]
+fn the_endpoint_receives_exactly_what_the_manifest_and_the_arguments_say() {
+    let server = Loopback::start(|_, _| Reply::json(201, r#"{"id":"o-17","ok":true}"#));
+    std::env::set_var("ORDERS_TEST_KEY", "s3cret-value");
+    let m = manifest(
+        false,
+        &format!(
+            r#"[http]
+timeout_ms = 2000
+[http.request]
+method = "POST"
+url = "{}/shops/{{shop}}/orders?note={{note}}"
+body = "args"
+[http.request.headers]
+x-api-key = {{ secret = "KEY" }}
+x-shop = "shop {{shop}}"
+[http.secrets.KEY]
+env = "ORDERS_TEST_KEY"
+"#,
+            server.base
+        ),
+    );
+    let mut d = driver(&m);
+    // Hostile yet valid values travel encoded exactly as sent.
+    let args = json!({"shop": "a/b?c=d&e#f", "note": "ü ✓", "qty": 3});
+    let out = push(&mut d, &m, args.clone());
+    assert_eq!(out.status, Status::Ok, "{out:?}");
+    assert_eq!(
+        out.output,
+        json!({"status": 201, "body": {"id": "o-17", "ok": true}})
+    );
+    let seen = server.seen();
+    assert_eq!(seen.len(), 1);
+    let r = &seen[0];
+    assert_eq!(r.method, "POST");
+    assert_eq!(
+        r.target,
+        "/shops/a%2Fb%3Fc%3Dd%26e%23f/orders?note=%C3%BC%20%E2%9C%93"
+    );
+    assert_eq!(r.header("x-api-key"), Some("s3cret-value"));
+    assert_eq!(r.header("x-shop"), Some("shop a/b?c=d&e#f"));
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    assert_eq!(
+        r.body,
+        axon_protocols::canonical::to_vec(&args).unwrap(),
+        "the body is the canonical JSON of the arguments"
+    );
+    // The capsule's exchange names the secret, never its value.
+    let state = serde_json::to_string(&out.replay).unwrap();
+    assert!(!state.contains("s3cret-value"), "{state}");
+    assert!(state.contains("{secret:KEY}"), "{state}");
+}
+
+#[test]
+fn an_error_status_is_a_failed_outcome_and_only_safe_requests_retry() {
+    let server = Loopback::start(|_, n| {
+        if n < 2 {
+            Reply::json(503, r#"{"busy":true}"#)
+        } else {
+            Reply::json(200, r#"{"done":true}"#)
+        }
+    });
+    let http = |method: &str| {
+        format!(
+            r#"[http]
+timeout_ms = 2000
+retries = 2
+retry_backoff_ms = 1
+[http.request]
+method = "{method}"
+url = "{}/orders/{{id}}"
+"#,
+            server.base
+        )
+    };
+    // A POST is never repeated: one request, and the 503 is the outcome.
+    let m = manifest(true, &http("POST"));
+    let out = push(&mut driver(&m), &m, json!({"id": 1}));
+    assert_eq!(out.status, Status::Failed);
+    assert_eq!(out.reason.as_deref(), Some("the endpoint answered 503"));
+    assert_eq!(out.output["status"], 503);
+    assert_eq!(server.seen().len(), 1);
+    // An idempotent driver's PUT is retried with backoff until it succeeds.
+    let m = manifest(true, &http("PUT"));
+    let out = push(&mut driver(&m), &m, json!({"id": 1}));
+    assert_eq!(out.status, Status::Ok, "{out:?}");
+    assert_eq!(server.seen().len(), 3);
+    let exchanges = &out.replay.as_ref().unwrap()["exchanges"];
+    assert_eq!(exchanges.as_array().unwrap().len(), 2);
+    // A driver not declared idempotent never retries, whatever its method.
+    let m = manifest(false, &http("PUT"));
+    let before = server.seen().len();
+    push(&mut driver(&m), &m, json!({"id": 2}));
+    assert_eq!(server.seen().len(), before + 1);
+}
+
+#[test]
+fn slow_oversized_and_odd_answers_are_handled() {
+    let server = Loopback::start(|r, _| match r.target.as_str() {
+        "/slow" => Reply {
+            delay: Duration::from_millis(800),
+            ..Reply::json(200, "{}")
+        },
+        "/big" => Reply::json(200, &format!("\"{}\"", "x".repeat(4096))),
+        "/huge-number" => Reply::json(200, r#"{"id": 9007199254740993}"#),
+        _ => Reply::json(200, "not json"),
+    });
+    let at = |path: &str| {
+        format!(
+            r#"[http]
+timeout_ms = 200
+max_response_bytes = 1024
+[http.request]
+method = "GET"
+url = "{}{path}"
+"#,
+            server.base
+        )
+    };
+    let m = manifest(false, &at("/slow"));
+    let out = push(&mut driver(&m), &m, json!({}));
+    assert_eq!(out.status, Status::Failed);
+    assert!(out.reason.unwrap().contains("no answer within"));
+    let m = manifest(false, &at("/big"));
+    let out = push(&mut driver(&m), &m, json!({}));
+    assert_eq!(out.status, Status::Failed);
+    assert!(out.reason.unwrap().contains("max_response_bytes"));
+    // An integer no double holds is kept as text and flagged, never refused.
+    let m = manifest(false, &at("/huge-number"));
+    let out = push(&mut driver(&m), &m, json!({}));
+    assert_eq!(out.status, Status::Ok);
+    assert_eq!(out.output["text"], r#"{"id": 9007199254740993}"#);
+    assert!(out.output["not_canonical"].is_string());
+    axon_protocols::canonical::to_vec(&out.output).unwrap();
+    let m = manifest(false, &at("/text"));
+    let out = push(&mut driver(&m), &m, json!({}));
+    assert_eq!(out.output, json!({"status": 200, "text": "not json"}));
+}
+
+#[test]
+fn the_twin_asks_the_dry_run_and_the_rollback_compensates() {
+    let server = Loopback::start(|r, _| match (r.method.as_str(), r.target.as_str()) {
+        ("GET", "/quote") => Reply::json(200, r#"{"price":12}"#),
+        ("POST", "/orders") => Reply::json(201, r#"{"id":"o-9"}"#),
+        ("DELETE", "/orders/o-9") => Reply::json(204, ""),
+        _ => Reply::json(404, "{}"),
+    });
+    let m = manifest(
+        false,
+        &format!(
+            r#"[http]
+timeout_ms = 2000
+[http.request]
+method = "POST"
+url = "{0}/orders"
+body = "args"
+[http.dry_run]
+method = "GET"
+url = "{0}/quote"
+[http.rollback]
+method = "DELETE"
+url = "{0}/orders/{{output.body.id}}"
+"#,
+            server.base
+        ),
+    );
+    assert!(m.descriptor().can_rollback);
+    let mut d = driver(&m);
+    let i = intent(json!({"item": "tea"}));
+    let call = Call {
+        action_id: ID,
+        intent: &i,
+    };
+    assert_eq!(
+        d.predict(&call),
+        Prediction::Expected {
+            output: json!({"status": 200, "body": {"price": 12}}),
+            utility: 1.0
+        }
+    );
+    let out = push(&mut d, &m, json!({"item": "tea"}));
+    let undone = d.rollback(&Recorded {
+        action_id: ID.into(),
+        intent: i.clone(),
+        output: out.output.clone(),
+    });
+    assert_eq!(undone.status, Status::Ok, "{undone:?}");
+    let seen = server.seen();
+    assert_eq!(seen.last().unwrap().method, "DELETE");
+    assert_eq!(seen.last().unwrap().target, "/orders/o-9");
+    // Without a dry run the twin says it cannot tell, never makes a figure up.
+    let bare = manifest(
+        false,
+        &format!(
+            "[http]\ntimeout_ms = 100\n[http.request]\nmethod = \"POST\"\nurl = \"{}/orders\"\n",
+            server.base
+        ),
+    );
+    assert!(matches!(
+        driver(&bare).predict(&call),
+        Prediction::Inconclusive { .. }
+    ));
+    assert!(!bare.descriptor().can_rollback);
+}
+
+#[test]
+fn a_recorded_exchange_replays_bit_for_bit_without_the_network() {
+    std::env::set_var("REPLAY_TEST_TOKEN", "tok-123");
+    let server = Loopback::start(|_, _| Reply::json(200, r#"{"z":[1,2.5],"a":"ü"}"#));
+    let m = manifest(
+        false,
+        &format!(
+            r#"[http]
+timeout_ms = 2000
+[http.request]
+method = "POST"
+url = "{}/x/{{k}}"
+body = "args"
+[http.request.headers]
+authorization = {{ secret = "TOKEN" }}
+[http.secrets.TOKEN]
+env = "REPLAY_TEST_TOKEN"
+"#,
+            server.base
+        ),
+    );
+    let args = json!({"k": "v w", "n": 1});
+    let out = push(&mut driver(&m), &m, args.clone());
+    let capsule = |input: &AxonIntent| axon_protocols::capsule::ReplayCapsule {
+        action_id: ID.into(),
+        driver: "orders".into(),
+        environment: axon_protocols::capsule::Environment {
+            binary_version: "test".into(),
+            config_hash: "test".into(),
+            driver_artifact_hash: m.descriptor().artifact_hash,
+            manifest: serde_json::from_slice(m.canonical()).ok(),
+        },
+        input: serde_json::to_value(input).unwrap(),
+        output: out.output.clone(),
+        seeds: vec![],
+        state: out.replay.clone(),
+        clock: axon_protocols::capsule::RecordedClock {
+            started: "2026-12-01T00:00:00.000Z".into(),
+            finished: "2026-12-01T00:00:00.000Z".into(),
+            duration_us: 0,
+        },
+    };
+    // No network: the secret is gone too, and nothing is sent.
+    std::env::remove_var("REPLAY_TEST_TOKEN");
+    let before = server.seen().len();
+    let replayed = axon_drivers::replay(&capsule(&intent(args.clone()))).unwrap();
+    assert_eq!(replayed, out.output);
+    assert_eq!(
+        server.seen().len(),
+        before,
+        "the replay touched the network"
+    );
+    // Another request than the recorded one is caught.
+    let err = axon_drivers::replay(&capsule(&intent(json!({"k": "other", "n": 1})))).unwrap_err();
+    assert!(err.contains("differs from the recorded one"), "{err}");
+}
+
+#[test]
+fn bad_http_settings_are_refused_with_their_key() {
+    for (http, key) in [
+        (
+            "[http]\ntimeout_ms = 10\n[http.request]\nmethod = \"GET\"\nurl = \"https://x\"\n",
+            "http.request.url",
+        ),
+        (
+            "[http]\ntimeout_ms = 999999\n[http.request]\nmethod = \"GET\"\nurl = \"http://x\"\n",
+            "http.timeout_ms",
+        ),
+        (
+            "[http]\ntimeout_ms = 10\n[http.request]\nmethod = \"GET\"\nurl = \"http://x/{a\"\n",
+            "http.request.url",
+        ),
+        (
+            "[http]\ntimeout_ms = 10\n[http.request]\nmethod = \"GET\"\nurl = \"http://x\"\n[http.request.headers]\nauth = { secret = \"NOPE\" }\n",
+            "http.request.headers.auth",
+        ),
+        (
+            "[http]\ntimeout_ms = 10\nretries = 9\n[http.request]\nmethod = \"GET\"\nurl = \"http://x\"\n",
+            "http.retries",
+        ),
+        (
+            "[http]\ntimeout_ms = 10\n[http.request]\nmethod = \"FETCH\"\nurl = \"http://x\"\n",
+            "http.request.method",
+        ),
+    ] {
+        let text = format!(
+            "name = \"o\"\nversion = \"1\"\nkind = \"http\"\ncapability = \"urn:axon:cap:o\"\neffect = \"write\"\nrisk = \"low\"\nmax_blast_radius = 1\nidempotent = false\n[cost]\nexpected_ms = 1\nunits = 0.0\n[limits]\ndeadline_ms = 1000\nconcurrency = 1\nrate_per_second = 1\nmax_payload_bytes = 10\nmailbox_capacity = 1\n{http}"
+        );
+        match Manifest::parse(&text, Path::new("o.toml")) {
+            Err(axon_drivers::manifest::ManifestError::Key { key: k, .. }) => {
+                assert_eq!(k, key, "{http}")
+            }
+            other => panic!("expected {key} refused, got {other:?}"),
+        }
+    }
+}
