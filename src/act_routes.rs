@@ -54,7 +54,9 @@ fn act_problem(req: &HttpRequest, e: ActError) -> ApiError {
                 .at(req)
         }
         ActError::Conflict { .. } => ApiError::new(ProblemType::IntentConflict, detail).at(req),
-        ActError::Busy { .. } => ApiError::new(ProblemType::Overloaded, detail).at(req),
+        ActError::Busy { .. } | ActError::Rate { .. } => {
+            ApiError::new(ProblemType::Overloaded, detail).at(req)
+        }
         ActError::Driver(e) => crate::api::call_problem(e).at(req),
         ActError::NotRun { .. } => ApiError::new(ProblemType::Unavailable, detail).at(req),
         ActError::Journal(r) => refusal_problem(req, r),

@@ -254,11 +254,7 @@ pub async fn start(cfg: &Config, opts: NodeOptions) -> anyhow::Result<Node> {
             }),
         });
         driver_children.push(child);
-        instances.push(Arc::new(DriverInstance {
-            descriptor: manifest.descriptor(),
-            manifest,
-            worker,
-        }));
+        instances.push(Arc::new(DriverInstance::new(manifest, worker)));
     }
     let drivers = supervisor(
         &env,

@@ -70,6 +70,8 @@ pub enum ActError {
     },
     #[error("{in_flight} actions are in flight, the limit (act.max_in_flight)")]
     Busy { in_flight: usize },
+    #[error("driver {driver} is at its rate of {rate} calls per second (limits.rate_per_second)")]
+    Rate { driver: String, rate: f64 },
     #[error(transparent)]
     Driver(CallError),
     /// The action was dispatched and its driver never started the push (it failed or
@@ -148,13 +150,14 @@ impl ActMetrics {
     }
 }
 
-const REFUSALS: [&str; 6] = [
+const REFUSALS: [&str; 7] = [
     "malformed",
     "obligation",
     "conflict",
     "busy",
     "driver",
     "journal",
+    "rate",
 ];
 
 impl ActError {
@@ -166,6 +169,7 @@ impl ActError {
             Self::Busy { .. } => REFUSALS[3],
             Self::Driver(_) | Self::NotRun { .. } => REFUSALS[4],
             Self::Journal(_) | Self::Unrecorded { .. } => REFUSALS[5],
+            Self::Rate { .. } => REFUSALS[6],
         }
     }
 }
@@ -486,6 +490,12 @@ impl Act {
             violation,
         };
         check_payload(&driver, &intent.args).map_err(violation)?;
+        if !driver.rate.take(self.clock.now()) {
+            return Err(ActError::Rate {
+                driver: name.clone(),
+                rate: driver.rate.rate(),
+            });
+        }
         let obligations = &driver.manifest.obligations;
         obligations.check_args(&intent.args).map_err(violation)?;
         obligations

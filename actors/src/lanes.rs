@@ -22,11 +22,58 @@ pub struct DriverInstance {
     pub manifest: Arc<Manifest>,
     pub descriptor: DriverDescriptor,
     pub worker: WorkerRef<DriverHost>,
+    /// Its `limits.rate_per_second`.
+    pub rate: RateLimit,
 }
 
 impl DriverInstance {
+    pub fn new(manifest: Arc<Manifest>, worker: WorkerRef<DriverHost>) -> Self {
+        Self {
+            descriptor: manifest.descriptor(),
+            rate: RateLimit::per_second(manifest.limits.rate_per_second),
+            manifest,
+            worker,
+        }
+    }
+
     pub fn name(&self) -> &str {
         &self.descriptor.name
+    }
+}
+
+/// A token bucket: at most `rate` calls in any second, on the node's clock, with bursts
+/// of up to `rate`.
+pub struct RateLimit {
+    rate: f64,
+    /// Tokens left, and when they were counted.
+    state: std::sync::Mutex<(f64, Option<std::time::Duration>)>,
+}
+
+impl RateLimit {
+    pub fn per_second(rate: u32) -> Self {
+        Self {
+            rate: f64::from(rate.max(1)),
+            state: std::sync::Mutex::new((f64::from(rate.max(1)), None)),
+        }
+    }
+
+    /// Takes one call's token at `now` (the node's clock); false when none is left.
+    pub fn take(&self, now: std::time::Duration) -> bool {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let (tokens, at) = *st;
+        let refill = at.map_or(0.0, |at| now.saturating_sub(at).as_secs_f64() * self.rate);
+        let tokens = (tokens + refill).min(self.rate);
+        if tokens >= 1.0 {
+            *st = (tokens - 1.0, Some(now));
+            true
+        } else {
+            *st = (tokens, Some(now));
+            false
+        }
+    }
+
+    pub fn rate(&self) -> f64 {
+        self.rate
     }
 }
 

@@ -296,13 +296,9 @@ impl Manifest {
         }
         let l = &w.limits;
         range(file, "limits.deadline_ms", l.deadline_ms, 1, 600_000)?;
-        range(
-            file,
-            "limits.concurrency",
-            u64::from(l.concurrency),
-            1,
-            1024,
-        )?;
+        // Each driver instance runs on one thread of its own, one call at a time: a
+        // manifest that asks for more is refused rather than quietly given less.
+        range(file, "limits.concurrency", u64::from(l.concurrency), 1, 1)?;
         range(
             file,
             "limits.rate_per_second",

@@ -687,3 +687,37 @@ fn a_driver_that_panics_past_its_restart_intensity_ends_in_shadow_and_the_node_k
     .unwrap();
     assert_eq!(lane(&n), "shadow");
 }
+
+#[test]
+fn a_driver_past_its_rate_answers_429_until_its_bucket_refills() {
+    let limited =
+        echo_manifest("limited", 16).replace("rate_per_second = 100000", "rate_per_second = 2");
+    let n = TestNode::builder().manual_clock().driver(&limited).start();
+    let cap = "urn:axon:cap:limited";
+    for i in 0..2 {
+        let (status, v) = act(&n, &intent(cap, &format!("r-{i}"), json!(i)));
+        assert_eq!((status, v["status"].as_str()), (200, Some("ok")), "{v}");
+    }
+    let v = expect_problem(
+        n.post_json("/v1/act", &intent(cap, "r-2", json!(2))),
+        429,
+        "overloaded",
+    );
+    assert!(
+        v["detail"].as_str().unwrap().contains("rate_per_second"),
+        "{v}"
+    );
+    // Nothing of the refused intent was recorded: sent again later, it acts.
+    expect_problem(
+        n.get(&format!("/v1/actions/{}", action_id("admin", "r-2"))),
+        404,
+        "no-such-action",
+    );
+    n.advance(Duration::from_millis(500));
+    let (status, _) = act(&n, &intent(cap, "r-2", json!(2)));
+    assert_eq!(status, 200);
+    assert_eq!(
+        n.metric("axon_act_refused_total", &[("reason", "rate")]),
+        Some(1.0)
+    );
+}
