@@ -10,6 +10,7 @@ pub mod act_routes;
 pub mod admin_token;
 pub mod api;
 pub mod bench;
+pub mod bench_act;
 pub mod config;
 pub mod data_dir;
 pub mod drivers_cli;

@@ -208,6 +208,21 @@ enum BenchWhat {
         #[arg(long)]
         keep: bool,
     },
+    /// POST /v1/act with the echo driver and the durable journal against a hello-world
+    /// actix-web route: requests per second, latency at a fixed rate, and two
+    /// back-to-back fdatasyncs on the same disk.
+    Act {
+        /// Where the node keeps its data (a real disk: fdatasync on tmpfs proves nothing).
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+        #[arg(long, default_value_t = 32)]
+        connections: usize,
+        /// Requests per second of the fixed-rate run.
+        #[arg(long, default_value_t = 3000)]
+        rate: u64,
+    },
 }
 
 fn main() {
@@ -237,6 +252,28 @@ fn main() {
         Command::Bench {
             what: BenchWhat::Journal { dir, entries, keep },
         } => match axon::bench::journal(&dir, entries.max(1), keep) {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("axon: bench failed: {e:#}");
+                1
+            }
+        },
+        Command::Bench {
+            what:
+                BenchWhat::Act {
+                    dir,
+                    seconds,
+                    connections,
+                    rate,
+                },
+        } => match axon::bench_act::act(
+            &dir,
+            &axon::bench_act::ActBench {
+                seconds: seconds.max(1),
+                connections: connections.clamp(1, 1024),
+                rate: rate.max(1),
+            },
+        ) {
             Ok(()) => 0,
             Err(e) => {
                 eprintln!("axon: bench failed: {e:#}");

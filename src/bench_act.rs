@@ -1,0 +1,288 @@
+//! `axon bench act`: `POST /v1/act` with the echo driver and the durable journal against a
+//! hello-world actix-web route in the same run, on this machine.
+//!
+//! - throughput: `connections` keep-alive clients, each sending its next request as soon
+//!   as the last is answered, for `seconds`, first to the hello-world route, then to the
+//!   one door;
+//! - latency at a fixed rate: requests sent on a schedule (open loop, spread over the
+//!   connections), each one's latency counted from when it was due, so a stall is not
+//!   hidden (no coordinated omission); p50, p99 and the largest;
+//! - the floor that latency stands on: two back-to-back `fdatasync`s of a small append on
+//!   the same file system (an action's dispatch and its result are each one group
+//!   commit), p50 and p99.
+//!
+//! It measures and prints; it asserts nothing.
+
+use anyhow::{bail, Context};
+use hdrhistogram::Histogram;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How one benchmark run is shaped.
+pub struct ActBench {
+    pub seconds: u64,
+    pub connections: usize,
+    /// Requests per second of the fixed-rate run.
+    pub rate: u64,
+}
+
+/// Reads one HTTP/1.1 response (with a Content-Length) from `r`; answers its status.
+fn read_response(r: &mut BufReader<TcpStream>) -> anyhow::Result<u16> {
+    let mut line = String::new();
+    if r.read_line(&mut line)? == 0 {
+        bail!("the server closed the connection");
+    }
+    let status: u16 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .context("a response without a status")?;
+    let mut len = 0usize;
+    loop {
+        let mut h = String::new();
+        r.read_line(&mut h)?;
+        if h == "\r\n" || h.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = h.split_once(':') {
+            if k.eq_ignore_ascii_case("content-length") {
+                len = v.trim().parse().unwrap_or(0);
+            }
+        }
+    }
+    let mut body = vec![0; len];
+    r.read_exact(&mut body)?;
+    Ok(status)
+}
+
+/// What one connection sends: its `n`th request's bytes.
+type MakeRequest = Arc<dyn Fn(usize, u64) -> Vec<u8> + Send + Sync>;
+
+/// Runs `connections` clients against `addr`. With `rate`, each sends on a schedule and
+/// latencies count from when a request was due; without, each sends back to back.
+/// Answers (requests answered with 2xx, other answers, the latency histogram in µs,
+/// elapsed time).
+fn load(
+    addr: SocketAddr,
+    connections: usize,
+    seconds: u64,
+    rate: Option<u64>,
+    make: MakeRequest,
+) -> anyhow::Result<(u64, u64, Histogram<u64>, Duration)> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let ok = Arc::new(AtomicU64::new(0));
+    let other = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let handles: Vec<_> = (0..connections)
+        .map(|c| {
+            let (stop, ok, other, make) = (stop.clone(), ok.clone(), other.clone(), make.clone());
+            std::thread::spawn(move || -> anyhow::Result<Histogram<u64>> {
+                let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+                let stream = TcpStream::connect(addr)?;
+                stream.set_nodelay(true)?;
+                let mut w = stream.try_clone()?;
+                let mut r = BufReader::new(stream);
+                let interval = rate.map(|r| Duration::from_secs_f64(connections as f64 / r as f64));
+                let first = Instant::now()
+                    + interval.map_or(Duration::ZERO, |i| i.mul_f64(c as f64 / connections as f64));
+                let mut n = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let due = match interval {
+                        Some(i) => {
+                            let due = first + i.mul_f64(n as f64);
+                            let now = Instant::now();
+                            if due > now {
+                                std::thread::sleep(due - now);
+                            }
+                            due
+                        }
+                        None => Instant::now(),
+                    };
+                    w.write_all(&make(c, n))?;
+                    let status = read_response(&mut r)?;
+                    hist.saturating_record(due.elapsed().as_micros() as u64);
+                    if (200..300).contains(&status) {
+                        ok.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        other.fetch_add(1, Ordering::Relaxed);
+                    }
+                    n += 1;
+                }
+                Ok(hist)
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(seconds));
+    stop.store(true, Ordering::Relaxed);
+    let mut all = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    for h in handles {
+        let h = h
+            .join()
+            .map_err(|_| anyhow::anyhow!("a client thread panicked"))??;
+        all.add(&h)?;
+    }
+    Ok((
+        ok.load(Ordering::Relaxed),
+        other.load(Ordering::Relaxed),
+        all,
+        started.elapsed(),
+    ))
+}
+
+/// A hello-world actix-web server on loopback, on a thread of its own.
+fn hello_world(workers: usize) -> anyhow::Result<SocketAddr> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        actix_web::rt::System::new().block_on(async move {
+            let server = actix_web::HttpServer::new(|| {
+                actix_web::App::new().route(
+                    "/hello",
+                    actix_web::web::get().to(|| async { "hello world" }),
+                )
+            })
+            .workers(workers)
+            .disable_signals()
+            .bind("127.0.0.1:0");
+            match server {
+                Ok(s) => {
+                    let _ = tx.send(Ok(s.addrs()[0]));
+                    let _ = s.run().await;
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(e.to_string()));
+                }
+            }
+        });
+    });
+    rx.recv()?
+        .map_err(|e| anyhow::anyhow!("hello-world server: {e}"))
+}
+
+/// An Axon node with the embedded defaults, its data in `dir`, on a thread of its own.
+fn node(dir: &Path) -> anyhow::Result<(SocketAddr, String)> {
+    let mut cfg = crate::Config::defaults();
+    cfg.data_dir = dir.to_owned();
+    cfg.http.listen = "127.0.0.1:0".into();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        actix::System::new().block_on(async move {
+            match crate::start(&cfg, Default::default()).await {
+                Ok(mut node) => {
+                    let _ = tx.send(Ok((node.http_addr, node.admin_token.clone())));
+                    let _ = (&mut node.root.exit).await;
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(format!("{e:#}")));
+                }
+            }
+        });
+    });
+    rx.recv()?
+        .map_err(|e| anyhow::anyhow!("the node did not start: {e}"))
+}
+
+/// Two appends of 256 bytes, each made durable with `fdatasync`, back to back, `pairs`
+/// times: the p50 and p99 of one pair, in µs.
+fn fsync_pairs(dir: &Path, pairs: usize) -> anyhow::Result<Histogram<u64>> {
+    let path = dir.join("fsync-pairs.bin");
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .open(&path)?;
+    let record = [0x5au8; 256];
+    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    for _ in 0..pairs {
+        let t = Instant::now();
+        for _ in 0..2 {
+            f.write_all(&record)?;
+            f.sync_data()?;
+        }
+        hist.saturating_record(t.elapsed().as_micros() as u64);
+    }
+    drop(f);
+    std::fs::remove_file(&path)?;
+    Ok(hist)
+}
+
+fn ms(us: u64) -> f64 {
+    us as f64 / 1000.0
+}
+
+/// Runs the benchmark with its data in `base` and prints the figures.
+pub fn act(base: &Path, b: &ActBench) -> anyhow::Result<()> {
+    let dir = tempfile::Builder::new()
+        .prefix("axon-bench-act-")
+        .tempdir_in(base)
+        .with_context(|| format!("creating a directory in {}", base.display()))?;
+    let workers = crate::Config::defaults().http.workers;
+    println!(
+        "bench act: {} connections, {} s per run, {workers} HTTP workers each, data in {}",
+        b.connections,
+        b.seconds,
+        dir.path().display()
+    );
+    let hello = hello_world(workers)?;
+    let (hello_ok, hello_other, hello_lat, hello_t) = load(
+        hello,
+        b.connections,
+        b.seconds,
+        None,
+        Arc::new(|_, _| b"GET /hello HTTP/1.1\r\nhost: bench\r\n\r\n".to_vec()),
+    )?;
+    let hello_rps = hello_ok as f64 / hello_t.as_secs_f64();
+    println!(
+        "  hello-world GET:        {hello_rps:>9.0} req/s  (p99 {:.2} ms, {hello_other} non-2xx)",
+        ms(hello_lat.value_at_quantile(0.99))
+    );
+
+    let (addr, token) = node(&dir.path().join("node"))?;
+    let act_request = |prefix: &'static str| -> MakeRequest {
+        let token = token.clone();
+        Arc::new(move |c, n| {
+            let body = format!(
+                r#"{{"capability":"urn:axon:cap:echo","intent_id":"{prefix}-{c}-{n}","args":{{"n":{n}}}}}"#
+            );
+            format!(
+                "POST /v1/act HTTP/1.1\r\nhost: bench\r\nauthorization: Bearer {token}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .into_bytes()
+        })
+    };
+    let (act_ok, act_other, act_lat, act_t) =
+        load(addr, b.connections, b.seconds, None, act_request("max"))?;
+    let act_rps = act_ok as f64 / act_t.as_secs_f64();
+    println!(
+        "  POST /v1/act (echo):    {act_rps:>9.0} req/s  (p99 {:.2} ms, {act_other} non-2xx)  = {:.3}x hello-world (goal >= 0.3x)",
+        ms(act_lat.value_at_quantile(0.99)),
+        act_rps / hello_rps
+    );
+
+    let (paced_ok, paced_other, paced, _) = load(
+        addr,
+        b.connections,
+        b.seconds,
+        Some(b.rate),
+        act_request("paced"),
+    )?;
+    let pairs = fsync_pairs(dir.path(), 2000)?;
+    let floor = ms(pairs.value_at_quantile(0.99));
+    println!(
+        "  POST /v1/act at {} req/s: p50 {:.2} ms  p99 {:.2} ms  max {:.2} ms  ({paced_ok} answered, {paced_other} non-2xx)",
+        b.rate,
+        ms(paced.value_at_quantile(0.5)),
+        ms(paced.value_at_quantile(0.99)),
+        ms(paced.max()),
+    );
+    println!(
+        "  two back-to-back fdatasyncs: p50 {:.2} ms  p99 {floor:.2} ms  -> goal for the p99 above: <= {:.2} ms",
+        ms(pairs.value_at_quantile(0.5)),
+        floor + 0.5
+    );
+    Ok(())
+}
