@@ -1,8 +1,36 @@
 //! `axon-harness`: the actor-level test harness. Start a whole Axon node, or just a
-//! subtree of your own actors, in-process; move its clock by hand; inject faults into any
-//! actor by name; wait for conditions; read the supervision tree and the metrics.
+//! subtree of your own actors, in-process; load your own driver manifests and call them
+//! through `POST /v1/act`; move their lanes; move the clock by hand; inject faults into
+//! any actor by name; wait for conditions; read the supervision tree, the metrics and the
+//! replay capsules, and replay them.
 //!
 //! Axon's own tests use it, and so can yours: add `axon-harness` as a dev-dependency.
+//!
+//! Your own driver, through the one door:
+//!
+//! ```
+//! use axon_harness::{echo_manifest, Fault, TestNode};
+//! use serde_json::json;
+//!
+//! // Any manifest text, as in config/drivers/*.toml; this one is an echo driver named
+//! // "mine", live from its first load, serving urn:axon:cap:mine.
+//! let node = TestNode::builder().driver(&echo_manifest("mine", 16)).start();
+//! let v: serde_json::Value = node.act("urn:axon:cap:mine", &json!({"n": 1})).json().unwrap();
+//! assert_eq!((v["status"].as_str(), v["driver"].as_str()), (Some("ok"), Some("mine")));
+//! // Its capsule replays bit for bit.
+//! let action = v["action_id"].as_str().unwrap();
+//! assert_eq!(node.replay(action).unwrap(), json!({"n": 1}));
+//! // Out of live service, nothing acts for its capability.
+//! node.move_lane("mine", "demote", "shadow", "a test").unwrap();
+//! let v: serde_json::Value = node.act("urn:axon:cap:mine", &json!(2)).json().unwrap();
+//! assert_eq!(v["status"], "blocked");
+//! node.move_lane("mine", "promote", "live", "back").unwrap();
+//! // A fault by name: its next message panics (the twin), so nothing acts.
+//! node.inject("mine", Fault::Panic, Some(1));
+//! let v: serde_json::Value = node.act("urn:axon:cap:mine", &json!(3)).json().unwrap();
+//! assert_eq!(v["status"], "blocked");
+//! node.shutdown();
+//! ```
 //!
 //! A node on a free port with a temporary data directory:
 //!
@@ -539,6 +567,61 @@ impl TestNode {
     /// `POST /v1/act` of `args` to the built-in echo driver (`urn:axon:cap:echo`).
     pub fn echo(&self, args: &serde_json::Value) -> reqwest::blocking::Response {
         self.act(ECHO, args)
+    }
+
+    /// One action from the journal (`GET /v1/actions/{id}`): its intent, dispatch, result
+    /// and capsule.
+    pub fn action(&self, action_id: &str) -> Result<serde_json::Value, String> {
+        let res = self.get(&format!("/v1/actions/{action_id}"));
+        let status = res.status();
+        let v: serde_json::Value = res.json().map_err(|e| e.to_string())?;
+        if status.is_success() {
+            Ok(v)
+        } else {
+            Err(format!("{status}: {v}"))
+        }
+    }
+
+    /// Replays the push of `action_id` offline from its capsule, as `axon replay` does:
+    /// the driver is rebuilt from the manifest the capsule recorded. Answers the output
+    /// the replay gives, once it is the recorded one byte for byte; an error otherwise.
+    pub fn replay(&self, action_id: &str) -> Result<serde_json::Value, String> {
+        let v = self.action(action_id)?;
+        let capsule: axon_protocols::capsule::ReplayCapsule =
+            serde_json::from_value(v["capsule"].clone())
+                .map_err(|e| format!("action {action_id} has no replay capsule: {e}"))?;
+        let replayed = axon_drivers::replay(&capsule)?;
+        let bytes =
+            |v: &serde_json::Value| axon_protocols::canonical::to_vec(v).map_err(|e| e.to_string());
+        if bytes(&replayed)? != bytes(&capsule.output)? {
+            return Err(format!(
+                "action {action_id} replays to {replayed}, not to the recorded {}",
+                capsule.output
+            ));
+        }
+        Ok(replayed)
+    }
+
+    /// Moves driver `name`'s lane (`way` is `promote` or `demote`) to `to`, for
+    /// `reason`; answers the journaled lane change.
+    pub fn move_lane(
+        &self,
+        name: &str,
+        way: &str,
+        to: &str,
+        reason: &str,
+    ) -> Result<serde_json::Value, String> {
+        let res = self.post_json(
+            &format!("/v1/drivers/{name}/{way}"),
+            &serde_json::json!({"to": to, "reason": reason}),
+        );
+        let status = res.status();
+        let v: serde_json::Value = res.json().map_err(|e| e.to_string())?;
+        if status.is_success() {
+            Ok(v["change"].clone())
+        } else {
+            Err(format!("{status}: {v}"))
+        }
     }
 
     /// The signed checkpoint the node serves, once it covers at least `size` entries:
