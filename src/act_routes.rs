@@ -6,7 +6,7 @@
 use crate::api::{entry_json, path_param, refusal_problem, ApiError, AppState, JsonBody};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
-use axon_actors::act::{ActError, ResolveError};
+use axon_actors::act::{ActError, ResolveError, RollbackError};
 use axon_actors::journal::ActionId;
 use axon_actors::lanes::{DriverInstance, LaneError, Mover, Why};
 use axon_protocols::action::{ActionResult, ActionStatus, Resolution};
@@ -133,6 +133,7 @@ pub(crate) async fn action(
     }
     let mut dispatch = Value::Null;
     let mut result = Value::Null;
+    let mut capsule = Value::Null;
     for e in &entries {
         let body = Entry::from_bytes(&e.bytes)
             .map_err(|err| {
@@ -144,8 +145,14 @@ pub(crate) async fn action(
             })?
             .body;
         match e.kind {
-            EntryKind::Dispatch => dispatch = body,
-            EntryKind::Result => result = body,
+            // The dispatch that performed it (an undo's comes later, in `entries`).
+            EntryKind::Dispatch if body.get("undo").is_none() => dispatch = body,
+            EntryKind::Result => {
+                if let Some(c) = body.get("capsule") {
+                    capsule = c.clone();
+                }
+                result = body;
+            }
             _ => {}
         }
     }
@@ -159,7 +166,7 @@ pub(crate) async fn action(
         "intent": intent,
         "dispatch": dispatch,
         "result": result,
-        "capsule": result.get("capsule").cloned().unwrap_or(Value::Null),
+        "capsule": capsule,
         "entries": entries.iter().map(entry_json).collect::<Vec<_>>(),
     })))
 }
@@ -186,6 +193,45 @@ pub(crate) async fn resolve(
                     ApiError::new(ProblemType::MalformedRequest, detail).at(&req)
                 }
                 ResolveError::Journal(r) => refusal_problem(&req, r),
+            })
+        }
+    }
+}
+
+/// The body of `POST /v1/actions/{action}/rollback`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RollbackBody {
+    reason: String,
+}
+
+/// How many arrays and objects of its journal entry hold a rollback's body: the entry's
+/// object, the dispatch and its `undo`.
+pub(crate) const ROLLBACK_LEVELS_ABOVE: usize = 3;
+
+/// `POST /v1/actions/{action}/rollback`.
+pub(crate) async fn rollback(
+    req: HttpRequest,
+    st: web::Data<AppState>,
+    body: JsonBody<RollbackBody, ROLLBACK_LEVELS_ABOVE>,
+) -> Result<HttpResponse, ApiError> {
+    let id: ActionId = path_param(&req, "action")?;
+    match st.act.rollback(id.as_str(), &body.0.reason).await {
+        Ok(r) => Ok(answer(&r)),
+        Err(e) => {
+            let detail = e.to_string();
+            Err(match e {
+                RollbackError::NoSuchAction(_) => {
+                    ApiError::new(ProblemType::NoSuchAction, detail).at(&req)
+                }
+                RollbackError::Reason => {
+                    ApiError::new(ProblemType::MalformedRequest, detail).at(&req)
+                }
+                RollbackError::Refused(_) => {
+                    ApiError::new(ProblemType::RollbackRefused, detail).at(&req)
+                }
+                RollbackError::Driver(e) => crate::api::call_problem(e).at(&req),
+                RollbackError::Journal(r) => refusal_problem(&req, r),
             })
         }
     }

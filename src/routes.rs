@@ -5,6 +5,7 @@
 
 use crate::act_routes::{
     self as act, INTENT_LEVELS_ABOVE, LANE_MOVE_LEVELS_ABOVE, RESOLUTION_LEVELS_ABOVE,
+    ROLLBACK_LEVELS_ABOVE,
 };
 use crate::api::{
     correlate, not_found, Auth, Method, PathParam, QueryParam, RequestBody, Route, CALL_PROBLEMS,
@@ -401,6 +402,38 @@ pub static ROUTES: &[Route] = &[
             P::Timeout,
         ],
         handler: |r| r.to(act::resolve),
+    },
+    Route {
+        method: Method::Post,
+        path: "/v1/actions/{action}/rollback",
+        summary: "Undo an ok action through its driver's rollback (admin token)",
+        auth: Auth::Admin,
+        path_params: &[ACTION],
+        query: &[],
+        request: Some(RequestBody {
+            description: "Why the action is undone",
+            schema: || {
+                json!({
+                    "type": "object", "required": ["reason"], "additionalProperties": false,
+                    "properties": {"reason": {"type": "string", "minLength": 1, "maxLength": 4096}}
+                })
+            },
+            levels_above: ROLLBACK_LEVELS_ABOVE,
+        }),
+        journals: true,
+        ok_status: 200,
+        response: || json_ok("The action, now rolled_back (or in_doubt, 500, when the rollback did not answer)", action_result_schema()),
+        problems: &[
+            P::InvalidParameter,
+            P::NoSuchAction,
+            P::RollbackRefused,
+            P::JournalHalted,
+            P::OutcomeUnknown,
+            P::Overloaded,
+            P::Unavailable,
+            P::Timeout,
+        ],
+        handler: |r| r.to(act::rollback),
     },
     Route {
         method: Method::Get,

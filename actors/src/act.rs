@@ -16,12 +16,12 @@
 
 use crate::journal::{Appended, JournalClient, NewEntry, Refusal, StoredEntry};
 use crate::lanes::{DriverInstance, Lanes};
-use axon_drivers::driver::{Prediction, Status};
+use axon_drivers::driver::{Prediction, Recorded, Status};
 use axon_drivers::host::DriverHost;
 use axon_drivers::host::{Action, DriverAnswer, DriverCall, Ticket};
 use axon_drivers::obligations::Violation;
 use axon_protocols::action::{
-    action_id, intent_digest, ActionRecord, ActionResult, ActionStatus, Dispatch, Resolution,
+    action_id, intent_digest, ActionRecord, ActionResult, ActionStatus, Dispatch, Resolution, Undo,
 };
 use axon_protocols::capsule::{Environment, RecordedClock, ReplayCapsule};
 use axon_protocols::intent::AxonIntent;
@@ -97,6 +97,21 @@ pub enum ResolveError {
     },
     #[error("a resolution needs a reason: 1 to {MAX_REASON_BYTES} bytes")]
     Reason,
+    #[error(transparent)]
+    Journal(Refusal),
+}
+
+/// Why an action was not rolled back.
+#[derive(Debug, thiserror::Error)]
+pub enum RollbackError {
+    #[error("no action has id {0}")]
+    NoSuchAction(String),
+    #[error("a rollback needs a reason: 1 to {MAX_REASON_BYTES} bytes")]
+    Reason,
+    #[error("{0}")]
+    Refused(String),
+    #[error(transparent)]
+    Driver(CallError),
     #[error(transparent)]
     Journal(Refusal),
 }
@@ -234,6 +249,9 @@ struct Owner {
     act: Arc<Act>,
     action_id: String,
     done: Option<watch::Sender<Option<Known>>>,
+    /// What the action was before this claim (one held to be undone): put back if the
+    /// claim is given up.
+    restore: Option<Box<Known>>,
 }
 
 impl Owner {
@@ -246,8 +264,12 @@ impl Owner {
 
 impl Drop for Owner {
     fn drop(&mut self) {
-        if self.done.is_some() {
-            self.act.settle(&self.action_id, None);
+        if let Some(tx) = self.done.take() {
+            let before = self.restore.take().map(|k| *k);
+            self.act.settle(&self.action_id, before.clone());
+            if before.is_some() {
+                let _ = tx.send(before);
+            }
         }
     }
 }
@@ -556,6 +578,7 @@ impl Act {
             artifact_hash: driver.descriptor.artifact_hash.clone(),
             lane,
             prediction: serde_json::to_value(&prediction).expect("a prediction is plain data"),
+            undo: None,
         };
         let dispatched = self
             .append(EntryKind::Dispatch, vec![], to_value(&dispatch))
@@ -899,7 +922,216 @@ impl Act {
             act: self.clone(),
             action_id: action.to_owned(),
             done: Some(tx),
+            restore: None,
         }))
+    }
+
+    /// Holds the finished action `action` (as a running one, so nothing else claims it
+    /// meanwhile) and answers what it was.
+    async fn hold(self: &Arc<Self>, action: &str) -> Result<(Known, Owner), RollbackError> {
+        let journaled = {
+            let book = lock(&self.book);
+            match book.slots.get(action) {
+                Some(Slot::Running { .. }) => {
+                    return Err(RollbackError::Refused(format!(
+                        "action {action} has not finished yet"
+                    )))
+                }
+                Some(Slot::Done(_)) => None,
+                None if book.complete => {
+                    return Err(RollbackError::NoSuchAction(action.to_owned()))
+                }
+                None => Some(()),
+            }
+        };
+        let from_journal = match journaled {
+            Some(()) => Some(
+                self.journaled_state(action)
+                    .await
+                    .map_err(|e| match e {
+                        ActError::Journal(r) => RollbackError::Journal(r),
+                        other => RollbackError::Refused(other.to_string()),
+                    })?
+                    .ok_or_else(|| RollbackError::NoSuchAction(action.to_owned()))?,
+            ),
+            None => None,
+        };
+        let mut book = lock(&self.book);
+        let known = match (book.slots.remove(action), from_journal) {
+            (Some(Slot::Done(k)), _) => *k,
+            (None, Some(k)) => {
+                book.finished.push_back(action.to_owned());
+                k
+            }
+            (Some(running @ Slot::Running { .. }), _) => {
+                book.slots.insert(action.to_owned(), running);
+                return Err(RollbackError::Refused(format!(
+                    "action {action} has not finished yet"
+                )));
+            }
+            (None, None) => return Err(RollbackError::NoSuchAction(action.to_owned())),
+        };
+        let (tx, rx) = watch::channel(None);
+        book.slots.insert(
+            action.to_owned(),
+            Slot::Running {
+                digest: known.digest.clone(),
+                done: rx,
+            },
+        );
+        book.running += 1;
+        let owner = Owner {
+            act: self.clone(),
+            action_id: action.to_owned(),
+            done: Some(tx),
+            restore: Some(Box::new(known.clone())),
+        };
+        Ok((known, owner))
+    }
+
+    /// Undoes action `action` through its driver's rollback, for `reason`: only an
+    /// action that is `ok`, through the build of the driver that acted, where that driver
+    /// can roll back. The undo is a dispatch of its own, journaled before the driver is
+    /// called; its result is the action's new state (`rolled_back`), or, refused by the
+    /// driver (the world moved on since), the action stands and the refusal says why.
+    pub async fn rollback(
+        self: &Arc<Self>,
+        action: &str,
+        reason: &str,
+    ) -> Result<ActionResult, RollbackError> {
+        if reason.trim().is_empty() || reason.len() > MAX_REASON_BYTES {
+            return Err(RollbackError::Reason);
+        }
+        let (known, owner) = self.hold(action).await?;
+        let refuse = |why: String| Err(RollbackError::Refused(why));
+        if known.result.status != ActionStatus::Ok {
+            return refuse(format!(
+                "action {action} is {}: only an action that acted (ok) can be rolled back",
+                known.result.status.as_str()
+            ));
+        }
+        let (Some(capsule), Some(name)) = (&known.record.capsule, &known.record.driver) else {
+            return refuse(format!("action {action} has no capsule to undo"));
+        };
+        let Some(driver) = self.lanes.driver(name).cloned() else {
+            return refuse(format!("driver {name}, which acted, is not loaded"));
+        };
+        let acted = &capsule.environment.driver_artifact_hash;
+        if &driver.descriptor.artifact_hash != acted {
+            return refuse(format!(
+                "the build of {name} that acted ({acted}) is not the one loaded ({})",
+                driver.descriptor.artifact_hash
+            ));
+        }
+        if !driver.descriptor.can_rollback {
+            return refuse(format!("driver {name} cannot roll back"));
+        }
+        let intent: AxonIntent = match serde_json::from_value(capsule.input.clone()) {
+            Ok(i) => i,
+            Err(e) => return refuse(format!("the capsule's input is not an intent: {e}")),
+        };
+        let dispatch = Dispatch {
+            action_id: action.to_owned(),
+            caller: known.record.caller.clone(),
+            intent_id: known.record.intent_id.clone(),
+            intent_digest: known.digest.clone(),
+            intent: intent.clone(),
+            driver: name.clone(),
+            artifact_hash: acted.clone(),
+            lane: self
+                .lanes
+                .lane(name)
+                .unwrap_or(axon_protocols::lane::Lane::Live),
+            prediction: Value::Null,
+            undo: Some(Undo {
+                reason: reason.to_owned(),
+                result: known.entry_id.clone(),
+            }),
+        };
+        let dispatched = self
+            .append(
+                EntryKind::Dispatch,
+                vec![known.entry_id.clone()],
+                to_value(&dispatch),
+            )
+            .await
+            .map_err(RollbackError::Journal)?;
+        // From here on the undo runs to its end whether or not anyone waits for it.
+        let (tx, rx) = oneshot::channel();
+        let this = self.clone();
+        let reason = reason.to_owned();
+        actix::spawn(async move {
+            let opts = CallOptions {
+                deadline: Duration::from_millis(driver.manifest.limits.deadline_ms),
+                correlation_id: None,
+            };
+            let recorded = Recorded {
+                action_id: known.result.action_id.clone(),
+                intent,
+                output: known.result.output.clone(),
+            };
+            let answer = driver
+                .worker
+                .call(DriverCall::Rollback(Box::new(recorded)), &opts)
+                .await;
+            // The new state keeps the capsule of the push it is about.
+            let mut r = known.record.clone();
+            r.late = false;
+            r.resolution = None;
+            let mut refused = None;
+            match answer {
+                Ok(DriverAnswer::Outcome(o)) if o.status == Status::Ok => {
+                    r.status = ActionStatus::RolledBack;
+                    r.output = o.output;
+                    r.reason = Some(format!("rolled back: {reason}"));
+                }
+                Ok(DriverAnswer::Outcome(o)) => {
+                    let why = o.reason.unwrap_or_else(|| "no reason given".into());
+                    r.reason = Some(format!("a rollback was refused: {why}"));
+                    refused = Some(RollbackError::Refused(why));
+                }
+                Ok(other) => {
+                    let why = format!("the driver answered {other:?} to a rollback");
+                    r.reason = Some(why.clone());
+                    refused = Some(RollbackError::Refused(why));
+                }
+                Err(e @ (CallError::Overloaded { .. } | CallError::Unavailable { .. })) => {
+                    r.reason = Some(format!("a rollback never reached the driver: {e}"));
+                    refused = Some(RollbackError::Driver(e));
+                }
+                Err(e) => {
+                    r.status = ActionStatus::InDoubt;
+                    r.reason = Some(format!(
+                        "a rollback started and did not answer: {e}; whether it undid the action is unknown"
+                    ));
+                }
+            }
+            let answer = match this
+                .append(EntryKind::Result, vec![dispatched.id.clone()], to_value(&r))
+                .await
+            {
+                Ok(appended) => {
+                    let result = this.finished(owner, r, appended);
+                    match refused {
+                        Some(e) => Err(e),
+                        None => Ok(result),
+                    }
+                }
+                Err(refusal) => {
+                    tracing::error!(critical = true, action_id = %known.result.action_id, %refusal, "CRITICAL: the rollback of action {} ran and its outcome was not recorded; it is in doubt", known.result.action_id);
+                    let mut r = r;
+                    r.status = ActionStatus::InDoubt;
+                    let _ = this.finished(owner, r, dispatched);
+                    Err(RollbackError::Journal(refusal))
+                }
+            };
+            let _ = tx.send(answer);
+        });
+        rx.await.unwrap_or_else(|_| {
+            Err(RollbackError::Refused(
+                "the rollback's task ended without an answer".into(),
+            ))
+        })
     }
 
     /// Ends a claim: with the action's newest state, or (`None`) given up.

@@ -25,6 +25,8 @@ pub enum ActionStatus {
     NotRun,
     /// An operator recorded whether an action in doubt ran.
     Resolved,
+    /// The action was undone through its driver's rollback.
+    RolledBack,
 }
 
 impl ActionStatus {
@@ -36,17 +38,19 @@ impl ActionStatus {
             Self::InDoubt => "in_doubt",
             Self::NotRun => "not_run",
             Self::Resolved => "resolved",
+            Self::RolledBack => "rolled_back",
         }
     }
 
     /// Every status, in declaration order.
-    pub const ALL: [ActionStatus; 6] = [
+    pub const ALL: [ActionStatus; 7] = [
         Self::Ok,
         Self::Failed,
         Self::Blocked,
         Self::InDoubt,
         Self::NotRun,
         Self::Resolved,
+        Self::RolledBack,
     ];
 
     /// The HTTP status an answer with this status has: the request was handled (200),
@@ -113,8 +117,21 @@ pub struct Dispatch {
     /// The driver build (see the drivers' artifact hash).
     pub artifact_hash: String,
     pub lane: Lane,
-    /// What the twin predicted, as the driver answered it.
+    /// What the twin predicted, as the driver answered it (`null` for an undo).
     pub prediction: Value,
+    /// Set when this dispatch undoes the action (`POST /v1/actions/{id}/rollback`)
+    /// rather than performing it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub undo: Option<Undo>,
+}
+
+/// Why an action is undone, and which of its results is undone.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Undo {
+    pub reason: String,
+    /// The id of the `result` entry whose outcome is undone.
+    pub result: String,
 }
 
 /// The body of a `result` entry: where one action stands. An action's newest result is

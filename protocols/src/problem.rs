@@ -74,13 +74,16 @@ pub enum ProblemType {
     NotInDoubt,
     /// The driver ran but its outcome could not be journaled: the action is in doubt.
     ActionUnrecorded,
+    /// The action cannot be undone (not `ok`, its driver cannot roll back, or the world
+    /// moved on since: the detail says which).
+    RollbackRefused,
     /// Anything else the node did not expect; always logged with the correlation id.
     Internal,
 }
 
 impl ProblemType {
     /// Every variant, for documentation and tests.
-    pub const ALL: [ProblemType; 31] = [
+    pub const ALL: [ProblemType; 32] = [
         Self::MalformedRequest,
         Self::UnsupportedMediaType,
         Self::PayloadTooLarge,
@@ -111,6 +114,7 @@ impl ProblemType {
         Self::NoSuchAction,
         Self::NotInDoubt,
         Self::ActionUnrecorded,
+        Self::RollbackRefused,
         Self::Internal,
     ];
 
@@ -147,6 +151,7 @@ impl ProblemType {
             Self::NoSuchAction => "no-such-action",
             Self::NotInDoubt => "not-in-doubt",
             Self::ActionUnrecorded => "action-unrecorded",
+            Self::RollbackRefused => "rollback-refused",
             Self::Internal => "internal",
         }
     }
@@ -175,7 +180,10 @@ impl ProblemType {
             Self::Unavailable | Self::NotReady | Self::ShuttingDown => 503,
             Self::Timeout => 504,
             Self::ObligationViolated => 422,
-            Self::IntentConflict | Self::IllegalLaneMove | Self::NotInDoubt => 409,
+            Self::IntentConflict
+            | Self::IllegalLaneMove
+            | Self::NotInDoubt
+            | Self::RollbackRefused => 409,
             Self::UnknownDriver | Self::NoSuchAction => 404,
             Self::ActionUnrecorded => 500,
         }
@@ -214,6 +222,7 @@ impl ProblemType {
             Self::NoSuchAction => "No such action",
             Self::NotInDoubt => "The action is not in doubt",
             Self::ActionUnrecorded => "The action ran and was not recorded",
+            Self::RollbackRefused => "The action cannot be rolled back",
             Self::Internal => "Internal error",
         }
     }

@@ -721,3 +721,94 @@ fn a_driver_past_its_rate_answers_429_until_its_bucket_refills() {
         Some(1.0)
     );
 }
+
+#[test]
+fn an_action_is_rolled_back_newest_first_through_its_driver() {
+    let ledger = r#"name = "ledger"
+version = "1.0.0"
+kind = "file"
+capability = "urn:axon:cap:ledger.append"
+effect = "write"
+risk = "medium"
+max_blast_radius = 1
+idempotent = false
+lane = "live"
+[cost]
+expected_ms = 5
+units = 1.0
+[limits]
+deadline_ms = 5000
+concurrency = 1
+rate_per_second = 1000
+max_payload_bytes = 65536
+mailbox_capacity = 64
+[file]
+dir = "records"
+"#;
+    let n = TestNode::builder().driver(ledger).start();
+    let cap = "urn:axon:cap:ledger.append";
+    let (_, a) = act(
+        &n,
+        &intent(cap, "a", json!({"file": "l.log", "record": "A"})),
+    );
+    let (_, b) = act(
+        &n,
+        &intent(cap, "b", json!({"file": "l.log", "record": "B"})),
+    );
+    let (ida, idb) = (
+        a["action_id"].as_str().unwrap().to_owned(),
+        b["action_id"].as_str().unwrap().to_owned(),
+    );
+    let undo = |id: &str| {
+        n.post_json(
+            &format!("/v1/actions/{id}/rollback"),
+            &json!({"reason": "a test undoes it"}),
+        )
+    };
+    // A cannot be undone while B follows it: the refusal names B.
+    let v = expect_problem(undo(&ida), 409, "rollback-refused");
+    assert!(v["detail"].as_str().unwrap().contains(&idb), "{v}");
+    let res = undo(&idb);
+    let v: Value = res.json().unwrap();
+    assert_eq!(v["status"], "rolled_back", "{v}");
+    assert_eq!(v["status"], "rolled_back", "{v}");
+    assert_eq!(v["output"]["removed_bytes"], b["output"]["bytes"]);
+    let res = undo(&ida);
+    let v: Value = res.json().unwrap();
+    assert_eq!(v["status"], "rolled_back", "{v}");
+    // Undone once, not twice; and the record of it is in the journal.
+    let v = expect_problem(undo(&ida), 409, "rollback-refused");
+    assert!(v["detail"].as_str().unwrap().contains("rolled_back"), "{v}");
+    // Its act, the refused undo and the undo: each a dispatch and its result.
+    assert_eq!(
+        kinds(&n, &ida),
+        ["dispatch", "result", "dispatch", "result", "dispatch", "result"]
+    );
+    let v: Value = n.get(&format!("/v1/actions/{ida}")).json().unwrap();
+    assert_eq!(v["status"], "rolled_back");
+    assert_eq!(
+        v["capsule"]["output"]["offset"], 0,
+        "the capsule of the act stays"
+    );
+    // A repeat of the intent answers its state now; nothing acts again.
+    let (_, again) = act(
+        &n,
+        &intent(cap, "a", json!({"file": "l.log", "record": "A"})),
+    );
+    assert_eq!(
+        (again["status"].as_str(), again["repeat"].as_bool()),
+        (Some("rolled_back"), Some(true))
+    );
+    // Echo cannot roll back; an unknown action is 404.
+    let (_, e) = act(&n, &intent(ECHO, "e", json!(1)));
+    let v = expect_problem(
+        undo(e["action_id"].as_str().unwrap()),
+        409,
+        "rollback-refused",
+    );
+    assert!(
+        v["detail"].as_str().unwrap().contains("cannot roll back"),
+        "{v}"
+    );
+    expect_problem(undo(&"0".repeat(32)), 404, "no-such-action");
+}

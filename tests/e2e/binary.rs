@@ -121,6 +121,7 @@ fn the_binary_serves_every_route_and_exits_0_on_sigterm() {
                     "/v1/journal/notes" => serde_json::json!({"text": "probe"}),
                     "/v1/act" => serde_json::json!({"capability": "urn:axon:cap:echo", "args": {"probe": true}}),
                     "/v1/actions/{action}/resolve" => serde_json::json!({"ran": false, "reason": "probe"}),
+                    "/v1/actions/{action}/rollback" => serde_json::json!({"reason": "probe"}),
                     "/v1/drivers/{name}/promote" => serde_json::json!({"to": "live", "reason": "probe"}),
                     "/v1/drivers/{name}/demote" => serde_json::json!({"to": "shadow", "reason": "probe"}),
                     _ => serde_json::json!({"probe": true}),
@@ -138,9 +139,10 @@ fn the_binary_serves_every_route_and_exits_0_on_sigterm() {
                 .unwrap();
             assert_eq!(res.status(), 200);
         }
-        // The probe's action ran: there is nothing in doubt to resolve.
+        // The probe's action ran: there is nothing in doubt to resolve, and echo cannot
+        // roll back.
         let ok_status = match route.path {
-            "/v1/actions/{action}/resolve" => 409,
+            "/v1/actions/{action}/resolve" | "/v1/actions/{action}/rollback" => 409,
             _ => route.ok_status,
         };
         if route.auth == axon::api::Auth::Admin {
@@ -154,6 +156,21 @@ fn the_binary_serves_every_route_and_exits_0_on_sigterm() {
             "{method} {path} answered {}",
             res.status()
         );
+        // A restart of echo (on a fresh thread of its own) takes a moment: the next
+        // routes ask echo, so it runs again first.
+        if route.path == "/v1/supervision/{actor}/restart" {
+            axon_harness::wait_until("echo runs again", Duration::from_secs(20), || {
+                let tree: Value = c
+                    .get(format!("{}/v1/supervision", r.base))
+                    .send()
+                    .unwrap()
+                    .json()
+                    .unwrap();
+                let echo = &tree["children"][1]["children"][0];
+                echo["id"] == "echo" && echo["restarts_total"] == 1 && echo["status"] == "running"
+            })
+            .unwrap();
+        }
     }
 
     let (code, stderr) = sigterm_and_wait(r);
