@@ -812,3 +812,45 @@ dir = "records"
     );
     expect_problem(undo(&"0".repeat(32)), 404, "no-such-action");
 }
+
+#[test]
+fn an_outcome_the_journal_cannot_take_is_answered_as_ran_and_unrecorded_and_stays_in_doubt() {
+    let n = TestNode::builder()
+        .manual_clock()
+        .driver(&slow_manifest(60_000))
+        .start();
+    n.inject(SLOW, Fault::Delay(Duration::from_secs(1)), Some(1));
+    let url = n.url("/v1/act");
+    let token = n.admin_token.clone();
+    let asked = std::thread::spawn(move || {
+        let res = reqwest::blocking::Client::new()
+            .post(url)
+            .bearer_auth(token)
+            .json(&intent(SLOW_CAP, "unrecorded-1", json!("acted")))
+            .send()
+            .unwrap();
+        (res.status().as_u16(), res.json::<Value>().unwrap())
+    });
+    let depth = |n: &TestNode| n.actor(SLOW).unwrap().mailbox.unwrap().depth;
+    wait_until("the prediction is held", Duration::from_secs(10), || {
+        depth(&n) == 1
+    })
+    .unwrap();
+    // The push will run and its answer wait for the clock; the journal's next message
+    // (the outcome) fails.
+    n.inject(SLOW, Fault::SlowAnswer(Duration::from_secs(1)), Some(1));
+    n.advance(Duration::from_secs(1));
+    wait_until("the push ran", Duration::from_secs(10), || {
+        !n.fault_armed(SLOW)
+    })
+    .unwrap();
+    n.inject("journal", Fault::Error, Some(1));
+    n.advance(Duration::from_secs(1));
+    let (status, v) = asked.join().unwrap();
+    assert_eq!(status, 500, "{v}");
+    assert_eq!(v["type"], "urn:axon:problem:action-unrecorded", "{v}");
+    let action = action_id("admin", "unrecorded-1");
+    assert!(v["detail"].as_str().unwrap().contains(&action), "{v}");
+    assert!(v["detail"].as_str().unwrap().contains("ran"), "{v}");
+    assert_eq!(in_doubt(&n), std::slice::from_ref(&action));
+}
