@@ -296,6 +296,7 @@ pub async fn start(cfg: &Config, opts: NodeOptions) -> anyhow::Result<Node> {
             vec![core, drivers],
         ),
     );
+    act.set_tree(root.node().clone());
     let shutting_down = Arc::new(AtomicBool::new(false));
     let state = web::Data::new(AppState {
         tree: root.node().clone(),
@@ -393,6 +394,20 @@ pub fn load_manifests(cfg: &Config) -> anyhow::Result<Vec<Manifest>> {
                     second: m.file,
                 }
                 .into());
+            }
+            // A push's result holds its answer three times (the output, the capsule's
+            // output and the recorded exchange, in base64): what the endpoint may answer
+            // must fit in one journal entry.
+            if let Some(h) = &m.http_settings {
+                let need = h.max_response_bytes.saturating_mul(5) + (64 << 10);
+                if need > cfg.journal.max_entry_bytes {
+                    anyhow::bail!(
+                        "driver manifest {}: key `http.max_response_bytes`: {} bytes would not fit a journal entry (5 x it + 64 KiB = {need} > journal.max_entry_bytes = {}); lower it or raise the journal's limit",
+                        m.file.display(),
+                        h.max_response_bytes,
+                        cfg.journal.max_entry_bytes
+                    );
+                }
             }
             if RESERVED_IDS.contains(&m.name.as_str()) {
                 anyhow::bail!(

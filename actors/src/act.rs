@@ -126,6 +126,7 @@ struct ActMetrics {
     refused: IntCounterVec,
     repeats: prometheus::IntCounter,
     in_doubt: IntGauge,
+    hung: IntCounterVec,
 }
 
 impl ActMetrics {
@@ -150,11 +151,19 @@ impl ActMetrics {
                 "Repeated intents answered with their first action's result",
             )?,
             in_doubt: IntGauge::new("axon_actions_in_doubt", "Actions in doubt, not resolved")?,
+            hung: IntCounterVec::new(
+                Opts::new(
+                    "axon_act_driver_hung_total",
+                    "Driver calls that got no answer within their deadline, after which the driver was restarted",
+                ),
+                &["driver"],
+            )?,
         };
         registry.register(Box::new(m.actions.clone()))?;
         registry.register(Box::new(m.refused.clone()))?;
         registry.register(Box::new(m.repeats.clone()))?;
         registry.register(Box::new(m.in_doubt.clone()))?;
+        registry.register(Box::new(m.hung.clone()))?;
         for s in ActionStatus::ALL {
             m.actions.with_label_values(&[s.as_str()]);
         }
@@ -222,6 +231,12 @@ struct Book {
 
 /// The act pipeline of one node.
 pub struct Act {
+    /// The thread detached work runs on: from a dispatch to its outcome, whatever happens
+    /// to the request (or the HTTP server) that began it.
+    runner: actix::ArbiterHandle,
+    _runner: actix::Arbiter,
+    /// The node's supervision tree, to restart a driver that hangs.
+    tree: std::sync::OnceLock<Arc<axon_supervisors::TreeNode>>,
     lanes: Arc<Lanes>,
     journal: JournalClient,
     clock: SharedClock,
@@ -252,6 +267,9 @@ struct Owner {
     /// What the action was before this claim (one held to be undone): put back if the
     /// claim is given up.
     restore: Option<Box<Known>>,
+    /// Set once the action's dispatch is journaled: a claim dropped after it (its task
+    /// ended before the outcome) leaves the action in doubt, never free to run again.
+    dispatched: Option<Box<(Appended, ActionRecord)>>,
 }
 
 impl Owner {
@@ -265,6 +283,23 @@ impl Owner {
 impl Drop for Owner {
     fn drop(&mut self) {
         if let Some(tx) = self.done.take() {
+            if let Some((dispatched, mut record)) = self.dispatched.take().map(|d| *d) {
+                record.status = ActionStatus::InDoubt;
+                record.reason = Some(
+                    "the pipeline stopped between the dispatch and the outcome: the driver may have acted"
+                        .into(),
+                );
+                let known = Known {
+                    digest: record.intent_digest.clone(),
+                    result: record.answer(dispatched.index, &dispatched.barcode),
+                    entry_id: dispatched.id,
+                    record,
+                };
+                self.act.track_in_doubt(&known);
+                self.act.settle(&self.action_id, Some(known.clone()));
+                let _ = tx.send(Some(known));
+                return;
+            }
             let before = self.restore.take().map(|k| *k);
             self.act.settle(&self.action_id, before.clone());
             if before.is_some() {
@@ -287,7 +322,11 @@ impl Act {
         seed: u64,
         registry: &Registry,
     ) -> prometheus::Result<Arc<Self>> {
+        let runner = actix::Arbiter::new();
         Ok(Arc::new(Self {
+            runner: runner.handle(),
+            _runner: runner,
+            tree: std::sync::OnceLock::new(),
             lanes,
             journal,
             clock,
@@ -302,6 +341,23 @@ impl Act {
 
     pub fn lanes(&self) -> &Arc<Lanes> {
         &self.lanes
+    }
+
+    /// The supervision tree the drivers run in, once it exists.
+    pub fn set_tree(&self, root: Arc<axon_supervisors::TreeNode>) {
+        let _ = self.tree.set(root);
+    }
+
+    /// Has the supervisor restart driver `name`, which did not answer a call within its
+    /// deadline (`why`): a hung driver is stopped (killed, abandoned if it must be) and
+    /// started afresh, so it never holds its capability for ever.
+    fn restart_hung(&self, name: &str, why: &str) {
+        let Some(root) = self.tree.get() else { return };
+        tracing::warn!(driver = %name, %why, "driver did not answer in time: restarting it");
+        self.metrics.hung.with_label_values(&[name]).inc();
+        if let Err(e) = axon_supervisors::request_restart(root, name) {
+            tracing::warn!(driver = %name, error = %e, "the restart of a hung driver was not queued");
+        }
     }
 
     fn journal_opts(&self) -> CallOptions {
@@ -331,7 +387,8 @@ impl Act {
         h.update(&n.to_le_bytes());
         h.update(axon_protocols::time::rfc3339(self.clock.wall()).as_bytes());
         format!(
-            "axon-{}",
+            "{}{}",
+            axon_protocols::intent::MADE_UP_PREFIX,
             axon_protocols::journal::hex(&h.finalize().as_bytes()[..12])
         )
     }
@@ -533,6 +590,7 @@ impl Act {
             Some(b) => b.min(driver.manifest.limits.deadline_ms),
             None => driver.manifest.limits.deadline_ms,
         });
+        let asked_at = Instant::now();
         let opts = CallOptions {
             deadline,
             correlation_id: intent.intent.correlation_id.as_deref().map(Arc::from),
@@ -553,6 +611,9 @@ impl Act {
                 return Err(ActError::Driver(e))
             }
             Err(e) => {
+                if matches!(e, CallError::Timeout { .. }) {
+                    self.restart_hung(&name, "its twin did not answer");
+                }
                 let mut r = record(
                     ActionStatus::Blocked,
                     Some(format!("the twin of {name} failed: {e}")),
@@ -564,6 +625,24 @@ impl Act {
         };
 
         // dispatch
+        // The caller's budget covers the whole action: the push gets what the prediction
+        // left of it.
+        let mut opts = opts;
+        if intent.intent.budget_ms.is_some() {
+            let left = deadline.saturating_sub(asked_at.elapsed());
+            if left.is_zero() {
+                let mut r = record(
+                    ActionStatus::Blocked,
+                    Some(format!(
+                        "the budget of {deadline:?} was spent before the driver could act"
+                    )),
+                );
+                r.intent = Some(intent.intent.clone());
+                r.driver = Some(name);
+                return self.record_without_dispatch(owner, r).await;
+            }
+            opts.deadline = left;
+        }
         let lane = self
             .lanes
             .lane(&name)
@@ -580,18 +659,27 @@ impl Act {
             prediction: serde_json::to_value(&prediction).expect("a prediction is plain data"),
             undo: None,
         };
-        let dispatched = self
-            .append(EntryKind::Dispatch, vec![], to_value(&dispatch))
-            .await
-            .map_err(ActError::Journal)?;
-
-        // From here on the action runs to its end whether or not anyone waits for it.
         let mut base = record(ActionStatus::Ok, None);
         base.driver = Some(name);
         base.lane = Some(lane);
+        // From here on the action runs to its end whether or not anyone waits for it, on
+        // the pipeline's own thread (which outlives the HTTP server's).
         let (tx, rx) = oneshot::channel();
         let this = self.clone();
-        actix::spawn(async move {
+        self.runner.spawn(async move {
+            let mut owner = owner;
+            let dispatched = match this
+                .append(EntryKind::Dispatch, vec![], to_value(&dispatch))
+                .await
+            {
+                Ok(d) => d,
+                Err(refusal) => {
+                    // Not dispatched: nothing ran; the claim is given up.
+                    let _ = tx.send(Err(ActError::Journal(refusal)));
+                    return;
+                }
+            };
+            owner.dispatched = Some(Box::new((dispatched.clone(), base.clone())));
             this.push_and_record(driver, permit, intent, opts, base, dispatched, owner, tx)
                 .await;
         });
@@ -698,6 +786,7 @@ impl Act {
                     r.status = match o.status {
                         Status::Ok => ActionStatus::Ok,
                         Status::Failed => ActionStatus::Failed,
+                        Status::Unknown => ActionStatus::InDoubt,
                     };
                     r.capsule = Some(capsule(&o.output, o.replay.clone(), started));
                     r.output = o.output;
@@ -793,12 +882,25 @@ impl Act {
         }
         // The push overran its deadline: its outcome, if it comes in time, is journaled
         // late and settles the action.
-        let late = ended(call.await, &ticket);
+        let answer = call.await;
+        if matches!(answer, Err(CallError::Timeout { .. })) {
+            self.restart_hung(
+                driver.name(),
+                "a push did not answer within its deadline and the late-outcome window",
+            );
+        }
+        let late = ended(answer, &ticket);
         if late.status == ActionStatus::InDoubt {
             return;
         }
         let mut late = late;
         late.late = true;
+        // Taken out of the set in doubt first, as a resolution does: whichever comes
+        // first settles the action, and the other finds it settled.
+        let Some(doubt) = lock(&self.in_doubt).remove(&base.action_id) else {
+            tracing::info!(action_id = %base.action_id, "a late outcome arrived for an action already resolved; not journaled");
+            return;
+        };
         let links = vec![dispatched.id.clone()];
         match self.append(EntryKind::Result, links, to_value(&late)).await {
             Ok(appended) => {
@@ -815,11 +917,14 @@ impl Act {
                 self.track_in_doubt(&known);
                 self.settle(&known.result.action_id.clone(), Some(known));
             }
-            Err(refusal) => tracing::warn!(
-                action_id = %base.action_id,
-                %refusal,
-                "the late outcome of an action in doubt could not be journaled; it stays in doubt"
-            ),
+            Err(refusal) => {
+                lock(&self.in_doubt).insert(base.action_id.clone(), doubt);
+                tracing::warn!(
+                    action_id = %base.action_id,
+                    %refusal,
+                    "the late outcome of an action in doubt could not be journaled; it stays in doubt"
+                )
+            }
         }
     }
 
@@ -850,7 +955,7 @@ impl Act {
                     Some(Slot::Done(_)) => return Err(conflict()),
                     Some(Slot::Running { digest: d, .. }) if d != digest => return Err(conflict()),
                     Some(Slot::Running { done, .. }) => Some(done.clone()),
-                    None if book.complete => {
+                    None if book.complete && !lock(&self.in_doubt).contains_key(action) => {
                         return self.open(&mut book, action, digest);
                     }
                     None => None,
@@ -923,6 +1028,7 @@ impl Act {
             action_id: action.to_owned(),
             done: Some(tx),
             restore: None,
+            dispatched: None,
         }))
     }
 
@@ -985,6 +1091,7 @@ impl Act {
             action_id: action.to_owned(),
             done: Some(tx),
             restore: Some(Box::new(known.clone())),
+            dispatched: None,
         };
         Ok((known, owner))
     }
@@ -1060,7 +1167,9 @@ impl Act {
         let (tx, rx) = oneshot::channel();
         let this = self.clone();
         let reason = reason.to_owned();
-        actix::spawn(async move {
+        let mut owner = owner;
+        owner.dispatched = Some(Box::new((dispatched.clone(), known.record.clone())));
+        self.runner.spawn(async move {
             let opts = CallOptions {
                 deadline: Duration::from_millis(driver.manifest.limits.deadline_ms),
                 correlation_id: None,
@@ -1162,22 +1271,50 @@ impl Act {
     }
 
     /// The newest state of `action` from the journal.
+    /// The newest state of `action`: in memory while it is in doubt, else from the
+    /// journal, where a dispatch newer than its newest result leaves it in doubt (its
+    /// outcome was never recorded).
     async fn journaled_state(&self, action: &str) -> Result<Option<Known>, ActError> {
-        let id: ActionId = action.parse().map_err(ActError::Malformed)?;
-        let entries = self
-            .journal
-            .by_action(id, &self.journal_opts())
-            .await
-            .map_err(ActError::Journal)?;
-        let mut newest = None;
-        for stored in entries.iter().rev() {
-            if stored.kind == EntryKind::Result {
-                let record: ActionRecord = body(stored).map_err(ActError::Journal)?;
-                newest = Some(known(&Stored::of(stored), record));
-                break;
-            }
+        if let Some(k) = lock(&self.in_doubt).get(action) {
+            return Ok(Some(k.clone()));
         }
-        Ok(newest)
+        let id: ActionId = action.parse().map_err(ActError::Malformed)?;
+        let entries = match self.journal.by_action(id, &self.journal_opts()).await {
+            Ok(entries) => entries,
+            Err(Refusal::NotFound(_)) => return Ok(None),
+            Err(r) => return Err(ActError::Journal(r)),
+        };
+        let Some(last) = entries
+            .iter()
+            .rev()
+            .find(|e| matches!(e.kind, EntryKind::Result | EntryKind::Dispatch))
+        else {
+            return Ok(None);
+        };
+        if last.kind == EntryKind::Result {
+            let record: ActionRecord = body(last).map_err(ActError::Journal)?;
+            return Ok(Some(known(&Stored::of(last), record)));
+        }
+        let d: Dispatch = body(last).map_err(ActError::Journal)?;
+        let record = ActionRecord {
+            action_id: d.action_id,
+            caller: d.caller,
+            intent_id: d.intent_id,
+            intent_digest: d.intent_digest,
+            status: ActionStatus::InDoubt,
+            output: Value::Null,
+            driver: Some(d.driver),
+            lane: Some(d.lane),
+            reason: Some(format!(
+                "dispatched (entry {}) with no outcome recorded: the driver may have acted",
+                last.index
+            )),
+            intent: None,
+            capsule: None,
+            resolution: None,
+            late: false,
+        };
+        Ok(Some(known(&Stored::of(last), record)))
     }
 
     /// Takes driver `name` out of live service because its supervisor says so (`reason`):

@@ -197,7 +197,8 @@ impl Lanes {
         opts: &CallOptions,
     ) -> Result<(), Refusal> {
         let _one = self.changing.lock().await;
-        let mut found: HashMap<String, Lane> = HashMap::new();
+        // Each loaded build's newest lane, and the index of the entry that set it.
+        let mut found: HashMap<String, (Lane, u64)> = HashMap::new();
         scan(
             journal,
             EntryKind::LaneChange,
@@ -209,18 +210,66 @@ impl Lanes {
                 })?;
                 for m in change.moves() {
                     if self.is_loaded_build(&m) {
-                        found.insert(m.driver, m.to);
+                        found.insert(m.driver, (m.to, stored.index));
                     }
                 }
                 Ok(())
             },
         )
         .await?;
+        // At most one live driver per capability, even when the entries of a build loaded
+        // again (an old manifest back in place) say otherwise: the newest move to live
+        // wins; the others are moved to shadow below, journaled.
+        let mut live_newest: HashMap<String, (u64, String)> = HashMap::new();
+        for (name, (lane, index)) in &found {
+            if *lane == Lane::Live {
+                let cap = self.drivers[name].descriptor.capability.clone();
+                let e = live_newest.entry(cap).or_insert((*index, name.clone()));
+                if *index > e.0 {
+                    *e = (*index, name.clone());
+                }
+            }
+        }
+        let extra_live: Vec<String> = found
+            .iter()
+            .filter(|(name, (lane, _))| {
+                *lane == Lane::Live
+                    && live_newest[&self.drivers[*name].descriptor.capability].1 != **name
+            })
+            .map(|(name, _)| name.clone())
+            .collect();
         {
             let mut st = self.write();
-            for (name, lane) in &found {
-                set(&mut st, &self.drivers[name], *lane);
+            for (name, (lane, _)) in &found {
+                if !extra_live.contains(name) {
+                    set(&mut st, &self.drivers[name], *lane);
+                }
             }
+        }
+        for name in &extra_live {
+            let d = &self.drivers[name];
+            let why = Why {
+                reason: format!(
+                    "another driver of {} is live: one live driver per capability",
+                    d.descriptor.capability
+                ),
+                rule: Some("one_live_per_capability".into()),
+                evidence: None,
+            };
+            self.record(
+                d,
+                Some(Lane::Live),
+                Lane::Shadow,
+                Mover::Supervisor,
+                why,
+                journal,
+                opts,
+            )
+            .await
+            .map_err(|e| match e {
+                LaneError::Journal(r) => r,
+                other => Refusal::Internal(other.to_string()),
+            })?;
         }
         for d in self.drivers.values() {
             if !found.contains_key(d.name()) {

@@ -27,6 +27,10 @@ pub enum Status {
     /// The call was made and did not do what was asked (the endpoint answered 500, a
     /// postcondition failed): an outcome, not a failure of the driver's actor.
     Failed,
+    /// The call may have acted and the driver cannot tell (a request sent and never
+    /// answered, a write that failed half-way and could not be undone): the action is in
+    /// doubt.
+    Unknown,
 }
 
 /// What a call answered.

@@ -12,7 +12,7 @@ use crate::driver::{Call, Driver, Outcome, Prediction, Recorded};
 use crate::manifest::FileSettings;
 use serde_json::{json, Value};
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -205,15 +205,23 @@ impl Driver for FileDriver {
             Ok(p) => p,
             Err(reason) => return Outcome::failed(reason),
         };
-        let write = || -> Result<u64, String> {
+        // An error before anything was written is `failed`; one after is cut back to
+        // where the append started, and only if that cut fails is the outcome unknown.
+        let mut cut_failed = None;
+        let mut write = || -> Result<u64, String> {
             let mut f = self.open_file(&name, true)?;
             let start = f
                 .seek(SeekFrom::End(0))
                 .map_err(|e| format!("cannot seek {name}: {e}"))?;
-            f.write_all(&bytes)
-                .map_err(|e| format!("cannot write {name}: {e}"))?;
-            f.sync_data()
-                .map_err(|e| format!("cannot make {name} durable: {e}"))?;
+            let written = f.write_all(&bytes).and_then(|()| f.sync_data());
+            if let Err(e) = written {
+                if let Err(cut) = f.set_len(start).and_then(|()| f.sync_all()) {
+                    cut_failed = Some(format!(
+                        "cannot write {name} ({e}), and cannot cut it back to {start} ({cut})"
+                    ));
+                }
+                return Err(format!("cannot write {name}: {e}; cut back to {start}"));
+            }
             if start == 0 {
                 // A new file: its name in the directory is durable too.
                 File::open(&self.dir)
@@ -222,10 +230,16 @@ impl Driver for FileDriver {
             }
             Ok(start)
         };
-        match write() {
-            Ok(start) => Outcome::ok(appended(&name, start, &bytes))
+        match (write(), cut_failed) {
+            (Ok(start), _) => Outcome::ok(appended(&name, start, &bytes))
                 .with_replay(json!({"file_length": offset})),
-            Err(reason) => Outcome::failed(reason),
+            (Err(_), Some(reason)) => Outcome {
+                status: crate::driver::Status::Unknown,
+                output: Value::Null,
+                reason: Some(reason),
+                replay: None,
+            },
+            (Err(reason), None) => Outcome::failed(reason),
         }
     }
 
@@ -277,6 +291,24 @@ impl Driver for FileDriver {
                 .metadata()
                 .map_err(|e| format!("cannot read {name}: {e}"))?
                 .len();
+            if now == end {
+                // The bytes there must be this action's record, not another's of the
+                // same length.
+                let mut f = &f;
+                f.seek(SeekFrom::Start(start))
+                    .map_err(|e| format!("cannot seek {name}: {e}"))?;
+                let mut there = Vec::new();
+                f.take(end - start)
+                    .read_to_end(&mut there)
+                    .map_err(|e| format!("cannot read {name}: {e}"))?;
+                let hash = axon_protocols::journal::hex(blake3::hash(&there).as_bytes());
+                if action.output.get("blake3").and_then(Value::as_str) != Some(hash.as_str()) {
+                    return Err(format!(
+                        "the bytes of {name} from {start} to {end} are not the record action {} wrote",
+                        action.action_id
+                    ));
+                }
+            }
             if now != end {
                 let later = later_action(&f, end).unwrap_or_else(|| "another writer".into());
                 return Err(format!(
@@ -296,12 +328,15 @@ impl Driver for FileDriver {
     }
 }
 
-/// The action id of the record that starts at `offset` in `f`, if one does.
+/// The action id of the record that starts at `offset` in `f`, if one does (its line
+/// read up to 16 MiB).
 fn later_action(mut f: &File, offset: u64) -> Option<String> {
     f.seek(SeekFrom::Start(offset)).ok()?;
-    let mut buf = vec![0; 4096];
-    let n = f.read(&mut buf).ok()?;
-    let first = buf[..n].split(|b| *b == b'\n').next()?;
+    let mut line = Vec::new();
+    BufReader::new(f.take(16 << 20))
+        .read_until(b'\n', &mut line)
+        .ok()?;
+    let first = line.strip_suffix(b"\n").unwrap_or(&line);
     let v: Value = serde_json::from_slice(first).ok()?;
     Some(format!("action {}", v.get("action_id")?.as_str()?))
 }

@@ -120,6 +120,7 @@ pub fn build(manifest: &Manifest) -> Result<Box<dyn Driver>, String> {
             Some(settings) => Box::new(crate::http::HttpDriver::new(
                 manifest.descriptor(),
                 settings,
+                manifest.folder(),
             )?),
             None => return Err("an http driver's manifest has no [http]".into()),
         },

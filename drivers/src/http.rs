@@ -127,7 +127,7 @@ pub struct HttpSettings {
 }
 
 fn default_max_response_bytes() -> u64 {
-    1 << 20
+    128 << 10
 }
 
 fn default_retry_backoff_ms() -> u64 {
@@ -313,6 +313,30 @@ struct Response {
     body: Vec<u8>,
 }
 
+/// Why an exchange gave no answer, and whether the request may have reached the endpoint
+/// (then the call may have acted, and its outcome is unknown).
+#[derive(Clone, Debug, PartialEq)]
+struct Failure {
+    reason: String,
+    sent: bool,
+}
+
+impl Failure {
+    fn before_sending(reason: impl Into<String>) -> Self {
+        Self {
+            reason: reason.into(),
+            sent: false,
+        }
+    }
+
+    fn after_sending(reason: impl Into<String>) -> Self {
+        Self {
+            reason: reason.into(),
+            sent: true,
+        }
+    }
+}
+
 /// How requests reach their endpoint: the network, or a recorded exchange.
 trait Transport: Send {
     fn send(
@@ -320,7 +344,7 @@ trait Transport: Send {
         req: &Request,
         timeout: Duration,
         max_bytes: u64,
-    ) -> Result<Response, String>;
+    ) -> Result<Response, Failure>;
 
     /// For a recorded exchange: the first way the replay strayed from it.
     fn strayed(&self) -> Option<&str> {
@@ -338,7 +362,7 @@ type Job = (
     Request,
     Duration,
     u64,
-    std::sync::mpsc::SyncSender<Result<Response, String>>,
+    std::sync::mpsc::SyncSender<Result<Response, Failure>>,
 );
 
 impl Network {
@@ -354,7 +378,8 @@ impl Network {
                     Ok(c) => c,
                     Err(e) => {
                         for (_, _, _, reply) in rx {
-                            let _ = reply.send(Err(format!("no HTTP client: {e}")));
+                            let _ = reply
+                                .send(Err(Failure::before_sending(format!("no HTTP client: {e}"))));
                         }
                         return;
                     }
@@ -374,9 +399,9 @@ fn exchange(
     req: &Request,
     timeout: Duration,
     max: u64,
-) -> Result<Response, String> {
-    let method =
-        reqwest::Method::from_bytes(req.method.as_str().as_bytes()).map_err(|e| e.to_string())?;
+) -> Result<Response, Failure> {
+    let method = reqwest::Method::from_bytes(req.method.as_str().as_bytes())
+        .map_err(|e| Failure::before_sending(e.to_string()))?;
     let mut b = client.request(method, &req.url).timeout(timeout);
     for (k, v) in &req.headers {
         b = b.header(k, v);
@@ -387,47 +412,50 @@ fn exchange(
             .body(body.clone());
     }
     let res = b.send().map_err(|e| {
-        if e.is_timeout() {
-            format!("no answer within {timeout:?}")
+        if e.is_connect() || e.is_builder() {
+            // No connection: the request never left.
+            Failure::before_sending(format!("the request was not sent: {e}"))
+        } else if e.is_timeout() {
+            Failure::after_sending(format!("no answer within {timeout:?}"))
         } else {
-            format!("the request failed: {e}")
+            Failure::after_sending(format!("the request failed after it was sent: {e}"))
         }
     })?;
     let status = res.status().as_u16();
     let mut body = Vec::new();
-    res.take(max + 1)
-        .read_to_end(&mut body)
-        .map_err(|e| format!("reading the answer failed: {e}"))?;
+    res.take(max + 1).read_to_end(&mut body).map_err(|e| {
+        Failure::after_sending(format!("reading the answer ({status}) failed: {e}"))
+    })?;
     if body.len() as u64 > max {
-        return Err(format!(
-            "the answer is larger than http.max_response_bytes ({max} bytes)"
-        ));
+        return Err(Failure::after_sending(format!(
+            "the endpoint answered {status} with a body larger than http.max_response_bytes ({max} bytes)"
+        )));
     }
     Ok(Response { status, body })
 }
 
 impl Transport for Network {
-    fn send(&mut self, req: &Request, timeout: Duration, max: u64) -> Result<Response, String> {
+    fn send(&mut self, req: &Request, timeout: Duration, max: u64) -> Result<Response, Failure> {
         let (reply_tx, reply_rx) = std::sync::mpsc::sync_channel(1);
         self.tx
             .send((req.clone(), timeout, max, reply_tx))
-            .map_err(|_| "the HTTP thread is gone".to_owned())?;
+            .map_err(|_| Failure::before_sending("the HTTP thread is gone"))?;
         // The client's own timeout ends the wait; a margin covers the hand-over.
         reply_rx
             .recv_timeout(timeout + Duration::from_secs(1))
-            .map_err(|_| format!("no answer within {timeout:?}"))?
+            .map_err(|_| Failure::after_sending(format!("no answer within {timeout:?}")))?
     }
 }
 
 /// A recorded exchange, answered in order, with no network: each request must be the
 /// recorded one.
 struct Replayed {
-    exchanges: std::collections::VecDeque<(Value, Result<Response, String>)>,
+    exchanges: std::collections::VecDeque<(Value, Result<Response, Failure>)>,
     strayed: Option<String>,
 }
 
 impl Transport for Replayed {
-    fn send(&mut self, req: &Request, _: Duration, _: u64) -> Result<Response, String> {
+    fn send(&mut self, req: &Request, _: Duration, _: u64) -> Result<Response, Failure> {
         let err = match self.exchanges.pop_front() {
             Some((recorded, response)) if recorded == req.recorded() => return response,
             Some((recorded, _)) => format!(
@@ -438,7 +466,7 @@ impl Transport for Replayed {
             None => "the replay sends a request the capsule did not record".to_owned(),
         };
         self.strayed.get_or_insert(err.clone());
-        Err(err)
+        Err(Failure::before_sending(err))
     }
 
     fn strayed(&self) -> Option<&str> {
@@ -478,14 +506,22 @@ fn output_of(r: &Response) -> Value {
 }
 
 impl HttpDriver {
-    /// The driver of `settings`, on the network.
+    /// The driver of `settings`, on the network; a secret file named by a relative path
+    /// is inside `folder` (the manifest's).
     pub fn new(
         descriptor: crate::descriptor::DriverDescriptor,
         settings: &HttpSettings,
+        folder: &std::path::Path,
     ) -> Result<Self, String> {
+        let mut settings = settings.clone();
+        for s in settings.secrets.values_mut() {
+            if let SecretRef::File(p) = s {
+                *p = folder.join(&*p);
+            }
+        }
         Ok(Self {
             descriptor,
-            settings: settings.clone(),
+            settings,
             transport: Box::new(Network::new()?),
             log: vec![],
             replaying: false,
@@ -511,7 +547,10 @@ impl HttpDriver {
                             .decode(r["body_b64"].as_str().unwrap_or(""))
                             .map_err(|e| e.to_string())?,
                     }),
-                    (None, Some(e)) => Err(e.as_str().unwrap_or("").to_owned()),
+                    (None, Some(e)) => Err(Failure {
+                        reason: e.as_str().unwrap_or("").to_owned(),
+                        sent: x.get("sent").and_then(Value::as_bool).unwrap_or(true),
+                    }),
                     (None, None) => return Err("an exchange without a response".to_owned()),
                 };
                 Ok((x["request"].clone(), response))
@@ -596,11 +635,11 @@ impl HttpDriver {
     }
 
     /// Sends `req`, retrying where that is safe; each exchange is logged for the capsule.
-    fn send(&mut self, req: &Request, may_retry: bool) -> Result<Response, String> {
+    fn send(&mut self, req: &Request, may_retry: bool) -> Result<Response, Failure> {
         let s = &self.settings;
         let attempts = if may_retry { 1 + s.retries } else { 1 };
         let timeout = Duration::from_millis(s.timeout_ms);
-        let mut last = Err("no attempt".to_owned());
+        let mut last = Err(Failure::before_sending("no attempt"));
         for n in 0..attempts {
             if n > 0 {
                 std::thread::sleep(Duration::from_millis(
@@ -616,7 +655,7 @@ impl HttpDriver {
                         "body_b64": base64::engine::general_purpose::STANDARD.encode(&res.body),
                     },
                 }),
-                Err(e) => json!({"request": req.recorded(), "error": e}),
+                Err(e) => json!({"request": req.recorded(), "error": e.reason, "sent": e.sent}),
             });
             let again = match &r {
                 Err(_) => true,
@@ -630,8 +669,9 @@ impl HttpDriver {
         last
     }
 
-    /// A response as an outcome: 400 and above fail.
-    fn outcome(r: Result<Response, String>) -> Outcome {
+    /// A response as an outcome: 400 and above fail; no answer to a request that may
+    /// have reached the endpoint is an unknown outcome (the call may have acted).
+    fn outcome(r: Result<Response, Failure>) -> Outcome {
         match r {
             Ok(res) if res.status < 400 => Outcome::ok(output_of(&res)),
             Ok(res) => Outcome {
@@ -640,7 +680,16 @@ impl HttpDriver {
                 reason: Some(format!("the endpoint answered {}", res.status)),
                 replay: None,
             },
-            Err(e) => Outcome::failed(e),
+            Err(Failure {
+                reason,
+                sent: false,
+            }) => Outcome::failed(reason),
+            Err(Failure { reason, sent: true }) => Outcome {
+                status: crate::driver::Status::Unknown,
+                output: Value::Null,
+                reason: Some(format!("{reason}: the endpoint may have acted")),
+                replay: None,
+            },
         }
     }
 }
@@ -671,8 +720,8 @@ impl Driver for HttpDriver {
                 utility: if res.status < 400 { 1.0 } else { 0.0 },
                 output: output_of(&res),
             },
-            Err(reason) => Prediction::Inconclusive {
-                reason: format!("the dry_run request failed: {reason}"),
+            Err(f) => Prediction::Inconclusive {
+                reason: format!("the dry_run request failed: {}", f.reason),
             },
         }
     }

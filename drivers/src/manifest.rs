@@ -313,11 +313,12 @@ impl Manifest {
             1,
             16 * 1024 * 1024,
         )?;
+        // An intent takes two places at once (its prediction and its push).
         range(
             file,
             "limits.mailbox_capacity",
             l.mailbox_capacity,
-            1,
+            2,
             1 << 20,
         )?;
         let obligations = Obligations::compile(&w.obligations, w.kind.args_schema())

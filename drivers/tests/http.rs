@@ -41,7 +41,12 @@ mailbox_capacity = 16
 }
 
 fn driver(m: &Manifest) -> HttpDriver {
-    HttpDriver::new(m.descriptor(), m.http_settings.as_ref().unwrap()).unwrap()
+    HttpDriver::new(
+        m.descriptor(),
+        m.http_settings.as_ref().unwrap(),
+        Path::new("."),
+    )
+    .unwrap()
 }
 
 fn intent(args: Value) -> AxonIntent {
@@ -183,14 +188,33 @@ url = "{}{path}"
             server.base
         )
     };
+    // A request sent and not answered in time, or answered past the size limit, may have
+    // acted: the outcome is unknown (the action in doubt), never a plain failure.
     let m = manifest(false, &at("/slow"));
     let out = push(&mut driver(&m), &m, json!({}));
-    assert_eq!(out.status, Status::Failed);
-    assert!(out.reason.unwrap().contains("no answer within"));
+    assert_eq!(out.status, Status::Unknown);
+    let reason = out.reason.unwrap();
+    assert!(
+        reason.contains("no answer within") && reason.contains("may have acted"),
+        "{reason}"
+    );
     let m = manifest(false, &at("/big"));
     let out = push(&mut driver(&m), &m, json!({}));
-    assert_eq!(out.status, Status::Failed);
+    assert_eq!(out.status, Status::Unknown);
     assert!(out.reason.unwrap().contains("max_response_bytes"));
+    // A request that never left (nothing listens) is a plain failure.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let nobody = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let m = manifest(
+        false,
+        &format!(
+            "[http]\ntimeout_ms = 200\n[http.request]\nmethod = \"GET\"\nurl = \"{nobody}/x\"\n"
+        ),
+    );
+    let out = push(&mut driver(&m), &m, json!({}));
+    assert_eq!(out.status, Status::Failed, "{out:?}");
+    assert!(out.reason.unwrap().contains("not sent"));
     // An integer no double holds is kept as text and flagged, never refused.
     let m = manifest(false, &at("/huge-number"));
     let out = push(&mut driver(&m), &m, json!({}));
@@ -355,7 +379,7 @@ fn bad_http_settings_are_refused_with_their_key() {
         ),
     ] {
         let text = format!(
-            "name = \"o\"\nversion = \"1\"\nkind = \"http\"\ncapability = \"urn:axon:cap:o\"\neffect = \"write\"\nrisk = \"low\"\nmax_blast_radius = 1\nidempotent = false\n[cost]\nexpected_ms = 1\nunits = 0.0\n[limits]\ndeadline_ms = 1000\nconcurrency = 1\nrate_per_second = 1\nmax_payload_bytes = 10\nmailbox_capacity = 1\n{http}"
+            "name = \"o\"\nversion = \"1\"\nkind = \"http\"\ncapability = \"urn:axon:cap:o\"\neffect = \"write\"\nrisk = \"low\"\nmax_blast_radius = 1\nidempotent = false\n[cost]\nexpected_ms = 1\nunits = 0.0\n[limits]\ndeadline_ms = 1000\nconcurrency = 1\nrate_per_second = 1\nmax_payload_bytes = 10\nmailbox_capacity = 2\n{http}"
         );
         match Manifest::parse(&text, Path::new("o.toml")) {
             Err(axon_drivers::manifest::ManifestError::Key { key: k, .. }) => {

@@ -8,6 +8,9 @@ use serde_json::Value;
 pub const MAX_CAPABILITY_LEN: usize = 128;
 /// The longest client-chosen intent id accepted.
 pub const MAX_INTENT_ID_LEN: usize = 128;
+/// How the intent ids the node makes up begin; a client's may not.
+pub const MADE_UP_PREFIX: &str = "axon-";
+
 /// The longest `purpose` accepted.
 pub const MAX_PURPOSE_LEN: usize = 1024;
 
@@ -54,6 +57,8 @@ pub enum IntentError {
         "intent_id: must be 1 to {MAX_INTENT_ID_LEN} printable ASCII characters without spaces"
     )]
     IntentId,
+    #[error("intent_id: ids starting with {MADE_UP_PREFIX:?} are the ones the node makes up")]
+    ReservedIntentId,
     #[error("purpose: must be at most {MAX_PURPOSE_LEN} bytes")]
     Purpose,
     #[error("budget_ms: must be at least 1")]
@@ -70,6 +75,9 @@ impl AxonIntent {
             let printable = id.bytes().all(|b| b.is_ascii_graphic());
             if id.is_empty() || id.len() > MAX_INTENT_ID_LEN || !printable {
                 return Err(IntentError::IntentId);
+            }
+            if id.starts_with(MADE_UP_PREFIX) {
+                return Err(IntentError::ReservedIntentId);
             }
         }
         if self

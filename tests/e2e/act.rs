@@ -397,14 +397,17 @@ fn a_push_past_its_deadline_is_in_doubt_at_once_and_its_late_outcome_settles_it(
     assert_eq!((status, again["repeat"].as_bool()), (500, Some(true)));
     // The push ends: its outcome is journaled late and settles the action.
     n.advance(Duration::from_secs(1));
+    let mut v = Value::Null;
     wait_until(
-        "the late outcome settles it",
+        "the late outcome is journaled",
         Duration::from_secs(10),
-        || in_doubt(&n).is_empty(),
+        || {
+            v = n.get(&format!("/v1/actions/{action}")).json().unwrap();
+            v["status"] == "ok"
+        },
     )
     .unwrap();
-    let v: Value = n.get(&format!("/v1/actions/{action}")).json().unwrap();
-    assert_eq!(v["status"], "ok", "{v}");
+    assert!(in_doubt(&n).is_empty());
     assert_eq!(v["result"]["late"], true);
     assert_eq!(v["capsule"]["output"], json!({"x": 1}));
     assert_eq!(kinds(&n, &action), ["dispatch", "result", "result"]);
@@ -818,6 +821,8 @@ fn an_outcome_the_journal_cannot_take_is_answered_as_ran_and_unrecorded_and_stay
     let n = TestNode::builder()
         .manual_clock()
         .driver(&slow_manifest(60_000))
+        // Nothing finished is remembered: a repeat must find the action in doubt anyway.
+        .config(|c| c.act.remembered_actions = 0)
         .start();
     n.inject(SLOW, Fault::Delay(Duration::from_secs(1)), Some(1));
     let url = n.url("/v1/act");
@@ -853,4 +858,98 @@ fn an_outcome_the_journal_cannot_take_is_answered_as_ran_and_unrecorded_and_stay
     assert!(v["detail"].as_str().unwrap().contains(&action), "{v}");
     assert!(v["detail"].as_str().unwrap().contains("ran"), "{v}");
     assert_eq!(in_doubt(&n), std::slice::from_ref(&action));
+    // A repeat answers the doubt; the driver is not asked again.
+    let pushes = n.metric(
+        "axon_actor_messages_total",
+        &[("actor", SLOW), ("outcome", "ok")],
+    );
+    let (status, again) = act(&n, &intent(SLOW_CAP, "unrecorded-1", json!("acted")));
+    assert_eq!(
+        (status, again["status"].as_str(), again["repeat"].as_bool()),
+        (500, Some("in_doubt"), Some(true)),
+        "{again}"
+    );
+    assert_eq!(
+        n.metric(
+            "axon_actor_messages_total",
+            &[("actor", SLOW), ("outcome", "ok")]
+        ),
+        pushes
+    );
+}
+
+#[test]
+fn an_old_build_loaded_again_never_makes_a_second_live_driver() {
+    let data = tempfile::tempdir().unwrap();
+    let dir = data.path().to_owned();
+    let start = |a: &str, b: &str| {
+        let dir = dir.clone();
+        TestNode::builder()
+            .driver(a)
+            .driver(b)
+            .config(move |c| c.data_dir = dir)
+            .start()
+    };
+    let for_dup = |name: &str, lane: &str| {
+        echo_manifest(name, 16)
+            .replace(
+                &format!("capability = \"urn:axon:cap:{name}\""),
+                "capability = \"urn:axon:cap:dup\"",
+            )
+            .replace("lane = \"live\"", &format!("lane = \"{lane}\""))
+    };
+    let lane = |n: &TestNode, name: &str| -> String {
+        let v: Value = n.get(&format!("/v1/drivers/{name}")).json().unwrap();
+        v["lane"].as_str().unwrap().to_owned()
+    };
+    let a1 = for_dup("alpha", "live");
+    let b = for_dup("beta", "testing");
+    let n = start(&a1, &b);
+    assert_eq!(
+        (lane(&n, "alpha"), lane(&n, "beta")),
+        ("live".into(), "testing".into())
+    );
+    n.shutdown();
+    // A new build of alpha starts in testing; beta is promoted to live meanwhile.
+    let a2 = for_dup("alpha", "testing");
+    let n = start(&a2, &b);
+    assert_eq!(lane(&n, "alpha"), "testing");
+    for to in ["shadow", "live"] {
+        let res = n.post_json(
+            "/v1/drivers/beta/promote",
+            &json!({"to": to, "reason": "test"}),
+        );
+        assert_eq!(res.status(), 200);
+    }
+    n.shutdown();
+    // The old build of alpha, loaded again, remembers being live: beta's promotion is
+    // newer, so alpha goes to shadow, and the move is journaled.
+    let n = start(&a1, &b);
+    assert_eq!(
+        (lane(&n, "alpha"), lane(&n, "beta")),
+        ("shadow".into(), "live".into())
+    );
+    let (_, v) = act(&n, &intent("urn:axon:cap:dup", "d-1", json!(1)));
+    assert_eq!(
+        (v["status"].as_str(), v["driver"].as_str()),
+        (Some("ok"), Some("beta"))
+    );
+    let changes: Value = n
+        .get("/v1/journal/entries?kind=lane_change")
+        .json()
+        .unwrap();
+    let last = changes["entries"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    let bytes = base64::Engine::decode(
+        &base64::engine::general_purpose::STANDARD,
+        last["bytes_b64"].as_str().unwrap(),
+    )
+    .unwrap();
+    let entry = axon_protocols::journal::Entry::from_bytes(&bytes).unwrap();
+    assert_eq!(entry.body["rule"], "one_live_per_capability");
+    assert_eq!(entry.body["driver"], "alpha");
 }
