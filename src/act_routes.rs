@@ -162,7 +162,12 @@ pub(crate) async fn action(
     };
     Ok(HttpResponse::Ok().json(json!({
         "action_id": id.as_str(),
-        "status": result.get("status").cloned().unwrap_or(json!("in_doubt")),
+        // A dispatch newer than the newest result: running now, or in doubt.
+        "status": if st.act.is_running(id.as_str()) {
+            json!("running")
+        } else {
+            result.get("status").cloned().unwrap_or(json!("in_doubt"))
+        },
         "intent": intent,
         "dispatch": dispatch,
         "result": result,

@@ -347,7 +347,7 @@ pub static ROUTES: &[Route] = &[
                     "required": ["action_id", "status", "intent", "dispatch", "result", "capsule", "entries"],
                     "properties": {
                         "action_id": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
-                        "status": {"type": "string", "enum": action_statuses()},
+                        "status": {"type": "string", "description": "the newest result's status, or running (in the pipeline now)"},
                         "intent": {},
                         "dispatch": {},
                         "result": {},

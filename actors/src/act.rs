@@ -1351,6 +1351,14 @@ impl Act {
         }
     }
 
+    /// True while action `action` is between its claim and its answer.
+    pub fn is_running(&self, action: &str) -> bool {
+        matches!(
+            lock(&self.book).slots.get(action),
+            Some(Slot::Running { .. })
+        )
+    }
+
     /// The actions in doubt, oldest id first.
     pub fn in_doubt(&self) -> Vec<ActionResult> {
         lock(&self.in_doubt)

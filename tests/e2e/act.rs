@@ -447,8 +447,12 @@ fn a_caller_that_goes_away_does_not_stop_the_outcome_being_journaled() {
     })
     .unwrap();
     assert!(gone.join().unwrap(), "the client was meant to time out");
-    n.advance(Duration::from_secs(1));
     let action = action_id("admin", "gone-1");
+    // Dispatched and not answered yet: running, not in doubt.
+    let v: Value = n.get(&format!("/v1/actions/{action}")).json().unwrap();
+    assert_eq!(v["status"], "running", "{v}");
+    assert!(in_doubt(&n).is_empty());
+    n.advance(Duration::from_secs(1));
     wait_until("the outcome is journaled", Duration::from_secs(10), || {
         kinds(&n, &action) == ["dispatch", "result"]
     })
