@@ -48,6 +48,8 @@ pub struct ActConfig {
     pub late_outcome: Duration,
     /// Entries read per journal page at start.
     pub page: usize,
+    /// The threads the pipeline's detached work runs on.
+    pub runners: usize,
     /// The `axon` binary's version and the configuration's hash, for capsules.
     pub binary_version: String,
     pub config_hash: String,
@@ -231,10 +233,10 @@ struct Book {
 
 /// The act pipeline of one node.
 pub struct Act {
-    /// The thread detached work runs on: from a dispatch to its outcome, whatever happens
-    /// to the request (or the HTTP server) that began it.
-    runner: actix::ArbiterHandle,
-    _runner: actix::Arbiter,
+    /// The threads detached work runs on, in turn: from a dispatch to its outcome,
+    /// whatever happens to the request (or the HTTP server) that began it.
+    runners: Vec<actix::Arbiter>,
+    next_runner: std::sync::atomic::AtomicUsize,
     /// The node's supervision tree, to restart a driver that hangs.
     tree: std::sync::OnceLock<Arc<axon_supervisors::TreeNode>>,
     lanes: Arc<Lanes>,
@@ -322,10 +324,12 @@ impl Act {
         seed: u64,
         registry: &Registry,
     ) -> prometheus::Result<Arc<Self>> {
-        let runner = actix::Arbiter::new();
+        let runners = (0..cfg.runners.max(1))
+            .map(|_| actix::Arbiter::new())
+            .collect();
         Ok(Arc::new(Self {
-            runner: runner.handle(),
-            _runner: runner,
+            runners,
+            next_runner: std::sync::atomic::AtomicUsize::new(0),
             tree: std::sync::OnceLock::new(),
             lanes,
             journal,
@@ -341,6 +345,12 @@ impl Act {
 
     pub fn lanes(&self) -> &Arc<Lanes> {
         &self.lanes
+    }
+
+    /// The next of the pipeline's own threads, in turn.
+    fn runner(&self) -> &actix::Arbiter {
+        let n = self.next_runner.fetch_add(1, Ordering::Relaxed);
+        &self.runners[n % self.runners.len()]
     }
 
     /// The supervision tree the drivers run in, once it exists.
@@ -666,7 +676,7 @@ impl Act {
         // the pipeline's own thread (which outlives the HTTP server's).
         let (tx, rx) = oneshot::channel();
         let this = self.clone();
-        self.runner.spawn(async move {
+        self.runner().spawn(async move {
             let mut owner = owner;
             let dispatched = match this
                 .append(EntryKind::Dispatch, vec![], to_value(&dispatch))
@@ -1169,7 +1179,7 @@ impl Act {
         let reason = reason.to_owned();
         let mut owner = owner;
         owner.dispatched = Some(Box::new((dispatched.clone(), known.record.clone())));
-        self.runner.spawn(async move {
+        self.runner().spawn(async move {
             let opts = CallOptions {
                 deadline: Duration::from_millis(driver.manifest.limits.deadline_ms),
                 correlation_id: None,
