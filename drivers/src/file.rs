@@ -11,9 +11,8 @@
 use crate::driver::{Call, Driver, Outcome, Prediction, Recorded};
 use crate::manifest::FileSettings;
 use serde_json::{json, Value};
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -37,8 +36,9 @@ pub struct FileDriver {
     descriptor: crate::descriptor::DriverDescriptor,
     dir: PathBuf,
     max_file_bytes: u64,
-    /// The exclusive lock on `dir`, held until this incarnation is gone.
-    _lock: File,
+    /// The directory's handle: its exclusive lock is held through it until this
+    /// incarnation is gone, and every file is opened relative to it.
+    handle: File,
 }
 
 impl std::fmt::Debug for FileDriver {
@@ -121,35 +121,58 @@ impl FileDriver {
             descriptor,
             dir,
             max_file_bytes: settings.max_file_bytes,
-            _lock: lock,
+            handle: lock,
         })
     }
 
     /// Opens `name` inside the directory to append, never following a symlink.
+    /// Opens `name` inside the directory, relative to the locked directory handle itself
+    /// (`openat`): a directory renamed or replaced by a symlink meanwhile is never
+    /// followed out of, nor is a symlink at `name`. A regular file with other hard links
+    /// (which may live outside the directory) is refused too.
     fn open_file(&self, name: &str, create: bool) -> Result<File, String> {
-        OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(create)
-            .truncate(false)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(self.dir.join(name))
-            .map_err(|e| match e.raw_os_error() {
+        use std::os::fd::{AsRawFd, FromRawFd};
+        let c_name =
+            std::ffi::CString::new(name).map_err(|_| format!("{name:?} holds a NUL byte"))?;
+        let mut flags = libc::O_RDWR | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+        if create {
+            flags |= libc::O_CREAT;
+        }
+        // SAFETY: the directory handle is open for as long as `self`, and `c_name` is a
+        // NUL-terminated string; the returned descriptor is owned by the `File` below.
+        let fd = unsafe { libc::openat(self.handle.as_raw_fd(), c_name.as_ptr(), flags, 0o644) };
+        if fd < 0 {
+            let e = std::io::Error::last_os_error();
+            return Err(match e.raw_os_error() {
                 Some(libc::ELOOP) => format!("{name} is a symlink: refused, never followed"),
                 _ => format!("cannot open {name}: {e}"),
-            })
+            });
+        }
+        // SAFETY: `fd` was just opened and is owned by nothing else.
+        let f = unsafe { File::from_raw_fd(fd) };
+        let m = f
+            .metadata()
+            .map_err(|e| format!("cannot read {name}: {e}"))?;
+        if !m.is_file() {
+            return Err(format!("{name} is not a regular file"));
+        }
+        if std::os::unix::fs::MetadataExt::nlink(&m) > 1 {
+            return Err(format!(
+                "{name} has other hard links, which may be outside the directory: refused"
+            ));
+        }
+        Ok(f)
     }
 
     /// The length `name` has now (0 when it does not exist yet).
     fn length(&self, name: &str) -> Result<u64, String> {
-        match std::fs::symlink_metadata(self.dir.join(name)) {
-            Ok(m) if m.file_type().is_symlink() => {
-                Err(format!("{name} is a symlink: refused, never followed"))
-            }
-            Ok(m) if !m.is_file() => Err(format!("{name} is not a regular file")),
-            Ok(m) => Ok(m.len()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
-            Err(e) => Err(format!("cannot read {name}: {e}")),
+        match self.open_file(name, false) {
+            Ok(f) => f
+                .metadata()
+                .map(|m| m.len())
+                .map_err(|e| format!("cannot read {name}: {e}")),
+            Err(_) if !self.dir.join(name).exists() && !self.dir.join(name).is_symlink() => Ok(0),
+            Err(e) => Err(e),
         }
     }
 

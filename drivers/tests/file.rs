@@ -162,6 +162,15 @@ fn nothing_outside_the_directory_can_be_named_or_reached() {
     });
     assert_eq!(out.status, Status::Failed);
     assert!(out.reason.unwrap().contains("symlink"));
+    // Nor is a hard link to a file elsewhere written through.
+    std::fs::hard_link(&outside, dir.path().join("records/hard.log")).unwrap();
+    let i = intent(json!({"file": "hard.log", "record": 1}));
+    let out = d.push(&Call {
+        action_id: &ida,
+        intent: &i,
+    });
+    assert_eq!(out.status, Status::Failed);
+    assert!(out.reason.unwrap().contains("hard links"));
     assert_eq!(std::fs::read_to_string(&outside).unwrap(), "untouched");
 }
 
