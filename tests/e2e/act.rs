@@ -355,7 +355,7 @@ fn lanes_decide_which_driver_acts_and_survive_a_restart() {
 fn a_push_past_its_deadline_is_in_doubt_at_once_and_its_late_outcome_settles_it() {
     let n = TestNode::builder()
         .manual_clock()
-        .driver(&slow_manifest(1500))
+        .driver(&slow_manifest(3000))
         .start();
     // The prediction is held until the test moves the clock.
     n.inject(SLOW, Fault::Delay(Duration::from_secs(1)), Some(1));
@@ -422,20 +422,20 @@ fn a_caller_that_goes_away_does_not_stop_the_outcome_being_journaled() {
         .driver(&slow_manifest(60_000))
         .start();
     n.inject(SLOW, Fault::Delay(Duration::from_secs(1)), Some(2));
-    let url = n.url("/v1/act");
-    let token = n.admin_token.clone();
-    let gone = std::thread::spawn(move || {
-        // The client gives up long before the driver answers.
-        reqwest::blocking::Client::builder()
-            .timeout(Duration::from_millis(300))
-            .build()
-            .unwrap()
-            .post(url)
-            .bearer_auth(token)
-            .json(&intent(SLOW_CAP, "gone-1", json!("still done")))
-            .send()
-            .is_err()
-    });
+    // A client on a raw connection, so that it goes away exactly when the test says.
+    let body = intent(SLOW_CAP, "gone-1", json!("still done")).to_string();
+    let addr = n.base_url().trim_start_matches("http://").to_owned();
+    let mut client = std::net::TcpStream::connect(&addr).unwrap();
+    std::io::Write::write_all(
+        &mut client,
+        format!(
+            "POST /v1/act HTTP/1.1\r\nhost: t\r\nauthorization: Bearer {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            n.admin_token,
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .unwrap();
     let depth = |n: &TestNode| n.actor(SLOW).unwrap().mailbox.unwrap().depth;
     wait_until("the prediction is held", Duration::from_secs(10), || {
         depth(&n) == 1
@@ -446,7 +446,9 @@ fn a_caller_that_goes_away_does_not_stop_the_outcome_being_journaled() {
         !n.fault_armed(SLOW)
     })
     .unwrap();
-    assert!(gone.join().unwrap(), "the client was meant to time out");
+    // The client goes away while the push is held.
+    client.shutdown(std::net::Shutdown::Both).unwrap();
+    drop(client);
     let action = action_id("admin", "gone-1");
     // Dispatched and not answered yet: running, not in doubt.
     let v: Value = n.get(&format!("/v1/actions/{action}")).json().unwrap();
