@@ -244,8 +244,14 @@ pub(crate) async fn rollback(
 
 /// One driver as `GET /v1/drivers` shows it.
 fn driver_json(st: &AppState, d: &DriverInstance) -> Value {
-    // Its actor's state: status, restarts, last failure, mailbox.
-    let health = d.worker.node().snapshot(&st.clock);
+    // Its first worker's state (status, restarts, last failure, mailbox); with a
+    // concurrency above 1, every worker's in `instances`.
+    let health = d.workers[0].node().snapshot(&st.clock);
+    let instances: Vec<_> = d
+        .workers
+        .iter()
+        .map(|w| w.node().snapshot(&st.clock))
+        .collect();
     json!({
         "name": d.name(),
         "lane": st.act.lanes().lane(d.name()),
@@ -253,6 +259,7 @@ fn driver_json(st: &AppState, d: &DriverInstance) -> Value {
         "descriptor": d.descriptor,
         "manifest": d.manifest.file.display().to_string(),
         "health": health,
+        "instances": instances,
     })
 }
 

@@ -211,50 +211,54 @@ pub async fn start(cfg: &Config, opts: NodeOptions) -> anyhow::Result<Node> {
     let mut instances = Vec::with_capacity(manifests.len());
     for manifest in manifests {
         let manifest = Arc::new(manifest);
-        let (child, worker) = {
-            let manifest = manifest.clone();
-            // Each driver on a thread of its own: a slow, hung or panicking driver never
-            // holds up another, the journal or the HTTP server.
-            worker_on_own_thread(
-                &env,
-                WorkerSpec {
-                    id: manifest.name.clone(),
-                    restart: RestartType::Permanent,
-                    shutdown: Shutdown::Timeout(Duration::from_millis(
-                        cfg.drivers.shutdown_timeout_ms,
-                    )),
-                    mailbox_capacity: manifest.limits.mailbox_capacity,
-                    factory: move || DriverHost::new(&manifest),
+        let mut workers = vec![];
+        // As many instances as its concurrency, each on a thread of its own: a slow, hung
+        // or panicking driver never holds up another, the journal or the HTTP server.
+        for id in DriverInstance::worker_ids(&manifest.name, manifest.limits.concurrency) {
+            let (mut child, worker) = {
+                let manifest = manifest.clone();
+                worker_on_own_thread(
+                    &env,
+                    WorkerSpec {
+                        id,
+                        restart: RestartType::Permanent,
+                        shutdown: Shutdown::Timeout(Duration::from_millis(
+                            cfg.drivers.shutdown_timeout_ms,
+                        )),
+                        mailbox_capacity: manifest.limits.mailbox_capacity,
+                        factory: move || DriverHost::new(&manifest),
+                    },
+                )
+            };
+            let (cell, name) = (act_cell.clone(), manifest.name.clone());
+            let d = &cfg.drivers;
+            let evidence = serde_json::json!({
+                "max_restarts": d.max_restarts,
+                "period_seconds": d.period_seconds,
+                "cool_down_ms": d.cool_down_ms,
+                "instance": worker.id(),
+            });
+            child.isolation = Some(Isolation {
+                intensity: Intensity {
+                    max_restarts: d.max_restarts,
+                    period: Duration::from_secs(d.period_seconds),
                 },
-            )
-        };
-        let mut child = child;
-        let (cell, name) = (act_cell.clone(), manifest.name.clone());
-        let d = &cfg.drivers;
-        let evidence = serde_json::json!({
-            "max_restarts": d.max_restarts,
-            "period_seconds": d.period_seconds,
-            "cool_down_ms": d.cool_down_ms,
-        });
-        child.isolation = Some(Isolation {
-            intensity: Intensity {
-                max_restarts: d.max_restarts,
-                period: Duration::from_secs(d.period_seconds),
-            },
-            cool_down: Duration::from_millis(d.cool_down_ms),
-            exceeded: Rc::new(move |reason: &str| {
-                if let Some(act) = cell.get().cloned() {
-                    let (name, reason, evidence) =
-                        (name.clone(), reason.to_owned(), evidence.clone());
-                    actix::spawn(async move {
-                        act.take_out_of_service(&name, &reason, "restart_intensity", evidence)
-                            .await;
-                    });
-                }
-            }),
-        });
-        driver_children.push(child);
-        instances.push(Arc::new(DriverInstance::new(manifest, worker)));
+                cool_down: Duration::from_millis(d.cool_down_ms),
+                exceeded: Rc::new(move |reason: &str| {
+                    if let Some(act) = cell.get().cloned() {
+                        let (name, reason, evidence) =
+                            (name.clone(), reason.to_owned(), evidence.clone());
+                        actix::spawn(async move {
+                            act.take_out_of_service(&name, &reason, "restart_intensity", evidence)
+                                .await;
+                        });
+                    }
+                }),
+            });
+            driver_children.push(child);
+            workers.push(worker);
+        }
+        instances.push(Arc::new(DriverInstance::new(manifest, workers)));
     }
     let drivers = supervisor(
         &env,

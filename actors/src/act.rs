@@ -358,9 +358,9 @@ impl Act {
         let _ = self.tree.set(root);
     }
 
-    /// Has the supervisor restart driver `name`, which did not answer a call within its
-    /// deadline (`why`): a hung driver is stopped (killed, abandoned if it must be) and
-    /// started afresh, so it never holds its capability for ever.
+    /// Has the supervisor restart driver worker `name`, which did not answer a call
+    /// within its deadline (`why`): a hung driver is stopped (killed, abandoned if it
+    /// must be) and started afresh, so it never holds its capability for ever.
     fn restart_hung(&self, name: &str, why: &str) {
         let Some(root) = self.tree.get() else { return };
         tracing::warn!(driver = %name, %why, "driver did not answer in time: restarting it");
@@ -608,7 +608,7 @@ impl Act {
         // The places of the prediction and of the push in the driver's mailbox are
         // taken together, so an action that is dispatched always gets to its driver: a
         // full mailbox refuses the intent here, before anything is journaled.
-        let mut permit = driver.worker.reserve(2).map_err(ActError::Driver)?;
+        let mut permit = driver.reserve(2).map_err(ActError::Driver)?;
         let prediction = match permit
             .call(DriverCall::Predict(intent.clone()), &opts)
             .await
@@ -622,7 +622,7 @@ impl Act {
             }
             Err(e) => {
                 if matches!(e, CallError::Timeout { .. }) {
-                    self.restart_hung(&name, "its twin did not answer");
+                    self.restart_hung(permit.worker_id(), "its twin did not answer");
                 }
                 let mut r = record(
                     ActionStatus::Blocked,
@@ -764,6 +764,7 @@ impl Act {
         let deadline = opts.deadline;
         let mut long = opts.clone();
         long.deadline = deadline + self.cfg.late_outcome;
+        let worker_id = permit.worker_id().to_owned();
         let call = permit.call(DriverCall::Push(intent.clone(), ticket.clone()), &long);
         tokio::pin!(call);
         let timely = tokio::select! {
@@ -895,7 +896,7 @@ impl Act {
         let answer = call.await;
         if matches!(answer, Err(CallError::Timeout { .. })) {
             self.restart_hung(
-                driver.name(),
+                &worker_id,
                 "a push did not answer within its deadline and the late-outcome window",
             );
         }
@@ -1189,10 +1190,14 @@ impl Act {
                 intent,
                 output: known.result.output.clone(),
             };
-            let answer = driver
-                .worker
-                .call(DriverCall::Rollback(Box::new(recorded)), &opts)
-                .await;
+            let answer = match driver.reserve(1) {
+                Ok(mut permit) => {
+                    permit
+                        .call(DriverCall::Rollback(Box::new(recorded)), &opts)
+                        .await
+                }
+                Err(e) => Err(e),
+            };
             // The new state keeps the capsule of the push it is about.
             let mut r = known.record.clone();
             r.late = false;

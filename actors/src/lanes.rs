@@ -17,27 +17,72 @@ use axon_supervisors::{CallOptions, WorkerRef};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 
-/// One loaded driver instance: its manifest, its description and its supervised worker.
+/// One loaded driver: its manifest, its description and its supervised workers, as many
+/// as its `limits.concurrency` (each a driver instance on a thread of its own, so that
+/// many calls run at once).
 pub struct DriverInstance {
     pub manifest: Arc<Manifest>,
     pub descriptor: DriverDescriptor,
-    pub worker: WorkerRef<DriverHost>,
+    /// The first is named like the driver; the others `<name>#2`, `<name>#3`, ...
+    pub workers: Vec<WorkerRef<DriverHost>>,
     /// Its `limits.rate_per_second`.
     pub rate: RateLimit,
+    /// Where the next call starts looking for room.
+    next: std::sync::atomic::AtomicUsize,
 }
 
 impl DriverInstance {
-    pub fn new(manifest: Arc<Manifest>, worker: WorkerRef<DriverHost>) -> Self {
+    pub fn new(manifest: Arc<Manifest>, workers: Vec<WorkerRef<DriverHost>>) -> Self {
+        assert!(!workers.is_empty(), "a driver has at least one worker");
         Self {
             descriptor: manifest.descriptor(),
             rate: RateLimit::per_second(manifest.limits.rate_per_second),
             manifest,
-            worker,
+            workers,
+            next: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 
     pub fn name(&self) -> &str {
         &self.descriptor.name
+    }
+
+    /// The worker ids of a driver named `name` with `concurrency` workers.
+    pub fn worker_ids(name: &str, concurrency: u32) -> Vec<String> {
+        (1..=concurrency.max(1))
+            .map(|k| {
+                if k == 1 {
+                    name.to_owned()
+                } else {
+                    format!("{name}#{k}")
+                }
+            })
+            .collect()
+    }
+
+    /// `n` places in the mailbox of one of its workers, tried in turn from where the
+    /// last call started: the first with room serves. Every worker full is
+    /// `Overloaded`; none running, `Unavailable`.
+    pub fn reserve(
+        &self,
+        n: u64,
+    ) -> Result<axon_supervisors::Permit<DriverHost>, axon_supervisors::CallError> {
+        let start = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut last = None;
+        for k in 0..self.workers.len() {
+            let w = &self.workers[(start + k) % self.workers.len()];
+            match w.reserve(n) {
+                Ok(p) => return Ok(p),
+                // Overloaded wins over unavailable: the caller should come back later.
+                Err(e @ axon_supervisors::CallError::Overloaded { .. }) => last = Some(e),
+                Err(e) => {
+                    if last.is_none() {
+                        last = Some(e)
+                    }
+                }
+            }
+        }
+        Err(last.expect("a driver has at least one worker"))
     }
 }
 

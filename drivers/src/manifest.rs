@@ -296,9 +296,17 @@ impl Manifest {
         }
         let l = &w.limits;
         range(file, "limits.deadline_ms", l.deadline_ms, 1, 600_000)?;
-        // Each driver instance runs on one thread of its own, one call at a time: a
-        // manifest that asks for more is refused rather than quietly given less.
-        range(file, "limits.concurrency", u64::from(l.concurrency), 1, 1)?;
+        // Each instance runs one call at a time on a thread of its own; a concurrency of
+        // N runs N instances. A file driver appends in order and holds its directory
+        // alone: one.
+        range(file, "limits.concurrency", u64::from(l.concurrency), 1, 64)?;
+        if w.kind == Kind::File && l.concurrency != 1 {
+            return Err(key_err(
+                file,
+                "limits.concurrency",
+                "a file driver appends in order and holds its directory alone: it must be 1",
+            ));
+        }
         range(
             file,
             "limits.rate_per_second",

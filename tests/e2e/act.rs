@@ -959,3 +959,91 @@ fn an_old_build_loaded_again_never_makes_a_second_live_driver() {
     assert_eq!(entry.body["rule"], "one_live_per_capability");
     assert_eq!(entry.body["driver"], "alpha");
 }
+
+#[test]
+fn a_driver_with_a_concurrency_of_two_runs_two_calls_at_once() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let (now, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (n2, m2) = (now.clone(), most.clone());
+    // Each request is held until a second one is in too (or 10 s pass): two at once are
+    // seen only if the driver really sends two at once.
+    let server = crate::loopback::Loopback::start(move |_, _| {
+        let inside = n2.fetch_add(1, Ordering::SeqCst) + 1;
+        m2.fetch_max(inside, Ordering::SeqCst);
+        let until = std::time::Instant::now() + Duration::from_secs(10);
+        while n2.load(Ordering::SeqCst) < 2 && std::time::Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        m2.fetch_max(n2.load(Ordering::SeqCst), Ordering::SeqCst);
+        crate::loopback::Reply::json(200, r#"{"ok":true}"#)
+    });
+    let manifest = format!(
+        r#"name = "wide"
+version = "1.0.0"
+kind = "http"
+capability = "urn:axon:cap:wide"
+effect = "write"
+risk = "low"
+max_blast_radius = 1
+idempotent = false
+lane = "live"
+[cost]
+expected_ms = 1
+units = 0.0
+[limits]
+deadline_ms = 20000
+concurrency = 2
+rate_per_second = 100
+max_payload_bytes = 1024
+mailbox_capacity = 8
+[http]
+timeout_ms = 15000
+[http.request]
+method = "POST"
+url = "{}/x"
+body = "args"
+"#,
+        server.base
+    );
+    let n = TestNode::builder().driver(&manifest).start();
+    let all: Value = n.get("/v1/drivers/wide").json().unwrap();
+    let ids: Vec<&str> = all["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["wide", "wide#2"]);
+    let calls: Vec<_> = (0..2)
+        .map(|k| {
+            let url = n.url("/v1/act");
+            let token = n.admin_token.clone();
+            std::thread::spawn(move || {
+                let v: Value = reqwest::blocking::Client::new()
+                    .post(url)
+                    .bearer_auth(token)
+                    .json(&intent(
+                        "urn:axon:cap:wide",
+                        &format!("w-{k}"),
+                        json!({"k": k}),
+                    ))
+                    .send()
+                    .unwrap()
+                    .json()
+                    .unwrap();
+                v
+            })
+        })
+        .collect();
+    for c in calls {
+        let v = c.join().unwrap();
+        assert_eq!(v["status"], "ok", "{v}");
+    }
+    assert_eq!(
+        most.load(Ordering::SeqCst),
+        2,
+        "the two calls never ran at once"
+    );
+    assert_eq!(server.seen().len(), 2);
+}

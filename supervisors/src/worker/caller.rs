@@ -227,6 +227,11 @@ pub struct Permit<W: Worker> {
 }
 
 impl<W: Worker> Permit<W> {
+    /// The id of the worker the slots are in.
+    pub fn worker_id(&self) -> &str {
+        self.worker.id()
+    }
+
     /// Sends `request` in one of the reserved slots and waits for the answer until the
     /// deadline. With no slot left, or if the incarnation the slots were taken for has
     /// ended meanwhile (a restart), the request is not sent: [`CallError::Unavailable`].
