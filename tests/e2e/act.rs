@@ -1047,3 +1047,76 @@ body = "args"
     );
     assert_eq!(server.seen().len(), 2);
 }
+
+/// splitmix64, so every run sends the same sequence.
+fn next(seed: &mut u64) -> u64 {
+    *seed = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    let mut z = *seed;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+#[test]
+fn however_intents_repeat_and_collide_each_acts_at_most_once() {
+    // Four clients send a generated mix of few intent ids, each with one of two argument
+    // sets, at once: whatever the interleaving, each id dispatches once, every answer
+    // under it is its first action's (or a conflict for the other arguments).
+    let n = TestNode::builder()
+        .config(|c| c.act.remembered_actions = 3)
+        .start();
+    let threads: Vec<_> = (0..4u64)
+        .map(|t| {
+            let url = n.url("/v1/act");
+            let token = n.admin_token.clone();
+            std::thread::spawn(move || {
+                let mut seed = 0x5eed_0000 + t;
+                let client = reqwest::blocking::Client::new();
+                (0..40)
+                    .map(|_| {
+                        let id = format!("mix-{}", next(&mut seed) % 6);
+                        let variant = next(&mut seed) % 2;
+                        let res = client
+                            .post(&url)
+                            .bearer_auth(&token)
+                            .json(&intent(ECHO, &id, json!({"v": variant})))
+                            .send()
+                            .unwrap();
+                        let status = res.status().as_u16();
+                        (id, variant, status, res.json::<Value>().unwrap())
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let answers: Vec<(String, u64, u16, Value)> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    let mut acted: std::collections::BTreeMap<String, (u64, Value)> = Default::default();
+    for (id, variant, status, v) in &answers {
+        match status {
+            200 => {
+                assert_eq!(v["output"], json!({"v": variant}), "{v}");
+                let (first, index) = acted
+                    .entry(id.clone())
+                    .or_insert((*variant, v["index"].clone()))
+                    .clone();
+                assert_eq!(first, *variant, "{id} acted with both argument sets");
+                assert_eq!(index, v["index"], "{id} answered from two results");
+            }
+            409 => assert_eq!(v["type"], "urn:axon:problem:intent-conflict", "{v}"),
+            other => panic!("{id}: {other} {v}"),
+        }
+    }
+    for (id, (variant, _)) in &acted {
+        let action = action_id("admin", id);
+        assert_eq!(kinds(&n, &action), ["dispatch", "result"], "{id}");
+        // The conflicts were exactly the answers with the other arguments.
+        for (i, v2, status, _) in &answers {
+            if i == id {
+                assert_eq!(*status == 409, v2 != variant, "{id}");
+            }
+        }
+    }
+}
