@@ -365,7 +365,9 @@ impl Act {
         let Some(root) = self.tree.get() else { return };
         tracing::warn!(driver = %name, %why, "driver did not answer in time: restarting it");
         self.metrics.hung.with_label_values(&[name]).inc();
-        if let Err(e) = axon_supervisors::request_restart(root, name) {
+        // A failure of the driver, so that one that keeps hanging goes past its own
+        // restart intensity and out of live service like one that keeps crashing.
+        if let Err(e) = axon_supervisors::request_failure(root, name, &format!("hung: {why}")) {
             tracing::warn!(driver = %name, error = %e, "the restart of a hung driver was not queued");
         }
     }

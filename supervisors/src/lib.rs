@@ -61,9 +61,9 @@ pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
 pub use fault::{Fault, FaultInjector};
 pub use metrics::Metrics;
 pub use supervisor::{
-    request_restart, restart_actor, start_root, supervisor, Bounds, ChildControl, ChildSpec,
-    Command, Exit, Intensity, Isolation, RestartError, Root, RootSpec, Running, Shutdown,
-    StartError, StartFn, StopLevel, SupervisorSpec,
+    request_failure, request_restart, restart_actor, start_root, supervisor, Bounds, ChildControl,
+    ChildSpec, Command, Exit, Intensity, Isolation, RestartError, Root, RootSpec, Running,
+    Shutdown, StartError, StartFn, StopLevel, SupervisorSpec,
 };
 pub use tree::{Mailbox, TreeNode};
 pub use worker::{

@@ -210,6 +210,10 @@ pub enum Command {
         id: String,
         reply: oneshot::Sender<Result<(), RestartError>>,
     },
+    /// Kill one running child as failed (it hangs: it answers nothing within its
+    /// deadlines): handled like any failure of it — its strategy, its intensity (an
+    /// isolated child's own), its backoff.
+    Fail { id: String, reason: String },
 }
 
 struct SupervisorDef {
@@ -519,6 +523,28 @@ pub fn request_restart(
         mpsc::error::TrySendError::Closed(_) => RestartError::Unavailable(id.to_owned()),
     })?;
     Ok(rx)
+}
+
+/// Asks the supervisor of the actor `id` anywhere below `root` to kill it as failed (it
+/// hangs), for `reason`: its supervisor handles it like any failure of it.
+pub fn request_failure(root: &Arc<TreeNode>, id: &str, reason: &str) -> Result<(), RestartError> {
+    if root.id == id {
+        return Err(RestartError::IsRoot(id.to_owned()));
+    }
+    let (parent, _) = root
+        .find_with_parent(id)
+        .ok_or_else(|| RestartError::UnknownActor(id.to_owned()))?;
+    let tx = parent
+        .commands()
+        .ok_or_else(|| RestartError::Unavailable(id.to_owned()))?;
+    tx.try_send(Command::Fail {
+        id: id.to_owned(),
+        reason: reason.to_owned(),
+    })
+    .map_err(|e| match e {
+        mpsc::error::TrySendError::Full(_) => RestartError::Overloaded(id.to_owned()),
+        mpsc::error::TrySendError::Closed(_) => RestartError::Unavailable(id.to_owned()),
+    })
 }
 
 /// Restarts the actor `id` anywhere below `root` and waits until it is done.
@@ -1013,8 +1039,30 @@ impl Supervisor {
         self.recover(Recovery::StartNow(children)).await
     }
 
+    /// Kills running child `id` and handles it as failed, for `reason`.
+    async fn on_fail(&mut self, id: &str, reason: String) -> Option<Exit> {
+        let j = self
+            .slots
+            .iter()
+            .position(|s| s.spec.id == id && s.state == SlotState::Running)?;
+        tracing::warn!(supervisor = %self.def.id, child = %id, %reason, "child killed as failed");
+        self.stop_slot(j, StopLevel::Kill).await;
+        let exit = Exit::Failed(reason);
+        let env = self.def.env.clone();
+        let slot = &mut self.slots[j];
+        slot.spec
+            .node
+            .record_failure(exit.to_string(), env.clock.wall());
+        slot.state = SlotState::Stopped;
+        slot.spec.node.set_status(NodeStatus::Restarting);
+        self.recover(Recovery::Failed(j, exit)).await
+    }
+
     async fn on_command(&mut self, cmd: Command) -> Option<Exit> {
-        let Command::Restart { id, reply } = cmd;
+        let (id, reply) = match cmd {
+            Command::Restart { id, reply } => (id, reply),
+            Command::Fail { id, reason } => return self.on_fail(&id, reason).await,
+        };
         let Some(j) = self
             .slots
             .iter()
