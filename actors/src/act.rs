@@ -958,7 +958,7 @@ impl Act {
                 match book.slots.get(action) {
                     // Nothing of it ran: a repeat runs it.
                     Some(Slot::Done(k))
-                        if k.digest == digest && k.result.status == ActionStatus::NotRun =>
+                        if k.digest == digest && k.result.status.nothing_acted() =>
                     {
                         return self.open(&mut book, action, digest);
                     }
@@ -1000,13 +1000,14 @@ impl Act {
                         if k.digest != digest {
                             return Err(conflict());
                         }
-                        if k.result.status != ActionStatus::NotRun {
+                        if !k.result.status.nothing_acted() {
                             return Ok(Claim::Answer(Box::new(k)));
                         }
                         // Nothing of it ran: it is claimed anew below.
                     }
                     let mut book = lock(&self.book);
-                    let not_run = |s: &Slot| matches!(s, Slot::Done(k) if k.result.status == ActionStatus::NotRun);
+                    let not_run =
+                        |s: &Slot| matches!(s, Slot::Done(k) if k.result.status.nothing_acted());
                     if book.slots.get(action).is_none_or(not_run) {
                         return self.open(&mut book, action, digest);
                     }

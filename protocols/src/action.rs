@@ -53,6 +53,12 @@ impl ActionStatus {
         Self::RolledBack,
     ];
 
+    /// True when nothing of the action acted (`blocked`, `not_run`): a repeat of its
+    /// intent runs it, since that cannot act twice.
+    pub fn nothing_acted(self) -> bool {
+        matches!(self, Self::Blocked | Self::NotRun)
+    }
+
     /// The HTTP status an answer with this status has: the request was handled (200),
     /// except when the node cannot say what happened (500).
     pub fn http_status(self) -> u16 {

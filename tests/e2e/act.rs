@@ -301,6 +301,19 @@ fn lanes_decide_which_driver_acts_and_survive_a_restart() {
     assert_eq!(v["change"]["from"], "testing");
     assert_eq!(v["change"]["who"], "admin");
     assert_eq!(mv(&n, "candidate", "promote", "live").status(), 200);
+    // The intent that was blocked never acted: sent again, it acts now, once.
+    let (_, v) = act(&n, &intent("urn:axon:cap:candidate", "c-1", json!(1)));
+    assert_eq!(
+        (v["status"].as_str(), v["repeat"].as_bool()),
+        (Some("ok"), None),
+        "{v}"
+    );
+    let (_, v) = act(&n, &intent("urn:axon:cap:candidate", "c-1", json!(1)));
+    assert_eq!(
+        (v["status"].as_str(), v["repeat"].as_bool()),
+        (Some("ok"), Some(true)),
+        "{v}"
+    );
 
     // Demoting the only live driver of echo's capability blocks it; promoting it back
     // acts again.
