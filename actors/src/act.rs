@@ -291,12 +291,7 @@ impl Drop for Owner {
                     "the pipeline stopped between the dispatch and the outcome: the driver may have acted"
                         .into(),
                 );
-                let known = Known {
-                    digest: record.intent_digest.clone(),
-                    result: record.answer(dispatched.index, &dispatched.barcode),
-                    entry_id: dispatched.id,
-                    record,
-                };
+                let known = known(&dispatched, record);
                 self.act.track_in_doubt(&known);
                 self.act.settle(&self.action_id, Some(known.clone()));
                 let _ = tx.send(Some(known));
@@ -453,35 +448,18 @@ impl Act {
             if results.get(&id).is_some_and(|(r, _)| *r > index) {
                 continue;
             }
-            let record = ActionRecord {
-                action_id: id.clone(),
-                caller: d.caller,
-                intent_id: d.intent_id,
-                intent_digest: d.intent_digest,
-                status: ActionStatus::InDoubt,
-                output: Value::Null,
-                driver: Some(d.driver),
-                lane: Some(d.lane),
-                reason: Some(format!(
+            let record = in_doubt_after(
+                d,
+                format!(
                     "the node stopped between the dispatch (entry {index}) and the outcome: the driver may have acted"
-                )),
-                intent: None,
-                capsule: None,
-                resolution: None,
-                late: false,
-            };
+                ),
+            );
             let appended = self
                 .append(EntryKind::Result, vec![entry_id], to_value(&record))
                 .await?;
             self.metrics.actions.with_label_values(&["in_doubt"]).inc();
             report.marked_in_doubt += 1;
-            let k = Known {
-                digest: record.intent_digest.clone(),
-                result: record.answer(appended.index, &appended.barcode),
-                entry_id: appended.id,
-                record,
-            };
-            results.insert(id, (appended.index, k));
+            results.insert(id, (appended.index, known(&appended, record)));
         }
         let mut all: Vec<(u64, Known)> = results.into_values().collect();
         all.sort_by_key(|(index, _)| *index);
@@ -723,12 +701,7 @@ impl Act {
             .actions
             .with_label_values(&[record.status.as_str()])
             .inc();
-        let known = Known {
-            digest: record.intent_digest.clone(),
-            result: record.answer(appended.index, &appended.barcode),
-            entry_id: appended.id,
-            record,
-        };
+        let known = known(&appended, record);
         let result = known.result.clone();
         self.track_in_doubt(&known);
         owner.finish(known);
@@ -780,7 +753,7 @@ impl Act {
                 binary_version: self.cfg.binary_version.clone(),
                 config_hash: self.cfg.config_hash.clone(),
                 driver_artifact_hash: driver.descriptor.artifact_hash.clone(),
-                manifest: serde_json::from_slice(driver.manifest.canonical()).ok(),
+                manifest: driver.recorded_manifest.clone(),
             },
             input: serde_json::to_value(&intent.intent).expect("an intent is plain data"),
             output: output.clone(),
@@ -921,12 +894,7 @@ impl Act {
                     .actions
                     .with_label_values(&[late.status.as_str()])
                     .inc();
-                let known = Known {
-                    digest: late.intent_digest.clone(),
-                    result: late.answer(appended.index, &appended.barcode),
-                    entry_id: appended.id,
-                    record: late,
-                };
+                let known = known(&appended, late);
                 self.track_in_doubt(&known);
                 self.settle(&known.result.action_id.clone(), Some(known));
             }
@@ -1028,6 +996,18 @@ impl Act {
                 in_flight: book.running,
             });
         }
+        Ok(Claim::Mine(self.run(book, action, digest, None)))
+    }
+
+    /// Marks `action` running under a new owner; `restore` is what it was before (put
+    /// back if the claim is given up).
+    fn run(
+        self: &Arc<Self>,
+        book: &mut Book,
+        action: &str,
+        digest: &str,
+        restore: Option<Known>,
+    ) -> Owner {
         let (tx, rx) = watch::channel(None);
         book.slots.insert(
             action.to_owned(),
@@ -1037,13 +1017,13 @@ impl Act {
             },
         );
         book.running += 1;
-        Ok(Claim::Mine(Owner {
+        Owner {
             act: self.clone(),
             action_id: action.to_owned(),
             done: Some(tx),
-            restore: None,
+            restore: restore.map(Box::new),
             dispatched: None,
-        }))
+        }
     }
 
     /// Holds the finished action `action` (as a running one, so nothing else claims it
@@ -1091,22 +1071,7 @@ impl Act {
             }
             (None, None) => return Err(RollbackError::NoSuchAction(action.to_owned())),
         };
-        let (tx, rx) = watch::channel(None);
-        book.slots.insert(
-            action.to_owned(),
-            Slot::Running {
-                digest: known.digest.clone(),
-                done: rx,
-            },
-        );
-        book.running += 1;
-        let owner = Owner {
-            act: self.clone(),
-            action_id: action.to_owned(),
-            done: Some(tx),
-            restore: Some(Box::new(known.clone())),
-            dispatched: None,
-        };
+        let owner = self.run(&mut book, action, &known.digest, Some(known.clone()));
         Ok((known, owner))
     }
 
@@ -1311,28 +1276,17 @@ impl Act {
         };
         if last.kind == EntryKind::Result {
             let record: ActionRecord = body(last).map_err(ActError::Journal)?;
-            return Ok(Some(known(&Stored::of(last), record)));
+            return Ok(Some(known(&place_of(last), record)));
         }
         let d: Dispatch = body(last).map_err(ActError::Journal)?;
-        let record = ActionRecord {
-            action_id: d.action_id,
-            caller: d.caller,
-            intent_id: d.intent_id,
-            intent_digest: d.intent_digest,
-            status: ActionStatus::InDoubt,
-            output: Value::Null,
-            driver: Some(d.driver),
-            lane: Some(d.lane),
-            reason: Some(format!(
+        let record = in_doubt_after(
+            d,
+            format!(
                 "dispatched (entry {}) with no outcome recorded: the driver may have acted",
                 last.index
-            )),
-            intent: None,
-            capsule: None,
-            resolution: None,
-            late: false,
-        };
-        Ok(Some(known(&Stored::of(last), record)))
+            ),
+        );
+        Ok(Some(known(&place_of(last), record)))
     }
 
     /// Takes driver `name` out of live service because its supervisor says so (`reason`):
@@ -1428,12 +1382,7 @@ impl Act {
         {
             Ok(appended) => {
                 self.metrics.actions.with_label_values(&["resolved"]).inc();
-                let known = Known {
-                    digest: record.intent_digest.clone(),
-                    result: record.answer(appended.index, &appended.barcode),
-                    entry_id: appended.id,
-                    record,
-                };
+                let known = known(&appended, record);
                 let result = known.result.clone();
                 self.track_in_doubt(&known);
                 self.settle(action, Some(known));
@@ -1458,29 +1407,41 @@ pub struct RebuildReport {
     pub in_doubt: usize,
 }
 
-/// The parts of a stored entry a record needs.
-pub(crate) struct Stored {
-    pub index: u64,
-    pub id: String,
-    pub barcode: String,
-}
-
-impl Stored {
-    pub(crate) fn of(e: &StoredEntry) -> Self {
-        Self {
-            index: e.index,
-            id: e.id.clone(),
-            barcode: e.barcode.clone(),
-        }
+/// Where a stored entry is: its index, id and barcode, as an append answers them.
+pub(crate) fn place_of(e: &StoredEntry) -> Appended {
+    Appended {
+        index: e.index,
+        id: e.id.clone(),
+        barcode: e.barcode.clone(),
     }
 }
 
-fn known(stored: &Stored, record: ActionRecord) -> Known {
+/// What the pipeline knows of `record`, journaled at `at`.
+fn known(at: &Appended, record: ActionRecord) -> Known {
     Known {
         digest: record.intent_digest.clone(),
-        result: record.answer(stored.index, &stored.barcode),
-        entry_id: stored.id.clone(),
+        result: record.answer(at.index, &at.barcode),
+        entry_id: at.id.clone(),
         record,
+    }
+}
+
+/// The state of an action whose dispatch `d` has no outcome recorded: in doubt.
+fn in_doubt_after(d: Dispatch, reason: String) -> ActionRecord {
+    ActionRecord {
+        action_id: d.action_id,
+        caller: d.caller,
+        intent_id: d.intent_id,
+        intent_digest: d.intent_digest,
+        status: ActionStatus::InDoubt,
+        output: Value::Null,
+        driver: Some(d.driver),
+        lane: Some(d.lane),
+        reason: Some(reason),
+        intent: None,
+        capsule: None,
+        resolution: None,
+        late: false,
     }
 }
 

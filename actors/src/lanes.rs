@@ -29,6 +29,8 @@ pub struct DriverInstance {
     pub rate: RateLimit,
     /// Where the next call starts looking for room.
     next: std::sync::atomic::AtomicUsize,
+    /// The manifest as its capsules record it (its canonical JSON, parsed once).
+    pub recorded_manifest: Option<serde_json::Value>,
 }
 
 impl DriverInstance {
@@ -37,6 +39,7 @@ impl DriverInstance {
         Self {
             descriptor: manifest.descriptor(),
             rate: RateLimit::per_second(manifest.limits.rate_per_second),
+            recorded_manifest: serde_json::from_slice(manifest.canonical()).ok(),
             manifest,
             workers,
             next: std::sync::atomic::AtomicUsize::new(0),
@@ -172,6 +175,17 @@ pub enum LaneError {
     Reason,
     #[error("the lane change was not journaled, so it did not happen: {0}")]
     Journal(Refusal),
+}
+
+impl LaneError {
+    /// As a journal refusal, for start-up, where a lane move the node makes itself can
+    /// fail only to be journaled.
+    fn into_refusal(self) -> Refusal {
+        match self {
+            LaneError::Journal(r) => r,
+            other => Refusal::Internal(other.to_string()),
+        }
+    }
 }
 
 /// The longest reason a lane change takes.
@@ -311,10 +325,7 @@ impl Lanes {
                 opts,
             )
             .await
-            .map_err(|e| match e {
-                LaneError::Journal(r) => r,
-                other => Refusal::Internal(other.to_string()),
-            })?;
+            .map_err(LaneError::into_refusal)?;
         }
         for d in self.drivers.values() {
             if !found.contains_key(d.name()) {
@@ -325,10 +336,7 @@ impl Lanes {
                 ));
                 self.record(d, None, to, Mover::Manifest, why, journal, opts)
                     .await
-                    .map_err(|e| match e {
-                        LaneError::Journal(r) => r,
-                        other => Refusal::Internal(other.to_string()),
-                    })?;
+                    .map_err(LaneError::into_refusal)?;
             }
         }
         Ok(())
@@ -445,7 +453,7 @@ pub(crate) async fn scan(
     kind: EntryKind,
     page: usize,
     opts: &CallOptions,
-    mut f: impl FnMut(&crate::act::Stored, serde_json::Value) -> Result<(), Refusal>,
+    mut f: impl FnMut(&crate::journal::Appended, serde_json::Value) -> Result<(), Refusal>,
 ) -> Result<(), Refusal> {
     let filter = Filter {
         kind: Some(kind),
@@ -459,7 +467,7 @@ pub(crate) async fn scan(
             let entry = Entry::from_bytes(&stored.bytes).map_err(|e| {
                 Refusal::Internal(format!("entry {} cannot be read: {e}", stored.index))
             })?;
-            f(&crate::act::Stored::of(&stored), entry.body)?;
+            f(&crate::act::place_of(&stored), entry.body)?;
         }
         match next {
             Some(n) => after = Some(n),

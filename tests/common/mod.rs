@@ -9,6 +9,30 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// A `file` driver, `ledger`, live from its first load, appending to `records/` beside
+/// its manifest, for `urn:axon:cap:ledger.append`.
+pub const LEDGER_MANIFEST: &str = r#"name = "ledger"
+version = "1.0.0"
+kind = "file"
+capability = "urn:axon:cap:ledger.append"
+effect = "write"
+risk = "medium"
+max_blast_radius = 1
+idempotent = false
+lane = "live"
+[cost]
+expected_ms = 5
+units = 1.0
+[limits]
+deadline_ms = 5000
+concurrency = 1
+rate_per_second = 1000
+max_payload_bytes = 65536
+mailbox_capacity = 64
+[file]
+dir = "records"
+"#;
+
 /// Responses by class: `[2xx, 429, anything else]`.
 pub type Counts = Arc<[AtomicU64; 3]>;
 

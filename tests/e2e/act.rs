@@ -45,6 +45,26 @@ fn kinds(n: &TestNode, action: &str) -> Vec<String> {
         .collect()
 }
 
+/// The newest `lane_change` entry of the journal.
+fn last_lane_change(n: &TestNode) -> axon_protocols::journal::Entry {
+    let changes: Value = n
+        .get("/v1/journal/entries?kind=lane_change&limit=1000")
+        .json()
+        .unwrap();
+    let last = changes["entries"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    let bytes = base64::Engine::decode(
+        &base64::engine::general_purpose::STANDARD,
+        last["bytes_b64"].as_str().unwrap(),
+    )
+    .unwrap();
+    axon_protocols::journal::Entry::from_bytes(&bytes).unwrap()
+}
+
 fn in_doubt(n: &TestNode) -> Vec<String> {
     let v: Value = n.get("/v1/actions?status=in_doubt").json().unwrap();
     v["actions"]
@@ -343,22 +363,7 @@ fn lanes_decide_which_driver_acts_and_survive_a_restart() {
     let n = start(&changed);
     assert_eq!(lane(&n, "candidate"), "testing");
     assert_eq!(lane(&n, "echo"), "live");
-    let changes: Value = n
-        .get("/v1/journal/entries?kind=lane_change")
-        .json()
-        .unwrap();
-    let last = changes["entries"]
-        .as_array()
-        .unwrap()
-        .last()
-        .unwrap()
-        .clone();
-    let bytes = base64::Engine::decode(
-        &base64::engine::general_purpose::STANDARD,
-        last["bytes_b64"].as_str().unwrap(),
-    )
-    .unwrap();
-    let entry = axon_protocols::journal::Entry::from_bytes(&bytes).unwrap();
+    let entry = last_lane_change(&n);
     assert_eq!(entry.body["who"], "manifest");
     assert_eq!(entry.body["driver"], "candidate");
     assert_eq!(entry.body["from"], Value::Null);
@@ -649,22 +654,7 @@ fn a_driver_that_panics_past_its_restart_intensity_ends_in_shadow_and_the_node_k
         v["reason"].as_str().unwrap().contains("no driver is live"),
         "{v}"
     );
-    let changes: Value = n
-        .get("/v1/journal/entries?kind=lane_change")
-        .json()
-        .unwrap();
-    let last = changes["entries"]
-        .as_array()
-        .unwrap()
-        .last()
-        .unwrap()
-        .clone();
-    let bytes = base64::Engine::decode(
-        &base64::engine::general_purpose::STANDARD,
-        last["bytes_b64"].as_str().unwrap(),
-    )
-    .unwrap();
-    let entry = axon_protocols::journal::Entry::from_bytes(&bytes).unwrap();
+    let entry = last_lane_change(&n);
     assert_eq!(
         (
             &entry.body["driver"],
@@ -746,27 +736,7 @@ fn a_driver_past_its_rate_answers_429_until_its_bucket_refills() {
 
 #[test]
 fn an_action_is_rolled_back_newest_first_through_its_driver() {
-    let ledger = r#"name = "ledger"
-version = "1.0.0"
-kind = "file"
-capability = "urn:axon:cap:ledger.append"
-effect = "write"
-risk = "medium"
-max_blast_radius = 1
-idempotent = false
-lane = "live"
-[cost]
-expected_ms = 5
-units = 1.0
-[limits]
-deadline_ms = 5000
-concurrency = 1
-rate_per_second = 1000
-max_payload_bytes = 65536
-mailbox_capacity = 64
-[file]
-dir = "records"
-"#;
+    let ledger = crate::common::LEDGER_MANIFEST;
     let n = TestNode::builder().driver(ledger).start();
     let cap = "urn:axon:cap:ledger.append";
     let (_, a) = act(
@@ -953,22 +923,7 @@ fn an_old_build_loaded_again_never_makes_a_second_live_driver() {
         (v["status"].as_str(), v["driver"].as_str()),
         (Some("ok"), Some("beta"))
     );
-    let changes: Value = n
-        .get("/v1/journal/entries?kind=lane_change")
-        .json()
-        .unwrap();
-    let last = changes["entries"]
-        .as_array()
-        .unwrap()
-        .last()
-        .unwrap()
-        .clone();
-    let bytes = base64::Engine::decode(
-        &base64::engine::general_purpose::STANDARD,
-        last["bytes_b64"].as_str().unwrap(),
-    )
-    .unwrap();
-    let entry = axon_protocols::journal::Entry::from_bytes(&bytes).unwrap();
+    let entry = last_lane_change(&n);
     assert_eq!(entry.body["rule"], "one_live_per_capability");
     assert_eq!(entry.body["driver"], "alpha");
 }

@@ -65,27 +65,7 @@ fn echo_calls_replay_bit_for_bit() {
 fn a_file_action_replays_bit_for_bit_in_a_scratch_directory() {
     let data = tempfile::tempdir().unwrap();
     let dir = data.path().to_owned();
-    let manifest = r#"name = "ledger"
-version = "1.0.0"
-kind = "file"
-capability = "urn:axon:cap:ledger.append"
-effect = "write"
-risk = "medium"
-max_blast_radius = 1
-idempotent = false
-lane = "live"
-[cost]
-expected_ms = 5
-units = 1.0
-[limits]
-deadline_ms = 5000
-concurrency = 1
-rate_per_second = 1000
-max_payload_bytes = 65536
-mailbox_capacity = 64
-[file]
-dir = "records"
-"#;
+    let manifest = crate::common::LEDGER_MANIFEST;
     let node = TestNode::builder()
         .driver(manifest)
         .config(move |c| c.data_dir = dir.clone())
