@@ -37,10 +37,14 @@ impl<W: Worker> Host<W> {
     }
 
     /// Hands the queued batch to the worker and answers every request of it.
+    #[inline]
     pub(super) fn flush_batch(&mut self, ctx: &mut Context<Self>) {
-        if self.batch.is_empty() {
-            return;
+        if !self.batch.is_empty() {
+            self.flush_waiting_batch(ctx);
         }
+    }
+
+    fn flush_waiting_batch(&mut self, ctx: &mut Context<Self>) {
         let envs = std::mem::take(&mut self.batch);
         let mut replies = Vec::with_capacity(envs.len());
         let mut requests = Vec::with_capacity(envs.len());
@@ -53,7 +57,7 @@ impl<W: Worker> Host<W> {
             }
             if let (Some(req), Some(reply)) = (env.request.take(), env.reply.take()) {
                 spans.push(tracing::info_span!(
-                    parent: &env.parent,
+                    parent: env.parent.as_ref().and_then(|p| p.id()),
                     "actor",
                     actor = %self.shared.id,
                     correlation_id = env.correlation_id.as_deref().unwrap_or(""),

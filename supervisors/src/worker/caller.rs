@@ -129,11 +129,7 @@ impl<W: Worker> WorkerRef<W> {
             request: Some(request),
             reply: Some(tx),
             correlation_id: opts.correlation_id.clone(),
-            parent: if tracing::level_enabled!(tracing::Level::INFO) {
-                tracing::Span::current()
-            } else {
-                tracing::Span::none()
-            },
+            parent: tracing::level_enabled!(tracing::Level::INFO).then(tracing::Span::current),
             generation,
         };
         let sent = addr.try_send(env);
@@ -290,8 +286,9 @@ pub(super) struct Envelope<W: Worker> {
     pub(super) request: Option<W::Request>,
     pub(super) reply: Option<oneshot::Sender<Result<W::Response, CallError>>>,
     pub(super) correlation_id: Option<Arc<str>>,
-    /// The caller's span: the actor's span is its child.
-    pub(super) parent: tracing::Span,
+    /// The caller's span, taken only when spans are recorded: the actor's span is its
+    /// child.
+    pub(super) parent: Option<tracing::Span>,
     /// The generation of the mailbox count its slot was taken in.
     pub(super) generation: u64,
 }

@@ -4,7 +4,12 @@
 //! and whoever drives the wheel wakes the callers whose time has passed, looking every
 //! [`TICK`] while any call waits. A caller on an actix thread (the node's arbiters and
 //! HTTP workers) uses its thread's own wheel, driven by one task on that thread: entering
-//! and leaving it take no lock. Any other caller uses one of a few shards shared by the
+//! and leaving it take no lock. Most calls there are answered well within a tick, so a
+//! call first only leaves its task's waker among the thread's *young* callers (one entry
+//! for calls made one after another by the same task) and leaves nothing behind when its
+//! answer comes. At the next tick every young caller is woken once; one still waiting
+//! then enters the wheel with its due time. A young caller that had its answer meanwhile
+//! costs its task at most one extra poll per tick. Any other caller uses one of a few shards shared by the
 //! process, driven by one thread of its own that sleeps while nobody waits. Either way a
 //! call reads only the kernel's coarse clock, where a runtime timer per call costs an
 //! insert and a cancel in the timer wheel and a clock read for each.
@@ -179,6 +184,9 @@ struct LocalWheel {
     /// Tells this wheel's entries from another thread's.
     id: u64,
     waiting: Slab<(u64, u64, Waker)>,
+    /// The tasks of calls made since the last tick that have not entered `waiting`: all
+    /// woken at the next tick, so that those still waiting enter it.
+    young: Vec<Waker>,
     /// Numbers each entry, so a key reused after its entry left is never mistaken for it.
     next_tag: u64,
     /// True while this thread's driving task runs.
@@ -195,6 +203,7 @@ thread_local! {
             NEXT.fetch_add(1, Ordering::Relaxed)
         },
         waiting: Slab::new(),
+        young: Vec::new(),
         next_tag: 0,
         ticking: false,
         spare: None,
@@ -234,7 +243,7 @@ async fn drive_local_wheel(ticking: Ticking) {
         let now = now_ns();
         let due: Vec<Waker> = LOCAL.with(|w| {
             let mut w = w.borrow_mut();
-            if w.waiting.is_empty() {
+            if w.waiting.is_empty() && w.young.is_empty() {
                 idle += 1;
                 return Vec::new();
             }
@@ -245,7 +254,9 @@ async fn drive_local_wheel(ticking: Ticking) {
                 .filter(|(_, (due, _, _))| *due <= now)
                 .map(|(k, _)| k)
                 .collect();
-            keys.into_iter().map(|k| w.waiting.remove(k).2).collect()
+            let mut due = std::mem::take(&mut w.young);
+            due.extend(keys.into_iter().map(|k| w.waiting.remove(k).2));
+            due
         });
         // Woken outside the borrow: a waker may run code that enters the wheel.
         for waker in due {
@@ -273,6 +284,26 @@ fn local_wheel_driven() -> bool {
         && LOCAL
             .try_with(|w| w.try_borrow().is_ok_and(|w| w.ticking))
             .unwrap_or(false)
+}
+
+/// Leaves `waker` among this thread's young callers if the thread has a driven wheel;
+/// false sends the caller elsewhere.
+fn enter_young(waker: &Waker) -> bool {
+    LOCAL
+        .try_with(|w| {
+            let Ok(mut w) = w.try_borrow_mut() else {
+                return false;
+            };
+            if !w.ticking {
+                return false;
+            }
+            // The same task calling again before the tick needs no second wake-up.
+            if !w.young.last().is_some_and(|last| last.will_wake(waker)) {
+                w.young.push(waker.clone());
+            }
+            true
+        })
+        .unwrap_or(false)
 }
 
 /// Enters this thread's wheel if the thread has one that is driven (or can start the
@@ -311,8 +342,17 @@ fn enter_local(due: u64, waker: &Waker) -> Option<Entry> {
 /// Where a waiting caller's entry is.
 #[derive(Clone, Copy, Debug)]
 enum Entry {
-    Local { wheel: u64, key: usize, tag: u64 },
-    Shared { shard: usize, key: usize },
+    /// Among its thread's young callers, with nothing to take out when it leaves.
+    Young,
+    Local {
+        wheel: u64,
+        key: usize,
+        tag: u64,
+    },
+    Shared {
+        shard: usize,
+        key: usize,
+    },
 }
 
 /// The deadline passed before the answer came.
@@ -341,7 +381,7 @@ impl<F> WithDeadline<F> {
 
     fn leave(&mut self) {
         match self.entry.take() {
-            None => {}
+            None | Some(Entry::Young) => {}
             Some(Entry::Local { wheel, key, tag }) => {
                 // An entry already woken is gone from the wheel; one of another thread's
                 // wheel (a caller moved between threads) leaves when it falls due. The
@@ -369,6 +409,11 @@ impl<F> WithDeadline<F> {
     /// Leaves this caller's waker to be woken at its deadline.
     fn wait(&mut self, waker: &Waker) {
         match self.entry {
+            // Polled again while still waiting (the tick woke the young callers, or
+            // something else woke its task): now it enters the wheel with its due time.
+            Some(Entry::Young) => {
+                self.entry = Some(self.enter_wheel(waker));
+            }
             Some(Entry::Local { wheel, key, tag }) => {
                 // A waker replaced here is dropped after the wheel's borrow ends.
                 let mut replaced = None;
@@ -393,9 +438,8 @@ impl<F> WithDeadline<F> {
                     .unwrap_or(false);
                 drop(replaced);
                 if !kept {
-                    // Woken early, or polled from another thread: enter again.
-                    self.entry = None;
-                    self.wait(waker);
+                    // Polled from another thread: enter again there.
+                    self.entry = Some(self.enter_wheel(waker));
                 }
             }
             Some(Entry::Shared { shard, key }) => {
@@ -409,11 +453,20 @@ impl<F> WithDeadline<F> {
                 }
             }
             None => {
-                self.entry = Some(match enter_local(self.due, waker) {
-                    Some(entry) => entry,
-                    None => enter_shared(self.due, waker),
+                self.entry = Some(if enter_young(waker) {
+                    Entry::Young
+                } else {
+                    self.enter_wheel(waker)
                 });
             }
+        }
+    }
+
+    /// Enters this thread's wheel, or the shared one, with this call's due time.
+    fn enter_wheel(&self, waker: &Waker) -> Entry {
+        match enter_local(self.due, waker) {
+            Some(entry) => entry,
+            None => enter_shared(self.due, waker),
         }
     }
 }
@@ -559,6 +612,10 @@ mod tests {
             }
             let (tx, rx) = tokio::sync::oneshot::channel::<u32>();
             let mut call = WithDeadline::new(rx, Duration::from_secs(60));
+            // The first poll leaves the call among the young callers; the next (the
+            // tick's wake-up) enters it in the wheel.
+            assert!(poll_once(&mut call).is_pending());
+            assert!(matches!(call.entry, Some(Entry::Young)), "{:?}", call.entry);
             assert!(poll_once(&mut call).is_pending());
             let Some(Entry::Local { key, tag, .. }) = call.entry else {
                 panic!("an actix caller entered {:?}", call.entry);

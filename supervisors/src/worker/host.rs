@@ -47,6 +47,8 @@ pub(super) struct Host<W: Worker> {
     /// Requests waiting for the next group commit (batching workers only).
     pub(super) batch: Vec<Envelope<W>>,
     pub(super) flush_scheduled: bool,
+    /// The worker's `batch_limit()`, asked at this incarnation's first request.
+    pub(super) batch_limit: Option<Option<usize>>,
 }
 
 impl<W: Worker> Actor for Host<W> {
@@ -226,6 +228,16 @@ impl<W: Worker> Host<W> {
         }
     }
 
+    /// The worker's `batch_limit()`, asked once per incarnation under `catch_unwind`.
+    fn batch_limit(&mut self, ctx: &mut Context<Self>) -> Result<Option<usize>, String> {
+        if let Some(limit) = self.batch_limit {
+            return Ok(limit);
+        }
+        let limit = self.hook("batch_limit()", |w| w.batch_limit(), ctx)?;
+        self.batch_limit = Some(limit);
+        Ok(limit)
+    }
+
     pub(super) fn fail(&mut self, exit: Exit, ctx: &mut Context<Self>) {
         self.failed = true;
         self.exit = exit;
@@ -260,7 +272,7 @@ impl<W: Worker> Host<W> {
         // A span costs even when nothing records it: made only when one would be.
         let span = tracing::level_enabled!(tracing::Level::INFO).then(|| {
             tracing::info_span!(
-                parent: &env.parent,
+                parent: env.parent.as_ref().and_then(|p| p.id()),
                 "actor",
                 actor = %self.shared.id,
                 correlation_id = env.correlation_id.as_deref().unwrap_or("")
@@ -382,7 +394,7 @@ impl<W: Worker> Handler<Envelope<W>> for Host<W> {
                         .map(move |_, act, _| act.killed_holding(env)),
                 );
             }
-            other => match self.hook("batch_limit()", |w| w.batch_limit(), ctx) {
+            other => match self.batch_limit(ctx) {
                 Err(msg) => {
                     if let Some(reply) = env.reply.take() {
                         self.reply(reply, Outcome::Failed(format!("panicked: {msg}")));
@@ -477,6 +489,7 @@ impl<W: Worker> HostParts<W> {
             handler_seconds: std::rc::Rc::new(self.handler_seconds.local()),
             batch: Vec::new(),
             flush_scheduled: false,
+            batch_limit: None,
         }
     }
 }

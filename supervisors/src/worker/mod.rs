@@ -86,6 +86,7 @@ pub trait Worker: Unpin + 'static {
 
     /// Group commit: `Some(max)` hands the requests that queue up while one batch is being
     /// handled to [`handle_batch`](Self::handle_batch) together, at most `max` at a time.
+    /// Asked once per incarnation, at its first request.
     fn batch_limit(&self) -> Option<usize> {
         None
     }
