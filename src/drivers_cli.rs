@@ -38,7 +38,7 @@ fn read_token(file: &Path) -> anyhow::Result<String> {
 }
 
 fn client() -> anyhow::Result<reqwest::blocking::Client> {
-    reqwest::blocking::Client::builder()
+    axon_drivers::tls::client_builder()
         .timeout(Duration::from_secs(30))
         .build()
         .context("building the HTTP client")

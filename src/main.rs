@@ -226,6 +226,8 @@ enum BenchWhat {
 }
 
 fn main() {
+    // Before any http client is built (the OTLP exporter, an http driver, the CLI).
+    axon_drivers::tls::install_crypto_provider();
     let cli = Cli::parse();
     let code = match cli.command {
         Command::Run {

@@ -302,8 +302,8 @@ pub static ROUTES: &[Route] = &[
     Route {
         method: Method::Get,
         path: "/v1/actions",
-        summary: "The actions in doubt: ?status=in_doubt",
-        auth: Auth::None,
+        summary: "The actions in doubt: ?status=in_doubt (admin token: intents and outputs may hold what only operators should read)",
+        auth: Auth::Admin,
         path_params: &[],
         query: &[QueryParam {
             name: "status",
@@ -332,8 +332,8 @@ pub static ROUTES: &[Route] = &[
     Route {
         method: Method::Get,
         path: "/v1/actions/{action}",
-        summary: "One action from the journal: its intent, dispatch, newest result and capsule",
-        auth: Auth::None,
+        summary: "One action from the journal: its intent, dispatch, newest result and capsule (admin token: intents and outputs may hold what only operators should read)",
+        auth: Auth::Admin,
         path_params: &[ACTION],
         query: &[],
         request: None,

@@ -27,6 +27,9 @@ impl Drop for Telemetry {
 
 /// Installs the global subscriber. Call once, before the node starts.
 pub fn init(cfg: &LogConfig) -> anyhow::Result<Telemetry> {
+    // The OTLP exporter builds an http client: a node started in-process (a test) has
+    // not been through `main`.
+    axon_drivers::tls::install_crypto_provider();
     let filter = EnvFilter::try_new(&cfg.level).context("log.level")?;
     let fmt = match cfg.format {
         LogFormat::Human => tracing_subscriber::fmt::layer()

@@ -12,7 +12,9 @@
 //! records (requests sent, responses received) is what a replay answers from, with no
 //! network.
 //!
-//! This build speaks plain `http://` (no TLS); an `https://` manifest is refused at load.
+//! `https://` URLs are spoken with rustls on ring. The server's certificate is checked
+//! against the system's roots, or only against the certificate authorities of the
+//! manifest's `http.ca_file` (a PEM file, for a private CA) where it names one.
 
 use crate::driver::{Call, Driver, Outcome, Prediction, Recorded};
 use base64::Engine;
@@ -124,6 +126,10 @@ pub struct HttpSettings {
     pub retry_backoff_ms: u64,
     #[serde(default)]
     pub secrets: BTreeMap<String, SecretRef>,
+    /// A PEM file of the certificate authorities an `https://` endpoint's certificate
+    /// must chain to, in place of the system's roots; relative to the manifest's folder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
 }
 
 fn default_max_response_bytes() -> u64 {
@@ -144,13 +150,10 @@ impl HttpSettings {
         ];
         for (key, t) in templates {
             let Some(t) = t else { continue };
-            if !t.url.starts_with("http://") {
+            if !(t.url.starts_with("http://") || t.url.starts_with("https://")) {
                 return Err((
                     format!("{key}.url"),
-                    format!(
-                        "must start with http:// (this build speaks no TLS), not {:?}",
-                        t.url
-                    ),
+                    format!("must start with http:// or https://, not {:?}", t.url),
                 ));
             }
             if template_names(&t.url).is_err() {
@@ -366,15 +369,18 @@ type Job = (
 );
 
 impl Network {
-    fn new() -> Result<Self, String> {
+    /// The network, trusting only `roots` for https where they are given.
+    fn new(roots: Option<Vec<reqwest::Certificate>>) -> Result<Self, String> {
         let (tx, rx) = std::sync::mpsc::channel::<Job>();
         let client = std::thread::Builder::new()
             .name("axon-http-driver".into())
             .spawn(move || {
-                let client = match reqwest::blocking::Client::builder()
-                    .redirect(reqwest::redirect::Policy::none())
-                    .build()
-                {
+                let mut builder =
+                    crate::tls::client_builder().redirect(reqwest::redirect::Policy::none());
+                if let Some(roots) = roots {
+                    builder = builder.tls_certs_only(roots);
+                }
+                let client = match builder.build() {
                     Ok(c) => c,
                     Err(e) => {
                         for (_, _, _, reply) in rx {
@@ -474,6 +480,28 @@ impl Transport for Replayed {
     }
 }
 
+/// The certificate authorities of the PEM file at `path`: at least one, each a
+/// certificate rustls can read.
+pub fn certificate_authorities(
+    path: &std::path::Path,
+) -> Result<Vec<reqwest::Certificate>, String> {
+    let pem = std::fs::read(path)
+        .map_err(|e| format!("cannot read the CA file {}: {e}", path.display()))?;
+    let roots = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+        format!(
+            "the CA file {} is not PEM certificates: {e}",
+            path.display()
+        )
+    })?;
+    if roots.is_empty() {
+        return Err(format!(
+            "the CA file {} holds no certificate",
+            path.display()
+        ));
+    }
+    Ok(roots)
+}
+
 /// One `http` driver instance.
 pub struct HttpDriver {
     descriptor: crate::descriptor::DriverDescriptor,
@@ -519,10 +547,14 @@ impl HttpDriver {
                 *p = folder.join(&*p);
             }
         }
+        let roots = match &settings.ca_file {
+            Some(ca) => Some(certificate_authorities(&folder.join(ca))?),
+            None => None,
+        };
         Ok(Self {
             descriptor,
             settings,
-            transport: Box::new(Network::new()?),
+            transport: Box::new(Network::new(roots)?),
             log: vec![],
             replaying: false,
         })

@@ -22,6 +22,7 @@ pub mod host;
 pub mod http;
 pub mod manifest;
 pub mod obligations;
+pub mod tls;
 
 use serde_json::Value;
 

@@ -181,6 +181,9 @@ pub enum ManifestError {
     },
 }
 
+/// The file name a manifest read back from a capsule goes by.
+const RECORDED: &str = "<recorded>";
+
 fn key_err(file: &Path, key: &str, reason: impl Into<String>) -> ManifestError {
     ManifestError::Key {
         file: file.to_owned(),
@@ -366,9 +369,17 @@ impl Manifest {
                     "missing: an http driver needs [http] with its request",
                 ))
             }
-            (Kind::Http, Some(h)) => h
-                .check(w.limits.deadline_ms)
-                .map_err(|(key, reason)| key_err(file, &key, reason))?,
+            (Kind::Http, Some(h)) => {
+                h.check(w.limits.deadline_ms)
+                    .map_err(|(key, reason)| key_err(file, &key, reason))?;
+                // A recorded manifest is replayed from its recorded exchanges, with no
+                // network: the CA file of the machine that acted is not needed.
+                if let Some(ca) = h.ca_file.as_ref().filter(|_| file != Path::new(RECORDED)) {
+                    let folder = file.parent().unwrap_or(Path::new("."));
+                    crate::http::certificate_authorities(&folder.join(ca))
+                        .map_err(|reason| key_err(file, "http.ca_file", reason))?;
+                }
+            }
             (other, Some(_)) => {
                 return Err(key_err(
                     file,
@@ -421,7 +432,7 @@ impl Manifest {
 
     /// The manifest a capsule recorded (its canonical JSON), read back to replay.
     pub fn from_recorded(value: &serde_json::Value) -> Result<Self, ManifestError> {
-        let file = Path::new("<recorded>");
+        let file = Path::new(RECORDED);
         let written: ManifestFile =
             serde_json::from_value(value.clone()).map_err(|e| ManifestError::Syntax {
                 file: file.to_owned(),

@@ -354,8 +354,12 @@ env = "REPLAY_TEST_TOKEN"
 fn bad_http_settings_are_refused_with_their_key() {
     for (http, key) in [
         (
-            "[http]\ntimeout_ms = 10\n[http.request]\nmethod = \"GET\"\nurl = \"https://x\"\n",
+            "[http]\ntimeout_ms = 10\n[http.request]\nmethod = \"GET\"\nurl = \"ftp://x\"\n",
             "http.request.url",
+        ),
+        (
+            "[http]\ntimeout_ms = 10\nca_file = \"no-such-ca.pem\"\n[http.request]\nmethod = \"GET\"\nurl = \"https://x\"\n",
+            "http.ca_file",
         ),
         (
             "[http]\ntimeout_ms = 999999\n[http.request]\nmethod = \"GET\"\nurl = \"http://x\"\n",
@@ -387,5 +391,140 @@ fn bad_http_settings_are_refused_with_their_key() {
             }
             other => panic!("expected {key} refused, got {other:?}"),
         }
+    }
+}
+
+/// A certificate authority and a server certificate for 127.0.0.1 signed by it: the CA's
+/// PEM, and the server's rustls configuration.
+fn private_ca() -> (String, std::sync::Arc<rustls::ServerConfig>) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .unwrap()
+        .signed_by(&key, &issuer)
+        .unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![cert.der().clone()],
+            rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+        )
+        .unwrap();
+    (ca_cert.pem(), std::sync::Arc::new(config))
+}
+
+/// A loopback server that speaks HTTP over TLS with `config`.
+fn tls_loopback(config: std::sync::Arc<rustls::ServerConfig>) -> Loopback {
+    Loopback::start_wrapped(
+        "https",
+        |_, _| Reply::json(201, r#"{"id":"o-tls"}"#),
+        move |tcp| {
+            let session = rustls::ServerConnection::new(config.clone()).ok()?;
+            Some(Box::new(rustls::StreamOwned::new(session, tcp)))
+        },
+    )
+}
+
+/// The orders manifest, written in `dir` (so a relative `ca_file` is read from there).
+fn https_manifest(dir: &Path, base: &str, ca_file: Option<&str>) -> Manifest {
+    let ca = ca_file
+        .map(|f| format!("ca_file = \"{f}\"\n"))
+        .unwrap_or_default();
+    let text = format!(
+        r#"name = "orders"
+version = "1.0.0"
+kind = "http"
+capability = "urn:axon:cap:orders.create"
+effect = "write"
+risk = "high"
+max_blast_radius = 1
+idempotent = false
+[cost]
+expected_ms = 50
+units = 1.0
+[limits]
+deadline_ms = 5000
+concurrency = 1
+rate_per_second = 100
+max_payload_bytes = 65536
+mailbox_capacity = 16
+[http]
+timeout_ms = 2000
+{ca}[http.request]
+method = "POST"
+url = "{base}/orders"
+body = "args"
+"#
+    );
+    Manifest::parse(&text, &dir.join("orders.toml")).unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[test]
+fn an_https_endpoint_whose_certificate_chains_to_the_manifests_ca_is_called() {
+    let (ca_pem, config) = private_ca();
+    let server = tls_loopback(config);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ca.pem"), ca_pem).unwrap();
+    let m = https_manifest(dir.path(), &server.base, Some("ca.pem"));
+    let mut d = HttpDriver::new(
+        m.descriptor(),
+        m.http_settings.as_ref().unwrap(),
+        m.folder(),
+    )
+    .unwrap();
+    let out = push(&mut d, &m, json!({"sku": "tls-1"}));
+    assert_eq!(out.status, Status::Ok, "{out:?}");
+    assert_eq!(out.output["body"]["id"], "o-tls");
+    let seen = server.seen();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].target, "/orders");
+    assert_eq!(seen[0].body, br#"{"sku":"tls-1"}"#, "{:?}", seen[0]);
+}
+
+#[test]
+fn an_https_endpoint_with_a_certificate_nobody_vouches_for_is_never_sent_the_request() {
+    let (_, config) = private_ca();
+    let server = tls_loopback(config);
+    let dir = tempfile::tempdir().unwrap();
+    // The system's roots do not know the test's CA; nor does another private CA.
+    let (other_ca, _) = private_ca();
+    std::fs::write(dir.path().join("other.pem"), other_ca).unwrap();
+    for ca in [None, Some("other.pem")] {
+        let m = https_manifest(dir.path(), &server.base, ca);
+        let mut d = HttpDriver::new(
+            m.descriptor(),
+            m.http_settings.as_ref().unwrap(),
+            m.folder(),
+        )
+        .unwrap();
+        let out = push(&mut d, &m, json!({"sku": "tls-2"}));
+        // Failed, not unknown: the driver knows the request never left.
+        assert_eq!(out.status, Status::Failed, "{ca:?}: {out:?}");
+    }
+    assert!(
+        server.seen().is_empty(),
+        "a request went through an untrusted handshake"
+    );
+}
+
+#[test]
+fn a_ca_file_that_holds_no_certificate_is_refused_at_load_with_its_key() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ca.pem"), "not a certificate\n").unwrap();
+    let manifest = "name = \"o\"\nversion = \"1\"\nkind = \"http\"\ncapability = \"urn:axon:cap:o\"\neffect = \"write\"\nrisk = \"low\"\nmax_blast_radius = 1\nidempotent = false\n[cost]\nexpected_ms = 1\nunits = 0.0\n[limits]\ndeadline_ms = 1000\nconcurrency = 1\nrate_per_second = 1\nmax_payload_bytes = 10\nmailbox_capacity = 2\n[http]\ntimeout_ms = 10\nca_file = \"ca.pem\"\n[http.request]\nmethod = \"GET\"\nurl = \"https://x\"\n";
+    match Manifest::parse(manifest, &dir.path().join("o.toml")) {
+        Err(axon_drivers::manifest::ManifestError::Key { key, reason, .. }) => {
+            assert_eq!(key, "http.ca_file");
+            assert!(reason.contains("holds no certificate"), "{reason}");
+        }
+        other => panic!("expected http.ca_file refused, got {other:?}"),
     }
 }

@@ -54,7 +54,7 @@ pub fn flood(
             let counts = counts.clone();
             let capability = capability.to_owned();
             std::thread::spawn(move || {
-                let client = reqwest::blocking::Client::builder()
+                let client = axon_drivers::tls::client_builder()
                     .timeout(Duration::from_secs(30))
                     .build()
                     .unwrap();

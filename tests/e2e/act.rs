@@ -66,7 +66,7 @@ fn last_lane_change(n: &TestNode) -> axon_protocols::journal::Entry {
 }
 
 fn in_doubt(n: &TestNode) -> Vec<String> {
-    let v: Value = n.get("/v1/actions?status=in_doubt").json().unwrap();
+    let v: Value = n.get_admin("/v1/actions?status=in_doubt").json().unwrap();
     v["actions"]
         .as_array()
         .unwrap()
@@ -121,7 +121,9 @@ fn an_intent_acts_once_however_often_it_is_sent() {
             let token = n.admin_token.clone();
             let body = body2.clone();
             std::thread::spawn(move || {
-                let v: Value = reqwest::blocking::Client::new()
+                let v: Value = axon_drivers::tls::client_builder()
+                    .build()
+                    .unwrap()
                     .post(url)
                     .bearer_auth(token)
                     .json(&body)
@@ -165,7 +167,10 @@ fn an_intent_acts_once_however_often_it_is_sent() {
     );
     assert_eq!(kinds(&n, &action), ["dispatch", "result"]);
     // One action, from the journal: its intent, dispatch, result and capsule.
-    let v: Value = n.get(&format!("/v1/actions/{action}")).json().unwrap();
+    let v: Value = n
+        .get_admin(&format!("/v1/actions/{action}"))
+        .json()
+        .unwrap();
     assert_eq!(v["status"], "ok");
     assert_eq!(v["intent"]["args"], json!({"n": 1}));
     assert_eq!(v["dispatch"]["driver"], "echo");
@@ -173,11 +178,11 @@ fn an_intent_acts_once_however_often_it_is_sent() {
     assert_eq!(v["capsule"]["output"], json!({"n": 1}));
     assert_eq!(v["entries"].as_array().unwrap().len(), 2);
     expect_problem(
-        n.get(&format!("/v1/actions/{}", "0".repeat(32))),
+        n.get_admin(&format!("/v1/actions/{}", "0".repeat(32))),
         404,
         "no-such-action",
     );
-    expect_problem(n.get("/v1/actions/nope"), 400, "invalid-parameter");
+    expect_problem(n.get_admin("/v1/actions/nope"), 400, "invalid-parameter");
 }
 
 #[test]
@@ -380,7 +385,9 @@ fn a_push_past_its_deadline_is_in_doubt_at_once_and_its_late_outcome_settles_it(
     let url = n.url("/v1/act");
     let token = n.admin_token.clone();
     let asked = std::thread::spawn(move || {
-        let res = reqwest::blocking::Client::new()
+        let res = axon_drivers::tls::client_builder()
+            .build()
+            .unwrap()
             .post(url)
             .bearer_auth(token)
             .json(&intent(SLOW_CAP, "late-1", json!({"x": 1})))
@@ -420,7 +427,10 @@ fn a_push_past_its_deadline_is_in_doubt_at_once_and_its_late_outcome_settles_it(
         "the late outcome is journaled",
         Duration::from_secs(10),
         || {
-            v = n.get(&format!("/v1/actions/{action}")).json().unwrap();
+            v = n
+                .get_admin(&format!("/v1/actions/{action}"))
+                .json()
+                .unwrap();
             v["status"] == "ok"
         },
     )
@@ -469,7 +479,10 @@ fn a_caller_that_goes_away_does_not_stop_the_outcome_being_journaled() {
     drop(client);
     let action = action_id("admin", "gone-1");
     // Dispatched and not answered yet: running, not in doubt.
-    let v: Value = n.get(&format!("/v1/actions/{action}")).json().unwrap();
+    let v: Value = n
+        .get_admin(&format!("/v1/actions/{action}"))
+        .json()
+        .unwrap();
     assert_eq!(v["status"], "running", "{v}");
     assert!(in_doubt(&n).is_empty());
     n.advance(Duration::from_secs(1));
@@ -477,7 +490,10 @@ fn a_caller_that_goes_away_does_not_stop_the_outcome_being_journaled() {
         kinds(&n, &action) == ["dispatch", "result"]
     })
     .unwrap();
-    let v: Value = n.get(&format!("/v1/actions/{action}")).json().unwrap();
+    let v: Value = n
+        .get_admin(&format!("/v1/actions/{action}"))
+        .json()
+        .unwrap();
     assert_eq!(v["status"], "ok", "{v}");
     assert_eq!(v["result"]["output"], "still done");
 }
@@ -499,7 +515,9 @@ fn child_node_holding_a_push() {
     let url = n.url("/v1/act");
     let token = n.admin_token.clone();
     std::thread::spawn(move || {
-        let _ = reqwest::blocking::Client::new()
+        let _ = axon_drivers::tls::client_builder()
+            .build()
+            .unwrap()
             .post(url)
             .bearer_auth(token)
             .json(&intent(SLOW_CAP, "crash-1", json!("cut off")))
@@ -548,10 +566,11 @@ fn an_action_cut_off_by_a_crash_is_in_doubt_after_the_restart() {
     // The child's driver manifest went with it: the restarted node needs only the journal
     // to know the action is in doubt.
     let node = spawn_axon(data.path(), &[], false);
-    let c = reqwest::blocking::Client::new();
+    let c = axon_drivers::tls::client_builder().build().unwrap();
     let action = action_id("admin", "crash-1");
     let listed: Value = c
         .get(format!("{}/v1/actions?status=in_doubt", node.base))
+        .bearer_auth(&node.token)
         .send()
         .unwrap()
         .json()
@@ -585,6 +604,7 @@ fn an_action_cut_off_by_a_crash_is_in_doubt_after_the_restart() {
     );
     let listed: Value = c
         .get(format!("{}/v1/actions?status=in_doubt", node.base))
+        .bearer_auth(&node.token)
         .send()
         .unwrap()
         .json()
@@ -597,6 +617,7 @@ fn an_action_cut_off_by_a_crash_is_in_doubt_after_the_restart() {
     let node = spawn_axon(data.path(), &[], false);
     let v: Value = c
         .get(format!("{}/v1/actions/{action}", node.base))
+        .bearer_auth(&node.token)
         .send()
         .unwrap()
         .json()
@@ -721,7 +742,7 @@ fn a_driver_past_its_rate_answers_429_until_its_bucket_refills() {
     );
     // Nothing of the refused intent was recorded: sent again later, it acts.
     expect_problem(
-        n.get(&format!("/v1/actions/{}", action_id("admin", "r-2"))),
+        n.get_admin(&format!("/v1/actions/{}", action_id("admin", "r-2"))),
         404,
         "no-such-action",
     );
@@ -776,7 +797,7 @@ fn an_action_is_rolled_back_newest_first_through_its_driver() {
         kinds(&n, &ida),
         ["dispatch", "result", "dispatch", "result", "dispatch", "result"]
     );
-    let v: Value = n.get(&format!("/v1/actions/{ida}")).json().unwrap();
+    let v: Value = n.get_admin(&format!("/v1/actions/{ida}")).json().unwrap();
     assert_eq!(v["status"], "rolled_back");
     assert_eq!(
         v["capsule"]["output"]["offset"], 0,
@@ -817,7 +838,9 @@ fn an_outcome_the_journal_cannot_take_is_answered_as_ran_and_unrecorded_and_stay
     let url = n.url("/v1/act");
     let token = n.admin_token.clone();
     let asked = std::thread::spawn(move || {
-        let res = reqwest::blocking::Client::new()
+        let res = axon_drivers::tls::client_builder()
+            .build()
+            .unwrap()
             .post(url)
             .bearer_auth(token)
             .json(&intent(SLOW_CAP, "unrecorded-1", json!("acted")))
@@ -988,7 +1011,9 @@ body = "args"
             let url = n.url("/v1/act");
             let token = n.admin_token.clone();
             std::thread::spawn(move || {
-                let v: Value = reqwest::blocking::Client::new()
+                let v: Value = axon_drivers::tls::client_builder()
+                    .build()
+                    .unwrap()
                     .post(url)
                     .bearer_auth(token)
                     .json(&intent(
@@ -1039,7 +1064,7 @@ fn however_intents_repeat_and_collide_each_acts_at_most_once() {
             let token = n.admin_token.clone();
             std::thread::spawn(move || {
                 let mut seed = 0x5eed_0000 + t;
-                let client = reqwest::blocking::Client::new();
+                let client = axon_drivers::tls::client_builder().build().unwrap();
                 (0..40)
                     .map(|_| {
                         let id = format!("mix-{}", next(&mut seed) % 6);

@@ -8,7 +8,9 @@ use std::path::Path;
 
 /// Sends a note with `token`; answers the status.
 fn note_status(s: &Spawned, token: &str) -> u16 {
-    reqwest::blocking::Client::new()
+    axon_drivers::tls::client_builder()
+        .build()
+        .unwrap()
         .post(format!("{}/v1/journal/notes", s.base))
         .bearer_auth(token)
         .json(&serde_json::json!({"text": "the token works"}))

@@ -17,7 +17,7 @@ fn size_of(note: &str) -> u64 {
 fn run_node_and_append(dir: &Path, notes: usize) -> String {
     let node = spawn_axon(dir, &[], false);
     let token = std::fs::read_to_string(dir.join("admin.token")).unwrap();
-    let c = reqwest::blocking::Client::new();
+    let c = axon_drivers::tls::client_builder().build().unwrap();
     let mut served = String::new();
     for i in 0..notes {
         if i == 10 {

@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::Duration;
 
 fn client() -> reqwest::blocking::Client {
-    reqwest::blocking::Client::builder()
+    axon_drivers::tls::client_builder()
         .timeout(Duration::from_secs(10))
         .build()
         .unwrap()

@@ -501,7 +501,7 @@ fn send(
 fn every_acknowledged_entry_reads_back_before_and_after_a_restart_and_an_audit() {
     let dir = tempfile::tempdir().unwrap();
     let node = spawn_axon(dir.path(), &[], false);
-    let c = Client::new();
+    let c = axon_drivers::tls::client_builder().build().unwrap();
     // A route with a path parameter journals about something that must exist first (an
     // action in doubt, a driver): each has tests of its own.
     let journaling: Vec<&Route> = axon::routes::ROUTES

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 /// Every acknowledged (index, id) is served with that id.
 fn assert_all_present(base: &str, acked: &[(u64, String)]) {
-    let c = reqwest::blocking::Client::new();
+    let c = axon_drivers::tls::client_builder().build().unwrap();
     for (index, id) in acked {
         let e: Value = c
             .get(format!("{base}/v1/journal/entries/{index}"))
@@ -47,7 +47,7 @@ fn every_acknowledged_append_survives_sigkill() {
                 let (base, token) = (base.clone(), token.clone());
                 let (acks, stop) = (this_round.clone(), stop.clone());
                 std::thread::spawn(move || {
-                    let c = reqwest::blocking::Client::builder()
+                    let c = axon_drivers::tls::client_builder()
                         .timeout(Duration::from_secs(10))
                         .build()
                         .unwrap();
@@ -76,7 +76,7 @@ fn every_acknowledged_append_survives_sigkill() {
         let reader = {
             let (base, served, stop) = (base.clone(), served.clone(), stop.clone());
             std::thread::spawn(move || {
-                let c = reqwest::blocking::Client::new();
+                let c = axon_drivers::tls::client_builder().build().unwrap();
                 while !stop.load(Ordering::Relaxed) {
                     let Ok(res) = c.get(format!("{base}/v1/journal/checkpoint")).send() else {
                         break;
@@ -113,7 +113,7 @@ fn every_acknowledged_append_survives_sigkill() {
         mut child, base, ..
     } = spawn_axon(dir.path(), &[], false);
     assert_all_present(&base, &acked);
-    let c = reqwest::blocking::Client::new();
+    let c = axon_drivers::tls::client_builder().build().unwrap();
     let note = c
         .get(format!("{base}/v1/journal/checkpoint"))
         .send()

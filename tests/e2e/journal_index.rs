@@ -13,7 +13,7 @@ fn audit(dir: &Path, extra: &[&str]) -> String {
 
 /// Every query the journal answers, for comparing before and after.
 fn answers(base: &str, codes: &[String], actions: &[String]) -> Vec<Value> {
-    let c = reqwest::blocking::Client::new();
+    let c = axon_drivers::tls::client_builder().build().unwrap();
     let get = |p: String| -> Value { c.get(format!("{base}{p}")).send().unwrap().json().unwrap() };
     let mut out = vec![];
     for (i, code) in codes.iter().enumerate() {
@@ -54,7 +54,7 @@ fn a_lost_index_is_rebuilt_and_answers_the_same() {
     let node = spawn_axon(dir.path(), &[], false);
     let base = node.base.clone();
     let token = std::fs::read_to_string(dir.path().join("admin.token")).unwrap();
-    let c = reqwest::blocking::Client::new();
+    let c = axon_drivers::tls::client_builder().build().unwrap();
     let (mut codes, mut actions) = (vec![], vec![]);
     for i in 0..30 {
         let v: Value = if i % 3 == 0 {

@@ -52,7 +52,7 @@ fn spans_with_correlation_ids_reach_the_collector() {
     let (endpoint, received) = collector();
     let dir = tempfile::tempdir().unwrap();
     let node = spawn_axon(dir.path(), &["--otlp-endpoint", &endpoint], false);
-    let res = reqwest::blocking::Client::new()
+    let res = axon_drivers::tls::client_builder().build().unwrap()
         .post(format!("{}/v1/act", node.base))
         .bearer_auth(&node.token)
         .header("x-correlation-id", "otlp-probe-1")

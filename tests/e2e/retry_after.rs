@@ -51,7 +51,9 @@ fn unavailable_not_ready_and_overloaded_carry_retry_after() {
         let url = node.url("/v1/act");
         let token = node.admin_token.clone();
         std::thread::spawn(move || {
-            reqwest::blocking::Client::new()
+            axon_drivers::tls::client_builder()
+                .build()
+                .unwrap()
                 .post(url)
                 .bearer_auth(token)
                 .json(&json!({"capability": CAPABILITY, "args": {"held": i}}))
@@ -147,7 +149,7 @@ fn start(data_dir: &std::path::Path) -> Started {
 fn a_halted_journal_and_a_node_shutting_down_carry_retry_after() {
     let dir = tempfile::tempdir().unwrap();
     let n = start(dir.path());
-    let c = reqwest::blocking::Client::new();
+    let c = axon_drivers::tls::client_builder().build().unwrap();
     assert_eq!(
         c.get(format!("{}/readyz", n.base)).send().unwrap().status(),
         200

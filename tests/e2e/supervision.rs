@@ -82,7 +82,9 @@ fn requests_queued_behind_a_failure_get_errors_and_are_not_replayed() {
         let base = base.clone();
         let token = token.clone();
         std::thread::spawn(move || {
-            let res = reqwest::blocking::Client::new()
+            let res = axon_drivers::tls::client_builder()
+                .build()
+                .unwrap()
                 .post(format!("{base}/v1/act"))
                 .bearer_auth(token)
                 .json(&json!({"capability": axon_harness::ECHO, "args": i}))
@@ -295,7 +297,9 @@ fn shutdown_lets_in_flight_requests_finish_first() {
     let url = node.url("/v1/act");
     let token = node.admin_token.clone();
     let in_flight = std::thread::spawn(move || {
-        reqwest::blocking::Client::new()
+        axon_drivers::tls::client_builder()
+            .build()
+            .unwrap()
             .post(url)
             .bearer_auth(token)
             .json(&json!({"capability": axon_harness::ECHO, "args": "late"}))

@@ -46,6 +46,10 @@ impl Reply {
     }
 }
 
+/// A connection the server speaks HTTP over.
+pub trait Conn: Read + Write + Send {}
+impl<T: Read + Write + Send> Conn for T {}
+
 type Script = Arc<dyn Fn(&Seen, usize) -> Reply + Send + Sync>;
 
 /// A running loopback server.
@@ -57,16 +61,31 @@ pub struct Loopback {
 impl Loopback {
     /// Starts a server answering each request with `script(request, its number from 0)`.
     pub fn start(script: impl Fn(&Seen, usize) -> Reply + Send + Sync + 'static) -> Self {
+        Self::start_wrapped("http", script, |conn| Some(Box::new(conn)))
+    }
+
+    /// Starts a server of `scheme` that speaks over what `wrap` makes of each accepted
+    /// connection (a TLS session, say; `None` drops the connection).
+    pub fn start_wrapped(
+        scheme: &str,
+        script: impl Fn(&Seen, usize) -> Reply + Send + Sync + 'static,
+        wrap: impl Fn(TcpStream) -> Option<Box<dyn Conn>> + Send + Sync + 'static,
+    ) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
+        let base = format!("{scheme}://{}", listener.local_addr().unwrap());
         let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
         let script: Script = Arc::new(script);
+        let wrap = Arc::new(wrap);
         let s = seen.clone();
         std::thread::spawn(move || {
             for conn in listener.incoming() {
                 let Ok(conn) = conn else { return };
-                let (s, script) = (s.clone(), script.clone());
-                std::thread::spawn(move || serve(conn, &s, &script));
+                let (s, script, wrap) = (s.clone(), script.clone(), wrap.clone());
+                std::thread::spawn(move || {
+                    if let Some(conn) = wrap(conn) {
+                        serve(conn, &s, &script)
+                    }
+                });
             }
         });
         Self { base, seen }
@@ -78,8 +97,8 @@ impl Loopback {
     }
 }
 
-fn serve(conn: TcpStream, seen: &Mutex<Vec<Seen>>, script: &Script) {
-    let mut reader = BufReader::new(conn.try_clone().unwrap());
+fn serve(conn: Box<dyn Conn>, seen: &Mutex<Vec<Seen>>, script: &Script) {
+    let mut reader = BufReader::new(conn);
     let mut line = String::new();
     if reader.read_line(&mut line).unwrap_or(0) == 0 {
         return;
@@ -117,7 +136,7 @@ fn serve(conn: TcpStream, seen: &Mutex<Vec<Seen>>, script: &Script) {
     };
     let reply = script(&request, n);
     std::thread::sleep(reply.delay);
-    let mut conn = conn;
+    let conn = reader.get_mut();
     let head = format!(
         "HTTP/1.1 {} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
         reply.status,
@@ -125,4 +144,5 @@ fn serve(conn: TcpStream, seen: &Mutex<Vec<Seen>>, script: &Script) {
     );
     let _ = conn.write_all(head.as_bytes());
     let _ = conn.write_all(&reply.body);
+    let _ = conn.flush();
 }

@@ -485,7 +485,7 @@ impl TestNodeBuilder {
                 faults,
                 registry,
             },
-            client: reqwest::blocking::Client::builder()
+            client: axon_drivers::tls::client_builder()
                 .timeout(Duration::from_secs(30))
                 .build()
                 .map_err(|e| e.to_string())?,
@@ -546,6 +546,15 @@ impl TestNode {
         self.client.get(self.url(path)).send().expect("GET")
     }
 
+    /// GET with the admin token (the routes that show intents and outputs need it).
+    pub fn get_admin(&self, path: &str) -> reqwest::blocking::Response {
+        self.client
+            .get(self.url(path))
+            .bearer_auth(&self.admin_token)
+            .send()
+            .expect("GET")
+    }
+
     /// POST JSON with the admin token (every route that appends needs it).
     pub fn post_json(&self, path: &str, body: &serde_json::Value) -> reqwest::blocking::Response {
         self.client
@@ -572,7 +581,7 @@ impl TestNode {
     /// One action from the journal (`GET /v1/actions/{id}`): its intent, dispatch, result
     /// and capsule.
     pub fn action(&self, action_id: &str) -> Result<serde_json::Value, String> {
-        let res = self.get(&format!("/v1/actions/{action_id}"));
+        let res = self.get_admin(&format!("/v1/actions/{action_id}"));
         let status = res.status();
         let v: serde_json::Value = res.json().map_err(|e| e.to_string())?;
         if status.is_success() {
