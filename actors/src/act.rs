@@ -734,13 +734,16 @@ impl Act {
         tx: oneshot::Sender<Result<ActionResult, ActError>>,
     ) {
         let ticket = Ticket::new();
+        // A read changes nothing: one that fails to answer in time has failed, and is
+        // never in doubt.
+        let reads = driver.descriptor.effect == axon_drivers::descriptor::Effect::Read;
         let started_wall = axon_protocols::time::rfc3339(self.clock.wall());
         let started = Instant::now();
         let deadline = opts.deadline;
         let mut long = opts.clone();
         long.deadline = deadline + self.cfg.late_outcome;
         let worker_id = permit.worker_id().to_owned();
-        let call = permit.call(DriverCall::Push(intent.clone(), ticket.clone()), &long);
+        let call = permit.call(DriverCall::Act(intent.clone(), ticket.clone()), &long);
         tokio::pin!(call);
         let timely = tokio::select! {
             answer = &mut call => Some(answer),
@@ -794,6 +797,12 @@ impl Act {
                     r.status = ActionStatus::NotRun;
                     r.reason = Some(format!("the driver never started the push: {e}"));
                 }
+                Err(e) if reads => {
+                    r.status = ActionStatus::Failed;
+                    r.reason = Some(format!(
+                        "the driver started the read and did not answer: {e}; a read changes nothing"
+                    ));
+                }
                 Err(e) => {
                     r.status = ActionStatus::InDoubt;
                     r.reason = Some(format!(
@@ -814,6 +823,14 @@ impl Act {
                 ));
                 r
             }
+            None if reads => {
+                let mut r = base.clone();
+                r.status = ActionStatus::Failed;
+                r.reason = Some(format!(
+                    "the deadline of {deadline:?} passed while the driver ran the read; a read changes nothing"
+                ));
+                r
+            }
             None => {
                 let mut r = base.clone();
                 r.status = ActionStatus::InDoubt;
@@ -823,6 +840,9 @@ impl Act {
                 r
             }
         };
+        // A read that overran settles nothing late; its driver is still watched for a
+        // hang below.
+        let read_overran = overran && reads && first.status == ActionStatus::Failed;
         let overran = overran && first.status == ActionStatus::InDoubt;
         let answer = match self
             .append(
@@ -863,6 +883,15 @@ impl Act {
             }
         };
         let _ = tx.send(answer);
+        if read_overran {
+            if matches!(call.await, Err(CallError::Timeout { .. })) {
+                self.restart_hung(
+                    &worker_id,
+                    "a read did not answer within its deadline and the late-outcome window",
+                );
+            }
+            return;
+        }
         if !overran {
             return;
         }

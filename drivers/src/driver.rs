@@ -1,9 +1,10 @@
 //! The driver ABI: what every driver does, whatever it touches. A driver only does what
 //! it is asked: whether it may act is decided before a call reaches it, and the checks of
-//! its obligations around the call are made by [`push_checked`], the one way a driver is
-//! pushed.
+//! its obligations around the call are made by [`act_checked`], the one way a driver acts
+//! on an action: a driver whose effect is `write` is pushed, one whose effect is `read`
+//! is pulled.
 
-use crate::descriptor::DriverDescriptor;
+use crate::descriptor::{DriverDescriptor, Effect};
 use crate::obligations::{Obligations, Violation};
 use axon_protocols::intent::AxonIntent;
 use serde::{Deserialize, Serialize};
@@ -95,14 +96,20 @@ pub trait Driver: Send + 'static {
     /// What the driver is, what it risks and what it costs.
     fn describe(&self) -> DriverDescriptor;
 
+    /// Whether the driver changes the world (its descriptor's `effect`), asked at every
+    /// call: a driver answers it without building its whole descriptor.
+    fn effect(&self) -> Effect {
+        self.describe().effect
+    }
+
     /// The twin: what a push of `call` would do, with no side effect.
     fn predict(&mut self, call: &Call) -> Prediction;
 
-    /// The side effect.
+    /// The side effect, for a driver whose effect is `write`.
     fn push(&mut self, call: &Call) -> Outcome;
 
-    /// A read.
-    fn pull(&mut self, query: &Value) -> Outcome;
+    /// A read, for a driver whose effect is `read`: the intent's arguments are the query.
+    fn pull(&mut self, call: &Call) -> Outcome;
 
     /// Undoes a recorded action, where the descriptor says the driver can.
     fn rollback(&mut self, action: &Recorded) -> Outcome {
@@ -114,10 +121,13 @@ pub trait Driver: Send + 'static {
     }
 }
 
-/// Pushes `call` through `driver` within its obligations: the arguments and the intent
-/// are checked first (a violation is returned and the driver is never called), and an
-/// outcome that breaks the postcondition becomes `failed`, with the reason.
-pub fn push_checked(
+/// Acts on `call` through `driver` within its obligations — a push for a driver that
+/// writes, a pull for one that reads: the arguments and the intent are checked first (a
+/// violation is returned and the driver is never called), and an outcome that breaks the
+/// postcondition becomes `failed`, with the reason. A read changes nothing, so a read
+/// whose outcome the driver cannot tell (an unanswered request) is `failed`, never in
+/// doubt.
+pub fn act_checked(
     driver: &mut dyn Driver,
     obligations: &Obligations,
     call: &Call,
@@ -125,7 +135,22 @@ pub fn push_checked(
     obligations.check_args(&call.intent.args)?;
     let whole = serde_json::to_value(call.intent).expect("an intent is plain data");
     obligations.check_precondition(&whole)?;
-    let outcome = driver.push(call);
+    let outcome = match driver.effect() {
+        Effect::Write => driver.push(call),
+        Effect::Read => {
+            let mut o = driver.pull(call);
+            if o.status == Status::Unknown {
+                o.status = Status::Failed;
+                o.reason = Some(format!(
+                    "{}; a read changes nothing, so nothing is in doubt",
+                    o.reason
+                        .as_deref()
+                        .unwrap_or("the read's outcome is unknown")
+                ));
+            }
+            o
+        }
+    };
     if outcome.status == Status::Ok {
         let answered = json!({"status": outcome.status, "output": outcome.output});
         if let Err(v) = obligations.check_postcondition(&answered) {

@@ -2,7 +2,6 @@
 
 use crate::descriptor::DriverDescriptor;
 use crate::driver::{Call, Outcome, Prediction};
-use serde_json::Value;
 
 /// Answers every intent with its arguments.
 #[derive(Debug)]
@@ -48,6 +47,10 @@ impl crate::driver::Driver for Echo {
         self.descriptor.clone()
     }
 
+    fn effect(&self) -> crate::descriptor::Effect {
+        self.descriptor.effect
+    }
+
     /// Exact: a push answers the arguments, whatever they are.
     fn predict(&mut self, call: &Call) -> Prediction {
         Prediction::Expected {
@@ -61,7 +64,8 @@ impl crate::driver::Driver for Echo {
         Outcome::ok(call.intent.args.clone())
     }
 
-    fn pull(&mut self, query: &Value) -> Outcome {
-        Outcome::ok(query.clone())
+    fn pull(&mut self, call: &Call) -> Outcome {
+        self.handled += 1;
+        Outcome::ok(call.intent.args.clone())
     }
 }

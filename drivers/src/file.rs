@@ -10,6 +10,7 @@
 
 use crate::driver::{Call, Driver, Outcome, Prediction, Recorded};
 use crate::manifest::FileSettings;
+use base64::Engine;
 use serde_json::{json, Value};
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
@@ -27,6 +28,21 @@ pub fn args_schema() -> Value {
         "properties": {
             "file": {"type": "string", "pattern": "^[A-Za-z0-9_][A-Za-z0-9._-]{0,254}$"},
             "record": {}
+        }
+    })
+}
+
+/// The JSON Schema of the arguments of a `file` driver whose effect is `read`: one plain
+/// file name, and where in it to read (`offset`, from 0; `max_bytes`, at most 64 KiB).
+pub fn read_args_schema() -> Value {
+    json!({
+        "type": "object",
+        "required": ["file"],
+        "additionalProperties": false,
+        "properties": {
+            "file": {"type": "string", "pattern": "^[A-Za-z0-9_][A-Za-z0-9._-]{0,254}$"},
+            "offset": {"type": "integer", "minimum": 0},
+            "max_bytes": {"type": "integer", "minimum": 1, "maximum": 65536}
         }
     })
 }
@@ -97,6 +113,16 @@ impl FileDriver {
             .map_err(|e| format!("cannot resolve the directory {}: {e}", dir.display()))?;
         let lock = File::open(&dir)
             .map_err(|e| format!("cannot open the directory {}: {e}", dir.display()))?;
+        if descriptor.effect == crate::descriptor::Effect::Read {
+            // A reader writes nothing, so it takes no lock: it reads beside the writer
+            // of the same directory, and any number of its incarnations may overlap.
+            return Ok(Self {
+                descriptor,
+                dir,
+                max_file_bytes: settings.max_file_bytes,
+                handle: lock,
+            });
+        }
         let wait = Duration::from_millis(settings.lock_wait_ms);
         let started = Instant::now();
         loop {
@@ -134,7 +160,12 @@ impl FileDriver {
         use std::os::fd::{AsRawFd, FromRawFd};
         let c_name =
             std::ffi::CString::new(name).map_err(|_| format!("{name:?} holds a NUL byte"))?;
-        let mut flags = libc::O_RDWR | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+        // A reader never opens a file for writing.
+        let access = match self.descriptor.effect {
+            crate::descriptor::Effect::Read => libc::O_RDONLY,
+            crate::descriptor::Effect::Write => libc::O_RDWR,
+        };
+        let mut flags = access | libc::O_NOFOLLOW | libc::O_CLOEXEC;
         if create {
             flags |= libc::O_CREAT;
         }
@@ -194,6 +225,18 @@ impl FileDriver {
 }
 
 /// What an append answers: where the record went and its hash.
+/// The output of a read of `bytes` at `offset` of `name`, and the bytes.
+fn buf_read(name: &str, offset: u64, bytes: Vec<u8>) -> (Value, Vec<u8>) {
+    let output = json!({
+        "file": name,
+        "offset": offset,
+        "bytes": bytes.len(),
+        "blake3": axon_protocols::journal::hex(blake3::hash(&bytes).as_bytes()),
+        "text": String::from_utf8_lossy(&bytes),
+    });
+    (output, bytes)
+}
+
 fn appended(name: &str, offset: u64, bytes: &[u8]) -> Value {
     json!({
         "file": name,
@@ -207,6 +250,10 @@ fn appended(name: &str, offset: u64, bytes: &[u8]) -> Value {
 impl Driver for FileDriver {
     fn describe(&self) -> crate::descriptor::DriverDescriptor {
         self.descriptor.clone()
+    }
+
+    fn effect(&self) -> crate::descriptor::Effect {
+        self.descriptor.effect
     }
 
     /// Exact: the line and the offset the append would have, written nowhere.
@@ -267,9 +314,11 @@ impl Driver for FileDriver {
     }
 
     /// `{"file": NAME, "offset": N, "max_bytes": M}`: up to `max_bytes` (at most 64 KiB)
-    /// of the file from `offset`, as text.
-    fn pull(&mut self, query: &Value) -> Outcome {
-        let read = || -> Result<Value, String> {
+    /// of the file from `offset`, as text (with the count and BLAKE3 of the bytes read).
+    /// The capsule records the bytes themselves, so a replay reads them again.
+    fn pull(&mut self, call: &Call) -> Outcome {
+        let query = &call.intent.args;
+        let read = || -> Result<(Value, Vec<u8>), String> {
             let name = file_name(query)?;
             let offset = query.get("offset").and_then(Value::as_u64).unwrap_or(0);
             let max = query
@@ -284,10 +333,12 @@ impl Driver for FileDriver {
             f.take(max)
                 .read_to_end(&mut buf)
                 .map_err(|e| format!("cannot read {name}: {e}"))?;
-            Ok(json!({"file": name, "offset": offset, "text": String::from_utf8_lossy(&buf)}))
+            Ok(buf_read(name, offset, buf))
         };
         match read() {
-            Ok(v) => Outcome::ok(v),
+            Ok((output, bytes)) => Outcome::ok(output).with_replay(json!({
+                "read_b64": base64::engine::general_purpose::STANDARD.encode(bytes),
+            })),
             Err(reason) => Outcome::failed(reason),
         }
     }
@@ -375,13 +426,36 @@ pub fn replay_in(
     state: &Value,
 ) -> Result<Value, String> {
     let name = file_name(&call.intent.args)?;
+    std::fs::create_dir_all(scratch.join("files")).map_err(|e| e.to_string())?;
+    let mut scratch_settings = settings.clone();
+    scratch_settings.dir = "files".into();
+    if descriptor.effect == crate::descriptor::Effect::Read {
+        // The bytes the read found, where it found them.
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(
+                state
+                    .get("read_b64")
+                    .and_then(Value::as_str)
+                    .ok_or("the capsule records no bytes read")?,
+            )
+            .map_err(|e| format!("the recorded bytes are not base64: {e}"))?;
+        let offset = call
+            .intent
+            .args
+            .get("offset")
+            .and_then(Value::as_u64)
+            .unwrap_or(0);
+        let mut f = File::create(scratch.join("files").join(name)).map_err(|e| e.to_string())?;
+        f.set_len(offset).map_err(|e| e.to_string())?;
+        f.seek(SeekFrom::End(0)).map_err(|e| e.to_string())?;
+        f.write_all(&bytes).map_err(|e| e.to_string())?;
+        let mut driver = FileDriver::open(descriptor, &scratch_settings, scratch)?;
+        return Ok(driver.pull(call).output);
+    }
     let length = state
         .get("file_length")
         .and_then(Value::as_u64)
         .ok_or("the capsule records no file length")?;
-    let mut scratch_settings = settings.clone();
-    scratch_settings.dir = "files".into();
-    std::fs::create_dir_all(scratch.join("files")).map_err(|e| e.to_string())?;
     let f = File::create(scratch.join("files").join(name)).map_err(|e| e.to_string())?;
     f.set_len(length).map_err(|e| e.to_string())?;
     let mut driver = FileDriver::open(descriptor, &scratch_settings, scratch)?;

@@ -1,14 +1,13 @@
 //! A driver as a supervised worker: one [`DriverHost`] per driver instance, built from its
 //! manifest, answering the calls of the act pipeline. The host is where a driver's
-//! obligations are held around each push ([`push_checked`]), so no call reaches a driver
-//! any other way.
+//! obligations are held around each action ([`act_checked`]: a push for a driver that
+//! writes, a pull for one that reads), so no call reaches a driver any other way.
 
-use crate::driver::{push_checked, Call, Driver, Outcome, Prediction, Recorded};
+use crate::driver::{act_checked, Call, Driver, Outcome, Prediction, Recorded};
 use crate::manifest::{Kind, Manifest};
 use crate::obligations::{Obligations, Violation};
 use axon_protocols::intent::AxonIntent;
 use axon_supervisors::{Worker, WorkerContext, WorkerError};
-use serde_json::Value;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 
@@ -33,11 +32,10 @@ impl Action {
 pub enum DriverCall {
     /// The twin: what a push would do, with no side effect.
     Predict(Arc<Action>),
-    /// The side effect. The ticket settles, once, whether the push started or was
-    /// withdrawn by its caller before it started.
-    Push(Arc<Action>, Arc<Ticket>),
-    /// A read.
-    Pull(Value),
+    /// The action itself: a push for a driver that writes, a pull for one that reads.
+    /// The ticket settles, once, whether it started or was withdrawn by its caller
+    /// before it started.
+    Act(Arc<Action>, Arc<Ticket>),
     /// Undoes a recorded action.
     Rollback(Box<Recorded>),
 }
@@ -140,14 +138,13 @@ impl Worker for DriverHost {
             DriverCall::Predict(action) => {
                 DriverAnswer::Prediction(self.driver.predict(&action.call()))
             }
-            DriverCall::Push(_, ticket) if !ticket.start() => DriverAnswer::Withdrawn,
-            DriverCall::Push(action, _) => {
-                match push_checked(&mut *self.driver, &self.obligations, &action.call()) {
+            DriverCall::Act(_, ticket) if !ticket.start() => DriverAnswer::Withdrawn,
+            DriverCall::Act(action, _) => {
+                match act_checked(&mut *self.driver, &self.obligations, &action.call()) {
                     Ok(outcome) => DriverAnswer::Outcome(outcome),
                     Err(v) => DriverAnswer::Refused(v),
                 }
             }
-            DriverCall::Pull(query) => DriverAnswer::Outcome(self.driver.pull(&query)),
             DriverCall::Rollback(recorded) => {
                 DriverAnswer::Outcome(self.driver.rollback(&recorded))
             }
@@ -158,7 +155,7 @@ impl Worker for DriverHost {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{json, Value};
 
     fn intent(args: Value) -> Arc<Action> {
         Arc::new(Action {
@@ -188,7 +185,7 @@ mod tests {
         let ticket = Ticket::new();
         let o = host
             .handle(
-                DriverCall::Push(intent(args.clone()), ticket.clone()),
+                DriverCall::Act(intent(args.clone()), ticket.clone()),
                 &mut cx,
             )
             .unwrap();
@@ -207,7 +204,7 @@ mod tests {
             "withdrawing twice still says it never runs"
         );
         let a = host
-            .handle(DriverCall::Push(intent(json!(1)), ticket), &mut cx)
+            .handle(DriverCall::Act(intent(json!(1)), ticket), &mut cx)
             .unwrap();
         assert_eq!(a, DriverAnswer::Withdrawn);
     }

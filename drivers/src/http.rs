@@ -731,6 +731,10 @@ impl Driver for HttpDriver {
         self.descriptor.clone()
     }
 
+    fn effect(&self) -> crate::descriptor::Effect {
+        self.descriptor.effect
+    }
+
     /// The `dry_run` request's answer where the manifest has one; otherwise inconclusive,
     /// never a made-up figure.
     fn predict(&mut self, call: &Call) -> Prediction {
@@ -772,18 +776,19 @@ impl Driver for HttpDriver {
     }
 
     /// A read: the `dry_run` request for `query` as arguments, where there is one.
-    fn pull(&mut self, query: &Value) -> Outcome {
-        let Some(t) = self.settings.dry_run.clone() else {
-            return Outcome::failed("the manifest has no dry_run request to read with");
+    /// A read: the manifest's request, which for a driver whose effect is `read` is the
+    /// read itself, retried where its method is idempotent (a read changes nothing, so
+    /// the driver's `idempotent` flag is not needed for that).
+    fn pull(&mut self, call: &Call) -> Outcome {
+        self.log.clear();
+        let t = self.settings.request.clone();
+        let req = match self.build(&t, &call.intent.args, None) {
+            Ok(r) => r,
+            Err(reason) => return Outcome::failed(reason),
         };
-        match self.build(&t, query, None) {
-            Ok(req) => {
-                let r = self.send(&req, t.method.is_idempotent());
-                self.log.clear();
-                Self::outcome(r)
-            }
-            Err(reason) => Outcome::failed(reason),
-        }
+        let r = self.send(&req, t.method.is_idempotent());
+        let log = std::mem::take(&mut self.log);
+        Self::outcome(r).with_replay(json!({ "exchanges": log }))
     }
 
     /// The compensating request, built from the action's arguments and recorded output.

@@ -84,7 +84,7 @@ pub fn replay(capsule: &axon_protocols::capsule::ReplayCapsule) -> Result<Value,
                 settings,
                 capsule.state.as_ref().unwrap_or(&Value::Null),
             )?;
-            let out = driver::push_checked(&mut driver, &manifest.obligations, &call)
+            let out = driver::act_checked(&mut driver, &manifest.obligations, &call)
                 .map_err(|v| format!("the recorded intent is refused now: {v}"))?;
             match driver.strayed() {
                 Some(how) => Err(how.to_owned()),
@@ -93,7 +93,7 @@ pub fn replay(capsule: &axon_protocols::capsule::ReplayCapsule) -> Result<Value,
         }
         _ => {
             let mut driver = host::build(&manifest)?;
-            let out = driver::push_checked(&mut *driver, &manifest.obligations, &call)
+            let out = driver::act_checked(&mut *driver, &manifest.obligations, &call)
                 .map_err(|v| format!("the recorded intent is refused now: {v}"))?;
             Ok(out.output)
         }

@@ -50,11 +50,13 @@ impl Kind {
         }
     }
 
-    /// The arguments every driver of this kind needs, checked with its obligations.
-    fn args_schema(self) -> Option<serde_json::Value> {
-        match self {
-            Kind::Echo | Kind::Http => None,
-            Kind::File => Some(crate::file::args_schema()),
+    /// The arguments every driver of this kind and effect needs, checked with its
+    /// obligations.
+    fn args_schema(self, effect: Effect) -> Option<serde_json::Value> {
+        match (self, effect) {
+            (Kind::Echo | Kind::Http, _) => None,
+            (Kind::File, Effect::Write) => Some(crate::file::args_schema()),
+            (Kind::File, Effect::Read) => Some(crate::file::read_args_schema()),
         }
     }
 
@@ -303,11 +305,11 @@ impl Manifest {
         // N runs N instances. A file driver appends in order and holds its directory
         // alone: one.
         range(file, "limits.concurrency", u64::from(l.concurrency), 1, 64)?;
-        if w.kind == Kind::File && l.concurrency != 1 {
+        if w.kind == Kind::File && w.effect == Effect::Write && l.concurrency != 1 {
             return Err(key_err(
                 file,
                 "limits.concurrency",
-                "a file driver appends in order and holds its directory alone: it must be 1",
+                "a file driver that writes appends in order and holds its directory alone: it must be 1",
             ));
         }
         range(
@@ -332,7 +334,7 @@ impl Manifest {
             2,
             1 << 20,
         )?;
-        let obligations = Obligations::compile(&w.obligations, w.kind.args_schema())
+        let obligations = Obligations::compile(&w.obligations, w.kind.args_schema(w.effect))
             .map_err(|(which, reason)| key_err(file, &format!("obligations.{which}"), reason))?;
         match (w.kind, &w.file) {
             (Kind::File, None) => {
@@ -454,11 +456,13 @@ impl Manifest {
             artifact_hash: axon_protocols::journal::hex(&artifact_hash(self)),
             obligations: self.obligations.spec_json(),
             idempotent: self.idempotent,
-            can_rollback: self.kind.can_rollback()
-                || self
-                    .http_settings
-                    .as_ref()
-                    .is_some_and(|h| h.rollback.is_some()),
+            // A read changes nothing, so there is nothing to undo.
+            can_rollback: self.effect == Effect::Write
+                && (self.kind.can_rollback()
+                    || self
+                        .http_settings
+                        .as_ref()
+                        .is_some_and(|h| h.rollback.is_some())),
         }
     }
 }

@@ -2,7 +2,7 @@
 //! be named or reached through a symlink, a rollback undoes only the newest append, one
 //! incarnation at a time holds its directory, and a recorded append replays bit for bit.
 
-use axon_drivers::driver::{push_checked, Call, Driver, Prediction, Recorded, Status};
+use axon_drivers::driver::{act_checked, Call, Driver, Prediction, Recorded, Status};
 use axon_drivers::file::FileDriver;
 use axon_drivers::manifest::Manifest;
 use axon_protocols::intent::AxonIntent;
@@ -69,7 +69,7 @@ fn appends_land_where_the_twin_said_and_roll_back_newest_first() {
     let Prediction::Expected { output, .. } = d.predict(&call_a) else {
         panic!("the twin of an append is exact")
     };
-    let first = push_checked(&mut d, &m.obligations, &call_a).unwrap();
+    let first = act_checked(&mut d, &m.obligations, &call_a).unwrap();
     assert_eq!(first.status, Status::Ok, "{first:?}");
     assert_eq!(first.output, output, "the twin said where the record goes");
     assert_eq!(first.output["offset"], 0);
@@ -79,7 +79,7 @@ fn appends_land_where_the_twin_said_and_roll_back_newest_first() {
         action_id: &idb,
         intent: &b,
     };
-    let second = push_checked(&mut d, &m.obligations, &call_b).unwrap();
+    let second = act_checked(&mut d, &m.obligations, &call_b).unwrap();
     assert_eq!(second.output["offset"], first.output["end"]);
     let text = std::fs::read_to_string(dir.path().join("records/book.log")).unwrap();
     let lines: Vec<Value> = text
@@ -119,10 +119,82 @@ fn appends_land_where_the_twin_said_and_roll_back_newest_first() {
             .len(),
         0
     );
-    // What was written can be read.
-    push_checked(&mut d, &m.obligations, &call_a).unwrap();
-    let read = d.pull(&json!({"file": "book.log"}));
-    assert!(read.output["text"].as_str().unwrap().contains("\"n\":1"));
+}
+
+/// The ledger's reader: a `file` driver whose effect is `read`, on the same directory.
+fn reader(dir: &Path) -> Manifest {
+    let text = format!(
+        r#"name = "ledger-reader"
+version = "1.0.0"
+kind = "file"
+capability = "urn:axon:cap:ledger.read"
+effect = "read"
+risk = "low"
+max_blast_radius = 0
+idempotent = true
+[cost]
+expected_ms = 1
+units = 0.0
+[limits]
+deadline_ms = 5000
+concurrency = 4
+rate_per_second = 1000
+max_payload_bytes = 1024
+mailbox_capacity = 64
+[file]
+dir = "records"
+lock_wait_ms = 0
+"#
+    );
+    Manifest::parse(&text, &dir.join("reader.toml")).unwrap()
+}
+
+#[test]
+fn a_reader_of_the_directory_is_pulled_beside_its_writer_and_never_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = manifest(dir.path(), "");
+    let mut writer = open(&m).unwrap();
+    let a = intent(json!({"file": "book.log", "record": {"n": 1}}));
+    let ida = id(1);
+    let call = Call {
+        action_id: &ida,
+        intent: &a,
+    };
+    let written = act_checked(&mut writer, &m.obligations, &call).unwrap();
+    assert_eq!(written.status, Status::Ok);
+
+    // The writer holds the directory's lock; a reader takes none, so it opens beside it.
+    let r = reader(dir.path());
+    assert!(!r.descriptor().can_rollback, "a read has nothing to undo");
+    let mut reader = open(&r).unwrap();
+    let mut read = |args: Value| {
+        let i = intent(args);
+        act_checked(
+            &mut reader,
+            &r.obligations,
+            &Call {
+                action_id: &ida,
+                intent: &i,
+            },
+        )
+    };
+    let out = read(json!({"file": "book.log"})).unwrap();
+    assert_eq!(out.status, Status::Ok, "{out:?}");
+    assert!(out.output["text"].as_str().unwrap().contains("\"n\":1"));
+    let out = read(json!({"file": "book.log", "offset": 10, "max_bytes": 5})).unwrap();
+    assert_eq!(out.output["text"].as_str().unwrap().len(), 5);
+    // Its arguments say where to read, never what to write.
+    let refused = read(json!({"file": "book.log", "record": 1})).unwrap_err();
+    assert_eq!(refused.which, "args");
+    // A file it is asked to read that is not there is a failed read, and nothing is
+    // created.
+    let out = read(json!({"file": "absent.log"})).unwrap();
+    assert_eq!(out.status, Status::Failed, "{out:?}");
+    assert!(!dir.path().join("records/absent.log").exists());
+    let length = std::fs::metadata(dir.path().join("records/book.log"))
+        .unwrap()
+        .len();
+    assert_eq!(Some(length), written.output["end"].as_u64(), "{written:?}");
 }
 
 #[test]
@@ -149,7 +221,7 @@ fn nothing_outside_the_directory_can_be_named_or_reached() {
             intent: &i,
         };
         // Refused by the argument schema before the driver sees it...
-        let v = push_checked(&mut d, &m.obligations, &call).unwrap_err();
+        let v = act_checked(&mut d, &m.obligations, &call).unwrap_err();
         assert_eq!((v.which, v.path.as_str()), ("args", "/file"), "{name:?}");
         // ...and by the driver itself, should anything skip the schema.
         assert_eq!(d.push(&call).status, Status::Failed, "{name:?}");
@@ -196,7 +268,7 @@ fn any_name_the_schema_lets_through_stays_inside_the_directory() {
             action_id: &ida,
             intent: &i,
         };
-        match push_checked(&mut d, &m.obligations, &call) {
+        match act_checked(&mut d, &m.obligations, &call) {
             Err(_) => TestResult::passed(),
             Ok(out) if out.status == Status::Ok => {
                 // Whatever was written is one file directly inside records/.
@@ -291,4 +363,52 @@ fn a_recorded_append_replays_bit_for_bit() {
     assert!(axon_drivers::replay(&forged)
         .unwrap_err()
         .contains("not to the recorded artifact"));
+}
+
+#[test]
+fn a_recorded_read_replays_bit_for_bit_from_the_bytes_it_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = manifest(dir.path(), "");
+    let mut writer = open(&m).unwrap();
+    let w = intent(json!({"file": "r.log", "record": {"a": "ü", "bytes": [0, 255]}}));
+    writer.push(&Call {
+        action_id: &id(7),
+        intent: &w,
+    });
+    let r = reader(dir.path());
+    let mut reader = open(&r).unwrap();
+    let i = intent(json!({"file": "r.log", "offset": 3, "max_bytes": 40}));
+    let ida = id(8);
+    let out = act_checked(
+        &mut reader,
+        &r.obligations,
+        &Call {
+            action_id: &ida,
+            intent: &i,
+        },
+    )
+    .unwrap();
+    assert_eq!(out.status, Status::Ok, "{out:?}");
+    let capsule = axon_protocols::capsule::ReplayCapsule {
+        action_id: ida.clone(),
+        driver: "ledger-reader".into(),
+        environment: axon_protocols::capsule::Environment {
+            binary_version: "test".into(),
+            config_hash: "test".into(),
+            driver_artifact_hash: r.descriptor().artifact_hash,
+            manifest: serde_json::from_slice(r.canonical()).ok(),
+        },
+        input: serde_json::to_value(&i).unwrap(),
+        output: out.output.clone(),
+        seeds: vec![],
+        state: out.replay.clone(),
+        clock: axon_protocols::capsule::RecordedClock {
+            started: "2026-12-01T00:00:00.000Z".into(),
+            finished: "2026-12-01T00:00:00.000Z".into(),
+            duration_us: 0,
+        },
+    };
+    // The original file is gone: the replay reads what the capsule says was found.
+    std::fs::remove_dir_all(dir.path().join("records")).unwrap();
+    assert_eq!(axon_drivers::replay(&capsule).unwrap(), out.output);
 }

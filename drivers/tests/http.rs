@@ -6,7 +6,7 @@
 
 mod loopback;
 
-use axon_drivers::driver::{push_checked, Call, Driver, Prediction, Recorded, Status};
+use axon_drivers::driver::{act_checked, Call, Driver, Prediction, Recorded, Status};
 use axon_drivers::http::HttpDriver;
 use axon_drivers::manifest::Manifest;
 use axon_protocols::intent::AxonIntent;
@@ -16,12 +16,16 @@ use std::path::Path;
 use std::time::Duration;
 
 fn manifest(idempotent: bool, http: &str) -> Manifest {
+    manifest_of("write", idempotent, http)
+}
+
+fn manifest_of(effect: &str, idempotent: bool, http: &str) -> Manifest {
     let text = format!(
         r#"name = "orders"
 version = "1.0.0"
 kind = "http"
 capability = "urn:axon:cap:orders.create"
-effect = "write"
+effect = "{effect}"
 risk = "high"
 max_blast_radius = 1
 idempotent = {idempotent}
@@ -58,7 +62,7 @@ const ID: &str = "0123456789abcdef0123456789abcdef";
 
 fn push(d: &mut HttpDriver, m: &Manifest, args: Value) -> axon_drivers::driver::Outcome {
     let i = intent(args);
-    push_checked(
+    act_checked(
         d,
         &m.obligations,
         &Call {
@@ -527,4 +531,47 @@ fn a_ca_file_that_holds_no_certificate_is_refused_at_load_with_its_key() {
         }
         other => panic!("expected http.ca_file refused, got {other:?}"),
     }
+}
+
+#[test]
+fn a_read_driver_is_pulled_and_a_read_left_unanswered_has_failed_not_in_doubt() {
+    let server = Loopback::start(|seen, _| {
+        let mut r = Reply::json(200, r#"{"state":"shipped"}"#);
+        if seen.target.contains("slow") {
+            r.delay = Duration::from_millis(500);
+        }
+        r
+    });
+    let m = manifest_of(
+        "read",
+        false,
+        &format!(
+            r#"[http]
+timeout_ms = 100
+[http.request]
+method = "GET"
+url = "{}/orders/{{id}}"
+"#,
+            server.base
+        ),
+    );
+    assert!(!m.descriptor().can_rollback, "a read has nothing to undo");
+    let mut d = driver(&m);
+    let out = push(&mut d, &m, json!({"id": "o-1"}));
+    assert_eq!(out.status, Status::Ok, "{out:?}");
+    assert_eq!(out.output["body"]["state"], "shipped");
+    assert!(
+        out.replay.is_some(),
+        "a read records its exchange for replay"
+    );
+    // Sent and never answered: a write would be in doubt; a read changed nothing.
+    let out = push(&mut d, &m, json!({"id": "slow"}));
+    assert_eq!(out.status, Status::Failed, "{out:?}");
+    assert!(
+        out.reason
+            .as_deref()
+            .unwrap()
+            .contains("a read changes nothing"),
+        "{out:?}"
+    );
 }

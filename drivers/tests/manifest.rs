@@ -2,7 +2,7 @@
 //! the key named, whatever the text; obligations hold every call of a driver.
 
 use axon_drivers::descriptor::{Effect, Lane, Risk};
-use axon_drivers::driver::{push_checked, Call, Driver, Outcome, Prediction, Status};
+use axon_drivers::driver::{act_checked, Call, Driver, Outcome, Prediction, Status};
 use axon_drivers::echo::Echo;
 use axon_drivers::manifest::{
     artifact_hash, load_dir, Kind, Manifest, ManifestError, ECHO_MANIFEST,
@@ -169,14 +169,14 @@ fn arguments_that_break_the_schema_never_reach_the_driver() {
     );
     let m = parse(&text).unwrap();
     let mut echo = Echo::default();
-    let v = push_checked(
+    let v = act_checked(
         &mut echo,
         &m.obligations,
         &call(&intent(json!({"to": "far too long"}))),
     )
     .unwrap_err();
     assert_eq!((v.which, v.path.as_str()), ("args", "/to"));
-    let v = push_checked(
+    let v = act_checked(
         &mut echo,
         &m.obligations,
         &call(&intent(json!({"from": "a"}))),
@@ -184,7 +184,7 @@ fn arguments_that_break_the_schema_never_reach_the_driver() {
     .unwrap_err();
     assert_eq!((v.which, v.path.as_str()), ("args", ""));
     assert_eq!(echo.handled(), 0, "a refused intent reached the driver");
-    let ok = push_checked(
+    let ok = act_checked(
         &mut echo,
         &m.obligations,
         &call(&intent(json!({"to": "b"}))),
@@ -201,10 +201,10 @@ fn an_outcome_that_breaks_the_postcondition_is_failed() {
     );
     let m = parse(&text).unwrap();
     let mut echo = Echo::default();
-    let out = push_checked(&mut echo, &m.obligations, &call(&intent(json!("text")))).unwrap();
+    let out = act_checked(&mut echo, &m.obligations, &call(&intent(json!("text")))).unwrap();
     assert_eq!(out.status, Status::Failed);
     assert!(out.reason.unwrap().contains("postcondition"));
-    let out = push_checked(&mut echo, &m.obligations, &call(&intent(json!(3)))).unwrap();
+    let out = act_checked(&mut echo, &m.obligations, &call(&intent(json!(3)))).unwrap();
     assert_eq!(out.status, Status::Ok);
     // The twin of echo is exact.
     assert_eq!(

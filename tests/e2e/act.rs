@@ -14,8 +14,15 @@ use std::time::Duration;
 const SLOW: &str = "slow";
 const SLOW_CAP: &str = "urn:axon:cap:slow";
 
-/// The manifest of `slow`: an echo driver with a deadline of `deadline_ms`.
+/// The manifest of `slow`: an echo driver with a deadline of `deadline_ms` that counts
+/// as a writer, so that its actions take the path of a side effect (pushed, and in doubt
+/// when the deadline passes inside the push).
 fn slow_manifest(deadline_ms: u64) -> String {
+    slow_reader_manifest(deadline_ms).replace("effect = \"read\"", "effect = \"write\"")
+}
+
+/// The manifest of `slow` as the reader echo is: pulled, never in doubt.
+fn slow_reader_manifest(deadline_ms: u64) -> String {
     echo_manifest(SLOW, 16).replace(
         "deadline_ms = 60000",
         &format!("deadline_ms = {deadline_ms}"),
@@ -372,6 +379,65 @@ fn lanes_decide_which_driver_acts_and_survive_a_restart() {
     assert_eq!(entry.body["who"], "manifest");
     assert_eq!(entry.body["driver"], "candidate");
     assert_eq!(entry.body["from"], Value::Null);
+}
+
+#[test]
+fn a_read_past_its_deadline_has_failed_and_is_never_in_doubt() {
+    let n = TestNode::builder()
+        .manual_clock()
+        .driver(&slow_reader_manifest(3000))
+        .start();
+    n.inject(SLOW, Fault::Delay(Duration::from_secs(1)), Some(1));
+    let url = n.url("/v1/act");
+    let token = n.admin_token.clone();
+    let asked = std::thread::spawn(move || {
+        let res = axon_drivers::tls::client_builder()
+            .build()
+            .unwrap()
+            .post(url)
+            .bearer_auth(token)
+            .json(&intent(SLOW_CAP, "read-1", json!({"q": 1})))
+            .send()
+            .unwrap();
+        (res.status().as_u16(), res.json::<Value>().unwrap())
+    });
+    let depth = |n: &TestNode| n.actor(SLOW).unwrap().mailbox.unwrap().depth;
+    wait_until("the prediction is held", Duration::from_secs(10), || {
+        depth(&n) == 1
+    })
+    .unwrap();
+    // The read runs and its answer is held past the deadline.
+    n.inject(SLOW, Fault::SlowAnswer(Duration::from_secs(1)), Some(1));
+    n.advance(Duration::from_secs(1));
+    let (status, v) = asked.join().unwrap();
+    assert_eq!((status, v["status"].as_str()), (200, Some("failed")), "{v}");
+    assert!(
+        v["reason"]
+            .as_str()
+            .unwrap()
+            .contains("a read changes nothing"),
+        "{v}"
+    );
+    assert!(in_doubt(&n).is_empty());
+    // Its answer, when it comes, settles nothing late: the action stays as it ended.
+    n.advance(Duration::from_secs(1));
+    let answered = || {
+        n.metric(
+            "axon_actor_messages_total",
+            &[("actor", SLOW), ("outcome", "ok")],
+        )
+    };
+    wait_until("the read answered", Duration::from_secs(10), || {
+        answered() == Some(2.0)
+    })
+    .unwrap();
+    let action = action_id("admin", "read-1");
+    let v: Value = n
+        .get_admin(&format!("/v1/actions/{action}"))
+        .json()
+        .unwrap();
+    assert_eq!(v["status"], "failed", "{v}");
+    assert_eq!(kinds(&n, &action), ["dispatch", "result"]);
 }
 
 #[test]
