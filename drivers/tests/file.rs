@@ -123,8 +123,7 @@ fn appends_land_where_the_twin_said_and_roll_back_newest_first() {
 
 /// The ledger's reader: a `file` driver whose effect is `read`, on the same directory.
 fn reader(dir: &Path) -> Manifest {
-    let text = format!(
-        r#"name = "ledger-reader"
+    let text = r#"name = "ledger-reader"
 version = "1.0.0"
 kind = "file"
 capability = "urn:axon:cap:ledger.read"
@@ -144,9 +143,8 @@ mailbox_capacity = 64
 [file]
 dir = "records"
 lock_wait_ms = 0
-"#
-    );
-    Manifest::parse(&text, &dir.join("reader.toml")).unwrap()
+"#;
+    Manifest::parse(text, &dir.join("reader.toml")).unwrap()
 }
 
 #[test]
