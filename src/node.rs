@@ -102,6 +102,15 @@ pub fn config_hash(cfg: &Config) -> String {
 }
 
 /// The journal's settings from the node's configuration.
+/// Where the node keeps the wasm modules it has loaded, by hash: beside the journal.
+pub fn modules_dir(journal: &JournalConfig) -> std::path::PathBuf {
+    journal
+        .dir
+        .parent()
+        .unwrap_or(std::path::Path::new("."))
+        .join("modules")
+}
+
 pub fn journal_config(cfg: &Config) -> JournalConfig {
     let j = &cfg.journal;
     JournalConfig {
@@ -204,6 +213,15 @@ pub async fn start(cfg: &Config, opts: NodeOptions) -> anyhow::Result<Node> {
         RestartType::Permanent,
     );
     let manifests = load_manifests(cfg)?;
+    // Every wasm module is kept by its hash in the data directory before it runs, so that
+    // `axon replay` finds the module an action ran, wherever its manifest has gone since.
+    let modules = cfg.data_dir.join("modules");
+    for m in &manifests {
+        if let Some(w) = &m.wasm_settings {
+            axon_drivers::wasm::keep_module(w, m.folder(), &modules)
+                .map_err(|e| anyhow::anyhow!("driver manifest {}: {e}", m.file.display()))?;
+        }
+    }
     // Set once the act pipeline exists: a driver over its own restart intensity is taken
     // out of live service through it.
     let act_cell: Rc<std::cell::OnceCell<Arc<Act>>> = Rc::default();

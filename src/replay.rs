@@ -132,7 +132,8 @@ pub fn replay(cfg: &JournalConfig, action: &str) -> anyhow::Result<ReplayReport>
     j.use_index_if_current();
     // Offline there is time to read every entry the index does not cover.
     let (index, capsule) = find(&j.reader().with_scan_max(usize::MAX), action)?;
-    let replayed = axon_drivers::replay(&capsule).map_err(|e| anyhow!("{e}"))?;
+    let modules = crate::node::modules_dir(cfg);
+    let replayed = axon_drivers::replay(&capsule, &modules).map_err(|e| anyhow!("{e}"))?;
     compare(&capsule, index, &replayed)
 }
 

@@ -75,6 +75,30 @@ impl Outcome {
     }
 }
 
+/// What an endpoint or a module answered, read as JSON.
+pub enum Answer {
+    Json(Value),
+    /// JSON without a canonical form (an integer beyond 2^53, say): kept as text and
+    /// flagged, never refused after the fact.
+    NotCanonical {
+        text: String,
+        reason: String,
+    },
+    NotJson,
+}
+
+/// Reads `bytes` as an answer.
+pub fn answer_json(bytes: &[u8]) -> Answer {
+    match axon_protocols::canonical::parse(bytes, axon_protocols::canonical::MAX_DEPTH - 8) {
+        Ok(v) => Answer::Json(v),
+        Err(e) if e.is_syntax() => Answer::NotJson,
+        Err(e) => Answer::NotCanonical {
+            text: String::from_utf8_lossy(bytes).into_owned(),
+            reason: e.to_string(),
+        },
+    }
+}
+
 /// One call of a driver: the action it belongs to, and what was asked.
 #[derive(Clone, Copy, Debug)]
 pub struct Call<'a> {

@@ -122,6 +122,14 @@ pub fn build(manifest: &Manifest) -> Result<Box<dyn Driver>, String> {
             )?),
             None => return Err("an http driver's manifest has no [http]".into()),
         },
+        (Kind::Wasm, _) => match &manifest.wasm_settings {
+            Some(settings) => Box::new(crate::wasm::WasmDriver::new(
+                manifest.descriptor(),
+                settings,
+                manifest.folder(),
+            )?),
+            None => return Err("a wasm driver's manifest has no [wasm]".into()),
+        },
     })
 }
 

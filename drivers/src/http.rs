@@ -522,13 +522,13 @@ fn output_of(r: &Response) -> Value {
     if r.body.is_empty() {
         return json!({"status": r.status, "body": null});
     }
-    match axon_protocols::canonical::parse(&r.body, axon_protocols::canonical::MAX_DEPTH - 8) {
-        Ok(v) => json!({"status": r.status, "body": v}),
-        Err(e) if e.is_syntax() => json!({"status": r.status, "text": text()}),
-        Err(e) => json!({
+    match crate::driver::answer_json(&r.body) {
+        crate::driver::Answer::Json(v) => json!({"status": r.status, "body": v}),
+        crate::driver::Answer::NotJson => json!({"status": r.status, "text": text()}),
+        crate::driver::Answer::NotCanonical { text, reason } => json!({
             "status": r.status,
-            "text": text(),
-            "not_canonical": e.to_string(),
+            "text": text,
+            "not_canonical": reason,
         }),
     }
 }

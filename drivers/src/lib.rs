@@ -6,7 +6,8 @@
 //! manifests (`config/drivers/*.toml`), checked with the file and key named, and the one
 //! function that computes a driver's artifact hash; obligations (JSON Schemas over the
 //! arguments, the intent and the outcome); the host that runs one driver instance as a
-//! supervised worker ([`host`]); and the `echo` driver, which answers every
+//! supervised worker ([`host`]); the `file`, `http` and sandboxed `wasm` kinds; and the
+//! `echo` driver, which answers every
 //! request with its input and touches nothing, so it is the probe operators and tests use
 //! to measure the path through a supervised actor.
 //!
@@ -23,6 +24,7 @@ pub mod http;
 pub mod manifest;
 pub mod obligations;
 pub mod tls;
+pub mod wasm;
 
 use serde_json::Value;
 
@@ -39,8 +41,13 @@ pub fn builtin_manifest(driver: &str) -> Option<&'static manifest::Manifest> {
 /// Re-runs the push `capsule` recorded, offline: the driver is rebuilt from the manifest
 /// the capsule holds (the compiled-in one for a capsule that holds none), checked against
 /// the recorded artifact hash, and set up as the capsule says it found the world (a file
-/// driver in a scratch directory). Answers the output the push gives now.
-pub fn replay(capsule: &axon_protocols::capsule::ReplayCapsule) -> Result<Value, String> {
+/// driver in a scratch directory; a wasm driver with the module its manifest pins, found
+/// by its hash in `modules` — the node keeps every module it loads there, as
+/// `<blake3>.wasm`). Answers the output the call gives now.
+pub fn replay(
+    capsule: &axon_protocols::capsule::ReplayCapsule,
+    modules: &std::path::Path,
+) -> Result<Value, String> {
     let manifest = match &capsule.environment.manifest {
         Some(m) => manifest::Manifest::from_recorded(m).map_err(|e| e.to_string())?,
         None => builtin_manifest(&capsule.driver).cloned().ok_or_else(|| {
@@ -88,6 +95,27 @@ pub fn replay(capsule: &axon_protocols::capsule::ReplayCapsule) -> Result<Value,
                 .map_err(|v| format!("the recorded intent is refused now: {v}"))?;
             match driver.strayed() {
                 Some(how) => Err(how.to_owned()),
+                None => Ok(out.output),
+            }
+        }
+        (manifest::Kind::Wasm, _) => {
+            let settings = manifest
+                .wasm_settings
+                .as_ref()
+                .ok_or("a wasm driver's manifest has no [wasm]")?;
+            let path = modules.join(format!("{}.wasm", settings.blake3));
+            let bytes = std::fs::read(&path)
+                .map_err(|e| format!("the module {} cannot be read: {e}", path.display()))?;
+            let mut driver = wasm::WasmDriver::replaying(
+                manifest.descriptor(),
+                settings,
+                &bytes,
+                capsule.state.as_ref().unwrap_or(&Value::Null),
+            )?;
+            let out = driver::act_checked(&mut driver, &manifest.obligations, &call)
+                .map_err(|v| format!("the recorded intent is refused now: {v}"))?;
+            match driver.strayed() {
+                Some(how) => Err(how),
                 None => Ok(out.output),
             }
         }

@@ -26,6 +26,8 @@ pub enum Kind {
     File,
     /// Sends one HTTP request per push (`[http]`).
     Http,
+    /// Runs a WebAssembly module, pinned by its hash, in a sandbox (`[wasm]`).
+    Wasm,
 }
 
 impl Kind {
@@ -36,6 +38,8 @@ impl Kind {
             Kind::Echo => Some("builtin:echo@1"),
             Kind::File => Some("builtin:file@1"),
             Kind::Http => Some("builtin:http@1"),
+            // What runs is the module, which the manifest pins by its hash.
+            Kind::Wasm => None,
         }
     }
 
@@ -47,6 +51,8 @@ impl Kind {
             Kind::File => true,
             // Where the manifest has a compensating request (see `Manifest::descriptor`).
             Kind::Http => false,
+            // A sandboxed module changes nothing but its answer.
+            Kind::Wasm => false,
         }
     }
 
@@ -54,7 +60,7 @@ impl Kind {
     /// obligations.
     fn args_schema(self, effect: Effect) -> Option<serde_json::Value> {
         match (self, effect) {
-            (Kind::Echo | Kind::Http, _) => None,
+            (Kind::Echo | Kind::Http | Kind::Wasm, _) => None,
             (Kind::File, Effect::Write) => Some(crate::file::args_schema()),
             (Kind::File, Effect::Read) => Some(crate::file::read_args_schema()),
         }
@@ -65,6 +71,7 @@ impl Kind {
             Kind::Echo => "echo",
             Kind::File => "file",
             Kind::Http => "http",
+            Kind::Wasm => "wasm",
         }
     }
 }
@@ -131,6 +138,8 @@ struct ManifestFile {
     file: Option<FileSettings>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     http: Option<crate::http::HttpSettings>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    wasm: Option<crate::wasm::WasmSettings>,
 }
 
 fn testing() -> Lane {
@@ -158,6 +167,8 @@ pub struct Manifest {
     pub file_settings: Option<FileSettings>,
     /// The settings of an `http` driver.
     pub http_settings: Option<crate::http::HttpSettings>,
+    /// The settings of a `wasm` driver.
+    pub wasm_settings: Option<crate::wasm::WasmSettings>,
     /// The canonical JSON of the manifest as written, for the artifact hash.
     canonical: Vec<u8>,
 }
@@ -394,6 +405,36 @@ impl Manifest {
             }
             (_, None) => {}
         }
+        match (w.kind, &w.wasm) {
+            (Kind::Wasm, None) => {
+                return Err(key_err(
+                    file,
+                    "wasm",
+                    "missing: a wasm driver needs [wasm] with its module and its hash",
+                ))
+            }
+            (Kind::Wasm, Some(m)) => {
+                m.check(w.limits.deadline_ms)
+                    .map_err(|(key, reason)| key_err(file, &key, reason))?;
+                // A recorded manifest is replayed with the module its hash names.
+                if file != Path::new(RECORDED) {
+                    let folder = file.parent().unwrap_or(Path::new("."));
+                    m.module_bytes(folder)
+                        .map_err(|(key, reason)| key_err(file, &key, reason))?;
+                }
+            }
+            (other, Some(_)) => {
+                return Err(key_err(
+                    file,
+                    "wasm",
+                    format!(
+                        "only a wasm driver takes [wasm], not a driver of kind {}",
+                        other.as_str()
+                    ),
+                ))
+            }
+            (_, None) => {}
+        }
         // What the artifact hash covers must have one encoding: a value with none (an
         // integer no double holds, say) is refused here, named by its key.
         let value = serde_json::to_value(&w).expect("a manifest is plain data");
@@ -417,6 +458,7 @@ impl Manifest {
             obligations,
             file_settings: w.file.clone(),
             http_settings: w.http.clone(),
+            wasm_settings: w.wasm.clone(),
             canonical,
         })
     }

@@ -352,13 +352,13 @@ fn a_recorded_append_replays_bit_for_bit() {
             duration_us: 0,
         },
     };
-    let replayed = axon_drivers::replay(&capsule).unwrap();
+    let replayed = axon_drivers::replay(&capsule, Path::new(".")).unwrap();
     assert_eq!(replayed, out.output);
     assert!(out.output["offset"].as_u64().unwrap() > 0);
     // A capsule whose manifest was changed is refused: it is not the build that ran.
     let mut forged = capsule.clone();
     forged.environment.manifest.as_mut().unwrap()["limits"]["deadline_ms"] = json!(1);
-    assert!(axon_drivers::replay(&forged)
+    assert!(axon_drivers::replay(&forged, Path::new("."))
         .unwrap_err()
         .contains("not to the recorded artifact"));
 }
@@ -408,5 +408,8 @@ fn a_recorded_read_replays_bit_for_bit_from_the_bytes_it_found() {
     };
     // The original file is gone: the replay reads what the capsule says was found.
     std::fs::remove_dir_all(dir.path().join("records")).unwrap();
-    assert_eq!(axon_drivers::replay(&capsule).unwrap(), out.output);
+    assert_eq!(
+        axon_drivers::replay(&capsule, Path::new(".")).unwrap(),
+        out.output
+    );
 }

@@ -342,7 +342,7 @@ env = "REPLAY_TEST_TOKEN"
     // No network: the secret is gone too, and nothing is sent.
     std::env::remove_var("REPLAY_TEST_TOKEN");
     let before = server.seen().len();
-    let replayed = axon_drivers::replay(&capsule(&intent(args.clone()))).unwrap();
+    let replayed = axon_drivers::replay(&capsule(&intent(args.clone())), Path::new(".")).unwrap();
     assert_eq!(replayed, out.output);
     assert_eq!(
         server.seen().len(),
@@ -350,7 +350,11 @@ env = "REPLAY_TEST_TOKEN"
         "the replay touched the network"
     );
     // Another request than the recorded one is caught.
-    let err = axon_drivers::replay(&capsule(&intent(json!({"k": "other", "n": 1})))).unwrap_err();
+    let err = axon_drivers::replay(
+        &capsule(&intent(json!({"k": "other", "n": 1}))),
+        Path::new("."),
+    )
+    .unwrap_err();
     assert!(err.contains("differs from the recorded one"), "{err}");
 }
 

@@ -25,3 +25,4 @@ mod replay;
 mod retry_after;
 mod supervision;
 mod verify_proof;
+mod wasm;

@@ -448,6 +448,7 @@ impl TestNodeBuilder {
             registry: registry.clone(),
         };
         let cfg = self.config;
+        let data_dir_path = cfg.data_dir.clone();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::Builder::new()
@@ -493,6 +494,7 @@ impl TestNodeBuilder {
                 stop: Some(stop_tx),
                 thread: Some(thread),
             },
+            data_dir: data_dir_path,
             _data_dir: dir,
             _manifests: manifests,
         })
@@ -507,6 +509,7 @@ pub struct TestNode {
     h: TreeView,
     client: reqwest::blocking::Client,
     thread: SystemThread,
+    data_dir: std::path::PathBuf,
     _data_dir: tempfile::TempDir,
     _manifests: tempfile::TempDir,
 }
@@ -526,6 +529,11 @@ impl TestNode {
     /// A node with the defaults and real time.
     pub fn start() -> TestNode {
         Self::builder().start()
+    }
+
+    /// The node's data directory.
+    pub fn data_dir(&self) -> &std::path::Path {
+        &self.data_dir
     }
 
     /// `http://127.0.0.1:PORT`.
@@ -599,7 +607,7 @@ impl TestNode {
         let capsule: axon_protocols::capsule::ReplayCapsule =
             serde_json::from_value(v["capsule"].clone())
                 .map_err(|e| format!("action {action_id} has no replay capsule: {e}"))?;
-        let replayed = axon_drivers::replay(&capsule)?;
+        let replayed = axon_drivers::replay(&capsule, &self.data_dir().join("modules"))?;
         let bytes =
             |v: &serde_json::Value| axon_protocols::canonical::to_vec(v).map_err(|e| e.to_string());
         if bytes(&replayed)? != bytes(&capsule.output)? {

@@ -1,0 +1,4 @@
+;; Never ends: only fuel, or the wall-time watchdog, stops it.
+(module
+  (func (export "_start")
+    (loop $forever (br $forever))))

@@ -1,0 +1,582 @@
+//! The `wasm` driver: a WebAssembly module run under wasmtime as a WASI preview 1
+//! command, the plugin a user can hand Axon without trusting it. The request JSON
+//! (`{"mode": "push" | "pull" | "predict", "action_id", "args"}`) is its stdin, its answer
+//! JSON is its stdout, and exit code 0 is success.
+//!
+//! The sandbox: no preopened directory, no socket, no environment variable, no argument;
+//! `fuel` per call (the replayable budget: the same module, input and fuel stop at the
+//! same point); an epoch watchdog for wall time (`timeout_ms`; its trap is a timeout that
+//! is not replayable); linear memory bounded by `memory_bytes` (a module whose memory has
+//! no maximum gets this one); stdout bounded by `max_stdout_bytes`. The module is compiled
+//! once per driver incarnation and instantiated per call from a pooling allocator.
+//!
+//! Determinism: the wall clock the module sees starts at a time recorded in the capsule
+//! and, like its monotonic clock, moves one microsecond per reading; its random source is
+//! seeded from the action id; NaNs are canonical; it has no threads. So a replay with the
+//! recorded state is bit for bit, and the capsule records the fuel used, which the replay
+//! must use again.
+//!
+//! Architecture invariant: a module never runs inside an async runtime's task (WASI's
+//! blocking calls drive a runtime of their own): called from one (an actor's handler),
+//! it runs on a thread of the driver's own; called from a plain thread (a replay), on that
+//! thread. Nothing of the host but its stdin, stdout and the virtual clocks and randomness
+//! reaches it.
+
+use crate::driver::{Call, Driver, Outcome, Prediction};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, InstancePre, Linker, Module,
+    PoolingAllocationConfig, Store, StoreLimits, StoreLimitsBuilder, Trap,
+};
+use wasmtime_wasi::p1::WasiP1Ctx;
+use wasmtime_wasi::p2::pipe::{MemoryInputPipe, MemoryOutputPipe};
+use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtxBuilder};
+
+/// A `wasm` driver's `[wasm]` settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WasmSettings {
+    /// The module (a `.wasm` binary), relative to the manifest's folder.
+    pub module: PathBuf,
+    /// The BLAKE3 (hex) the module must hash to: a module that differs is refused at load.
+    pub blake3: String,
+    /// Fuel per call: roughly one unit per instruction the module runs.
+    pub fuel: u64,
+    /// The most linear memory one call may use, in bytes.
+    pub memory_bytes: u64,
+    /// The largest answer read from stdout; a module that writes more fails the call.
+    #[serde(default = "default_max_stdout_bytes")]
+    pub max_stdout_bytes: u64,
+    /// Wall time one call may take before the epoch watchdog stops it.
+    pub timeout_ms: u64,
+}
+
+fn default_max_stdout_bytes() -> u64 {
+    64 << 10
+}
+
+/// How often the epoch watchdog ticks.
+const EPOCH_TICK: Duration = Duration::from_millis(5);
+
+/// The most a stdin request may be (it holds arguments a manifest already bounds).
+const MAX_STDIN_BYTES: usize = 16 << 20;
+
+impl WasmSettings {
+    /// Checks what the types cannot say; the error names the key.
+    pub fn check(&self, deadline_ms: u64) -> Result<(), (String, String)> {
+        let range = |key: &str, v: u64, min: u64, max: u64| {
+            if v < min || v > max {
+                Err((
+                    format!("wasm.{key}"),
+                    format!("must be {min}..={max}, not {v}"),
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        range("fuel", self.fuel, 1_000, 100_000_000_000)?;
+        range("memory_bytes", self.memory_bytes, 64 << 10, 4 << 30)?;
+        range("max_stdout_bytes", self.max_stdout_bytes, 1, 16 << 20)?;
+        range("timeout_ms", self.timeout_ms, 10, deadline_ms.max(10))?;
+        let hex = self.blake3.len() == 64
+            && self
+                .blake3
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        if !hex {
+            return Err((
+                "wasm.blake3".into(),
+                "must be the module's BLAKE3 as 64 lowercase hex digits".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The module's bytes, read from `folder` and checked against the pinned hash; the
+    /// error names the key.
+    pub fn module_bytes(&self, folder: &Path) -> Result<Vec<u8>, (String, String)> {
+        let path = folder.join(&self.module);
+        let bytes = std::fs::read(&path).map_err(|e| {
+            (
+                "wasm.module".to_owned(),
+                format!("cannot read {}: {e}", path.display()),
+            )
+        })?;
+        let hash = blake3::hash(&bytes).to_hex().to_string();
+        if hash != self.blake3 {
+            return Err((
+                "wasm.blake3".into(),
+                format!(
+                    "{} hashes to {hash}, not to the pinned {}: refused",
+                    path.display(),
+                    self.blake3
+                ),
+            ));
+        }
+        Ok(bytes)
+    }
+}
+
+/// Keeps the module of `settings` (read from `folder`, checked against its hash) in
+/// `modules` as `<blake3>.wasm`, durably, unless it is there already.
+pub fn keep_module(settings: &WasmSettings, folder: &Path, modules: &Path) -> Result<(), String> {
+    use std::io::Write;
+    let target = modules.join(format!("{}.wasm", settings.blake3));
+    if std::fs::read(&target).is_ok_and(|b| blake3::hash(&b).to_hex().as_str() == settings.blake3) {
+        return Ok(());
+    }
+    let bytes = settings
+        .module_bytes(folder)
+        .map_err(|(key, reason)| format!("key `{key}`: {reason}"))?;
+    let fail = |e: std::io::Error| format!("cannot keep the module in {}: {e}", modules.display());
+    std::fs::create_dir_all(modules).map_err(fail)?;
+    let tmp = modules.join(format!("{}.wasm.tmp", settings.blake3));
+    let mut f = std::fs::File::create(&tmp).map_err(fail)?;
+    f.write_all(&bytes)
+        .and_then(|()| f.sync_all())
+        .map_err(fail)?;
+    std::fs::rename(&tmp, &target).map_err(fail)?;
+    std::fs::File::open(modules)
+        .and_then(|d| d.sync_all())
+        .map_err(fail)
+}
+
+/// The engine a driver's module is compiled for: fuel, the epoch watchdog, canonical
+/// NaNs, and a pooling allocator sized for `concurrency` calls at once.
+fn engine(settings: &WasmSettings, concurrency: u32) -> Result<Engine, String> {
+    let mut pool = PoolingAllocationConfig::default();
+    pool.total_core_instances(concurrency.max(1))
+        .total_memories(concurrency.max(1))
+        .total_tables(concurrency.max(1))
+        .total_stacks(concurrency.max(1))
+        .max_memory_size(settings.memory_bytes as usize)
+        // A slot's memory is zeroed in place between calls instead of given back to the
+        // kernel: giving it back costs every core a TLB shootdown per call.
+        .linear_memory_keep_resident(settings.memory_bytes as usize)
+        .table_keep_resident(64 << 10);
+    let mut cfg = Config::new();
+    cfg.consume_fuel(true)
+        .epoch_interruption(true)
+        .cranelift_nan_canonicalization(true)
+        .memory_reservation(settings.memory_bytes)
+        .memory_guard_size(0)
+        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    Engine::new(&cfg).map_err(|e| format!("cannot make the wasm engine: {e}"))
+}
+
+/// What one call's store holds.
+struct State {
+    wasi: WasiP1Ctx,
+    limits: StoreLimits,
+}
+
+/// A clock that starts at `start` nanoseconds and moves one microsecond per reading.
+#[derive(Clone)]
+struct VirtualClock {
+    now: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl VirtualClock {
+    fn starting_at(start: u64) -> Self {
+        Self {
+            now: Arc::new(std::sync::atomic::AtomicU64::new(start)),
+        }
+    }
+
+    fn read(&self) -> u64 {
+        self.now.fetch_add(1_000, Ordering::Relaxed)
+    }
+}
+
+impl HostWallClock for VirtualClock {
+    fn resolution(&self) -> Duration {
+        Duration::from_micros(1)
+    }
+    fn now(&self) -> Duration {
+        Duration::from_nanos(self.read())
+    }
+}
+
+impl HostMonotonicClock for VirtualClock {
+    fn resolution(&self) -> u64 {
+        1_000
+    }
+    fn now(&self) -> u64 {
+        self.read()
+    }
+}
+
+/// What a call starts from, recorded in the capsule so that a replay starts there too.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Start {
+    /// The wall clock the module sees first, in nanoseconds since the Unix epoch.
+    wall_ns: u64,
+    /// The seed of its random source.
+    seed: [u8; 32],
+}
+
+/// How one run of the module ended.
+struct Run {
+    result: Result<Value, String>,
+    fuel_used: u64,
+    /// False for a stop that depends on the machine (the wall-time watchdog).
+    replayable: bool,
+}
+
+/// The module, compiled once, ready to be instantiated per call.
+struct Runner {
+    engine: Engine,
+    pre: InstancePre<State>,
+    settings: WasmSettings,
+}
+
+impl Runner {
+    fn new(settings: &WasmSettings, bytes: &[u8], concurrency: u32) -> Result<Self, String> {
+        let engine = engine(settings, concurrency)?;
+        let module = Module::new(&engine, bytes)
+            .map_err(|e| format!("the module does not compile: {e:#}"))?;
+        let mut linker: Linker<State> = Linker::new(&engine);
+        wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |s: &mut State| &mut s.wasi)
+            .map_err(|e| format!("cannot link WASI: {e:#}"))?;
+        let pre = linker.instantiate_pre(&module).map_err(|e| {
+            format!("the module cannot be linked (only WASI preview 1 is offered): {e:#}")
+        })?;
+        Ok(Self {
+            engine,
+            pre,
+            settings: settings.clone(),
+        })
+    }
+
+    /// Runs the module once on `stdin` from `start`.
+    fn run(&self, stdin: Vec<u8>, start: Start) -> Run {
+        use rand::SeedableRng;
+        let s = &self.settings;
+        let stdout = MemoryOutputPipe::new(s.max_stdout_bytes as usize + 1);
+        let clock = VirtualClock::starting_at(start.wall_ns);
+        let mut wasi = WasiCtxBuilder::new();
+        wasi.stdin(MemoryInputPipe::new(stdin))
+            .stdout(stdout.clone())
+            .stderr(MemoryOutputPipe::new(4096))
+            .wall_clock(clock.clone())
+            .monotonic_clock(clock)
+            .secure_random(rand::rngs::StdRng::from_seed(start.seed))
+            .insecure_random(rand::rngs::StdRng::from_seed(start.seed))
+            .insecure_random_seed(u128::from_le_bytes(
+                start.seed[..16].try_into().expect("16 bytes"),
+            ))
+            .allow_blocking_current_thread(true);
+        let state = State {
+            wasi: wasi.build_p1(),
+            limits: StoreLimitsBuilder::new()
+                .memory_size(s.memory_bytes as usize)
+                .instances(1)
+                .trap_on_grow_failure(true)
+                .build(),
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|st| &mut st.limits);
+        let ticks = s.timeout_ms.div_ceil(EPOCH_TICK.as_millis() as u64) + 1;
+        store.set_epoch_deadline(ticks);
+        store.epoch_deadline_trap();
+        if let Err(e) = store.set_fuel(s.fuel) {
+            return Run {
+                result: Err(format!("cannot set the fuel: {e}")),
+                fuel_used: 0,
+                replayable: true,
+            };
+        }
+        let ran = self.pre.instantiate(&mut store).and_then(|instance| {
+            let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
+            start.call(&mut store, ())
+        });
+        let fuel_used = s.fuel - store.get_fuel().unwrap_or(0);
+        let mut replayable = true;
+        let exit = match ran {
+            Ok(()) => Ok(0),
+            Err(e) => {
+                if let Some(code) = e.downcast_ref::<wasmtime_wasi::I32Exit>() {
+                    Ok(code.0)
+                } else {
+                    match e.downcast_ref::<Trap>() {
+                        Some(Trap::OutOfFuel) => {
+                            Err(format!("the module ran out of its fuel ({} units)", s.fuel))
+                        }
+                        Some(Trap::Interrupt) => {
+                            replayable = false;
+                            Err(format!(
+                                "the module ran past its timeout of {} ms (the wall-time watchdog; not replayable)",
+                                s.timeout_ms
+                            ))
+                        }
+                        _ if format!("{e:#}").contains("beyond capacity of MemoryOutputPipe") => {
+                            Err(stdout_too_big(s.max_stdout_bytes))
+                        }
+                        _ => Err(format!("the module trapped: {e:#}")),
+                    }
+                }
+            }
+        };
+        drop(store);
+        let out = stdout.contents();
+        let result = exit.and_then(|code| {
+            if out.len() as u64 > s.max_stdout_bytes {
+                return Err(stdout_too_big(s.max_stdout_bytes));
+            }
+            if code != 0 {
+                return Err(format!("the module exited with code {code}"));
+            }
+            match crate::driver::answer_json(&out) {
+                crate::driver::Answer::Json(v) => Ok(v),
+                crate::driver::Answer::NotCanonical { text, reason } => {
+                    Ok(json!({"text": text, "not_canonical": reason}))
+                }
+                crate::driver::Answer::NotJson => {
+                    Err("the module answered no JSON on stdout".to_owned())
+                }
+            }
+        });
+        Run {
+            result,
+            fuel_used,
+            replayable,
+        }
+    }
+}
+
+fn stdout_too_big(max: u64) -> String {
+    format!("the module wrote more than wasm.max_stdout_bytes ({max} bytes) to stdout: cut, and the call failed")
+}
+
+/// A job for the module's thread.
+type Job = (Vec<u8>, Start, std::sync::mpsc::SyncSender<Run>);
+
+/// One `wasm` driver instance.
+pub struct WasmDriver {
+    descriptor: crate::descriptor::DriverDescriptor,
+    runner: Arc<Runner>,
+    jobs: std::sync::mpsc::Sender<Job>,
+    /// Set when the driver is gone: the watchdog thread ends.
+    gone: Arc<AtomicBool>,
+    /// How a call's start is chosen: now (acting) or as recorded (replaying).
+    recorded: Option<Start>,
+    fuel_recorded: Option<u64>,
+    last_fuel_used: Option<u64>,
+}
+
+impl std::fmt::Debug for WasmDriver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WasmDriver")
+            .field("name", &self.descriptor.name)
+            .finish()
+    }
+}
+
+impl Drop for WasmDriver {
+    fn drop(&mut self) {
+        self.gone.store(true, Ordering::Release);
+    }
+}
+
+impl WasmDriver {
+    /// The driver of `settings`, with the module read from `folder` (checked against its
+    /// pinned hash) and compiled once.
+    pub fn new(
+        descriptor: crate::descriptor::DriverDescriptor,
+        settings: &WasmSettings,
+        folder: &Path,
+    ) -> Result<Self, String> {
+        let bytes = settings
+            .module_bytes(folder)
+            .map_err(|(key, reason)| format!("{key}: {reason}"))?;
+        Self::with_module(descriptor, settings, &bytes, None)
+    }
+
+    fn with_module(
+        descriptor: crate::descriptor::DriverDescriptor,
+        settings: &WasmSettings,
+        bytes: &[u8],
+        recorded: Option<(Start, u64)>,
+    ) -> Result<Self, String> {
+        // Two slots: one for a call from an actor (on the module's thread), one for a call
+        // on the caller's own thread.
+        let runner = Arc::new(Runner::new(settings, bytes, 2)?);
+        let gone = Arc::new(AtomicBool::new(false));
+        // The watchdog: the epoch moves while the driver lives.
+        let engine = runner.engine.clone();
+        let watching = gone.clone();
+        std::thread::Builder::new()
+            .name("axon-wasm-epoch".into())
+            .spawn(move || {
+                while !watching.load(Ordering::Acquire) {
+                    std::thread::sleep(EPOCH_TICK);
+                    engine.increment_epoch();
+                }
+            })
+            .map_err(|e| format!("cannot start the wasm watchdog: {e}"))?;
+        let (jobs, rx) = std::sync::mpsc::channel::<Job>();
+        let on_thread = runner.clone();
+        std::thread::Builder::new()
+            .name("axon-wasm".into())
+            .spawn(move || {
+                let runner = on_thread;
+                for (stdin, start, reply) in rx {
+                    let _ = reply.send(runner.run(stdin, start));
+                }
+            })
+            .map_err(|e| format!("cannot start the wasm thread: {e}"))?;
+        Ok(Self {
+            descriptor,
+            runner,
+            jobs,
+            gone,
+            recorded: recorded.map(|(s, _)| s),
+            fuel_recorded: recorded.map(|(_, f)| f),
+            last_fuel_used: None,
+        })
+    }
+
+    /// The driver of `settings` running `bytes` from the state a capsule recorded.
+    pub fn replaying(
+        descriptor: crate::descriptor::DriverDescriptor,
+        settings: &WasmSettings,
+        bytes: &[u8],
+        state: &Value,
+    ) -> Result<Self, String> {
+        let hash = blake3::hash(bytes).to_hex().to_string();
+        if hash != settings.blake3 {
+            return Err(format!(
+                "the module hashes to {hash}, not to the pinned {}",
+                settings.blake3
+            ));
+        }
+        let wall_ns = state
+            .get("wall_ns")
+            .and_then(Value::as_str)
+            .and_then(|s| s.parse::<u64>().ok())
+            .ok_or("the capsule records no wall clock")?;
+        let seed = state
+            .get("seed")
+            .and_then(Value::as_str)
+            .and_then(|s| blake3::Hash::from_hex(s).ok())
+            .ok_or("the capsule records no seed")?;
+        let fuel = state
+            .get("fuel_used")
+            .and_then(Value::as_u64)
+            .ok_or("the capsule records no fuel used")?;
+        let start = Start {
+            wall_ns,
+            seed: *seed.as_bytes(),
+        };
+        Self::with_module(descriptor, settings, bytes, Some((start, fuel)))
+    }
+
+    /// For a replaying driver: how the replay strayed from the recorded run, if it did.
+    pub fn strayed(&self) -> Option<String> {
+        match (self.fuel_recorded, self.last_fuel_used) {
+            (Some(recorded), Some(used)) if recorded != used => Some(format!(
+                "the replay used {used} units of fuel, the recorded run {recorded}"
+            )),
+            _ => None,
+        }
+    }
+
+    /// Runs the module for `call` in `mode`.
+    fn run(&mut self, mode: &str, call: &Call) -> (Result<Value, String>, Value) {
+        let request = json!({
+            "mode": mode,
+            "action_id": call.action_id,
+            "args": call.intent.args,
+        });
+        let stdin = match axon_protocols::canonical::to_vec(&request) {
+            Ok(b) if b.len() <= MAX_STDIN_BYTES => b,
+            Ok(_) => {
+                return (
+                    Err("the request is too large for stdin".into()),
+                    Value::Null,
+                )
+            }
+            Err(e) => {
+                return (
+                    Err(format!("the request has no canonical form: {e}")),
+                    Value::Null,
+                )
+            }
+        };
+        let start = self.recorded.unwrap_or_else(|| Start {
+            wall_ns: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(0),
+            seed: *blake3::hash(format!("{mode}:{}", call.action_id).as_bytes()).as_bytes(),
+        });
+        let run = if tokio::runtime::Handle::try_current().is_err() {
+            self.runner.run(stdin, start)
+        } else {
+            let (tx, rx) = std::sync::mpsc::sync_channel(1);
+            if self.jobs.send((stdin, start, tx)).is_err() {
+                return (Err("the wasm thread is gone".into()), Value::Null);
+            }
+            let Ok(run) = rx.recv() else {
+                return (
+                    Err("the wasm thread ended during the call".into()),
+                    Value::Null,
+                );
+            };
+            run
+        };
+        self.last_fuel_used = Some(run.fuel_used);
+        let state = json!({
+            // As text: nanoseconds since 1970 are beyond what a JSON number holds exactly.
+            "wall_ns": start.wall_ns.to_string(),
+            "seed": blake3::Hash::from_bytes(start.seed).to_hex().to_string(),
+            "fuel_used": run.fuel_used,
+            "replayable": run.replayable,
+        });
+        (run.result, state)
+    }
+
+    fn act(&mut self, mode: &str, call: &Call) -> Outcome {
+        let (result, state) = self.run(mode, call);
+        match result {
+            Ok(output) => Outcome::ok(output),
+            Err(reason) => Outcome::failed(reason),
+        }
+        .with_replay(state)
+    }
+}
+
+impl Driver for WasmDriver {
+    fn describe(&self) -> crate::descriptor::DriverDescriptor {
+        self.descriptor.clone()
+    }
+
+    fn effect(&self) -> crate::descriptor::Effect {
+        self.descriptor.effect
+    }
+
+    /// The same module, asked with `"mode": "predict"`: a sandboxed module has no side
+    /// effect but its answer.
+    fn predict(&mut self, call: &Call) -> Prediction {
+        match self.run("predict", call).0 {
+            Ok(output) => Prediction::Expected {
+                output,
+                utility: 1.0,
+            },
+            Err(reason) => Prediction::Inconclusive { reason },
+        }
+    }
+
+    fn push(&mut self, call: &Call) -> Outcome {
+        self.act("push", call)
+    }
+
+    fn pull(&mut self, call: &Call) -> Outcome {
+        self.act("pull", call)
+    }
+}

@@ -1,0 +1,249 @@
+//! The `wasm` driver: modules from `drivers/examples/` (WAT, compiled here) run sandboxed —
+//! fuel and the wall-time watchdog stop a loop, a memory bomb hits its limit, files and
+//! sockets are out of reach, an oversized answer fails the call, a module that is not the
+//! pinned one is refused at load — and a recorded call replays bit for bit with the same
+//! fuel.
+
+use axon_drivers::driver::{act_checked, Call, Driver, Outcome, Prediction, Status};
+use axon_drivers::manifest::{Manifest, ManifestError};
+use axon_drivers::wasm::WasmDriver;
+use axon_protocols::intent::AxonIntent;
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+
+/// `drivers/examples/<name>.wat` compiled, written into `dir` as `<blake3>.wasm` (where a
+/// replay looks for it); its path and hash.
+fn module(dir: &Path, name: &str) -> (PathBuf, String) {
+    let wat = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("examples/{name}.wat"));
+    let bytes = wat::parse_file(&wat).unwrap_or_else(|e| panic!("{}: {e}", wat.display()));
+    let hash = blake3::hash(&bytes).to_hex().to_string();
+    let path = dir.join(format!("{hash}.wasm"));
+    std::fs::write(&path, &bytes).unwrap();
+    (path, hash)
+}
+
+fn manifest_text(module: &Path, hash: &str, wasm: &str) -> String {
+    format!(
+        r#"name = "dice"
+version = "1.0.0"
+kind = "wasm"
+capability = "urn:axon:cap:dice"
+effect = "write"
+risk = "low"
+max_blast_radius = 0
+idempotent = true
+[cost]
+expected_ms = 1
+units = 0.0
+[limits]
+deadline_ms = 5000
+concurrency = 1
+rate_per_second = 1000
+max_payload_bytes = 65536
+mailbox_capacity = 16
+[wasm]
+module = "{}"
+blake3 = "{hash}"
+{wasm}
+"#,
+        module.display()
+    )
+}
+
+const LIMITS: &str =
+    "fuel = 10000000\nmemory_bytes = 1048576\nmax_stdout_bytes = 65536\ntimeout_ms = 2000";
+
+fn manifest(dir: &Path, name: &str, wasm: &str) -> Manifest {
+    let (path, hash) = module(dir, name);
+    Manifest::parse(&manifest_text(&path, &hash, wasm), &dir.join("m.toml"))
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn driver(m: &Manifest) -> WasmDriver {
+    WasmDriver::new(
+        m.descriptor(),
+        m.wasm_settings.as_ref().unwrap(),
+        m.folder(),
+    )
+    .unwrap()
+}
+
+fn intent(args: Value) -> AxonIntent {
+    serde_json::from_value(json!({"capability": "urn:axon:cap:dice", "args": args})).unwrap()
+}
+
+const ID: &str = "00000000000000000000000000000abc";
+
+fn act(d: &mut WasmDriver, m: &Manifest, args: Value) -> Outcome {
+    let i = intent(args);
+    act_checked(
+        d,
+        &m.obligations,
+        &Call {
+            action_id: ID,
+            intent: &i,
+        },
+    )
+    .unwrap()
+}
+
+fn capsule(m: &Manifest, args: Value, out: &Outcome) -> axon_protocols::capsule::ReplayCapsule {
+    axon_protocols::capsule::ReplayCapsule {
+        action_id: ID.into(),
+        driver: m.name.clone(),
+        environment: axon_protocols::capsule::Environment {
+            binary_version: "test".into(),
+            config_hash: "test".into(),
+            driver_artifact_hash: m.descriptor().artifact_hash,
+            manifest: serde_json::from_slice(m.canonical()).ok(),
+        },
+        input: serde_json::to_value(intent(args)).unwrap(),
+        output: out.output.clone(),
+        seeds: vec![],
+        state: out.replay.clone(),
+        clock: axon_protocols::capsule::RecordedClock {
+            started: "2026-12-01T00:00:00.000Z".into(),
+            finished: "2026-12-01T00:00:00.000Z".into(),
+            duration_us: 0,
+        },
+    }
+}
+
+#[test]
+fn a_module_answers_its_request_predicts_the_same_way_and_replays_with_the_same_fuel() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = manifest(dir.path(), "echo", LIMITS);
+    let mut d = driver(&m);
+    let args = json!({"sku": "w-1", "n": [1, 2.5]});
+    let out = act(&mut d, &m, args.clone());
+    assert_eq!(out.status, Status::Ok, "{out:?}");
+    assert_eq!(
+        out.output,
+        json!({"mode": "push", "action_id": ID, "args": args})
+    );
+    let fuel = out.replay.as_ref().unwrap()["fuel_used"].as_u64().unwrap();
+    assert!(fuel > 0, "{out:?}");
+    let i = intent(args.clone());
+    match d.predict(&Call {
+        action_id: ID,
+        intent: &i,
+    }) {
+        Prediction::Expected { output, .. } => assert_eq!(output["mode"], "predict"),
+        other => panic!("{other:?}"),
+    }
+    // Replayed from the module kept by its hash, with the recorded state.
+    let c = capsule(&m, args.clone(), &out);
+    assert_eq!(axon_drivers::replay(&c, dir.path()).unwrap(), out.output);
+    // A replay that does not use the recorded fuel is caught.
+    let mut forged = c.clone();
+    forged.state.as_mut().unwrap()["fuel_used"] = json!(fuel + 1);
+    let err = axon_drivers::replay(&forged, dir.path()).unwrap_err();
+    assert!(err.contains("units of fuel"), "{err}");
+}
+
+#[test]
+fn what_a_module_sees_of_time_and_chance_is_recorded_and_replayed() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = manifest(dir.path(), "dice", LIMITS);
+    let mut d = driver(&m);
+    let first = act(&mut d, &m, json!(1));
+    assert_eq!(first.status, Status::Ok, "{first:?}");
+    let hex = first.output.as_str().unwrap().to_owned();
+    assert_eq!(hex.len(), 32, "{hex}");
+    // The random part is seeded by the action: the same action draws the same bytes.
+    let again = act(&mut d, &m, json!(1));
+    assert_eq!(again.output.as_str().unwrap()[..16], hex[..16]);
+    // And the replay sees the recorded clock too: the whole answer, bit for bit.
+    assert_eq!(
+        axon_drivers::replay(&capsule(&m, json!(1), &first), dir.path()).unwrap(),
+        first.output
+    );
+}
+
+#[test]
+fn a_loop_is_stopped_by_fuel_and_without_enough_fuel_by_the_watchdog() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = manifest(dir.path(), "spin", LIMITS);
+    let out = act(&mut driver(&m), &m, json!(null));
+    assert_eq!(out.status, Status::Failed);
+    assert!(
+        out.reason
+            .as_deref()
+            .unwrap()
+            .contains("ran out of its fuel"),
+        "{out:?}"
+    );
+    assert_eq!(out.replay.as_ref().unwrap()["replayable"], true);
+    // Fuel for far longer than the timeout: the wall-time watchdog stops it.
+    let m = manifest(
+        dir.path(),
+        "spin",
+        "fuel = 100000000000\nmemory_bytes = 1048576\ntimeout_ms = 100",
+    );
+    let out = act(&mut driver(&m), &m, json!(null));
+    assert_eq!(out.status, Status::Failed);
+    assert!(
+        out.reason.as_deref().unwrap().contains("timeout"),
+        "{out:?}"
+    );
+    assert_eq!(out.replay.as_ref().unwrap()["replayable"], false);
+}
+
+#[test]
+fn a_memory_bomb_hits_its_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = manifest(dir.path(), "grow", LIMITS);
+    let out = act(&mut driver(&m), &m, json!(null));
+    assert_eq!(out.status, Status::Failed);
+    assert!(
+        out.reason.as_deref().unwrap().contains("growing memory"),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn files_and_sockets_are_out_of_reach() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = manifest(dir.path(), "escape", LIMITS);
+    let out = act(&mut driver(&m), &m, json!(null));
+    assert_eq!(out.status, Status::Failed, "{out:?}");
+    let reason = out.reason.unwrap();
+    assert!(reason.ends_with("exited with code 1"), "{reason}");
+}
+
+#[test]
+fn an_answer_larger_than_its_bound_fails_the_call() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = manifest(dir.path(), "loud", LIMITS);
+    let out = act(&mut driver(&m), &m, json!(null));
+    assert_eq!(out.status, Status::Failed);
+    assert!(
+        out.reason.as_deref().unwrap().contains("max_stdout_bytes"),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn a_module_that_is_not_the_pinned_one_is_refused_at_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, _) = module(dir.path(), "echo");
+    let (_, other) = module(dir.path(), "spin");
+    match Manifest::parse(
+        &manifest_text(&path, &other, LIMITS),
+        &dir.path().join("m.toml"),
+    ) {
+        Err(ManifestError::Key { key, reason, .. }) => {
+            assert_eq!(key, "wasm.blake3");
+            assert!(reason.contains("refused"), "{reason}");
+        }
+        other => panic!("expected wasm.blake3 refused, got {other:?}"),
+    }
+    // A changed limit is another build.
+    let a = manifest(dir.path(), "echo", LIMITS);
+    let b = manifest(
+        dir.path(),
+        "echo",
+        &LIMITS.replace("fuel = 10000000", "fuel = 20000000"),
+    );
+    assert_ne!(a.descriptor().artifact_hash, b.descriptor().artifact_hash);
+}
