@@ -199,3 +199,31 @@ env = "E2E_ORDERS_TOKEN"
     );
     assert_eq!(server.seen().len(), before);
 }
+
+#[test]
+fn a_wasm_action_replays_bit_for_bit_with_the_same_fuel_from_the_kept_module() {
+    let modules = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let dir = data.path().to_owned();
+    let node = TestNode::builder()
+        .driver(&crate::wasm::wasm_manifest(
+            modules.path(),
+            "dice",
+            "dice",
+            10_000_000,
+        ))
+        .config(move |c| c.data_dir = dir.clone())
+        .start();
+    let v: Value = node.act("urn:axon:cap:dice", &json!(1)).json().unwrap();
+    assert_eq!(v["status"], "ok", "{v}");
+    let action = v["action_id"].as_str().unwrap().to_owned();
+    node.shutdown();
+    // The module the manifest named is gone; the node kept it by its hash.
+    drop(modules);
+    let (code, out) = replay(data.path(), &action);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("replay: ok") && out.contains("dice driver"),
+        "{out}"
+    );
+}

@@ -8,7 +8,7 @@ use std::path::Path;
 
 /// The manifest of driver `name` running `drivers/examples/<module>.wat`, compiled into
 /// `dir`.
-fn wasm_manifest(dir: &Path, name: &str, module: &str, fuel: u64) -> String {
+pub(crate) fn wasm_manifest(dir: &Path, name: &str, module: &str, fuel: u64) -> String {
     let wat = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("drivers/examples/{module}.wat"));
     let bytes = wat::parse_file(&wat).unwrap();
     let hash = blake3::hash(&bytes).to_hex().to_string();
