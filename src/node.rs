@@ -101,7 +101,6 @@ pub fn config_hash(cfg: &Config) -> String {
     axon_protocols::journal::hex(blake3::hash(&canonical).as_bytes())
 }
 
-/// The journal's settings from the node's configuration.
 /// Where the node keeps the wasm modules it has loaded, by hash: beside the journal.
 pub fn modules_dir(journal: &JournalConfig) -> std::path::PathBuf {
     journal
@@ -111,6 +110,7 @@ pub fn modules_dir(journal: &JournalConfig) -> std::path::PathBuf {
         .join("modules")
 }
 
+/// The journal's settings from the node's configuration.
 pub fn journal_config(cfg: &Config) -> JournalConfig {
     let j = &cfg.journal;
     JournalConfig {
@@ -215,7 +215,7 @@ pub async fn start(cfg: &Config, opts: NodeOptions) -> anyhow::Result<Node> {
     let manifests = load_manifests(cfg)?;
     // Every wasm module is kept by its hash in the data directory before it runs, so that
     // `axon replay` finds the module an action ran, wherever its manifest has gone since.
-    let modules = cfg.data_dir.join("modules");
+    let modules = modules_dir(&journal_config(cfg));
     for m in &manifests {
         if let Some(w) = &m.wasm_settings {
             axon_drivers::wasm::keep_module(w, m.folder(), &modules)
@@ -428,6 +428,19 @@ pub fn load_manifests(cfg: &Config) -> anyhow::Result<Vec<Manifest>> {
                         "driver manifest {}: key `http.max_response_bytes`: {} bytes would not fit a journal entry (5 x it + 64 KiB = {need} > journal.max_entry_bytes = {}); lower it or raise the journal's limit",
                         m.file.display(),
                         h.max_response_bytes,
+                        cfg.journal.max_entry_bytes
+                    );
+                }
+            }
+            // A wasm answer is held twice in its result (the output and the capsule's), as
+            // JSON text that may escape each byte into six.
+            if let Some(w) = &m.wasm_settings {
+                let need = w.max_stdout_bytes.saturating_mul(12) + (64 << 10);
+                if need > cfg.journal.max_entry_bytes {
+                    anyhow::bail!(
+                        "driver manifest {}: key `wasm.max_stdout_bytes`: {} bytes would not fit a journal entry (12 x it + 64 KiB = {need} > journal.max_entry_bytes = {}); lower it or raise the journal's limit",
+                        m.file.display(),
+                        w.max_stdout_bytes,
                         cfg.journal.max_entry_bytes
                     );
                 }

@@ -16,7 +16,7 @@ fn wasm_call(c: &mut Criterion) {
     let hash = blake3::hash(&bytes).to_hex().to_string();
     std::fs::write(dir.path().join("echo.wasm"), &bytes).unwrap();
     let text = format!(
-        "name = \"wecho\"\nversion = \"1\"\nkind = \"wasm\"\ncapability = \"urn:axon:cap:wecho\"\neffect = \"write\"\nrisk = \"low\"\nmax_blast_radius = 0\nidempotent = true\n[cost]\nexpected_ms = 1\nunits = 0.0\n[limits]\ndeadline_ms = 1000\nconcurrency = 1\nrate_per_second = 1000\nmax_payload_bytes = 65536\nmailbox_capacity = 16\n[wasm]\nmodule = \"echo.wasm\"\nblake3 = \"{hash}\"\nfuel = 10000000\nmemory_bytes = 1048576\ntimeout_ms = 1000\n"
+        "name = \"wecho\"\nversion = \"1\"\nkind = \"wasm\"\ncapability = \"urn:axon:cap:wecho\"\neffect = \"write\"\nrisk = \"low\"\nmax_blast_radius = 0\nidempotent = true\n[cost]\nexpected_ms = 1\nunits = 0.0\n[limits]\ndeadline_ms = 1000\nconcurrency = 1\nrate_per_second = 1000\nmax_payload_bytes = 65536\nmailbox_capacity = 16\n[wasm]\nmodule = \"echo.wasm\"\nblake3 = \"{hash}\"\nfuel = 10000000\nmemory_bytes = 1048576\ntimeout_ms = 400\n"
     );
     let wasm = Manifest::parse(&text, &dir.path().join("wecho.toml")).unwrap();
     let echo = axon_drivers::builtin_manifest("echo").unwrap();

@@ -103,15 +103,17 @@ pub fn replay(
                 .wasm_settings
                 .as_ref()
                 .ok_or("a wasm driver's manifest has no [wasm]")?;
+            let state = capsule.state.as_ref().unwrap_or(&Value::Null);
+            if state.get("replayable") == Some(&Value::Bool(false)) {
+                return Err(
+                    "not replayable: the recorded call was stopped by the wall-time watchdog, which depends on the machine".into(),
+                );
+            }
             let path = modules.join(format!("{}.wasm", settings.blake3));
             let bytes = std::fs::read(&path)
                 .map_err(|e| format!("the module {} cannot be read: {e}", path.display()))?;
-            let mut driver = wasm::WasmDriver::replaying(
-                manifest.descriptor(),
-                settings,
-                &bytes,
-                capsule.state.as_ref().unwrap_or(&Value::Null),
-            )?;
+            let mut driver =
+                wasm::WasmDriver::replaying(manifest.descriptor(), settings, &bytes, state)?;
             let out = driver::act_checked(&mut driver, &manifest.obligations, &call)
                 .map_err(|v| format!("the recorded intent is refused now: {v}"))?;
             match driver.strayed() {

@@ -12,15 +12,17 @@
 //!
 //! Determinism: the wall clock the module sees starts at a time recorded in the capsule
 //! and, like its monotonic clock, moves one microsecond per reading; its random source is
-//! seeded from the action id; NaNs are canonical; it has no threads. So a replay with the
-//! recorded state is bit for bit, and the capsule records the fuel used, which the replay
-//! must use again.
+//! ChaCha20 seeded from the action id; NaNs are canonical, relaxed SIMD is deterministic;
+//! it has no threads, and it cannot sleep (`poll_oneoff` answers `notsup` at once, so no
+//! real timer decides anything and no call blocks outside the watchdog's reach). So a
+//! replay with the recorded state is bit for bit, and the capsule records the fuel used,
+//! which the replay must use again; a call the watchdog stopped is not replayable.
 //!
-//! Architecture invariant: a module never runs inside an async runtime's task (WASI's
-//! blocking calls drive a runtime of their own): called from one (an actor's handler),
-//! it runs on a thread of the driver's own; called from a plain thread (a replay), on that
-//! thread. Nothing of the host but its stdin, stdout and the virtual clocks and randomness
-//! reaches it.
+//! Architecture invariant: WASI's blocking calls drive a runtime of their own, so they
+//! never run on a thread that is running an async runtime: called from an actor's
+//! handler, the module runs on a thread of the driver's own while the handler waits;
+//! called from a plain thread (a replay), on that thread. Nothing of the host but its
+//! stdin, stdout and the virtual clocks and randomness reaches it.
 
 use crate::driver::{Call, Driver, Outcome, Prediction};
 use serde::{Deserialize, Serialize};
@@ -66,6 +68,15 @@ const EPOCH_TICK: Duration = Duration::from_millis(5);
 /// The most a stdin request may be (it holds arguments a manifest already bounds).
 const MAX_STDIN_BYTES: usize = 16 << 20;
 
+/// The largest module file read.
+pub const MAX_MODULE_BYTES: u64 = 64 << 20;
+
+/// How much of a slot's linear memory is kept resident (zeroed in place) between calls.
+const KEEP_RESIDENT_BYTES: u64 = 1 << 20;
+
+/// WASI's `notsup` errno.
+const ERRNO_NOTSUP: i32 = 58;
+
 impl WasmSettings {
     /// Checks what the types cannot say; the error names the key.
     pub fn check(&self, deadline_ms: u64) -> Result<(), (String, String)> {
@@ -82,7 +93,19 @@ impl WasmSettings {
         range("fuel", self.fuel, 1_000, 100_000_000_000)?;
         range("memory_bytes", self.memory_bytes, 64 << 10, 4 << 30)?;
         range("max_stdout_bytes", self.max_stdout_bytes, 1, 16 << 20)?;
-        range("timeout_ms", self.timeout_ms, 10, deadline_ms.max(10))?;
+        // A prediction and the action each run the module once within the deadline, and
+        // the watchdog sees a timeout up to a tick late: a module stopped by it is failed
+        // before the action's deadline could leave it in doubt.
+        let most = deadline_ms.saturating_sub(4 * EPOCH_TICK.as_millis() as u64) / 2;
+        if self.timeout_ms < 10 || self.timeout_ms > most {
+            return Err((
+                "wasm.timeout_ms".into(),
+                format!(
+                    "must be 10..={most} (at most half of limits.deadline_ms = {deadline_ms}, less two watchdog ticks each), not {}",
+                    self.timeout_ms
+                ),
+            ));
+        }
         let hex = self.blake3.len() == 64
             && self
                 .blake3
@@ -101,6 +124,16 @@ impl WasmSettings {
     /// error names the key.
     pub fn module_bytes(&self, folder: &Path) -> Result<Vec<u8>, (String, String)> {
         let path = folder.join(&self.module);
+        let len = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        if len > MAX_MODULE_BYTES {
+            return Err((
+                "wasm.module".to_owned(),
+                format!(
+                    "{} holds {len} bytes, more than the {MAX_MODULE_BYTES} a module may",
+                    path.display()
+                ),
+            ));
+        }
         let bytes = std::fs::read(&path).map_err(|e| {
             (
                 "wasm.module".to_owned(),
@@ -135,6 +168,12 @@ pub fn keep_module(settings: &WasmSettings, folder: &Path, modules: &Path) -> Re
         .map_err(|(key, reason)| format!("key `{key}`: {reason}"))?;
     let fail = |e: std::io::Error| format!("cannot keep the module in {}: {e}", modules.display());
     std::fs::create_dir_all(modules).map_err(fail)?;
+    // The folder's own name is durable in its parent too.
+    if let Some(parent) = modules.parent() {
+        std::fs::File::open(parent)
+            .and_then(|d| d.sync_all())
+            .map_err(fail)?;
+    }
     let tmp = modules.join(format!("{}.wasm.tmp", settings.blake3));
     let mut f = std::fs::File::create(&tmp).map_err(fail)?;
     f.write_all(&bytes)
@@ -157,12 +196,13 @@ fn engine(settings: &WasmSettings, concurrency: u32) -> Result<Engine, String> {
         .max_memory_size(settings.memory_bytes as usize)
         // A slot's memory is zeroed in place between calls instead of given back to the
         // kernel: giving it back costs every core a TLB shootdown per call.
-        .linear_memory_keep_resident(settings.memory_bytes as usize)
+        .linear_memory_keep_resident(settings.memory_bytes.min(KEEP_RESIDENT_BYTES) as usize)
         .table_keep_resident(64 << 10);
     let mut cfg = Config::new();
     cfg.consume_fuel(true)
         .epoch_interruption(true)
         .cranelift_nan_canonicalization(true)
+        .relaxed_simd_deterministic(true)
         .memory_reservation(settings.memory_bytes)
         .memory_guard_size(0)
         .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
@@ -233,6 +273,9 @@ struct Runner {
     engine: Engine,
     pre: InstancePre<State>,
     settings: WasmSettings,
+    /// Calls running now: the watchdog ticks only while there is one.
+    running: std::sync::atomic::AtomicUsize,
+    watchdog: std::sync::OnceLock<std::thread::Thread>,
 }
 
 impl Runner {
@@ -243,6 +286,17 @@ impl Runner {
         let mut linker: Linker<State> = Linker::new(&engine);
         wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |s: &mut State| &mut s.wasi)
             .map_err(|e| format!("cannot link WASI: {e:#}"))?;
+        // No sleeping: a module waiting on a clock would block outside the watchdog's
+        // reach, and real timers would decide what it sees.
+        linker.allow_shadowing(true);
+        linker
+            .func_wrap(
+                "wasi_snapshot_preview1",
+                "poll_oneoff",
+                |_: i32, _: i32, _: i32, _: i32| -> i32 { ERRNO_NOTSUP },
+            )
+            .map_err(|e| format!("cannot link WASI: {e:#}"))?;
+        linker.allow_shadowing(false);
         let pre = linker.instantiate_pre(&module).map_err(|e| {
             format!("the module cannot be linked (only WASI preview 1 is offered): {e:#}")
         })?;
@@ -250,12 +304,35 @@ impl Runner {
             engine,
             pre,
             settings: settings.clone(),
+            running: std::sync::atomic::AtomicUsize::new(0),
+            watchdog: std::sync::OnceLock::new(),
         })
     }
 
-    /// Runs the module once on `stdin` from `start`.
+    /// Runs the module once on `stdin` from `start`, with the watchdog ticking, and
+    /// answers a panic of the host as a failed run.
     fn run(&self, stdin: Vec<u8>, start: Start) -> Run {
-        use rand::SeedableRng;
+        self.running.fetch_add(1, Ordering::AcqRel);
+        if let Some(w) = self.watchdog.get() {
+            w.unpark();
+        }
+        let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.run_watched(stdin, start)
+        }))
+        .unwrap_or_else(|p| Run {
+            result: Err(format!(
+                "the wasm host panicked: {}",
+                axon_supervisors::worker::panic_message(&*p)
+            )),
+            fuel_used: 0,
+            replayable: false,
+        });
+        self.running.fetch_sub(1, Ordering::AcqRel);
+        run
+    }
+
+    fn run_watched(&self, stdin: Vec<u8>, start: Start) -> Run {
+        use rand_core::SeedableRng;
         let s = &self.settings;
         let stdout = MemoryOutputPipe::new(s.max_stdout_bytes as usize + 1);
         let clock = VirtualClock::starting_at(start.wall_ns);
@@ -265,8 +342,8 @@ impl Runner {
             .stderr(MemoryOutputPipe::new(4096))
             .wall_clock(clock.clone())
             .monotonic_clock(clock)
-            .secure_random(rand::rngs::StdRng::from_seed(start.seed))
-            .insecure_random(rand::rngs::StdRng::from_seed(start.seed))
+            .secure_random(chacha20::ChaCha20Rng::from_seed(start.seed))
+            .insecure_random(chacha20::ChaCha20Rng::from_seed(start.seed))
             .insecure_random_seed(u128::from_le_bytes(
                 start.seed[..16].try_into().expect("16 bytes"),
             ))
@@ -314,9 +391,6 @@ impl Runner {
                                 s.timeout_ms
                             ))
                         }
-                        _ if format!("{e:#}").contains("beyond capacity of MemoryOutputPipe") => {
-                            Err(stdout_too_big(s.max_stdout_bytes))
-                        }
                         _ => Err(format!("the module trapped: {e:#}")),
                     }
                 }
@@ -324,10 +398,13 @@ impl Runner {
         };
         drop(store);
         let out = stdout.contents();
+        // An answer past its bound fails the call however the module went on after it.
+        let exit = if out.len() as u64 > s.max_stdout_bytes {
+            Err(stdout_too_big(s.max_stdout_bytes))
+        } else {
+            exit
+        };
         let result = exit.and_then(|code| {
-            if out.len() as u64 > s.max_stdout_bytes {
-                return Err(stdout_too_big(s.max_stdout_bytes));
-            }
             if code != 0 {
                 return Err(format!("the module exited with code {code}"));
             }
@@ -380,6 +457,9 @@ impl std::fmt::Debug for WasmDriver {
 impl Drop for WasmDriver {
     fn drop(&mut self) {
         self.gone.store(true, Ordering::Release);
+        if let Some(w) = self.runner.watchdog.get() {
+            w.unpark();
+        }
     }
 }
 
@@ -407,18 +487,24 @@ impl WasmDriver {
         // on the caller's own thread.
         let runner = Arc::new(Runner::new(settings, bytes, 2)?);
         let gone = Arc::new(AtomicBool::new(false));
-        // The watchdog: the epoch moves while the driver lives.
-        let engine = runner.engine.clone();
+        // The watchdog: the epoch moves while a call runs; idle, it sleeps until a call
+        // wakes it (or, at the latest, a second later to see whether the driver is gone).
+        let watched = runner.clone();
         let watching = gone.clone();
-        std::thread::Builder::new()
+        let watchdog = std::thread::Builder::new()
             .name("axon-wasm-epoch".into())
             .spawn(move || {
                 while !watching.load(Ordering::Acquire) {
+                    if watched.running.load(Ordering::Acquire) == 0 {
+                        std::thread::park_timeout(Duration::from_secs(1));
+                        continue;
+                    }
                     std::thread::sleep(EPOCH_TICK);
-                    engine.increment_epoch();
+                    watched.engine.increment_epoch();
                 }
             })
             .map_err(|e| format!("cannot start the wasm watchdog: {e}"))?;
+        let _ = runner.watchdog.set(watchdog.thread().clone());
         let (jobs, rx) = std::sync::mpsc::channel::<Job>();
         let on_thread = runner.clone();
         std::thread::Builder::new()
@@ -429,7 +515,11 @@ impl WasmDriver {
                     let _ = reply.send(runner.run(stdin, start));
                 }
             })
-            .map_err(|e| format!("cannot start the wasm thread: {e}"))?;
+            .map_err(|e| {
+                gone.store(true, Ordering::Release);
+                watchdog.thread().unpark();
+                format!("cannot start the wasm thread: {e}")
+            })?;
         Ok(Self {
             descriptor,
             runner,

@@ -149,7 +149,7 @@ fn what_a_module_sees_of_time_and_chance_is_recorded_and_replayed() {
     let first = act(&mut d, &m, json!(1));
     assert_eq!(first.status, Status::Ok, "{first:?}");
     let hex = first.output.as_str().unwrap().to_owned();
-    assert_eq!(hex.len(), 32, "{hex}");
+    assert_eq!(hex.len(), 48, "{hex}");
     // The random part is seeded by the action: the same action draws the same bytes.
     let again = act(&mut d, &m, json!(1));
     assert_eq!(again.output.as_str().unwrap()[..16], hex[..16]);
@@ -187,6 +187,35 @@ fn a_loop_is_stopped_by_fuel_and_without_enough_fuel_by_the_watchdog() {
         "{out:?}"
     );
     assert_eq!(out.replay.as_ref().unwrap()["replayable"], false);
+}
+
+#[test]
+fn a_module_cannot_sleep_past_the_watchdog() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = manifest(dir.path(), "sleep", LIMITS);
+    let out = act(&mut driver(&m), &m, json!(null));
+    // poll_oneoff answers notsup (58) at once: nothing blocks, no real timer decides.
+    assert_eq!(out.status, Status::Failed, "{out:?}");
+    assert!(
+        out.reason
+            .as_deref()
+            .unwrap()
+            .ends_with("exited with code 58"),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn a_call_the_watchdog_stopped_is_refused_by_replay() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = manifest(
+        dir.path(),
+        "spin",
+        "fuel = 100000000000\nmemory_bytes = 1048576\ntimeout_ms = 100",
+    );
+    let out = act(&mut driver(&m), &m, json!(null));
+    let err = axon_drivers::replay(&capsule(&m, json!(null), &out), dir.path()).unwrap_err();
+    assert!(err.contains("not replayable"), "{err}");
 }
 
 #[test]
@@ -237,6 +266,17 @@ fn a_module_that_is_not_the_pinned_one_is_refused_at_load() {
             assert!(reason.contains("refused"), "{reason}");
         }
         other => panic!("expected wasm.blake3 refused, got {other:?}"),
+    }
+    // A watchdog that could fire after the action's deadline is refused too: such a
+    // module would be left in doubt instead of failed.
+    let (path, hash) = module(dir.path(), "echo");
+    let late = LIMITS.replace("timeout_ms = 2000", "timeout_ms = 4000");
+    match Manifest::parse(
+        &manifest_text(&path, &hash, &late),
+        &dir.path().join("m.toml"),
+    ) {
+        Err(ManifestError::Key { key, .. }) => assert_eq!(key, "wasm.timeout_ms"),
+        other => panic!("expected wasm.timeout_ms refused, got {other:?}"),
     }
     // A changed limit is another build.
     let a = manifest(dir.path(), "echo", LIMITS);
