@@ -56,7 +56,7 @@ fn a_users_module_acts_through_the_one_door_and_replays_from_the_kept_module() {
     let v: Value = res.json().unwrap();
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["status"], "ok", "{v}");
-    assert_eq!(v["output"].as_str().unwrap().len(), 32, "{v}");
+    assert_eq!(v["output"].as_str().unwrap().len(), 48, "{v}");
     let action = v["action_id"].as_str().unwrap().to_owned();
     let a = n.action(&action).unwrap();
     assert!(
