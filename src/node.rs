@@ -212,13 +212,16 @@ pub async fn start(cfg: &Config, opts: NodeOptions) -> anyhow::Result<Node> {
         ),
         RestartType::Permanent,
     );
-    let manifests = load_manifests(cfg)?;
+    let mut manifests = load_manifests(cfg)?;
     // Every wasm module is kept by its hash in the data directory before it runs, so that
-    // `axon replay` finds the module an action ran, wherever its manifest has gone since.
+    // `axon replay` finds the module an action ran, wherever its manifest has gone since;
+    // each incarnation of the driver runs the kept copy too. (The manifest as written,
+    // which the artifact hash and the capsules cover, is unchanged.)
     let modules = modules_dir(&journal_config(cfg));
-    for m in &manifests {
-        if let Some(w) = &m.wasm_settings {
-            axon_drivers::wasm::keep_module(w, m.folder(), &modules)
+    for m in &mut manifests {
+        let folder = m.folder().to_owned();
+        if let Some(w) = &mut m.wasm_settings {
+            w.module = axon_drivers::wasm::keep_module(w, &folder, &modules)
                 .map_err(|e| anyhow::anyhow!("driver manifest {}: {e}", m.file.display()))?;
         }
     }

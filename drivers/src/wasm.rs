@@ -156,12 +156,21 @@ impl WasmSettings {
 }
 
 /// Keeps the module of `settings` (read from `folder`, checked against its hash) in
-/// `modules` as `<blake3>.wasm`, durably, unless it is there already.
-pub fn keep_module(settings: &WasmSettings, folder: &Path, modules: &Path) -> Result<(), String> {
+/// `modules` as `<blake3>.wasm`, durably, unless it is there already. Answers the kept
+/// copy's absolute path.
+pub fn keep_module(
+    settings: &WasmSettings,
+    folder: &Path,
+    modules: &Path,
+) -> Result<PathBuf, String> {
     use std::io::Write;
     let target = modules.join(format!("{}.wasm", settings.blake3));
+    let absolute = |p: &Path| {
+        p.canonicalize()
+            .map_err(|e| format!("cannot resolve {}: {e}", p.display()))
+    };
     if std::fs::read(&target).is_ok_and(|b| blake3::hash(&b).to_hex().as_str() == settings.blake3) {
-        return Ok(());
+        return absolute(&target);
     }
     let bytes = settings
         .module_bytes(folder)
@@ -182,7 +191,8 @@ pub fn keep_module(settings: &WasmSettings, folder: &Path, modules: &Path) -> Re
     std::fs::rename(&tmp, &target).map_err(fail)?;
     std::fs::File::open(modules)
         .and_then(|d| d.sync_all())
-        .map_err(fail)
+        .map_err(fail)?;
+    absolute(&target)
 }
 
 /// The engine a driver's module is compiled for: fuel, the epoch watchdog, canonical

@@ -2,9 +2,10 @@
 //! `/v1/act`, replayed offline from the module the node kept; a module that loops is
 //! stopped and the node and its other drivers keep answering.
 
-use axon_harness::{TestNode, ECHO};
+use axon_harness::{wait_until, NodeStatus, TestNode, ECHO};
 use serde_json::{json, Value};
 use std::path::Path;
+use std::time::Duration;
 
 /// The manifest of driver `name` running `drivers/examples/<module>.wat`, compiled into
 /// `dir`.
@@ -66,6 +67,18 @@ fn a_users_module_acts_through_the_one_door_and_replays_from_the_kept_module() {
     // The manifest's own copy of the module goes; the node kept it by its hash.
     drop(modules);
     assert_eq!(n.replay(&action).unwrap(), v["output"]);
+    // A restarted incarnation runs the kept copy too.
+    assert_eq!(n.post_admin("/v1/supervision/mine/restart").status(), 202);
+    wait_until("mine is restarted", Duration::from_secs(10), || {
+        n.actor("mine")
+            .is_some_and(|a| a.restarts_total == 1 && a.status == NodeStatus::Running)
+    })
+    .unwrap();
+    let v: Value = n
+        .act("urn:axon:cap:mine", &json!({"roll": 2}))
+        .json()
+        .unwrap();
+    assert_eq!(v["status"], "ok", "{v}");
 
     // A module that never ends is stopped by its fuel: a failed action, and the node,
     // its journal and the other drivers keep answering.
