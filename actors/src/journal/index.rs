@@ -65,6 +65,9 @@ const META_FORMAT: &[u8] = b"format";
 /// The layout above; an index of another format is rebuilt.
 const FORMAT: u64 = 3;
 
+/// How long opening the index waits for the lock of a handle being let go of.
+pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 fn err(e: sled::Error) -> String {
     format!("journal index: {e}")
 }
@@ -103,12 +106,27 @@ fn bitmap(v: Option<sled::IVec>) -> Result<Bitmap, String> {
 
 impl JournalIndex {
     /// Opens (or creates) the index at `dir`; sled's page cache is bounded by `cache_bytes`.
+    /// A handle of the same index let go of just before (a reopen, a restart) may still be
+    /// held by sled's own I/O threads for a moment: its lock is waited for, at most
+    /// [`LOCK_WAIT`].
     pub fn open(dir: &Path, cache_bytes: u64) -> Result<Self, String> {
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(cache_bytes)
-            .open()
-            .map_err(err)?;
+        let started = std::time::Instant::now();
+        let db = loop {
+            match sled::Config::new()
+                .path(dir)
+                .cache_capacity(cache_bytes)
+                .open()
+            {
+                Ok(db) => break db,
+                Err(sled::Error::Io(e))
+                    if e.kind() == std::io::ErrorKind::WouldBlock
+                        && started.elapsed() < LOCK_WAIT =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                Err(e) => return Err(err(e)),
+            }
+        };
         Ok(Self {
             dir: dir.to_owned(),
             cache_bytes,
