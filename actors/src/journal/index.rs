@@ -106,9 +106,9 @@ fn bitmap(v: Option<sled::IVec>) -> Result<Bitmap, String> {
 
 impl JournalIndex {
     /// Opens (or creates) the index at `dir`; sled's page cache is bounded by `cache_bytes`.
-    /// A handle of the same index let go of just before (a reopen, a restart) may still be
-    /// held by sled's own I/O threads for a moment: its lock is waited for, at most
-    /// [`LOCK_WAIT`].
+    /// A handle of the same index let go of just before (a reopen, a restart) still holds
+    /// its lock until sled's deferred destruction runs, which happens only as crossbeam's
+    /// epoch moves on: the lock is waited for, moving the epoch, at most [`LOCK_WAIT`].
     pub fn open(dir: &Path, cache_bytes: u64) -> Result<Self, String> {
         let started = std::time::Instant::now();
         let db = loop {
@@ -122,6 +122,9 @@ impl JournalIndex {
                     if e.kind() == std::io::ErrorKind::WouldBlock
                         && started.elapsed() < LOCK_WAIT =>
                 {
+                    for _ in 0..4 {
+                        crossbeam_epoch::pin().flush();
+                    }
                     std::thread::sleep(std::time::Duration::from_millis(5));
                 }
                 Err(e) => return Err(err(e)),
