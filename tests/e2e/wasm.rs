@@ -92,3 +92,34 @@ fn a_users_module_acts_through_the_one_door_and_replays_from_the_kept_module() {
     );
     assert_eq!(n.get("/healthz").status(), 200);
 }
+
+#[test]
+fn modules_that_bomb_shout_escape_or_sleep_fail_their_calls_and_the_node_keeps_answering() {
+    let modules = tempfile::tempdir().unwrap();
+    let mut b = TestNode::builder();
+    for module in ["grow", "loud", "escape", "sleep"] {
+        b = b.driver(&wasm_manifest(modules.path(), module, module, 10_000_000));
+    }
+    let n = b.start();
+    for (module, says) in [
+        ("grow", "growing memory"),
+        ("loud", "max_stdout_bytes"),
+        ("escape", "exited with code 1"),
+        ("sleep", "exited with code 58"),
+    ] {
+        let v: Value = n
+            .act(&format!("urn:axon:cap:{module}"), &json!(null))
+            .json()
+            .unwrap();
+        assert_eq!(v["status"], "failed", "{module}: {v}");
+        assert!(
+            v["reason"].as_str().unwrap().contains(says),
+            "{module}: {v}"
+        );
+        // A failed call is an outcome, not a failure of the driver's actor.
+        assert_eq!(n.actor(module).unwrap().restarts_total, 0, "{module}");
+        let v: Value = n.act(ECHO, &json!(module)).json().unwrap();
+        assert_eq!(v["output"], json!(module));
+    }
+    assert_eq!(n.get("/healthz").status(), 200);
+}
