@@ -421,29 +421,24 @@ pub fn load_manifests(cfg: &Config) -> anyhow::Result<Vec<Manifest>> {
                 }
                 .into());
             }
-            // A push's result holds its answer three times (the output, the capsule's
-            // output and the recorded exchange, in base64): what the endpoint may answer
-            // must fit in one journal entry.
-            if let Some(h) = &m.http_settings {
-                let need = h.max_response_bytes.saturating_mul(5) + (64 << 10);
+            // What a driver may answer must fit in one journal entry, with its copies: an
+            // http push's result holds its answer three times (the output, the capsule's
+            // output and the recorded exchange, in base64); a wasm answer twice (the output
+            // and the capsule's), as JSON text that may escape each byte into six.
+            let answers = [
+                m.http_settings
+                    .as_ref()
+                    .map(|h| ("http.max_response_bytes", h.max_response_bytes, 5)),
+                m.wasm_settings
+                    .as_ref()
+                    .map(|w| ("wasm.max_stdout_bytes", w.max_stdout_bytes, 12)),
+            ];
+            for (key, bytes, copies) in answers.into_iter().flatten() {
+                let need = bytes.saturating_mul(copies) + (64 << 10);
                 if need > cfg.journal.max_entry_bytes {
                     anyhow::bail!(
-                        "driver manifest {}: key `http.max_response_bytes`: {} bytes would not fit a journal entry (5 x it + 64 KiB = {need} > journal.max_entry_bytes = {}); lower it or raise the journal's limit",
+                        "driver manifest {}: key `{key}`: {bytes} bytes would not fit a journal entry ({copies} x it + 64 KiB = {need} > journal.max_entry_bytes = {}); lower it or raise the journal's limit",
                         m.file.display(),
-                        h.max_response_bytes,
-                        cfg.journal.max_entry_bytes
-                    );
-                }
-            }
-            // A wasm answer is held twice in its result (the output and the capsule's), as
-            // JSON text that may escape each byte into six.
-            if let Some(w) = &m.wasm_settings {
-                let need = w.max_stdout_bytes.saturating_mul(12) + (64 << 10);
-                if need > cfg.journal.max_entry_bytes {
-                    anyhow::bail!(
-                        "driver manifest {}: key `wasm.max_stdout_bytes`: {} bytes would not fit a journal entry (12 x it + 64 KiB = {need} > journal.max_entry_bytes = {}); lower it or raise the journal's limit",
-                        m.file.display(),
-                        w.max_stdout_bytes,
                         cfg.journal.max_entry_bytes
                     );
                 }

@@ -113,33 +113,27 @@ impl FileDriver {
             .map_err(|e| format!("cannot resolve the directory {}: {e}", dir.display()))?;
         let lock = File::open(&dir)
             .map_err(|e| format!("cannot open the directory {}: {e}", dir.display()))?;
-        if descriptor.effect == crate::descriptor::Effect::Read {
-            // A reader writes nothing, so it takes no lock: it reads beside the writer
-            // of the same directory, and any number of its incarnations may overlap.
-            return Ok(Self {
-                descriptor,
-                dir,
-                max_file_bytes: settings.max_file_bytes,
-                handle: lock,
-            });
-        }
         let wait = Duration::from_millis(settings.lock_wait_ms);
         let started = Instant::now();
-        loop {
-            match lock.try_lock() {
-                Ok(()) => break,
-                Err(std::fs::TryLockError::WouldBlock) if started.elapsed() < wait => {
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-                Err(std::fs::TryLockError::WouldBlock) => {
-                    return Err(format!(
-                        "the directory {} is locked by another incarnation (waited {:?}): it may still write there",
-                        dir.display(),
-                        started.elapsed()
-                    ))
-                }
-                Err(std::fs::TryLockError::Error(e)) => {
-                    return Err(format!("cannot lock the directory {}: {e}", dir.display()))
+        // A reader writes nothing, so it takes no lock: it reads beside the writer of the
+        // same directory, and any number of its incarnations may overlap.
+        if descriptor.effect == crate::descriptor::Effect::Write {
+            loop {
+                match lock.try_lock() {
+                    Ok(()) => break,
+                    Err(std::fs::TryLockError::WouldBlock) if started.elapsed() < wait => {
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                    Err(std::fs::TryLockError::WouldBlock) => {
+                        return Err(format!(
+                            "the directory {} is locked by another incarnation (waited {:?}): it may still write there",
+                            dir.display(),
+                            started.elapsed()
+                        ))
+                    }
+                    Err(std::fs::TryLockError::Error(e)) => {
+                        return Err(format!("cannot lock the directory {}: {e}", dir.display()))
+                    }
                 }
             }
         }

@@ -701,6 +701,21 @@ impl HttpDriver {
         last
     }
 
+    /// The manifest's request for `call`, retried where its method is idempotent and
+    /// `repeatable` (the call may be made twice with the effect of once); its exchanges
+    /// are recorded for the capsule.
+    fn request(&mut self, call: &Call, repeatable: bool) -> Outcome {
+        self.log.clear();
+        let t = self.settings.request.clone();
+        let req = match self.build(&t, &call.intent.args, None) {
+            Ok(r) => r,
+            Err(reason) => return Outcome::failed(reason),
+        };
+        let r = self.send(&req, repeatable && t.method.is_idempotent());
+        let log = std::mem::take(&mut self.log);
+        Self::outcome(r).with_replay(json!({ "exchanges": log }))
+    }
+
     /// A response as an outcome: 400 and above fail; no answer to a request that may
     /// have reached the endpoint is an unknown outcome (the call may have acted).
     fn outcome(r: Result<Response, Failure>) -> Outcome {
@@ -763,32 +778,14 @@ impl Driver for HttpDriver {
     }
 
     fn push(&mut self, call: &Call) -> Outcome {
-        self.log.clear();
-        let t = self.settings.request.clone();
-        let req = match self.build(&t, &call.intent.args, None) {
-            Ok(r) => r,
-            Err(reason) => return Outcome::failed(reason),
-        };
-        let may_retry = self.descriptor.idempotent && t.method.is_idempotent();
-        let r = self.send(&req, may_retry);
-        let log = std::mem::take(&mut self.log);
-        Self::outcome(r).with_replay(json!({ "exchanges": log }))
+        self.request(call, self.descriptor.idempotent)
     }
 
-    /// A read: the `dry_run` request for `query` as arguments, where there is one.
     /// A read: the manifest's request, which for a driver whose effect is `read` is the
     /// read itself, retried where its method is idempotent (a read changes nothing, so
     /// the driver's `idempotent` flag is not needed for that).
     fn pull(&mut self, call: &Call) -> Outcome {
-        self.log.clear();
-        let t = self.settings.request.clone();
-        let req = match self.build(&t, &call.intent.args, None) {
-            Ok(r) => r,
-            Err(reason) => return Outcome::failed(reason),
-        };
-        let r = self.send(&req, t.method.is_idempotent());
-        let log = std::mem::take(&mut self.log);
-        Self::outcome(r).with_replay(json!({ "exchanges": log }))
+        self.request(call, true)
     }
 
     /// The compensating request, built from the action's arguments and recorded output.

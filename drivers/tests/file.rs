@@ -2,6 +2,8 @@
 //! be named or reached through a symlink, a rollback undoes only the newest append, one
 //! incarnation at a time holds its directory, and a recorded append replays bit for bit.
 
+mod capsule;
+
 use axon_drivers::driver::{act_checked, Call, Driver, Prediction, Recorded, Status};
 use axon_drivers::file::FileDriver;
 use axon_drivers::manifest::Manifest;
@@ -333,25 +335,7 @@ fn a_recorded_append_replays_bit_for_bit() {
         action_id: &ida,
         intent: &i,
     });
-    let capsule = axon_protocols::capsule::ReplayCapsule {
-        action_id: ida.clone(),
-        driver: "ledger".into(),
-        environment: axon_protocols::capsule::Environment {
-            binary_version: "test".into(),
-            config_hash: "test".into(),
-            driver_artifact_hash: m.descriptor().artifact_hash,
-            manifest: serde_json::from_slice(m.canonical()).ok(),
-        },
-        input: serde_json::to_value(&i).unwrap(),
-        output: out.output.clone(),
-        seeds: vec![],
-        state: out.replay.clone(),
-        clock: axon_protocols::capsule::RecordedClock {
-            started: "2026-12-01T00:00:00.000Z".into(),
-            finished: "2026-12-01T00:00:00.000Z".into(),
-            duration_us: 0,
-        },
-    };
+    let capsule = capsule::capsule(&m, &ida, &i, &out);
     let replayed = axon_drivers::replay(&capsule, Path::new(".")).unwrap();
     assert_eq!(replayed, out.output);
     assert!(out.output["offset"].as_u64().unwrap() > 0);
@@ -387,25 +371,7 @@ fn a_recorded_read_replays_bit_for_bit_from_the_bytes_it_found() {
     )
     .unwrap();
     assert_eq!(out.status, Status::Ok, "{out:?}");
-    let capsule = axon_protocols::capsule::ReplayCapsule {
-        action_id: ida.clone(),
-        driver: "ledger-reader".into(),
-        environment: axon_protocols::capsule::Environment {
-            binary_version: "test".into(),
-            config_hash: "test".into(),
-            driver_artifact_hash: r.descriptor().artifact_hash,
-            manifest: serde_json::from_slice(r.canonical()).ok(),
-        },
-        input: serde_json::to_value(&i).unwrap(),
-        output: out.output.clone(),
-        seeds: vec![],
-        state: out.replay.clone(),
-        clock: axon_protocols::capsule::RecordedClock {
-            started: "2026-12-01T00:00:00.000Z".into(),
-            finished: "2026-12-01T00:00:00.000Z".into(),
-            duration_us: 0,
-        },
-    };
+    let capsule = capsule::capsule(&r, &ida, &i, &out);
     // The original file is gone: the replay reads what the capsule says was found.
     std::fs::remove_dir_all(dir.path().join("records")).unwrap();
     assert_eq!(

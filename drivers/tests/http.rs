@@ -4,6 +4,8 @@
 //! answers, the twin's dry run, the compensating request, and replay from the recorded
 //! exchange with no network.
 
+mod capsule;
+
 mod loopback;
 
 use axon_drivers::driver::{act_checked, Call, Driver, Prediction, Recorded, Status};
@@ -20,6 +22,12 @@ fn manifest(idempotent: bool, http: &str) -> Manifest {
 }
 
 fn manifest_of(effect: &str, idempotent: bool, http: &str) -> Manifest {
+    manifest_at(Path::new("orders.toml"), effect, idempotent, http)
+}
+
+/// The orders manifest with `http` as its settings, read as the file `file` (a relative
+/// `ca_file` is read from its folder).
+fn manifest_at(file: &Path, effect: &str, idempotent: bool, http: &str) -> Manifest {
     let text = format!(
         r#"name = "orders"
 version = "1.0.0"
@@ -41,7 +49,7 @@ mailbox_capacity = 16
 {http}
 "#
     );
-    Manifest::parse(&text, Path::new("orders.toml")).unwrap_or_else(|e| panic!("{e}"))
+    Manifest::parse(&text, file).unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn driver(m: &Manifest) -> HttpDriver {
@@ -320,25 +328,7 @@ env = "REPLAY_TEST_TOKEN"
     );
     let args = json!({"k": "v w", "n": 1});
     let out = push(&mut driver(&m), &m, args.clone());
-    let capsule = |input: &AxonIntent| axon_protocols::capsule::ReplayCapsule {
-        action_id: ID.into(),
-        driver: "orders".into(),
-        environment: axon_protocols::capsule::Environment {
-            binary_version: "test".into(),
-            config_hash: "test".into(),
-            driver_artifact_hash: m.descriptor().artifact_hash,
-            manifest: serde_json::from_slice(m.canonical()).ok(),
-        },
-        input: serde_json::to_value(input).unwrap(),
-        output: out.output.clone(),
-        seeds: vec![],
-        state: out.replay.clone(),
-        clock: axon_protocols::capsule::RecordedClock {
-            started: "2026-12-01T00:00:00.000Z".into(),
-            finished: "2026-12-01T00:00:00.000Z".into(),
-            duration_us: 0,
-        },
-    };
+    let capsule = |input: &AxonIntent| capsule::capsule(&m, ID, input, &out);
     // No network: the secret is gone too, and nothing is sent.
     std::env::remove_var("REPLAY_TEST_TOKEN");
     let before = server.seen().len();
@@ -446,33 +436,14 @@ fn https_manifest(dir: &Path, base: &str, ca_file: Option<&str>) -> Manifest {
     let ca = ca_file
         .map(|f| format!("ca_file = \"{f}\"\n"))
         .unwrap_or_default();
-    let text = format!(
-        r#"name = "orders"
-version = "1.0.0"
-kind = "http"
-capability = "urn:axon:cap:orders.create"
-effect = "write"
-risk = "high"
-max_blast_radius = 1
-idempotent = false
-[cost]
-expected_ms = 50
-units = 1.0
-[limits]
-deadline_ms = 5000
-concurrency = 1
-rate_per_second = 100
-max_payload_bytes = 65536
-mailbox_capacity = 16
-[http]
-timeout_ms = 2000
-{ca}[http.request]
-method = "POST"
-url = "{base}/orders"
-body = "args"
-"#
-    );
-    Manifest::parse(&text, &dir.join("orders.toml")).unwrap_or_else(|e| panic!("{e}"))
+    manifest_at(
+        &dir.join("orders.toml"),
+        "write",
+        false,
+        &format!(
+            "[http]\ntimeout_ms = 2000\n{ca}[http.request]\nmethod = \"POST\"\nurl = \"{base}/orders\"\nbody = \"args\"\n"
+        ),
+    )
 }
 
 #[test]

@@ -4,6 +4,8 @@
 //! pinned one is refused at load — and a recorded call replays bit for bit with the same
 //! fuel.
 
+mod capsule;
+
 use axon_drivers::driver::{act_checked, Call, Driver, Outcome, Prediction, Status};
 use axon_drivers::manifest::{Manifest, ManifestError};
 use axon_drivers::wasm::WasmDriver;
@@ -87,26 +89,9 @@ fn act(d: &mut WasmDriver, m: &Manifest, args: Value) -> Outcome {
     .unwrap()
 }
 
-fn capsule(m: &Manifest, args: Value, out: &Outcome) -> axon_protocols::capsule::ReplayCapsule {
-    axon_protocols::capsule::ReplayCapsule {
-        action_id: ID.into(),
-        driver: m.name.clone(),
-        environment: axon_protocols::capsule::Environment {
-            binary_version: "test".into(),
-            config_hash: "test".into(),
-            driver_artifact_hash: m.descriptor().artifact_hash,
-            manifest: serde_json::from_slice(m.canonical()).ok(),
-        },
-        input: serde_json::to_value(intent(args)).unwrap(),
-        output: out.output.clone(),
-        seeds: vec![],
-        state: out.replay.clone(),
-        clock: axon_protocols::capsule::RecordedClock {
-            started: "2026-12-01T00:00:00.000Z".into(),
-            finished: "2026-12-01T00:00:00.000Z".into(),
-            duration_us: 0,
-        },
-    }
+/// The capsule of a call of `m`'s driver on `args`.
+fn capsule_of(m: &Manifest, args: Value, out: &Outcome) -> axon_protocols::capsule::ReplayCapsule {
+    capsule::capsule(m, ID, &intent(args), out)
 }
 
 #[test]
@@ -132,7 +117,7 @@ fn a_module_answers_its_request_predicts_the_same_way_and_replays_with_the_same_
         other => panic!("{other:?}"),
     }
     // Replayed from the module kept by its hash, with the recorded state.
-    let c = capsule(&m, args.clone(), &out);
+    let c = capsule_of(&m, args.clone(), &out);
     assert_eq!(axon_drivers::replay(&c, dir.path()).unwrap(), out.output);
     // A replay that does not use the recorded fuel is caught.
     let mut forged = c.clone();
@@ -155,7 +140,7 @@ fn what_a_module_sees_of_time_and_chance_is_recorded_and_replayed() {
     assert_eq!(again.output.as_str().unwrap()[..16], hex[..16]);
     // And the replay sees the recorded clock too: the whole answer, bit for bit.
     assert_eq!(
-        axon_drivers::replay(&capsule(&m, json!(1), &first), dir.path()).unwrap(),
+        axon_drivers::replay(&capsule_of(&m, json!(1), &first), dir.path()).unwrap(),
         first.output
     );
 }
@@ -214,7 +199,7 @@ fn a_call_the_watchdog_stopped_is_refused_by_replay() {
         "fuel = 100000000000\nmemory_bytes = 1048576\ntimeout_ms = 100",
     );
     let out = act(&mut driver(&m), &m, json!(null));
-    let err = axon_drivers::replay(&capsule(&m, json!(null), &out), dir.path()).unwrap_err();
+    let err = axon_drivers::replay(&capsule_of(&m, json!(null), &out), dir.path()).unwrap_err();
     assert!(err.contains("not replayable"), "{err}");
 }
 

@@ -33,6 +33,33 @@ fn intent(capability: &str, id: &str, args: Value) -> Value {
     json!({"capability": capability, "intent_id": id, "args": args})
 }
 
+/// `POST /v1/act` with `body` from a thread of its own, for a test that moves the clock
+/// meanwhile: its status and answer once they come.
+fn act_in_background(n: &TestNode, body: Value) -> std::thread::JoinHandle<(u16, Value)> {
+    let url = n.url("/v1/act");
+    let token = n.admin_token.clone();
+    std::thread::spawn(move || {
+        let res = axon_drivers::tls::client_builder()
+            .build()
+            .unwrap()
+            .post(url)
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .unwrap();
+        (res.status().as_u16(), res.json::<Value>().unwrap())
+    })
+}
+
+/// Waits until `slow`'s prediction is held by its injected delay: one message in its
+/// mailbox (the push keeps the one slot left).
+fn wait_for_held_prediction(n: &TestNode) {
+    wait_until("the prediction is held", Duration::from_secs(10), || {
+        n.actor(SLOW).unwrap().mailbox.unwrap().depth == 1
+    })
+    .unwrap();
+}
+
 fn act(n: &TestNode, body: &Value) -> (u16, Value) {
     let res = n.post_json("/v1/act", body);
     (res.status().as_u16(), res.json().unwrap())
@@ -388,24 +415,8 @@ fn a_read_past_its_deadline_has_failed_and_is_never_in_doubt() {
         .driver(&slow_reader_manifest(3000))
         .start();
     n.inject(SLOW, Fault::Delay(Duration::from_secs(1)), Some(1));
-    let url = n.url("/v1/act");
-    let token = n.admin_token.clone();
-    let asked = std::thread::spawn(move || {
-        let res = axon_drivers::tls::client_builder()
-            .build()
-            .unwrap()
-            .post(url)
-            .bearer_auth(token)
-            .json(&intent(SLOW_CAP, "read-1", json!({"q": 1})))
-            .send()
-            .unwrap();
-        (res.status().as_u16(), res.json::<Value>().unwrap())
-    });
-    let depth = |n: &TestNode| n.actor(SLOW).unwrap().mailbox.unwrap().depth;
-    wait_until("the prediction is held", Duration::from_secs(10), || {
-        depth(&n) == 1
-    })
-    .unwrap();
+    let asked = act_in_background(&n, intent(SLOW_CAP, "read-1", json!({"q": 1})));
+    wait_for_held_prediction(&n);
     // The read runs and its answer is held past the deadline.
     n.inject(SLOW, Fault::SlowAnswer(Duration::from_secs(1)), Some(1));
     n.advance(Duration::from_secs(1));
@@ -448,25 +459,9 @@ fn a_push_past_its_deadline_is_in_doubt_at_once_and_its_late_outcome_settles_it(
         .start();
     // The prediction is held until the test moves the clock.
     n.inject(SLOW, Fault::Delay(Duration::from_secs(1)), Some(1));
-    let url = n.url("/v1/act");
-    let token = n.admin_token.clone();
-    let asked = std::thread::spawn(move || {
-        let res = axon_drivers::tls::client_builder()
-            .build()
-            .unwrap()
-            .post(url)
-            .bearer_auth(token)
-            .json(&intent(SLOW_CAP, "late-1", json!({"x": 1})))
-            .send()
-            .unwrap();
-        (res.status().as_u16(), res.json::<Value>().unwrap())
-    });
-    let depth = |n: &TestNode| n.actor(SLOW).unwrap().mailbox.unwrap().depth;
+    let asked = act_in_background(&n, intent(SLOW_CAP, "late-1", json!({"x": 1})));
     // The prediction is held (its push keeps the one slot left).
-    wait_until("the prediction is held", Duration::from_secs(10), || {
-        depth(&n) == 1
-    })
-    .unwrap();
+    wait_for_held_prediction(&n);
     // The push runs, and its answer is held until the clock moves again: the deadline
     // passes while the driver has acted and not answered.
     n.inject(SLOW, Fault::SlowAnswer(Duration::from_secs(1)), Some(1));
@@ -530,11 +525,7 @@ fn a_caller_that_goes_away_does_not_stop_the_outcome_being_journaled() {
         .as_bytes(),
     )
     .unwrap();
-    let depth = |n: &TestNode| n.actor(SLOW).unwrap().mailbox.unwrap().depth;
-    wait_until("the prediction is held", Duration::from_secs(10), || {
-        depth(&n) == 1
-    })
-    .unwrap();
+    wait_for_held_prediction(&n);
     n.advance(Duration::from_secs(1));
     wait_until("the push is held", Duration::from_secs(10), || {
         !n.fault_armed(SLOW)
@@ -589,11 +580,7 @@ fn child_node_holding_a_push() {
             .json(&intent(SLOW_CAP, "crash-1", json!("cut off")))
             .send();
     });
-    let depth = |n: &TestNode| n.actor(SLOW).unwrap().mailbox.unwrap().depth;
-    wait_until("the prediction is held", Duration::from_secs(10), || {
-        depth(&n) == 1
-    })
-    .unwrap();
+    wait_for_held_prediction(&n);
     n.advance(Duration::from_secs(1));
     wait_until("the push is held", Duration::from_secs(10), || {
         !n.fault_armed(SLOW)
@@ -901,24 +888,8 @@ fn an_outcome_the_journal_cannot_take_is_answered_as_ran_and_unrecorded_and_stay
         .config(|c| c.act.remembered_actions = 0)
         .start();
     n.inject(SLOW, Fault::Delay(Duration::from_secs(1)), Some(1));
-    let url = n.url("/v1/act");
-    let token = n.admin_token.clone();
-    let asked = std::thread::spawn(move || {
-        let res = axon_drivers::tls::client_builder()
-            .build()
-            .unwrap()
-            .post(url)
-            .bearer_auth(token)
-            .json(&intent(SLOW_CAP, "unrecorded-1", json!("acted")))
-            .send()
-            .unwrap();
-        (res.status().as_u16(), res.json::<Value>().unwrap())
-    });
-    let depth = |n: &TestNode| n.actor(SLOW).unwrap().mailbox.unwrap().depth;
-    wait_until("the prediction is held", Duration::from_secs(10), || {
-        depth(&n) == 1
-    })
-    .unwrap();
+    let asked = act_in_background(&n, intent(SLOW_CAP, "unrecorded-1", json!("acted")));
+    wait_for_held_prediction(&n);
     // The push will run and its answer wait for the clock; the journal's next message
     // (the outcome) fails.
     n.inject(SLOW, Fault::SlowAnswer(Duration::from_secs(1)), Some(1));
