@@ -106,7 +106,8 @@ impl Entry {
     }
 }
 
-/// What a check of the log needs of an entry: everything but its body.
+/// What a check of the log and its index need of an entry: everything but its body, and
+/// the action the body belongs to ([`action_of`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EntryHead {
     pub shard: u32,
@@ -114,6 +115,7 @@ pub struct EntryHead {
     pub kind: EntryKind,
     pub time: String,
     pub links: Vec<String>,
+    pub action: Option<String>,
 }
 
 impl EntryHead {
@@ -126,6 +128,7 @@ impl EntryHead {
         }
         let e = Entry::from_bytes(bytes)?;
         Ok(Self {
+            action: action_of(&e.body).map(str::to_owned),
             shard: e.shard,
             index: e.index,
             kind: e.kind,
@@ -147,8 +150,9 @@ impl EntryHead {
             let (end, v) = canonical::integer_end(b, p)?;
             u64::try_from(v).ok().map(|v| (end, v))
         };
-        let p = expect(0, b"{\"body\":")?;
-        let p = canonical::value_end(b, p, 1)?;
+        let body = expect(0, b"{\"body\":")?;
+        let p = canonical::value_end(b, body, 1)?;
+        let action = action_in(b, body)?;
         let p = expect(p, b",\"index\":")?;
         let (p, index) = unsigned(p)?;
         let p = expect(p, b",\"kind\":")?;
@@ -181,7 +185,38 @@ impl EntryHead {
             kind,
             time: time.to_owned(),
             links,
+            action,
         })
+    }
+}
+
+/// The `action_id` member of the body at `at`, as [`action_of`] reads it, from bytes that
+/// [`canonical::value_end`] has accepted (so its member names are plain and in order):
+/// `None` where the member's value is not a value that check decides.
+fn action_in(b: &[u8], at: usize) -> Option<Option<String>> {
+    if b.get(at) != Some(&b'{') || b.get(at + 1) == Some(&b'}') {
+        return Some(None);
+    }
+    let mut p = at + 1;
+    loop {
+        let (name_end, _) = canonical::string_end(b, p)?;
+        let value = name_end + 1;
+        let end = canonical::value_end(b, value, 2)?;
+        if &b[p..name_end] == b"\"action_id\"" {
+            // An escaped string holds a character no action id has.
+            let id = match canonical::string_end(b, value) {
+                Some((e, false)) if e == end => std::str::from_utf8(&b[value + 1..end - 1])
+                    .ok()
+                    .filter(|s| crate::capsule::ReplayCapsule::is_action_id(s))
+                    .map(str::to_owned),
+                _ => None,
+            };
+            return Some(id);
+        }
+        match *b.get(end)? {
+            b',' => p = end + 1,
+            _ => return Some(None),
+        }
     }
 }
 

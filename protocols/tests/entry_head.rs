@@ -27,6 +27,7 @@ const TEXTS: &[&str] = &[
     "/",
     "deploy 4.2",
     "action_id",
+    "0123456789abcdef0123456789abcdef",
     "a\u{8}b",
 ];
 
@@ -73,6 +74,25 @@ fn value(g: &mut Gen, depth: usize) -> Value {
     }
 }
 
+/// Half the object bodies get an `action_id` member: an action id, or something that
+/// only looks close to one.
+fn with_action(g: &mut Gen, body: Value) -> Value {
+    const ID: &str = "0123456789abcdef0123456789abcdef";
+    let Value::Object(mut m) = body else {
+        return body;
+    };
+    if bool::arbitrary(g) {
+        let v = match u8::arbitrary(g) % 5 {
+            0 | 1 => json!(ID),
+            2 => json!(ID.to_uppercase()),
+            3 => json!(&ID[1..]),
+            _ => value(g, 1),
+        };
+        m.insert("action_id".into(), v);
+    }
+    Value::Object(m)
+}
+
 #[derive(Clone, Debug)]
 struct Case {
     entry: Entry,
@@ -101,7 +121,10 @@ impl Arbitrary for Case {
                         }
                     })
                     .collect(),
-                body: value(g, 0),
+                body: {
+                    let body = value(g, 0);
+                    with_action(g, body)
+                },
             },
             mutation: (usize::arbitrary(g), u8::arbitrary(g), u8::arbitrary(g)),
         }
@@ -115,6 +138,7 @@ fn head_of(e: &Entry) -> EntryHead {
         kind: e.kind,
         time: e.time.clone(),
         links: e.links.clone(),
+        action: axon_protocols::journal::action_of(&e.body).map(str::to_owned),
     }
 }
 
@@ -205,5 +229,13 @@ fn hand_picked_bytes_are_judged_as_parsing_judges_them() {
     }
     // A common entry is decided in one pass.
     let note = base(r#"{"action_id":"00ff","text":"deploy 4.2 started é"}"#);
-    assert!(EntryHead::read_canonical(note.as_bytes()).is_some());
+    let head = EntryHead::read_canonical(note.as_bytes()).unwrap();
+    assert_eq!(head.action, None, "00ff is no action id");
+    // An action's entry names its action, in one pass too.
+    let id = "0123456789abcdef0123456789abcdef";
+    let result = base(&format!(
+        r#"{{"a":[1,{{"action_id":"x"}}],"action_id":"{id}","z":1}}"#
+    ));
+    let head = EntryHead::read_canonical(result.as_bytes()).unwrap();
+    assert_eq!(head.action.as_deref(), Some(id));
 }

@@ -19,7 +19,7 @@
 //! journal enforces it), so the log itself is ordered by time and a binary search over it
 //! finds a time.
 
-use axon_protocols::journal::{action_of, barcode, Entry, EntryKind, KINDS};
+use axon_protocols::journal::{barcode, EntryHead, EntryKind, KINDS};
 use axon_protocols::merkle::Hash;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -39,12 +39,12 @@ pub struct IndexRecord {
 
 impl IndexRecord {
     /// What the index records of `entry`, whose leaf hash is `leaf`.
-    pub fn of(entry: &Entry, leaf: &Hash) -> Self {
+    pub fn of(entry: EntryHead, leaf: &Hash) -> Self {
         Self {
             index: entry.index,
             barcode: barcode(leaf),
             kind: entry.kind,
-            action: action_of(&entry.body).map(str::to_owned),
+            action: entry.action,
         }
     }
 }

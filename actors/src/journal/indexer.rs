@@ -13,7 +13,7 @@
 
 use super::index::{IndexRecord, JournalIndex};
 use axon_protocols::journal::{
-    leaf_hash, read_record, record_header, Entry, RecordRead, RECORD_HEADER,
+    leaf_hash, read_record, record_header, EntryHead, RecordRead, RECORD_HEADER,
 };
 use axon_protocols::merkle::Hash;
 use std::fs::File;
@@ -132,15 +132,17 @@ impl SegmentReader {
         match read_record(&self.buf, 0, self.max_entry_bytes) {
             RecordRead::Entry { bytes, .. } => {
                 let leaf = leaf_hash(bytes);
-                let entry =
-                    Entry::from_bytes(bytes).map_err(|e| format!("entry {}: {e}", self.next))?;
+                // The head and the action are all the index keeps: read in one pass
+                // where the bytes allow, without building the body.
+                let entry = EntryHead::from_bytes(bytes)
+                    .map_err(|e| format!("entry {}: {e}", self.next))?;
                 if entry.index != self.next {
                     return Err(format!(
                         "entry {} where entry {} belongs",
                         entry.index, self.next
                     ));
                 }
-                let record = IndexRecord::of(&entry, &leaf);
+                let record = IndexRecord::of(entry, &leaf);
                 self.next += 1;
                 Ok(Item::Entry(record))
             }
@@ -176,8 +178,11 @@ fn catch_up(
                 if records.len() >= CHUNK || size >= target {
                     index.add(&records)?;
                     records.clear();
+                    // No flush here: sled writes its buffers out on its own every half
+                    // second, and a flush at every commit would put a second stream of
+                    // fsyncs beside the journal's on the same disk. What a crash loses
+                    // of the index is caught up from the segments at the next start.
                     index.mark_built(size, &root)?;
-                    index.flush();
                     indexed.store(size, Ordering::Release);
                     if stop() {
                         return Ok(());

@@ -367,8 +367,8 @@ impl Reader {
     /// What the index records of entry `index`, read from the segments.
     fn record(&self, index: u64) -> Result<IndexRecord, Refusal> {
         let (bytes, leaf) = self.fetch(index)?;
-        let entry = Entry::from_bytes(&bytes).map_err(|_| Refusal::Damaged(index))?;
-        Ok(IndexRecord::of(&entry, &leaf))
+        let head = EntryHead::from_bytes(&bytes).map_err(|_| Refusal::Damaged(index))?;
+        Ok(IndexRecord::of(head, &leaf))
     }
 
     /// The records of up to `count` entries spread evenly over the journal, the last one
