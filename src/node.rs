@@ -19,7 +19,7 @@ use axon_actors::journal::{
     Journal, JournalClient, JournalConfig, JournalMetrics, JournalReader, JournalShared,
 };
 use axon_actors::lanes::{DriverInstance, Lanes};
-use axon_drivers::host::DriverHost;
+use axon_drivers::host::Prepared;
 use axon_drivers::manifest::Manifest;
 use axon_supervisors::*;
 use prometheus::Registry;
@@ -231,13 +231,21 @@ pub async fn start(cfg: &Config, opts: NodeOptions) -> anyhow::Result<Node> {
     let mut driver_children = Vec::with_capacity(manifests.len());
     let mut instances = Vec::with_capacity(manifests.len());
     for manifest in manifests {
-        let manifest = Arc::new(manifest);
+        let file = manifest.file.clone();
+        let concurrency = manifest.limits.concurrency;
+        // Done once here, not at each start: a wasm module that does not compile stops
+        // the load, and a restarted driver starts from the same compiled module.
+        let prepared = Arc::new(
+            Prepared::new(Arc::new(manifest), concurrency)
+                .map_err(|e| anyhow::anyhow!("driver manifest {}: {e}", file.display()))?,
+        );
+        let manifest = prepared.manifest().clone();
         let mut workers = vec![];
         // As many instances as its concurrency, each on a thread of its own: a slow, hung
         // or panicking driver never holds up another, the journal or the HTTP server.
         for id in DriverInstance::worker_ids(&manifest.name, manifest.limits.concurrency) {
             let (mut child, worker) = {
-                let manifest = manifest.clone();
+                let prepared = prepared.clone();
                 worker_on_own_thread(
                     &env,
                     WorkerSpec {
@@ -247,7 +255,7 @@ pub async fn start(cfg: &Config, opts: NodeOptions) -> anyhow::Result<Node> {
                             cfg.drivers.shutdown_timeout_ms,
                         )),
                         mailbox_capacity: manifest.limits.mailbox_capacity,
-                        factory: move || DriverHost::new(&manifest),
+                        factory: move || prepared.host(),
                     },
                 )
             };

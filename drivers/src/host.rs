@@ -95,42 +95,87 @@ pub struct DriverHost {
 }
 
 impl DriverHost {
-    /// The host of `manifest`'s driver, built anew (each incarnation starts clean).
+    /// The host of `manifest`'s driver, prepared for it alone (see [`Prepared`]).
     pub fn new(manifest: &Manifest) -> Result<Self, String> {
-        Ok(Self {
-            driver: build(manifest)?,
-            obligations: manifest.obligations.clone(),
+        Prepared::new(Arc::new(manifest.clone()), 1)?.host()
+    }
+}
+
+/// What every instance of one driver is made from: its manifest, and what is done once
+/// when the manifest is loaded rather than at each start (a wasm module is read, checked
+/// against its pinned hash and compiled here, so a module that does not compile stops the
+/// load, and a restart starts at once).
+#[derive(Debug)]
+pub struct Prepared {
+    manifest: Arc<Manifest>,
+    wasm: Option<crate::wasm::Compiled>,
+}
+
+impl Prepared {
+    /// Prepares `manifest`'s driver for `instances` instances.
+    pub fn new(manifest: Arc<Manifest>, instances: u32) -> Result<Self, String> {
+        let wasm = match (manifest.kind, &manifest.wasm_settings) {
+            (Kind::Wasm, Some(settings)) => Some(crate::wasm::Compiled::load(
+                settings,
+                manifest.folder(),
+                instances,
+            )?),
+            (Kind::Wasm, None) => return Err("a wasm driver's manifest has no [wasm]".into()),
+            _ => None,
+        };
+        Ok(Self { manifest, wasm })
+    }
+
+    pub fn manifest(&self) -> &Arc<Manifest> {
+        &self.manifest
+    }
+
+    /// The compiled module of a wasm driver.
+    pub fn compiled(&self) -> Option<&crate::wasm::Compiled> {
+        self.wasm.as_ref()
+    }
+
+    /// A fresh host of the driver (each incarnation starts clean).
+    pub fn host(&self) -> Result<DriverHost, String> {
+        Ok(DriverHost {
+            driver: self.driver()?,
+            obligations: self.manifest.obligations.clone(),
+        })
+    }
+
+    /// A fresh instance of the driver.
+    pub fn driver(&self) -> Result<Box<dyn Driver>, String> {
+        let manifest = &*self.manifest;
+        Ok(match (manifest.kind, &manifest.file_settings) {
+            (Kind::Echo, _) => Box::new(crate::echo::Echo::new(manifest.descriptor())),
+            (Kind::File, Some(settings)) => Box::new(crate::file::FileDriver::open(
+                manifest.descriptor(),
+                settings,
+                manifest.folder(),
+            )?),
+            (Kind::File, None) => return Err("a file driver's manifest has no [file]".into()),
+            (Kind::Http, _) => match &manifest.http_settings {
+                Some(settings) => Box::new(crate::http::HttpDriver::new(
+                    manifest.descriptor(),
+                    settings,
+                    manifest.folder(),
+                )?),
+                None => return Err("an http driver's manifest has no [http]".into()),
+            },
+            (Kind::Wasm, _) => match &self.wasm {
+                Some(compiled) => Box::new(crate::wasm::WasmDriver::new(
+                    manifest.descriptor(),
+                    compiled,
+                )?),
+                None => return Err("a wasm driver's manifest has no [wasm]".into()),
+            },
         })
     }
 }
 
-/// The driver `manifest` describes.
+/// The driver `manifest` describes, prepared for it alone.
 pub fn build(manifest: &Manifest) -> Result<Box<dyn Driver>, String> {
-    Ok(match (manifest.kind, &manifest.file_settings) {
-        (Kind::Echo, _) => Box::new(crate::echo::Echo::new(manifest.descriptor())),
-        (Kind::File, Some(settings)) => Box::new(crate::file::FileDriver::open(
-            manifest.descriptor(),
-            settings,
-            manifest.folder(),
-        )?),
-        (Kind::File, None) => return Err("a file driver's manifest has no [file]".into()),
-        (Kind::Http, _) => match &manifest.http_settings {
-            Some(settings) => Box::new(crate::http::HttpDriver::new(
-                manifest.descriptor(),
-                settings,
-                manifest.folder(),
-            )?),
-            None => return Err("an http driver's manifest has no [http]".into()),
-        },
-        (Kind::Wasm, _) => match &manifest.wasm_settings {
-            Some(settings) => Box::new(crate::wasm::WasmDriver::new(
-                manifest.descriptor(),
-                settings,
-                manifest.folder(),
-            )?),
-            None => return Err("a wasm driver's manifest has no [wasm]".into()),
-        },
-    })
+    Prepared::new(Arc::new(manifest.clone()), 1)?.driver()
 }
 
 impl Worker for DriverHost {

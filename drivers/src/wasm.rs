@@ -8,7 +8,9 @@
 //! same point); an epoch watchdog for wall time (`timeout_ms`; its trap is a timeout that
 //! is not replayable); linear memory bounded by `memory_bytes` (a module whose memory has
 //! no maximum gets this one); stdout bounded by `max_stdout_bytes`. The module is compiled
-//! once per driver incarnation and instantiated per call from a pooling allocator.
+//! once when its manifest is loaded ([`Compiled`]); every instance of the driver, and every
+//! incarnation after a restart, instantiates it per call from the same pooling allocator,
+//! whose engine has one watchdog moving its epoch while any of their calls runs.
 //!
 //! Determinism: the wall clock the module sees starts at a time recorded in the capsule
 //! and, like its monotonic clock, moves one microsecond per reading; its random source is
@@ -28,8 +30,8 @@ use crate::driver::{Call, Driver, Outcome, Prediction};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 use wasmtime::{
     Config, Engine, InstanceAllocationStrategy, InstancePre, Linker, Module,
@@ -283,9 +285,83 @@ struct Runner {
     engine: Engine,
     pre: InstancePre<State>,
     settings: WasmSettings,
-    /// Calls running now: the watchdog ticks only while there is one.
+    /// Calls running now, of every instance: the watchdog ticks only while there is one.
     running: std::sync::atomic::AtomicUsize,
     watchdog: std::sync::OnceLock<std::thread::Thread>,
+}
+
+impl Drop for Runner {
+    fn drop(&mut self) {
+        // The watchdog sees that the module is gone at once rather than at its next look.
+        if let Some(w) = self.watchdog.get() {
+            w.unpark();
+        }
+    }
+}
+
+/// A driver's module, compiled once for its manifest's limits, with the watchdog that
+/// moves its engine's epoch while any call runs (the thread ends with the last handle).
+/// Every instance of the driver and every incarnation after a restart runs this one.
+#[derive(Clone)]
+pub struct Compiled {
+    runner: Arc<Runner>,
+}
+
+impl std::fmt::Debug for Compiled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Compiled")
+            .field("module", &self.runner.settings.module)
+            .finish()
+    }
+}
+
+impl Compiled {
+    /// Reads the module of `settings` from `folder` (checked against its pinned hash) and
+    /// compiles it for `instances` driver instances; the error names the key.
+    pub fn load(settings: &WasmSettings, folder: &Path, instances: u32) -> Result<Self, String> {
+        let bytes = settings
+            .module_bytes(folder)
+            .map_err(|(key, reason)| format!("{key}: {reason}"))?;
+        Self::of(settings, &bytes, instances)
+    }
+
+    /// Compiles `bytes` for `instances` driver instances: each may have a call running
+    /// from its actor (on its module thread) and one on a caller's own thread.
+    fn of(settings: &WasmSettings, bytes: &[u8], instances: u32) -> Result<Self, String> {
+        let runner = Arc::new(Runner::new(settings, bytes, instances.max(1) * 2)?);
+        let watched = Arc::downgrade(&runner);
+        let watchdog = std::thread::Builder::new()
+            .name("axon-wasm-epoch".into())
+            .spawn(move || watch(watched))
+            .map_err(|e| format!("cannot start the wasm watchdog: {e}"))?;
+        let _ = runner.watchdog.set(watchdog.thread().clone());
+        Ok(Self { runner })
+    }
+
+    /// Whether `self` and `other` are the same compilation.
+    pub fn same_as(&self, other: &Compiled) -> bool {
+        Arc::ptr_eq(&self.runner, &other.runner)
+    }
+}
+
+/// The watchdog: the epoch moves one tick per [`EPOCH_TICK`] while a call runs; idle, it
+/// sleeps until a call wakes it, or at the latest a second later to see whether the module
+/// is gone.
+fn watch(runner: Weak<Runner>) {
+    loop {
+        let Some(r) = runner.upgrade() else { return };
+        let idle = r.running.load(Ordering::Acquire) == 0;
+        drop(r);
+        if idle {
+            std::thread::park_timeout(Duration::from_secs(1));
+            continue;
+        }
+        std::thread::sleep(EPOCH_TICK);
+        match runner.upgrade() {
+            Some(r) => r.engine.increment_epoch(),
+            None => return,
+        }
+    }
 }
 
 impl Runner {
@@ -447,9 +523,8 @@ type Job = (Vec<u8>, Start, std::sync::mpsc::SyncSender<Run>);
 pub struct WasmDriver {
     descriptor: crate::descriptor::DriverDescriptor,
     runner: Arc<Runner>,
+    /// Calls for the module's thread, which ends when the driver is dropped.
     jobs: std::sync::mpsc::Sender<Job>,
-    /// Set when the driver is gone: the watchdog thread ends.
-    gone: Arc<AtomicBool>,
     /// How a call's start is chosen: now (acting) or as recorded (replaying).
     recorded: Option<Start>,
     fuel_recorded: Option<u64>,
@@ -464,57 +539,21 @@ impl std::fmt::Debug for WasmDriver {
     }
 }
 
-impl Drop for WasmDriver {
-    fn drop(&mut self) {
-        self.gone.store(true, Ordering::Release);
-        if let Some(w) = self.runner.watchdog.get() {
-            w.unpark();
-        }
-    }
-}
-
 impl WasmDriver {
-    /// The driver of `settings`, with the module read from `folder` (checked against its
-    /// pinned hash) and compiled once.
+    /// A driver instance running `compiled`.
     pub fn new(
         descriptor: crate::descriptor::DriverDescriptor,
-        settings: &WasmSettings,
-        folder: &Path,
+        compiled: &Compiled,
     ) -> Result<Self, String> {
-        let bytes = settings
-            .module_bytes(folder)
-            .map_err(|(key, reason)| format!("{key}: {reason}"))?;
-        Self::with_module(descriptor, settings, &bytes, None)
+        Self::running(descriptor, compiled, None)
     }
 
-    fn with_module(
+    fn running(
         descriptor: crate::descriptor::DriverDescriptor,
-        settings: &WasmSettings,
-        bytes: &[u8],
+        compiled: &Compiled,
         recorded: Option<(Start, u64)>,
     ) -> Result<Self, String> {
-        // Two slots: one for a call from an actor (on the module's thread), one for a call
-        // on the caller's own thread.
-        let runner = Arc::new(Runner::new(settings, bytes, 2)?);
-        let gone = Arc::new(AtomicBool::new(false));
-        // The watchdog: the epoch moves while a call runs; idle, it sleeps until a call
-        // wakes it (or, at the latest, a second later to see whether the driver is gone).
-        let watched = runner.clone();
-        let watching = gone.clone();
-        let watchdog = std::thread::Builder::new()
-            .name("axon-wasm-epoch".into())
-            .spawn(move || {
-                while !watching.load(Ordering::Acquire) {
-                    if watched.running.load(Ordering::Acquire) == 0 {
-                        std::thread::park_timeout(Duration::from_secs(1));
-                        continue;
-                    }
-                    std::thread::sleep(EPOCH_TICK);
-                    watched.engine.increment_epoch();
-                }
-            })
-            .map_err(|e| format!("cannot start the wasm watchdog: {e}"))?;
-        let _ = runner.watchdog.set(watchdog.thread().clone());
+        let runner = compiled.runner.clone();
         let (jobs, rx) = std::sync::mpsc::channel::<Job>();
         let on_thread = runner.clone();
         std::thread::Builder::new()
@@ -525,16 +564,11 @@ impl WasmDriver {
                     let _ = reply.send(runner.run(stdin, start));
                 }
             })
-            .map_err(|e| {
-                gone.store(true, Ordering::Release);
-                watchdog.thread().unpark();
-                format!("cannot start the wasm thread: {e}")
-            })?;
+            .map_err(|e| format!("cannot start the wasm thread: {e}"))?;
         Ok(Self {
             descriptor,
             runner,
             jobs,
-            gone,
             recorded: recorded.map(|(s, _)| s),
             fuel_recorded: recorded.map(|(_, f)| f),
             last_fuel_used: None,
@@ -573,7 +607,8 @@ impl WasmDriver {
             wall_ns,
             seed: *seed.as_bytes(),
         };
-        Self::with_module(descriptor, settings, bytes, Some((start, fuel)))
+        let compiled = Compiled::of(settings, bytes, 1)?;
+        Self::running(descriptor, &compiled, Some((start, fuel)))
     }
 
     /// For a replaying driver: how the replay strayed from the recorded run, if it did.

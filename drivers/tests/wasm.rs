@@ -7,8 +7,9 @@
 mod capsule;
 
 use axon_drivers::driver::{act_checked, Call, Driver, Outcome, Prediction, Status};
+use axon_drivers::host::Prepared;
 use axon_drivers::manifest::{Manifest, ManifestError};
-use axon_drivers::wasm::WasmDriver;
+use axon_drivers::wasm::{Compiled, WasmDriver};
 use axon_protocols::intent::AxonIntent;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -62,12 +63,8 @@ fn manifest(dir: &Path, name: &str, wasm: &str) -> Manifest {
 }
 
 fn driver(m: &Manifest) -> WasmDriver {
-    WasmDriver::new(
-        m.descriptor(),
-        m.wasm_settings.as_ref().unwrap(),
-        m.folder(),
-    )
-    .unwrap()
+    let compiled = Compiled::load(m.wasm_settings.as_ref().unwrap(), m.folder(), 1).unwrap();
+    WasmDriver::new(m.descriptor(), &compiled).unwrap()
 }
 
 fn intent(args: Value) -> AxonIntent {
@@ -76,7 +73,7 @@ fn intent(args: Value) -> AxonIntent {
 
 const ID: &str = "00000000000000000000000000000abc";
 
-fn act(d: &mut WasmDriver, m: &Manifest, args: Value) -> Outcome {
+fn act(d: &mut dyn Driver, m: &Manifest, args: Value) -> Outcome {
     let i = intent(args);
     act_checked(
         d,
@@ -172,6 +169,58 @@ fn a_loop_is_stopped_by_fuel_and_without_enough_fuel_by_the_watchdog() {
         "{out:?}"
     );
     assert_eq!(out.replay.as_ref().unwrap()["replayable"], false);
+}
+
+#[test]
+fn the_module_compiled_at_load_serves_every_instance_and_restart_under_one_watchdog() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = manifest(
+        dir.path(),
+        "spin",
+        "fuel = 100000000000\nmemory_bytes = 1048576\ntimeout_ms = 100",
+    );
+    let prepared = Prepared::new(std::sync::Arc::new(m.clone()), 2).unwrap();
+    // Two incarnations one after the other (a restart), each of two instances calling at
+    // once: every call is stopped by the watchdog, and never early, though both run on
+    // one engine whose epoch moves for both.
+    for incarnation in 0..2 {
+        let calls: Vec<_> = (0..2)
+            .map(|_| {
+                let mut d = prepared.driver().unwrap();
+                let m = m.clone();
+                std::thread::spawn(move || {
+                    let started = std::time::Instant::now();
+                    let out = act(&mut *d, &m, json!(null));
+                    (out, started.elapsed())
+                })
+            })
+            .collect();
+        for call in calls {
+            let (out, took) = call.join().unwrap();
+            assert_eq!(out.status, Status::Failed, "incarnation {incarnation}");
+            assert!(
+                out.reason.as_deref().unwrap().contains("timeout"),
+                "incarnation {incarnation}: {out:?}"
+            );
+            assert!(
+                took >= std::time::Duration::from_millis(100),
+                "stopped after {took:?}, before its timeout of 100 ms"
+            );
+        }
+    }
+    // A module that does not compile is refused when it is prepared, not at a start.
+    let bad = dir.path().join("bad.wasm");
+    std::fs::write(&bad, b"\0asm\x01\0\0\0\x01").unwrap();
+    let hash = blake3::hash(&std::fs::read(&bad).unwrap())
+        .to_hex()
+        .to_string();
+    let m = Manifest::parse(
+        &manifest_text(&bad, &hash, LIMITS),
+        &dir.path().join("m.toml"),
+    )
+    .unwrap();
+    let e = Prepared::new(std::sync::Arc::new(m), 1).unwrap_err();
+    assert!(e.contains("does not compile"), "{e}");
 }
 
 #[test]

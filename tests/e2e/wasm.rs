@@ -1,6 +1,7 @@
 //! A user's wasm module through the harness: loaded from its manifest, called through
 //! `/v1/act`, replayed offline from the module the node kept; a module that loops is
-//! stopped and the node and its other drivers keep answering.
+//! stopped (by its fuel, or by the watchdog), and the node and its other drivers keep
+//! answering.
 
 use axon_harness::{wait_until, NodeStatus, TestNode, ECHO};
 use serde_json::{json, Value};
@@ -94,18 +95,23 @@ fn a_users_module_acts_through_the_one_door_and_replays_from_the_kept_module() {
 }
 
 #[test]
-fn modules_that_bomb_shout_escape_or_sleep_fail_their_calls_and_the_node_keeps_answering() {
+fn modules_that_bomb_shout_escape_sleep_or_outrun_the_watchdog_fail_their_calls_and_the_node_keeps_answering(
+) {
     let modules = tempfile::tempdir().unwrap();
     let mut b = TestNode::builder();
     for module in ["grow", "loud", "escape", "sleep"] {
         b = b.driver(&wasm_manifest(modules.path(), module, module, 10_000_000));
     }
-    let n = b.start();
+    // Fuel for far longer than its timeout: the wall-time watchdog stops it.
+    let spin = wasm_manifest(modules.path(), "spin", "spin", 100_000_000_000)
+        .replace("timeout_ms = 2000", "timeout_ms = 100");
+    let n = b.driver(&spin).start();
     for (module, says) in [
         ("grow", "growing memory"),
         ("loud", "max_stdout_bytes"),
         ("escape", "exited with code 1"),
         ("sleep", "exited with code 58"),
+        ("spin", "past its timeout of 100 ms"),
     ] {
         let v: Value = n
             .act(&format!("urn:axon:cap:{module}"), &json!(null))
