@@ -1,13 +1,21 @@
 //! One `wasm` driver call, instantiation included (a fresh store, in-memory pipes, the
 //! module's `_start`), against the native `echo` driver, through `act_checked` both; and
-//! the same call made from inside an async runtime, as a driver's actor makes it.
+//! the same call made from inside an async runtime, and through the driver's supervised
+//! worker, as the act pipeline makes it.
 //! Run: `cargo bench -p axon-drivers --bench wasm_call`.
 
 use axon_drivers::driver::{act_checked, Call, Driver};
+use axon_drivers::host::{Action, DriverAnswer, DriverCall, Prepared, Ticket};
 use axon_drivers::manifest::Manifest;
+use axon_supervisors::{
+    start_root, BackoffPolicy, CallOptions, Env, Intensity, RestartType, Shutdown, Strategy,
+    SupervisorSpec, SystemClock, WorkerSpec,
+};
 use criterion::{criterion_group, criterion_main, Criterion};
 use serde_json::json;
 use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
 
 fn wasm_call(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
@@ -35,8 +43,8 @@ fn wasm_call(c: &mut Criterion) {
             b.iter(|| std::hint::black_box(act_checked(&mut *d, &m.obligations, &call).unwrap()))
         });
     }
-    // From inside an async runtime, as a driver's actor calls it: the module runs on the
-    // driver's own thread, one hand-over there and back.
+    // From inside an async runtime, as a driver's actor calls it: on the same thread, as
+    // anywhere else.
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
@@ -44,6 +52,58 @@ fn wasm_call(c: &mut Criterion) {
     g.bench_function("wasm_echo_from_an_actor", |b| {
         rt.block_on(async {
             b.iter(|| std::hint::black_box(act_checked(&mut *d, &wasm.obligations, &call).unwrap()))
+        })
+    });
+    // Through the driver's supervised worker, as the act pipeline calls it (here on the
+    // caller's own thread; a node gives each driver a thread of its own).
+    let sys = actix::System::new();
+    let (_root, worker) = sys.block_on(async {
+        let env = Env::new(&prometheus::Registry::new(), SystemClock::shared(), 1).unwrap();
+        let prepared = Arc::new(Prepared::new(Arc::new(wasm.clone()), 1).unwrap());
+        let (child, worker) = axon_supervisors::worker(
+            &env,
+            WorkerSpec {
+                id: "wecho".into(),
+                restart: RestartType::Permanent,
+                shutdown: Shutdown::Timeout(Duration::from_secs(1)),
+                mailbox_capacity: 16,
+                factory: move || prepared.host(),
+            },
+        );
+        let root = start_root(
+            &env,
+            SupervisorSpec {
+                id: "root".into(),
+                strategy: Strategy::OneForOne,
+                intensity: Intensity {
+                    max_restarts: 3,
+                    period: Duration::from_secs(5),
+                },
+                backoff: BackoffPolicy::none(),
+                command_capacity: 4,
+                children: vec![child],
+            },
+        )
+        .await
+        .unwrap();
+        (root, worker)
+    });
+    let action = Arc::new(Action {
+        action_id: call.action_id.to_owned(),
+        intent: intent.clone(),
+    });
+    let opts = CallOptions {
+        deadline: Duration::from_secs(5),
+        correlation_id: None,
+    };
+    g.bench_function("wasm_echo_through_its_worker", |b| {
+        b.iter(|| {
+            let answer =
+                sys.block_on(worker.call(DriverCall::Act(action.clone(), Ticket::new()), &opts));
+            match answer.unwrap() {
+                DriverAnswer::Outcome(o) => std::hint::black_box(o),
+                other => panic!("{other:?}"),
+            }
         })
     });
     g.finish();

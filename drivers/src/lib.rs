@@ -25,6 +25,7 @@ pub mod manifest;
 pub mod obligations;
 pub mod tls;
 pub mod wasm;
+mod wasm_stdio;
 
 use serde_json::Value;
 

@@ -20,13 +20,13 @@
 //! replay with the recorded state is bit for bit, and the capsule records the fuel used,
 //! which the replay must use again; a call the watchdog stopped is not replayable.
 //!
-//! Architecture invariant: WASI's blocking calls drive a runtime of their own, so they
-//! never run on a thread that is running an async runtime: called from an actor's
-//! handler, the module runs on a thread of the driver's own while the handler waits;
-//! called from a plain thread (a replay), on that thread. Nothing of the host but its
-//! stdin, stdout and the virtual clocks and randomness reaches it.
+//! Architecture invariant: a call runs on its caller's thread, an actor's as well as a
+//! replay's: the module's descriptors are Axon's own ([`crate::wasm_stdio`]), never WASI's,
+//! whose calls drive an async runtime of their own. Nothing of the host but its stdin,
+//! stdout and the virtual clocks and randomness reaches it.
 
 use crate::driver::{Call, Driver, Outcome, Prediction};
+use crate::wasm_stdio::{HasStdio, Stdio};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -38,7 +38,6 @@ use wasmtime::{
     PoolingAllocationConfig, Store, StoreLimits, StoreLimitsBuilder, Trap,
 };
 use wasmtime_wasi::p1::WasiP1Ctx;
-use wasmtime_wasi::p2::pipe::{MemoryInputPipe, MemoryOutputPipe};
 use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtxBuilder};
 
 /// A `wasm` driver's `[wasm]` settings.
@@ -223,8 +222,16 @@ fn engine(settings: &WasmSettings, concurrency: u32) -> Result<Engine, String> {
 
 /// What one call's store holds.
 struct State {
+    /// WASI's clocks, randomness and exit; the descriptors are `stdio`.
     wasi: WasiP1Ctx,
+    stdio: Stdio,
     limits: StoreLimits,
+}
+
+impl HasStdio for State {
+    fn stdio(&mut self) -> &mut Stdio {
+        &mut self.stdio
+    }
 }
 
 /// A clock that starts at `start` nanoseconds and moves one microsecond per reading.
@@ -325,10 +332,10 @@ impl Compiled {
         Self::of(settings, &bytes, instances)
     }
 
-    /// Compiles `bytes` for `instances` driver instances: each may have a call running
-    /// from its actor (on its module thread) and one on a caller's own thread.
+    /// Compiles `bytes` for `instances` driver instances, each running one call at a
+    /// time.
     fn of(settings: &WasmSettings, bytes: &[u8], instances: u32) -> Result<Self, String> {
-        let runner = Arc::new(Runner::new(settings, bytes, instances.max(1) * 2)?);
+        let runner = Arc::new(Runner::new(settings, bytes, instances.max(1))?);
         let watched = Arc::downgrade(&runner);
         let watchdog = std::thread::Builder::new()
             .name("axon-wasm-epoch".into())
@@ -382,6 +389,9 @@ impl Runner {
                 |_: i32, _: i32, _: i32, _: i32| -> i32 { ERRNO_NOTSUP },
             )
             .map_err(|e| format!("cannot link WASI: {e:#}"))?;
+        // The descriptors are Axon's own, which run on any thread (see `wasm_stdio`).
+        crate::wasm_stdio::add_to_linker(&mut linker)
+            .map_err(|e| format!("cannot link WASI: {e:#}"))?;
         linker.allow_shadowing(false);
         let pre = linker.instantiate_pre(&module).map_err(|e| {
             format!("the module cannot be linked (only WASI preview 1 is offered): {e:#}")
@@ -420,22 +430,18 @@ impl Runner {
     fn run_watched(&self, stdin: Vec<u8>, start: Start) -> Run {
         use rand_core::SeedableRng;
         let s = &self.settings;
-        let stdout = MemoryOutputPipe::new(s.max_stdout_bytes as usize + 1);
         let clock = VirtualClock::starting_at(start.wall_ns);
         let mut wasi = WasiCtxBuilder::new();
-        wasi.stdin(MemoryInputPipe::new(stdin))
-            .stdout(stdout.clone())
-            .stderr(MemoryOutputPipe::new(4096))
-            .wall_clock(clock.clone())
+        wasi.wall_clock(clock.clone())
             .monotonic_clock(clock)
             .secure_random(chacha20::ChaCha20Rng::from_seed(start.seed))
             .insecure_random(chacha20::ChaCha20Rng::from_seed(start.seed))
             .insecure_random_seed(u128::from_le_bytes(
                 start.seed[..16].try_into().expect("16 bytes"),
-            ))
-            .allow_blocking_current_thread(true);
+            ));
         let state = State {
             wasi: wasi.build_p1(),
+            stdio: Stdio::new(stdin, s.max_stdout_bytes as usize),
             limits: StoreLimitsBuilder::new()
                 .memory_size(s.memory_bytes as usize)
                 .instances(1)
@@ -482,10 +488,9 @@ impl Runner {
                 }
             }
         };
-        drop(store);
-        let out = stdout.contents();
+        let (out, overflowed) = store.into_data().stdio.into_stdout();
         // An answer past its bound fails the call however the module went on after it.
-        let exit = if out.len() as u64 > s.max_stdout_bytes {
+        let exit = if overflowed {
             Err(stdout_too_big(s.max_stdout_bytes))
         } else {
             exit
@@ -516,15 +521,10 @@ fn stdout_too_big(max: u64) -> String {
     format!("the module wrote more than wasm.max_stdout_bytes ({max} bytes) to stdout: cut, and the call failed")
 }
 
-/// A job for the module's thread.
-type Job = (Vec<u8>, Start, std::sync::mpsc::SyncSender<Run>);
-
 /// One `wasm` driver instance.
 pub struct WasmDriver {
     descriptor: crate::descriptor::DriverDescriptor,
     runner: Arc<Runner>,
-    /// Calls for the module's thread, which ends when the driver is dropped.
-    jobs: std::sync::mpsc::Sender<Job>,
     /// How a call's start is chosen: now (acting) or as recorded (replaying).
     recorded: Option<Start>,
     fuel_recorded: Option<u64>,
@@ -553,22 +553,9 @@ impl WasmDriver {
         compiled: &Compiled,
         recorded: Option<(Start, u64)>,
     ) -> Result<Self, String> {
-        let runner = compiled.runner.clone();
-        let (jobs, rx) = std::sync::mpsc::channel::<Job>();
-        let on_thread = runner.clone();
-        std::thread::Builder::new()
-            .name("axon-wasm".into())
-            .spawn(move || {
-                let runner = on_thread;
-                for (stdin, start, reply) in rx {
-                    let _ = reply.send(runner.run(stdin, start));
-                }
-            })
-            .map_err(|e| format!("cannot start the wasm thread: {e}"))?;
         Ok(Self {
             descriptor,
-            runner,
-            jobs,
+            runner: compiled.runner.clone(),
             recorded: recorded.map(|(s, _)| s),
             fuel_recorded: recorded.map(|(_, f)| f),
             last_fuel_used: None,
@@ -650,21 +637,7 @@ impl WasmDriver {
                 .unwrap_or(0),
             seed: *blake3::hash(format!("{mode}:{}", call.action_id).as_bytes()).as_bytes(),
         });
-        let run = if tokio::runtime::Handle::try_current().is_err() {
-            self.runner.run(stdin, start)
-        } else {
-            let (tx, rx) = std::sync::mpsc::sync_channel(1);
-            if self.jobs.send((stdin, start, tx)).is_err() {
-                return (Err("the wasm thread is gone".into()), Value::Null);
-            }
-            let Ok(run) = rx.recv() else {
-                return (
-                    Err("the wasm thread ended during the call".into()),
-                    Value::Null,
-                );
-            };
-            run
-        };
+        let run = self.runner.run(stdin, start);
         self.last_fuel_used = Some(run.fuel_used);
         let state = json!({
             // As text: nanoseconds since 1970 are beyond what a JSON number holds exactly.

@@ -1,8 +1,8 @@
 //! The `wasm` driver: modules from `drivers/examples/` (WAT, compiled here) run sandboxed —
 //! fuel and the wall-time watchdog stop a loop, a memory bomb hits its limit, files and
-//! sockets are out of reach, an oversized answer fails the call, a module that is not the
-//! pinned one is refused at load — and a recorded call replays bit for bit with the same
-//! fuel.
+//! sockets are out of reach, hostile descriptor calls get errors, an oversized answer
+//! fails the call, a module that is not the pinned one is refused at load — and a recorded
+//! call replays bit for bit with the same fuel, from any thread.
 
 mod capsule;
 
@@ -121,6 +121,37 @@ fn a_module_answers_its_request_predicts_the_same_way_and_replays_with_the_same_
     forged.state.as_mut().unwrap()["fuel_used"] = json!(fuel + 1);
     let err = axon_drivers::replay(&forged, dir.path()).unwrap_err();
     assert!(err.contains("units of fuel"), "{err}");
+}
+
+#[test]
+fn a_call_made_inside_an_async_runtime_runs_there_as_it_runs_anywhere() {
+    // An actor's handler runs inside an async runtime: the module's descriptors must not
+    // need a runtime of their own, and the answer is the one a plain thread gets.
+    let dir = tempfile::tempdir().unwrap();
+    let m = manifest(dir.path(), "echo", LIMITS);
+    let mut d = driver(&m);
+    let args = json!({"sku": "w-1"});
+    let plain = act(&mut d, &m, args.clone());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let inside = rt.block_on(async { act(&mut d, &m, args.clone()) });
+    assert_eq!(inside.status, Status::Ok, "{inside:?}");
+    assert_eq!(inside.output, plain.output);
+    assert_eq!(
+        inside.replay.as_ref().unwrap()["fuel_used"],
+        plain.replay.as_ref().unwrap()["fuel_used"]
+    );
+}
+
+#[test]
+fn hostile_descriptor_calls_get_errors_and_write_or_read_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = manifest(dir.path(), "stray", LIMITS);
+    let out = act(&mut driver(&m), &m, json!(null));
+    // Each call got the error expected, and stdout holds only the one good write.
+    assert_eq!(out.status, Status::Ok, "{out:?}");
+    assert_eq!(out.output, json!({"ok": true}));
 }
 
 #[test]
