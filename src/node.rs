@@ -157,6 +157,8 @@ pub async fn start(cfg: &Config, opts: NodeOptions) -> anyhow::Result<Node> {
     let journal_cfg = journal_config(cfg);
     let journal_shared: Arc<JournalShared> = Arc::default();
     let journal_metrics = JournalMetrics::new(&registry).context("registering journal metrics")?;
+    let wasm_stops =
+        axon_drivers::wasm::Stops::register(&registry).context("registering wasm metrics")?;
     let (journal_child, journal) = {
         let clock = env.clock.clone();
         let shared = journal_shared.clone();
@@ -237,7 +239,8 @@ pub async fn start(cfg: &Config, opts: NodeOptions) -> anyhow::Result<Node> {
         // the load, and a restarted driver starts from the same compiled module.
         let prepared = Arc::new(
             Prepared::new(Arc::new(manifest), concurrency)
-                .map_err(|e| anyhow::anyhow!("driver manifest {}: {e}", file.display()))?,
+                .map_err(|e| anyhow::anyhow!("driver manifest {}: {e}", file.display()))?
+                .counting(&wasm_stops),
         );
         let manifest = prepared.manifest().clone();
         let mut workers = vec![];

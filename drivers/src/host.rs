@@ -126,6 +126,12 @@ impl Prepared {
         Ok(Self { manifest, wasm })
     }
 
+    /// The same preparation, a wasm driver's failed calls counted in `stops`.
+    pub fn counting(mut self, stops: &crate::wasm::Stops) -> Self {
+        self.wasm = self.wasm.map(|c| c.counting(stops));
+        self
+    }
+
     pub fn manifest(&self) -> &Arc<Manifest> {
         &self.manifest
     }

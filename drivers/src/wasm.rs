@@ -225,7 +225,7 @@ struct State {
     /// WASI's clocks, randomness and exit; the descriptors are `stdio`.
     wasi: WasiP1Ctx,
     stdio: Stdio,
-    limits: StoreLimits,
+    limits: Limiter,
 }
 
 impl HasStdio for State {
@@ -285,6 +285,129 @@ struct Run {
     fuel_used: u64,
     /// False for a stop that depends on the machine (the wall-time watchdog).
     replayable: bool,
+    /// What made the call fail, if it failed.
+    stop: Option<Stop>,
+}
+
+/// What made a call of a module fail: the label of `axon_wasm_stops_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stop {
+    Fuel,
+    Timeout,
+    Memory,
+    Stdout,
+    Exit,
+    Trap,
+    Answer,
+    Host,
+}
+
+impl Stop {
+    const ALL: [Stop; 8] = [
+        Stop::Fuel,
+        Stop::Timeout,
+        Stop::Memory,
+        Stop::Stdout,
+        Stop::Exit,
+        Stop::Trap,
+        Stop::Answer,
+        Stop::Host,
+    ];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Stop::Fuel => "fuel",
+            Stop::Timeout => "timeout",
+            Stop::Memory => "memory",
+            Stop::Stdout => "stdout",
+            Stop::Exit => "exit",
+            Stop::Trap => "trap",
+            Stop::Answer => "answer",
+            Stop::Host => "host",
+        }
+    }
+}
+
+/// `axon_wasm_stops_total`: failed calls of wasm drivers, by driver and cause. A node
+/// registers its own; one made with `default()` counts where nobody reads (a replay).
+#[derive(Clone)]
+pub struct Stops(prometheus::IntCounterVec);
+
+impl Default for Stops {
+    fn default() -> Self {
+        Self(
+            prometheus::IntCounterVec::new(
+                prometheus::Opts::new(
+                    "axon_wasm_stops_total",
+                    "Calls of wasm drivers that failed, by driver and by what stopped them: fuel, timeout (the wall-time watchdog), memory (its limit), stdout (the answer's bound), exit (a non-zero exit code), trap (any other), answer (no JSON on stdout), host (the host failed)",
+                ),
+                &["driver", "cause"],
+            )
+            .expect("a valid metric"),
+        )
+    }
+}
+
+impl Stops {
+    /// The counter, registered in `registry`.
+    pub fn register(registry: &prometheus::Registry) -> prometheus::Result<Self> {
+        let stops = Self::default();
+        registry.register(Box::new(stops.0.clone()))?;
+        Ok(stops)
+    }
+
+    fn count(&self, driver: &str, stop: Stop) {
+        self.0.with_label_values(&[driver, stop.as_str()]).inc();
+    }
+
+    /// Shows every cause of `driver`, at zero.
+    fn show(&self, driver: &str) {
+        for stop in Stop::ALL {
+            self.0.with_label_values(&[driver, stop.as_str()]);
+        }
+    }
+}
+
+/// The store's limits, noting when they refused the module memory (or a table).
+struct Limiter {
+    limits: StoreLimits,
+    refused: bool,
+}
+
+impl wasmtime::ResourceLimiter for Limiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let r = self.limits.memory_growing(current, desired, maximum);
+        self.refused |= !matches!(r, Ok(true));
+        r
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let r = self.limits.table_growing(current, desired, maximum);
+        self.refused |= !matches!(r, Ok(true));
+        r
+    }
+
+    fn instances(&self) -> usize {
+        self.limits.instances()
+    }
+
+    fn tables(&self) -> usize {
+        self.limits.tables()
+    }
+
+    fn memories(&self) -> usize {
+        self.limits.memories()
+    }
 }
 
 /// The module, compiled once, ready to be instantiated per call.
@@ -312,6 +435,7 @@ impl Drop for Runner {
 #[derive(Clone)]
 pub struct Compiled {
     runner: Arc<Runner>,
+    stops: Stops,
 }
 
 impl std::fmt::Debug for Compiled {
@@ -342,7 +466,18 @@ impl Compiled {
             .spawn(move || watch(watched))
             .map_err(|e| format!("cannot start the wasm watchdog: {e}"))?;
         let _ = runner.watchdog.set(watchdog.thread().clone());
-        Ok(Self { runner })
+        Ok(Self {
+            runner,
+            stops: Stops::default(),
+        })
+    }
+
+    /// The same compilation, its failed calls counted in `stops`.
+    pub fn counting(self, stops: &Stops) -> Self {
+        Self {
+            stops: stops.clone(),
+            ..self
+        }
     }
 
     /// Whether `self` and `other` are the same compilation.
@@ -422,6 +557,7 @@ impl Runner {
             )),
             fuel_used: 0,
             replayable: false,
+            stop: Some(Stop::Host),
         });
         self.running.fetch_sub(1, Ordering::AcqRel);
         run
@@ -442,11 +578,14 @@ impl Runner {
         let state = State {
             wasi: wasi.build_p1(),
             stdio: Stdio::new(stdin, s.max_stdout_bytes as usize),
-            limits: StoreLimitsBuilder::new()
-                .memory_size(s.memory_bytes as usize)
-                .instances(1)
-                .trap_on_grow_failure(true)
-                .build(),
+            limits: Limiter {
+                limits: StoreLimitsBuilder::new()
+                    .memory_size(s.memory_bytes as usize)
+                    .instances(1)
+                    .trap_on_grow_failure(true)
+                    .build(),
+                refused: false,
+            },
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|st| &mut st.limits);
@@ -458,6 +597,7 @@ impl Runner {
                 result: Err(format!("cannot set the fuel: {e}")),
                 fuel_used: 0,
                 replayable: true,
+                stop: Some(Stop::Host),
             };
         }
         let ran = self.pre.instantiate(&mut store).and_then(|instance| {
@@ -466,6 +606,7 @@ impl Runner {
         });
         let fuel_used = s.fuel - store.get_fuel().unwrap_or(0);
         let mut replayable = true;
+        let state = store.into_data();
         let exit = match ran {
             Ok(()) => Ok(0),
             Err(e) => {
@@ -473,46 +614,57 @@ impl Runner {
                     Ok(code.0)
                 } else {
                     match e.downcast_ref::<Trap>() {
-                        Some(Trap::OutOfFuel) => {
-                            Err(format!("the module ran out of its fuel ({} units)", s.fuel))
-                        }
+                        Some(Trap::OutOfFuel) => Err((
+                            Stop::Fuel,
+                            format!("the module ran out of its fuel ({} units)", s.fuel),
+                        )),
                         Some(Trap::Interrupt) => {
                             replayable = false;
-                            Err(format!(
+                            Err((Stop::Timeout, format!(
                                 "the module ran past its timeout of {} ms (the wall-time watchdog; not replayable)",
                                 s.timeout_ms
-                            ))
+                            )))
                         }
-                        _ => Err(format!("the module trapped: {e:#}")),
+                        _ if state.limits.refused => Err((
+                            Stop::Memory,
+                            format!(
+                                "the module trapped at its memory limit of {} bytes: {e:#}",
+                                s.memory_bytes
+                            ),
+                        )),
+                        _ => Err((Stop::Trap, format!("the module trapped: {e:#}"))),
                     }
                 }
             }
         };
-        let (out, overflowed) = store.into_data().stdio.into_stdout();
+        let (out, overflowed) = state.stdio.into_stdout();
         // An answer past its bound fails the call however the module went on after it.
         let exit = if overflowed {
-            Err(stdout_too_big(s.max_stdout_bytes))
+            Err((Stop::Stdout, stdout_too_big(s.max_stdout_bytes)))
         } else {
             exit
         };
         let result = exit.and_then(|code| {
             if code != 0 {
-                return Err(format!("the module exited with code {code}"));
+                return Err((Stop::Exit, format!("the module exited with code {code}")));
             }
             match crate::driver::answer_json(&out) {
                 crate::driver::Answer::Json(v) => Ok(v),
                 crate::driver::Answer::NotCanonical { text, reason } => {
                     Ok(json!({"text": text, "not_canonical": reason}))
                 }
-                crate::driver::Answer::NotJson => {
-                    Err("the module answered no JSON on stdout".to_owned())
-                }
+                crate::driver::Answer::NotJson => Err((
+                    Stop::Answer,
+                    "the module answered no JSON on stdout".to_owned(),
+                )),
             }
         });
+        let stop = result.as_ref().err().map(|(stop, _)| *stop);
         Run {
-            result,
+            result: result.map_err(|(_, reason)| reason),
             fuel_used,
             replayable,
+            stop,
         }
     }
 }
@@ -525,6 +677,7 @@ fn stdout_too_big(max: u64) -> String {
 pub struct WasmDriver {
     descriptor: crate::descriptor::DriverDescriptor,
     runner: Arc<Runner>,
+    stops: Stops,
     /// How a call's start is chosen: now (acting) or as recorded (replaying).
     recorded: Option<Start>,
     fuel_recorded: Option<u64>,
@@ -553,9 +706,12 @@ impl WasmDriver {
         compiled: &Compiled,
         recorded: Option<(Start, u64)>,
     ) -> Result<Self, String> {
+        // Every cause is shown from the start, at zero.
+        compiled.stops.show(&descriptor.name);
         Ok(Self {
             descriptor,
             runner: compiled.runner.clone(),
+            stops: compiled.stops.clone(),
             recorded: recorded.map(|(s, _)| s),
             fuel_recorded: recorded.map(|(_, f)| f),
             last_fuel_used: None,
@@ -638,6 +794,9 @@ impl WasmDriver {
             seed: *blake3::hash(format!("{mode}:{}", call.action_id).as_bytes()).as_bytes(),
         });
         let run = self.runner.run(stdin, start);
+        if let Some(stop) = run.stop {
+            self.stops.count(&self.descriptor.name, stop);
+        }
         self.last_fuel_used = Some(run.fuel_used);
         let state = json!({
             // As text: nanoseconds since 1970 are beyond what a JSON number holds exactly.

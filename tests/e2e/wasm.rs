@@ -86,6 +86,13 @@ fn a_users_module_acts_through_the_one_door_and_replays_from_the_kept_module() {
     let v: Value = n.act("urn:axon:cap:looper", &json!(null)).json().unwrap();
     assert_eq!(v["status"], "failed", "{v}");
     assert!(v["reason"].as_str().unwrap().contains("fuel"), "{v}");
+    assert_eq!(
+        n.metric(
+            "axon_wasm_stops_total",
+            &[("driver", "looper"), ("cause", "fuel")]
+        ),
+        Some(2.0)
+    );
     let v: Value = n.act(ECHO, &json!("still here")).json().unwrap();
     assert_eq!(
         (v["status"].as_str(), &v["output"]),
@@ -106,12 +113,12 @@ fn modules_that_bomb_shout_escape_sleep_or_outrun_the_watchdog_fail_their_calls_
     let spin = wasm_manifest(modules.path(), "spin", "spin", 100_000_000_000)
         .replace("timeout_ms = 2000", "timeout_ms = 100");
     let n = b.driver(&spin).start();
-    for (module, says) in [
-        ("grow", "growing memory"),
-        ("loud", "max_stdout_bytes"),
-        ("escape", "exited with code 1"),
-        ("sleep", "exited with code 58"),
-        ("spin", "past its timeout of 100 ms"),
+    for (module, says, cause) in [
+        ("grow", "memory limit", "memory"),
+        ("loud", "max_stdout_bytes", "stdout"),
+        ("escape", "exited with code 1", "exit"),
+        ("sleep", "exited with code 58", "exit"),
+        ("spin", "past its timeout of 100 ms", "timeout"),
     ] {
         let v: Value = n
             .act(&format!("urn:axon:cap:{module}"), &json!(null))
@@ -126,6 +133,16 @@ fn modules_that_bomb_shout_escape_sleep_or_outrun_the_watchdog_fail_their_calls_
         assert_eq!(n.actor(module).unwrap().restarts_total, 0, "{module}");
         let v: Value = n.act(ECHO, &json!(module)).json().unwrap();
         assert_eq!(v["output"], json!(module));
+        // Counted by cause: the twin's run and the action's, each stopped the same way;
+        // the other causes are shown at zero.
+        let stops = |cause| {
+            n.metric(
+                "axon_wasm_stops_total",
+                &[("driver", module), ("cause", cause)],
+            )
+        };
+        assert_eq!(stops(cause), Some(2.0), "{module}");
+        assert_eq!(stops("fuel"), Some(0.0), "{module}");
     }
     assert_eq!(n.get("/healthz").status(), 200);
 }
