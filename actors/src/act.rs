@@ -218,6 +218,28 @@ enum Slot {
         done: watch::Receiver<Option<Known>>,
     },
     Done(Box<Known>),
+    /// Not in memory, and being looked up in the journal by a claim: every other claim of
+    /// it waits, then looks again (a lookup that raced a new claim of the id would find
+    /// its dispatch without its outcome, and take it for in doubt).
+    Looking(watch::Receiver<Option<Known>>),
+}
+
+/// Holds an action id as [`Slot::Looking`] while a claim asks the journal about it; let go
+/// of (answered, failed, or the caller gone), it frees the id if it still holds it and
+/// wakes whoever waits on it.
+struct Lookup<'a> {
+    act: &'a Act,
+    action: &'a str,
+    _woken: watch::Sender<Option<Known>>,
+}
+
+impl Drop for Lookup<'_> {
+    fn drop(&mut self) {
+        let mut book = lock(&self.act.book);
+        if matches!(book.slots.get(self.action), Some(Slot::Looking(_))) {
+            book.slots.remove(self.action);
+        }
+    }
 }
 
 #[derive(Default)]
@@ -949,8 +971,14 @@ impl Act {
             intent_id: intent_id.to_owned(),
             action_id: action.to_owned(),
         };
+        enum Next {
+            Wait(watch::Receiver<Option<Known>>),
+            /// Someone else looks the id up: look again once they are done.
+            LookAgain(watch::Receiver<Option<Known>>),
+            AskJournal(watch::Sender<Option<Known>>),
+        }
         loop {
-            let wait = {
+            let next = {
                 let mut book = lock(&self.book);
                 match book.slots.get(action) {
                     // Nothing of it ran: a repeat runs it.
@@ -964,15 +992,20 @@ impl Act {
                     }
                     Some(Slot::Done(_)) => return Err(conflict()),
                     Some(Slot::Running { digest: d, .. }) if d != digest => return Err(conflict()),
-                    Some(Slot::Running { done, .. }) => Some(done.clone()),
+                    Some(Slot::Running { done, .. }) => Next::Wait(done.clone()),
+                    Some(Slot::Looking(rx)) => Next::LookAgain(rx.clone()),
                     None if book.complete && !lock(&self.in_doubt).contains_key(action) => {
                         return self.open(&mut book, action, digest);
                     }
-                    None => None,
+                    None => {
+                        let (tx, rx) = watch::channel(None);
+                        book.slots.insert(action.to_owned(), Slot::Looking(rx));
+                        Next::AskJournal(tx)
+                    }
                 }
             };
-            match wait {
-                Some(mut done) => {
+            match next {
+                Next::Wait(mut done) => {
                     // A repeat of a running action waits for its answer; an owner that
                     // gives up without one lets the repeat try again.
                     let answer = done
@@ -984,30 +1017,41 @@ impl Act {
                         return Ok(Claim::Answer(Box::new(k)));
                     }
                 }
-                None => {
-                    // Not in memory and memory is not complete: the journal knows.
-                    if let Some(k) = self.journaled_state(action).await? {
-                        let mut book = lock(&self.book);
-                        if !book.slots.contains_key(action) {
+                Next::LookAgain(mut looked) => {
+                    // Woken when the lookup is over, however it ended.
+                    let _ = looked.changed().await;
+                }
+                Next::AskJournal(woken) => {
+                    // Not in memory and memory is not complete: the journal knows. The id
+                    // is held meanwhile, so no claim of it can start and race the lookup.
+                    let lookup = Lookup {
+                        act: self,
+                        action,
+                        _woken: woken,
+                    };
+                    let found = self.journaled_state(action).await?;
+                    let mut book = lock(&self.book);
+                    book.slots.remove(action);
+                    let claim = match found {
+                        None => self.open(&mut book, action, digest),
+                        Some(k) => {
                             book.slots
                                 .insert(action.to_owned(), Slot::Done(Box::new(k.clone())));
                             book.finished.push_back(action.to_owned());
                             forget_oldest(&mut book, self.cfg.remembered_actions);
+                            if k.digest != digest {
+                                Err(conflict())
+                            } else if !k.result.status.nothing_acted() {
+                                Ok(Claim::Answer(Box::new(k)))
+                            } else {
+                                // Nothing of it ran: it is claimed anew.
+                                self.open(&mut book, action, digest)
+                            }
                         }
-                        if k.digest != digest {
-                            return Err(conflict());
-                        }
-                        if !k.result.status.nothing_acted() {
-                            return Ok(Claim::Answer(Box::new(k)));
-                        }
-                        // Nothing of it ran: it is claimed anew below.
-                    }
-                    let mut book = lock(&self.book);
-                    let not_run =
-                        |s: &Slot| matches!(s, Slot::Done(k) if k.result.status.nothing_acted());
-                    if book.slots.get(action).is_none_or(not_run) {
-                        return self.open(&mut book, action, digest);
-                    }
+                    };
+                    drop(book);
+                    drop(lookup);
+                    return claim;
                 }
             }
         }
@@ -1067,6 +1111,11 @@ impl Act {
                     )))
                 }
                 Some(Slot::Done(_)) => None,
+                Some(Slot::Looking(_)) => {
+                    return Err(RollbackError::Refused(format!(
+                        "action {action} is being looked up by another request; try again"
+                    )))
+                }
                 None if book.complete => {
                     return Err(RollbackError::NoSuchAction(action.to_owned()))
                 }
@@ -1092,8 +1141,8 @@ impl Act {
                 book.finished.push_back(action.to_owned());
                 k
             }
-            (Some(running @ Slot::Running { .. }), _) => {
-                book.slots.insert(action.to_owned(), running);
+            (Some(busy @ (Slot::Running { .. } | Slot::Looking(_))), _) => {
+                book.slots.insert(action.to_owned(), busy);
                 return Err(RollbackError::Refused(format!(
                     "action {action} has not finished yet"
                 )));

@@ -78,6 +78,11 @@ const KEEP_RESIDENT_BYTES: u64 = 1 << 20;
 /// WASI's `notsup` errno.
 const ERRNO_NOTSUP: i32 = 58;
 
+/// The version of what a module sees of its host (its descriptors, clocks and random
+/// source), recorded in each capsule: a replay runs only under the same one, since another
+/// could answer the module otherwise, and stop it elsewhere.
+const HOST_ABI: u64 = 1;
+
 impl WasmSettings {
     /// Checks what the types cannot say; the error names the key.
     pub fn check(&self, deadline_ms: u64) -> Result<(), (String, String)> {
@@ -397,6 +402,16 @@ impl wasmtime::ResourceLimiter for Limiter {
         r
     }
 
+    fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.refused = true;
+        self.limits.memory_grow_failed(error)
+    }
+
+    fn table_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.refused = true;
+        self.limits.table_grow_failed(error)
+    }
+
     fn instances(&self) -> usize {
         self.limits.instances()
     }
@@ -457,9 +472,10 @@ impl Compiled {
     }
 
     /// Compiles `bytes` for `instances` driver instances, each running one call at a
-    /// time.
+    /// time, with as many slots again for incarnations that were abandoned with a call
+    /// still running (their successors start at once, beside them).
     fn of(settings: &WasmSettings, bytes: &[u8], instances: u32) -> Result<Self, String> {
-        let runner = Arc::new(Runner::new(settings, bytes, instances.max(1))?);
+        let runner = Arc::new(Runner::new(settings, bytes, instances.max(1) * 2)?);
         let watched = Arc::downgrade(&runner);
         let watchdog = std::thread::Builder::new()
             .name("axon-wasm-epoch".into())
@@ -612,6 +628,14 @@ impl Runner {
             Err(e) => {
                 if let Some(code) = e.downcast_ref::<wasmtime_wasi::I32Exit>() {
                     Ok(code.0)
+                } else if e.is::<wasmtime::PoolConcurrencyLimitError>() {
+                    // Every slot is taken (by calls of abandoned incarnations): the module
+                    // never ran, and what stopped it depends on the machine.
+                    replayable = false;
+                    Err((
+                        Stop::Host,
+                        format!("the module could not be started: {e:#}"),
+                    ))
                 } else {
                     match e.downcast_ref::<Trap>() {
                         Some(Trap::OutOfFuel) => Err((
@@ -746,6 +770,15 @@ impl WasmDriver {
             .get("fuel_used")
             .and_then(Value::as_u64)
             .ok_or("the capsule records no fuel used")?;
+        match state.get("host_abi").and_then(Value::as_u64) {
+            Some(HOST_ABI) => {}
+            recorded => {
+                return Err(format!(
+                    "the call was recorded under wasm host ABI {}, and this Axon runs ABI {HOST_ABI}: its descriptors could answer the module otherwise, so a replay would not be bit for bit",
+                    recorded.map_or("(none: an Axon before ABI 1)".to_owned(), |v| v.to_string())
+                ))
+            }
+        }
         let start = Start {
             wall_ns,
             seed: *seed.as_bytes(),
@@ -804,6 +837,7 @@ impl WasmDriver {
             "seed": blake3::Hash::from_bytes(start.seed).to_hex().to_string(),
             "fuel_used": run.fuel_used,
             "replayable": run.replayable,
+            "host_abi": HOST_ABI,
         });
         (run.result, state)
     }

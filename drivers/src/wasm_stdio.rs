@@ -117,7 +117,10 @@ fn iovecs(data: &[u8], iovs: u32, count: u32) -> Option<Vec<(usize, usize)>> {
     (0..count)
         .map(|i| {
             let at = iovs.checked_add(i.checked_mul(8)?)?;
-            let (ptr, len) = (u32_at(data, at)? as usize, u32_at(data, at + 4)? as usize);
+            let (ptr, len) = (
+                u32_at(data, at)? as usize,
+                u32_at(data, at.checked_add(4)?)? as usize,
+            );
             data.get(ptr..ptr.checked_add(len)?)?;
             Some((ptr, len))
         })
@@ -217,14 +220,37 @@ fn fd_fdstat_get<T: HasStdio>(
     let mut stat = [0u8; 24];
     stat[8..16].copy_from_slice(&rights.to_le_bytes());
     stat[16..24].copy_from_slice(&rights.to_le_bytes());
-    let at = at as u32 as usize;
-    match at.checked_add(24).and_then(|end| data.get_mut(at..end)) {
+    Ok(put_struct(data, at as u32, &stat))
+}
+
+/// `filestat` of a standard stream as WASI describes one that is not a terminal: all
+/// zeros (file type unknown, no size, no times).
+fn fd_filestat_get<T: HasStdio>(
+    mut caller: Caller<'_, T>,
+    fd: i32,
+    at: i32,
+) -> wasmtime::Result<i32> {
+    let mem = memory(&mut caller)?;
+    let (data, state) = mem.data_and_store_mut(&mut caller);
+    if !state.stdio().open(fd) {
+        return Ok(ERRNO_BADF);
+    }
+    Ok(put_struct(data, at as u32, &[0u8; 64]))
+}
+
+/// Writes a WASI struct (8-byte aligned) at `at`: the errno of the outcome.
+fn put_struct(data: &mut [u8], at: u32, bytes: &[u8]) -> i32 {
+    let at = at as usize;
+    match at
+        .checked_add(bytes.len())
+        .and_then(|end| data.get_mut(at..end))
+    {
         Some(b) if at.is_multiple_of(8) => {
-            b.copy_from_slice(&stat);
-            Ok(ERRNO_SUCCESS)
+            b.copy_from_slice(bytes);
+            ERRNO_SUCCESS
         }
-        Some(_) => Ok(ERRNO_INVAL),
-        None => Ok(ERRNO_FAULT),
+        Some(_) => ERRNO_INVAL,
+        None => ERRNO_FAULT,
     }
 }
 
@@ -285,9 +311,7 @@ pub(crate) fn add_to_linker<T: HasStdio + 'static>(linker: &mut Linker<T>) -> wa
         "fd_advise",
         |_: Caller<'_, T>, _: i32, _: i64, _: i64, _: i32| ERRNO_BADF,
     )?;
-    linker.func_wrap(M, "fd_filestat_get", |_: Caller<'_, T>, _: i32, _: i32| {
-        ERRNO_BADF
-    })?;
+    linker.func_wrap(M, "fd_filestat_get", fd_filestat_get::<T>)?;
     linker.func_wrap(
         M,
         "fd_filestat_set_size",

@@ -121,6 +121,11 @@ fn a_module_answers_its_request_predicts_the_same_way_and_replays_with_the_same_
     forged.state.as_mut().unwrap()["fuel_used"] = json!(fuel + 1);
     let err = axon_drivers::replay(&forged, dir.path()).unwrap_err();
     assert!(err.contains("units of fuel"), "{err}");
+    // So is one recorded under another host ABI (what the module's descriptors answer).
+    let mut other = c.clone();
+    other.state.as_mut().unwrap()["host_abi"] = json!(0);
+    let err = axon_drivers::replay(&other, dir.path()).unwrap_err();
+    assert!(err.contains("host ABI 0"), "{err}");
 }
 
 #[test]

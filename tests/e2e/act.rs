@@ -1150,3 +1150,55 @@ fn however_intents_repeat_and_collide_each_acts_at_most_once() {
         }
     }
 }
+
+#[test]
+fn a_claim_that_asks_the_journal_holds_its_intent_id_so_a_racing_claim_waits() {
+    // Memory keeps no finished action, so a new intent id is looked up in the journal.
+    // While the first claim's lookup is held up, a second claim of the same id waits for
+    // it rather than looking up too: a lookup that raced a claim could find its dispatch
+    // without its outcome and answer the action in doubt.
+    let n = TestNode::builder()
+        .config(|c| c.act.remembered_actions = 0)
+        .start();
+    // One action, forgotten at once: memory is no longer complete.
+    let (status, _) = act_in_background(&n, intent(ECHO, "warm-up", json!(1)))
+        .join()
+        .unwrap();
+    assert_eq!(status, 200);
+    let lookups = || {
+        n.metric(
+            "axon_actor_messages_total",
+            &[("actor", "journal-reader"), ("outcome", "ok")],
+        )
+        .unwrap_or(0.0)
+    };
+    let before = lookups();
+    n.inject(
+        "journal-reader",
+        Fault::Delay(Duration::from_secs(2)),
+        Some(1),
+    );
+    let first = act_in_background(&n, intent(ECHO, "race", json!({"v": 1})));
+    wait_until(
+        "the first lookup is held up",
+        Duration::from_secs(10),
+        || !n.fault_armed("journal-reader"),
+    )
+    .unwrap();
+    let second = act_in_background(&n, intent(ECHO, "race", json!({"v": 1})));
+    let (s1, v1) = first.join().unwrap();
+    let (s2, v2) = second.join().unwrap();
+    assert_eq!((s1, s2), (200, 200), "{v1} {v2}");
+    assert_eq!(v1["index"], v2["index"], "{v1} {v2}");
+    assert_eq!(v1["status"], "ok");
+    assert_eq!(v2["repeat"], true, "{v2}");
+    assert_eq!(
+        lookups() - before,
+        1.0,
+        "the second claim asked the journal too"
+    );
+    assert_eq!(
+        kinds(&n, &action_id("admin", "race")),
+        ["dispatch", "result"]
+    );
+}
