@@ -590,7 +590,7 @@ impl Act {
         let obligations = &driver.manifest.obligations;
         obligations.check_args(&intent.args).map_err(violation)?;
         obligations
-            .check_precondition(&serde_json::to_value(&intent).expect("an intent is plain data"))
+            .check_precondition(&intent)
             .map_err(violation)?;
 
         // predict

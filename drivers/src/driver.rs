@@ -157,8 +157,7 @@ pub fn act_checked(
     call: &Call,
 ) -> Result<Outcome, Violation> {
     obligations.check_args(&call.intent.args)?;
-    let whole = serde_json::to_value(call.intent).expect("an intent is plain data");
-    obligations.check_precondition(&whole)?;
+    obligations.check_precondition(call.intent)?;
     let outcome = match driver.effect() {
         Effect::Write => driver.push(call),
         Effect::Read => {

@@ -107,8 +107,17 @@ impl Obligations {
     }
 
     /// Checks the whole intent (its JSON form) before the driver is called.
-    pub fn check_precondition(&self, intent: &Value) -> Result<(), Violation> {
-        check("precondition", &self.precondition, intent)
+    /// Checks the whole intent against the precondition (the intent is turned into JSON
+    /// only when there is one).
+    pub fn check_precondition(
+        &self,
+        intent: &axon_protocols::intent::AxonIntent,
+    ) -> Result<(), Violation> {
+        if self.precondition.is_none() {
+            return Ok(());
+        }
+        let whole = serde_json::to_value(intent).expect("an intent is plain data");
+        check("precondition", &self.precondition, &whole)
     }
 
     /// Checks the outcome the driver answered; a violation makes the outcome `failed`.
