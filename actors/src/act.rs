@@ -230,13 +230,22 @@ enum Slot {
 struct Lookup<'a> {
     act: &'a Act,
     action: &'a str,
+    /// Which `Looking` slot is this lookup's own.
+    mine: watch::Receiver<Option<Known>>,
     _woken: watch::Sender<Option<Known>>,
+}
+
+impl Lookup<'_> {
+    /// True while the id's slot is still this lookup's (nothing settled it meanwhile).
+    fn holds(&self, book: &Book) -> bool {
+        matches!(book.slots.get(self.action), Some(Slot::Looking(rx)) if rx.same_channel(&self.mine))
+    }
 }
 
 impl Drop for Lookup<'_> {
     fn drop(&mut self) {
         let mut book = lock(&self.act.book);
-        if matches!(book.slots.get(self.action), Some(Slot::Looking(_))) {
+        if self.holds(&book) {
             book.slots.remove(self.action);
         }
     }
@@ -589,9 +598,7 @@ impl Act {
         }
         let obligations = &driver.manifest.obligations;
         obligations.check_args(&intent.args).map_err(violation)?;
-        obligations
-            .check_precondition(&intent)
-            .map_err(violation)?;
+        obligations.check_precondition(&intent).map_err(violation)?;
 
         // predict
         let intent = Arc::new(Action {
@@ -975,7 +982,7 @@ impl Act {
             Wait(watch::Receiver<Option<Known>>),
             /// Someone else looks the id up: look again once they are done.
             LookAgain(watch::Receiver<Option<Known>>),
-            AskJournal(watch::Sender<Option<Known>>),
+            AskJournal(watch::Sender<Option<Known>>, watch::Receiver<Option<Known>>),
         }
         loop {
             let next = {
@@ -999,8 +1006,9 @@ impl Act {
                     }
                     None => {
                         let (tx, rx) = watch::channel(None);
-                        book.slots.insert(action.to_owned(), Slot::Looking(rx));
-                        Next::AskJournal(tx)
+                        book.slots
+                            .insert(action.to_owned(), Slot::Looking(rx.clone()));
+                        Next::AskJournal(tx, rx)
                     }
                 }
             };
@@ -1021,16 +1029,24 @@ impl Act {
                     // Woken when the lookup is over, however it ended.
                     let _ = looked.changed().await;
                 }
-                Next::AskJournal(woken) => {
+                Next::AskJournal(woken, mine) => {
                     // Not in memory and memory is not complete: the journal knows. The id
                     // is held meanwhile, so no claim of it can start and race the lookup.
                     let lookup = Lookup {
                         act: self,
                         action,
+                        mine,
                         _woken: woken,
                     };
                     let found = self.journaled_state(action).await?;
                     let mut book = lock(&self.book);
+                    if !lookup.holds(&book) {
+                        // Settled meanwhile (a resolution, a late outcome): memory is newer
+                        // than what was read. Look again.
+                        drop(book);
+                        drop(lookup);
+                        continue;
+                    }
                     book.slots.remove(action);
                     let claim = match found {
                         None => self.open(&mut book, action, digest),
@@ -1144,7 +1160,7 @@ impl Act {
             (Some(busy @ (Slot::Running { .. } | Slot::Looking(_))), _) => {
                 book.slots.insert(action.to_owned(), busy);
                 return Err(RollbackError::Refused(format!(
-                    "action {action} has not finished yet"
+                    "action {action} is busy (running, or being looked up); try again"
                 )));
             }
             (None, None) => return Err(RollbackError::NoSuchAction(action.to_owned())),
@@ -1313,12 +1329,11 @@ impl Act {
         }
         match known {
             Some(k) => {
-                if book
+                // Listed once among the finished, to be forgotten in its turn.
+                let before = book
                     .slots
-                    .insert(action.to_owned(), Slot::Done(Box::new(k)))
-                    .is_none()
-                    || was_running
-                {
+                    .insert(action.to_owned(), Slot::Done(Box::new(k)));
+                if !matches!(before, Some(Slot::Done(_))) {
                     book.finished.push_back(action.to_owned());
                 }
                 forget_oldest(&mut book, self.cfg.remembered_actions);

@@ -1154,7 +1154,7 @@ fn however_intents_repeat_and_collide_each_acts_at_most_once() {
 #[test]
 fn a_claim_that_asks_the_journal_holds_its_intent_id_so_a_racing_claim_waits() {
     // Memory keeps no finished action, so a new intent id is looked up in the journal.
-    // While the first claim's lookup is held up, a second claim of the same id waits for
+    // While the first claim's lookup is held up (3 s), a second claim of the same id waits for
     // it rather than looking up too: a lookup that raced a claim could find its dispatch
     // without its outcome and answer the action in doubt.
     let n = TestNode::builder()
@@ -1175,7 +1175,7 @@ fn a_claim_that_asks_the_journal_holds_its_intent_id_so_a_racing_claim_waits() {
     let before = lookups();
     n.inject(
         "journal-reader",
-        Fault::Delay(Duration::from_secs(2)),
+        Fault::Delay(Duration::from_secs(3)),
         Some(1),
     );
     let first = act_in_background(&n, intent(ECHO, "race", json!({"v": 1})));
