@@ -157,8 +157,11 @@ pub async fn start(cfg: &Config, opts: NodeOptions) -> anyhow::Result<Node> {
     let journal_cfg = journal_config(cfg);
     let journal_shared: Arc<JournalShared> = Arc::default();
     let journal_metrics = JournalMetrics::new(&registry).context("registering journal metrics")?;
-    let wasm_stops =
-        axon_drivers::wasm::Stops::register(&registry).context("registering wasm metrics")?;
+    let wasm_node = axon_drivers::wasm::InNode {
+        stops: axon_drivers::wasm::Stops::register(&registry)
+            .context("registering wasm metrics")?,
+        clock: env.clock.clone(),
+    };
     let (journal_child, journal) = {
         let clock = env.clock.clone();
         let shared = journal_shared.clone();
@@ -240,7 +243,7 @@ pub async fn start(cfg: &Config, opts: NodeOptions) -> anyhow::Result<Node> {
         let prepared = Arc::new(
             Prepared::new(Arc::new(manifest), concurrency)
                 .map_err(|e| anyhow::anyhow!("driver manifest {}: {e}", file.display()))?
-                .counting(&wasm_stops),
+                .in_node(&wasm_node),
         );
         let manifest = prepared.manifest().clone();
         let mut workers = vec![];

@@ -126,9 +126,10 @@ impl Prepared {
         Ok(Self { manifest, wasm })
     }
 
-    /// The same preparation, a wasm driver's failed calls counted in `stops`.
-    pub fn counting(mut self, stops: &crate::wasm::Stops) -> Self {
-        self.wasm = self.wasm.map(|c| c.counting(stops));
+    /// The same preparation, a wasm driver's run in `node` (its stops counted there, on
+    /// its clock).
+    pub fn in_node(mut self, node: &crate::wasm::InNode) -> Self {
+        self.wasm = self.wasm.map(|c| c.in_node(node));
         self
     }
 

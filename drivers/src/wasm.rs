@@ -450,7 +450,25 @@ impl Drop for Runner {
 #[derive(Clone)]
 pub struct Compiled {
     runner: Arc<Runner>,
-    stops: Stops,
+    node: InNode,
+}
+
+/// What a node gives its wasm drivers: the counter of their stops, and the clock whose
+/// wall time a module first sees (recorded in each capsule). `default()`: a counter
+/// nobody reads and the system's clock, for a driver outside a node.
+#[derive(Clone)]
+pub struct InNode {
+    pub stops: Stops,
+    pub clock: axon_supervisors::SharedClock,
+}
+
+impl Default for InNode {
+    fn default() -> Self {
+        Self {
+            stops: Stops::default(),
+            clock: axon_supervisors::SystemClock::shared(),
+        }
+    }
 }
 
 impl std::fmt::Debug for Compiled {
@@ -484,14 +502,14 @@ impl Compiled {
         let _ = runner.watchdog.set(watchdog.thread().clone());
         Ok(Self {
             runner,
-            stops: Stops::default(),
+            node: InNode::default(),
         })
     }
 
-    /// The same compilation, its failed calls counted in `stops`.
-    pub fn counting(self, stops: &Stops) -> Self {
+    /// The same compilation, run in `node`: its stops counted there, on its clock.
+    pub fn in_node(self, node: &InNode) -> Self {
         Self {
-            stops: stops.clone(),
+            node: node.clone(),
             ..self
         }
     }
@@ -701,7 +719,7 @@ fn stdout_too_big(max: u64) -> String {
 pub struct WasmDriver {
     descriptor: crate::descriptor::DriverDescriptor,
     runner: Arc<Runner>,
-    stops: Stops,
+    node: InNode,
     /// How a call's start is chosen: now (acting) or as recorded (replaying).
     recorded: Option<Start>,
     fuel_recorded: Option<u64>,
@@ -731,11 +749,11 @@ impl WasmDriver {
         recorded: Option<(Start, u64)>,
     ) -> Result<Self, String> {
         // Every cause is shown from the start, at zero.
-        compiled.stops.show(&descriptor.name);
+        compiled.node.stops.show(&descriptor.name);
         Ok(Self {
             descriptor,
             runner: compiled.runner.clone(),
-            stops: compiled.stops.clone(),
+            node: compiled.node.clone(),
             recorded: recorded.map(|(s, _)| s),
             fuel_recorded: recorded.map(|(_, f)| f),
             last_fuel_used: None,
@@ -820,7 +838,10 @@ impl WasmDriver {
             }
         };
         let start = self.recorded.unwrap_or_else(|| Start {
-            wall_ns: std::time::SystemTime::now()
+            wall_ns: self
+                .node
+                .clock
+                .wall()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_nanos() as u64)
                 .unwrap_or(0),
@@ -828,7 +849,7 @@ impl WasmDriver {
         });
         let run = self.runner.run(stdin, start);
         if let Some(stop) = run.stop {
-            self.stops.count(&self.descriptor.name, stop);
+            self.node.stops.count(&self.descriptor.name, stop);
         }
         self.last_fuel_used = Some(run.fuel_used);
         let state = json!({

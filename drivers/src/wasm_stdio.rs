@@ -127,77 +127,81 @@ fn iovecs(data: &[u8], iovs: u32, count: u32) -> Option<Vec<(usize, usize)>> {
         .collect()
 }
 
-fn fd_write<T: HasStdio>(
+/// The one shape of `fd_write` and `fd_read` on descriptor `fd`, one of `fds`: the
+/// iovecs and the place of the count are checked before anything moves (a fault moves
+/// nothing), then `each` moves the bytes of one iovec `(ptr, len)` and answers how many,
+/// and their total is written at `done`.
+fn through_iovecs<T: HasStdio>(
     mut caller: Caller<'_, T>,
-    fd: i32,
-    iovs: i32,
-    count: i32,
-    written: i32,
+    fds: &[i32],
+    (fd, iovs, count, done): (i32, i32, i32, i32),
+    mut each: impl FnMut(&mut Stdio, &mut [u8], usize, usize) -> usize,
 ) -> wasmtime::Result<i32> {
     let mem = memory(&mut caller)?;
     let (data, state) = mem.data_and_store_mut(&mut caller);
     let stdio = state.stdio();
-    if !(fd == 1 || fd == 2) || !stdio.open(fd) {
+    if !fds.contains(&fd) || !stdio.open(fd) {
         return Ok(ERRNO_BADF);
     }
     if count as u32 > MAX_IOVECS {
         return Ok(ERRNO_INVAL);
     }
-    // Every pointer is checked before anything is written, so a fault writes nothing.
     let Some(parts) =
-        iovecs(data, iovs as u32, count as u32).filter(|_| fits_u32(data, written as u32))
+        iovecs(data, iovs as u32, count as u32).filter(|_| fits_u32(data, done as u32))
     else {
         return Ok(ERRNO_FAULT);
     };
     let mut total: u32 = 0;
     for (ptr, len) in parts {
-        if fd == 1 {
-            stdio.write(&data[ptr..ptr + len]);
-        }
-        total = total.saturating_add(len as u32);
+        total = total.saturating_add(each(stdio, data, ptr, len) as u32);
     }
-    Ok(if put_u32(data, written as u32, total) {
+    Ok(if put_u32(data, done as u32, total) {
         ERRNO_SUCCESS
     } else {
         ERRNO_FAULT
     })
 }
 
+fn fd_write<T: HasStdio>(
+    caller: Caller<'_, T>,
+    fd: i32,
+    iovs: i32,
+    count: i32,
+    written: i32,
+) -> wasmtime::Result<i32> {
+    // stderr takes the bytes and keeps none.
+    through_iovecs(
+        caller,
+        &[1, 2],
+        (fd, iovs, count, written),
+        |stdio, data, ptr, len| {
+            if fd == 1 {
+                stdio.write(&data[ptr..ptr + len]);
+            }
+            len
+        },
+    )
+}
+
 fn fd_read<T: HasStdio>(
-    mut caller: Caller<'_, T>,
+    caller: Caller<'_, T>,
     fd: i32,
     iovs: i32,
     count: i32,
     read: i32,
 ) -> wasmtime::Result<i32> {
-    let mem = memory(&mut caller)?;
-    let (data, state) = mem.data_and_store_mut(&mut caller);
-    let stdio = state.stdio();
-    if fd != 0 || !stdio.open(fd) {
-        return Ok(ERRNO_BADF);
-    }
-    if count as u32 > MAX_IOVECS {
-        return Ok(ERRNO_INVAL);
-    }
-    // Every pointer is checked before anything is read, so a fault consumes nothing.
-    let Some(parts) =
-        iovecs(data, iovs as u32, count as u32).filter(|_| fits_u32(data, read as u32))
-    else {
-        return Ok(ERRNO_FAULT);
-    };
-    let mut total = 0usize;
-    for (ptr, len) in parts {
-        let left = &stdio.stdin[stdio.read..];
-        let n = len.min(left.len());
-        data[ptr..ptr + n].copy_from_slice(&left[..n]);
-        stdio.read += n;
-        total += n;
-    }
-    Ok(if put_u32(data, read as u32, total as u32) {
-        ERRNO_SUCCESS
-    } else {
-        ERRNO_FAULT
-    })
+    through_iovecs(
+        caller,
+        &[0],
+        (fd, iovs, count, read),
+        |stdio, data, ptr, len| {
+            let left = &stdio.stdin[stdio.read..];
+            let n = len.min(left.len());
+            data[ptr..ptr + n].copy_from_slice(&left[..n]);
+            stdio.read += n;
+            n
+        },
+    )
 }
 
 /// `fdstat` of a standard stream as WASI describes one that is not a terminal: file type

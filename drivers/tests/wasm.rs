@@ -9,7 +9,7 @@ mod capsule;
 use axon_drivers::driver::{act_checked, Call, Driver, Outcome, Prediction, Status};
 use axon_drivers::host::Prepared;
 use axon_drivers::manifest::{Manifest, ManifestError};
-use axon_drivers::wasm::{Compiled, WasmDriver};
+use axon_drivers::wasm::{Compiled, InNode, Stops, WasmDriver};
 use axon_protocols::intent::AxonIntent;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -146,6 +146,29 @@ fn a_call_made_inside_an_async_runtime_runs_there_as_it_runs_anywhere() {
     assert_eq!(
         inside.replay.as_ref().unwrap()["fuel_used"],
         plain.replay.as_ref().unwrap()["fuel_used"]
+    );
+}
+
+#[test]
+fn the_wall_clock_a_module_first_sees_is_its_nodes() {
+    use axon_supervisors::{ManualClock, SharedClock};
+    let dir = tempfile::tempdir().unwrap();
+    let m = manifest(dir.path(), "echo", LIMITS);
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_800_000_000);
+    let clock: SharedClock = std::sync::Arc::new(ManualClock::new(at));
+    let node = InNode {
+        stops: Stops::default(),
+        clock,
+    };
+    let compiled = Compiled::load(m.wasm_settings.as_ref().unwrap(), m.folder(), 1)
+        .unwrap()
+        .in_node(&node);
+    let mut d = WasmDriver::new(m.descriptor(), &compiled).unwrap();
+    let out = act(&mut d, &m, json!(null));
+    assert_eq!(out.status, Status::Ok, "{out:?}");
+    assert_eq!(
+        out.replay.as_ref().unwrap()["wall_ns"],
+        json!("1800000000000000000")
     );
 }
 
