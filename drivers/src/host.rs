@@ -137,11 +137,6 @@ impl Prepared {
         &self.manifest
     }
 
-    /// The compiled module of a wasm driver.
-    pub fn compiled(&self) -> Option<&crate::wasm::Compiled> {
-        self.wasm.as_ref()
-    }
-
     /// A fresh host of the driver (each incarnation starts clean).
     pub fn host(&self) -> Result<DriverHost, String> {
         Ok(DriverHost {

@@ -513,11 +513,6 @@ impl Compiled {
             ..self
         }
     }
-
-    /// Whether `self` and `other` are the same compilation.
-    pub fn same_as(&self, other: &Compiled) -> bool {
-        Arc::ptr_eq(&self.runner, &other.runner)
-    }
 }
 
 /// The watchdog: the epoch moves one tick per [`EPOCH_TICK`] while a call runs; idle, it

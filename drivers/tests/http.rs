@@ -8,7 +8,7 @@ mod capsule;
 
 mod loopback;
 
-use axon_drivers::driver::{act_checked, Call, Driver, Prediction, Recorded, Status};
+use axon_drivers::driver::{Call, Driver, Prediction, Recorded, Status};
 use axon_drivers::http::HttpDriver;
 use axon_drivers::manifest::Manifest;
 use axon_protocols::intent::AxonIntent;
@@ -69,16 +69,7 @@ fn intent(args: Value) -> AxonIntent {
 const ID: &str = "0123456789abcdef0123456789abcdef";
 
 fn push(d: &mut HttpDriver, m: &Manifest, args: Value) -> axon_drivers::driver::Outcome {
-    let i = intent(args);
-    act_checked(
-        d,
-        &m.obligations,
-        &Call {
-            action_id: ID,
-            intent: &i,
-        },
-    )
-    .unwrap()
+    capsule::act(d, m, ID, &intent(args))
 }
 
 #[test]

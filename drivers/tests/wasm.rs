@@ -6,7 +6,7 @@
 
 mod capsule;
 
-use axon_drivers::driver::{act_checked, Call, Driver, Outcome, Prediction, Status};
+use axon_drivers::driver::{Call, Driver, Outcome, Prediction, Status};
 use axon_drivers::host::Prepared;
 use axon_drivers::manifest::{Manifest, ManifestError};
 use axon_drivers::wasm::{Compiled, InNode, Stops, WasmDriver};
@@ -74,16 +74,7 @@ fn intent(args: Value) -> AxonIntent {
 const ID: &str = "00000000000000000000000000000abc";
 
 fn act(d: &mut dyn Driver, m: &Manifest, args: Value) -> Outcome {
-    let i = intent(args);
-    act_checked(
-        d,
-        &m.obligations,
-        &Call {
-            action_id: ID,
-            intent: &i,
-        },
-    )
-    .unwrap()
+    capsule::act(d, m, ID, &intent(args))
 }
 
 /// The capsule of a call of `m`'s driver on `args`.

@@ -504,34 +504,49 @@ pub fn value_end(b: &[u8], at: usize, depth: usize) -> Option<usize> {
                 }
             }
         }
-        b'{' => {
-            let mut p = at + 1;
-            if b.get(p) == Some(&b'}') {
-                return Some(p + 1);
-            }
-            let mut previous: Option<&[u8]> = None;
-            loop {
-                if b.get(p) != Some(&b'"') {
-                    return None;
-                }
-                let (end, escaped) = string_end(b, p)?;
-                let key = &b[p + 1..end - 1];
-                if escaped || previous.is_some_and(|prev| !name_before(prev, key)) {
-                    return None;
-                }
-                previous = Some(key);
-                if b.get(end) != Some(&b':') {
-                    return None;
-                }
-                p = value_end(b, end + 1, depth + 1)?;
-                match *b.get(p)? {
-                    b',' => p += 1,
-                    b'}' => return Some(p + 1),
-                    _ => return None,
-                }
-            }
-        }
+        b'{' => object_end(b, at, depth, |_, _| {}),
         _ => None,
+    }
+}
+
+/// [`value_end`] for the object that starts at `at`, telling `member` each member's name
+/// (plain: names with escapes are not decided here) and where its value is, as it passes
+/// them: a caller reads what it needs of an object in the same pass that checks it.
+pub fn object_end(
+    b: &[u8],
+    at: usize,
+    depth: usize,
+    mut member: impl FnMut(&[u8], std::ops::Range<usize>),
+) -> Option<usize> {
+    if depth > FAST_MAX_DEPTH || b.get(at) != Some(&b'{') {
+        return None;
+    }
+    let mut p = at + 1;
+    if b.get(p) == Some(&b'}') {
+        return Some(p + 1);
+    }
+    let mut previous: Option<&[u8]> = None;
+    loop {
+        if b.get(p) != Some(&b'"') {
+            return None;
+        }
+        let (end, escaped) = string_end(b, p)?;
+        let key = &b[p + 1..end - 1];
+        if escaped || previous.is_some_and(|prev| !name_before(prev, key)) {
+            return None;
+        }
+        previous = Some(key);
+        if b.get(end) != Some(&b':') {
+            return None;
+        }
+        let value = end + 1;
+        p = value_end(b, value, depth + 1)?;
+        member(key, value..p);
+        match *b.get(p)? {
+            b',' => p += 1,
+            b'}' => return Some(p + 1),
+            _ => return None,
+        }
     }
 }
 

@@ -151,8 +151,17 @@ impl EntryHead {
             u64::try_from(v).ok().map(|v| (end, v))
         };
         let body = expect(0, b"{\"body\":")?;
-        let p = canonical::value_end(b, body, 1)?;
-        let action = action_in(b, body)?;
+        let mut action = None;
+        let p = if b.get(body) == Some(&b'{') {
+            // The body's members are checked and its action picked up in one pass.
+            canonical::object_end(b, body, 1, |name, value| {
+                if name == b"action_id" {
+                    action = action_value(&b[value]);
+                }
+            })?
+        } else {
+            canonical::value_end(b, body, 1)?
+        };
         let p = expect(p, b",\"index\":")?;
         let (p, index) = unsigned(p)?;
         let p = expect(p, b",\"kind\":")?;
@@ -190,34 +199,14 @@ impl EntryHead {
     }
 }
 
-/// The `action_id` member of the body at `at`, as [`action_of`] reads it, from bytes that
-/// [`canonical::value_end`] has accepted (so its member names are plain and in order):
-/// `None` where the member's value is not a value that check decides.
-fn action_in(b: &[u8], at: usize) -> Option<Option<String>> {
-    if b.get(at) != Some(&b'{') || b.get(at + 1) == Some(&b'}') {
-        return Some(None);
-    }
-    let mut p = at + 1;
-    loop {
-        let (name_end, _) = canonical::string_end(b, p)?;
-        let value = name_end + 1;
-        let end = canonical::value_end(b, value, 2)?;
-        if &b[p..name_end] == b"\"action_id\"" {
-            // An escaped string holds a character no action id has.
-            let id = match canonical::string_end(b, value) {
-                Some((e, false)) if e == end => std::str::from_utf8(&b[value + 1..end - 1])
-                    .ok()
-                    .filter(|s| crate::capsule::ReplayCapsule::is_action_id(s))
-                    .map(str::to_owned),
-                _ => None,
-            };
-            return Some(id);
-        }
-        match *b.get(end)? {
-            b',' => p = end + 1,
-            _ => return Some(None),
-        }
-    }
+/// An `action_id` member's canonical value as [`action_of`] reads it: a plain string that
+/// is an action id (an escaped string holds a character no action id has).
+fn action_value(v: &[u8]) -> Option<String> {
+    let text = v.strip_prefix(b"\"")?.strip_suffix(b"\"")?;
+    std::str::from_utf8(text)
+        .ok()
+        .filter(|s| crate::capsule::ReplayCapsule::is_action_id(s))
+        .map(str::to_owned)
 }
 
 /// Every kind, in declaration order (the journal's index numbers them by position: a new

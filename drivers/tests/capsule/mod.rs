@@ -1,8 +1,8 @@
-//! The replay capsule of a call a test made directly on a driver, as the act pipeline
-//! would journal it.
+//! What the driver tests share: one call made directly on a driver, and its replay
+//! capsule as the act pipeline would journal it.
 #![allow(dead_code)]
 
-use axon_drivers::driver::Outcome;
+use axon_drivers::driver::{act_checked, Call, Driver, Outcome};
 use axon_drivers::manifest::Manifest;
 use axon_protocols::capsule::{Environment, RecordedClock, ReplayCapsule};
 use axon_protocols::intent::AxonIntent;
@@ -28,4 +28,9 @@ pub fn capsule(m: &Manifest, action_id: &str, input: &AxonIntent, out: &Outcome)
             duration_us: 0,
         },
     }
+}
+
+/// `intent` acted on by `d` as action `action_id`, its obligations checked (they must hold).
+pub fn act(d: &mut dyn Driver, m: &Manifest, action_id: &str, intent: &AxonIntent) -> Outcome {
+    act_checked(d, &m.obligations, &Call { action_id, intent }).unwrap()
 }
