@@ -2,7 +2,7 @@
 //! while one batch is handled together, and each is answered in order.
 
 use super::caller::Envelope;
-use super::host::{handler_clock, handler_seconds_between, Host, Outcome};
+use super::host::{Host, Outcome};
 use super::{panic_message, Worker, WorkerContext};
 use crate::supervisor::Exit;
 use actix::prelude::*;
@@ -79,11 +79,11 @@ impl<W: Worker> Host<W> {
             correlation_id: None,
             stop: false,
         };
-        let started = handler_clock().raw();
+        let started = self.handler_times.now();
         let worker = &mut self.worker;
         let outcome = catch_unwind(AssertUnwindSafe(|| worker.handle_batch(requests, &mut cx)));
-        self.handler_seconds
-            .observe(handler_seconds_between(started, handler_clock().raw()));
+        self.handler_times
+            .observe(started, self.handler_times.now());
         let stop = cx.stop;
         let failure = match outcome {
             Ok(Ok(answers)) if answers.len() == n => {

@@ -10,13 +10,15 @@
 //! answer comes. At the next tick every young caller is woken once; one still waiting
 //! then enters the wheel with its due time. A young caller that had its answer meanwhile
 //! costs its task at most one extra poll per tick. Any other caller uses one of a few shards shared by the
-//! process, driven by one thread of its own that sleeps while nobody waits. Either way a
-//! call reads only the kernel's coarse clock, where a runtime timer per call costs an
-//! insert and a cancel in the timer wheel and a clock read for each.
+//! process, driven by one thread of its own that sleeps while nobody waits. A call
+//! answered before the next tick reads no clock; one that waits longer reads only the
+//! kernel's coarse clock, where a runtime timer per call costs an insert and a cancel in
+//! the timer wheel and a clock read for each.
 //!
-//! Precision: a deadline never passes early; it is seen late by at most one tick plus
-//! twice the coarse clock's resolution (a few milliseconds), which is far inside any call
-//! deadline a node is configured with.
+//! Precision: a deadline never passes early; it is seen late by at most two ticks (a
+//! young caller's wait counts from the tick that finds it still waiting) plus twice the
+//! coarse clock's resolution (a few milliseconds), which is far inside any call deadline
+//! a node is configured with.
 
 use slab::Slab;
 use std::cell::RefCell;
@@ -362,6 +364,11 @@ pub struct Elapsed;
 /// `inner`, given up at its deadline.
 pub struct WithDeadline<F> {
     inner: F,
+    /// How long the caller waits, in nanoseconds.
+    wait: u64,
+    /// When it gives up, on the coarse clock: set when the caller enters a wheel. A young
+    /// caller, answered before the next tick, never reads the clock at all; one still
+    /// waiting at the tick counts its wait from then.
     due: u64,
     /// This caller's entry, while it has one.
     entry: Option<Entry>,
@@ -369,13 +376,20 @@ pub struct WithDeadline<F> {
 
 impl<F> WithDeadline<F> {
     pub fn new(inner: F, deadline: Duration) -> Self {
-        let wait = u64::try_from(deadline.as_nanos()).unwrap_or(u64::MAX);
         Self {
             inner,
-            due: now_ns()
-                .saturating_add(wait)
-                .saturating_add(resolution_ns()),
+            wait: u64::try_from(deadline.as_nanos()).unwrap_or(u64::MAX),
+            due: u64::MAX,
             entry: None,
+        }
+    }
+
+    /// Starts the wait from now, if it has not started yet.
+    fn start_wait(&mut self) {
+        if self.due == u64::MAX {
+            self.due = now_ns()
+                .saturating_add(self.wait)
+                .saturating_add(resolution_ns());
         }
     }
 
@@ -412,6 +426,7 @@ impl<F> WithDeadline<F> {
             // Polled again while still waiting (the tick woke the young callers, or
             // something else woke its task): now it enters the wheel with its due time.
             Some(Entry::Young) => {
+                self.start_wait();
                 self.entry = Some(self.enter_wheel(waker));
             }
             Some(Entry::Local { wheel, key, tag }) => {
@@ -456,6 +471,7 @@ impl<F> WithDeadline<F> {
                 self.entry = Some(if enter_young(waker) {
                     Entry::Young
                 } else {
+                    self.start_wait();
                     self.enter_wheel(waker)
                 });
             }
@@ -499,9 +515,12 @@ impl<F: Future + Unpin> Future for WithDeadline<F> {
             this.leave();
             return Poll::Ready(Ok(v));
         }
-        // A first poll is never past the deadline but for a zero one, which the next
-        // tick answers; later polls come from a wake-up, the deadline's or the answer's.
-        if this.entry.is_some() && now_ns() >= this.due {
+        // Only a caller in a wheel has a due time; a young one gets its own at the tick
+        // (a zero deadline is answered at the tick after). Polls come from a wake-up, the
+        // deadline's or the answer's.
+        if matches!(this.entry, Some(Entry::Local { .. } | Entry::Shared { .. }))
+            && now_ns() >= this.due
+        {
             this.leave();
             return Poll::Ready(Err(Elapsed));
         }
@@ -526,10 +545,9 @@ mod tests {
         let began = now_ns();
         let mut call =
             WithDeadline::new(futures::future::pending::<()>(), Duration::from_millis(ms));
-        assert!(call.due >= began + ms * 1_000_000);
-        let due = call.due;
         assert!((&mut call).await.is_err());
-        assert!(now_ns() >= due, "gave up before its due time");
+        assert!(call.due >= began + ms * 1_000_000);
+        assert!(now_ns() >= call.due, "gave up before its due time");
     }
 
     #[test]

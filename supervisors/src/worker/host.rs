@@ -7,12 +7,12 @@ use super::caller::{Envelope, Reply, WorkerShared};
 use super::{panic_message, Worker, WorkerContext, WorkerError};
 use crate::clock::SharedClock;
 use crate::fault::{Fault, FaultInjector};
+use crate::metrics::{ActorHandlerTimes, LocalHandlerTimes};
 use crate::supervisor::{kill_requested, ChildControl, Exit, StopLevel};
 use crate::CallError;
 use actix::prelude::*;
 use futures::future::{self, Either};
-use prometheus::local::LocalHistogram;
-use prometheus::{Histogram, IntCounter};
+use prometheus::IntCounter;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,7 +43,7 @@ pub(super) struct Host<W: Worker> {
     pub(super) ok: IntCounter,
     pub(super) rejected: IntCounter,
     pub(super) failures: IntCounter,
-    pub(super) handler_seconds: std::rc::Rc<LocalHistogram>,
+    pub(super) handler_times: std::rc::Rc<LocalHandlerTimes>,
     /// Requests waiting for the next group commit (batching workers only).
     pub(super) batch: Vec<Envelope<W>>,
     pub(super) flush_scheduled: bool,
@@ -55,11 +55,11 @@ impl<W: Worker> Actor for Host<W> {
     type Context = Context<Self>;
 
     fn started(&mut self, _ctx: &mut Self::Context) {
-        // The handler-time histogram is kept on this thread and added to the shared one
-        // every second and at the end, so a message pays no atomic update for it. The
+        // Handler times are counted on this thread and added to the actor's shared counts
+        // every second and at the end, so a message pays no atomic update for them. The
         // flush runs as a task of its own beside the actor: a timer among the actor's own
         // futures would be polled at every message.
-        let histogram = std::rc::Rc::downgrade(&self.handler_seconds);
+        let histogram = std::rc::Rc::downgrade(&self.handler_times);
         actix::spawn(async move {
             loop {
                 tokio::time::sleep(HISTOGRAM_FLUSH).await;
@@ -74,7 +74,7 @@ impl<W: Worker> Actor for Host<W> {
     fn stopped(&mut self, _ctx: &mut Self::Context) {
         // A batch still waiting (the arbiter is going away without a stop) is answered.
         self.drop_batch("the actor stopped before committing this request");
-        self.handler_seconds.flush();
+        self.handler_times.flush();
         let worker = &mut self.worker;
         if let Err(p) = catch_unwind(AssertUnwindSafe(|| worker.stopped())) {
             if !self.exit.is_abnormal() {
@@ -88,18 +88,6 @@ impl<W: Worker> Actor for Host<W> {
             let _ = tx.send(self.exit.clone());
         }
     }
-}
-
-/// The clock handler times are taken on: the CPU's time-stamp counter where it is
-/// steady, read without a system call and scaled once per message.
-pub(super) fn handler_clock() -> &'static quanta::Clock {
-    static CLOCK: std::sync::LazyLock<quanta::Clock> = std::sync::LazyLock::new(quanta::Clock::new);
-    &CLOCK
-}
-
-/// Seconds between two readings of [`handler_clock`].
-pub(super) fn handler_seconds_between(start: u64, end: u64) -> f64 {
-    handler_clock().delta_as_nanos(start, end) as f64 * 1e-9
 }
 
 /// How often a host adds its handler times to the shared histogram.
@@ -284,7 +272,7 @@ impl<W: Worker> Host<W> {
             correlation_id: env.correlation_id.take(),
             stop: fault == Some(Fault::Exit),
         };
-        let started = handler_clock().raw();
+        let started = self.handler_times.now();
         let worker = &mut self.worker;
         let id = &self.shared.id;
         let outcome = catch_unwind(AssertUnwindSafe(|| match fault {
@@ -292,8 +280,8 @@ impl<W: Worker> Host<W> {
             Some(Fault::Error) => Err(WorkerError::Fatal(format!("injected error in {id}"))),
             _ => worker.handle(request, &mut cx),
         }));
-        self.handler_seconds
-            .observe(handler_seconds_between(started, handler_clock().raw()));
+        self.handler_times
+            .observe(started, self.handler_times.now());
         let slow_answer = match fault {
             Some(Fault::SlowAnswer(d)) => Some(d),
             _ => None,
@@ -454,7 +442,7 @@ pub(super) struct HostParts<W: Worker> {
     pub(super) ok: IntCounter,
     pub(super) rejected: IntCounter,
     pub(super) failures: IntCounter,
-    pub(super) handler_seconds: Histogram,
+    pub(super) handler_times: Arc<ActorHandlerTimes>,
 }
 
 /// The capacity of actix's own queue: far beyond any Axon mailbox bound (at most 2^20 in
@@ -486,7 +474,7 @@ impl<W: Worker> HostParts<W> {
             ok: self.ok,
             rejected: self.rejected,
             failures: self.failures,
-            handler_seconds: std::rc::Rc::new(self.handler_seconds.local()),
+            handler_times: std::rc::Rc::new(LocalHandlerTimes::new(self.handler_times)),
             batch: Vec::new(),
             flush_scheduled: false,
             batch_limit: None,

@@ -150,7 +150,7 @@ where
                 ok: env.metrics.messages.with_label_values(&[a, "ok"]),
                 rejected: env.metrics.messages.with_label_values(&[a, "rejected"]),
                 failures: env.metrics.messages.with_label_values(&[a, "failed"]),
-                handler_seconds: env.metrics.handler_seconds.with_label_values(&[a]),
+                handler_times: env.metrics.handler_seconds.for_actor(a),
             };
             let addr = place(parts).await?;
             // The new incarnation's mailbox count starts at zero and its address goes up
