@@ -295,6 +295,24 @@ pub(crate) async fn driver(
     Ok(HttpResponse::Ok().json(driver_json(&st, d)))
 }
 
+/// `GET /v1/drivers/{name}/scorecard`.
+pub(crate) async fn scorecard(
+    req: HttpRequest,
+    st: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let d = named_driver(&req, &st)?;
+    let report = d.scorecard.report(st.clock.now());
+    let restarts: u64 = d.workers.iter().map(|w| w.node().restarts_total()).sum();
+    Ok(HttpResponse::Ok().json(json!({
+        "driver": d.name(),
+        "lane": st.act.lanes().lane(d.name()),
+        "restarts": restarts,
+        "window_seconds": report.window_seconds,
+        "window": report.window,
+        "total": report.total,
+    })))
+}
+
 /// The body of a lane move.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

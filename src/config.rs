@@ -109,6 +109,9 @@ pub struct DriversConfig {
     pub max_restarts: u32,
     pub period_seconds: u64,
     pub cool_down_ms: u64,
+    /// Each driver's scorecard window, and the slices it is cut into.
+    pub scorecard_window_seconds: u64,
+    pub scorecard_slices: u32,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -386,6 +389,18 @@ impl Config {
             self.drivers.cool_down_ms,
             0,
             86_400_000,
+        )?;
+        range(
+            "drivers.scorecard_window_seconds",
+            self.drivers.scorecard_window_seconds,
+            1,
+            86_400,
+        )?;
+        range(
+            "drivers.scorecard_slices",
+            u64::from(self.drivers.scorecard_slices),
+            1,
+            3_600,
         )?;
         if self.drivers.manifest_dirs.len() > 64 {
             return Err(key_err("drivers.manifest_dirs", "at most 64 folders"));

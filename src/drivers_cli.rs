@@ -1,4 +1,4 @@
-//! `axon drivers list | show | promote | demote`: the driver routes of a running node,
+//! `axon drivers list | show | scorecard | promote | demote`: the driver routes of a running node,
 //! from the command line. The node is found at `--url` (default: the configured listen
 //! address) and the admin token in the data directory's `admin.token` (or `--token-file`).
 
@@ -84,9 +84,19 @@ pub fn list(t: &Target) -> anyhow::Result<String> {
 
 /// `GET /v1/drivers/{name}`, as JSON.
 pub fn show(t: &Target, name: &str) -> anyhow::Result<String> {
+    get_pretty(t, &format!("/v1/drivers/{name}"))
+}
+
+/// `GET /v1/drivers/{name}/scorecard`, as JSON.
+pub fn scorecard(t: &Target, name: &str) -> anyhow::Result<String> {
+    get_pretty(t, &format!("/v1/drivers/{name}/scorecard"))
+}
+
+/// A read route's answer, as indented JSON.
+fn get_pretty(t: &Target, path: &str) -> anyhow::Result<String> {
     let v = answer(
         client()?
-            .get(format!("{}/v1/drivers/{name}", t.url))
+            .get(format!("{}{path}", t.url))
             .send()
             .with_context(|| format!("reaching the node at {}", t.url))?,
     )?;

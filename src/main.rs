@@ -126,6 +126,14 @@ enum DriversWhat {
         #[command(flatten)]
         node: NodeArgs,
     },
+    /// How a driver's pushes have gone, as JSON: calls, errors by kind, latency
+    /// percentiles, predicted and realized utility, restarts; over the sliding window and
+    /// in total.
+    Scorecard {
+        name: String,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
     /// Moves a driver towards live: testing → shadow, shadow → live, retired → testing.
     Promote {
         name: String,
@@ -401,6 +409,12 @@ fn main() {
             what: DriversWhat::Show { name, node },
         } => match node.target() {
             Ok(t) => print_answer(axon::drivers_cli::show(&t, &name)),
+            Err(code) => code,
+        },
+        Command::Drivers {
+            what: DriversWhat::Scorecard { name, node },
+        } => match node.target() {
+            Ok(t) => print_answer(axon::drivers_cli::scorecard(&t, &name)),
             Err(code) => code,
         },
         Command::Drivers {

@@ -293,7 +293,11 @@ pub async fn start(cfg: &Config, opts: NodeOptions) -> anyhow::Result<Node> {
             driver_children.push(child);
             workers.push(worker);
         }
-        instances.push(Arc::new(DriverInstance::new(manifest, workers)));
+        let scorecard = ScorecardConfig {
+            window: Duration::from_secs(cfg.drivers.scorecard_window_seconds),
+            slices: cfg.drivers.scorecard_slices,
+        };
+        instances.push(Arc::new(DriverInstance::new(manifest, workers, scorecard)));
     }
     let drivers = supervisor(
         &env,

@@ -122,6 +122,53 @@ fn driver_schema() -> Value {
     })
 }
 
+/// A scorecard's figures over one span of calls.
+fn figures_schema() -> Value {
+    let number_or_null = json!({"type": ["number", "null"]});
+    json!({
+        "type": "object",
+        "required": ["calls", "errors", "error_rate", "latency", "realized_utility",
+                     "predicted_utility", "uplift", "inconclusive"],
+        "properties": {
+            "calls": {"type": "integer", "minimum": 0},
+            "errors": {"type": "object", "additionalProperties": {"type": "integer", "minimum": 0}},
+            "error_rate": number_or_null,
+            "latency": {
+                "oneOf": [
+                    {"type": "null"},
+                    {
+                        "type": "object",
+                        "required": ["p50_ms", "p95_ms", "p99_ms", "max_ms"],
+                        "properties": {
+                            "p50_ms": {"type": "number"}, "p95_ms": {"type": "number"},
+                            "p99_ms": {"type": "number"}, "max_ms": {"type": "number"}
+                        }
+                    }
+                ]
+            },
+            "realized_utility": number_or_null,
+            "predicted_utility": number_or_null,
+            "uplift": number_or_null,
+            "inconclusive": {"type": "integer", "minimum": 0}
+        }
+    })
+}
+
+fn scorecard_schema() -> Value {
+    json!({
+        "type": "object",
+        "required": ["driver", "lane", "restarts", "window_seconds", "window", "total"],
+        "properties": {
+            "driver": {"type": "string"},
+            "lane": {"type": "string", "enum": lanes()},
+            "restarts": {"type": "integer", "minimum": 0},
+            "window_seconds": {"type": "number"},
+            "window": figures_schema(),
+            "total": figures_schema()
+        }
+    })
+}
+
 fn lane_move_schema() -> Value {
     json!({
         "type": "object", "required": ["to", "reason"], "additionalProperties": false,
@@ -470,6 +517,20 @@ pub static ROUTES: &[Route] = &[
         response: || json_ok("The driver", driver_schema()),
         problems: &[P::UnknownDriver],
         handler: |r| r.to(act::driver),
+    },
+    Route {
+        method: Method::Get,
+        path: "/v1/drivers/{name}/scorecard",
+        summary: "How a driver's pushes have gone, over the sliding window and in total: calls, errors by kind, latency p50/p95/p99, predicted and realized utility and their uplift, restarts",
+        auth: Auth::None,
+        path_params: &[DRIVER],
+        query: &[],
+        request: None,
+        journals: false,
+        ok_status: 200,
+        response: || json_ok("The driver's scorecard", scorecard_schema()),
+        problems: &[P::UnknownDriver],
+        handler: |r| r.to(act::scorecard),
     },
     Route {
         method: Method::Post,

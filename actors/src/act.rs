@@ -26,7 +26,7 @@ use axon_protocols::action::{
 use axon_protocols::capsule::{Environment, RecordedClock, ReplayCapsule};
 use axon_protocols::intent::AxonIntent;
 use axon_protocols::journal::{ActionId, Entry, EntryKind};
-use axon_supervisors::{CallError, CallOptions, Permit, SharedClock};
+use axon_supervisors::{CallError, CallOptions, Permit, Sample, SharedClock};
 use prometheus::{IntCounterVec, IntGauge, Opts, Registry};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -350,6 +350,7 @@ impl Act {
         seed: u64,
         registry: &Registry,
     ) -> prometheus::Result<Arc<Self>> {
+        crate::scorecards::ScorecardMetrics::register(lanes.clone(), clock.clone(), registry)?;
         let runners = (0..cfg.runners.max(1))
             .map(|_| actix::Arbiter::new())
             .collect();
@@ -643,6 +644,13 @@ impl Act {
             }
         };
 
+        // What the twin expected the push to be worth: set against what it delivers in the
+        // driver's scorecard; an inconclusive prediction is never compared.
+        let predicted = match &prediction {
+            Prediction::Expected { utility, .. } => Some(*utility),
+            Prediction::Inconclusive { .. } => None,
+        };
+
         // dispatch
         // The caller's budget covers the whole action: the push gets what the prediction
         // left of it.
@@ -699,8 +707,10 @@ impl Act {
                 }
             };
             owner.dispatched = Some(Box::new((dispatched.clone(), base.clone())));
-            this.push_and_record(driver, permit, intent, opts, base, dispatched, owner, tx)
-                .await;
+            this.push_and_record(
+                driver, permit, intent, opts, predicted, base, dispatched, owner, tx,
+            )
+            .await;
         });
         match rx.await {
             Ok(r) => r,
@@ -757,6 +767,7 @@ impl Act {
         mut permit: Permit<DriverHost>,
         intent: Arc<Action>,
         opts: CallOptions,
+        predicted: Option<f64>,
         base: ActionRecord,
         dispatched: Appended,
         owner: Owner,
@@ -869,6 +880,23 @@ impl Act {
                 r
             }
         };
+        // The push's sample, taken as its first answer (or its deadline) is known: a push
+        // that overran counts at its deadline, so a hung driver shows at once. Drivers do
+        // not report a utility of their own: an ok push delivered 1, any other 0.
+        driver.scorecard.record(
+            self.clock.now(),
+            Sample {
+                latency: started.elapsed(),
+                // The kinds are the statuses' own names: a fixed set.
+                error: (first.status != ActionStatus::Ok).then(|| first.status.as_str()),
+                predicted,
+                realized: if first.status == ActionStatus::Ok {
+                    1.0
+                } else {
+                    0.0
+                },
+            },
+        );
         // A read that overran settles nothing late; its driver is still watched for a
         // hang below.
         let read_overran = overran && reads && first.status == ActionStatus::Failed;

@@ -13,7 +13,7 @@ use axon_drivers::host::DriverHost;
 use axon_drivers::manifest::Manifest;
 use axon_protocols::journal::{Entry, EntryKind};
 use axon_protocols::lane::{IllegalMove, Lane, LaneChange, Move};
-use axon_supervisors::{CallOptions, WorkerRef};
+use axon_supervisors::{CallOptions, Scorecard, ScorecardConfig, WorkerRef};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 
@@ -31,10 +31,16 @@ pub struct DriverInstance {
     next: std::sync::atomic::AtomicUsize,
     /// The manifest as its capsules record it (its canonical JSON, parsed once).
     pub recorded_manifest: Option<serde_json::Value>,
+    /// How its pushes have gone: every push the act pipeline makes records its sample.
+    pub scorecard: Scorecard,
 }
 
 impl DriverInstance {
-    pub fn new(manifest: Arc<Manifest>, workers: Vec<WorkerRef<DriverHost>>) -> Self {
+    pub fn new(
+        manifest: Arc<Manifest>,
+        workers: Vec<WorkerRef<DriverHost>>,
+        scorecard: ScorecardConfig,
+    ) -> Self {
         assert!(!workers.is_empty(), "a driver has at least one worker");
         Self {
             descriptor: manifest.descriptor(),
@@ -43,6 +49,7 @@ impl DriverInstance {
             manifest,
             workers,
             next: std::sync::atomic::AtomicUsize::new(0),
+            scorecard: Scorecard::new(scorecard),
         }
     }
 

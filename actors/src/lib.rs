@@ -4,6 +4,7 @@
 //! - [`journal`]: the source of truth — durable, tamper-evident, with proofs.
 //! - [`act`]: the one path an intent takes to a driver (`POST /v1/act`).
 //! - [`lanes`]: which lane each loaded driver build is in; every change journaled.
+//! - [`scorecards`]: the drivers' scorecards as metrics.
 //!
 //! Architecture invariant: no HTTP here. Actors take typed messages; the binary maps
 //! routes onto them. Dependencies point down only: `actors` → `drivers` → `supervisors`
@@ -13,5 +14,6 @@ pub mod act;
 pub mod durable;
 pub mod journal;
 pub mod lanes;
+pub mod scorecards;
 
 pub use axon_drivers as drivers;

@@ -51,6 +51,7 @@ pub mod backoff;
 pub mod clock;
 pub mod fault;
 pub mod metrics;
+pub mod scorecard;
 pub mod supervisor;
 pub mod tree;
 pub mod worker;
@@ -60,6 +61,7 @@ pub use backoff::{BackoffPolicy, BackoffState};
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
 pub use fault::{Fault, FaultInjector};
 pub use metrics::Metrics;
+pub use scorecard::{Sample, Scorecard, ScorecardConfig, ScorecardReport};
 pub use supervisor::{
     request_failure, request_restart, restart_actor, start_root, supervisor, Bounds, ChildControl,
     ChildSpec, Command, Exit, Intensity, Isolation, RestartError, Root, RootSpec, Running,

@@ -1202,3 +1202,94 @@ fn a_claim_that_asks_the_journal_holds_its_intent_id_so_a_racing_claim_waits() {
         ["dispatch", "result"]
     );
 }
+
+#[test]
+fn a_driver_scorecard_counts_its_pushes_over_the_window_and_in_total() {
+    // `slow` breaks its postcondition on any output that is not a number: such a push is
+    // made and ends failed.
+    let manifest = format!(
+        "{}\n[obligations.postcondition.properties.output]\ntype = \"number\"\n",
+        slow_reader_manifest(60_000)
+    );
+    let n = TestNode::builder()
+        .manual_clock()
+        .config(|c| {
+            c.drivers.scorecard_window_seconds = 10;
+            c.drivers.scorecard_slices = 10;
+        })
+        .driver(&manifest)
+        .start();
+    let card = || -> Value { n.get("/v1/drivers/slow/scorecard").json().unwrap() };
+    let empty = card();
+    assert_eq!(
+        (&empty["window"]["calls"], &empty["window"]["latency"]),
+        (&json!(0), &Value::Null),
+        "{empty}"
+    );
+    assert_eq!(empty["window"]["error_rate"], Value::Null, "{empty}");
+    for (i, args) in [json!(1), json!(2), json!(3), json!({"not": "a number"})]
+        .into_iter()
+        .enumerate()
+    {
+        let (status, v) = act(&n, &intent(SLOW_CAP, &format!("card-{i}"), args));
+        assert_eq!(status, 200, "{v}");
+    }
+    let c = card();
+    let w = &c["window"];
+    assert_eq!((&c["driver"], &c["lane"]), (&json!("slow"), &json!("live")));
+    assert_eq!(w["calls"], 4, "{c}");
+    assert_eq!(w["errors"], json!({"failed": 1}), "{c}");
+    assert_eq!(w["error_rate"], 0.25, "{c}");
+    assert_eq!(w["inconclusive"], 0, "{c}");
+    // The twin predicted each push to be worth 1; three delivered it, one did not.
+    assert_eq!(w["predicted_utility"], 1.0, "{c}");
+    assert_eq!(w["realized_utility"], 0.75, "{c}");
+    assert_eq!(w["uplift"], -0.25, "{c}");
+    let l = &w["latency"];
+    for q in ["p50_ms", "p95_ms", "p99_ms", "max_ms"] {
+        assert!(l[q].as_f64().unwrap() >= 0.0, "{c}");
+    }
+    assert!(l["p50_ms"].as_f64() <= l["p99_ms"].as_f64(), "{c}");
+    assert_eq!(c["restarts"], 0, "{c}");
+    assert_eq!(c["total"]["calls"], 4, "{c}");
+    let labels = [("driver", SLOW), ("lane", "live")];
+    assert_eq!(n.metric("axon_driver_window_calls", &labels), Some(4.0));
+    assert_eq!(
+        n.metric("axon_driver_window_error_rate", &labels),
+        Some(0.25)
+    );
+    assert_eq!(
+        n.metric(
+            "axon_driver_window_errors",
+            &[("driver", SLOW), ("lane", "live"), ("kind", "failed")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        n.metric(
+            "axon_driver_pushes_total",
+            &[("driver", SLOW), ("outcome", "ok")]
+        ),
+        Some(3.0)
+    );
+    // Once the window has passed, the pushes have left it and stay in the total.
+    n.advance(Duration::from_secs(11));
+    let c = card();
+    assert_eq!(
+        (&c["window"]["calls"], &c["total"]["calls"]),
+        (&json!(0), &json!(4))
+    );
+    assert_eq!(c["window"]["uplift"], Value::Null, "{c}");
+    assert_eq!(c["total"]["uplift"], -0.25, "{c}");
+    assert_eq!(n.metric("axon_driver_window_calls", &labels), Some(0.0));
+    assert_eq!(n.metric("axon_driver_window_error_rate", &labels), None);
+    assert_eq!(
+        n.metric(
+            "axon_driver_pushes_total",
+            &[("driver", SLOW), ("outcome", "failed")]
+        ),
+        Some(1.0)
+    );
+    let res = n.get("/v1/drivers/nobody/scorecard");
+    expect_problem(res, 404, "unknown-driver");
+}

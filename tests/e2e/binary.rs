@@ -315,6 +315,16 @@ fn drivers_are_listed_shown_and_moved_against_a_running_node() {
     assert_eq!(code, 0);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["lane"], "live");
+    let (code, out, err) = axon(&["drivers", "scorecard", "echo"]);
+    assert_eq!(code, 0, "{err}");
+    let card: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (&card["driver"], &card["window"]["calls"]),
+        (&json!("echo"), &json!(0))
+    );
+    let (code, _, err) = axon(&["drivers", "scorecard", "nobody"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("unknown-driver"), "{err}");
     let (code, out, err) = axon(&[
         "drivers",
         "demote",
