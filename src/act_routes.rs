@@ -260,6 +260,9 @@ fn driver_json(st: &AppState, d: &DriverInstance) -> Value {
         "manifest": d.manifest.file.display().to_string(),
         "health": health,
         "instances": instances,
+        // Each check against its objective: the last verdict, the failures counted
+        // towards its limit, and the figures it was made on.
+        "checks": d.health().map(|h| h.states()),
     })
 }
 
@@ -310,6 +313,8 @@ pub(crate) async fn scorecard(
         "window_seconds": report.window_seconds,
         "window": report.window,
         "total": report.total,
+        "slo": d.descriptor.slo,
+        "checks": d.health().map(|h| h.states()),
     })))
 }
 
@@ -388,7 +393,7 @@ async fn move_lane(
                 LaneError::UnknownDriver(_) => {
                     ApiError::new(ProblemType::UnknownDriver, detail).at(&req)
                 }
-                LaneError::Illegal(_) => {
+                LaneError::Illegal(_) | LaneError::NoSlo(_) => {
                     ApiError::new(ProblemType::IllegalLaneMove, detail).at(&req)
                 }
                 LaneError::Reason => ApiError::new(ProblemType::MalformedRequest, detail).at(&req),

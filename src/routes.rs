@@ -164,7 +164,9 @@ fn scorecard_schema() -> Value {
             "restarts": {"type": "integer", "minimum": 0},
             "window_seconds": {"type": "number"},
             "window": figures_schema(),
-            "total": figures_schema()
+            "total": figures_schema(),
+            "slo": {"type": ["object", "null"]},
+            "checks": {"type": ["array", "null"], "items": {"type": "object"}}
         }
     })
 }

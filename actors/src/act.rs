@@ -26,7 +26,7 @@ use axon_protocols::action::{
 use axon_protocols::capsule::{Environment, RecordedClock, ReplayCapsule};
 use axon_protocols::intent::AxonIntent;
 use axon_protocols::journal::{ActionId, Entry, EntryKind};
-use axon_supervisors::{CallError, CallOptions, Permit, Sample, SharedClock};
+use axon_supervisors::{CallError, CallOptions, Permit, Sample, SharedClock, Verdict};
 use prometheus::{IntCounterVec, IntGauge, Opts, Registry};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -779,6 +779,8 @@ impl Act {
         let reads = driver.descriptor.effect == axon_drivers::descriptor::Effect::Read;
         let started_wall = axon_protocols::time::rfc3339(self.clock.wall());
         let started = Instant::now();
+        // The push's latency in its driver's scorecard, on the node's clock.
+        let began = self.clock.now();
         let deadline = opts.deadline;
         let mut long = opts.clone();
         long.deadline = deadline + self.cfg.late_outcome;
@@ -883,20 +885,19 @@ impl Act {
         // The push's sample, taken as its first answer (or its deadline) is known: a push
         // that overran counts at its deadline, so a hung driver shows at once. Drivers do
         // not report a utility of their own: an ok push delivered 1, any other 0.
-        driver.scorecard.record(
-            self.clock.now(),
-            Sample {
-                latency: started.elapsed(),
-                // The kinds are the statuses' own names: a fixed set.
-                error: (first.status != ActionStatus::Ok).then(|| first.status.as_str()),
-                predicted,
-                realized: if first.status == ActionStatus::Ok {
-                    1.0
-                } else {
-                    0.0
-                },
+        let sample = Sample {
+            latency: self.clock.now().saturating_sub(began),
+            // The kinds are the statuses' own names: a fixed set.
+            error: (first.status != ActionStatus::Ok).then(|| first.status.as_str()),
+            predicted,
+            realized: if first.status == ActionStatus::Ok {
+                1.0
+            } else {
+                0.0
             },
-        );
+        };
+        driver.scorecard.record(self.clock.now(), sample);
+        self.watch_health(&driver, &sample);
         // A read that overran settles nothing late; its driver is still watched for a
         // hang below.
         let read_overran = overran && reads && first.status == ActionStatus::Failed;
@@ -1413,9 +1414,57 @@ impl Act {
     /// Takes driver `name` out of live service because its supervisor says so (`reason`):
     /// a live driver moves to `shadow`, journaled with the rule that fired. A driver in
     /// any other lane serves no live traffic already, and stays where it is.
+    /// Hands a live driver's push to its health checks, and acts on a check that trips:
+    /// one in dry run is journaled as a `decision` and changes nothing; any other takes
+    /// the driver out of service, journaled with its rule and figures. Both run beside
+    /// the push's own answer, never delaying it.
+    fn watch_health(self: &Arc<Self>, driver: &Arc<DriverInstance>, sample: &Sample) {
+        let name = driver.name();
+        if self.lanes.lane(name) != Some(axon_protocols::lane::Lane::Live) {
+            return;
+        }
+        let Some(trips) = driver.health().map(|mut h| h.observe(sample)) else {
+            return;
+        };
+        for trip in trips {
+            let evidence = serde_json::json!({
+                "check": trip.check,
+                "window_calls": trip.window_calls,
+                "figures": trip.figures,
+                "slo": driver.descriptor.slo,
+            });
+            let this = self.clone();
+            let name = name.to_owned();
+            if trip.dry_run {
+                tracing::warn!(driver = %name, rule = trip.rule, "a dry-run check failed; the driver stays live");
+                let body = serde_json::json!({
+                    "driver": name,
+                    "rule": trip.rule,
+                    "verdict": Verdict::Fail,
+                    "dry_run": true,
+                    "evidence": evidence,
+                });
+                actix::spawn(async move {
+                    if let Err(e) = this.append(EntryKind::Decision, vec![], body).await {
+                        tracing::error!(driver = %name, error = %e, "a dry-run check's finding was not journaled");
+                    }
+                });
+            } else {
+                let reason = format!(
+                    "its {} check failed against its service-level objective",
+                    trip.check.rule()
+                );
+                actix::spawn(async move {
+                    this.take_out_of_service(&name, &reason, trip.rule, evidence)
+                        .await;
+                });
+            }
+        }
+    }
+
     pub async fn take_out_of_service(&self, name: &str, reason: &str, rule: &str, evidence: Value) {
         if self.lanes.lane(name) != Some(axon_protocols::lane::Lane::Live) {
-            tracing::warn!(driver = %name, %reason, "driver over its restart intensity; not live, so its lane stays");
+            tracing::warn!(driver = %name, %reason, %rule, "driver failing a check, not live: its lane stays");
             return;
         }
         let why = crate::lanes::Why {

@@ -13,7 +13,7 @@ use axon_drivers::host::DriverHost;
 use axon_drivers::manifest::Manifest;
 use axon_protocols::journal::{Entry, EntryKind};
 use axon_protocols::lane::{IllegalMove, Lane, LaneChange, Move};
-use axon_supervisors::{CallOptions, Scorecard, ScorecardConfig, WorkerRef};
+use axon_supervisors::{CallOptions, HealthWatch, Scorecard, ScorecardConfig, WorkerRef};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 
@@ -33,6 +33,9 @@ pub struct DriverInstance {
     pub recorded_manifest: Option<serde_json::Value>,
     /// How its pushes have gone: every push the act pipeline makes records its sample.
     pub scorecard: Scorecard,
+    /// The checks against its service-level objective, fed the pushes it makes while
+    /// live; started over each time it goes live.
+    pub health: Option<std::sync::Mutex<HealthWatch>>,
 }
 
 impl DriverInstance {
@@ -42,6 +45,10 @@ impl DriverInstance {
         scorecard: ScorecardConfig,
     ) -> Self {
         assert!(!workers.is_empty(), "a driver has at least one worker");
+        let health = manifest
+            .slo
+            .clone()
+            .map(|slo| std::sync::Mutex::new(HealthWatch::new(slo)));
         Self {
             descriptor: manifest.descriptor(),
             rate: RateLimit::per_second(manifest.limits.rate_per_second),
@@ -50,7 +57,15 @@ impl DriverInstance {
             workers,
             next: std::sync::atomic::AtomicUsize::new(0),
             scorecard: Scorecard::new(scorecard),
+            health,
         }
+    }
+
+    /// The health checks, if it has an objective.
+    pub fn health(&self) -> Option<std::sync::MutexGuard<'_, HealthWatch>> {
+        self.health
+            .as_ref()
+            .map(|h| h.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     pub fn name(&self) -> &str {
@@ -180,6 +195,8 @@ pub enum LaneError {
     Illegal(#[from] IllegalMove),
     #[error("a lane change needs a reason: 1 to {MAX_REASON_BYTES} bytes")]
     Reason,
+    #[error("driver {0:?} has no service-level objective ([slo] in its manifest), which a live driver needs")]
+    NoSlo(String),
     #[error("the lane change was not journaled, so it did not happen: {0}")]
     Journal(Refusal),
 }
@@ -376,6 +393,9 @@ impl Lanes {
         let _one = self.changing.lock().await;
         let from = self.lane(name).unwrap_or(Lane::Testing);
         from.check_move(to)?;
+        if to == Lane::Live && d.descriptor.slo.is_none() {
+            return Err(LaneError::NoSlo(name.to_owned()));
+        }
         self.record(d, Some(from), to, who, why, journal, opts)
             .await
     }
@@ -447,6 +467,10 @@ fn set(st: &mut State, d: &Arc<DriverInstance>, lane: Lane) {
         .get(capability)
         .is_some_and(|l| l.name() == d.name());
     if lane == Lane::Live {
+        // Judged afresh from here: what it did before it went live says nothing now.
+        if let Some(mut h) = d.health() {
+            h.reset();
+        }
         st.live.insert(capability.clone(), d.clone());
     } else if is_live_one {
         st.live.remove(capability);

@@ -55,4 +55,8 @@ pub struct DriverDescriptor {
     pub idempotent: bool,
     /// Whether an action can be undone through the driver.
     pub can_rollback: bool,
+    /// Its service-level objective: required to be `live`; its supervisor takes a live
+    /// driver that stops meeting it out of service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slo: Option<axon_supervisors::Slo>,
 }

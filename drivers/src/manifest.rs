@@ -140,6 +140,9 @@ struct ManifestFile {
     http: Option<crate::http::HttpSettings>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     wasm: Option<crate::wasm::WasmSettings>,
+    /// Its service-level objective, without which it cannot be `live`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    slo: Option<axon_supervisors::Slo>,
 }
 
 fn testing() -> Lane {
@@ -169,6 +172,8 @@ pub struct Manifest {
     pub http_settings: Option<crate::http::HttpSettings>,
     /// The settings of a `wasm` driver.
     pub wasm_settings: Option<crate::wasm::WasmSettings>,
+    /// Its service-level objective.
+    pub slo: Option<axon_supervisors::Slo>,
     /// The canonical JSON of the manifest as written, for the artifact hash.
     canonical: Vec<u8>,
 }
@@ -264,6 +269,15 @@ impl Manifest {
                     (None, p) => key_err(file, p, reason),
                 }
             })?;
+        // Asked of a manifest being loaded, not of one a capsule recorded before the
+        // objective was a key: that replays as it ran.
+        if written.lane == Lane::Live && written.slo.is_none() {
+            return Err(key_err(
+                file,
+                "slo",
+                "a driver that starts live needs a service-level objective ([slo] with p99_ms and max_error_rate): its supervisor watches it against that",
+            ));
+        }
         Self::check(written, file)
     }
 
@@ -337,6 +351,9 @@ impl Manifest {
             1,
             16 * 1024 * 1024,
         )?;
+        if let Some((key, reason)) = w.slo.as_ref().and_then(|s| s.problem()) {
+            return Err(key_err(file, &format!("slo.{key}"), reason));
+        }
         // An intent takes two places at once (its prediction and its push).
         range(
             file,
@@ -459,6 +476,7 @@ impl Manifest {
             file_settings: w.file.clone(),
             http_settings: w.http.clone(),
             wasm_settings: w.wasm.clone(),
+            slo: w.slo.clone(),
             canonical,
         })
     }
@@ -505,6 +523,7 @@ impl Manifest {
                         .http_settings
                         .as_ref()
                         .is_some_and(|h| h.rollback.is_some())),
+            slo: self.slo.clone(),
         }
     }
 }

@@ -126,6 +126,12 @@ fn each_bad_value_is_refused_with_its_key() {
             "mailbox_capacity = 0",
             "limits.mailbox_capacity",
         ),
+        ("p99_ms", "p99_ms = 0", "slo.p99_ms"),
+        (
+            "max_error_rate",
+            "max_error_rate = 1.5",
+            "slo.max_error_rate",
+        ),
         ("units", "units = -1.0", "cost.units"),
         (
             "expected_ms",
@@ -295,4 +301,36 @@ fn any_text_is_a_manifest_or_a_refusal_naming_the_file() {
     QuickCheck::new()
         .tests(3000)
         .quickcheck(prop as fn(Hostile) -> bool);
+}
+
+#[test]
+fn a_driver_that_starts_live_needs_an_slo_and_its_checks_are_checked() {
+    let slo_at = ECHO_MANIFEST
+        .find("[slo]")
+        .expect("the echo manifest has an slo");
+    let without = &ECHO_MANIFEST[..slo_at];
+    assert_eq!(refused_key(without), "slo");
+    // Not live at first: it loads, and the lane routes refuse to make it live.
+    let testing = without.replace("lane = \"live\"", "lane = \"testing\"");
+    assert!(parse(&testing).unwrap().slo.is_none());
+    for (extra, key) in [
+        ("window_calls = 5\n", "slo.window_calls"),
+        ("min_calls = 0\n", "slo.min_calls"),
+        ("window_calls = 20\nmin_calls = 21\n", "slo.min_calls"),
+        (
+            "[slo.errors]\nfailure_limit = 0\n",
+            "slo.errors.failure_limit",
+        ),
+        ("surprise = 1\n", "slo.surprise"),
+    ] {
+        assert_eq!(
+            refused_key(&format!("{ECHO_MANIFEST}{extra}")),
+            key,
+            "{extra}"
+        );
+    }
+    let m = parse(&format!("{ECHO_MANIFEST}[slo.latency]\ndry_run = true\n")).unwrap();
+    let slo = m.descriptor().slo.unwrap();
+    assert!(slo.latency.dry_run && !slo.errors.dry_run);
+    assert_eq!((slo.window_calls, slo.min_calls), (50, 20));
 }

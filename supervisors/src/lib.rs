@@ -50,6 +50,7 @@
 pub mod backoff;
 pub mod clock;
 pub mod fault;
+pub mod health;
 pub mod metrics;
 pub mod scorecard;
 pub mod supervisor;
@@ -60,6 +61,7 @@ pub use axon_protocols::{ChildKind, NodeStatus, RestartType, Strategy};
 pub use backoff::{BackoffPolicy, BackoffState};
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
 pub use fault::{Fault, FaultInjector};
+pub use health::{Check, CheckSettings, CheckState, HealthWatch, Slo, Trip, Verdict};
 pub use metrics::Metrics;
 pub use scorecard::{Sample, Scorecard, ScorecardConfig, ScorecardReport};
 pub use supervisor::{

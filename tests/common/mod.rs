@@ -20,6 +20,11 @@ risk = "medium"
 max_blast_radius = 1
 idempotent = false
 lane = "live"
+[slo]
+p99_ms = 60000
+max_error_rate = 1.0
+[slo.uplift]
+failure_limit = 10000
 [cost]
 expected_ms = 5
 units = 1.0
