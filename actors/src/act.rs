@@ -787,9 +787,37 @@ impl Act {
         let worker_id = permit.worker_id().to_owned();
         let call = permit.call(DriverCall::Act(intent.clone(), ticket.clone()), &long);
         tokio::pin!(call);
-        let timely = tokio::select! {
-            answer = &mut call => Some(answer),
-            _ = tokio::time::sleep(deadline) => None,
+        let overdue = tokio::time::sleep(deadline);
+        tokio::pin!(overdue);
+        // A push still running past its driver's p99 objective counts as a slow call at
+        // that moment, so a driver that hangs is judged as it hangs, not once it answers.
+        let slow_after = driver
+            .descriptor
+            .slo
+            .as_ref()
+            .map(|s| Duration::from_millis(s.p99_ms))
+            .filter(|d| *d < deadline);
+        let mut slow_mark = match slow_after {
+            Some(d) => self.clock.sleep(d),
+            None => Box::pin(std::future::pending()),
+        };
+        let mut judged_slow = false;
+        let timely = loop {
+            tokio::select! {
+                answer = &mut call => break Some(answer),
+                _ = &mut overdue => break None,
+                _ = &mut slow_mark, if !judged_slow => {
+                    judged_slow = true;
+                    // Slow is all that is known yet: no error, nothing to compare.
+                    let d = slow_after.unwrap_or_default();
+                    self.watch_health(&driver, &Sample {
+                        latency: d + Duration::from_millis(1),
+                        error: None,
+                        predicted: None,
+                        realized: 0.0,
+                    });
+                }
+            }
         };
         let capsule = |output: &Value, state: Option<Value>, started: Instant| ReplayCapsule {
             action_id: base.action_id.clone(),
@@ -897,7 +925,10 @@ impl Act {
             },
         };
         driver.scorecard.record(self.clock.now(), sample);
-        self.watch_health(&driver, &sample);
+        // A push judged slow while it ran has had its turn with the checks.
+        if !judged_slow {
+            self.watch_health(&driver, &sample);
+        }
         // A read that overran settles nothing late; its driver is still watched for a
         // hang below.
         let read_overran = overran && reads && first.status == ActionStatus::Failed;

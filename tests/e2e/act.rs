@@ -1447,3 +1447,89 @@ fn a_driver_without_an_slo_is_never_made_live() {
     let v: Value = n.get("/v1/drivers/candidate").json().unwrap();
     assert_eq!((&v["lane"], &v["checks"]), (&json!("shadow"), &Value::Null));
 }
+
+#[test]
+fn a_driver_that_hangs_is_demoted_while_its_pushes_still_hang() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let released = Arc::new(AtomicBool::new(false));
+    let r2 = released.clone();
+    // Each request is held until the test lets go (or 15 s pass).
+    let server = crate::loopback::Loopback::start(move |_, _| {
+        let until = std::time::Instant::now() + Duration::from_secs(15);
+        while !r2.load(Ordering::SeqCst) && std::time::Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        crate::loopback::Reply::json(200, r#"{"ok":true}"#)
+    });
+    let manifest = format!(
+        r#"name = "hang"
+version = "1.0.0"
+kind = "http"
+capability = "urn:axon:cap:hang"
+effect = "write"
+risk = "low"
+max_blast_radius = 1
+idempotent = false
+lane = "live"
+[slo]
+p99_ms = 100
+max_error_rate = 1.0
+window_calls = 10
+min_calls = 2
+[slo.uplift]
+failure_limit = 10000
+[cost]
+expected_ms = 1
+units = 0.0
+[limits]
+deadline_ms = 20000
+concurrency = 2
+rate_per_second = 100
+max_payload_bytes = 1024
+mailbox_capacity = 8
+[http]
+timeout_ms = 18000
+[http.request]
+method = "POST"
+url = "{}/x"
+body = "args"
+"#,
+        server.base
+    );
+    let n = TestNode::builder().driver(&manifest).start();
+    let lane = || n.get("/v1/drivers/hang").json::<Value>().unwrap()["lane"].clone();
+    let calls: Vec<_> = (0..2)
+        .map(|k| act_in_background(&n, intent("urn:axon:cap:hang", &format!("h-{k}"), json!(k))))
+        .collect();
+    // Two pushes past 100 ms at once is beyond chance for a p99 of 100 ms: the latency
+    // check trips while both still hang.
+    wait_until(
+        "the hung driver is demoted",
+        Duration::from_secs(10),
+        || lane() == "shadow",
+    )
+    .unwrap();
+    // Demoted before either push could answer: the server holds both until let go.
+    assert!(!released.load(Ordering::SeqCst));
+    wait_until(
+        "both pushes reach the server",
+        Duration::from_secs(10),
+        || server.seen().len() == 2,
+    )
+    .unwrap();
+    let change = last_lane_change(&n);
+    assert_eq!(change.body["rule"], "slo.latency", "{}", change.body);
+    assert_eq!(
+        change.body["evidence"]["figures"]["over"], 2,
+        "{}",
+        change.body
+    );
+    released.store(true, Ordering::SeqCst);
+    for c in calls {
+        let (status, v) = c.join().unwrap();
+        assert_eq!((status, v["status"].as_str()), (200, Some("ok")), "{v}");
+    }
+    let card: Value = n.get("/v1/drivers/hang/scorecard").json().unwrap();
+    assert_eq!(card["total"]["calls"], 2, "{card}");
+}
