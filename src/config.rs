@@ -400,7 +400,8 @@ impl Config {
             "drivers.scorecard_slices",
             u64::from(self.drivers.scorecard_slices),
             1,
-            3_600,
+            // Each slice holds a latency histogram of about 12 KiB per driver.
+            300,
         )?;
         if self.drivers.manifest_dirs.len() > 64 {
             return Err(key_err("drivers.manifest_dirs", "at most 64 folders"));

@@ -117,7 +117,12 @@ fn driver_schema() -> Value {
             "artifact_hash": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
             "descriptor": {"type": "object"},
             "manifest": {"type": "string"},
-            "health": {"$ref": "#/components/schemas/SupervisionNode"}
+            "health": {"$ref": "#/components/schemas/SupervisionNode"},
+            "checks": {
+                "description": "Each check against its service-level objective (null without one): the last verdict, the failures counted towards its limit, the figures",
+                "type": ["array", "null"],
+                "items": {"type": "object", "required": ["check", "verdict", "failures", "failure_limit", "dry_run", "figures"]}
+            }
         }
     })
 }
@@ -160,7 +165,7 @@ fn scorecard_schema() -> Value {
         "required": ["driver", "lane", "restarts", "window_seconds", "window", "total"],
         "properties": {
             "driver": {"type": "string"},
-            "lane": {"type": "string", "enum": lanes()},
+            "lane": {"oneOf": [{"type": "string", "enum": lanes()}, {"type": "null"}]},
             "restarts": {"type": "integer", "minimum": 0},
             "window_seconds": {"type": "number"},
             "window": figures_schema(),

@@ -26,7 +26,7 @@ use axon_protocols::action::{
 use axon_protocols::capsule::{Environment, RecordedClock, ReplayCapsule};
 use axon_protocols::intent::AxonIntent;
 use axon_protocols::journal::{ActionId, Entry, EntryKind};
-use axon_supervisors::{CallError, CallOptions, Permit, Sample, SharedClock, Verdict};
+use axon_supervisors::{CallError, CallOptions, Check, Permit, Sample, SharedClock, Verdict};
 use prometheus::{IntCounterVec, IntGauge, Opts, Registry};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -129,6 +129,8 @@ struct ActMetrics {
     repeats: prometheus::IntCounter,
     in_doubt: IntGauge,
     hung: IntCounterVec,
+    demotions: IntCounterVec,
+    dry_run_findings: IntCounterVec,
 }
 
 impl ActMetrics {
@@ -153,6 +155,20 @@ impl ActMetrics {
                 "Repeated intents answered with their first action's result",
             )?,
             in_doubt: IntGauge::new("axon_actions_in_doubt", "Actions in doubt, not resolved")?,
+            demotions: IntCounterVec::new(
+                Opts::new(
+                    "axon_driver_demotions_total",
+                    "Live drivers its supervisor moved to shadow, by rule (restart_intensity, slo.latency, slo.errors, slo.uplift)",
+                ),
+                &["driver", "rule"],
+            )?,
+            dry_run_findings: IntCounterVec::new(
+                Opts::new(
+                    "axon_driver_dry_run_findings_total",
+                    "Checks in dry run that failed against a live driver's objective (journaled, not acted on), by rule",
+                ),
+                &["driver", "rule"],
+            )?,
             hung: IntCounterVec::new(
                 Opts::new(
                     "axon_act_driver_hung_total",
@@ -166,6 +182,8 @@ impl ActMetrics {
         registry.register(Box::new(m.repeats.clone()))?;
         registry.register(Box::new(m.in_doubt.clone()))?;
         registry.register(Box::new(m.hung.clone()))?;
+        registry.register(Box::new(m.demotions.clone()))?;
+        registry.register(Box::new(m.dry_run_findings.clone()))?;
         for s in ActionStatus::ALL {
             m.actions.with_label_values(&[s.as_str()]);
         }
@@ -351,6 +369,19 @@ impl Act {
         registry: &Registry,
     ) -> prometheus::Result<Arc<Self>> {
         crate::scorecards::ScorecardMetrics::register(lanes.clone(), clock.clone(), registry)?;
+        let metrics = ActMetrics::new(registry)?;
+        // Every driver's demotion and finding counters show from the start, at 0.
+        for d in lanes.drivers() {
+            let rules = Check::ALL.map(|c| c.rule());
+            for rule in rules.iter().chain([&"restart_intensity"]) {
+                metrics.demotions.with_label_values(&[d.name(), rule]);
+            }
+            for rule in rules {
+                metrics
+                    .dry_run_findings
+                    .with_label_values(&[d.name(), rule]);
+            }
+        }
         let runners = (0..cfg.runners.max(1))
             .map(|_| actix::Arbiter::new())
             .collect();
@@ -366,7 +397,7 @@ impl Act {
             in_doubt: Mutex::default(),
             seed,
             made_up: AtomicU64::new(0),
-            metrics: ActMetrics::new(registry)?,
+            metrics,
         }))
     }
 
@@ -913,8 +944,15 @@ impl Act {
         // The push's sample, taken as its first answer (or its deadline) is known: a push
         // that overran counts at its deadline, so a hung driver shows at once. Drivers do
         // not report a utility of their own: an ok push delivered 1, any other 0.
+        let measured = self.clock.now().saturating_sub(began);
         let sample = Sample {
-            latency: self.clock.now().saturating_sub(began),
+            // A push that ran past its deadline took at least that long, whatever the
+            // node's clock says (the deadline is kept in real time).
+            latency: if overran {
+                measured.max(deadline + Duration::from_millis(1))
+            } else {
+                measured
+            },
             // The kinds are the statuses' own names: a fixed set.
             error: (first.status != ActionStatus::Ok).then(|| first.status.as_str()),
             predicted,
@@ -1442,9 +1480,6 @@ impl Act {
         Ok(Some(known(&place_of(last), record)))
     }
 
-    /// Takes driver `name` out of live service because its supervisor says so (`reason`):
-    /// a live driver moves to `shadow`, journaled with the rule that fired. A driver in
-    /// any other lane serves no live traffic already, and stays where it is.
     /// Hands a live driver's push to its health checks, and acts on a check that trips:
     /// one in dry run is journaled as a `decision` and changes nothing; any other takes
     /// the driver out of service, journaled with its rule and figures. Both run beside
@@ -1468,6 +1503,10 @@ impl Act {
             let name = name.to_owned();
             if trip.dry_run {
                 tracing::warn!(driver = %name, rule = trip.rule, "a dry-run check failed; the driver stays live");
+                self.metrics
+                    .dry_run_findings
+                    .with_label_values(&[&name, trip.rule])
+                    .inc();
                 let body = serde_json::json!({
                     "driver": name,
                     "rule": trip.rule,
@@ -1485,18 +1524,37 @@ impl Act {
                     "its {} check failed against its service-level objective",
                     trip.check.rule()
                 );
+                let driver = driver.clone();
                 actix::spawn(async move {
-                    this.take_out_of_service(&name, &reason, trip.rule, evidence)
+                    let demoted = this
+                        .take_out_of_service(&name, &reason, trip.rule, evidence)
                         .await;
+                    // Not demoted (the move was not journaled): its checks go on, so the
+                    // next failing evaluation tries again.
+                    if !demoted {
+                        if let Some(mut h) = driver.health() {
+                            h.untrip();
+                        }
+                    }
                 });
             }
         }
     }
 
-    pub async fn take_out_of_service(&self, name: &str, reason: &str, rule: &str, evidence: Value) {
+    /// Takes driver `name` out of live service because its supervisor says so (`reason`):
+    /// a live driver moves to `shadow`, journaled with the rule that fired. A driver in
+    /// any other lane serves no live traffic already, and stays where it is. True when the
+    /// move was journaled.
+    pub async fn take_out_of_service(
+        &self,
+        name: &str,
+        reason: &str,
+        rule: &str,
+        evidence: Value,
+    ) -> bool {
         if self.lanes.lane(name) != Some(axon_protocols::lane::Lane::Live) {
             tracing::warn!(driver = %name, %reason, %rule, "driver failing a check, not live: its lane stays");
-            return;
+            return false;
         }
         let why = crate::lanes::Why {
             reason: reason.to_owned(),
@@ -1516,10 +1574,16 @@ impl Act {
             .await
         {
             Ok(_) => {
-                tracing::error!(driver = %name, %reason, "driver demoted to shadow by its supervisor")
+                self.metrics
+                    .demotions
+                    .with_label_values(&[name, rule])
+                    .inc();
+                tracing::error!(driver = %name, %reason, %rule, "driver demoted to shadow by its supervisor");
+                true
             }
             Err(e) => {
-                tracing::error!(driver = %name, error = %e, "the demotion of a failing driver was not journaled; it stays live")
+                tracing::error!(driver = %name, error = %e, "the demotion of a failing driver was not journaled; it stays live");
+                false
             }
         }
     }

@@ -321,6 +321,18 @@ impl Lanes {
             })
             .map(|(name, _)| name.clone())
             .collect();
+        // A build made live before objectives were required has none: it could not be
+        // watched, so it is moved to shadow, journaled, until one is given.
+        let unwatched: Vec<String> = found
+            .iter()
+            .filter(|(name, (lane, _))| {
+                *lane == Lane::Live
+                    && !extra_live.contains(name)
+                    && self.drivers[*name].descriptor.slo.is_none()
+            })
+            .map(|(name, _)| name.clone())
+            .collect();
+        let extra_live: Vec<String> = extra_live.into_iter().chain(unwatched).collect();
         {
             let mut st = self.write();
             for (name, (lane, _)) in &found {
@@ -331,13 +343,21 @@ impl Lanes {
         }
         for name in &extra_live {
             let d = &self.drivers[name];
-            let why = Why {
-                reason: format!(
-                    "another driver of {} is live: one live driver per capability",
-                    d.descriptor.capability
-                ),
-                rule: Some("one_live_per_capability".into()),
-                evidence: None,
+            let why = if d.descriptor.slo.is_none() {
+                Why {
+                    reason: "a live driver needs a service-level objective ([slo] in its manifest), and this build has none".into(),
+                    rule: Some("slo_required".into()),
+                    evidence: None,
+                }
+            } else {
+                Why {
+                    reason: format!(
+                        "another driver of {} is live: one live driver per capability",
+                        d.descriptor.capability
+                    ),
+                    rule: Some("one_live_per_capability".into()),
+                    evidence: None,
+                }
             };
             self.record(
                 d,

@@ -21,6 +21,9 @@ pub struct ScorecardMetrics {
     latency: GaugeVec,
     uplift: GaugeVec,
     pushes: IntCounterVec,
+    lane: GaugeVec,
+    slo_p99: GaugeVec,
+    slo_error_rate: GaugeVec,
     /// One scrape at a time: each sets the gauges afresh and brings the counters up to
     /// the scorecards' totals.
     scraping: Arc<Mutex<()>>,
@@ -70,12 +73,27 @@ impl ScorecardMetrics {
                 ),
                 &["driver", "outcome"],
             )?,
+            lane: gauge(
+                "axon_driver_lane",
+                "1 for the lane each loaded driver is in",
+                &["driver", "capability", "lane"],
+            )?,
+            slo_p99: gauge(
+                "axon_driver_slo_p99_seconds",
+                "The p99 latency a driver's objective allows",
+                &["driver"],
+            )?,
+            slo_error_rate: gauge(
+                "axon_driver_slo_max_error_rate",
+                "The error rate a driver's objective allows",
+                &["driver"],
+            )?,
             scraping: Arc::default(),
         };
         registry.register(Box::new(m))
     }
 
-    fn collectors(&self) -> [&dyn Collector; 6] {
+    fn collectors(&self) -> [&dyn Collector; 9] {
         [
             &self.calls,
             &self.errors,
@@ -83,6 +101,9 @@ impl ScorecardMetrics {
             &self.latency,
             &self.uplift,
             &self.pushes,
+            &self.lane,
+            &self.slo_p99,
+            &self.slo_error_rate,
         ]
     }
 }
@@ -104,6 +125,9 @@ impl Collector for ScorecardMetrics {
             &self.error_rate,
             &self.latency,
             &self.uplift,
+            &self.lane,
+            &self.slo_p99,
+            &self.slo_error_rate,
         ] {
             g.reset();
         }
@@ -111,6 +135,17 @@ impl Collector for ScorecardMetrics {
         for d in self.lanes.drivers() {
             let name = d.name();
             let lane = self.lanes.lane(name).map(|l| l.as_str()).unwrap_or("none");
+            self.lane
+                .with_label_values(&[name, &d.descriptor.capability, lane])
+                .set(1.0);
+            if let Some(slo) = &d.descriptor.slo {
+                self.slo_p99
+                    .with_label_values(&[name])
+                    .set(slo.p99_ms as f64 / 1000.0);
+                self.slo_error_rate
+                    .with_label_values(&[name])
+                    .set(slo.max_error_rate);
+            }
             let r = d.scorecard.report(now);
             let w = &r.window;
             self.calls

@@ -261,6 +261,12 @@ impl HealthWatch {
         &self.slo
     }
 
+    /// Asks again on the next failing evaluation: a trip that could not be acted on (the
+    /// move out of service was not recorded) leaves the child in service, still watched.
+    pub fn untrip(&mut self) {
+        self.tripped = false;
+    }
+
     /// Starts over with an empty window: the child is back in service.
     pub fn reset(&mut self) {
         *self = Self::new(self.slo.clone());
@@ -270,7 +276,7 @@ impl HealthWatch {
     /// the checks that tripped on it.
     pub fn observe(&mut self, s: &Sample) -> Vec<Trip> {
         let call = Call {
-            slow: s.latency.as_millis() > u128::from(self.slo.p99_ms),
+            slow: s.latency > std::time::Duration::from_millis(self.slo.p99_ms),
             failed: s.error.is_some(),
             uplift: s.predicted.map(|p| s.realized - p),
         };
@@ -284,6 +290,9 @@ impl HealthWatch {
             let settings = self.settings(check);
             let c = &mut self.counters[check as usize];
             match verdict {
+                // A dry-run check that has reported waits for a pass before it counts
+                // again, so its next report is about a new failure.
+                Verdict::Fail if c.latched => {}
                 Verdict::Fail => c.failures = c.failures.saturating_add(1),
                 Verdict::Pass => {
                     if settings.consecutive {

@@ -89,8 +89,14 @@ fn handler_bound_ticks() -> &'static [u64; HANDLER_BOUNDS] {
         std::array::from_fn(|i| {
             let bound_ns = handler_bound_ns(i);
             // The largest tick count whose length in nanoseconds is within the bound:
-            // lengths grow with ticks, so a binary search finds it.
-            let (mut lo, mut hi) = (0u64, u64::MAX / 2);
+            // lengths grow with ticks, so a binary search finds it, between 0 and a count
+            // found by doubling (small enough that the scaling cannot overflow, whatever
+            // the counter's rate).
+            let mut hi = 1u64;
+            while clock.delta_as_nanos(0, hi) <= bound_ns && hi < 1 << 62 {
+                hi *= 2;
+            }
+            let mut lo = 0u64;
             while lo < hi {
                 let mid = lo + (hi - lo).div_ceil(2);
                 if clock.delta_as_nanos(0, mid) <= bound_ns {

@@ -1377,6 +1377,24 @@ fn a_live_driver_that_starts_failing_is_demoted_by_its_supervisor_with_the_rule_
     assert!(figures["over"].as_u64().unwrap() >= 3, "{b}");
     assert!(figures["p_value"].as_f64().unwrap() < 0.001, "{b}");
     assert_eq!(b["evidence"]["window_calls"], 50, "{b}");
+    assert_eq!(
+        n.metric(
+            "axon_driver_demotions_total",
+            &[("driver", SLOW), ("rule", "slo.errors")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        n.metric(
+            "axon_driver_lane",
+            &[
+                ("driver", SLOW),
+                ("capability", SLOW_CAP),
+                ("lane", "shadow")
+            ]
+        ),
+        Some(1.0)
+    );
     // The capability has no live driver left: blocked, with the reason.
     let (status, v) = act(&n, &intent(SLOW_CAP, "after", json!(1)));
     assert_eq!(
@@ -1390,9 +1408,29 @@ fn a_live_driver_that_starts_failing_is_demoted_by_its_supervisor_with_the_rule_
         &json!({"to": "live", "reason": "fixed"}),
     );
     assert_eq!(res.status(), 200);
-    let (status, _) = act(&n, &intent(SLOW_CAP, "again-bad", json!({"no": 1})));
-    assert_eq!(status, 200);
-    assert_eq!(lane(), "live");
+    let checks: Value = n.get("/v1/drivers/slow").json().unwrap();
+    for c in checks["checks"].as_array().unwrap() {
+        assert_eq!(
+            (&c["figures"]["calls"], &c["failures"]),
+            (&json!(0), &json!(0)),
+            "{c}"
+        );
+    }
+    // And it is watched again: failing once more, it is demoted once more.
+    fail_until(&n, "worse", 50, || errors_verdict() == "fail");
+    wait_until(
+        "the driver is demoted again",
+        Duration::from_secs(10),
+        || lane() == "shadow",
+    )
+    .unwrap();
+    assert_eq!(
+        n.metric(
+            "axon_driver_demotions_total",
+            &[("driver", SLOW), ("rule", "slo.errors")]
+        ),
+        Some(2.0)
+    );
 }
 
 #[test]
@@ -1419,6 +1457,13 @@ fn a_dry_run_check_journals_its_finding_once_and_never_demotes() {
         assert_eq!(status, 200);
     }
     assert_eq!(decisions().len(), 1);
+    assert_eq!(
+        n.metric(
+            "axon_driver_dry_run_findings_total",
+            &[("driver", SLOW), ("rule", "slo.errors")]
+        ),
+        Some(1.0)
+    );
     let v: Value = n.get("/v1/drivers/slow").json().unwrap();
     assert_eq!(v["lane"], "live", "{v}");
 }
@@ -1511,7 +1556,6 @@ body = "args"
     )
     .unwrap();
     // Demoted before either push could answer: the server holds both until let go.
-    assert!(!released.load(Ordering::SeqCst));
     wait_until(
         "both pushes reach the server",
         Duration::from_secs(10),

@@ -16,9 +16,9 @@
 //! the timer wheel and a clock read for each.
 //!
 //! Precision: a deadline never passes early; it is seen late by at most two ticks (a
-//! young caller's wait counts from the tick that finds it still waiting) plus twice the
-//! coarse clock's resolution (a few milliseconds), which is far inside any call deadline
-//! a node is configured with.
+//! young caller's wait counts from the first tick after it began, or from a later one
+//! when its task missed ticks) plus twice the coarse clock's resolution (a few
+//! milliseconds), which is far inside any call deadline a node is configured with.
 
 use slab::Slab;
 use std::cell::RefCell;
@@ -196,6 +196,10 @@ struct LocalWheel {
     /// The waker of the last caller that left: the next call of the same task (an HTTP
     /// request making its calls one after another) takes it instead of a fresh clone.
     spare: Option<Waker>,
+    /// Ticks run so far, and the coarse time of the latest: a young caller's wait counts
+    /// from the first tick after it began.
+    ticks: u64,
+    tick_at: u64,
 }
 
 thread_local! {
@@ -209,6 +213,8 @@ thread_local! {
         next_tag: 0,
         ticking: false,
         spare: None,
+        ticks: 0,
+        tick_at: 0,
     });
 }
 
@@ -245,6 +251,8 @@ async fn drive_local_wheel(ticking: Ticking) {
         let now = now_ns();
         let due: Vec<Waker> = LOCAL.with(|w| {
             let mut w = w.borrow_mut();
+            w.ticks += 1;
+            w.tick_at = now;
             if w.waiting.is_empty() && w.young.is_empty() {
                 idle += 1;
                 return Vec::new();
@@ -288,24 +296,39 @@ fn local_wheel_driven() -> bool {
             .unwrap_or(false)
 }
 
-/// Leaves `waker` among this thread's young callers if the thread has a driven wheel;
-/// false sends the caller elsewhere.
-fn enter_young(waker: &Waker) -> bool {
+/// Leaves `waker` among this thread's young callers if the thread has a driven wheel, and
+/// answers its entry; `None` sends the caller elsewhere.
+fn enter_young(waker: &Waker) -> Option<Entry> {
     LOCAL
         .try_with(|w| {
-            let Ok(mut w) = w.try_borrow_mut() else {
-                return false;
-            };
+            let mut w = w.try_borrow_mut().ok()?;
             if !w.ticking {
-                return false;
+                return None;
             }
             // The same task calling again before the tick needs no second wake-up.
             if !w.young.last().is_some_and(|last| last.will_wake(waker)) {
                 w.young.push(waker.clone());
             }
-            true
+            Some(Entry::Young {
+                wheel: w.id,
+                after: w.ticks,
+            })
         })
-        .unwrap_or(false)
+        .ok()
+        .flatten()
+}
+
+/// When a young caller's wait began, at the latest: the coarse time of a tick after it
+/// entered (the first, unless its task missed ticks), or now when no tick has run since.
+fn young_since(wheel: u64, after: u64) -> u64 {
+    LOCAL
+        .try_with(|w| {
+            let w = w.try_borrow().ok()?;
+            (w.id == wheel && w.ticks > after).then_some(w.tick_at)
+        })
+        .ok()
+        .flatten()
+        .unwrap_or_else(now_ns)
 }
 
 /// Enters this thread's wheel if the thread has one that is driven (or can start the
@@ -344,8 +367,12 @@ fn enter_local(due: u64, waker: &Waker) -> Option<Entry> {
 /// Where a waiting caller's entry is.
 #[derive(Clone, Copy, Debug)]
 enum Entry {
-    /// Among its thread's young callers, with nothing to take out when it leaves.
-    Young,
+    /// Among its thread's young callers, with nothing to take out when it leaves: of
+    /// wheel `wheel`, entered when it had run `after` ticks.
+    Young {
+        wheel: u64,
+        after: u64,
+    },
     Local {
         wheel: u64,
         key: usize,
@@ -384,10 +411,11 @@ impl<F> WithDeadline<F> {
         }
     }
 
-    /// Starts the wait from now, if it has not started yet.
-    fn start_wait(&mut self) {
+    /// Starts the wait from `since` (a coarse time no earlier than the call's start), if
+    /// it has not started yet.
+    fn start_wait(&mut self, since: u64) {
         if self.due == u64::MAX {
-            self.due = now_ns()
+            self.due = since
                 .saturating_add(self.wait)
                 .saturating_add(resolution_ns());
         }
@@ -395,7 +423,7 @@ impl<F> WithDeadline<F> {
 
     fn leave(&mut self) {
         match self.entry.take() {
-            None | Some(Entry::Young) => {}
+            None | Some(Entry::Young { .. }) => {}
             Some(Entry::Local { wheel, key, tag }) => {
                 // An entry already woken is gone from the wheel; one of another thread's
                 // wheel (a caller moved between threads) leaves when it falls due. The
@@ -425,8 +453,8 @@ impl<F> WithDeadline<F> {
         match self.entry {
             // Polled again while still waiting (the tick woke the young callers, or
             // something else woke its task): now it enters the wheel with its due time.
-            Some(Entry::Young) => {
-                self.start_wait();
+            Some(Entry::Young { wheel, after }) => {
+                self.start_wait(young_since(wheel, after));
                 self.entry = Some(self.enter_wheel(waker));
             }
             Some(Entry::Local { wheel, key, tag }) => {
@@ -468,11 +496,12 @@ impl<F> WithDeadline<F> {
                 }
             }
             None => {
-                self.entry = Some(if enter_young(waker) {
-                    Entry::Young
-                } else {
-                    self.start_wait();
-                    self.enter_wheel(waker)
+                self.entry = Some(match enter_young(waker) {
+                    Some(young) => young,
+                    None => {
+                        self.start_wait(now_ns());
+                        self.enter_wheel(waker)
+                    }
                 });
             }
         }
@@ -623,6 +652,45 @@ mod tests {
         assert!(!is_waiting(entry));
     }
     #[test]
+    fn a_young_caller_waits_from_the_first_tick_after_it_began() {
+        actix::System::new().block_on(async {
+            // A first call starts the thread's wheel.
+            gives_up_only_when_due(0).await;
+            let began = now_ns();
+            let (_tx, rx) = tokio::sync::oneshot::channel::<u32>();
+            let wait = Duration::from_secs(60);
+            let mut call = WithDeadline::new(rx, wait);
+            assert!(poll_once(&mut call).is_pending());
+            let Some(Entry::Young { after, .. }) = call.entry else {
+                panic!("not young: {:?}", call.entry);
+            };
+            // Until a tick has run, nothing is due.
+            assert_eq!(call.due, u64::MAX);
+            wait_until_ticked(after).await;
+            let polled = now_ns();
+            assert!(poll_once(&mut call).is_pending());
+            let since = call.due - wait.as_nanos() as u64 - resolution_ns();
+            // Never before the call began, and no later than the poll that moved it.
+            assert!(
+                since >= began && since <= polled,
+                "{began} {since} {polled}"
+            );
+            assert_eq!(since, LOCAL.with(|w| w.borrow().tick_at));
+        });
+    }
+
+    /// Waits (on the runtime's timer) until this thread's wheel has run past `after`.
+    async fn wait_until_ticked(after: u64) {
+        for _ in 0..10_000 {
+            if LOCAL.with(|w| w.borrow().ticks) > after {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        panic!("the thread's wheel never ticked");
+    }
+
+    #[test]
     fn on_an_actix_thread_a_caller_uses_its_thread_wheel() {
         actix::System::new().block_on(async {
             for ms in [0u64, 1, 5, 30] {
@@ -633,7 +701,11 @@ mod tests {
             // The first poll leaves the call among the young callers; the next (the
             // tick's wake-up) enters it in the wheel.
             assert!(poll_once(&mut call).is_pending());
-            assert!(matches!(call.entry, Some(Entry::Young)), "{:?}", call.entry);
+            assert!(
+                matches!(call.entry, Some(Entry::Young { .. })),
+                "{:?}",
+                call.entry
+            );
             assert!(poll_once(&mut call).is_pending());
             let Some(Entry::Local { key, tag, .. }) = call.entry else {
                 panic!("an actix caller entered {:?}", call.entry);

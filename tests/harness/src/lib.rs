@@ -354,16 +354,16 @@ pub fn metric_value(registry: &Registry, name: &str, labels: &[(&str, &str)]) ->
         })
 }
 
-/// The manifest of an echo driver named `name`, serving `urn:axon:cap:<name>`, live from
-/// its first load, with a mailbox of `mailbox_capacity` and a deadline of a minute (a
-/// test that holds it on a manual clock is not cut short). For
-/// [`TestNodeBuilder::driver`].
 /// A service-level objective no test driver misses by accident (a minute's latency, any
 /// error rate, an uplift check that needs ten thousand failures), for the manifests of
 /// drivers that start live; a test of the checks sets its own.
 pub const LENIENT_SLO: &str =
     "[slo]\np99_ms = 60000\nmax_error_rate = 1.0\n[slo.uplift]\nfailure_limit = 10000\n";
 
+/// The manifest of an echo driver named `name`, serving `urn:axon:cap:<name>`, live from
+/// its first load, with a mailbox of `mailbox_capacity` and a deadline of a minute (a
+/// test that holds it on a manual clock is not cut short), held to [`LENIENT_SLO`]. For
+/// [`TestNodeBuilder::driver`].
 pub fn echo_manifest(name: &str, mailbox_capacity: u64) -> String {
     format!(
         r#"name = "{name}"
