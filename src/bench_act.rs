@@ -164,7 +164,15 @@ fn hello_world(workers: usize) -> anyhow::Result<SocketAddr> {
 
 /// An Axon node with the embedded defaults, its data in `dir`, on a thread of its own.
 fn node(dir: &Path) -> anyhow::Result<(SocketAddr, String)> {
-    let mut cfg = crate::Config::defaults();
+    node_with(dir, crate::Config::defaults())
+}
+
+/// An Axon node with `cfg`, its data in `dir`, on loopback, on a thread of its own: its
+/// address and admin token.
+pub(crate) fn node_with(
+    dir: &Path,
+    mut cfg: crate::Config,
+) -> anyhow::Result<(SocketAddr, String)> {
     cfg.data_dir = dir.to_owned();
     cfg.http.listen = "127.0.0.1:0".into();
     let (tx, rx) = std::sync::mpsc::channel();

@@ -11,6 +11,7 @@ pub mod admin_token;
 pub mod api;
 pub mod bench;
 pub mod bench_act;
+pub mod bench_demotion;
 pub mod config;
 pub mod data_dir;
 pub mod drivers_cli;

@@ -237,6 +237,19 @@ enum BenchWhat {
         #[arg(long, default_value_t = 3000)]
         rate: u64,
     },
+    /// Time and calls from a fault in a live driver (every push failing) to its
+    /// supervisor demoting it.
+    Demotion {
+        /// Where the node keeps its data.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+        /// Healthy pushes before the fault.
+        #[arg(long, default_value_t = 1000)]
+        healthy: u64,
+        /// Requests per second.
+        #[arg(long, default_value_t = 200)]
+        rate: u64,
+    },
 }
 
 fn main() {
@@ -265,6 +278,21 @@ fn main() {
                 }
             }
         }
+        Command::Bench {
+            what: BenchWhat::Demotion { dir, healthy, rate },
+        } => match axon::bench_demotion::demotion(
+            &dir,
+            &axon::bench_demotion::DemotionBench {
+                healthy,
+                rate: rate.clamp(1, 100_000),
+            },
+        ) {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("axon: bench failed: {e:#}");
+                1
+            }
+        },
         Command::Bench {
             what: BenchWhat::Journal { dir, entries, keep },
         } => match axon::bench::journal(&dir, entries.max(1), keep) {
