@@ -9,7 +9,10 @@
 //! A check fails only on evidence beyond chance:
 //!
 //! - latency: more calls slower than `p99_ms` than 1% allows, by a binomial test;
-//! - errors: more failed calls than `max_error_rate` allows, by the same test;
+//! - errors: more failed calls than `max_error_rate` allows, by the same test, or more
+//!   than the child's own recent baseline (its calls before the window, weighed down
+//!   over about a thousand calls) makes likely, at 1 in a million: a spike, even below
+//!   the objective;
 //! - uplift: realized utility below the predicted one, with the upper end of its
 //!   confidence interval still below zero.
 //!
@@ -28,6 +31,14 @@ const ALPHA: f64 = 0.001;
 const Z_ALPHA: f64 = 3.090_232;
 /// The share of calls allowed past the latency objective: it is a 99th percentile.
 const SLOW_SHARE: f64 = 0.01;
+/// The baseline forgets a call's weight over about this many later calls.
+const BASELINE_CALLS: f64 = 1000.0;
+/// The baseline's weight of calls below which it is not judged against.
+const BASELINE_MIN: f64 = 200.0;
+/// The chance below which a window's failures are a spike against the baseline: far
+/// stricter than [`ALPHA`], since a child at its own usual rate is judged at every call
+/// and must not be demoted by a run of bad luck.
+const SPIKE_ALPHA: f64 = 1e-6;
 
 /// How one check counts its failures.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -183,6 +194,12 @@ pub struct Figures {
     /// The chance of at least `over` such calls if the objective were met.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub p_value: Option<f64>,
+    /// Errors: the failure rate of the child's calls before the window, and the chance
+    /// of at least `over` failed calls at that rate (a spike when below 0.1%).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub baseline_rate: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub baseline_p_value: Option<f64>,
     /// Uplift: its mean, and the upper end of its confidence interval.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mean_uplift: Option<f64>,
@@ -237,6 +254,10 @@ pub struct HealthWatch {
     compared: u64,
     uplift_sum: f64,
     uplift_squares: f64,
+    /// The calls that left the window, weighed down as newer ones leave it: their
+    /// weight, and the weight of the failed ones.
+    baseline_calls: f64,
+    baseline_failed: f64,
     counters: [Counter; 3],
     /// A check tripped for real: nothing more is asked until the child is back.
     tripped: bool,
@@ -252,6 +273,8 @@ impl HealthWatch {
             compared: 0,
             uplift_sum: 0.0,
             uplift_squares: 0.0,
+            baseline_calls: 0.0,
+            baseline_failed: 0.0,
             counters: Default::default(),
             tripped: false,
         }
@@ -358,6 +381,10 @@ impl HealthWatch {
             if let Some(old) = self.recent.pop_front() {
                 self.slow -= u64::from(old.slow);
                 self.failed -= u64::from(old.failed);
+                let keep = 1.0 - 1.0 / BASELINE_CALLS;
+                self.baseline_calls = self.baseline_calls * keep + 1.0;
+                self.baseline_failed =
+                    self.baseline_failed * keep + f64::from(u8::from(old.failed));
                 if let Some(u) = old.uplift {
                     self.compared -= 1;
                     self.uplift_sum -= u;
@@ -394,6 +421,8 @@ impl HealthWatch {
                     over: Some(over),
                     allowed_share: Some(share),
                     p_value: Some(p),
+                    baseline_rate: None,
+                    baseline_p_value: None,
                     mean_uplift: None,
                     uplift_upper: None,
                 },
@@ -401,7 +430,22 @@ impl HealthWatch {
         };
         match check {
             Check::Latency => counted(self.slow, SLOW_SHARE),
-            Check::Errors => counted(self.failed, self.slo.max_error_rate),
+            Check::Errors => {
+                let (mut verdict, mut figures) = counted(self.failed, self.slo.max_error_rate);
+                if self.baseline_calls >= BASELINE_MIN {
+                    // A baseline without failures still allows the odd one: its rate is
+                    // at least one call in its weight.
+                    let rate =
+                        (self.baseline_failed / self.baseline_calls).max(1.0 / self.baseline_calls);
+                    let p = binomial_tail(n, self.failed, rate);
+                    figures.baseline_rate = Some(self.baseline_failed / self.baseline_calls);
+                    figures.baseline_p_value = Some(p);
+                    if verdict == Verdict::Pass && p < SPIKE_ALPHA {
+                        verdict = Verdict::Fail;
+                    }
+                }
+                (verdict, figures)
+            }
             Check::Uplift => {
                 let m = self.compared;
                 let mut figures = Figures {
@@ -409,6 +453,8 @@ impl HealthWatch {
                     over: None,
                     allowed_share: None,
                     p_value: None,
+                    baseline_rate: None,
+                    baseline_p_value: None,
                     mean_uplift: None,
                     uplift_upper: None,
                 };
@@ -540,6 +586,46 @@ mod tests {
         assert!(w.observe(&call(5, true)).is_empty());
         w.reset();
         assert!(w.states().iter().all(|s| s.figures.calls == 0));
+    }
+
+    #[test]
+    fn an_error_spike_against_the_baseline_trips_below_the_objective() {
+        // An objective that allows one push in five to fail; this driver fails one in a
+        // hundred, until it fails one in four.
+        let mut w = HealthWatch::new(Slo {
+            max_error_rate: 0.2,
+            uplift: CheckSettings {
+                dry_run: true,
+                ..CheckSettings::default()
+            },
+            ..slo()
+        });
+        let unpredicted = |failed: bool| Sample {
+            predicted: None,
+            ..call(1, failed)
+        };
+        for i in 0..2000 {
+            assert!(w.observe(&unpredicted(i % 100 == 0)).is_empty(), "call {i}");
+        }
+        let trip = (0..200)
+            .find_map(|i| w.observe(&unpredicted(i % 4 == 0)).pop())
+            .expect("a spike to one failure in four trips");
+        assert_eq!(trip.check, Check::Errors);
+        let f = trip.figures;
+        assert!(f.p_value.unwrap() >= ALPHA, "under the objective: {f:?}");
+        assert!(f.baseline_p_value.unwrap() < SPIKE_ALPHA, "{f:?}");
+        assert!((f.baseline_rate.unwrap() - 0.01).abs() < 0.01, "{f:?}");
+        // A driver that stays at its own rate never trips, however long.
+        let mut steady = HealthWatch::new(Slo {
+            max_error_rate: 0.2,
+            ..slo()
+        });
+        for i in 0..20_000 {
+            assert!(
+                steady.observe(&unpredicted(i % 10 == 0)).is_empty(),
+                "call {i}"
+            );
+        }
     }
 
     #[test]
