@@ -112,6 +112,8 @@ pub struct DriversConfig {
     /// Each driver's scorecard window, and the slices it is cut into.
     pub scorecard_window_seconds: u64,
     pub scorecard_slices: u32,
+    /// Mirrored calls one shadow driver may be predicting at once.
+    pub shadow_concurrency: u64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -402,6 +404,12 @@ impl Config {
             1,
             // Each slice holds a latency histogram of about 12 KiB per driver.
             300,
+        )?;
+        range(
+            "drivers.shadow_concurrency",
+            self.drivers.shadow_concurrency,
+            1,
+            1024,
         )?;
         if self.drivers.manifest_dirs.len() > 64 {
             return Err(key_err("drivers.manifest_dirs", "at most 64 folders"));

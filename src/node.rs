@@ -322,6 +322,7 @@ pub async fn start(cfg: &Config, opts: NodeOptions) -> anyhow::Result<Node> {
             late_outcome: Duration::from_millis(cfg.act.late_outcome_ms),
             page: cfg.journal.page_max_entries as usize,
             runners: cfg.http.workers,
+            shadow_concurrency: cfg.drivers.shadow_concurrency as usize,
             binary_version: env!("CARGO_PKG_VERSION").into(),
             config_hash: config_hash.clone(),
         },

@@ -154,7 +154,13 @@ fn figures_schema() -> Value {
             "realized_utility": number_or_null,
             "predicted_utility": number_or_null,
             "uplift": number_or_null,
-            "inconclusive": {"type": "integer", "minimum": 0}
+            "inconclusive": {"type": "integer", "minimum": 0},
+            "shadow": {
+                "description": "As a shadow: how its predictions of mirrored calls compared with the live outcomes",
+                "type": "object",
+                "required": ["agreed", "disagreed", "inconclusive", "failed", "skipped", "agreement"],
+                "properties": {"agreement": number_or_null}
+            }
         }
     })
 }

@@ -15,7 +15,7 @@
 //! withdrew it.
 
 use crate::journal::{Appended, JournalClient, NewEntry, Refusal, StoredEntry};
-use crate::lanes::{DriverInstance, Lanes};
+use crate::lanes::{DriverInstance, Lanes, ShadowLog};
 use axon_drivers::driver::{Prediction, Recorded, Status};
 use axon_drivers::host::DriverHost;
 use axon_drivers::host::{Action, DriverAnswer, DriverCall, Ticket};
@@ -26,7 +26,9 @@ use axon_protocols::action::{
 use axon_protocols::capsule::{Environment, RecordedClock, ReplayCapsule};
 use axon_protocols::intent::AxonIntent;
 use axon_protocols::journal::{ActionId, Entry, EntryKind};
-use axon_supervisors::{CallError, CallOptions, Check, Permit, Sample, SharedClock, Verdict};
+use axon_supervisors::{
+    Agreement, CallError, CallOptions, Check, Mirrored, Permit, Sample, SharedClock, Verdict,
+};
 use prometheus::{IntCounterVec, IntGauge, Opts, Registry};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -50,10 +52,25 @@ pub struct ActConfig {
     pub page: usize,
     /// The threads the pipeline's detached work runs on.
     pub runners: usize,
+    /// Mirrored calls one shadow driver may be predicting at once; more are skipped.
+    pub shadow_concurrency: usize,
     /// The `axon` binary's version and the configuration's hash, for capsules.
     pub binary_version: String,
     pub config_hash: String,
 }
+
+/// How a live push ended, as its shadows are compared with it.
+#[derive(Clone, Debug)]
+pub(crate) struct LiveOutcome {
+    ok: bool,
+    output: Value,
+}
+
+/// The outcomes a mirrored call is counted by.
+const MIRRORED: [&str; 5] = ["agreed", "disagreed", "inconclusive", "failed", "skipped"];
+
+/// Disagreements of one shadow journaled in full per window; the rest are in its summary.
+const SHADOW_DISAGREEMENTS_IN_FULL: u32 = 3;
 
 /// Why an intent got no action (nothing was recorded, nothing ran).
 #[derive(Debug, thiserror::Error)]
@@ -131,6 +148,7 @@ struct ActMetrics {
     hung: IntCounterVec,
     demotions: IntCounterVec,
     dry_run_findings: IntCounterVec,
+    mirrored: IntCounterVec,
 }
 
 impl ActMetrics {
@@ -169,6 +187,13 @@ impl ActMetrics {
                 ),
                 &["driver", "rule"],
             )?,
+            mirrored: IntCounterVec::new(
+                Opts::new(
+                    "axon_shadow_calls_total",
+                    "Live calls mirrored to a shadow driver's prediction, by how its prediction compared (agreed, disagreed, inconclusive, failed, skipped: its queue or concurrency was full)",
+                ),
+                &["driver", "outcome"],
+            )?,
             hung: IntCounterVec::new(
                 Opts::new(
                     "axon_act_driver_hung_total",
@@ -184,6 +209,7 @@ impl ActMetrics {
         registry.register(Box::new(m.hung.clone()))?;
         registry.register(Box::new(m.demotions.clone()))?;
         registry.register(Box::new(m.dry_run_findings.clone()))?;
+        registry.register(Box::new(m.mirrored.clone()))?;
         for s in ActionStatus::ALL {
             m.actions.with_label_values(&[s.as_str()]);
         }
@@ -380,6 +406,9 @@ impl Act {
                 metrics
                     .dry_run_findings
                     .with_label_values(&[d.name(), rule]);
+            }
+            for outcome in MIRRORED {
+                metrics.mirrored.with_label_values(&[d.name(), outcome]);
             }
         }
         let runners = (0..cfg.runners.max(1))
@@ -738,8 +767,12 @@ impl Act {
                 }
             };
             owner.dispatched = Some(Box::new((dispatched.clone(), base.clone())));
+            // The capability's shadows predict the same intent beside the live push;
+            // they hear its outcome once it is known, and nothing waits for them.
+            let (outcome_tx, outcome_rx) = tokio::sync::watch::channel(None);
+            this.mirror(&driver, &intent, &opts, outcome_rx);
             this.push_and_record(
-                driver, permit, intent, opts, predicted, base, dispatched, owner, tx,
+                driver, permit, intent, opts, predicted, base, dispatched, owner, tx, outcome_tx,
             )
             .await;
         });
@@ -803,6 +836,7 @@ impl Act {
         dispatched: Appended,
         owner: Owner,
         tx: oneshot::Sender<Result<ActionResult, ActError>>,
+        outcome: tokio::sync::watch::Sender<Option<LiveOutcome>>,
     ) {
         let ticket = Ticket::new();
         // A read changes nothing: one that fails to answer in time has failed, and is
@@ -963,6 +997,10 @@ impl Act {
             },
         };
         driver.scorecard.record(self.clock.now(), sample);
+        let _ = outcome.send(Some(LiveOutcome {
+            ok: first.status == ActionStatus::Ok,
+            output: first.output.clone(),
+        }));
         // A push judged slow while it ran has had its turn with the checks.
         if !judged_slow {
             self.watch_health(&driver, &sample);
@@ -1478,6 +1516,188 @@ impl Act {
             ),
         );
         Ok(Some(known(&place_of(last), record)))
+    }
+
+    /// Mirrors one dispatched intent to the shadows of `live`'s capability: each predicts
+    /// it (no side effect) on its own workers, in an order drawn from the node's seed and
+    /// the action, and its prediction is compared with the live outcome by its manifest's
+    /// `[shadow] compare`. A shadow's errors and panics are swallowed and counted; one whose
+    /// queue or concurrency is full is skipped and counted, never queued beyond it.
+    fn mirror(
+        self: &Arc<Self>,
+        live: &Arc<DriverInstance>,
+        intent: &Arc<Action>,
+        opts: &CallOptions,
+        outcome: tokio::sync::watch::Receiver<Option<LiveOutcome>>,
+    ) {
+        let mut shadows = self.lanes.shadows(&live.descriptor.capability);
+        if shadows.is_empty() {
+            return;
+        }
+        let mut h = blake3::Hasher::new();
+        h.update(&self.seed.to_le_bytes());
+        h.update(intent.action_id.as_bytes());
+        let mut draw =
+            u64::from_le_bytes(h.finalize().as_bytes()[..8].try_into().expect("8 bytes"));
+        // Fisher–Yates with the draw's bits.
+        for i in (1..shadows.len()).rev() {
+            let j = (draw % (i as u64 + 1)) as usize;
+            draw = draw.rotate_right(7) ^ 0x9e37_79b9_7f4a_7c15;
+            shadows.swap(i, j);
+        }
+        for s in shadows {
+            let in_flight = s.shadow_in_flight.fetch_add(1, Ordering::AcqRel);
+            if in_flight >= self.cfg.shadow_concurrency {
+                s.shadow_in_flight.fetch_sub(1, Ordering::AcqRel);
+                self.mirrored(&s, Mirrored::Skipped);
+                continue;
+            }
+            let Ok(mut permit) = s.reserve(1) else {
+                s.shadow_in_flight.fetch_sub(1, Ordering::AcqRel);
+                self.mirrored(&s, Mirrored::Skipped);
+                continue;
+            };
+            // The live call's deadline, within the shadow's own.
+            let mut opts = opts.clone();
+            opts.deadline = opts
+                .deadline
+                .min(Duration::from_millis(s.manifest.limits.deadline_ms));
+            let (intent, mut outcome) = (intent.clone(), outcome.clone());
+            let this = self.clone();
+            actix::spawn(async move {
+                let answer = permit
+                    .call(DriverCall::Predict(intent.clone()), &opts)
+                    .await;
+                s.shadow_in_flight.fetch_sub(1, Ordering::AcqRel);
+                let m = match answer {
+                    Ok(DriverAnswer::Prediction(Prediction::Expected { output, .. })) => {
+                        // The live outcome, once it is known (none: the live push ended
+                        // without one, and there is nothing to compare).
+                        let live = match outcome.wait_for(Option::is_some).await {
+                            Ok(v) => v.clone(),
+                            Err(_) => None,
+                        };
+                        match live {
+                            Some(l) if s.manifest.shadow.agrees(&output, l.ok, &l.output) => {
+                                Mirrored::Agreed
+                            }
+                            Some(l) => {
+                                this.journal_disagreement(&s, &intent, &output, &l);
+                                Mirrored::Disagreed
+                            }
+                            None => Mirrored::Inconclusive,
+                        }
+                    }
+                    Ok(DriverAnswer::Prediction(Prediction::Inconclusive { .. })) => {
+                        Mirrored::Inconclusive
+                    }
+                    // Restarting or full by the time the call reached it: not mirrored.
+                    Err(CallError::Unavailable { .. } | CallError::Overloaded { .. }) => {
+                        Mirrored::Skipped
+                    }
+                    // A shadow that holds a prediction past its deadline is hung: it is
+                    // restarted like a hung live driver, so it never holds its queue.
+                    Err(CallError::Timeout { .. }) => {
+                        this.restart_hung(s.name(), "its mirrored prediction did not answer");
+                        Mirrored::Failed
+                    }
+                    Ok(_) | Err(_) => Mirrored::Failed,
+                };
+                this.mirrored(&s, m);
+            });
+        }
+    }
+
+    /// Counts one mirrored call of shadow `s`, and journals the summary of the window
+    /// before when this one is the first of a new window.
+    fn mirrored(self: &Arc<Self>, s: &Arc<DriverInstance>, m: Mirrored) {
+        let now = self.clock.now();
+        s.scorecard.record_mirrored(now, m);
+        let word = match m {
+            Mirrored::Agreed => "agreed",
+            Mirrored::Disagreed => "disagreed",
+            Mirrored::Inconclusive => "inconclusive",
+            Mirrored::Failed => "failed",
+            Mirrored::Skipped => "skipped",
+        };
+        self.metrics
+            .mirrored
+            .with_label_values(&[s.name(), word])
+            .inc();
+        let length = s.scorecard.config().window.max(Duration::from_secs(1));
+        let window = (now.as_nanos() / length.as_nanos()) as u64;
+        let finished = {
+            let mut log = s.shadow_log.lock().unwrap_or_else(|e| e.into_inner());
+            let finished = (log.window != window).then_some((log.window, log.counts));
+            if finished.is_some() {
+                *log = ShadowLog {
+                    window,
+                    ..ShadowLog::default()
+                };
+            }
+            let c = &mut log.counts;
+            *match m {
+                Mirrored::Agreed => &mut c.agreed,
+                Mirrored::Disagreed => &mut c.disagreed,
+                Mirrored::Inconclusive => &mut c.inconclusive,
+                Mirrored::Failed => &mut c.failed,
+                Mirrored::Skipped => &mut c.skipped,
+            } += 1;
+            finished
+        };
+        let Some((w, counts)) = finished else { return };
+        if counts == Agreement::default() {
+            return;
+        }
+        let body = serde_json::json!({
+            "shadow_summary": {
+                "driver": s.name(),
+                "window_start_s": (w as u128 * length.as_nanos()) as f64 / 1e9,
+                "window_seconds": length.as_secs_f64(),
+                "agreed": counts.agreed,
+                "disagreed": counts.disagreed,
+                "inconclusive": counts.inconclusive,
+                "failed": counts.failed,
+                "skipped": counts.skipped,
+            }
+        });
+        self.journal_event(body);
+    }
+
+    /// Journals one disagreement in full, for the first few of each window.
+    fn journal_disagreement(
+        self: &Arc<Self>,
+        s: &Arc<DriverInstance>,
+        intent: &Action,
+        predicted: &Value,
+        live: &LiveOutcome,
+    ) {
+        {
+            let mut log = s.shadow_log.lock().unwrap_or_else(|e| e.into_inner());
+            if log.in_full >= SHADOW_DISAGREEMENTS_IN_FULL {
+                return;
+            }
+            log.in_full += 1;
+        }
+        self.journal_event(serde_json::json!({
+            "shadow_disagreement": {
+                "driver": s.name(),
+                "action_id": intent.action_id,
+                "predicted": predicted,
+                "live_ok": live.ok,
+                "live_output": live.output,
+            }
+        }));
+    }
+
+    /// Appends an `event` entry beside the work that made it; a refusal is logged.
+    fn journal_event(self: &Arc<Self>, body: Value) {
+        let this = self.clone();
+        actix::spawn(async move {
+            if let Err(e) = this.append(EntryKind::Event, vec![], body).await {
+                tracing::error!(error = %e, "a shadow's summary was not journaled");
+            }
+        });
     }
 
     /// Hands a live driver's push to its health checks, and acts on a check that trips:

@@ -36,6 +36,22 @@ pub struct DriverInstance {
     /// The checks against its service-level objective, fed the pushes it makes while
     /// live; started over each time it goes live.
     pub health: Option<std::sync::Mutex<HealthWatch>>,
+    /// Mirrored calls it is predicting now, as a shadow (bounded by the pipeline).
+    pub shadow_in_flight: std::sync::atomic::AtomicUsize,
+    /// What of its mirrored calls goes to the journal: the current tumbling window's
+    /// counts (journaled as a summary when the next window starts) and how many of its
+    /// disagreements were journaled in full.
+    pub shadow_log: std::sync::Mutex<ShadowLog>,
+}
+
+/// A shadow's mirrored calls in one tumbling window of the journal's summaries.
+#[derive(Default)]
+pub struct ShadowLog {
+    /// Which window (the node's clock over the scorecard window's length).
+    pub window: u64,
+    pub counts: axon_supervisors::Agreement,
+    /// Disagreements journaled in full in this window.
+    pub in_full: u32,
 }
 
 impl DriverInstance {
@@ -58,6 +74,8 @@ impl DriverInstance {
             next: std::sync::atomic::AtomicUsize::new(0),
             scorecard: Scorecard::new(scorecard),
             health,
+            shadow_in_flight: Default::default(),
+            shadow_log: Default::default(),
         }
     }
 
@@ -269,6 +287,22 @@ impl Lanes {
     /// The live driver of `capability`.
     pub fn live(&self, capability: &str) -> Option<Arc<DriverInstance>> {
         self.read().live.get(capability).cloned()
+    }
+
+    /// The drivers of `capability` in lane `shadow`, in name order.
+    pub fn shadows(&self, capability: &str) -> Vec<Arc<DriverInstance>> {
+        let st = self.read();
+        let mut out: Vec<_> = self
+            .drivers
+            .values()
+            .filter(|d| {
+                d.descriptor.capability == capability
+                    && st.lanes.get(d.name()) == Some(&Lane::Shadow)
+            })
+            .cloned()
+            .collect();
+        out.sort_by(|a, b| a.name().cmp(b.name()));
+        out
     }
 
     /// Sets the lanes from the journal's `lane_change` entries (those of the loaded

@@ -20,6 +20,7 @@ pub struct ScorecardMetrics {
     error_rate: GaugeVec,
     latency: GaugeVec,
     uplift: GaugeVec,
+    agreement: GaugeVec,
     pushes: IntCounterVec,
     lane: GaugeVec,
     slo_p99: GaugeVec,
@@ -66,6 +67,11 @@ impl ScorecardMetrics {
                 "Realized minus predicted utility over the window's pushes whose prediction was not inconclusive (absent without any)",
                 &["driver", "lane"],
             )?,
+            agreement: gauge(
+                "axon_driver_window_shadow_agreement",
+                "As a shadow: the share of its predictions of mirrored calls that agreed with the live outcome, over the window (inconclusive ones not counted; absent with none)",
+                &["driver", "lane"],
+            )?,
             pushes: IntCounterVec::new(
                 Opts::new(
                     "axon_driver_pushes_total",
@@ -93,9 +99,10 @@ impl ScorecardMetrics {
         registry.register(Box::new(m))
     }
 
-    fn collectors(&self) -> [&dyn Collector; 9] {
+    fn collectors(&self) -> [&dyn Collector; 10] {
         [
             &self.calls,
+            &self.agreement,
             &self.errors,
             &self.error_rate,
             &self.latency,
@@ -125,6 +132,7 @@ impl Collector for ScorecardMetrics {
             &self.error_rate,
             &self.latency,
             &self.uplift,
+            &self.agreement,
             &self.lane,
             &self.slo_p99,
             &self.slo_error_rate,
@@ -168,6 +176,9 @@ impl Collector for ScorecardMetrics {
             }
             if let Some(u) = w.uplift {
                 self.uplift.with_label_values(&[name, lane]).set(u);
+            }
+            if let Some(a) = w.shadow.agreement {
+                self.agreement.with_label_values(&[name, lane]).set(a);
             }
             // The total's counts only grow: a counter, set to the scorecard's own count.
             let errors: u64 = r.total.errors.values().sum();

@@ -107,6 +107,51 @@ pub struct FileSettings {
     pub lock_wait_ms: u64,
 }
 
+/// How a shadow's prediction of a mirrored call is compared with the live outcome.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Compare {
+    /// The predicted output equals the live output, and the live call was ok.
+    #[default]
+    Output,
+    /// The live call was ok (a prediction expects success).
+    Status,
+    /// The live call was ok, and the predicted and live outputs agree at each of
+    /// `paths` (JSON pointers).
+    Paths,
+}
+
+/// How this driver is judged while it is a shadow.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShadowSettings {
+    #[serde(default)]
+    pub compare: Compare,
+    /// With `compare = "paths"`: the JSON pointers (`/a/0/b`) compared.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub paths: Vec<String>,
+}
+
+impl ShadowSettings {
+    /// Whether a prediction of `predicted` agrees with a live call that ended `ok` (or
+    /// not) with `output`.
+    pub fn agrees(
+        &self,
+        predicted: &serde_json::Value,
+        ok: bool,
+        output: &serde_json::Value,
+    ) -> bool {
+        ok && match self.compare {
+            Compare::Output => predicted == output,
+            Compare::Status => true,
+            Compare::Paths => self
+                .paths
+                .iter()
+                .all(|p| predicted.pointer(p) == output.pointer(p)),
+        }
+    }
+}
+
 fn default_max_file_bytes() -> u64 {
     1 << 30
 }
@@ -143,6 +188,9 @@ struct ManifestFile {
     /// Its service-level objective, without which it cannot be `live`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     slo: Option<axon_supervisors::Slo>,
+    /// How it is judged as a shadow.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    shadow: Option<ShadowSettings>,
 }
 
 fn testing() -> Lane {
@@ -174,6 +222,8 @@ pub struct Manifest {
     pub wasm_settings: Option<crate::wasm::WasmSettings>,
     /// Its service-level objective.
     pub slo: Option<axon_supervisors::Slo>,
+    /// How it is judged as a shadow (comparing outputs when not set).
+    pub shadow: ShadowSettings,
     /// The canonical JSON of the manifest as written, for the artifact hash.
     canonical: Vec<u8>,
 }
@@ -354,6 +404,27 @@ impl Manifest {
         if let Some((key, reason)) = w.slo.as_ref().and_then(|s| s.problem()) {
             return Err(key_err(file, &format!("slo.{key}"), reason));
         }
+        if let Some(s) = &w.shadow {
+            let paths = s.compare == Compare::Paths;
+            if paths == s.paths.is_empty() || s.paths.len() > 32 {
+                return Err(key_err(
+                    file,
+                    "shadow.paths",
+                    "1 to 32 JSON pointers with compare = \"paths\", and none otherwise",
+                ));
+            }
+            if let Some(bad) = s
+                .paths
+                .iter()
+                .find(|p| !p.starts_with('/') || p.len() > 256)
+            {
+                return Err(key_err(
+                    file,
+                    "shadow.paths",
+                    format!("{bad:?} is not a JSON pointer (\"/a/0/b\", at most 256 bytes)"),
+                ));
+            }
+        }
         // An intent takes two places at once (its prediction and its push).
         range(
             file,
@@ -477,6 +548,7 @@ impl Manifest {
             http_settings: w.http.clone(),
             wasm_settings: w.wasm.clone(),
             slo: w.slo.clone(),
+            shadow: w.shadow.clone().unwrap_or_default(),
             canonical,
         })
     }

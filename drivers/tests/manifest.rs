@@ -334,3 +334,40 @@ fn a_driver_that_starts_live_needs_an_slo_and_its_checks_are_checked() {
     assert!(slo.latency.dry_run && !slo.errors.dry_run);
     assert_eq!((slo.window_calls, slo.min_calls), (50, 20));
 }
+
+#[test]
+fn a_shadow_is_judged_as_its_manifest_says_and_a_bad_shadow_table_is_refused() {
+    let shadow = |table: &str| format!("{ECHO_MANIFEST}\n[shadow]\n{table}");
+    // Without the table: outputs are compared.
+    let plain = parse(ECHO_MANIFEST).unwrap().shadow;
+    let (a, b) = (json!({"x": 1, "t": 5}), json!({"x": 1, "t": 6}));
+    assert!(plain.agrees(&a, true, &a));
+    assert!(!plain.agrees(&a, true, &b));
+    assert!(
+        !plain.agrees(&a, false, &a),
+        "a failed live call never agrees"
+    );
+    let status = parse(&shadow("compare = \"status\"\n")).unwrap().shadow;
+    assert!(status.agrees(&a, true, &b) && !status.agrees(&a, false, &a));
+    let paths = parse(&shadow("compare = \"paths\"\npaths = [\"/x\"]\n"))
+        .unwrap()
+        .shadow;
+    assert!(paths.agrees(&a, true, &b));
+    assert!(!paths.agrees(&json!({"x": 2}), true, &b));
+    assert!(!paths.agrees(&a, false, &b));
+    let many = format!(
+        "compare = \"paths\"\npaths = [{}]\n",
+        vec!["\"/a\""; 33].join(", ")
+    );
+    for table in [
+        "compare = \"paths\"\n",
+        "paths = [\"/x\"]\n",
+        "compare = \"paths\"\npaths = [\"x\"]\n",
+        many.as_str(),
+    ] {
+        assert_eq!(refused_key(&shadow(table)), "shadow.paths", "{table}");
+    }
+    for table in ["compare = \"close\"\n", "surprise = 1\n"] {
+        assert!(refused_key(&shadow(table)).starts_with("shadow"), "{table}");
+    }
+}

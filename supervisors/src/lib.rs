@@ -63,7 +63,7 @@ pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
 pub use fault::{Fault, FaultInjector};
 pub use health::{Check, CheckSettings, CheckState, HealthWatch, Slo, Trip, Verdict};
 pub use metrics::Metrics;
-pub use scorecard::{Sample, Scorecard, ScorecardConfig, ScorecardReport};
+pub use scorecard::{Agreement, Mirrored, Sample, Scorecard, ScorecardConfig, ScorecardReport};
 pub use supervisor::{
     request_failure, request_restart, restart_actor, start_root, supervisor, Bounds, ChildControl,
     ChildSpec, Command, Exit, Intensity, Isolation, RestartError, Root, RootSpec, Running,

@@ -50,6 +50,31 @@ pub struct Sample {
     pub realized: f64,
 }
 
+/// How one mirrored call's prediction compared with the live call's outcome.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mirrored {
+    Agreed,
+    Disagreed,
+    /// The prediction was inconclusive: never counted as agreeing.
+    Inconclusive,
+    /// The mirrored call failed (an error, a panic, no answer in time): swallowed, counted.
+    Failed,
+    /// Not mirrored: the shadow's own queue or concurrency was full.
+    Skipped,
+}
+
+/// A shadow's mirrored calls over a span.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct Agreement {
+    pub agreed: u64,
+    pub disagreed: u64,
+    pub inconclusive: u64,
+    pub failed: u64,
+    pub skipped: u64,
+    /// Agreed over agreed and disagreed (absent with neither).
+    pub agreement: Option<f64>,
+}
+
 /// Latency percentiles, in milliseconds.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
 pub struct Latency {
@@ -76,6 +101,8 @@ pub struct Figures {
     pub uplift: Option<f64>,
     /// Calls whose prediction was inconclusive: never counted as agreeing.
     pub inconclusive: u64,
+    /// As a shadow: its predictions of mirrored calls against the live outcomes.
+    pub shadow: Agreement,
 }
 
 /// A scorecard's report at one moment.
@@ -96,6 +123,7 @@ struct Tally {
     compared: u64,
     predicted: f64,
     inconclusive: u64,
+    shadow: Agreement,
 }
 
 impl Tally {
@@ -110,6 +138,7 @@ impl Tally {
             compared: 0,
             predicted: 0.0,
             inconclusive: 0,
+            shadow: Agreement::default(),
         }
     }
 
@@ -121,6 +150,18 @@ impl Tally {
         self.compared = 0;
         self.predicted = 0.0;
         self.inconclusive = 0;
+        self.shadow = Agreement::default();
+    }
+
+    fn mirror(&mut self, m: Mirrored) {
+        let s = &mut self.shadow;
+        *match m {
+            Mirrored::Agreed => &mut s.agreed,
+            Mirrored::Disagreed => &mut s.disagreed,
+            Mirrored::Inconclusive => &mut s.inconclusive,
+            Mirrored::Failed => &mut s.failed,
+            Mirrored::Skipped => &mut s.skipped,
+        } += 1;
     }
 
     fn add(&mut self, s: &Sample) {
@@ -152,6 +193,12 @@ impl Tally {
         self.compared += other.compared;
         self.predicted += other.predicted;
         self.inconclusive += other.inconclusive;
+        let (s, o) = (&mut self.shadow, &other.shadow);
+        s.agreed += o.agreed;
+        s.disagreed += o.disagreed;
+        s.inconclusive += o.inconclusive;
+        s.failed += o.failed;
+        s.skipped += o.skipped;
     }
 
     /// The figures, given the realized utility of the compared calls alone (kept beside
@@ -174,6 +221,13 @@ impl Tally {
             predicted_utility: per(self.predicted, self.compared),
             uplift: per(compared_realized - self.predicted, self.compared),
             inconclusive: self.inconclusive,
+            shadow: Agreement {
+                agreement: per(
+                    self.shadow.agreed as f64,
+                    self.shadow.agreed + self.shadow.disagreed,
+                ),
+                ..self.shadow
+            },
         }
     }
 }
@@ -230,10 +284,9 @@ impl Scorecard {
         u64::try_from(now.as_nanos() / self.slice.as_nanos()).unwrap_or(u64::MAX - 1)
     }
 
-    /// Records one call that finished at `now` (on the supervision clock).
-    pub fn record(&self, now: Duration, sample: Sample) {
+    /// The slice `now` falls in, cleared first if it last held an older one.
+    fn slice_at(&self, inner: &mut Inner, now: Duration) -> usize {
         let index = self.index(now);
-        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let n = inner.slices.len();
         let at = (index % n as u64) as usize;
         if inner.slices[at].index != index {
@@ -241,6 +294,21 @@ impl Scorecard {
             inner.slices[at].tally.clear();
             inner.compared_realized[at] = 0.0;
         }
+        at
+    }
+
+    /// Records, for a shadow, how one mirrored call went at `now`.
+    pub fn record_mirrored(&self, now: Duration, m: Mirrored) {
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let at = self.slice_at(&mut inner, now);
+        inner.slices[at].tally.mirror(m);
+        inner.total.mirror(m);
+    }
+
+    /// Records one call that finished at `now` (on the supervision clock).
+    pub fn record(&self, now: Duration, sample: Sample) {
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let at = self.slice_at(&mut inner, now);
         inner.slices[at].tally.add(&sample);
         inner.total.add(&sample);
         if sample.predicted.is_some() {

@@ -1577,3 +1577,209 @@ body = "args"
     let card: Value = n.get("/v1/drivers/hang/scorecard").json().unwrap();
     assert_eq!(card["total"]["calls"], 2, "{card}");
 }
+
+/// A live driver `p` that breaks its postcondition on any output that is not a number,
+/// and its shadow `q`, an echo of the same capability.
+fn live_and_shadow() -> TestNode {
+    let live = format!(
+        "{}\n[obligations.postcondition.properties.output]\ntype = \"number\"\n",
+        echo_manifest("p", 16)
+    );
+    // The shadow's own deadline (real time) bounds how long a mirrored call is held.
+    let shadow = echo_manifest("q", 16)
+        .replace("urn:axon:cap:q", "urn:axon:cap:p")
+        .replace("deadline_ms = 60000", "deadline_ms = 500")
+        .replace("lane = \"live\"", "lane = \"shadow\"");
+    TestNode::builder()
+        .manual_clock()
+        .driver(&live)
+        .driver(&shadow)
+        .start()
+}
+
+fn shadow_card(n: &TestNode) -> Value {
+    let card: Value = n.get("/v1/drivers/q/scorecard").json().unwrap();
+    card["total"]["shadow"].clone()
+}
+
+fn shadow_events(n: &TestNode, key: &str) -> Vec<Value> {
+    let v: Value = n
+        .get("/v1/journal/entries?kind=event&limit=1000")
+        .json()
+        .unwrap();
+    v["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let bytes = base64::Engine::decode(
+                &base64::engine::general_purpose::STANDARD,
+                e["bytes_b64"].as_str().unwrap(),
+            )
+            .unwrap();
+            axon_protocols::journal::Entry::from_bytes(&bytes)
+                .unwrap()
+                .body
+        })
+        .filter_map(|b| b.get(key).cloned())
+        .collect()
+}
+
+#[test]
+fn a_shadow_predicts_every_live_push_and_is_scored_against_its_outcome() {
+    let n = live_and_shadow();
+    // Agreeing: the live push is ok with the output the shadow predicted.
+    for i in 0..3 {
+        let (status, v) = act(&n, &intent("urn:axon:cap:p", &format!("ok-{i}"), json!(i)));
+        assert_eq!(
+            (status, v["status"].as_str(), v["driver"].as_str()),
+            (200, Some("ok"), Some("p")),
+            "{v}"
+        );
+    }
+    // Disagreeing: the live push fails its postcondition, which the shadow did not foresee.
+    for i in 0..5 {
+        let (status, v) = act(
+            &n,
+            &intent("urn:axon:cap:p", &format!("bad-{i}"), json!({"i": i})),
+        );
+        assert_eq!((status, v["status"].as_str()), (200, Some("failed")), "{v}");
+    }
+    wait_until("every push is scored", Duration::from_secs(10), || {
+        let s = shadow_card(&n);
+        s["agreed"] == 3 && s["disagreed"] == 5
+    })
+    .unwrap();
+    let s = shadow_card(&n);
+    assert_eq!(s["agreement"], 3.0 / 8.0, "{s}");
+    assert_eq!((&s["failed"], &s["skipped"]), (&json!(0), &json!(0)), "{s}");
+    assert_eq!(
+        n.metric(
+            "axon_shadow_calls_total",
+            &[("driver", "q"), ("outcome", "disagreed")]
+        ),
+        Some(5.0)
+    );
+    // The first few disagreements are journaled in full; the window's summary once the
+    // next window starts.
+    wait_until(
+        "three disagreements in full",
+        Duration::from_secs(10),
+        || shadow_events(&n, "shadow_disagreement").len() == 3,
+    )
+    .unwrap();
+    let d = &shadow_events(&n, "shadow_disagreement")[0];
+    assert_eq!(
+        (&d["driver"], &d["live_ok"]),
+        (&json!("q"), &json!(false)),
+        "{d}"
+    );
+    assert!(d["predicted"]["i"].is_u64(), "{d}");
+    assert!(shadow_events(&n, "shadow_summary").is_empty());
+    assert_eq!(
+        n.metric(
+            "axon_driver_window_shadow_agreement",
+            &[("driver", "q"), ("lane", "shadow")]
+        ),
+        Some(3.0 / 8.0)
+    );
+    n.advance(Duration::from_secs(31));
+    let (status, _) = act(&n, &intent("urn:axon:cap:p", "next-window", json!(9)));
+    assert_eq!(status, 200);
+    wait_until("the window's summary", Duration::from_secs(10), || {
+        !shadow_events(&n, "shadow_summary").is_empty()
+    })
+    .unwrap();
+    let sum = &shadow_events(&n, "shadow_summary")[0];
+    assert_eq!(
+        (&sum["agreed"], &sum["disagreed"]),
+        (&json!(3), &json!(5)),
+        "{sum}"
+    );
+    // Only the live driver acted: the shadow only predicted (it has no push of its own).
+    let card: Value = n.get("/v1/drivers/q/scorecard").json().unwrap();
+    assert_eq!(card["total"]["calls"], 0, "{card}");
+    assert_eq!(
+        n.metric(
+            "axon_actor_messages_total",
+            &[("actor", "q"), ("outcome", "ok")]
+        ),
+        Some(9.0)
+    );
+}
+
+#[test]
+fn a_hung_or_panicking_shadow_changes_nothing_in_the_live_answers() {
+    let n = live_and_shadow();
+    let answers = |prefix: &str, k: usize| -> Vec<Value> {
+        (0..k)
+            .map(|i| {
+                let (status, v) = act(
+                    &n,
+                    &intent("urn:axon:cap:p", &format!("{prefix}-{i}"), json!(i)),
+                );
+                assert_eq!(status, 200, "{v}");
+                v["output"].clone()
+            })
+            .collect()
+    };
+    // A panicking shadow: its failure is swallowed and counted, and while it restarts
+    // the pushes mirrored to it are skipped.
+    n.inject("q", Fault::Panic, Some(1));
+    assert_eq!(answers("panic", 3), [json!(0), json!(1), json!(2)]);
+    // Each of the three mirrored calls is counted once: the first failed (the panic),
+    // the others failed too if they were queued behind it, or were skipped.
+    wait_until(
+        "the three mirrored calls are counted",
+        Duration::from_secs(10),
+        || {
+            let s = shadow_card(&n);
+            s["failed"].as_u64().unwrap() + s["skipped"].as_u64().unwrap() == 3
+        },
+    )
+    .unwrap();
+    let s = shadow_card(&n);
+    assert!(s["failed"].as_u64().unwrap() >= 1, "{s}");
+    assert_eq!(
+        s["agreed"].as_u64().unwrap() + s["disagreed"].as_u64().unwrap(),
+        0,
+        "{s}"
+    );
+    n.finish_backoff("q").unwrap();
+    // A hung shadow: the live answers still come at once (each call returns while the
+    // shadow holds its mirrored call), and once the shadow has four calls in flight the
+    // rest are skipped, never queued.
+    n.inject("q", Fault::Hang, None);
+    assert_eq!(
+        answers("hang", 8),
+        (0..8).map(|i| json!(i)).collect::<Vec<_>>()
+    );
+    let s = shadow_card(&n);
+    assert!(s["skipped"].as_u64().unwrap() >= 4, "{s}");
+    assert_eq!(
+        n.metric(
+            "axon_shadow_calls_total",
+            &[("driver", "q"), ("outcome", "skipped")]
+        ),
+        s["skipped"].as_f64()
+    );
+    // At the shadow's deadline the held calls fail, and the hung shadow is restarted:
+    // every mirrored call so far is counted once, failed or skipped.
+    n.clear_faults("q");
+    wait_until("the held calls fail", Duration::from_secs(10), || {
+        let s = shadow_card(&n);
+        s["failed"].as_u64().unwrap() + s["skipped"].as_u64().unwrap() == 3 + 8
+    })
+    .unwrap();
+    n.finish_backoff("q").unwrap();
+    assert!(
+        n.metric("axon_act_driver_hung_total", &[("driver", "q")]) >= Some(1.0),
+        "the hung shadow was restarted"
+    );
+    // Back in service, it agrees again.
+    assert_eq!(answers("after", 1), [json!(0)]);
+    wait_until("the shadow agrees again", Duration::from_secs(10), || {
+        shadow_card(&n)["agreed"] == 1
+    })
+    .unwrap();
+}
