@@ -976,8 +976,9 @@ impl Act {
             }
         };
         // The push's sample, taken as its first answer (or its deadline) is known: a push
-        // that overran counts at its deadline, so a hung driver shows at once. Drivers do
-        // not report a utility of their own: an ok push delivered 1, any other 0.
+        // that overran counts at its deadline, so a hung driver shows at once. Its
+        // utility is what the output reports where the manifest says it does, and
+        // otherwise 1 for an ok push and 0 for any other.
         let measured = self.clock.now().saturating_sub(began);
         let sample = Sample {
             // A push that ran past its deadline took at least that long, whatever the
@@ -990,11 +991,9 @@ impl Act {
             // The kinds are the statuses' own names: a fixed set.
             error: (first.status != ActionStatus::Ok).then(|| first.status.as_str()),
             predicted,
-            realized: if first.status == ActionStatus::Ok {
-                1.0
-            } else {
-                0.0
-            },
+            realized: driver
+                .manifest
+                .realized_utility(first.status == ActionStatus::Ok, &first.output),
         };
         driver.scorecard.record(self.clock.now(), sample);
         let _ = outcome.send(Some(LiveOutcome {

@@ -152,6 +152,16 @@ impl ShadowSettings {
     }
 }
 
+/// Whether `p` is a JSON pointer a manifest may name: `""` (the whole value) or
+/// `/a/0/b`, at most 256 bytes.
+fn is_pointer(p: &str) -> bool {
+    (p.is_empty() || p.starts_with('/')) && p.len() <= 256
+}
+
+fn pointer_problem(p: &str) -> String {
+    format!("{p:?} is not a JSON pointer (\"/a/0/b\", at most 256 bytes)")
+}
+
 fn default_max_file_bytes() -> u64 {
     1 << 30
 }
@@ -191,6 +201,9 @@ struct ManifestFile {
     /// How it is judged as a shadow.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     shadow: Option<ShadowSettings>,
+    /// Where its outcome reports the utility it delivered: a JSON pointer into the output.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    utility: Option<String>,
 }
 
 fn testing() -> Lane {
@@ -224,6 +237,10 @@ pub struct Manifest {
     pub slo: Option<axon_supervisors::Slo>,
     /// How it is judged as a shadow (comparing outputs when not set).
     pub shadow: ShadowSettings,
+    /// Where its outcome reports the utility it delivered (a JSON pointer into the
+    /// output); without one, or where the output has no finite number there, an `ok`
+    /// outcome delivered 1 and any other 0.
+    pub utility: Option<String>,
     /// The canonical JSON of the manifest as written, for the artifact hash.
     canonical: Vec<u8>,
 }
@@ -273,6 +290,17 @@ fn range(file: &Path, key: &str, v: u64, min: u64, max: u64) -> Result<(), Manif
 }
 
 impl Manifest {
+    /// The utility an outcome delivered: the number its output reports at the manifest's
+    /// `utility` pointer where it has one there, and otherwise 1 for an `ok` outcome and
+    /// 0 for any other.
+    pub fn realized_utility(&self, ok: bool, output: &serde_json::Value) -> f64 {
+        self.utility
+            .as_deref()
+            .and_then(|p| output.pointer(p))
+            .and_then(serde_json::Value::as_f64)
+            .unwrap_or(if ok { 1.0 } else { 0.0 })
+    }
+
     /// Reads and checks the manifest in `file`.
     pub fn load(file: &Path) -> Result<Self, ManifestError> {
         let read_err = |reason: String| ManifestError::Read {
@@ -413,17 +441,12 @@ impl Manifest {
                     "1 to 32 JSON pointers with compare = \"paths\", and none otherwise",
                 ));
             }
-            if let Some(bad) = s
-                .paths
-                .iter()
-                .find(|p| !p.starts_with('/') || p.len() > 256)
-            {
-                return Err(key_err(
-                    file,
-                    "shadow.paths",
-                    format!("{bad:?} is not a JSON pointer (\"/a/0/b\", at most 256 bytes)"),
-                ));
+            if let Some(bad) = s.paths.iter().find(|p| !is_pointer(p)) {
+                return Err(key_err(file, "shadow.paths", pointer_problem(bad)));
             }
+        }
+        if let Some(bad) = w.utility.as_deref().filter(|p| !is_pointer(p)) {
+            return Err(key_err(file, "utility", pointer_problem(bad)));
         }
         // An intent takes two places at once (its prediction and its push).
         range(
@@ -549,6 +572,7 @@ impl Manifest {
             wasm_settings: w.wasm.clone(),
             slo: w.slo.clone(),
             shadow: w.shadow.clone().unwrap_or_default(),
+            utility: w.utility.clone(),
             canonical,
         })
     }

@@ -367,6 +367,18 @@ fn a_shadow_is_judged_as_its_manifest_says_and_a_bad_shadow_table_is_refused() {
     ] {
         assert_eq!(refused_key(&shadow(table)), "shadow.paths", "{table}");
     }
+    let with_utility = |p: &str| {
+        ECHO_MANIFEST.replace(
+            "lane = \"live\"\n",
+            &format!("lane = \"live\"\nutility = {p:?}\n"),
+        )
+    };
+    let m = parse(&with_utility("/u/0")).unwrap();
+    assert_eq!(m.realized_utility(true, &json!({"u": [0.5]})), 0.5);
+    assert_eq!(m.realized_utility(false, &json!({"u": [-2]})), -2.0);
+    assert_eq!(m.realized_utility(true, &json!({"u": ["x"]})), 1.0);
+    assert_eq!(m.realized_utility(false, &Value::Null), 0.0);
+    assert_eq!(refused_key(&with_utility("u")), "utility");
     for table in ["compare = \"close\"\n", "surprise = 1\n"] {
         assert!(refused_key(&shadow(table)).starts_with("shadow"), "{table}");
     }

@@ -1204,6 +1204,35 @@ fn a_claim_that_asks_the_journal_holds_its_intent_id_so_a_racing_claim_waits() {
 }
 
 #[test]
+fn a_driver_that_reports_its_utility_is_scored_by_it() {
+    let manifest = echo_manifest("u", 16).replace(
+        "lane = \"live\"\n",
+        "lane = \"live\"\nutility = \"/score\"\n",
+    );
+    let n = TestNode::builder().driver(&manifest).start();
+    // Two pushes report 0.25 and 0.5; one reports nothing there and, being ok, counts 1.
+    for (i, args) in [
+        json!({"score": 0.25}),
+        json!({"score": 0.5}),
+        json!({"s": 1}),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let (status, v) = act(&n, &intent("urn:axon:cap:u", &format!("u-{i}"), args));
+        assert_eq!((status, v["status"].as_str()), (200, Some("ok")), "{v}");
+    }
+    let c: Value = n.get("/v1/drivers/u/scorecard").json().unwrap();
+    let t = &c["total"];
+    assert_eq!(t["predicted_utility"], 1.0, "{c}");
+    assert_eq!(t["realized_utility"], 1.75 / 3.0, "{c}");
+    assert!(
+        (t["uplift"].as_f64().unwrap() - (1.75 / 3.0 - 1.0)).abs() < 1e-12,
+        "{c}"
+    );
+}
+
+#[test]
 fn a_driver_scorecard_counts_its_pushes_over_the_window_and_in_total() {
     // `slow` breaks its postcondition on any output that is not a number: such a push is
     // made and ends failed.
