@@ -60,13 +60,13 @@ fn read_response(r: &mut BufReader<TcpStream>) -> anyhow::Result<u16> {
 }
 
 /// What one connection sends: its `n`th request's bytes.
-type MakeRequest = Arc<dyn Fn(usize, u64) -> Vec<u8> + Send + Sync>;
+pub(crate) type MakeRequest = Arc<dyn Fn(usize, u64) -> Vec<u8> + Send + Sync>;
 
 /// Runs `connections` clients against `addr`. With `rate`, each sends on a schedule and
 /// latencies count from when a request was due; without, each sends back to back.
 /// Answers (requests answered with 2xx, other answers, the latency histogram in µs,
 /// elapsed time).
-fn load(
+pub(crate) fn load(
     addr: SocketAddr,
     connections: usize,
     seconds: u64,

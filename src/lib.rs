@@ -12,6 +12,7 @@ pub mod api;
 pub mod bench;
 pub mod bench_act;
 pub mod bench_demotion;
+pub mod bench_mirroring;
 pub mod config;
 pub mod data_dir;
 pub mod drivers_cli;

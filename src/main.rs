@@ -237,6 +237,21 @@ enum BenchWhat {
         #[arg(long, default_value_t = 3000)]
         rate: u64,
     },
+    /// What mirroring each live push to a shadow driver adds to the live call: the same
+    /// echo driver with and without a shadow, in alternating runs.
+    Mirroring {
+        /// Where the node keeps its data.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+        /// Seconds of each run.
+        #[arg(long, default_value_t = 3)]
+        seconds: u64,
+        #[arg(long, default_value_t = 16)]
+        connections: usize,
+        /// Pairs of runs, plain then mirrored.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+    },
     /// Time and calls from a fault in a live driver (every push failing) to its
     /// supervisor demoting it.
     Demotion {
@@ -285,6 +300,28 @@ fn main() {
             &axon::bench_demotion::DemotionBench {
                 healthy,
                 rate: rate.clamp(1, 100_000),
+            },
+        ) {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("axon: bench failed: {e:#}");
+                1
+            }
+        },
+        Command::Bench {
+            what:
+                BenchWhat::Mirroring {
+                    dir,
+                    seconds,
+                    connections,
+                    rounds,
+                },
+        } => match axon::bench_mirroring::mirroring(
+            &dir,
+            &axon::bench_mirroring::MirroringBench {
+                seconds: seconds.clamp(1, 3600),
+                connections: connections.clamp(1, 1024),
+                rounds: rounds.clamp(1, 100),
             },
         ) {
             Ok(()) => 0,
