@@ -263,6 +263,12 @@ fn driver_json(st: &AppState, d: &DriverInstance) -> Value {
         // Each check against its objective: the last verdict, the failures counted
         // towards its limit, and the figures it was made on.
         "checks": d.health().map(|h| h.states()),
+        // Its circuit breaker: whether it is due a trial (open), on one (half_open),
+        // held out by an operator, or retired by failing them.
+        "breaker": {
+            "state": d.breaker().0.as_str(),
+            "failed_trials": d.breaker().0.failed_trials(),
+        },
     })
 }
 
@@ -341,7 +347,11 @@ enum Direction {
 fn is_promotion(from: Lane, to: Lane) -> bool {
     matches!(
         (from, to),
-        (Lane::Testing, Lane::Shadow) | (Lane::Shadow, Lane::Live) | (Lane::Retired, Lane::Testing)
+        (Lane::Testing, Lane::Shadow)
+            | (Lane::Shadow, Lane::Live)
+            | (Lane::Shadow, Lane::Trial)
+            | (Lane::Trial, Lane::Live)
+            | (Lane::Retired, Lane::Testing)
     )
 }
 
@@ -393,7 +403,7 @@ async fn move_lane(
                 LaneError::UnknownDriver(_) => {
                     ApiError::new(ProblemType::UnknownDriver, detail).at(&req)
                 }
-                LaneError::Illegal(_) | LaneError::NoSlo(_) => {
+                LaneError::Illegal(_) | LaneError::NoSlo(_) | LaneError::TrialBusy { .. } => {
                     ApiError::new(ProblemType::IllegalLaneMove, detail).at(&req)
                 }
                 LaneError::Reason => ApiError::new(ProblemType::MalformedRequest, detail).at(&req),

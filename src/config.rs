@@ -114,6 +114,14 @@ pub struct DriversConfig {
     pub scorecard_slices: u32,
     /// Mirrored calls one shadow driver may be predicting at once.
     pub shadow_concurrency: u64,
+    /// Half-open trials of a driver its checks took out of live service: the wait before
+    /// the first (doubled after each failed one, at most `trial_max_wait_ms`), the share
+    /// of its capability's traffic it serves on trial, and the failed trials in a row
+    /// after which it is retired.
+    pub trial_after_ms: u64,
+    pub trial_max_wait_ms: u64,
+    pub trial_share: f64,
+    pub max_failed_trials: u32,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -411,6 +419,34 @@ impl Config {
             1,
             1024,
         )?;
+        range(
+            "drivers.trial_after_ms",
+            self.drivers.trial_after_ms,
+            0,
+            86_400_000,
+        )?;
+        range(
+            "drivers.trial_max_wait_ms",
+            self.drivers.trial_max_wait_ms,
+            self.drivers.trial_after_ms,
+            7 * 86_400_000,
+        )?;
+        range(
+            "drivers.max_failed_trials",
+            u64::from(self.drivers.max_failed_trials),
+            1,
+            100,
+        )?;
+        // Above 0 (a trial that serves nothing never ends) and at most 1.
+        if !(self.drivers.trial_share > 0.0 && self.drivers.trial_share <= 1.0) {
+            return Err(key_err(
+                "drivers.trial_share",
+                format!(
+                    "must be above 0 and at most 1 (got {})",
+                    self.drivers.trial_share
+                ),
+            ));
+        }
         if self.drivers.manifest_dirs.len() > 64 {
             return Err(key_err("drivers.manifest_dirs", "at most 64 folders"));
         }

@@ -312,7 +312,15 @@ pub async fn start(cfg: &Config, opts: NodeOptions) -> anyhow::Result<Node> {
     );
     let config_hash = config_hash(cfg);
     let act = Act::new(
-        Arc::new(Lanes::new(instances)),
+        Arc::new(Lanes::new(
+            instances,
+            axon_supervisors::TrialPolicy {
+                cool_down: Duration::from_millis(cfg.drivers.trial_after_ms),
+                max_cool_down: Duration::from_millis(cfg.drivers.trial_max_wait_ms),
+                max_failed_trials: cfg.drivers.max_failed_trials,
+                share: cfg.drivers.trial_share,
+            },
+        )),
         journal.clone(),
         env.clock.clone(),
         ActConfig {
@@ -514,6 +522,9 @@ fn http_child(
                     in_doubt = report.in_doubt,
                     "act pipeline ready"
                 );
+                // Drivers their checks took out of service before the stop get their
+                // trials, after a full cool-down from now.
+                act.schedule_trials();
                 rebuilt.set(true);
             }
             let addr = bound

@@ -122,6 +122,15 @@ fn driver_schema() -> Value {
                 "description": "Each check against its service-level objective (null without one): the last verdict, the failures counted towards its limit, the figures",
                 "type": ["array", "null"],
                 "items": {"type": "object", "required": ["check", "verdict", "failures", "failure_limit", "dry_run", "figures"]}
+            },
+            "breaker": {
+                "description": "Its circuit breaker: closed (in service, or never taken out by its checks), open (taken out by its checks: a trial is due after its cool-down), half_open (on trial), held (moved by an operator: no trial), retired (failed too many trials in a row)",
+                "type": "object",
+                "required": ["state", "failed_trials"],
+                "properties": {
+                    "state": {"type": "string", "enum": ["closed", "open", "half_open", "held", "retired"]},
+                    "failed_trials": {"type": "integer", "minimum": 0}
+                }
             }
         }
     })

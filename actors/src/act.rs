@@ -21,13 +21,16 @@ use axon_drivers::host::DriverHost;
 use axon_drivers::host::{Action, DriverAnswer, DriverCall, Ticket};
 use axon_drivers::obligations::Violation;
 use axon_protocols::action::{
-    action_id, intent_digest, ActionRecord, ActionResult, ActionStatus, Dispatch, Resolution, Undo,
+    action_id, intent_digest, ActionRecord, ActionResult, ActionStatus, Dispatch, Resolution,
+    TrialDraw, Undo,
 };
 use axon_protocols::capsule::{Environment, RecordedClock, ReplayCapsule};
 use axon_protocols::intent::AxonIntent;
 use axon_protocols::journal::{ActionId, Entry, EntryKind};
+use axon_protocols::lane::Lane;
 use axon_supervisors::{
-    Agreement, CallError, CallOptions, Check, Mirrored, Permit, Sample, SharedClock, Verdict,
+    Agreement, Breaker, CallError, CallOptions, Check, Mirrored, Permit, Sample, SharedClock,
+    TrialPolicy, Verdict,
 };
 use prometheus::{IntCounterVec, IntGauge, Opts, Registry};
 use serde_json::Value;
@@ -149,6 +152,7 @@ struct ActMetrics {
     demotions: IntCounterVec,
     dry_run_findings: IntCounterVec,
     mirrored: IntCounterVec,
+    trials: IntCounterVec,
 }
 
 impl ActMetrics {
@@ -194,6 +198,13 @@ impl ActMetrics {
                 ),
                 &["driver", "outcome"],
             )?,
+            trials: IntCounterVec::new(
+                Opts::new(
+                    "axon_driver_trials_total",
+                    "Half-open trials of drivers their checks took out of service, by how they went (started, passed, failed)",
+                ),
+                &["driver", "outcome"],
+            )?,
             hung: IntCounterVec::new(
                 Opts::new(
                     "axon_act_driver_hung_total",
@@ -210,6 +221,7 @@ impl ActMetrics {
         registry.register(Box::new(m.demotions.clone()))?;
         registry.register(Box::new(m.dry_run_findings.clone()))?;
         registry.register(Box::new(m.mirrored.clone()))?;
+        registry.register(Box::new(m.trials.clone()))?;
         for s in ActionStatus::ALL {
             m.actions.with_label_values(&[s.as_str()]);
         }
@@ -410,6 +422,9 @@ impl Act {
             for outcome in MIRRORED {
                 metrics.mirrored.with_label_values(&[d.name(), outcome]);
             }
+            for outcome in ["started", "passed", "failed"] {
+                metrics.trials.with_label_values(&[d.name(), outcome]);
+            }
         }
         let runners = (0..cfg.runners.max(1))
             .map(|_| actix::Arbiter::new())
@@ -475,6 +490,17 @@ impl Act {
         self.journal
             .append(NewEntry { kind, links, body }, &self.journal_opts())
             .await
+    }
+
+    /// A number drawn from the node's seed, `purpose` and action `action`: the same on
+    /// every run of a node with the same seed.
+    fn draw(&self, purpose: &str, action: &str) -> u64 {
+        let mut h = blake3::Hasher::new();
+        h.update(&self.seed.to_le_bytes());
+        h.update(purpose.as_bytes());
+        h.update(&[0]);
+        h.update(action.as_bytes());
+        u64::from_le_bytes(h.finalize().as_bytes()[..8].try_into().expect("8 bytes"))
     }
 
     /// An intent id for an intent that came without one: from the node's seed and a
@@ -634,12 +660,36 @@ impl Act {
             late: false,
         };
 
-        // route
-        let Some(driver) = self.lanes.live(&intent.capability) else {
-            let mut r = record(
-                ActionStatus::Blocked,
-                Some(format!("no driver is live for {}", intent.capability)),
-            );
+        // route: to the live driver, or, while one is on trial, to whichever of the two
+        // the action's draw picks.
+        let live = self.lanes.live(&intent.capability);
+        let (routed, trial_draw) = match self.lanes.trial(&intent.capability) {
+            Some(trial) => {
+                let draw = self.draw("route", &action);
+                let policy = self.lanes.trials();
+                let d = TrialDraw {
+                    draw: TrialPolicy::fraction(draw),
+                    share: policy.share,
+                    trial: trial.name().to_owned(),
+                };
+                let routed = if policy.serves_trial(draw) {
+                    Some(trial)
+                } else {
+                    live
+                };
+                (routed, Some(d))
+            }
+            None => (live, None),
+        };
+        let Some(driver) = routed else {
+            let reason = match &trial_draw {
+                Some(d) => format!(
+                    "no driver is live for {}: {} is on trial for {} of its intents, and this one was drawn ({:.6}) for the rest",
+                    intent.capability, d.trial, d.share, d.draw
+                ),
+                None => format!("no driver is live for {}", intent.capability),
+            };
+            let mut r = record(ActionStatus::Blocked, Some(reason));
             r.intent = Some(intent);
             return self.record_without_dispatch(owner, r).await;
         };
@@ -745,6 +795,7 @@ impl Act {
             lane,
             prediction: serde_json::to_value(&prediction).expect("a prediction is plain data"),
             undo: None,
+            trial_draw,
         };
         let mut base = record(ActionStatus::Ok, None);
         base.driver = Some(name);
@@ -1362,6 +1413,7 @@ impl Act {
                 reason: reason.to_owned(),
                 result: known.entry_id.clone(),
             }),
+            trial_draw: None,
         };
         let dispatched = self
             .append(
@@ -1533,11 +1585,7 @@ impl Act {
         if shadows.is_empty() {
             return;
         }
-        let mut h = blake3::Hasher::new();
-        h.update(&self.seed.to_le_bytes());
-        h.update(intent.action_id.as_bytes());
-        let mut draw =
-            u64::from_le_bytes(h.finalize().as_bytes()[..8].try_into().expect("8 bytes"));
+        let mut draw = self.draw("shadow order", &intent.action_id);
         // Fisher–Yates with the draw's bits.
         for i in (1..shadows.len()).rev() {
             let j = (draw % (i as u64 + 1)) as usize;
@@ -1699,18 +1747,24 @@ impl Act {
         });
     }
 
-    /// Hands a live driver's push to its health checks, and acts on a check that trips:
-    /// one in dry run is journaled as a `decision` and changes nothing; any other takes
-    /// the driver out of service, journaled with its rule and figures. Both run beside
+    /// Hands a live driver's push, or one on trial, to its health checks, and acts on a
+    /// check that trips: one in dry run is journaled as a `decision` and changes nothing;
+    /// any other takes the driver out of service, journaled with its rule and figures. A
+    /// driver on trial whose every check has passed goes back live. All of it runs beside
     /// the push's own answer, never delaying it.
     fn watch_health(self: &Arc<Self>, driver: &Arc<DriverInstance>, sample: &Sample) {
         let name = driver.name();
-        if self.lanes.lane(name) != Some(axon_protocols::lane::Lane::Live) {
+        let lane = self.lanes.lane(name);
+        if !matches!(lane, Some(Lane::Live | Lane::Trial)) {
             return;
         }
-        let Some(trips) = driver.health().map(|mut h| h.observe(sample)) else {
+        let Some((trips, passed)) = driver.health().map(|mut h| {
+            let trips = h.observe(sample);
+            (trips, TrialPolicy::passed(&h.states()))
+        }) else {
             return;
         };
+        let tripped = trips.iter().any(|t| !t.dry_run);
         for trip in trips {
             let evidence = serde_json::json!({
                 "check": trip.check,
@@ -1721,7 +1775,7 @@ impl Act {
             let this = self.clone();
             let name = name.to_owned();
             if trip.dry_run {
-                tracing::warn!(driver = %name, rule = trip.rule, "a dry-run check failed; the driver stays live");
+                tracing::warn!(driver = %name, rule = trip.rule, "a dry-run check failed; the driver stays in service");
                 self.metrics
                     .dry_run_findings
                     .with_label_values(&[&name, trip.rule])
@@ -1758,25 +1812,100 @@ impl Act {
                 });
             }
         }
+        if lane == Some(Lane::Trial) && passed && !tripped {
+            self.conclude_passed_trial(driver);
+        }
     }
 
-    /// Takes driver `name` out of live service because its supervisor says so (`reason`):
-    /// a live driver moves to `shadow`, journaled with the rule that fired. A driver in
-    /// any other lane serves no live traffic already, and stays where it is. True when the
-    /// move was journaled.
+    /// Puts a driver whose trial passed back live, once, journaled with its checks.
+    fn conclude_passed_trial(self: &Arc<Self>, driver: &Arc<DriverInstance>) {
+        if driver.concluding.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let checks = driver.health().map(|h| h.states());
+        let (this, driver) = (self.clone(), driver.clone());
+        actix::spawn(async move {
+            let why = crate::lanes::Why {
+                reason: "every check passed on its trial: back in live service".into(),
+                rule: Some(crate::lanes::TRIAL_PASSED.into()),
+                evidence: Some(serde_json::json!({ "checks": checks })),
+            };
+            match this
+                .lanes
+                .change(
+                    driver.name(),
+                    Lane::Live,
+                    crate::lanes::Mover::Supervisor,
+                    why,
+                    &this.journal,
+                    &this.journal_opts(),
+                )
+                .await
+            {
+                Ok(_) => {
+                    this.metrics
+                        .trials
+                        .with_label_values(&[driver.name(), "passed"])
+                        .inc();
+                    tracing::info!(driver = %driver.name(), "driver passed its trial: live again");
+                }
+                Err(e) => {
+                    // Asked again at its next passing push.
+                    driver.concluding.store(false, Ordering::Release);
+                    tracing::error!(driver = %driver.name(), error = %e, "a passed trial was not journaled; the driver stays on trial");
+                }
+            }
+        });
+    }
+
+    /// Takes driver `name` out of service because its supervisor says so (`reason`): a
+    /// live driver moves to `shadow`, journaled with the rule that fired, and is due a
+    /// trial after its cool-down; one on trial goes back to `shadow` with the cool-down
+    /// doubled, or to `retired` once it has failed `max_failed_trials` trials in a row. A
+    /// driver in any other lane serves no traffic already, and stays where it is. True
+    /// when the move was journaled.
     pub async fn take_out_of_service(
-        &self,
+        self: &Arc<Self>,
         name: &str,
         reason: &str,
         rule: &str,
         evidence: Value,
     ) -> bool {
-        if self.lanes.lane(name) != Some(axon_protocols::lane::Lane::Live) {
-            tracing::warn!(driver = %name, %reason, %rule, "driver failing a check, not live: its lane stays");
+        let Some(driver) = self.lanes.driver(name).cloned() else {
             return false;
-        }
+        };
+        let from = self.lanes.lane(name);
+        let to = match from {
+            Some(Lane::Live) => Lane::Shadow,
+            Some(Lane::Trial) => {
+                if driver.concluding.swap(true, Ordering::AcqRel) {
+                    return false;
+                }
+                let next = self
+                    .lanes
+                    .trials()
+                    .next(driver.breaker().0, axon_supervisors::TrialEvent::Tripped);
+                if next == Breaker::Retired {
+                    Lane::Retired
+                } else {
+                    Lane::Shadow
+                }
+            }
+            _ => {
+                tracing::warn!(driver = %name, %reason, %rule, "driver failing a check, not in service: its lane stays");
+                return false;
+            }
+        };
+        let reason = match (from, to) {
+            (Some(Lane::Trial), Lane::Retired) => format!(
+                "{reason}, on its trial: it has failed {} trials in a row, and is retired",
+                self.lanes.trials().max_failed_trials
+            ),
+            (Some(Lane::Trial), _) => format!("{reason}, on its trial"),
+            _ => reason.to_owned(),
+        };
         let why = crate::lanes::Why {
-            reason: reason.to_owned(),
+            reason: reason.clone(),
             rule: Some(rule.to_owned()),
             evidence: Some(evidence),
         };
@@ -1784,7 +1913,7 @@ impl Act {
             .lanes
             .change(
                 name,
-                axon_protocols::lane::Lane::Shadow,
+                to,
                 crate::lanes::Mover::Supervisor,
                 why,
                 &self.journal,
@@ -1797,14 +1926,87 @@ impl Act {
                     .demotions
                     .with_label_values(&[name, rule])
                     .inc();
-                tracing::error!(driver = %name, %reason, %rule, "driver demoted to shadow by its supervisor");
+                if from == Some(Lane::Trial) {
+                    self.metrics
+                        .trials
+                        .with_label_values(&[name, "failed"])
+                        .inc();
+                }
+                tracing::error!(driver = %name, %reason, %rule, to = %to, "driver taken out of service by its supervisor");
+                self.schedule_trial(&driver);
                 true
             }
             Err(e) => {
-                tracing::error!(driver = %name, error = %e, "the demotion of a failing driver was not journaled; it stays live");
+                driver.concluding.store(false, Ordering::Release);
+                tracing::error!(driver = %name, error = %e, "the demotion of a failing driver was not journaled; it stays in service");
                 false
             }
         }
+    }
+
+    /// Sets every driver due a trial (its breaker open) on its way to one: at start, from
+    /// the breakers the lanes rebuilt.
+    pub fn schedule_trials(self: &Arc<Self>) {
+        for d in self.lanes.drivers() {
+            self.schedule_trial(d);
+        }
+    }
+
+    /// Moves driver `d` onto its trial once its cool-down has passed, if its breaker is
+    /// still as it is now (open); while another driver of its capability is on trial, or
+    /// the move is not journaled, it tries again after the same wait.
+    fn schedule_trial(self: &Arc<Self>, d: &Arc<DriverInstance>) {
+        let (state, changes) = d.breaker();
+        let Breaker::Open { failed_trials } = state else {
+            return;
+        };
+        let policy = *self.lanes.trials();
+        let wait = policy.cool_down_after(failed_trials);
+        let (this, d) = (self.clone(), d.clone());
+        actix::spawn(async move {
+            loop {
+                this.clock.sleep(wait).await;
+                if d.breaker() != (state, changes) {
+                    return;
+                }
+                let why = crate::lanes::Why {
+                    reason: format!(
+                        "{wait:?} after it was taken out of service: a half-open trial, serving {} of the intents for {}",
+                        policy.share, d.descriptor.capability
+                    ),
+                    rule: Some(crate::lanes::TRIAL_START.into()),
+                    evidence: Some(serde_json::json!({
+                        "failed_trials": failed_trials,
+                        "waited_ms": wait.as_millis() as u64,
+                        "share": policy.share,
+                    })),
+                };
+                match this
+                    .lanes
+                    .change(
+                        d.name(),
+                        Lane::Trial,
+                        crate::lanes::Mover::Supervisor,
+                        why,
+                        &this.journal,
+                        &this.journal_opts(),
+                    )
+                    .await
+                {
+                    Ok(_) => {
+                        this.metrics
+                            .trials
+                            .with_label_values(&[d.name(), "started"])
+                            .inc();
+                        tracing::warn!(driver = %d.name(), "driver on trial");
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::warn!(driver = %d.name(), error = %e, "the trial did not start; trying again after the same wait");
+                    }
+                }
+            }
+        });
     }
 
     /// True while action `action` is between its claim and its answer.

@@ -5,7 +5,9 @@
 //! changed manifest makes a new build, which starts in its manifest's initial lane,
 //! recorded as the manifest's decision at its first load. At most one driver is `live`
 //! per capability: promoting one to `live` moves the current live one to `shadow` in the
-//! same entry.
+//! same entry. Each driver's breaker (see `axon_supervisors::trial`) follows its lane
+//! changes, and is rebuilt from the same entries: a driver its checks took out of service
+//! is due a half-open trial after a cool-down, one an operator moved is not.
 
 use crate::journal::{Filter, JournalClient, Refusal};
 use axon_drivers::descriptor::DriverDescriptor;
@@ -13,7 +15,10 @@ use axon_drivers::host::DriverHost;
 use axon_drivers::manifest::Manifest;
 use axon_protocols::journal::{Entry, EntryKind};
 use axon_protocols::lane::{IllegalMove, Lane, LaneChange, Move};
-use axon_supervisors::{CallOptions, HealthWatch, Scorecard, ScorecardConfig, WorkerRef};
+use axon_supervisors::{
+    Breaker, CallOptions, HealthWatch, Placement, Scorecard, ScorecardConfig, TrialEvent,
+    TrialPolicy, WorkerRef,
+};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 
@@ -42,6 +47,11 @@ pub struct DriverInstance {
     /// counts (journaled as a summary when the next window starts) and how many of its
     /// disagreements were journaled in full.
     pub shadow_log: std::sync::Mutex<ShadowLog>,
+    /// Its breaker, and a count of its changes (a trial timer set for one state acts
+    /// only while that state stands).
+    breaker: std::sync::Mutex<(Breaker, u64)>,
+    /// Set while the end of its trial is being recorded, so that it is recorded once.
+    pub concluding: std::sync::atomic::AtomicBool,
 }
 
 /// A shadow's mirrored calls in one tumbling window of the journal's summaries.
@@ -76,6 +86,20 @@ impl DriverInstance {
             health,
             shadow_in_flight: Default::default(),
             shadow_log: Default::default(),
+            breaker: Default::default(),
+            concluding: Default::default(),
+        }
+    }
+
+    /// Its breaker, and the count of its changes.
+    pub fn breaker(&self) -> (Breaker, u64) {
+        *self.breaker.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn set_breaker(&self, b: Breaker) {
+        let mut g = self.breaker.lock().unwrap_or_else(|e| e.into_inner());
+        if g.0 != b {
+            *g = (b, g.1 + 1);
         }
     }
 
@@ -213,8 +237,12 @@ pub enum LaneError {
     Illegal(#[from] IllegalMove),
     #[error("a lane change needs a reason: 1 to {MAX_REASON_BYTES} bytes")]
     Reason,
-    #[error("driver {0:?} has no service-level objective ([slo] in its manifest), which a live driver needs")]
+    #[error("driver {0:?} has no service-level objective ([slo] in its manifest), which a live driver or a trial needs")]
     NoSlo(String),
+    #[error(
+        "driver {other:?} is already on trial for {capability}: one trial per capability at a time"
+    )]
+    TrialBusy { capability: String, other: String },
     #[error("the lane change was not journaled, so it did not happen: {0}")]
     Journal(Refusal),
 }
@@ -230,6 +258,17 @@ impl LaneError {
     }
 }
 
+/// The rule of a supervisor's move of a driver onto its trial.
+pub const TRIAL_START: &str = "trial.start";
+/// The rule of a supervisor's move of a driver that passed its trial back to live.
+pub const TRIAL_PASSED: &str = "trial.passed";
+
+/// Whether `rule` is one by which a driver's supervisor takes it out of service for
+/// failing: a check against its objective, or its restart intensity.
+pub fn is_failure_rule(rule: &str) -> bool {
+    rule.starts_with("slo.") || rule == "restart_intensity"
+}
+
 /// The longest reason a lane change takes.
 pub const MAX_REASON_BYTES: usize = 1024;
 
@@ -239,6 +278,8 @@ struct State {
     lanes: HashMap<String, Lane>,
     /// The live driver of each capability.
     live: HashMap<String, Arc<DriverInstance>>,
+    /// The driver on trial for each capability.
+    trial: HashMap<String, Arc<DriverInstance>>,
 }
 
 /// The lanes of the loaded drivers.
@@ -247,11 +288,13 @@ pub struct Lanes {
     state: RwLock<State>,
     /// One change at a time, from its check to its journal entry to its effect.
     changing: tokio::sync::Mutex<()>,
+    /// How drivers taken out of service by their checks are given trials.
+    trials: TrialPolicy,
 }
 
 impl Lanes {
     /// The lanes of `drivers`, none known yet: [`rebuild`](Self::rebuild) reads them.
-    pub fn new(drivers: Vec<Arc<DriverInstance>>) -> Self {
+    pub fn new(drivers: Vec<Arc<DriverInstance>>, trials: TrialPolicy) -> Self {
         Self {
             drivers: drivers
                 .into_iter()
@@ -259,7 +302,18 @@ impl Lanes {
                 .collect(),
             state: RwLock::default(),
             changing: tokio::sync::Mutex::new(()),
+            trials,
         }
+    }
+
+    /// How trials are given.
+    pub fn trials(&self) -> &TrialPolicy {
+        &self.trials
+    }
+
+    /// The driver on trial for `capability`.
+    pub fn trial(&self, capability: &str) -> Option<Arc<DriverInstance>> {
+        self.read().trial.get(capability).cloned()
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
@@ -314,8 +368,10 @@ impl Lanes {
         opts: &CallOptions,
     ) -> Result<(), Refusal> {
         let _one = self.changing.lock().await;
-        // Each loaded build's newest lane, and the index of the entry that set it.
+        // Each loaded build's newest lane, and the index of the entry that set it; and
+        // its breaker, followed through all of them.
         let mut found: HashMap<String, (Lane, u64)> = HashMap::new();
+        let mut breakers: HashMap<String, Breaker> = HashMap::new();
         scan(
             journal,
             EntryKind::LaneChange,
@@ -325,8 +381,10 @@ impl Lanes {
                 let change: LaneChange = serde_json::from_value(body).map_err(|e| {
                     Refusal::Internal(format!("entry {} is not a lane change: {e}", stored.index))
                 })?;
-                for m in change.moves() {
+                for (k, m) in change.moves().enumerate() {
                     if self.is_loaded_build(&m) {
+                        let b = breakers.entry(m.driver.clone()).or_default();
+                        *b = self.breaker_after(*b, &change, &m, k == 0);
                         found.insert(m.driver, (m.to, stored.index));
                     }
                 }
@@ -367,6 +425,9 @@ impl Lanes {
             .map(|(name, _)| name.clone())
             .collect();
         let extra_live: Vec<String> = extra_live.into_iter().chain(unwatched).collect();
+        for (name, b) in breakers {
+            self.drivers[&name].set_breaker(b);
+        }
         {
             let mut st = self.write();
             for (name, (lane, _)) in &found {
@@ -420,6 +481,37 @@ impl Lanes {
         Ok(())
     }
 
+    /// A driver's breaker after move `m` of `change` (`main`: the move asked for, not one
+    /// it displaced). Its checks (or its restart intensity) taking it out of service trip
+    /// it; an operator's move, or the node's own at start, places it; a move into live
+    /// closes it and one into retired retires it, whatever came before.
+    fn breaker_after(&self, b: Breaker, change: &LaneChange, m: &Move, main: bool) -> Breaker {
+        let placed = |to: Lane| {
+            TrialEvent::Operator(match to {
+                Lane::Live => Placement::InService,
+                Lane::Trial => Placement::OnTrial,
+                _ => Placement::OutOfService,
+            })
+        };
+        let event = match (main, change.who.as_str(), change.rule.as_deref()) {
+            // A build's first lane: nothing has happened to it yet.
+            (true, "manifest", _) => return b,
+            (true, "supervisor", Some(TRIAL_START)) => TrialEvent::TrialStarted,
+            (true, "supervisor", Some(TRIAL_PASSED)) => TrialEvent::TrialPassed,
+            (true, "supervisor", Some(rule))
+                if is_failure_rule(rule) && matches!(m.from, Some(Lane::Live | Lane::Trial)) =>
+            {
+                TrialEvent::Tripped
+            }
+            _ => placed(m.to),
+        };
+        match (m.to, self.trials.next(b, event)) {
+            (Lane::Live, _) => Breaker::Closed,
+            (Lane::Retired, _) => Breaker::Retired,
+            (_, next) => next,
+        }
+    }
+
     fn is_loaded_build(&self, m: &Move) -> bool {
         self.drivers
             .get(&m.driver)
@@ -447,8 +539,16 @@ impl Lanes {
         let _one = self.changing.lock().await;
         let from = self.lane(name).unwrap_or(Lane::Testing);
         from.check_move(to)?;
-        if to == Lane::Live && d.descriptor.slo.is_none() {
+        if matches!(to, Lane::Live | Lane::Trial) && d.descriptor.slo.is_none() {
             return Err(LaneError::NoSlo(name.to_owned()));
+        }
+        if to == Lane::Trial {
+            if let Some(other) = self.trial(&d.descriptor.capability) {
+                return Err(LaneError::TrialBusy {
+                    capability: d.descriptor.capability.clone(),
+                    other: other.name().to_owned(),
+                });
+            }
         }
         self.record(d, Some(from), to, who, why, journal, opts)
             .await
@@ -502,9 +602,10 @@ impl Lanes {
             .await
             .map_err(LaneError::Journal)?;
         let mut st = self.write();
-        for m in change.moves() {
+        for (k, m) in change.moves().enumerate() {
             if let Some(d) = self.drivers.get(&m.driver) {
                 set(&mut st, d, m.to);
+                d.set_breaker(self.breaker_after(d.breaker().0, &change, &m, k == 0));
             }
         }
         tracing::info!(driver = %change.driver, from = ?change.from, to = %change.to, who = %change.who, "lane changed");
@@ -520,14 +621,27 @@ fn set(st: &mut State, d: &Arc<DriverInstance>, lane: Lane) {
         .live
         .get(capability)
         .is_some_and(|l| l.name() == d.name());
-    if lane == Lane::Live {
-        // Judged afresh from here: what it did before it went live says nothing now.
+    let is_trial_one = st
+        .trial
+        .get(capability)
+        .is_some_and(|l| l.name() == d.name());
+    if matches!(lane, Lane::Live | Lane::Trial) {
+        // Judged afresh from here: what it did before says nothing now.
         if let Some(mut h) = d.health() {
             h.reset();
         }
+        d.concluding
+            .store(false, std::sync::atomic::Ordering::Release);
+    }
+    if lane == Lane::Live {
         st.live.insert(capability.clone(), d.clone());
     } else if is_live_one {
         st.live.remove(capability);
+    }
+    if lane == Lane::Trial {
+        st.trial.insert(capability.clone(), d.clone());
+    } else if is_trial_one {
+        st.trial.remove(capability);
     }
 }
 

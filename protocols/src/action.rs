@@ -129,6 +129,22 @@ pub struct Dispatch {
     /// rather than performing it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub undo: Option<Undo>,
+    /// Set when the capability had a driver on trial: how the build that serves it was
+    /// drawn.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trial_draw: Option<TrialDraw>,
+}
+
+/// How an intent was routed while its capability had a driver on trial: `draw`, a
+/// fraction in `[0, 1)` drawn once from the node's seed and the action id; the driver on
+/// trial serves it when `draw < share`, and the live driver otherwise.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrialDraw {
+    pub draw: f64,
+    pub share: f64,
+    /// The driver on trial.
+    pub trial: String,
 }
 
 /// Why an action is undone, and which of its results is undone.

@@ -1,6 +1,7 @@
 //! Driver lanes: where a driver build stands in its rollout, and the moves between them.
-//! `live` works like a closed circuit breaker, `shadow` like an open one: a shadow driver
-//! sees copies of live traffic and never acts.
+//! `live` works like a closed circuit breaker, `shadow` like an open one (a shadow driver
+//! sees copies of live traffic and never acts) and `trial` like a half-open one: a driver
+//! its supervisor demoted answers a share of the traffic again, on probation.
 
 use serde::{Deserialize, Serialize};
 
@@ -11,11 +12,20 @@ pub enum Lane {
     Testing,
     Shadow,
     Live,
+    /// On probation after an automatic demotion: answers a share of its capability's
+    /// traffic as if live, under the same checks.
+    Trial,
     Retired,
 }
 
 /// Every lane, in rollout order.
-pub const LANES: [Lane; 4] = [Lane::Testing, Lane::Shadow, Lane::Live, Lane::Retired];
+pub const LANES: [Lane; 5] = [
+    Lane::Testing,
+    Lane::Shadow,
+    Lane::Live,
+    Lane::Trial,
+    Lane::Retired,
+];
 
 /// A move the rules do not allow, with the ones they do.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -40,18 +50,21 @@ impl Lane {
             Lane::Testing => "testing",
             Lane::Shadow => "shadow",
             Lane::Live => "live",
+            Lane::Trial => "trial",
             Lane::Retired => "retired",
         }
     }
 
     /// The lanes a driver in this lane may move to: `testing → shadow`, `shadow → live`,
-    /// `live → shadow` (a demotion), `shadow → testing`, any lane `→ retired`,
-    /// `retired → testing`.
+    /// `live → shadow` (a demotion), `shadow → testing`, `shadow → trial` (a half-open
+    /// trial), `trial → live` (it passed), `trial → shadow` (it failed), any lane
+    /// `→ retired`, `retired → testing`.
     pub fn legal_moves(self) -> Vec<Lane> {
         let mut out = match self {
             Lane::Testing => vec![Lane::Shadow],
-            Lane::Shadow => vec![Lane::Testing, Lane::Live],
+            Lane::Shadow => vec![Lane::Testing, Lane::Live, Lane::Trial],
             Lane::Live => vec![Lane::Shadow],
+            Lane::Trial => vec![Lane::Live, Lane::Shadow],
             Lane::Retired => vec![Lane::Testing],
         };
         if self != Lane::Retired {
@@ -142,6 +155,10 @@ mod tests {
             (Lane::Shadow, Lane::Live),
             (Lane::Live, Lane::Shadow),
             (Lane::Shadow, Lane::Testing),
+            (Lane::Shadow, Lane::Trial),
+            (Lane::Trial, Lane::Live),
+            (Lane::Trial, Lane::Shadow),
+            (Lane::Trial, Lane::Retired),
             (Lane::Testing, Lane::Retired),
             (Lane::Shadow, Lane::Retired),
             (Lane::Live, Lane::Retired),
@@ -169,6 +186,12 @@ mod tests {
 
     #[test]
     fn every_lane_is_reachable_from_testing_and_live_is_never_reached_skipping_shadow() {
+        // A trial is entered only from shadow, so live is still never reached skipping it.
+        for from in LANES {
+            if from.check_move(Lane::Trial).is_ok() {
+                assert_eq!(from, Lane::Shadow);
+            }
+        }
         // Breadth-first over the legal moves from `testing`.
         let mut seen = vec![Lane::Testing];
         let mut i = 0;
@@ -184,7 +207,10 @@ mod tests {
         assert_eq!(seen, LANES.to_vec());
         for from in LANES {
             if from.check_move(Lane::Live).is_ok() {
-                assert_eq!(from, Lane::Shadow, "live is reached only from shadow");
+                assert!(
+                    matches!(from, Lane::Shadow | Lane::Trial),
+                    "live is reached only from shadow or a trial"
+                );
             }
         }
     }

@@ -55,6 +55,7 @@ pub mod metrics;
 pub mod scorecard;
 pub mod supervisor;
 pub mod tree;
+pub mod trial;
 pub mod worker;
 
 pub use axon_protocols::{ChildKind, NodeStatus, RestartType, Strategy};
@@ -70,6 +71,7 @@ pub use supervisor::{
     Shutdown, StartError, StartFn, StopLevel, SupervisorSpec,
 };
 pub use tree::{Mailbox, TreeNode};
+pub use trial::{Breaker, Placement, TrialEvent, TrialPolicy};
 pub use worker::{
     worker, worker_on_own_thread, CallError, CallOptions, Permit, Worker, WorkerContext,
     WorkerError, WorkerRef, WorkerSpec,

@@ -7,6 +7,7 @@ use crate::common::{audit, sigterm_and_wait, spawn_axon};
 use axon_harness::{echo_manifest, expect_problem, wait_until, Fault, TestNode, ECHO, LENIENT_SLO};
 use axon_protocols::action::action_id;
 use serde_json::{json, Value};
+use std::collections::BTreeMap;
 use std::io::BufRead;
 use std::time::Duration;
 
@@ -1632,8 +1633,16 @@ fn shadow_card(n: &TestNode) -> Value {
 }
 
 fn shadow_events(n: &TestNode, key: &str) -> Vec<Value> {
+    journal_bodies(n, "event")
+        .into_iter()
+        .filter_map(|b| b.get(key).cloned())
+        .collect()
+}
+
+/// The bodies of the journal's entries of `kind`, in log order.
+fn journal_bodies(n: &TestNode, kind: &str) -> Vec<Value> {
     let v: Value = n
-        .get("/v1/journal/entries?kind=event&limit=1000")
+        .get(&format!("/v1/journal/entries?kind={kind}&limit=1000"))
         .json()
         .unwrap();
     v["entries"]
@@ -1650,7 +1659,6 @@ fn shadow_events(n: &TestNode, key: &str) -> Vec<Value> {
                 .unwrap()
                 .body
         })
-        .filter_map(|b| b.get(key).cloned())
         .collect()
 }
 
@@ -1811,4 +1819,241 @@ fn a_hung_or_panicking_shadow_changes_nothing_in_the_live_answers() {
         shadow_card(&n)["agreed"] == 1
     })
     .unwrap();
+}
+
+/// A node whose `slow` driver fails any push whose output is not a number, judged after
+/// 5 pushes, and gets its trials 1 s after it is taken out of service (doubled after each
+/// failed one), serving all of its capability's intents on trial, retired after 2 failed
+/// trials in a row.
+fn trial_node() -> TestNode {
+    TestNode::builder()
+        .manual_clock()
+        .config(|c| {
+            c.drivers.trial_after_ms = 1000;
+            c.drivers.trial_max_wait_ms = 60_000;
+            c.drivers.trial_share = 1.0;
+            c.drivers.max_failed_trials = 2;
+        })
+        .driver(&failing_slow_manifest(
+            "p99_ms = 60000\nmax_error_rate = 0.05\nmin_calls = 5\n[slo.uplift]\nfailure_limit = 10000\n",
+        ))
+        .start()
+}
+
+fn lane_of(n: &TestNode, name: &str) -> String {
+    let v: Value = n.get(&format!("/v1/drivers/{name}")).json().unwrap();
+    v["lane"].as_str().unwrap_or_default().to_owned()
+}
+
+/// Moves the clock on in small steps until driver `name` is in `lane`.
+fn advance_until_lane(n: &TestNode, name: &str, lane: &str) {
+    wait_until(
+        &format!("{name} in {lane}"),
+        Duration::from_secs(20),
+        || {
+            n.advance(Duration::from_millis(250));
+            lane_of(n, name) == lane
+        },
+    )
+    .unwrap();
+}
+
+/// Fails pushes of `slow` until it leaves `from`, then waits for its lane to be `to`.
+fn fail_out_of(n: &TestNode, prefix: &str, from: &str, to: &str) {
+    fail_until(n, prefix, 50, || lane_of(n, SLOW) != from);
+    wait_until(&format!("slow in {to}"), Duration::from_secs(10), || {
+        lane_of(n, SLOW) == to
+    })
+    .unwrap();
+}
+
+fn trials(n: &TestNode, outcome: &str) -> Option<f64> {
+    n.metric(
+        "axon_driver_trials_total",
+        &[("driver", SLOW), ("outcome", outcome)],
+    )
+}
+
+#[test]
+fn a_trial_returns_a_still_broken_driver_and_re_promotes_a_recovered_one() {
+    let n = trial_node();
+    fail_out_of(&n, "bad", "live", "shadow");
+    // After its cool-down it is on trial, journaled as the supervisor's move.
+    advance_until_lane(&n, SLOW, "trial");
+    let b = last_lane_change(&n).body;
+    assert_eq!(
+        (&b["from"], &b["to"], &b["who"], &b["rule"]),
+        (
+            &json!("shadow"),
+            &json!("trial"),
+            &json!("supervisor"),
+            &json!("trial.start")
+        ),
+        "{b}"
+    );
+    assert_eq!(b["evidence"]["waited_ms"], 1000, "{b}");
+    // Still broken: its trial fails, and it goes back to shadow.
+    fail_out_of(&n, "still-bad", "trial", "shadow");
+    let b = last_lane_change(&n).body;
+    assert_eq!(
+        (&b["from"], &b["to"], &b["rule"]),
+        (&json!("trial"), &json!("shadow"), &json!("slo.errors")),
+        "{b}"
+    );
+    assert!(
+        b["reason"].as_str().unwrap().contains("on its trial"),
+        "{b}"
+    );
+    assert_eq!(trials(&n, "failed"), Some(1.0));
+    // The next trial comes after twice the wait.
+    advance_until_lane(&n, SLOW, "trial");
+    assert_eq!(last_lane_change(&n).body["evidence"]["waited_ms"], 2000);
+    // Recovered: every push on trial is ok, and once every check passes it is live.
+    let mut i = 0;
+    while lane_of(&n, SLOW) == "trial" {
+        assert!(i < 50, "still on trial after {i} good pushes");
+        let (status, v) = act(&n, &intent(SLOW_CAP, &format!("good-{i}"), json!(i)));
+        assert_eq!(status, 200, "{v}");
+        assert!(matches!(v["lane"].as_str(), Some("trial" | "live")), "{v}");
+        i += 1;
+        if i >= 5 {
+            wait_until("the trial's end", Duration::from_secs(10), || {
+                lane_of(&n, SLOW) != "trial"
+            })
+            .unwrap();
+        }
+    }
+    assert_eq!(lane_of(&n, SLOW), "live");
+    let b = last_lane_change(&n).body;
+    assert_eq!(
+        (&b["from"], &b["to"], &b["rule"]),
+        (&json!("trial"), &json!("live"), &json!("trial.passed")),
+        "{b}"
+    );
+    assert!(b["evidence"]["checks"].is_array(), "{b}");
+    assert_eq!(
+        (trials(&n, "started"), trials(&n, "passed")),
+        (Some(2.0), Some(1.0))
+    );
+}
+
+#[test]
+fn a_driver_that_keeps_failing_its_trials_is_retired_and_an_operator_s_demotion_gets_none() {
+    let n = trial_node();
+    let breaker = |n: &TestNode| -> Value {
+        n.get(&format!("/v1/drivers/{SLOW}"))
+            .json::<Value>()
+            .unwrap()["breaker"]
+            .clone()
+    };
+    fail_out_of(&n, "a", "live", "shadow");
+    advance_until_lane(&n, SLOW, "trial");
+    fail_out_of(&n, "b", "trial", "shadow");
+    assert_eq!(breaker(&n), json!({"state": "open", "failed_trials": 1}));
+    advance_until_lane(&n, SLOW, "trial");
+    assert_eq!(
+        breaker(&n),
+        json!({"state": "half_open", "failed_trials": 1})
+    );
+    // The second failed trial in a row retires it.
+    fail_out_of(&n, "c", "trial", "retired");
+    let b = last_lane_change(&n).body;
+    assert_eq!(
+        (&b["from"], &b["to"], &b["who"]),
+        (&json!("trial"), &json!("retired"), &json!("supervisor")),
+        "{b}"
+    );
+    assert!(b["reason"].as_str().unwrap().contains("retired"), "{b}");
+    assert_eq!(breaker(&n), json!({"state": "retired", "failed_trials": 0}));
+    // An operator brings it back and demotes it by hand: it is held, due no trial.
+    for (path, to) in [
+        ("promote", "testing"),
+        ("promote", "shadow"),
+        ("promote", "live"),
+        ("demote", "shadow"),
+    ] {
+        let res = n.post_json(
+            &format!("/v1/drivers/{SLOW}/{path}"),
+            &json!({"to": to, "reason": "by hand"}),
+        );
+        assert_eq!(res.status(), 200, "{path} {to}");
+    }
+    assert_eq!(breaker(&n), json!({"state": "held", "failed_trials": 0}));
+    let (status, v) = act(&n, &intent(SLOW_CAP, "after", json!(1)));
+    assert_eq!(
+        (status, v["status"].as_str()),
+        (200, Some("blocked")),
+        "{v}"
+    );
+}
+
+#[test]
+fn a_driver_on_trial_serves_the_share_its_draw_picks_and_the_draw_is_in_the_dispatch() {
+    let n = TestNode::builder()
+        .config(|c| c.drivers.trial_share = 0.5)
+        .driver(&echo_manifest("p", 256))
+        .driver(
+            &echo_manifest("q", 256)
+                .replace("urn:axon:cap:q", "urn:axon:cap:p")
+                .replace("lane = \"live\"", "lane = \"shadow\"")
+                .replace(
+                    "max_error_rate = 1.0\n",
+                    "max_error_rate = 1.0\nmin_calls = 50\n",
+                ),
+        )
+        .start();
+    // Its checks need 50 pushes to pass, more than it gets here: it stays on trial.
+    let res = n.post_json(
+        "/v1/drivers/q/promote",
+        &json!({"to": "trial", "reason": "try it"}),
+    );
+    assert_eq!(res.status(), 200);
+    let res = n.post_json(
+        "/v1/drivers/p/promote",
+        &json!({"to": "trial", "reason": "a second trial"}),
+    );
+    expect_problem(res, 409, "illegal-lane-move");
+    let mut served = BTreeMap::new();
+    for i in 0..19 {
+        let (status, v) = act(&n, &intent("urn:axon:cap:p", &format!("s-{i}"), json!(i)));
+        assert_eq!(status, 200, "{v}");
+        *served
+            .entry(v["driver"].as_str().unwrap().to_owned())
+            .or_insert(0) += 1;
+    }
+    let dispatches = journal_bodies(&n, "dispatch");
+    assert_eq!(dispatches.len(), 19);
+    for d in &dispatches {
+        let draw = &d["trial_draw"];
+        assert_eq!(
+            (&draw["trial"], &draw["share"]),
+            (&json!("q"), &json!(0.5)),
+            "{d}"
+        );
+        let to_trial = draw["draw"].as_f64().unwrap() < 0.5;
+        assert_eq!(d["driver"], if to_trial { "q" } else { "p" }, "{d}");
+        assert_eq!(d["lane"], if to_trial { "trial" } else { "live" }, "{d}");
+    }
+    assert!(served["p"] > 0 && served["q"] > 0, "{served:?}");
+    // Without a live driver, the intents drawn for the rest are blocked, with the reason.
+    let res = n.post_json(
+        "/v1/drivers/p/demote",
+        &json!({"to": "shadow", "reason": "out"}),
+    );
+    assert_eq!(res.status(), 200);
+    let mut blocked = 0;
+    for i in 0..19 {
+        let (status, v) = act(&n, &intent("urn:axon:cap:p", &format!("b-{i}"), json!(i)));
+        assert_eq!(status, 200, "{v}");
+        if v["status"] == "blocked" {
+            blocked += 1;
+            assert!(
+                v["reason"].as_str().unwrap().contains("q is on trial"),
+                "{v}"
+            );
+        } else {
+            assert_eq!(v["driver"], "q", "{v}");
+        }
+    }
+    assert!(blocked > 0, "some intents were drawn for the live driver");
 }
