@@ -806,10 +806,29 @@ impl Act {
         let this = self.clone();
         self.runner().spawn(async move {
             let mut owner = owner;
-            let dispatched = match this
+            // The driver is still in the lane it was routed in, at the dispatch's place
+            // in the log: one moved out of service meanwhile never gets the action.
+            let gate = this.lanes.hold_for_dispatch().await;
+            let now = this.lanes.lane(driver.name());
+            if now != Some(dispatch.lane) {
+                drop(gate);
+                let mut r = base.clone();
+                r.status = ActionStatus::Blocked;
+                r.reason = Some(format!(
+                    "{} was moved from {} to {} before the action was dispatched: nothing ran",
+                    dispatch.driver,
+                    dispatch.lane,
+                    now.map_or("no lane", |l| l.as_str())
+                ));
+                r.intent = Some(intent.intent.clone());
+                let _ = tx.send(this.record_without_dispatch(owner, r).await);
+                return;
+            }
+            let appended = this
                 .append(EntryKind::Dispatch, vec![], to_value(&dispatch))
-                .await
-            {
+                .await;
+            drop(gate);
+            let dispatched = match appended {
                 Ok(d) => d,
                 Err(refusal) => {
                     // Not dispatched: nothing ran; the claim is given up.

@@ -290,6 +290,9 @@ pub struct Lanes {
     changing: tokio::sync::Mutex<()>,
     /// How drivers taken out of service by their checks are given trials.
     trials: TrialPolicy,
+    /// Held for reading while a dispatch is journaled, for writing while a lane change
+    /// is: the lane a dispatch was checked against is the lane at its place in the log.
+    gate: tokio::sync::RwLock<()>,
 }
 
 impl Lanes {
@@ -303,7 +306,14 @@ impl Lanes {
             state: RwLock::default(),
             changing: tokio::sync::Mutex::new(()),
             trials,
+            gate: tokio::sync::RwLock::new(()),
         }
+    }
+
+    /// Holds lane changes off while a dispatch is journaled: check the lane the action
+    /// was routed by, append, then drop the guard.
+    pub async fn hold_for_dispatch(&self) -> tokio::sync::RwLockReadGuard<'_, ()> {
+        self.gate.read().await
     }
 
     /// How trials are given.
@@ -590,6 +600,8 @@ impl Lanes {
             displaced,
         };
         let body = serde_json::to_value(&change).expect("a lane change is plain data");
+        // No dispatch is journaled between this entry and its taking effect.
+        let _gate = self.gate.write().await;
         journal
             .append(
                 crate::journal::NewEntry {
