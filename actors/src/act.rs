@@ -64,9 +64,11 @@ pub struct ActConfig {
 
 /// How a live push ended, as its shadows are compared with it.
 #[derive(Clone, Debug)]
-pub(crate) struct LiveOutcome {
-    ok: bool,
-    output: Value,
+pub(crate) enum LiveOutcome {
+    /// It ended `ok` or `failed`, with this output.
+    Known { ok: bool, output: Value },
+    /// It is in doubt, or did not run: there is nothing to compare with.
+    Unknown,
 }
 
 /// The outcomes a mirrored call is counted by.
@@ -152,6 +154,7 @@ struct ActMetrics {
     demotions: IntCounterVec,
     dry_run_findings: IntCounterVec,
     mirrored: IntCounterVec,
+    shadow_events_refused: IntCounterVec,
     trials: IntCounterVec,
 }
 
@@ -198,6 +201,13 @@ impl ActMetrics {
                 ),
                 &["driver", "outcome"],
             )?,
+            shadow_events_refused: IntCounterVec::new(
+                Opts::new(
+                    "axon_shadow_events_refused_total",
+                    "A shadow's disagreements and window summaries the journal refused to append (logged; its counts stay in its scorecard and axon_shadow_calls_total)",
+                ),
+                &["driver"],
+            )?,
             trials: IntCounterVec::new(
                 Opts::new(
                     "axon_driver_trials_total",
@@ -222,6 +232,7 @@ impl ActMetrics {
         registry.register(Box::new(m.dry_run_findings.clone()))?;
         registry.register(Box::new(m.mirrored.clone()))?;
         registry.register(Box::new(m.trials.clone()))?;
+        registry.register(Box::new(m.shadow_events_refused.clone()))?;
         for s in ActionStatus::ALL {
             m.actions.with_label_values(&[s.as_str()]);
         }
@@ -425,6 +436,7 @@ impl Act {
             for outcome in ["started", "passed", "failed"] {
                 metrics.trials.with_label_values(&[d.name(), outcome]);
             }
+            metrics.shadow_events_refused.with_label_values(&[d.name()]);
         }
         let runners = (0..cfg.runners.max(1))
             .map(|_| actix::Arbiter::new())
@@ -1066,9 +1078,12 @@ impl Act {
                 .realized_utility(first.status == ActionStatus::Ok, &first.output),
         };
         driver.scorecard.record(self.clock.now(), sample);
-        let _ = outcome.send(Some(LiveOutcome {
-            ok: first.status == ActionStatus::Ok,
-            output: first.output.clone(),
+        let _ = outcome.send(Some(match first.status {
+            ActionStatus::Ok | ActionStatus::Failed => LiveOutcome::Known {
+                ok: first.status == ActionStatus::Ok,
+                output: first.output.clone(),
+            },
+            _ => LiveOutcome::Unknown,
         }));
         // A push judged slow while it ran has had its turn with the checks.
         if !judged_slow {
@@ -1624,18 +1639,19 @@ impl Act {
                 continue;
             };
             // The live call's deadline, within the shadow's own.
+            let own = Duration::from_millis(s.manifest.limits.deadline_ms);
             let mut opts = opts.clone();
-            opts.deadline = opts
-                .deadline
-                .min(Duration::from_millis(s.manifest.limits.deadline_ms));
+            let own_limit = own <= opts.deadline;
+            opts.deadline = opts.deadline.min(own);
             let (intent, mut outcome) = (intent.clone(), outcome.clone());
             let this = self.clone();
             actix::spawn(async move {
+                let worker = permit.worker_id().to_owned();
                 let answer = permit
                     .call(DriverCall::Predict(intent.clone()), &opts)
                     .await;
                 s.shadow_in_flight.fetch_sub(1, Ordering::AcqRel);
-                let m = match answer {
+                let (m, predicted) = match answer {
                     Ok(DriverAnswer::Prediction(Prediction::Expected { output, .. })) => {
                         // The live outcome, once it is known (none: the live push ended
                         // without one, and there is nothing to compare).
@@ -1644,41 +1660,61 @@ impl Act {
                             Err(_) => None,
                         };
                         match live {
-                            Some(l) if s.manifest.shadow.agrees(&output, l.ok, &l.output) => {
-                                Mirrored::Agreed
+                            Some(LiveOutcome::Known { ok, output: l })
+                                if s.manifest.shadow.agrees(&output, ok, &l) =>
+                            {
+                                (Mirrored::Agreed, None)
                             }
-                            Some(l) => {
-                                this.journal_disagreement(&s, &intent, &output, &l);
-                                Mirrored::Disagreed
+                            Some(LiveOutcome::Known { ok, output: l }) => {
+                                (Mirrored::Disagreed, Some((output, ok, l)))
                             }
-                            None => Mirrored::Inconclusive,
+                            // In doubt, not run: nothing to compare with.
+                            Some(LiveOutcome::Unknown) | None => (Mirrored::Inconclusive, None),
                         }
                     }
                     Ok(DriverAnswer::Prediction(Prediction::Inconclusive { .. })) => {
-                        Mirrored::Inconclusive
+                        (Mirrored::Inconclusive, None)
                     }
                     // Restarting or full by the time the call reached it: not mirrored.
                     Err(CallError::Unavailable { .. } | CallError::Overloaded { .. }) => {
-                        Mirrored::Skipped
+                        (Mirrored::Skipped, None)
                     }
-                    // A shadow that holds a prediction past its deadline is hung: it is
-                    // restarted like a hung live driver, so it never holds its queue.
+                    // A shadow that holds a prediction past its own deadline is hung: it
+                    // is restarted like a hung live driver, so it never holds its queue.
+                    // One cut short by the caller's budget has only failed.
                     Err(CallError::Timeout { .. }) => {
-                        this.restart_hung(s.name(), "its mirrored prediction did not answer");
-                        Mirrored::Failed
+                        if own_limit {
+                            this.restart_hung(&worker, "its mirrored prediction did not answer");
+                        }
+                        (Mirrored::Failed, None)
                     }
-                    Ok(_) | Err(_) => Mirrored::Failed,
+                    Ok(_) | Err(_) => (Mirrored::Failed, None),
                 };
-                this.mirrored(&s, m);
+                let in_full = this.mirrored(&s, m);
+                if let (true, Some((output, ok, l))) = (in_full, predicted) {
+                    this.journal_event(
+                        &s,
+                        serde_json::json!({
+                            "shadow_disagreement": {
+                                "driver": s.name(),
+                                "action_id": intent.action_id,
+                                "predicted": output,
+                                "live_ok": ok,
+                                "live_output": l,
+                            }
+                        }),
+                    );
+                }
             });
         }
     }
 
-    /// Counts one mirrored call of shadow `s`, and journals the summary of the window
-    /// before when this one is the first of a new window.
-    fn mirrored(self: &Arc<Self>, s: &Arc<DriverInstance>, m: Mirrored) {
-        let now = self.clock.now();
-        s.scorecard.record_mirrored(now, m);
+    /// Counts one mirrored call of shadow `s` in its scorecard, its metric and its
+    /// window's journal summary; answers, for a disagreement, whether it is one of the
+    /// window's first few, journaled in full. The window's summary is journaled once, at
+    /// its end (a timer set by its first call) or by the first call of a later window,
+    /// whichever comes first.
+    fn mirrored(self: &Arc<Self>, s: &Arc<DriverInstance>, m: Mirrored) -> bool {
         let word = match m {
             Mirrored::Agreed => "agreed",
             Mirrored::Disagreed => "disagreed",
@@ -1691,15 +1727,22 @@ impl Act {
             .with_label_values(&[s.name(), word])
             .inc();
         let length = s.scorecard.config().window.max(Duration::from_secs(1));
-        let window = (now.as_nanos() / length.as_nanos()) as u64;
-        let finished = {
+        let (finished, opened, in_full) = {
             let mut log = s.shadow_log.lock().unwrap_or_else(|e| e.into_inner());
-            let finished = (log.window != window).then_some((log.window, log.counts));
-            if finished.is_some() {
+            // Read under the lock, so that windows only move forward.
+            let now = self.clock.now();
+            s.scorecard.record_mirrored(now, m);
+            let window = (now.as_nanos() / length.as_nanos()) as u64;
+            let mut finished = None;
+            let mut opened = false;
+            if window > log.window || !log.started {
+                finished = log.take_summary();
                 *log = ShadowLog {
                     window,
+                    started: true,
                     ..ShadowLog::default()
                 };
+                opened = true;
             }
             let c = &mut log.counts;
             *match m {
@@ -1709,59 +1752,74 @@ impl Act {
                 Mirrored::Failed => &mut c.failed,
                 Mirrored::Skipped => &mut c.skipped,
             } += 1;
-            finished
-        };
-        let Some((w, counts)) = finished else { return };
-        if counts == Agreement::default() {
-            return;
-        }
-        let body = serde_json::json!({
-            "shadow_summary": {
-                "driver": s.name(),
-                "window_start_s": (w as u128 * length.as_nanos()) as f64 / 1e9,
-                "window_seconds": length.as_secs_f64(),
-                "agreed": counts.agreed,
-                "disagreed": counts.disagreed,
-                "inconclusive": counts.inconclusive,
-                "failed": counts.failed,
-                "skipped": counts.skipped,
+            let in_full = m == Mirrored::Disagreed && log.in_full < SHADOW_DISAGREEMENTS_IN_FULL;
+            if in_full {
+                log.in_full += 1;
             }
-        });
-        self.journal_event(body);
+            (finished, opened.then_some(window), in_full)
+        };
+        if let Some((w, counts)) = finished {
+            self.journal_summary(s, w, length, counts);
+        }
+        if let Some(w) = opened {
+            // The summary of this window once it has ended, if no later call wrote it.
+            let (this, s) = (self.clone(), s.clone());
+            let ends = Duration::from_nanos(((w + 1) as u128 * length.as_nanos()) as u64);
+            actix::spawn(async move {
+                let wait = ends.saturating_sub(this.clock.now());
+                this.clock.sleep(wait).await;
+                let finished = {
+                    let mut log = s.shadow_log.lock().unwrap_or_else(|e| e.into_inner());
+                    if log.window == w {
+                        log.take_summary()
+                    } else {
+                        None
+                    }
+                };
+                if let Some((w, counts)) = finished {
+                    this.journal_summary(&s, w, length, counts);
+                }
+            });
+        }
+        in_full
     }
 
-    /// Journals one disagreement in full, for the first few of each window.
-    fn journal_disagreement(
+    /// Journals the summary of window `w` (of `length`) of shadow `s`.
+    fn journal_summary(
         self: &Arc<Self>,
         s: &Arc<DriverInstance>,
-        intent: &Action,
-        predicted: &Value,
-        live: &LiveOutcome,
+        w: u64,
+        length: Duration,
+        counts: Agreement,
     ) {
-        {
-            let mut log = s.shadow_log.lock().unwrap_or_else(|e| e.into_inner());
-            if log.in_full >= SHADOW_DISAGREEMENTS_IN_FULL {
-                return;
-            }
-            log.in_full += 1;
-        }
-        self.journal_event(serde_json::json!({
-            "shadow_disagreement": {
-                "driver": s.name(),
-                "action_id": intent.action_id,
-                "predicted": predicted,
-                "live_ok": live.ok,
-                "live_output": live.output,
-            }
-        }));
+        self.journal_event(
+            s,
+            serde_json::json!({
+                "shadow_summary": {
+                    "driver": s.name(),
+                    "window_start_s": (w as u128 * length.as_nanos()) as f64 / 1e9,
+                    "window_seconds": length.as_secs_f64(),
+                    "agreed": counts.agreed,
+                    "disagreed": counts.disagreed,
+                    "inconclusive": counts.inconclusive,
+                    "failed": counts.failed,
+                    "skipped": counts.skipped,
+                }
+            }),
+        );
     }
 
-    /// Appends an `event` entry beside the work that made it; a refusal is logged.
-    fn journal_event(self: &Arc<Self>, body: Value) {
-        let this = self.clone();
+    /// Appends a shadow's `event` entry beside the work that made it; a refusal is
+    /// logged and counted.
+    fn journal_event(self: &Arc<Self>, s: &Arc<DriverInstance>, body: Value) {
+        let (this, name) = (self.clone(), s.name().to_owned());
         actix::spawn(async move {
             if let Err(e) = this.append(EntryKind::Event, vec![], body).await {
-                tracing::error!(error = %e, "a shadow's summary was not journaled");
+                this.metrics
+                    .shadow_events_refused
+                    .with_label_values(&[&name])
+                    .inc();
+                tracing::error!(driver = %name, error = %e, "a shadow's event was not journaled");
             }
         });
     }

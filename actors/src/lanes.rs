@@ -59,9 +59,25 @@ pub struct DriverInstance {
 pub struct ShadowLog {
     /// Which window (the node's clock over the scorecard window's length).
     pub window: u64,
+    /// Whether any call has opened a window yet.
+    pub started: bool,
     pub counts: axon_supervisors::Agreement,
     /// Disagreements journaled in full in this window.
     pub in_full: u32,
+    /// Whether this window's summary was taken for the journal.
+    pub summarised: bool,
+}
+
+impl ShadowLog {
+    /// This window's counts for its summary, once: none when it was already taken or
+    /// holds nothing.
+    pub fn take_summary(&mut self) -> Option<(u64, axon_supervisors::Agreement)> {
+        if self.summarised || !self.started || self.counts == Default::default() {
+            return None;
+        }
+        self.summarised = true;
+        Some((self.window, self.counts))
+    }
 }
 
 impl DriverInstance {

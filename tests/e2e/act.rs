@@ -1618,10 +1618,11 @@ fn live_and_shadow() -> TestNode {
     // The shadow's own deadline (real time) bounds how long a mirrored call is held.
     let shadow = echo_manifest("q", 16)
         .replace("urn:axon:cap:q", "urn:axon:cap:p")
-        .replace("deadline_ms = 60000", "deadline_ms = 500")
         .replace("lane = \"live\"", "lane = \"shadow\"");
     TestNode::builder()
         .manual_clock()
+        // A hung driver is killed soon after its graceful stop is asked.
+        .config(|c| c.drivers.shutdown_timeout_ms = 100)
         .driver(&live)
         .driver(&shadow)
         .start()
@@ -1793,6 +1794,19 @@ fn a_hung_or_panicking_shadow_changes_nothing_in_the_live_answers() {
     );
     let s = shadow_card(&n);
     assert!(s["skipped"].as_u64().unwrap() >= 4, "{s}");
+    // Restarted by an operator, the hung shadow is killed and its held calls fail:
+    // every mirrored call so far is counted once, failed or skipped.
+    n.clear_faults("q");
+    assert_eq!(n.post_admin("/v1/supervision/q/restart").status(), 202);
+    wait_until("the held calls fail", Duration::from_secs(10), || {
+        // The stop's grace period is on the node's clock.
+        n.advance(Duration::from_millis(20));
+        let s = shadow_card(&n);
+        s["failed"].as_u64().unwrap() + s["skipped"].as_u64().unwrap() == 3 + 8
+    })
+    .unwrap();
+    // Settled: the metric counts what the scorecard does.
+    let s = shadow_card(&n);
     assert_eq!(
         n.metric(
             "axon_shadow_calls_total",
@@ -1800,23 +1814,51 @@ fn a_hung_or_panicking_shadow_changes_nothing_in_the_live_answers() {
         ),
         s["skipped"].as_f64()
     );
-    // At the shadow's deadline the held calls fail, and the hung shadow is restarted:
-    // every mirrored call so far is counted once, failed or skipped.
-    n.clear_faults("q");
-    wait_until("the held calls fail", Duration::from_secs(10), || {
-        let s = shadow_card(&n);
-        s["failed"].as_u64().unwrap() + s["skipped"].as_u64().unwrap() == 3 + 8
-    })
+    n.wait_for_status(
+        "q",
+        axon_harness::NodeStatus::Running,
+        Duration::from_secs(10),
+    )
     .unwrap();
-    n.finish_backoff("q").unwrap();
-    assert!(
-        n.metric("axon_act_driver_hung_total", &[("driver", "q")]) >= Some(1.0),
-        "the hung shadow was restarted"
-    );
     // Back in service, it agrees again.
     assert_eq!(answers("after", 1), [json!(0)]);
     wait_until("the shadow agrees again", Duration::from_secs(10), || {
         shadow_card(&n)["agreed"] == 1
+    })
+    .unwrap();
+}
+
+#[test]
+fn a_shadow_that_holds_a_prediction_past_its_own_deadline_is_restarted() {
+    let live = echo_manifest("p", 16);
+    // Its deadline is real time: 300 ms.
+    let shadow = echo_manifest("r", 16)
+        .replace("urn:axon:cap:r", "urn:axon:cap:p")
+        .replace("deadline_ms = 60000", "deadline_ms = 300")
+        .replace("lane = \"live\"", "lane = \"shadow\"");
+    let n = TestNode::builder()
+        .manual_clock()
+        .config(|c| c.drivers.shutdown_timeout_ms = 100)
+        .driver(&live)
+        .driver(&shadow)
+        .start();
+    n.inject("r", Fault::Hang, Some(1));
+    let (status, v) = act(&n, &intent("urn:axon:cap:p", "held", json!(1)));
+    assert_eq!((status, v["status"].as_str()), (200, Some("ok")), "{v}");
+    wait_until(
+        "the hung shadow is restarted",
+        Duration::from_secs(10),
+        || n.metric("axon_act_driver_hung_total", &[("driver", "r")]) == Some(1.0),
+    )
+    .unwrap();
+    let card: Value = n.get("/v1/drivers/r/scorecard").json().unwrap();
+    assert_eq!(card["total"]["shadow"]["failed"], 1, "{card}");
+    n.finish_backoff("r").unwrap();
+    let (status, _) = act(&n, &intent("urn:axon:cap:p", "after", json!(2)));
+    assert_eq!(status, 200);
+    wait_until("it agrees again", Duration::from_secs(10), || {
+        let card: Value = n.get("/v1/drivers/r/scorecard").json().unwrap();
+        card["total"]["shadow"]["agreed"] == 1
     })
     .unwrap();
 }
