@@ -685,15 +685,15 @@ impl Act {
                     trial: trial.name().to_owned(),
                 };
                 let routed = if policy.serves_trial(draw) {
-                    Some(trial)
+                    Some((trial, Lane::Trial))
                 } else {
-                    live
+                    live.map(|l| (l, Lane::Live))
                 };
                 (routed, Some(d))
             }
-            None => (live, None),
+            None => (live.map(|l| (l, Lane::Live)), None),
         };
-        let Some(driver) = routed else {
+        let Some((driver, lane)) = routed else {
             let reason = match &trial_draw {
                 Some(d) => format!(
                     "no driver is live for {}: {} is on trial for {} of its intents, and this one was drawn ({:.6}) for the rest",
@@ -792,10 +792,7 @@ impl Act {
             }
             opts.deadline = left;
         }
-        let lane = self
-            .lanes
-            .lane(&name)
-            .unwrap_or(axon_protocols::lane::Lane::Live);
+        // The lane it was routed in: checked again as the dispatch is journaled.
         let dispatch = Dispatch {
             action_id: action.clone(),
             caller: caller.to_owned(),
