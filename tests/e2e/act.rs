@@ -2317,3 +2317,66 @@ fn lanes_follow_the_legal_moves_with_one_entry_each_and_only_live_or_trial_drive
         .rng(quickcheck::Gen::from_size_and_seed(40, 0x1a9e_5eed))
         .quickcheck(prop as fn(Vec<Step>) -> quickcheck::TestResult);
 }
+
+#[test]
+fn a_live_driver_that_delivers_less_than_its_twin_predicts_is_demoted_on_its_uplift() {
+    let manifest = echo_manifest("u", 64)
+        .replace("lane = \"live\"\n", "lane = \"live\"\nutility = \"/u\"\n")
+        .replace(
+            LENIENT_SLO,
+            "[slo]\np99_ms = 60000\nmax_error_rate = 0.5\nmin_calls = 5\n",
+        );
+    let n = TestNode::builder().driver(&manifest).start();
+    // Delivering what the twin predicted (1): the uplift check passes.
+    for i in 0..10 {
+        let (status, v) = act(
+            &n,
+            &intent("urn:axon:cap:u", &format!("full-{i}"), json!({"u": 1})),
+        );
+        assert_eq!((status, v["status"].as_str()), (200, Some("ok")), "{v}");
+    }
+    assert_eq!(lane_of(&n, "u"), "live");
+    // Every push still ok, but worth nothing: out of service on its uplift.
+    let mut i = 0;
+    while lane_of(&n, "u") == "live" {
+        assert!(i < 50, "still live after {i} worthless pushes");
+        let (status, v) = act(
+            &n,
+            &intent("urn:axon:cap:u", &format!("none-{i}"), json!({"u": 0})),
+        );
+        assert_eq!(status, 200, "{v}");
+        i += 1;
+        if i >= 5 {
+            wait_until(
+                "the uplift verdict is acted on",
+                Duration::from_secs(10),
+                || {
+                    let v: Value = n.get("/v1/drivers/u").json().unwrap();
+                    let uplift = v["checks"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .find(|c| c["check"] == "uplift")
+                        .unwrap()
+                        .clone();
+                    uplift["verdict"] != "fail" || v["lane"] != "live"
+                },
+            )
+            .unwrap();
+        }
+    }
+    let b = last_lane_change(&n).body;
+    assert_eq!(
+        (&b["driver"], &b["from"], &b["to"], &b["rule"]),
+        (
+            &json!("u"),
+            &json!("live"),
+            &json!("shadow"),
+            &json!("slo.uplift")
+        ),
+        "{b}"
+    );
+    let f = &b["evidence"]["figures"];
+    assert!(f["mean_uplift"].as_f64().unwrap() < 0.0, "{b}");
+    assert!(f["uplift_upper"].as_f64().unwrap() < 0.0, "{b}");
+}
