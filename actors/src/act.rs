@@ -849,7 +849,7 @@ impl Act {
             // The capability's shadows predict the same intent beside the live push;
             // they hear its outcome once it is known, and nothing waits for them.
             let (outcome_tx, outcome_rx) = tokio::sync::watch::channel(None);
-            this.mirror(&driver, &intent, &opts, outcome_rx);
+            this.mirror(&driver, &intent, &opts, outcome_rx).await;
             this.push_and_record(
                 driver, permit, intent, opts, predicted, base, dispatched, owner, tx, outcome_tx,
             )
@@ -1602,10 +1602,12 @@ impl Act {
 
     /// Mirrors one dispatched intent to the shadows of `live`'s capability: each predicts
     /// it (no side effect) on its own workers, in an order drawn from the node's seed and
-    /// the action, and its prediction is compared with the live outcome by its manifest's
+    /// the action, among themselves and against the live push (each is sent before or
+    /// after it), and its prediction is compared with the live outcome by its manifest's
     /// `[shadow] compare`. A shadow's errors and panics are swallowed and counted; one whose
-    /// queue or concurrency is full is skipped and counted, never queued beyond it.
-    fn mirror(
+    /// queue or concurrency is full is skipped and counted, never queued beyond it. It
+    /// awaits only the sending of the shadows drawn to go first, never an answer.
+    async fn mirror(
         self: &Arc<Self>,
         live: &Arc<DriverInstance>,
         intent: &Arc<Action>,
@@ -1642,7 +1644,7 @@ impl Act {
             opts.deadline = opts.deadline.min(own);
             let (intent, mut outcome) = (intent.clone(), outcome.clone());
             let this = self.clone();
-            actix::spawn(async move {
+            let task = async move {
                 let worker = permit.worker_id().to_owned();
                 let answer = permit
                     .call(DriverCall::Predict(intent.clone()), &opts)
@@ -1702,7 +1704,24 @@ impl Act {
                         }),
                     );
                 }
-            });
+            };
+            // Before the live push or after it, as the draw says: a shadow sent first has
+            // its call in its own mailbox before the live one is sent (its first poll
+            // sends it), and goes on by itself; nothing waits for its answer.
+            let first = draw & 1 == 1;
+            draw = draw.rotate_right(1);
+            if first {
+                let mut task = Box::pin(task);
+                let done = std::future::poll_fn(|cx| {
+                    std::task::Poll::Ready(std::future::Future::poll(task.as_mut(), cx).is_ready())
+                })
+                .await;
+                if !done {
+                    actix::spawn(task);
+                }
+            } else {
+                actix::spawn(task);
+            }
         }
     }
 
