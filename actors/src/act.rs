@@ -71,9 +71,6 @@ pub(crate) enum LiveOutcome {
     Unknown,
 }
 
-/// The outcomes a mirrored call is counted by.
-const MIRRORED: [&str; 5] = ["agreed", "disagreed", "inconclusive", "failed", "skipped"];
-
 /// Disagreements of one shadow journaled in full per window; the rest are in its summary.
 const SHADOW_DISAGREEMENTS_IN_FULL: u32 = 3;
 
@@ -430,8 +427,10 @@ impl Act {
                     .dry_run_findings
                     .with_label_values(&[d.name(), rule]);
             }
-            for outcome in MIRRORED {
-                metrics.mirrored.with_label_values(&[d.name(), outcome]);
+            for outcome in Mirrored::ALL {
+                metrics
+                    .mirrored
+                    .with_label_values(&[d.name(), outcome.as_str()]);
             }
             for outcome in ["started", "passed", "failed"] {
                 metrics.trials.with_label_values(&[d.name(), outcome]);
@@ -1731,16 +1730,9 @@ impl Act {
     /// its end (a timer set by its first call) or by the first call of a later window,
     /// whichever comes first.
     fn mirrored(self: &Arc<Self>, s: &Arc<DriverInstance>, m: Mirrored) -> bool {
-        let word = match m {
-            Mirrored::Agreed => "agreed",
-            Mirrored::Disagreed => "disagreed",
-            Mirrored::Inconclusive => "inconclusive",
-            Mirrored::Failed => "failed",
-            Mirrored::Skipped => "skipped",
-        };
         self.metrics
             .mirrored
-            .with_label_values(&[s.name(), word])
+            .with_label_values(&[s.name(), m.as_str()])
             .inc();
         let length = s.scorecard.config().window.max(Duration::from_secs(1));
         let (finished, opened, in_full) = {
@@ -1760,14 +1752,7 @@ impl Act {
                 };
                 opened = true;
             }
-            let c = &mut log.counts;
-            *match m {
-                Mirrored::Agreed => &mut c.agreed,
-                Mirrored::Disagreed => &mut c.disagreed,
-                Mirrored::Inconclusive => &mut c.inconclusive,
-                Mirrored::Failed => &mut c.failed,
-                Mirrored::Skipped => &mut c.skipped,
-            } += 1;
+            log.counts.count(m);
             let in_full = m == Mirrored::Disagreed && log.in_full < SHADOW_DISAGREEMENTS_IN_FULL;
             if in_full {
                 log.in_full += 1;
@@ -1923,18 +1908,7 @@ impl Act {
                 rule: Some(crate::lanes::TRIAL_PASSED.into()),
                 evidence: Some(serde_json::json!({ "checks": checks })),
             };
-            match this
-                .lanes
-                .change(
-                    driver.name(),
-                    Lane::Live,
-                    crate::lanes::Mover::Supervisor,
-                    why,
-                    &this.journal,
-                    &this.journal_opts(),
-                )
-                .await
-            {
+            match this.supervisor_move(driver.name(), Lane::Live, why).await {
                 Ok(_) => {
                     this.metrics
                         .trials
@@ -2002,18 +1976,7 @@ impl Act {
             rule: Some(rule.to_owned()),
             evidence: Some(evidence),
         };
-        match self
-            .lanes
-            .change(
-                name,
-                to,
-                crate::lanes::Mover::Supervisor,
-                why,
-                &self.journal,
-                &self.journal_opts(),
-            )
-            .await
-        {
+        match self.supervisor_move(name, to, why).await {
             Ok(_) => {
                 self.metrics
                     .demotions
@@ -2035,6 +1998,25 @@ impl Act {
                 false
             }
         }
+    }
+
+    /// Moves driver `name` to `to` by one of its supervisor's rules, journaled first.
+    async fn supervisor_move(
+        &self,
+        name: &str,
+        to: Lane,
+        why: crate::lanes::Why,
+    ) -> Result<axon_protocols::lane::LaneChange, crate::lanes::LaneError> {
+        self.lanes
+            .change(
+                name,
+                to,
+                crate::lanes::Mover::Supervisor,
+                why,
+                &self.journal,
+                &self.journal_opts(),
+            )
+            .await
     }
 
     /// Sets every driver due a trial (its breaker open) on its way to one: at start, from
@@ -2074,18 +2056,7 @@ impl Act {
                         "share": policy.share,
                     })),
                 };
-                match this
-                    .lanes
-                    .change(
-                        d.name(),
-                        Lane::Trial,
-                        crate::lanes::Mover::Supervisor,
-                        why,
-                        &this.journal,
-                        &this.journal_opts(),
-                    )
-                    .await
-                {
+                match this.supervisor_move(d.name(), Lane::Trial, why).await {
                     Ok(_) => {
                         this.metrics
                             .trials

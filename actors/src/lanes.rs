@@ -296,6 +296,8 @@ struct State {
     live: HashMap<String, Arc<DriverInstance>>,
     /// The driver on trial for each capability.
     trial: HashMap<String, Arc<DriverInstance>>,
+    /// The drivers in shadow of each capability, in name order.
+    shadows: HashMap<String, Vec<Arc<DriverInstance>>>,
 }
 
 /// The lanes of the loaded drivers.
@@ -371,18 +373,11 @@ impl Lanes {
 
     /// The drivers of `capability` in lane `shadow`, in name order.
     pub fn shadows(&self, capability: &str) -> Vec<Arc<DriverInstance>> {
-        let st = self.read();
-        let mut out: Vec<_> = self
-            .drivers
-            .values()
-            .filter(|d| {
-                d.descriptor.capability == capability
-                    && st.lanes.get(d.name()) == Some(&Lane::Shadow)
-            })
+        self.read()
+            .shadows
+            .get(capability)
             .cloned()
-            .collect();
-        out.sort_by(|a, b| a.name().cmp(b.name()));
-        out
+            .unwrap_or_default()
     }
 
     /// Sets the lanes from the journal's `lane_change` entries (those of the loaded
@@ -670,6 +665,15 @@ fn set(st: &mut State, d: &Arc<DriverInstance>, lane: Lane) {
         st.trial.insert(capability.clone(), d.clone());
     } else if is_trial_one {
         st.trial.remove(capability);
+    }
+    let shadows = st.shadows.entry(capability.clone()).or_default();
+    shadows.retain(|s| s.name() != d.name());
+    if lane == Lane::Shadow {
+        let at = shadows.partition_point(|s| s.name() < d.name());
+        shadows.insert(at, d.clone());
+    }
+    if shadows.is_empty() {
+        st.shadows.remove(capability);
     }
 }
 

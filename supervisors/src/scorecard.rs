@@ -63,6 +63,27 @@ pub enum Mirrored {
     Skipped,
 }
 
+impl Mirrored {
+    pub const ALL: [Mirrored; 5] = [
+        Mirrored::Agreed,
+        Mirrored::Disagreed,
+        Mirrored::Inconclusive,
+        Mirrored::Failed,
+        Mirrored::Skipped,
+    ];
+
+    /// Its name in a metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mirrored::Agreed => "agreed",
+            Mirrored::Disagreed => "disagreed",
+            Mirrored::Inconclusive => "inconclusive",
+            Mirrored::Failed => "failed",
+            Mirrored::Skipped => "skipped",
+        }
+    }
+}
+
 /// A shadow's mirrored calls over a span.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
 pub struct Agreement {
@@ -73,6 +94,28 @@ pub struct Agreement {
     pub skipped: u64,
     /// Agreed over agreed and disagreed (absent with neither).
     pub agreement: Option<f64>,
+}
+
+impl Agreement {
+    /// Counts one mirrored call.
+    pub fn count(&mut self, m: Mirrored) {
+        *match m {
+            Mirrored::Agreed => &mut self.agreed,
+            Mirrored::Disagreed => &mut self.disagreed,
+            Mirrored::Inconclusive => &mut self.inconclusive,
+            Mirrored::Failed => &mut self.failed,
+            Mirrored::Skipped => &mut self.skipped,
+        } += 1;
+    }
+
+    /// Adds the counts of `other` (the agreement rate is worked out where it is shown).
+    fn add(&mut self, other: &Agreement) {
+        self.agreed += other.agreed;
+        self.disagreed += other.disagreed;
+        self.inconclusive += other.inconclusive;
+        self.failed += other.failed;
+        self.skipped += other.skipped;
+    }
 }
 
 /// Latency percentiles, in milliseconds.
@@ -153,17 +196,6 @@ impl Tally {
         self.shadow = Agreement::default();
     }
 
-    fn mirror(&mut self, m: Mirrored) {
-        let s = &mut self.shadow;
-        *match m {
-            Mirrored::Agreed => &mut s.agreed,
-            Mirrored::Disagreed => &mut s.disagreed,
-            Mirrored::Inconclusive => &mut s.inconclusive,
-            Mirrored::Failed => &mut s.failed,
-            Mirrored::Skipped => &mut s.skipped,
-        } += 1;
-    }
-
     fn add(&mut self, s: &Sample) {
         self.calls += 1;
         if let Some(kind) = s.error {
@@ -193,12 +225,7 @@ impl Tally {
         self.compared += other.compared;
         self.predicted += other.predicted;
         self.inconclusive += other.inconclusive;
-        let (s, o) = (&mut self.shadow, &other.shadow);
-        s.agreed += o.agreed;
-        s.disagreed += o.disagreed;
-        s.inconclusive += o.inconclusive;
-        s.failed += o.failed;
-        s.skipped += o.skipped;
+        self.shadow.add(&other.shadow);
     }
 
     /// The figures, given the realized utility of the compared calls alone (kept beside
@@ -301,8 +328,8 @@ impl Scorecard {
     pub fn record_mirrored(&self, now: Duration, m: Mirrored) {
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let at = self.slice_at(&mut inner, now);
-        inner.slices[at].tally.mirror(m);
-        inner.total.mirror(m);
+        inner.slices[at].tally.shadow.count(m);
+        inner.total.shadow.count(m);
     }
 
     /// Records one call that finished at `now` (on the supervision clock).
