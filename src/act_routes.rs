@@ -407,6 +407,9 @@ async fn move_lane(
                     ApiError::new(ProblemType::IllegalLaneMove, detail).at(&req)
                 }
                 LaneError::Reason => ApiError::new(ProblemType::MalformedRequest, detail).at(&req),
+                LaneError::GateFailed { .. } => {
+                    ApiError::new(ProblemType::PromotionGateFailed, detail).at(&req)
+                }
                 LaneError::Journal(r) => refusal_problem(&req, r),
             })
         }

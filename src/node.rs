@@ -18,7 +18,7 @@ use axon_actors::act::{Act, ActConfig};
 use axon_actors::journal::{
     Journal, JournalClient, JournalConfig, JournalMetrics, JournalReader, JournalShared,
 };
-use axon_actors::lanes::{DriverInstance, Lanes};
+use axon_actors::lanes::{DriverInstance, Lanes, PromotionGates};
 use axon_drivers::host::Prepared;
 use axon_drivers::manifest::Manifest;
 use axon_supervisors::*;
@@ -108,6 +108,16 @@ pub fn modules_dir(journal: &JournalConfig) -> std::path::PathBuf {
         .parent()
         .unwrap_or(std::path::Path::new("."))
         .join("modules")
+}
+
+/// Where red-team suites make their scratch directories: `redteam` beside the journal,
+/// in the data directory.
+pub fn redteam_dir(journal: &JournalConfig) -> std::path::PathBuf {
+    journal
+        .dir
+        .parent()
+        .unwrap_or(std::path::Path::new("."))
+        .join("redteam")
 }
 
 /// The journal's settings from the node's configuration.
@@ -320,6 +330,8 @@ pub async fn start(cfg: &Config, opts: NodeOptions) -> anyhow::Result<Node> {
                 max_failed_trials: cfg.drivers.max_failed_trials,
                 share: cfg.drivers.trial_share,
             },
+            PromotionGates::new(redteam_dir(&journal_config(cfg)), &registry)
+                .context("registering promotion gate metrics")?,
         )),
         journal.clone(),
         env.clock.clone(),

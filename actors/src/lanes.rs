@@ -20,7 +20,47 @@ use axon_supervisors::{
     TrialPolicy, WorkerRef,
 };
 use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
+
+/// How the gates of a promotion run: a build moved from `testing` to `shadow` must first
+/// pass its red-team suite (`axon_drivers::redteam`), each run journaled with its
+/// figures and counted.
+pub struct PromotionGates {
+    /// The folder red-team suites make their scratch directories in.
+    pub scratch: PathBuf,
+    /// `axon_promotion_gates_total{driver, gate, outcome}`.
+    runs: prometheus::IntCounterVec,
+}
+
+impl PromotionGates {
+    pub fn new(scratch: PathBuf, registry: &prometheus::Registry) -> prometheus::Result<Self> {
+        let runs = prometheus::IntCounterVec::new(
+            prometheus::Opts::new(
+                "axon_promotion_gates_total",
+                "Promotion gate runs, by driver, gate and outcome (passed or failed)",
+            ),
+            &["driver", "gate", "outcome"],
+        )?;
+        registry.register(Box::new(runs.clone()))?;
+        Ok(Self { scratch, runs })
+    }
+}
+
+/// The longest a value is quoted in an error's text; the journal holds it whole.
+const MAX_QUOTED_BYTES: usize = 512;
+
+fn quoted(v: &serde_json::Value) -> String {
+    let text = v.to_string();
+    if text.len() <= MAX_QUOTED_BYTES {
+        return text;
+    }
+    let mut end = MAX_QUOTED_BYTES;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} bytes in all)", &text[..end], text.len())
+}
 
 /// One loaded driver: its manifest, its description and its supervised workers, as many
 /// as its `limits.concurrency` (each a driver instance on a thread of its own, so that
@@ -259,6 +299,14 @@ pub enum LaneError {
         "driver {other:?} is already on trial for {capability}: one trial per capability at a time"
     )]
     TrialBusy { capability: String, other: String },
+    #[error("driver {driver:?} failed its {gate} gate: check {check} on {}: {reason}", quoted(.value))]
+    GateFailed {
+        driver: String,
+        gate: &'static str,
+        check: &'static str,
+        value: serde_json::Value,
+        reason: String,
+    },
     #[error("the lane change was not journaled, so it did not happen: {0}")]
     Journal(Refusal),
 }
@@ -308,6 +356,8 @@ pub struct Lanes {
     changing: tokio::sync::Mutex<()>,
     /// How drivers taken out of service by their checks are given trials.
     trials: TrialPolicy,
+    /// How promotions are gated.
+    promotion: PromotionGates,
     /// Held for reading while a dispatch is journaled, for writing while a lane change
     /// is: the lane a dispatch was checked against is the lane at its place in the log.
     gate: tokio::sync::RwLock<()>,
@@ -315,7 +365,11 @@ pub struct Lanes {
 
 impl Lanes {
     /// The lanes of `drivers`, none known yet: [`rebuild`](Self::rebuild) reads them.
-    pub fn new(drivers: Vec<Arc<DriverInstance>>, trials: TrialPolicy) -> Self {
+    pub fn new(
+        drivers: Vec<Arc<DriverInstance>>,
+        trials: TrialPolicy,
+        promotion: PromotionGates,
+    ) -> Self {
         Self {
             drivers: drivers
                 .into_iter()
@@ -324,6 +378,7 @@ impl Lanes {
             state: RwLock::default(),
             changing: tokio::sync::Mutex::new(()),
             trials,
+            promotion,
             gate: tokio::sync::RwLock::new(()),
         }
     }
@@ -571,8 +626,68 @@ impl Lanes {
                 });
             }
         }
+        if (from, to) == (Lane::Testing, Lane::Shadow) {
+            self.redteam(d, journal, opts).await?;
+        }
         self.record(d, Some(from), to, who, why, journal, opts)
             .await
+    }
+
+    /// Runs `d`'s red-team suite against its stand-ins (off the async threads: it makes
+    /// real requests and writes), journals the run with its figures, and answers the
+    /// failure that blocks the promotion, if any. The caller holds `changing`.
+    async fn redteam(
+        &self,
+        d: &Arc<DriverInstance>,
+        journal: &JournalClient,
+        opts: &CallOptions,
+    ) -> Result<(), LaneError> {
+        const GATE: &str = "redteam";
+        let (manifest, scratch) = (d.manifest.clone(), self.promotion.scratch.clone());
+        let report =
+            tokio::task::spawn_blocking(move || axon_drivers::redteam::run(&manifest, &scratch))
+                .await
+                .unwrap_or_else(|e| {
+                    axon_drivers::redteam::Report::failed_to_run(format!(
+                        "the red-team suite did not finish: {e}"
+                    ))
+                });
+        let outcome = if report.passed { "passed" } else { "failed" };
+        let body = serde_json::json!({
+            "gate_run": {
+                "gate": GATE,
+                "into": Lane::Shadow,
+                "driver": d.name(),
+                "artifact_hash": d.descriptor.artifact_hash,
+                "passed": report.passed,
+                "report": report,
+            }
+        });
+        journal
+            .append(
+                crate::journal::NewEntry {
+                    kind: EntryKind::Event,
+                    links: vec![],
+                    body,
+                },
+                opts,
+            )
+            .await
+            .map_err(LaneError::Journal)?;
+        self.promotion
+            .runs
+            .with_label_values(&[d.name(), GATE, outcome])
+            .inc();
+        match report.failure {
+            None => Ok(()),
+            Some(f) => Err(LaneError::GateFailed {
+                driver: d.name().to_owned(),
+                gate: GATE,
+                check: f.check,
+                value: f.value,
+                reason: f.reason,
+            }),
+        }
     }
 
     /// Journals one move (and the live driver it displaces), then applies it. The caller

@@ -38,7 +38,7 @@ pub enum Method {
 }
 
 impl Method {
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             Method::Get => "GET",
             Method::Head => "HEAD",
@@ -211,7 +211,7 @@ impl HttpSettings {
 }
 
 /// The `{...}` names of a template, in order.
-fn template_names(t: &str) -> Result<Vec<&str>, ()> {
+pub(crate) fn template_names(t: &str) -> Result<Vec<&str>, ()> {
     let mut names = vec![];
     let mut rest = t;
     while let Some(open) = rest.find('{') {
@@ -238,7 +238,7 @@ fn encode(s: &str) -> String {
 
 /// The text a template name stands for: an argument, or (`output.a.b`) a member of the
 /// recorded output.
-fn lookup(name: &str, args: &Value, output: Option<&Value>) -> Result<String, String> {
+pub(crate) fn lookup(name: &str, args: &Value, output: Option<&Value>) -> Result<String, String> {
     let v = match name.strip_prefix("output.") {
         Some(path) => {
             let mut v =

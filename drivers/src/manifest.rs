@@ -204,7 +204,43 @@ struct ManifestFile {
     /// Where its outcome reports the utility it delivered: a JSON pointer into the output.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     utility: Option<String>,
+    /// What its red-team suite runs besides the values it generates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    redteam: Option<RedteamSettings>,
 }
+
+/// The red-team suite's part of a manifest (`[redteam]`): the sample arguments on which
+/// the driver's postcondition must hold before it may be promoted to `shadow`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedteamSettings {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub samples: Vec<Sample>,
+}
+
+/// One sample call of a red-team suite.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sample {
+    /// Arguments that fit the driver's argument schema.
+    pub args: serde_json::Value,
+    /// For an http driver: what the stand-in service answers this sample (200 with `{}`
+    /// when not given), as the real service would.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply: Option<SampleReply>,
+}
+
+/// What the stand-in service answers one sample.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SampleReply {
+    pub status: u16,
+    #[serde(default)]
+    pub body: serde_json::Value,
+}
+
+/// The most samples a manifest declares.
+pub const MAX_SAMPLES: usize = 32;
 
 fn testing() -> Lane {
     Lane::Testing
@@ -241,6 +277,8 @@ pub struct Manifest {
     /// output); without one, or where the output has no finite number there, an `ok`
     /// outcome delivered 1 and any other 0.
     pub utility: Option<String>,
+    /// The sample calls of its red-team suite.
+    pub samples: Vec<Sample>,
     /// The canonical JSON of the manifest as written, for the artifact hash.
     canonical: Vec<u8>,
 }
@@ -458,6 +496,39 @@ impl Manifest {
         )?;
         let obligations = Obligations::compile(&w.obligations, w.kind.args_schema(w.effect))
             .map_err(|(which, reason)| key_err(file, &format!("obligations.{which}"), reason))?;
+        let samples = w.redteam.clone().unwrap_or_default().samples;
+        if samples.len() > MAX_SAMPLES {
+            return Err(key_err(
+                file,
+                "redteam.samples",
+                format!("at most {MAX_SAMPLES} samples (got {})", samples.len()),
+            ));
+        }
+        for (i, sample) in samples.iter().enumerate() {
+            obligations.check_args(&sample.args).map_err(|v| {
+                key_err(
+                    file,
+                    &format!("redteam.samples.{i}.args"),
+                    format!("does not fit the argument schema: {v}"),
+                )
+            })?;
+            if let Some(r) = &sample.reply {
+                if w.kind != Kind::Http {
+                    return Err(key_err(
+                        file,
+                        &format!("redteam.samples.{i}.reply"),
+                        "only an http driver's samples name the stand-in service's answer",
+                    ));
+                }
+                range(
+                    file,
+                    &format!("redteam.samples.{i}.reply.status"),
+                    u64::from(r.status),
+                    100,
+                    599,
+                )?;
+            }
+        }
         match (w.kind, &w.file) {
             (Kind::File, None) => {
                 return Err(key_err(
@@ -573,6 +644,7 @@ impl Manifest {
             slo: w.slo.clone(),
             shadow: w.shadow.clone().unwrap_or_default(),
             utility: w.utility.clone(),
+            samples,
             canonical,
         })
     }

@@ -6,13 +6,11 @@
 
 mod capsule;
 
-mod loopback;
-
 use axon_drivers::driver::{Call, Driver, Prediction, Recorded, Status};
 use axon_drivers::http::HttpDriver;
+use axon_drivers::loopback::{Loopback, Reply};
 use axon_drivers::manifest::Manifest;
 use axon_protocols::intent::AxonIntent;
-use loopback::{Loopback, Reply};
 use serde_json::{json, Value};
 use std::path::Path;
 use std::time::Duration;
@@ -74,7 +72,8 @@ fn push(d: &mut HttpDriver, m: &Manifest, args: Value) -> axon_drivers::driver::
 
 #[test]
 fn the_endpoint_receives_exactly_what_the_manifest_and_the_arguments_say() {
-    let server = Loopback::start(|_, _| Reply::json(201, r#"{"id":"o-17","ok":true}"#));
+    let server = Loopback::start(|_, _| Reply::json(201, r#"{"id":"o-17","ok":true}"#))
+        .expect("a loopback server");
     std::env::set_var("ORDERS_TEST_KEY", "s3cret-value");
     let m = manifest(
         false,
@@ -133,7 +132,8 @@ fn an_error_status_is_a_failed_outcome_and_only_safe_requests_retry() {
         } else {
             Reply::json(200, r#"{"done":true}"#)
         }
-    });
+    })
+    .expect("a loopback server");
     let http = |method: &str| {
         format!(
             r#"[http]
@@ -178,7 +178,8 @@ fn slow_oversized_and_odd_answers_are_handled() {
         "/big" => Reply::json(200, &format!("\"{}\"", "x".repeat(4096))),
         "/huge-number" => Reply::json(200, r#"{"id": 9007199254740993}"#),
         _ => Reply::json(200, "not json"),
-    });
+    })
+    .expect("a loopback server");
     let at = |path: &str| {
         format!(
             r#"[http]
@@ -237,7 +238,8 @@ fn the_twin_asks_the_dry_run_and_the_rollback_compensates() {
         ("POST", "/orders") => Reply::json(201, r#"{"id":"o-9"}"#),
         ("DELETE", "/orders/o-9") => Reply::json(204, ""),
         _ => Reply::json(404, "{}"),
-    });
+    })
+    .expect("a loopback server");
     let m = manifest(
         false,
         &format!(
@@ -299,7 +301,8 @@ url = "{0}/orders/{{output.body.id}}"
 #[test]
 fn a_recorded_exchange_replays_bit_for_bit_without_the_network() {
     std::env::set_var("REPLAY_TEST_TOKEN", "tok-123");
-    let server = Loopback::start(|_, _| Reply::json(200, r#"{"z":[1,2.5],"a":"ü"}"#));
+    let server = Loopback::start(|_, _| Reply::json(200, r#"{"z":[1,2.5],"a":"ü"}"#))
+        .expect("a loopback server");
     let m = manifest(
         false,
         &format!(
@@ -420,6 +423,7 @@ fn tls_loopback(config: std::sync::Arc<rustls::ServerConfig>) -> Loopback {
             Some(Box::new(rustls::StreamOwned::new(session, tcp)))
         },
     )
+    .expect("a loopback server")
 }
 
 /// The orders manifest, written in `dir` (so a relative `ca_file` is read from there).
@@ -507,7 +511,8 @@ fn a_read_driver_is_pulled_and_a_read_left_unanswered_has_failed_not_in_doubt() 
             r.delay = Duration::from_millis(500);
         }
         r
-    });
+    })
+    .expect("a loopback server");
     let m = manifest_of(
         "read",
         false,

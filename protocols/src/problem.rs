@@ -77,13 +77,16 @@ pub enum ProblemType {
     /// The action cannot be undone (not `ok`, its driver cannot roll back, or the world
     /// moved on since: the detail says which).
     RollbackRefused,
+    /// The driver build failed a gate of its promotion (its red-team suite): the detail
+    /// names the failing check and the value it failed on.
+    PromotionGateFailed,
     /// Anything else the node did not expect; always logged with the correlation id.
     Internal,
 }
 
 impl ProblemType {
     /// Every variant, for documentation and tests.
-    pub const ALL: [ProblemType; 32] = [
+    pub const ALL: [ProblemType; 33] = [
         Self::MalformedRequest,
         Self::UnsupportedMediaType,
         Self::PayloadTooLarge,
@@ -115,6 +118,7 @@ impl ProblemType {
         Self::NotInDoubt,
         Self::ActionUnrecorded,
         Self::RollbackRefused,
+        Self::PromotionGateFailed,
         Self::Internal,
     ];
 
@@ -152,6 +156,7 @@ impl ProblemType {
             Self::NotInDoubt => "not-in-doubt",
             Self::ActionUnrecorded => "action-unrecorded",
             Self::RollbackRefused => "rollback-refused",
+            Self::PromotionGateFailed => "promotion-gate-failed",
             Self::Internal => "internal",
         }
     }
@@ -183,7 +188,8 @@ impl ProblemType {
             Self::IntentConflict
             | Self::IllegalLaneMove
             | Self::NotInDoubt
-            | Self::RollbackRefused => 409,
+            | Self::RollbackRefused
+            | Self::PromotionGateFailed => 409,
             Self::UnknownDriver | Self::NoSuchAction => 404,
             Self::ActionUnrecorded => 500,
         }
@@ -223,6 +229,7 @@ impl ProblemType {
             Self::NotInDoubt => "The action is not in doubt",
             Self::ActionUnrecorded => "The action ran and was not recorded",
             Self::RollbackRefused => "The action cannot be rolled back",
+            Self::PromotionGateFailed => "The driver failed a promotion gate",
             Self::Internal => "Internal error",
         }
     }

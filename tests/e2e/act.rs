@@ -1006,7 +1006,8 @@ fn a_driver_with_a_concurrency_of_two_runs_two_calls_at_once() {
         }
         m2.fetch_max(n2.load(Ordering::SeqCst), Ordering::SeqCst);
         crate::loopback::Reply::json(200, r#"{"ok":true}"#)
-    });
+    })
+    .expect("a loopback server");
     let manifest = format!(
         r#"name = "wide"
 version = "1.0.0"
@@ -1536,7 +1537,8 @@ fn a_driver_that_hangs_is_demoted_while_its_pushes_still_hang() {
             std::thread::sleep(Duration::from_millis(1));
         }
         crate::loopback::Reply::json(200, r#"{"ok":true}"#)
-    });
+    })
+    .expect("a loopback server");
     let manifest = format!(
         r#"name = "hang"
 version = "1.0.0"
@@ -1641,7 +1643,7 @@ fn shadow_events(n: &TestNode, key: &str) -> Vec<Value> {
 }
 
 /// The bodies of the journal's entries of `kind`, in log order.
-fn journal_bodies(n: &TestNode, kind: &str) -> Vec<Value> {
+pub(crate) fn journal_bodies(n: &TestNode, kind: &str) -> Vec<Value> {
     let v: Value = n
         .get(&format!("/v1/journal/entries?kind={kind}&limit=1000"))
         .json()

@@ -5,8 +5,7 @@
 
 #[path = "../common/mod.rs"]
 mod common;
-#[path = "../../drivers/tests/loopback/mod.rs"]
-mod loopback;
+use axon_drivers::loopback;
 
 mod act;
 mod admin_token;
@@ -16,6 +15,7 @@ mod binary;
 mod canonical_door;
 mod dashboards;
 mod every_entry_reads_back;
+mod gates;
 mod journal_crash;
 mod journal_http;
 mod journal_index;

@@ -109,7 +109,8 @@ fn an_http_action_replays_bit_for_bit_from_its_recorded_exchange() {
         } else {
             crate::loopback::Reply::json(201, r#"{"id":"o-1","big":9007199254740993}"#)
         }
-    });
+    })
+    .expect("a loopback server");
     std::env::set_var("E2E_ORDERS_TOKEN", "not-in-any-capsule");
     let data = tempfile::tempdir().unwrap();
     let dir = data.path().to_owned();
