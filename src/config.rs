@@ -122,6 +122,13 @@ pub struct DriversConfig {
     pub trial_max_wait_ms: u64,
     pub trial_share: f64,
     pub max_failed_trials: u32,
+    /// The gates of an operator's promotion to live, where a live driver exists: the
+    /// shadow period (mirrored predictions compared with live outcomes, and the share of
+    /// them that agreed), then the confidence at which a trial's realized uplift is found
+    /// worse than the live driver's.
+    pub promotion_min_shadow_calls: u64,
+    pub promotion_min_agreement: f64,
+    pub promotion_confidence: f64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -444,6 +451,30 @@ impl Config {
                 format!(
                     "must be above 0 and at most 1 (got {})",
                     self.drivers.trial_share
+                ),
+            ));
+        }
+        range(
+            "drivers.promotion_min_shadow_calls",
+            self.drivers.promotion_min_shadow_calls,
+            0,
+            1_000_000_000,
+        )?;
+        if !(0.0..=1.0).contains(&self.drivers.promotion_min_agreement) {
+            return Err(key_err(
+                "drivers.promotion_min_agreement",
+                format!(
+                    "must be between 0 and 1 (got {})",
+                    self.drivers.promotion_min_agreement
+                ),
+            ));
+        }
+        if !(self.drivers.promotion_confidence >= 0.5 && self.drivers.promotion_confidence < 1.0) {
+            return Err(key_err(
+                "drivers.promotion_confidence",
+                format!(
+                    "must be at least 0.5 and below 1 (got {})",
+                    self.drivers.promotion_confidence
                 ),
             ));
         }

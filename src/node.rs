@@ -18,7 +18,7 @@ use axon_actors::act::{Act, ActConfig};
 use axon_actors::journal::{
     Journal, JournalClient, JournalConfig, JournalMetrics, JournalReader, JournalShared,
 };
-use axon_actors::lanes::{DriverInstance, Lanes, PromotionGates};
+use axon_actors::lanes::{DriverInstance, Lanes, PromotionGates, ShadowGate};
 use axon_drivers::host::Prepared;
 use axon_drivers::manifest::Manifest;
 use axon_supervisors::*;
@@ -330,8 +330,17 @@ pub async fn start(cfg: &Config, opts: NodeOptions) -> anyhow::Result<Node> {
                 max_failed_trials: cfg.drivers.max_failed_trials,
                 share: cfg.drivers.trial_share,
             },
-            PromotionGates::new(redteam_dir(&journal_config(cfg)), &registry)
-                .context("registering promotion gate metrics")?,
+            PromotionGates::new(
+                redteam_dir(&journal_config(cfg)),
+                ShadowGate {
+                    min_calls: cfg.drivers.promotion_min_shadow_calls,
+                    min_agreement: cfg.drivers.promotion_min_agreement,
+                },
+                cfg.drivers.promotion_confidence,
+                env.clock.clone(),
+                &registry,
+            )
+            .context("registering promotion gate metrics")?,
         )),
         journal.clone(),
         env.clock.clone(),

@@ -1074,6 +1074,7 @@ impl Act {
                 .realized_utility(first.status == ActionStatus::Ok, &first.output),
         };
         driver.scorecard.record(self.clock.now(), sample);
+        driver.record_utility(sample.realized);
         let _ = outcome.send(Some(match first.status {
             ActionStatus::Ok | ActionStatus::Failed => LiveOutcome::Known {
                 ok: first.status == ActionStatus::Ok,
@@ -1901,12 +1902,50 @@ impl Act {
             return;
         }
         let checks = driver.health().map(|h| h.states());
+        // Where a live driver serves the same capability, the trial passes only if the
+        // utility it realized is not worse than the live driver's over the same span.
+        let uplift = self
+            .lanes
+            .live(&driver.descriptor.capability)
+            .filter(|l| l.name() != driver.name())
+            .map(|live| {
+                axon_supervisors::uplift::compare(
+                    &driver.utilities(),
+                    &live.utilities(),
+                    self.lanes.promotion().confidence,
+                )
+            });
         let (this, driver) = (self.clone(), driver.clone());
+        if let Some(u) = uplift.as_ref().filter(|u| u.worse) {
+            let evidence = serde_json::json!({ "checks": checks, "uplift": u });
+            let reason = format!(
+                "its trial delivered less than the live driver: mean utility {:.4} against {:.4} over {} and {} pushes (one-sided Mann-Whitney U, p = {:.4}, below {:.4})",
+                u.candidate_mean.unwrap_or(0.0),
+                u.incumbent_mean.unwrap_or(0.0),
+                u.candidate_calls,
+                u.incumbent_calls,
+                u.p_value.unwrap_or(0.0),
+                1.0 - u.confidence
+            );
+            // Taken out of service like a trial whose check tripped (which marks the
+            // conclusion itself, and lets go of it if the move is not journaled).
+            driver.concluding.store(false, Ordering::Release);
+            actix::spawn(async move {
+                this.take_out_of_service(
+                    driver.name(),
+                    &reason,
+                    crate::lanes::TRIAL_UPLIFT,
+                    evidence,
+                )
+                .await;
+            });
+            return;
+        }
         actix::spawn(async move {
             let why = crate::lanes::Why {
                 reason: "every check passed on its trial: back in live service".into(),
                 rule: Some(crate::lanes::TRIAL_PASSED.into()),
-                evidence: Some(serde_json::json!({ "checks": checks })),
+                evidence: Some(serde_json::json!({ "checks": checks, "uplift": uplift })),
             };
             match this.supervisor_move(driver.name(), Lane::Live, why).await {
                 Ok(_) => {

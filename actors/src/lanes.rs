@@ -29,12 +29,92 @@ use std::sync::{Arc, RwLock};
 pub struct PromotionGates {
     /// The folder red-team suites make their scratch directories in.
     pub scratch: PathBuf,
+    /// The shadow period a build needs before its trial, where a live driver exists.
+    pub shadow: ShadowGate,
+    /// The confidence at which a trial's realized uplift is found worse than the live
+    /// driver's (a one-sided Mann-Whitney U test).
+    pub confidence: f64,
+    /// The node's clock, for the scorecards.
+    pub clock: axon_supervisors::SharedClock,
     /// `axon_promotion_gates_total{driver, gate, outcome}`.
     runs: prometheus::IntCounterVec,
 }
 
+/// What a shadow period must show before its build's trial.
+#[derive(Clone, Copy, Debug)]
+pub struct ShadowGate {
+    /// Mirrored calls whose prediction was compared (agreed or disagreed: inconclusive
+    /// predictions do not count).
+    pub min_calls: u64,
+    /// The least share of them that agreed.
+    pub min_agreement: f64,
+}
+
+impl ShadowGate {
+    /// Judges a shadow's mirrored calls against this gate and the build's objective
+    /// (its predictions may fail no more often than its `max_error_rate`): the figures,
+    /// and the failing check with why.
+    pub fn judge(
+        &self,
+        a: &axon_supervisors::Agreement,
+        max_error_rate: f64,
+    ) -> (serde_json::Value, Option<(&'static str, String)>) {
+        let compared = a.agreed + a.disagreed;
+        let tried = compared + a.inconclusive + a.failed;
+        let agreement = (compared > 0).then(|| a.agreed as f64 / compared as f64);
+        let error_rate = (tried > 0).then(|| a.failed as f64 / tried as f64);
+        let figures = serde_json::json!({
+            "agreed": a.agreed,
+            "disagreed": a.disagreed,
+            "inconclusive": a.inconclusive,
+            "failed": a.failed,
+            "skipped": a.skipped,
+            "agreement": agreement,
+            "error_rate": error_rate,
+            "min_calls": self.min_calls,
+            "min_agreement": self.min_agreement,
+            "max_error_rate": max_error_rate,
+        });
+        let failure = if compared < self.min_calls {
+            Some((
+                "min_calls",
+                format!(
+                    "{compared} of its mirrored predictions were compared with live outcomes; it needs {}",
+                    self.min_calls
+                ),
+            ))
+        } else if agreement.unwrap_or(0.0) < self.min_agreement {
+            Some((
+                "agreement",
+                format!(
+                    "{:.4} of its compared predictions agreed with the live outcomes, below {}",
+                    agreement.unwrap_or(0.0),
+                    self.min_agreement
+                ),
+            ))
+        } else if error_rate.unwrap_or(0.0) > max_error_rate {
+            Some((
+                "error_rate",
+                format!(
+                    "{:.4} of its mirrored predictions failed, above its objective's {max_error_rate}",
+                    error_rate.unwrap_or(0.0)
+                ),
+            ))
+        } else {
+            None
+        };
+        (figures, failure)
+    }
+}
+
 impl PromotionGates {
-    pub fn new(scratch: PathBuf, registry: &prometheus::Registry) -> prometheus::Result<Self> {
+    pub fn new(
+        scratch: PathBuf,
+        shadow: ShadowGate,
+        confidence: f64,
+        clock: axon_supervisors::SharedClock,
+        registry: &prometheus::Registry,
+    ) -> prometheus::Result<Self> {
         let runs = prometheus::IntCounterVec::new(
             prometheus::Opts::new(
                 "axon_promotion_gates_total",
@@ -43,7 +123,13 @@ impl PromotionGates {
             &["driver", "gate", "outcome"],
         )?;
         registry.register(Box::new(runs.clone()))?;
-        Ok(Self { scratch, runs })
+        Ok(Self {
+            scratch,
+            shadow,
+            confidence,
+            clock,
+            runs,
+        })
     }
 }
 
@@ -92,7 +178,14 @@ pub struct DriverInstance {
     breaker: std::sync::Mutex<(Breaker, u64)>,
     /// Set while the end of its trial is being recorded, so that it is recorded once.
     pub concluding: std::sync::atomic::AtomicBool,
+    /// The utilities its latest pushes realized (at most [`MAX_UTILITIES`]), emptied
+    /// when a trial of its capability starts: a trial's uplift is compared with the live
+    /// driver's over the same span.
+    utilities: std::sync::Mutex<std::collections::VecDeque<f64>>,
 }
+
+/// The most realized utilities a driver keeps for the uplift comparison of a trial.
+pub const MAX_UTILITIES: usize = 4096;
 
 /// A shadow's mirrored calls in one tumbling window of the journal's summaries.
 #[derive(Default)]
@@ -144,7 +237,40 @@ impl DriverInstance {
             shadow_log: Default::default(),
             breaker: Default::default(),
             concluding: Default::default(),
+            utilities: Default::default(),
         }
+    }
+
+    /// Keeps the utility one of its pushes realized.
+    pub fn record_utility(&self, realized: f64) {
+        let mut u = self.utilities.lock().unwrap_or_else(|e| e.into_inner());
+        if u.len() == MAX_UTILITIES {
+            u.pop_front();
+        }
+        u.push_back(realized);
+    }
+
+    /// The utilities kept since its capability's trial started (the latest
+    /// [`MAX_UTILITIES`]).
+    pub fn utilities(&self) -> Vec<f64> {
+        let u = self.utilities.lock().unwrap_or_else(|e| e.into_inner());
+        u.iter().copied().collect()
+    }
+
+    fn forget_utilities(&self) {
+        self.utilities
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+    }
+
+    /// Whether its twin can be judged against live outcomes while it is a shadow: an
+    /// http driver without a `dry_run` request predicts nothing.
+    pub fn can_shadow(&self) -> bool {
+        self.manifest
+            .http_settings
+            .as_ref()
+            .is_none_or(|h| h.dry_run.is_some())
     }
 
     /// Its breaker, and the count of its changes.
@@ -326,11 +452,16 @@ impl LaneError {
 pub const TRIAL_START: &str = "trial.start";
 /// The rule of a supervisor's move of a driver that passed its trial back to live.
 pub const TRIAL_PASSED: &str = "trial.passed";
+/// The rule of an operator's promotion to `live`, which puts the build on trial first.
+pub const PROMOTION_TRIAL: &str = "promotion.trial";
+/// The rule of a supervisor's move of a driver whose trial delivered less than the live
+/// driver, by the rank test.
+pub const TRIAL_UPLIFT: &str = "trial.uplift";
 
 /// Whether `rule` is one by which a driver's supervisor takes it out of service for
 /// failing: a check against its objective, or its restart intensity.
 pub fn is_failure_rule(rule: &str) -> bool {
-    rule.starts_with("slo.") || rule == "restart_intensity"
+    rule.starts_with("slo.") || rule == "restart_intensity" || rule == TRIAL_UPLIFT
 }
 
 /// The longest reason a lane change takes.
@@ -615,6 +746,9 @@ impl Lanes {
         let _one = self.changing.lock().await;
         let from = self.lane(name).unwrap_or(Lane::Testing);
         from.check_move(to)?;
+        // Into live only through a trial.
+        let promoted = (from, to) == (Lane::Shadow, Lane::Live);
+        let to = if promoted { Lane::Trial } else { to };
         if matches!(to, Lane::Live | Lane::Trial) && d.descriptor.slo.is_none() {
             return Err(LaneError::NoSlo(name.to_owned()));
         }
@@ -629,8 +763,101 @@ impl Lanes {
         if (from, to) == (Lane::Testing, Lane::Shadow) {
             self.redteam(d, journal, opts).await?;
         }
+        let mut why = why;
+        if promoted {
+            // Where a live driver exists, only after a shadow period that shows its twin
+            // agrees with it (unless it has no twin to judge).
+            let live = self
+                .live(&d.descriptor.capability)
+                .filter(|l| l.name() != name);
+            let shadow = match &live {
+                Some(_) if d.can_shadow() => self.shadow_gate(d, journal, opts).await?,
+                Some(_) => serde_json::json!(
+                    "cannot be shadowed (an http driver without dry_run): straight to its trial"
+                ),
+                None => serde_json::json!("no live driver to compare with"),
+            };
+            why.rule = Some(PROMOTION_TRIAL.into());
+            why.evidence = Some(serde_json::json!({
+                "asked": Lane::Live,
+                "live": live.as_ref().map(|l| l.name()),
+                "shadow": shadow,
+            }));
+        }
         self.record(d, Some(from), to, who, why, journal, opts)
             .await
+    }
+
+    /// Judges `d`'s shadow period (its scorecard's mirrored calls) against the shadow
+    /// gate, journals the run with its figures, and answers the figures, or the failure
+    /// that blocks the promotion. The caller holds `changing`.
+    async fn shadow_gate(
+        &self,
+        d: &Arc<DriverInstance>,
+        journal: &JournalClient,
+        opts: &CallOptions,
+    ) -> Result<serde_json::Value, LaneError> {
+        const GATE: &str = "shadow";
+        let agreement = d.scorecard.report(self.promotion.clock.now()).total.shadow;
+        let max_error_rate = d.descriptor.slo.as_ref().map_or(0.0, |s| s.max_error_rate);
+        let (figures, failure) = self.promotion.shadow.judge(&agreement, max_error_rate);
+        let body = serde_json::json!({
+            "gate_run": {
+                "gate": GATE,
+                "into": Lane::Trial,
+                "driver": d.name(),
+                "artifact_hash": d.descriptor.artifact_hash,
+                "passed": failure.is_none(),
+                "figures": figures,
+                "failure": failure.as_ref().map(|(check, reason)| serde_json::json!({"check": check, "reason": reason})),
+            }
+        });
+        self.gate_run(d, GATE, failure.is_none(), body, journal, opts)
+            .await?;
+        match failure {
+            None => Ok(figures),
+            Some((check, reason)) => Err(LaneError::GateFailed {
+                driver: d.name().to_owned(),
+                gate: GATE,
+                check,
+                value: figures,
+                reason,
+            }),
+        }
+    }
+
+    /// Journals one gate run and counts it.
+    async fn gate_run(
+        &self,
+        d: &Arc<DriverInstance>,
+        gate: &'static str,
+        passed: bool,
+        body: serde_json::Value,
+        journal: &JournalClient,
+        opts: &CallOptions,
+    ) -> Result<(), LaneError> {
+        journal
+            .append(
+                crate::journal::NewEntry {
+                    kind: EntryKind::Event,
+                    links: vec![],
+                    body,
+                },
+                opts,
+            )
+            .await
+            .map_err(LaneError::Journal)?;
+        let outcome = if passed { "passed" } else { "failed" };
+        self.promotion
+            .runs
+            .with_label_values(&[d.name(), gate, outcome])
+            .inc();
+        Ok(())
+    }
+
+    /// How promotions are gated.
+    pub fn promotion(&self) -> &PromotionGates {
+        &self.promotion
     }
 
     /// Runs `d`'s red-team suite against its stand-ins (off the async threads: it makes
@@ -652,7 +879,7 @@ impl Lanes {
                         "the red-team suite did not finish: {e}"
                     ))
                 });
-        let outcome = if report.passed { "passed" } else { "failed" };
+        let passed = report.passed;
         let body = serde_json::json!({
             "gate_run": {
                 "gate": GATE,
@@ -663,21 +890,7 @@ impl Lanes {
                 "report": report,
             }
         });
-        journal
-            .append(
-                crate::journal::NewEntry {
-                    kind: EntryKind::Event,
-                    links: vec![],
-                    body,
-                },
-                opts,
-            )
-            .await
-            .map_err(LaneError::Journal)?;
-        self.promotion
-            .runs
-            .with_label_values(&[d.name(), GATE, outcome])
-            .inc();
+        self.gate_run(d, GATE, passed, body, journal, opts).await?;
         match report.failure {
             None => Ok(()),
             Some(f) => Err(LaneError::GateFailed {
@@ -777,6 +990,11 @@ fn set(st: &mut State, d: &Arc<DriverInstance>, lane: Lane) {
         st.live.remove(capability);
     }
     if lane == Lane::Trial {
+        // Its uplift is compared with the live driver's over the trial alone.
+        d.forget_utilities();
+        if let Some(live) = st.live.get(capability) {
+            live.forget_utilities();
+        }
         st.trial.insert(capability.clone(), d.clone());
     } else if is_trial_one {
         st.trial.remove(capability);

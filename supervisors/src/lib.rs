@@ -56,6 +56,7 @@ pub mod scorecard;
 pub mod supervisor;
 pub mod tree;
 pub mod trial;
+pub mod uplift;
 pub mod worker;
 
 pub use axon_protocols::{ChildKind, NodeStatus, RestartType, Strategy};
@@ -72,6 +73,7 @@ pub use supervisor::{
 };
 pub use tree::{Mailbox, TreeNode};
 pub use trial::{Breaker, Placement, TrialEvent, TrialPolicy};
+pub use uplift::Uplift;
 pub use worker::{
     worker, worker_on_own_thread, CallError, CallOptions, Permit, Worker, WorkerContext,
     WorkerError, WorkerRef, WorkerSpec,

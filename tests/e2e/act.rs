@@ -100,6 +100,41 @@ fn last_lane_change(n: &TestNode) -> axon_protocols::journal::Entry {
     axon_protocols::journal::Entry::from_bytes(&bytes).unwrap()
 }
 
+/// Promotes driver `name` (in shadow, serving `capability`) to live, which puts it on
+/// trial; with `drivers.trial_share = 1` it serves every intent of its capability, and
+/// `prefix`-numbered intents are sent until its checks have passed and it is live.
+fn promote_through_trial(n: &TestNode, name: &str, capability: &str, prefix: &str) {
+    let res = n.post_json(
+        &format!("/v1/drivers/{name}/promote"),
+        &json!({"to": "live", "reason": "test: through its trial"}),
+    );
+    assert_eq!(res.status(), 200);
+    let v: Value = res.json().unwrap();
+    assert_eq!(
+        (&v["change"]["to"], &v["change"]["rule"]),
+        (&json!("trial"), &json!("promotion.trial")),
+        "{v}"
+    );
+    let lane = || -> Value {
+        n.get(&format!("/v1/drivers/{name}"))
+            .json::<Value>()
+            .unwrap()["lane"]
+            .clone()
+    };
+    // Its checks conclude beside the pushes' answers: each intent looks at the lane.
+    for i in 0..200 {
+        if lane() == "live" {
+            return;
+        }
+        let (status, v) = act(n, &intent(capability, &format!("{prefix}-{i}"), json!(i)));
+        assert_eq!((status, v["status"].as_str()), (200, Some("ok")), "{v}");
+    }
+    wait_until("the trial concluded", Duration::from_secs(10), || {
+        lane() == "live"
+    })
+    .unwrap_or_else(|e| panic!("{name} did not pass its trial in 200 intents: {e}"));
+}
+
 fn in_doubt(n: &TestNode) -> Vec<String> {
     let v: Value = n.get_admin("/v1/actions?status=in_doubt").json().unwrap();
     v["actions"]
@@ -289,7 +324,11 @@ fn lanes_decide_which_driver_acts_and_survive_a_restart() {
         let dir = dir.clone();
         TestNode::builder()
             .driver(manifest)
-            .config(move |c| c.data_dir = dir)
+            .config(move |c| {
+                c.data_dir = dir;
+                // A promoted build on trial serves every intent of its capability.
+                c.drivers.trial_share = 1.0;
+            })
             .start()
     };
     // A build whose manifest names no lane starts in testing.
@@ -360,7 +399,8 @@ fn lanes_decide_which_driver_acts_and_survive_a_restart() {
     let v: Value = res.json().unwrap();
     assert_eq!(v["change"]["from"], "testing");
     assert_eq!(v["change"]["who"], "admin");
-    assert_eq!(mv(&n, "candidate", "promote", "live").status(), 200);
+    // Into live through a trial, which serves its capability's intents meanwhile.
+    promote_through_trial(&n, "candidate", "urn:axon:cap:candidate", "c-trial");
     // The intent that was blocked never acted: sent again, it acts now, once.
     let (_, v) = act(&n, &intent("urn:axon:cap:candidate", "c-1", json!(1)));
     assert_eq!(
@@ -393,7 +433,7 @@ fn lanes_decide_which_driver_acts_and_survive_a_restart() {
         (Some("ok"), Some("candidate"))
     );
     assert_eq!(mv(&n, "echo", "promote", "shadow").status(), 200);
-    assert_eq!(mv(&n, "echo", "promote", "live").status(), 200);
+    promote_through_trial(&n, "echo", ECHO, "e-trial");
     let (_, v) = act(&n, &intent(ECHO, "e-2", json!(2)));
     assert_eq!(v["status"], "ok", "{v}");
     n.shutdown();
@@ -937,7 +977,10 @@ fn an_old_build_loaded_again_never_makes_a_second_live_driver() {
         TestNode::builder()
             .driver(a)
             .driver(b)
-            .config(move |c| c.data_dir = dir)
+            .config(move |c| {
+                c.data_dir = dir;
+                c.drivers.trial_share = 1.0;
+            })
             .start()
     };
     let for_dup = |name: &str, lane: &str| {
@@ -964,13 +1007,12 @@ fn an_old_build_loaded_again_never_makes_a_second_live_driver() {
     let a2 = for_dup("alpha", "testing");
     let n = start(&a2, &b);
     assert_eq!(lane(&n, "alpha"), "testing");
-    for to in ["shadow", "live"] {
-        let res = n.post_json(
-            "/v1/drivers/beta/promote",
-            &json!({"to": to, "reason": "test"}),
-        );
-        assert_eq!(res.status(), 200);
-    }
+    let res = n.post_json(
+        "/v1/drivers/beta/promote",
+        &json!({"to": "shadow", "reason": "test"}),
+    );
+    assert_eq!(res.status(), 200);
+    promote_through_trial(&n, "beta", "urn:axon:cap:dup", "beta-trial");
     n.shutdown();
     // The old build of alpha, loaded again, remembers being live: beta's promotion is
     // newer, so alpha goes to shadow, and the move is journaled.
@@ -1355,6 +1397,8 @@ fn a_live_driver_that_starts_failing_is_demoted_by_its_supervisor_with_the_rule_
         .driver(&failing_slow_manifest(
             "p99_ms = 60000\nmax_error_rate = 0.05\n[slo.uplift]\nfailure_limit = 10000\n",
         ))
+        // Put back on trial by an operator, it serves every intent.
+        .config(|c| c.drivers.trial_share = 1.0)
         .start();
     let lane = || n.get("/v1/drivers/slow").json::<Value>().unwrap()["lane"].clone();
     // Healthy traffic: the checks pass, and too few calls are inconclusive, never a failure.
@@ -1433,12 +1477,14 @@ fn a_live_driver_that_starts_failing_is_demoted_by_its_supervisor_with_the_rule_
         (200, Some("blocked")),
         "{v}"
     );
-    // Back live by an operator, it is judged afresh: one more failure does not demote it.
+    // Promoted by an operator, it is on trial, judged afresh: one more failure does not
+    // take it out.
     let res = n.post_json(
         "/v1/drivers/slow/promote",
         &json!({"to": "live", "reason": "fixed"}),
     );
     assert_eq!(res.status(), 200);
+    assert_eq!(lane(), "trial");
     let checks: Value = n.get("/v1/drivers/slow").json().unwrap();
     for c in checks["checks"].as_array().unwrap() {
         assert_eq!(

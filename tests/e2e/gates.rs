@@ -4,8 +4,9 @@
 //! figures and counted.
 
 use crate::act::journal_bodies;
-use axon_harness::{expect_problem, TestNode};
+use axon_harness::{echo_manifest, expect_problem, wait_until, TestNode};
 use serde_json::{json, Value};
+use std::time::Duration;
 
 /// An http driver for `urn:axon:cap:search.query` whose request sends the header
 /// `headers`. Its real endpoint does not exist: the suite never calls it.
@@ -106,7 +107,11 @@ fn a_build_enters_shadow_only_after_its_red_team_suite_passes() {
         assert_eq!(
             n.metric(
                 "axon_promotion_gates_total",
-                &[("driver", driver), ("gate", "redteam"), ("outcome", outcome)]
+                &[
+                    ("driver", driver),
+                    ("gate", "redteam"),
+                    ("outcome", outcome)
+                ]
             ),
             Some(1.0),
             "{driver}"
@@ -120,4 +125,170 @@ fn a_build_enters_shadow_only_after_its_red_team_suite_passes() {
     assert!(!changes
         .iter()
         .any(|c| c["driver"] == "leaky" && c["to"] == "shadow"));
+}
+
+/// A live echo driver `p` and a shadow `q` of the same capability, `q` reporting the
+/// utility its output holds at `/u` when `q_utility` (`p` delivers 1 for every `ok`).
+fn live_and_candidate(q_utility: bool) -> TestNode {
+    let q = echo_manifest("q", 256)
+        .replace("urn:axon:cap:q", "urn:axon:cap:p")
+        .replace("lane = \"live\"", "lane = \"shadow\"");
+    let q = if q_utility {
+        // Its twin predicts 1 whatever it delivers: its own uplift check (against its
+        // twin) only measures, so the trial turns on the comparison with p.
+        format!("utility = \"/u\"\n{q}").replace(
+            "[slo.uplift]\nfailure_limit = 10000\n",
+            "[slo.uplift]\ndry_run = true\n",
+        )
+    } else {
+        q
+    };
+    TestNode::builder()
+        .config(|c| {
+            c.drivers.promotion_min_shadow_calls = 10;
+            c.drivers.trial_share = 0.5;
+        })
+        .driver(&echo_manifest("p", 256))
+        .driver(&q)
+        .start()
+}
+
+fn act(n: &TestNode, id: &str, args: Value) -> Value {
+    let res = n.post_json(
+        "/v1/act",
+        &json!({"capability": "urn:axon:cap:p", "intent_id": id, "args": args}),
+    );
+    assert_eq!(res.status(), 200);
+    let v: Value = res.json().unwrap();
+    assert_eq!(v["status"], "ok", "{v}");
+    v
+}
+
+fn promote_live(n: &TestNode) -> reqwest::blocking::Response {
+    n.post_json(
+        "/v1/drivers/q/promote",
+        &json!({"to": "live", "reason": "test: q earns live"}),
+    )
+}
+
+/// Sends intents with `args` until `q` has left its trial; answers its lane.
+fn run_trial(n: &TestNode, args: Value) -> String {
+    for i in 0..400 {
+        let l = lane(n, "q");
+        if l != "trial" {
+            return l;
+        }
+        act(n, &format!("t-{i}"), args.clone());
+    }
+    wait_until("q's trial concluded", Duration::from_secs(10), || {
+        lane(n, "q") != "trial"
+    })
+    .unwrap();
+    lane(n, "q")
+}
+
+fn shadow_compared(n: &TestNode) -> u64 {
+    let card: Value = n.get("/v1/drivers/q/scorecard").json().unwrap();
+    let s = &card["total"]["shadow"];
+    s["agreed"].as_u64().unwrap() + s["disagreed"].as_u64().unwrap()
+}
+
+#[test]
+fn into_live_a_build_needs_a_shadow_period_then_a_trial_not_worse_than_the_live_driver() {
+    let n = live_and_candidate(false);
+    // No shadow period yet: refused, the check and the figures named.
+    let v = expect_problem(promote_live(&n), 409, "promotion-gate-failed");
+    let detail = v["detail"].as_str().unwrap();
+    assert!(detail.contains("shadow gate: check min_calls"), "{detail}");
+    assert_eq!(lane(&n, "q"), "shadow");
+    // Ten live pushes, each mirrored to q, whose twin agrees.
+    for i in 0..10 {
+        act(&n, &format!("s-{i}"), json!({"i": i}));
+    }
+    wait_until("q predicted them all", Duration::from_secs(10), || {
+        shadow_compared(&n) >= 10
+    })
+    .unwrap();
+    let res = promote_live(&n);
+    assert_eq!(res.status(), 200);
+    let v: Value = res.json().unwrap();
+    assert_eq!(
+        (&v["change"]["to"], &v["change"]["rule"]),
+        (&json!("trial"), &json!("promotion.trial")),
+        "{v}"
+    );
+    assert_eq!(v["change"]["evidence"]["live"], "p");
+    assert_eq!(v["change"]["evidence"]["shadow"]["agreed"], 10);
+    // On its trial it serves half the intents; its uplift is p's: it goes live, and p
+    // goes to shadow in the same entry.
+    assert_eq!(run_trial(&n, json!({"u": 1})), "live");
+    assert_eq!(lane(&n, "p"), "shadow");
+    let passed = journal_bodies(&n, "lane_change")
+        .into_iter()
+        .find(|c| c["driver"] == "q" && c["to"] == "live")
+        .unwrap();
+    assert_eq!(passed["rule"], "trial.passed");
+    assert_eq!(passed["displaced"][0]["driver"], "p");
+    let uplift = &passed["evidence"]["uplift"];
+    assert_eq!(uplift["worse"], false, "{uplift}");
+    assert!(
+        uplift["candidate_calls"].as_u64().unwrap() >= 20,
+        "{uplift}"
+    );
+    assert!(uplift["incumbent_calls"].as_u64().unwrap() >= 1, "{uplift}");
+    // Both shadow gate runs are journaled and counted.
+    let runs: Vec<Value> = gate_runs(&n)
+        .into_iter()
+        .filter(|r| r["gate"] == "shadow")
+        .collect();
+    assert_eq!(
+        runs.iter()
+            .map(|r| r["passed"].as_bool())
+            .collect::<Vec<_>>(),
+        [Some(false), Some(true)]
+    );
+    for outcome in ["failed", "passed"] {
+        assert_eq!(
+            n.metric(
+                "axon_promotion_gates_total",
+                &[("driver", "q"), ("gate", "shadow"), ("outcome", outcome)]
+            ),
+            Some(1.0)
+        );
+    }
+}
+
+#[test]
+fn a_trial_that_delivers_less_than_the_live_driver_goes_back_to_shadow() {
+    let n = live_and_candidate(true);
+    for i in 0..10 {
+        act(&n, &format!("s-{i}"), json!({"u": 0.1}));
+    }
+    wait_until("q predicted them all", Duration::from_secs(10), || {
+        shadow_compared(&n) >= 10
+    })
+    .unwrap();
+    assert_eq!(promote_live(&n).status(), 200);
+    // q realizes 0.1 for each push where p realizes 1: worse by the rank test.
+    assert_eq!(run_trial(&n, json!({"u": 0.1})), "shadow");
+    assert_eq!(lane(&n, "p"), "live");
+    let failed = journal_bodies(&n, "lane_change")
+        .into_iter()
+        .find(|c| c["driver"] == "q" && c["from"] == "trial")
+        .unwrap();
+    assert_eq!(failed["rule"], "trial.uplift");
+    let uplift = &failed["evidence"]["uplift"];
+    assert_eq!(uplift["worse"], true, "{uplift}");
+    assert!(uplift["p_value"].as_f64().unwrap() < 0.05, "{uplift}");
+    assert!(
+        failed["reason"].as_str().unwrap().contains("Mann-Whitney"),
+        "{failed}"
+    );
+    assert_eq!(
+        n.metric(
+            "axon_driver_trials_total",
+            &[("driver", "q"), ("outcome", "failed")]
+        ),
+        Some(1.0)
+    );
 }
