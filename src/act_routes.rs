@@ -403,7 +403,11 @@ async fn move_lane(
                 LaneError::UnknownDriver(_) => {
                     ApiError::new(ProblemType::UnknownDriver, detail).at(&req)
                 }
-                LaneError::Illegal(_) | LaneError::NoSlo(_) | LaneError::TrialBusy { .. } => {
+                LaneError::Illegal(_)
+                | LaneError::NoSlo(_)
+                | LaneError::TrialBusy { .. }
+                | LaneError::TrialConcludes(_)
+                | LaneError::NotOnTrial { .. } => {
                     ApiError::new(ProblemType::IllegalLaneMove, detail).at(&req)
                 }
                 LaneError::Reason => ApiError::new(ProblemType::MalformedRequest, detail).at(&req),

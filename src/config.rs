@@ -129,6 +129,9 @@ pub struct DriversConfig {
     pub promotion_min_shadow_calls: u64,
     pub promotion_min_agreement: f64,
     pub promotion_confidence: f64,
+    /// The pushes each side (the trial's and the live driver's) needs before a trial of
+    /// a capability with a live driver may end.
+    pub promotion_min_trial_calls: u64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -459,6 +462,12 @@ impl Config {
             self.drivers.promotion_min_shadow_calls,
             0,
             1_000_000_000,
+        )?;
+        range(
+            "drivers.promotion_min_trial_calls",
+            self.drivers.promotion_min_trial_calls,
+            1,
+            axon_actors::lanes::MAX_UTILITIES as u64,
         )?;
         if !(0.0..=1.0).contains(&self.drivers.promotion_min_agreement) {
             return Err(key_err(

@@ -337,6 +337,7 @@ pub async fn start(cfg: &Config, opts: NodeOptions) -> anyhow::Result<Node> {
                     min_agreement: cfg.drivers.promotion_min_agreement,
                 },
                 cfg.drivers.promotion_confidence,
+                cfg.drivers.promotion_min_trial_calls as usize,
                 env.clock.clone(),
                 &registry,
             )

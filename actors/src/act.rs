@@ -1074,7 +1074,7 @@ impl Act {
                 .realized_utility(first.status == ActionStatus::Ok, &first.output),
         };
         driver.scorecard.record(self.clock.now(), sample);
-        driver.record_utility(sample.realized);
+        driver.record_utility(self.clock.now(), sample.realized);
         let _ = outcome.send(Some(match first.status {
             ActionStatus::Ok | ActionStatus::Failed => LiveOutcome::Known {
                 ok: first.status == ActionStatus::Ok,
@@ -1646,10 +1646,14 @@ impl Act {
             let this = self.clone();
             let task = async move {
                 let worker = permit.worker_id().to_owned();
+                let began = this.clock.now();
                 let answer = permit
                     .call(DriverCall::Predict(intent.clone()), &opts)
                     .await;
                 s.shadow_in_flight.fetch_sub(1, Ordering::AcqRel);
+                if answer.is_ok() {
+                    s.record_prediction(this.clock.now().saturating_sub(began));
+                }
                 let (m, predicted) = match answer {
                     Ok(DriverAnswer::Prediction(Prediction::Expected { output, .. })) => {
                         // The live outcome, once it is known (none: the live push ended
@@ -1903,19 +1907,46 @@ impl Act {
         }
         let checks = driver.health().map(|h| h.states());
         // Where a live driver serves the same capability, the trial passes only if the
-        // utility it realized is not worse than the live driver's over the same span.
-        let uplift = self
+        // utility it realized is not worse than the live driver's over the same span:
+        // the live driver's since the oldest of the trial's kept.
+        let live = self
             .lanes
             .live(&driver.descriptor.capability)
-            .filter(|l| l.name() != driver.name())
-            .map(|live| {
-                axon_supervisors::uplift::compare(
-                    &driver.utilities(),
-                    &live.utilities(),
-                    self.lanes.promotion().confidence,
-                )
-            });
+            .filter(|l| l.name() != driver.name());
+        let uplift = match &live {
+            None => None,
+            Some(live) => {
+                let (candidate, oldest) = driver.utilities_since(Duration::ZERO);
+                let (incumbent, _) = live.utilities_since(oldest.unwrap_or(Duration::ZERO));
+                let need = self.lanes.promotion().min_trial_calls;
+                if candidate.len() < need || incumbent.len() < need {
+                    // Too little to compare yet: asked again at its next passing push.
+                    driver.concluding.store(false, Ordering::Release);
+                    return;
+                }
+                Some(axon_supervisors::uplift::compare(
+                    &candidate,
+                    &incumbent,
+                    driver.promotion_confidence(self.lanes.promotion().confidence),
+                ))
+            }
+        };
         let (this, driver) = (self.clone(), driver.clone());
+        if let Some(u) = &uplift {
+            self.lanes.count_gate(driver.name(), "uplift", !u.worse);
+            let body = serde_json::json!({
+                "gate_run": {
+                    "gate": "uplift",
+                    "into": Lane::Live,
+                    "driver": driver.name(),
+                    "artifact_hash": driver.descriptor.artifact_hash,
+                    "live": live.as_ref().map(|l| l.name()),
+                    "passed": !u.worse,
+                    "figures": u,
+                }
+            });
+            self.journal_event(&driver, body);
+        }
         if let Some(u) = uplift.as_ref().filter(|u| u.worse) {
             let evidence = serde_json::json!({ "checks": checks, "uplift": u });
             let reason = format!(
@@ -1927,15 +1958,15 @@ impl Act {
                 u.p_value.unwrap_or(0.0),
                 1.0 - u.confidence
             );
-            // Taken out of service like a trial whose check tripped (which marks the
-            // conclusion itself, and lets go of it if the move is not journaled).
-            driver.concluding.store(false, Ordering::Release);
+            // Taken out of service with the conclusion it holds (let go of if the move
+            // is not journaled, so the next passing push concludes again).
             actix::spawn(async move {
-                this.take_out_of_service(
+                this.take_out(
                     driver.name(),
                     &reason,
                     crate::lanes::TRIAL_UPLIFT,
                     evidence,
+                    true,
                 )
                 .await;
             });
@@ -1977,6 +2008,19 @@ impl Act {
         rule: &str,
         evidence: Value,
     ) -> bool {
+        self.take_out(name, reason, rule, evidence, false).await
+    }
+
+    /// [`take_out_of_service`](Self::take_out_of_service), by a caller that already holds
+    /// the trial's conclusion (`concluding`) where `concluding_held`.
+    async fn take_out(
+        self: &Arc<Self>,
+        name: &str,
+        reason: &str,
+        rule: &str,
+        evidence: Value,
+        concluding_held: bool,
+    ) -> bool {
         let Some(driver) = self.lanes.driver(name).cloned() else {
             return false;
         };
@@ -1984,7 +2028,7 @@ impl Act {
         let to = match from {
             Some(Lane::Live) => Lane::Shadow,
             Some(Lane::Trial) => {
-                if driver.concluding.swap(true, Ordering::AcqRel) {
+                if !concluding_held && driver.concluding.swap(true, Ordering::AcqRel) {
                     return false;
                 }
                 let next = self

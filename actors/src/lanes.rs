@@ -34,6 +34,8 @@ pub struct PromotionGates {
     /// The confidence at which a trial's realized uplift is found worse than the live
     /// driver's (a one-sided Mann-Whitney U test).
     pub confidence: f64,
+    /// The pushes each side of that comparison needs before a trial may end.
+    pub min_trial_calls: usize,
     /// The node's clock, for the scorecards.
     pub clock: axon_supervisors::SharedClock,
     /// `axon_promotion_gates_total{driver, gate, outcome}`.
@@ -46,7 +48,8 @@ pub struct ShadowGate {
     /// Mirrored calls whose prediction was compared (agreed or disagreed: inconclusive
     /// predictions do not count).
     pub min_calls: u64,
-    /// The least share of them that agreed.
+    /// The least share of them that agreed (judged once any were compared: with
+    /// `min_calls = 0` an operator has waived the shadow period).
     pub min_agreement: f64,
 }
 
@@ -57,8 +60,11 @@ impl ShadowGate {
     pub fn judge(
         &self,
         a: &axon_supervisors::Agreement,
-        max_error_rate: f64,
+        slo: Option<&axon_supervisors::Slo>,
+        p99_ms: Option<f64>,
     ) -> (serde_json::Value, Option<(&'static str, String)>) {
+        let max_error_rate = slo.map_or(0.0, |s| s.max_error_rate);
+        let max_p99_ms = slo.map(|s| s.p99_ms as f64);
         let compared = a.agreed + a.disagreed;
         let tried = compared + a.inconclusive + a.failed;
         let agreement = (compared > 0).then(|| a.agreed as f64 / compared as f64);
@@ -74,6 +80,8 @@ impl ShadowGate {
             "min_calls": self.min_calls,
             "min_agreement": self.min_agreement,
             "max_error_rate": max_error_rate,
+            "p99_ms": p99_ms,
+            "max_p99_ms": max_p99_ms,
         });
         let failure = if compared < self.min_calls {
             Some((
@@ -83,7 +91,7 @@ impl ShadowGate {
                     self.min_calls
                 ),
             ))
-        } else if agreement.unwrap_or(0.0) < self.min_agreement {
+        } else if agreement.is_some_and(|a| a < self.min_agreement) {
             Some((
                 "agreement",
                 format!(
@@ -100,6 +108,11 @@ impl ShadowGate {
                     error_rate.unwrap_or(0.0)
                 ),
             ))
+        } else if let Some((p99, max)) = p99_ms.zip(max_p99_ms).filter(|(p, m)| p > m) {
+            Some((
+                "latency",
+                format!("its mirrored predictions took {p99} ms at the 99th percentile, above its objective's {max} ms"),
+            ))
         } else {
             None
         };
@@ -112,6 +125,7 @@ impl PromotionGates {
         scratch: PathBuf,
         shadow: ShadowGate,
         confidence: f64,
+        min_trial_calls: usize,
         clock: axon_supervisors::SharedClock,
         registry: &prometheus::Registry,
     ) -> prometheus::Result<Self> {
@@ -127,6 +141,7 @@ impl PromotionGates {
             scratch,
             shadow,
             confidence,
+            min_trial_calls,
             clock,
             runs,
         })
@@ -181,11 +196,13 @@ pub struct DriverInstance {
     /// The utilities its latest pushes realized (at most [`MAX_UTILITIES`]), emptied
     /// when a trial of its capability starts: a trial's uplift is compared with the live
     /// driver's over the same span.
-    utilities: std::sync::Mutex<std::collections::VecDeque<f64>>,
+    utilities: std::sync::Mutex<std::collections::VecDeque<(std::time::Duration, f64)>>,
+    /// How long its mirrored predictions took, in microseconds, since it was loaded.
+    predictions: std::sync::Mutex<hdrhistogram::Histogram<u64>>,
 }
 
 /// The most realized utilities a driver keeps for the uplift comparison of a trial.
-pub const MAX_UTILITIES: usize = 4096;
+pub const MAX_UTILITIES: usize = 1024;
 
 /// A shadow's mirrored calls in one tumbling window of the journal's summaries.
 #[derive(Default)]
@@ -238,23 +255,53 @@ impl DriverInstance {
             breaker: Default::default(),
             concluding: Default::default(),
             utilities: Default::default(),
+            predictions: std::sync::Mutex::new(
+                hdrhistogram::Histogram::new_with_bounds(1, 3_600_000_000, 2)
+                    .expect("valid histogram bounds"),
+            ),
         }
     }
 
-    /// Keeps the utility one of its pushes realized.
-    pub fn record_utility(&self, realized: f64) {
+    /// Records how long one of its mirrored predictions took.
+    pub fn record_prediction(&self, took: std::time::Duration) {
+        let us = (took.as_micros() as u64).clamp(1, 3_600_000_000);
+        let mut h = self.predictions.lock().unwrap_or_else(|e| e.into_inner());
+        h.saturating_record(us);
+    }
+
+    /// The 99th percentile of its mirrored predictions' times, in milliseconds (none
+    /// before the first).
+    pub fn prediction_p99_ms(&self) -> Option<f64> {
+        let h = self.predictions.lock().unwrap_or_else(|e| e.into_inner());
+        (!h.is_empty()).then(|| h.value_at_quantile(0.99) as f64 / 1000.0)
+    }
+
+    /// The confidence its trial's uplift is tested at: its manifest's, else `node`'s.
+    pub fn promotion_confidence(&self, node: f64) -> f64 {
+        self.manifest.promotion.confidence.unwrap_or(node)
+    }
+
+    /// Keeps the utility one of its pushes realized at `now` (the node's clock).
+    pub fn record_utility(&self, now: std::time::Duration, realized: f64) {
         let mut u = self.utilities.lock().unwrap_or_else(|e| e.into_inner());
         if u.len() == MAX_UTILITIES {
             u.pop_front();
         }
-        u.push_back(realized);
+        u.push_back((now, realized));
     }
 
     /// The utilities kept since its capability's trial started (the latest
-    /// [`MAX_UTILITIES`]).
-    pub fn utilities(&self) -> Vec<f64> {
+    /// [`MAX_UTILITIES`]) realized at `since` or later, and when the oldest of them was.
+    pub fn utilities_since(
+        &self,
+        since: std::time::Duration,
+    ) -> (Vec<f64>, Option<std::time::Duration>) {
         let u = self.utilities.lock().unwrap_or_else(|e| e.into_inner());
-        u.iter().copied().collect()
+        let kept: Vec<_> = u.iter().filter(|(t, _)| *t >= since).collect();
+        (
+            kept.iter().map(|(_, v)| *v).collect(),
+            kept.first().map(|(t, _)| *t),
+        )
     }
 
     fn forget_utilities(&self) {
@@ -433,6 +480,10 @@ pub enum LaneError {
         value: serde_json::Value,
         reason: String,
     },
+    #[error("driver {0:?} is on trial: it goes live by passing it (its checks, and its uplift against the live driver), not by an operator's move; an operator can demote it")]
+    TrialConcludes(String),
+    #[error("driver {driver:?} is in {from}, not on trial: a move to live by its supervisor comes only at the end of a trial")]
+    NotOnTrial { driver: String, from: Lane },
     #[error("the lane change was not journaled, so it did not happen: {0}")]
     Journal(Refusal),
 }
@@ -461,7 +512,7 @@ pub const TRIAL_UPLIFT: &str = "trial.uplift";
 /// Whether `rule` is one by which a driver's supervisor takes it out of service for
 /// failing: a check against its objective, or its restart intensity.
 pub fn is_failure_rule(rule: &str) -> bool {
-    rule.starts_with("slo.") || rule == "restart_intensity" || rule == TRIAL_UPLIFT
+    rule.starts_with("slo.") || rule == "restart_intensity"
 }
 
 /// The longest reason a lane change takes.
@@ -746,9 +797,22 @@ impl Lanes {
         let _one = self.changing.lock().await;
         let from = self.lane(name).unwrap_or(Lane::Testing);
         from.check_move(to)?;
-        // Into live only through a trial.
-        let promoted = (from, to) == (Lane::Shadow, Lane::Live);
+        // An operator's build goes into live only through a trial, and onto a trial
+        // only through the shadow gate; it comes off its trial live only by passing it.
+        let promoted =
+            who == Mover::Admin && from == Lane::Shadow && matches!(to, Lane::Live | Lane::Trial);
+        let requested = to;
         let to = if promoted { Lane::Trial } else { to };
+        if (from, to) == (Lane::Trial, Lane::Live) && who == Mover::Admin {
+            return Err(LaneError::TrialConcludes(name.to_owned()));
+        }
+        if to == Lane::Live && who == Mover::Supervisor && from != Lane::Trial {
+            // A conclusion that found the trial ended meanwhile (demoted, taken out).
+            return Err(LaneError::NotOnTrial {
+                driver: name.to_owned(),
+                from,
+            });
+        }
         if matches!(to, Lane::Live | Lane::Trial) && d.descriptor.slo.is_none() {
             return Err(LaneError::NoSlo(name.to_owned()));
         }
@@ -779,7 +843,7 @@ impl Lanes {
             };
             why.rule = Some(PROMOTION_TRIAL.into());
             why.evidence = Some(serde_json::json!({
-                "asked": Lane::Live,
+                "asked": requested,
                 "live": live.as_ref().map(|l| l.name()),
                 "shadow": shadow,
             }));
@@ -799,8 +863,17 @@ impl Lanes {
     ) -> Result<serde_json::Value, LaneError> {
         const GATE: &str = "shadow";
         let agreement = d.scorecard.report(self.promotion.clock.now()).total.shadow;
-        let max_error_rate = d.descriptor.slo.as_ref().map_or(0.0, |s| s.max_error_rate);
-        let (figures, failure) = self.promotion.shadow.judge(&agreement, max_error_rate);
+        let own = d.manifest.promotion;
+        let gate = ShadowGate {
+            min_calls: own
+                .min_shadow_calls
+                .unwrap_or(self.promotion.shadow.min_calls),
+            min_agreement: own
+                .min_agreement
+                .unwrap_or(self.promotion.shadow.min_agreement),
+        };
+        let (figures, failure) =
+            gate.judge(&agreement, d.descriptor.slo.as_ref(), d.prediction_p99_ms());
         let body = serde_json::json!({
             "gate_run": {
                 "gate": GATE,
@@ -847,17 +920,22 @@ impl Lanes {
             )
             .await
             .map_err(LaneError::Journal)?;
-        let outcome = if passed { "passed" } else { "failed" };
-        self.promotion
-            .runs
-            .with_label_values(&[d.name(), gate, outcome])
-            .inc();
+        self.count_gate(d.name(), gate, passed);
         Ok(())
     }
 
     /// How promotions are gated.
     pub fn promotion(&self) -> &PromotionGates {
         &self.promotion
+    }
+
+    /// Counts one run of `gate` for driver `driver`.
+    pub fn count_gate(&self, driver: &str, gate: &str, passed: bool) {
+        let outcome = if passed { "passed" } else { "failed" };
+        self.promotion
+            .runs
+            .with_label_values(&[driver, gate, outcome])
+            .inc();
     }
 
     /// Runs `d`'s red-team suite against its stand-ins (off the async threads: it makes
@@ -1037,5 +1115,45 @@ pub(crate) async fn scan(
             Some(n) => after = Some(n),
             None => return Ok(()),
         }
+    }
+}
+
+#[cfg(test)]
+mod gate_tests {
+    use super::ShadowGate;
+    use axon_supervisors::{Agreement, Slo};
+
+    fn counts(agreed: u64, disagreed: u64, inconclusive: u64, failed: u64) -> Agreement {
+        Agreement {
+            agreed,
+            disagreed,
+            inconclusive,
+            failed,
+            ..Agreement::default()
+        }
+    }
+
+    #[test]
+    fn the_shadow_gate_names_the_first_check_a_shadow_period_fails() {
+        let gate = ShadowGate {
+            min_calls: 100,
+            min_agreement: 0.95,
+        };
+        let slo: Slo = serde_json::from_value(serde_json::json!({
+            "p99_ms": 50,
+            "max_error_rate": 0.02,
+        }))
+        .unwrap();
+        let check = |a: Agreement, p99: Option<f64>| gate.judge(&a, Some(&slo), p99).1.map(|f| f.0);
+        // Inconclusive predictions are not compared: 99 compared is too few.
+        assert_eq!(check(counts(99, 0, 500, 0), Some(1.0)), Some("min_calls"));
+        assert_eq!(check(counts(94, 6, 0, 0), Some(1.0)), Some("agreement"));
+        assert_eq!(check(counts(100, 0, 0, 3), Some(1.0)), Some("error_rate"));
+        assert_eq!(check(counts(100, 0, 0, 2), Some(50.5)), Some("latency"));
+        assert_eq!(check(counts(95, 5, 0, 2), Some(50.0)), None);
+        let (figures, _) = gate.judge(&counts(95, 5, 3, 2), Some(&slo), Some(4.0));
+        assert_eq!(figures["agreement"], 0.95);
+        assert_eq!(figures["error_rate"], 2.0 / 105.0);
+        assert_eq!(figures["p99_ms"], 4.0);
     }
 }

@@ -20,6 +20,8 @@ pub const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
 pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connections served at once; more are closed unanswered.
 pub const MAX_CONNECTIONS: usize = 64;
+/// Requests recorded; later ones are answered 503 and not recorded.
+pub const MAX_RECORDED: usize = 100_000;
 
 /// One request as the server received it.
 #[derive(Clone, Debug, PartialEq)]
@@ -227,8 +229,15 @@ fn read_request(reader: &mut impl BufRead) -> Result<Seen, Unread> {
     if len > MAX_BODY_BYTES {
         return Err(Unread::Refused(413, "the body is too large"));
     }
-    let mut body = vec![0; len];
-    reader.read_exact(&mut body).map_err(|_| Unread::Gone)?;
+    // Read as it arrives, never allocated ahead of it.
+    let mut body = Vec::new();
+    reader
+        .take(len as u64)
+        .read_to_end(&mut body)
+        .map_err(|_| Unread::Gone)?;
+    if body.len() != len {
+        return Err(Unread::Gone);
+    }
     Ok(Seen {
         method,
         target,
@@ -260,6 +269,12 @@ fn serve(conn: Box<dyn Conn>, seen: &Mutex<Vec<Seen>>, script: &Script) {
     };
     let n = {
         let mut s = seen.lock().unwrap_or_else(|e| e.into_inner());
+        if s.len() >= MAX_RECORDED {
+            drop(s);
+            let body = serde_json::json!({ "error": "the recorder is full" }).to_string();
+            answer(reader.get_mut().as_mut(), 503, body.as_bytes());
+            return;
+        }
         s.push(request.clone());
         s.len() - 1
     };

@@ -207,6 +207,25 @@ struct ManifestFile {
     /// What its red-team suite runs besides the values it generates.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     redteam: Option<RedteamSettings>,
+    /// Its own thresholds for its promotion to live, in place of the node's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    promotion: Option<PromotionSettings>,
+}
+
+/// A manifest's own promotion thresholds (`[promotion]`); each one not given is the
+/// node's (`drivers.promotion_*`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PromotionSettings {
+    /// Mirrored predictions compared with live outcomes its shadow period needs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_shadow_calls: Option<u64>,
+    /// The least share of them that agreed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_agreement: Option<f64>,
+    /// The confidence at which its trial's uplift is found worse than the live driver's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confidence: Option<f64>,
 }
 
 /// The red-team suite's part of a manifest (`[redteam]`): the sample arguments on which
@@ -279,6 +298,8 @@ pub struct Manifest {
     pub utility: Option<String>,
     /// The sample calls of its red-team suite.
     pub samples: Vec<Sample>,
+    /// Its own promotion thresholds.
+    pub promotion: PromotionSettings,
     /// The canonical JSON of the manifest as written, for the artifact hash.
     canonical: Vec<u8>,
 }
@@ -496,6 +517,24 @@ impl Manifest {
         )?;
         let obligations = Obligations::compile(&w.obligations, w.kind.args_schema(w.effect))
             .map_err(|(which, reason)| key_err(file, &format!("obligations.{which}"), reason))?;
+        let promotion = w.promotion.unwrap_or_default();
+        if let Some(n) = promotion.min_shadow_calls {
+            range(file, "promotion.min_shadow_calls", n, 0, 1_000_000_000)?;
+        }
+        if let Some(a) = promotion.min_agreement.filter(|a| !(0.0..=1.0).contains(a)) {
+            return Err(key_err(
+                file,
+                "promotion.min_agreement",
+                format!("must be between 0 and 1 (got {a})"),
+            ));
+        }
+        if let Some(c) = promotion.confidence.filter(|c| !(*c >= 0.5 && *c < 1.0)) {
+            return Err(key_err(
+                file,
+                "promotion.confidence",
+                format!("must be at least 0.5 and below 1 (got {c})"),
+            ));
+        }
         let samples = w.redteam.clone().unwrap_or_default().samples;
         if samples.len() > MAX_SAMPLES {
             return Err(key_err(
@@ -645,6 +684,7 @@ impl Manifest {
             shadow: w.shadow.clone().unwrap_or_default(),
             utility: w.utility.clone(),
             samples,
+            promotion,
             canonical,
         })
     }

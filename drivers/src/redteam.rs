@@ -652,8 +652,9 @@ impl Suite<'_> {
             {
                 violations.push(with("redteam_unexpected", json!(1)));
             }
+            let max = self.manifest.limits.max_payload_bytes;
             for (name, s) in props.into_iter().flatten() {
-                violations.extend(breaking_values(s).into_iter().map(|v| with(name, v)));
+                violations.extend(breaking_values(s, max).into_iter().map(|v| with(name, v)));
             }
         }
         // Hostile values for each member the schemas name or the templates use; those
@@ -735,14 +736,21 @@ fn plain_value(schema: &Value) -> Value {
         Some("object") => json!({}),
         Some("null") => Value::Null,
         _ => {
-            let min_len = schema.get("minLength").and_then(Value::as_u64).unwrap_or(0) as usize;
+            // Past a payload no manifest allows, no plain value is built: the suite then
+            // asks for a declared sample.
+            let min_len = schema
+                .get("minLength")
+                .and_then(Value::as_u64)
+                .unwrap_or(0)
+                .min(16 << 20) as usize;
             json!("axon".repeat(min_len.div_ceil(4).max(1)))
         }
     }
 }
 
-/// Values that break `schema` by its own keywords.
-fn breaking_values(schema: &Value) -> Vec<Value> {
+/// Values that break `schema` by its own keywords (none longer than `max_payload`
+/// bytes: the node refuses those before any schema is asked).
+fn breaking_values(schema: &Value, max_payload: u64) -> Vec<Value> {
     let mut out = vec![];
     let ts = types(schema);
     if !ts.is_empty() {
@@ -762,12 +770,12 @@ fn breaking_values(schema: &Value) -> Vec<Value> {
         }
     }
     if let Some(n) = schema.get("maxLength").and_then(Value::as_u64) {
-        if n < 1 << 20 {
+        if n < max_payload {
             out.push(json!("a".repeat(n as usize + 1)));
         }
     }
     if let Some(n) = schema.get("minLength").and_then(Value::as_u64) {
-        if n > 0 {
+        if n > 0 && n <= max_payload {
             out.push(json!("a".repeat(n as usize - 1)));
         }
     }
@@ -978,8 +986,14 @@ fn encoded_run(value: &[u8], target: &[u8]) -> Option<usize> {
     for &want in value {
         let (got, len) = match *target.get(at)? {
             b'%' => {
-                let hex = std::str::from_utf8(target.get(at + 1..at + 3)?).ok()?;
-                (u8::from_str_radix(hex, 16).ok()?, 3)
+                let hex = target.get(at + 1..at + 3)?;
+                if !hex.iter().all(u8::is_ascii_hexdigit) {
+                    return None;
+                }
+                (
+                    u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?,
+                    3,
+                )
             }
             b if is_unreserved(b) => (b, 1),
             _ => return None,

@@ -77,8 +77,8 @@ pub enum ProblemType {
     /// The action cannot be undone (not `ok`, its driver cannot roll back, or the world
     /// moved on since: the detail says which).
     RollbackRefused,
-    /// The driver build failed a gate of its promotion (its red-team suite): the detail
-    /// names the failing check and the value it failed on.
+    /// The driver build failed a gate of its promotion (its red-team suite, its shadow
+    /// period): the detail names the gate, the failing check and the value or figures.
     PromotionGateFailed,
     /// Anything else the node did not expect; always logged with the correlation id.
     Internal,

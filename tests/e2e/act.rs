@@ -2080,7 +2080,11 @@ fn a_driver_that_keeps_failing_its_trials_is_retired_and_an_operator_s_demotion_
 #[test]
 fn a_driver_on_trial_serves_the_share_its_draw_picks_and_the_draw_is_in_the_dispatch() {
     let n = TestNode::builder()
-        .config(|c| c.drivers.trial_share = 0.5)
+        .config(|c| {
+            c.drivers.trial_share = 0.5;
+            // An operator waives q's shadow period.
+            c.drivers.promotion_min_shadow_calls = 0;
+        })
         .driver(&echo_manifest("p", 256))
         .driver(
             &echo_manifest("q", 256)

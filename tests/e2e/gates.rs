@@ -127,28 +127,27 @@ fn a_build_enters_shadow_only_after_its_red_team_suite_passes() {
         .any(|c| c["driver"] == "leaky" && c["to"] == "shadow"));
 }
 
-/// A live echo driver `p` and a shadow `q` of the same capability, `q` reporting the
-/// utility its output holds at `/u` when `q_utility` (`p` delivers 1 for every `ok`).
-fn live_and_candidate(q_utility: bool) -> TestNode {
-    let q = echo_manifest("q", 256)
-        .replace("urn:axon:cap:q", "urn:axon:cap:p")
-        .replace("lane = \"live\"", "lane = \"shadow\"");
-    let q = if q_utility {
-        // Its twin predicts 1 whatever it delivers: its own uplift check (against its
-        // twin) only measures, so the trial turns on the comparison with p.
-        format!("utility = \"/u\"\n{q}").replace(
+/// A live echo driver `p` and a shadow `q` of the same capability, reporting the utility
+/// their output holds at `/u` (`p`) and at `q_utility` (`q`), `q` with a shadow period of
+/// 10 of its own (the node's is 100). Their twins predict 1 whatever they deliver: their own uplift checks
+/// (against their twins) only measure, so the trial turns on the comparison of the two.
+fn live_and_candidate(q_utility: &str) -> TestNode {
+    let with_utility = |m: String, pointer: &str| {
+        format!("utility = \"{pointer}\"\n{m}").replace(
             "[slo.uplift]\nfailure_limit = 10000\n",
             "[slo.uplift]\ndry_run = true\n",
         )
-    } else {
-        q
     };
+    let q = echo_manifest("q", 256)
+        .replace("urn:axon:cap:q", "urn:axon:cap:p")
+        .replace("lane = \"live\"", "lane = \"shadow\"");
+    let q = format!(
+        "{}\n[promotion]\nmin_shadow_calls = 10\n",
+        with_utility(q, q_utility)
+    );
     TestNode::builder()
-        .config(|c| {
-            c.drivers.promotion_min_shadow_calls = 10;
-            c.drivers.trial_share = 0.5;
-        })
-        .driver(&echo_manifest("p", 256))
+        .config(|c| c.drivers.trial_share = 0.5)
+        .driver(&with_utility(echo_manifest("p", 256), "/u"))
         .driver(&q)
         .start()
 }
@@ -171,14 +170,15 @@ fn promote_live(n: &TestNode) -> reqwest::blocking::Response {
     )
 }
 
-/// Sends intents with `args` until `q` has left its trial; answers its lane.
-fn run_trial(n: &TestNode, args: Value) -> String {
+/// Sends intents, the `i`th with the arguments `args(i)`, until `q` has left its
+/// trial; answers its lane.
+fn run_trial(n: &TestNode, args: impl Fn(u64) -> Value) -> String {
     for i in 0..400 {
         let l = lane(n, "q");
         if l != "trial" {
             return l;
         }
-        act(n, &format!("t-{i}"), args.clone());
+        act(n, &format!("t-{i}"), args(i));
     }
     wait_until("q's trial concluded", Duration::from_secs(10), || {
         lane(n, "q") != "trial"
@@ -195,7 +195,7 @@ fn shadow_compared(n: &TestNode) -> u64 {
 
 #[test]
 fn into_live_a_build_needs_a_shadow_period_then_a_trial_not_worse_than_the_live_driver() {
-    let n = live_and_candidate(false);
+    let n = live_and_candidate("/u");
     // No shadow period yet: refused, the check and the figures named.
     let v = expect_problem(promote_live(&n), 409, "promotion-gate-failed");
     let detail = v["detail"].as_str().unwrap();
@@ -203,7 +203,7 @@ fn into_live_a_build_needs_a_shadow_period_then_a_trial_not_worse_than_the_live_
     assert_eq!(lane(&n, "q"), "shadow");
     // Ten live pushes, each mirrored to q, whose twin agrees.
     for i in 0..10 {
-        act(&n, &format!("s-{i}"), json!({"i": i}));
+        act(&n, &format!("s-{i}"), json!({"u": 1}));
     }
     wait_until("q predicted them all", Duration::from_secs(10), || {
         shadow_compared(&n) >= 10
@@ -219,9 +219,16 @@ fn into_live_a_build_needs_a_shadow_period_then_a_trial_not_worse_than_the_live_
     );
     assert_eq!(v["change"]["evidence"]["live"], "p");
     assert_eq!(v["change"]["evidence"]["shadow"]["agreed"], 10);
-    // On its trial it serves half the intents; its uplift is p's: it goes live, and p
-    // goes to shadow in the same entry.
-    assert_eq!(run_trial(&n, json!({"u": 1})), "live");
+    // On its trial an operator cannot make it live: it has to pass.
+    let v = expect_problem(promote_live(&n), 409, "illegal-lane-move");
+    assert!(
+        v["detail"].as_str().unwrap().contains("by passing it"),
+        "{v}"
+    );
+    // It serves half the intents, and both deliver utilities spread alike: it goes live,
+    // and p goes to shadow in the same entry.
+    let spread = |i: u64| json!({"u": ((i * 37) % 100) as f64 / 100.0});
+    assert_eq!(run_trial(&n, spread), "live");
     assert_eq!(lane(&n, "p"), "shadow");
     let passed = journal_bodies(&n, "lane_change")
         .into_iter()
@@ -235,7 +242,20 @@ fn into_live_a_build_needs_a_shadow_period_then_a_trial_not_worse_than_the_live_
         uplift["candidate_calls"].as_u64().unwrap() >= 20,
         "{uplift}"
     );
-    assert!(uplift["incumbent_calls"].as_u64().unwrap() >= 1, "{uplift}");
+    assert!(
+        uplift["incumbent_calls"].as_u64().unwrap() >= 20,
+        "{uplift}"
+    );
+    // Compared by the test, not waved through.
+    assert!(uplift["p_value"].as_f64().unwrap() >= 0.05, "{uplift}");
+    let uplift_run = gate_runs(&n)
+        .into_iter()
+        .find(|r| r["gate"] == "uplift")
+        .unwrap();
+    assert_eq!(
+        (uplift_run["passed"].as_bool(), uplift_run["live"].as_str()),
+        (Some(true), Some("p"))
+    );
     // Both shadow gate runs are journaled and counted.
     let runs: Vec<Value> = gate_runs(&n)
         .into_iter()
@@ -260,17 +280,24 @@ fn into_live_a_build_needs_a_shadow_period_then_a_trial_not_worse_than_the_live_
 
 #[test]
 fn a_trial_that_delivers_less_than_the_live_driver_goes_back_to_shadow() {
-    let n = live_and_candidate(true);
+    let n = live_and_candidate("/v");
     for i in 0..10 {
-        act(&n, &format!("s-{i}"), json!({"u": 0.1}));
+        act(&n, &format!("s-{i}"), json!({"u": 1, "v": 0.1}));
     }
     wait_until("q predicted them all", Duration::from_secs(10), || {
         shadow_compared(&n) >= 10
     })
     .unwrap();
-    assert_eq!(promote_live(&n).status(), 200);
+    // An operator's move onto the trial goes through the same shadow gate.
+    let res = n.post_json(
+        "/v1/drivers/q/promote",
+        &json!({"to": "trial", "reason": "test: q on trial"}),
+    );
+    assert_eq!(res.status(), 200);
+    let v: Value = res.json().unwrap();
+    assert_eq!(v["change"]["evidence"]["shadow"]["agreed"], 10, "{v}");
     // q realizes 0.1 for each push where p realizes 1: worse by the rank test.
-    assert_eq!(run_trial(&n, json!({"u": 0.1})), "shadow");
+    assert_eq!(run_trial(&n, |_| json!({"u": 1, "v": 0.1})), "shadow");
     assert_eq!(lane(&n, "p"), "live");
     let failed = journal_bodies(&n, "lane_change")
         .into_iter()
