@@ -121,3 +121,71 @@ pub fn move_lane(
     )?;
     Ok(serde_json::to_string_pretty(&v["change"])? + "\n")
 }
+
+/// `axon drivers synthesize`: grows the manifest of `operation` of the OpenAPI document
+/// in `openapi`, calling `base_url` (else the document's first server), and writes it to
+/// `out` (`-`: answered instead) or to the data directory's `drivers` folder, never over
+/// an existing file. Answers what to print; what the driver cannot carry goes to stderr.
+pub fn synthesize(
+    cfg: &crate::Config,
+    openapi: &Path,
+    operation: &str,
+    base_url: Option<&str>,
+    out: Option<&Path>,
+) -> anyhow::Result<String> {
+    use axon_drivers::probecraft;
+    let len = std::fs::metadata(openapi)
+        .with_context(|| format!("reading {}", openapi.display()))?
+        .len();
+    if len > probecraft::MAX_DOCUMENT_BYTES as u64 {
+        bail!(
+            "{} is {len} bytes, more than the limit of {}",
+            openapi.display(),
+            probecraft::MAX_DOCUMENT_BYTES
+        );
+    }
+    let bytes = std::fs::read(openapi).with_context(|| format!("reading {}", openapi.display()))?;
+    let doc = probecraft::read_document(&bytes)?;
+    let base = match base_url {
+        Some(b) => b.to_owned(),
+        None => doc
+            .pointer("/servers/0/url")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .context("the document names no server: give --base-url")?,
+    };
+    let s = probecraft::synthesize(&doc, operation, &base, &Default::default())?;
+    for note in &s.left_out {
+        eprintln!("axon: left out: {note}");
+    }
+    if out == Some(Path::new("-")) {
+        return Ok(s.toml);
+    }
+    let file = match out {
+        Some(f) => f.to_owned(),
+        None => crate::node::synthesized_dir(cfg).join(format!("{}.toml", s.manifest.name)),
+    };
+    if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&file)
+        .with_context(|| {
+            format!(
+                "writing {} (an existing file is never overwritten)",
+                file.display()
+            )
+        })?;
+    std::io::Write::write_all(&mut f, s.toml.as_bytes())
+        .and_then(|()| f.sync_all())
+        .with_context(|| format!("writing {}", file.display()))?;
+    Ok(format!(
+        "{}\n{} in lane testing, capability {}, build {}\n",
+        file.display(),
+        s.manifest.name,
+        s.manifest.capability,
+        s.manifest.descriptor().artifact_hash
+    ))
+}

@@ -134,6 +134,29 @@ enum DriversWhat {
         #[command(flatten)]
         node: NodeArgs,
     },
+    /// Grows an http driver manifest from one operation of an OpenAPI 3 document (JSON)
+    /// and writes it to <data-dir>/drivers/<name>.toml, which the node loads at its next
+    /// start, in lane testing. Prints the file; what the driver cannot carry goes to
+    /// stderr. An existing file is never overwritten.
+    Synthesize {
+        /// The OpenAPI 3 document, as JSON.
+        #[arg(long)]
+        openapi: PathBuf,
+        /// The operationId of the operation.
+        #[arg(long)]
+        operation: String,
+        /// The service's base URL [default: the document's first `servers` URL].
+        #[arg(long)]
+        base_url: Option<String>,
+        /// Write the manifest here instead of the data directory ("-": standard output).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// [default: ./axon-data]
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
     /// Moves a driver towards live: testing → shadow, shadow → live, retired → testing.
     Promote {
         name: String,
@@ -482,6 +505,44 @@ fn main() {
             Ok(t) => print_answer(axon::drivers_cli::scorecard(&t, &name)),
             Err(code) => code,
         },
+        Command::Drivers {
+            what:
+                DriversWhat::Synthesize {
+                    openapi,
+                    operation,
+                    base_url,
+                    out,
+                    config,
+                    data_dir,
+                },
+        } => {
+            let flags = Overrides {
+                data_dir,
+                ..Default::default()
+            };
+            match Config::load(config.as_deref(), std::env::vars(), &flags) {
+                Ok(cfg) => match axon::drivers_cli::synthesize(
+                    &cfg,
+                    &openapi,
+                    &operation,
+                    base_url.as_deref(),
+                    out.as_deref(),
+                ) {
+                    Ok(text) => {
+                        print!("{text}");
+                        0
+                    }
+                    Err(e) => {
+                        eprintln!("axon: {e:#}");
+                        1
+                    }
+                },
+                Err(e) => {
+                    eprintln!("axon: {e}");
+                    2
+                }
+            }
+        }
         Command::Drivers {
             what:
                 DriversWhat::Promote {

@@ -110,6 +110,12 @@ pub fn modules_dir(journal: &JournalConfig) -> std::path::PathBuf {
         .join("modules")
 }
 
+/// Where synthesized driver manifests are written, and loaded from at start: `drivers`
+/// in the data directory.
+pub fn synthesized_dir(cfg: &Config) -> std::path::PathBuf {
+    cfg.data_dir.join("drivers")
+}
+
 /// Where red-team suites make their scratch directories: `redteam` beside the journal,
 /// in the data directory.
 pub fn redteam_dir(journal: &JournalConfig) -> std::path::PathBuf {
@@ -460,8 +466,16 @@ const RESERVED_IDS: [&str; 6] = [
 /// drivers of one name, or a driver named like a node of the tree, stop the start.
 pub fn load_manifests(cfg: &Config) -> anyhow::Result<Vec<Manifest>> {
     let mut all: Vec<Manifest> = vec![Manifest::builtin_echo()];
-    for dir in &cfg.drivers.manifest_dirs {
-        for m in axon_drivers::manifest::load_dir(dir)? {
+    // Then the manifests grown into the data directory (`axon drivers synthesize`).
+    let grown = synthesized_dir(cfg);
+    let dirs = cfg
+        .drivers
+        .manifest_dirs
+        .iter()
+        .cloned()
+        .chain(grown.is_dir().then_some(grown));
+    for dir in dirs {
+        for m in axon_drivers::manifest::load_dir(&dir)? {
             if let Some(first) = all.iter().find(|o| o.name == m.name) {
                 return Err(axon_drivers::manifest::ManifestError::Duplicate {
                     name: m.name,

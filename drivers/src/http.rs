@@ -59,11 +59,14 @@ impl Method {
 }
 
 /// What a request sends as its body.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Body {
     /// The intent's arguments, as canonical JSON.
     Args,
+    /// One member of the arguments, as canonical JSON (`body = { member = "body" }`):
+    /// the others fill the URL.
+    Member(String),
     /// Nothing.
     #[default]
     None,
@@ -650,11 +653,20 @@ impl HttpDriver {
                 }
             }
         }
-        let body = match t.body {
+        let body = match &t.body {
             Body::Args => Some(
                 axon_protocols::canonical::to_vec(args)
                     .map_err(|e| format!("the arguments have no canonical form: {e}"))?,
             ),
+            Body::Member(name) => {
+                let member = args.get(name).ok_or_else(|| {
+                    format!("the body is the argument {name:?}, which is missing")
+                })?;
+                Some(
+                    axon_protocols::canonical::to_vec(member)
+                        .map_err(|e| format!("the argument {name:?} has no canonical form: {e}"))?,
+                )
+            }
             Body::None => None,
         };
         Ok(Request {

@@ -24,6 +24,7 @@ pub mod http;
 pub mod loopback;
 pub mod manifest;
 pub mod obligations;
+pub mod probecraft;
 pub mod redteam;
 pub mod tls;
 pub mod wasm;

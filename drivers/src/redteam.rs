@@ -885,24 +885,29 @@ fn exact_request(t: &RequestTemplate, args: &Value, seen: &Seen) -> Result<(), S
             ));
         }
     }
-    match t.body {
-        Body::Args => {
+    let sent = match &t.body {
+        Body::Args => Some(args),
+        Body::Member(name) => args.get(name),
+        Body::None => None,
+    };
+    match sent {
+        Some(sent) => {
             let body: Value = serde_json::from_slice(&seen.body).map_err(|e| {
                 format!(
                     "the body that arrived is not JSON ({e}): {:?}",
                     String::from_utf8_lossy(&seen.body)
                 )
             })?;
-            if &body != args {
+            if &body != sent {
                 return Err(format!(
                     "the body arrived as {body}, not as the arguments sent"
                 ));
             }
         }
-        Body::None if !seen.body.is_empty() => {
+        None if !seen.body.is_empty() => {
             return Err("a body arrived where the template sends none".into())
         }
-        Body::None => {}
+        None => {}
     }
     Ok(())
 }

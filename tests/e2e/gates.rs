@@ -319,3 +319,84 @@ fn a_trial_that_delivers_less_than_the_live_driver_goes_back_to_shadow() {
         Some(1.0)
     );
 }
+
+/// An OpenAPI 3 document with one search operation, served at `base`.
+fn search_api(base: &str) -> Value {
+    json!({
+        "openapi": "3.1.0",
+        "info": {"title": "Qora", "version": "1.4.0"},
+        "servers": [{"url": base}],
+        "paths": {
+            "/search": {
+                "get": {
+                    "operationId": "qora_search",
+                    "parameters": [
+                        {"name": "q", "in": "query", "required": true, "schema": {"type": "string", "maxLength": 64}}
+                    ]
+                }
+            }
+        }
+    })
+}
+
+#[test]
+fn a_synthesized_driver_is_loaded_from_the_data_directory_and_earns_shadow_by_its_red_team() {
+    let data = tempfile::tempdir().unwrap();
+    let doc = data.path().join("qora.json");
+    std::fs::write(&doc, search_api("http://search.invalid/v1").to_string()).unwrap();
+    let synthesize = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_axon"))
+            .args(["drivers", "synthesize", "--openapi"])
+            .arg(&doc)
+            .args(["--operation", "qora_search", "--data-dir"])
+            .arg(data.path())
+            .output()
+            .unwrap()
+    };
+    let out = synthesize();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let file = data.path().join("drivers/qora-search.toml");
+    assert!(String::from_utf8_lossy(&out.stdout).contains(file.to_str().unwrap()));
+    let toml = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        toml.contains("http://search.invalid/v1/search?q={q}"),
+        "{toml}"
+    );
+    // Never over an existing manifest.
+    let again = synthesize();
+    assert_eq!(again.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("never overwritten"));
+
+    let dir = data.path().to_owned();
+    let start = || {
+        let dir = dir.clone();
+        TestNode::builder()
+            .config(move |c| c.data_dir = dir)
+            .start()
+    };
+    let n = start();
+    let v: Value = n.get("/v1/drivers/qora-search").json().unwrap();
+    assert_eq!(v["lane"], "testing");
+    assert_eq!(
+        v["descriptor"]["capability"],
+        "urn:axon:cap:probecraft.qora-search"
+    );
+    let res = n.post_json(
+        "/v1/drivers/qora-search/promote",
+        &json!({"to": "shadow", "reason": "test: grown, red-teamed"}),
+    );
+    assert_eq!(res.status(), 200);
+    let run = gate_runs(&n).pop().unwrap();
+    assert_eq!(
+        (run["gate"].as_str(), run["passed"].as_bool()),
+        (Some("redteam"), Some(true))
+    );
+    assert!(
+        run["report"]["hostile_exact"].as_u64().unwrap() >= 20,
+        "{run}"
+    );
+    n.shutdown();
+    // After a restart it is loaded again, its lane from the journal.
+    let n = start();
+    assert_eq!(lane(&n, "qora-search"), "shadow");
+}
