@@ -453,7 +453,7 @@ impl ChildControl for HttpControl {
 }
 
 /// The ids of the tree's own nodes, which no driver may take.
-const RESERVED_IDS: [&str; 6] = [
+pub const RESERVED_IDS: [&str; 6] = [
     "root",
     "core",
     "journal",
@@ -468,12 +468,17 @@ pub fn load_manifests(cfg: &Config) -> anyhow::Result<Vec<Manifest>> {
     let mut all: Vec<Manifest> = vec![Manifest::builtin_echo()];
     // Then the manifests grown into the data directory (`axon drivers synthesize`).
     let grown = synthesized_dir(cfg);
-    let dirs = cfg
-        .drivers
-        .manifest_dirs
-        .iter()
-        .cloned()
-        .chain(grown.is_dir().then_some(grown));
+    let dirs = cfg.drivers.manifest_dirs.iter().cloned().chain(
+        // Once, even where a configured folder is the same one by another name.
+        grown.is_dir().then_some(grown.clone()).filter(|g| {
+            let same = |d: &std::path::PathBuf| {
+                d.canonicalize()
+                    .ok()
+                    .is_some_and(|d| Some(d) == g.canonicalize().ok())
+            };
+            !cfg.drivers.manifest_dirs.iter().any(same)
+        }),
+    );
     for dir in dirs {
         for m in axon_drivers::manifest::load_dir(&dir)? {
             if let Some(first) = all.iter().find(|o| o.name == m.name) {

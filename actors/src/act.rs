@@ -1916,8 +1916,12 @@ impl Act {
         let uplift = match &live {
             None => None,
             Some(live) => {
-                let (candidate, oldest) = driver.utilities_since(Duration::ZERO);
-                let (incumbent, _) = live.utilities_since(oldest.unwrap_or(Duration::ZERO));
+                // Over the span both kept: from the later of their oldest utilities.
+                let (_, trial_oldest) = driver.utilities_since(Duration::ZERO);
+                let (_, live_oldest) = live.utilities_since(Duration::ZERO);
+                let since = trial_oldest.max(live_oldest).unwrap_or(Duration::ZERO);
+                let (candidate, _) = driver.utilities_since(since);
+                let (incumbent, _) = live.utilities_since(since);
                 let need = self.lanes.promotion().min_trial_calls;
                 if candidate.len() < need || incumbent.len() < need {
                     // Too little to compare yet: asked again at its next passing push.
@@ -2027,6 +2031,9 @@ impl Act {
         let from = self.lanes.lane(name);
         let to = match from {
             Some(Lane::Live) => Lane::Shadow,
+            // Worse than the live driver is not a failure of the driver: it is held in
+            // shadow, never retired for it.
+            Some(Lane::Trial) if rule == crate::lanes::TRIAL_UPLIFT => Lane::Shadow,
             Some(Lane::Trial) => {
                 if !concluding_held && driver.concluding.swap(true, Ordering::AcqRel) {
                     return false;

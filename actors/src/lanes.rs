@@ -297,7 +297,10 @@ impl DriverInstance {
         since: std::time::Duration,
     ) -> (Vec<f64>, Option<std::time::Duration>) {
         let u = self.utilities.lock().unwrap_or_else(|e| e.into_inner());
-        let kept: Vec<_> = u.iter().filter(|(t, _)| *t >= since).collect();
+        let kept: Vec<_> = u
+            .iter()
+            .filter(|(t, v)| *t >= since && v.is_finite())
+            .collect();
         (
             kept.iter().map(|(_, v)| *v).collect(),
             kept.first().map(|(t, _)| *t),

@@ -658,15 +658,14 @@ impl HttpDriver {
                 axon_protocols::canonical::to_vec(args)
                     .map_err(|e| format!("the arguments have no canonical form: {e}"))?,
             ),
-            Body::Member(name) => {
-                let member = args.get(name).ok_or_else(|| {
-                    format!("the body is the argument {name:?}, which is missing")
-                })?;
-                Some(
+            // An optional body left out of the arguments sends none.
+            Body::Member(name) => match args.get(name) {
+                None => None,
+                Some(member) => Some(
                     axon_protocols::canonical::to_vec(member)
                         .map_err(|e| format!("the argument {name:?} has no canonical form: {e}"))?,
-                )
-            }
+                ),
+            },
             Body::None => None,
         };
         Ok(Request {

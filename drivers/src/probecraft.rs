@@ -74,11 +74,21 @@ pub fn driver_name(operation_id: &str) -> Result<String, SynthesisError> {
     Ok(name)
 }
 
-/// `v` with every `{"$ref": "#/..."}` replaced by what it points at in `doc`.
-fn resolve(
+/// How deep a resolved schema may nest.
+const MAX_NESTING: usize = 64;
+
+/// `v` with every `{"$ref": "#/..."}` replaced by what it points at in `doc`: at most
+/// [`MAX_REF_DEPTH`] references deep, [`MAX_NESTING`] levels and [`MAX_SCHEMA_VALUES`]
+/// values in all (`count`).
+fn resolve(doc: &Value, v: &Value, count: &mut usize) -> Result<Value, SynthesisError> {
+    resolve_at(doc, v, 0, 0, count)
+}
+
+fn resolve_at(
     doc: &Value,
     v: &Value,
-    depth: usize,
+    refs: usize,
+    nesting: usize,
     count: &mut usize,
 ) -> Result<Value, SynthesisError> {
     *count += 1;
@@ -87,9 +97,14 @@ fn resolve(
             "the operation's schemas hold more than {MAX_SCHEMA_VALUES} values once their $refs are resolved"
         )));
     }
-    if depth > MAX_REF_DEPTH {
+    if refs > MAX_REF_DEPTH {
         return Err(err(format!(
             "$refs nest deeper than {MAX_REF_DEPTH} (a schema that refers to itself cannot be carried into a manifest)"
+        )));
+    }
+    if nesting > MAX_NESTING {
+        return Err(err(format!(
+            "the operation's schemas nest deeper than {MAX_NESTING} levels once their $refs are resolved"
         )));
     }
     match v {
@@ -102,17 +117,17 @@ fn resolve(
                 let target = doc
                     .pointer(pointer)
                     .ok_or_else(|| err(format!("the $ref {r:?} points at nothing")))?;
-                return resolve(doc, target, depth + 1, count);
+                return resolve_at(doc, target, refs + 1, nesting, count);
             }
             let mut out = Map::new();
             for (k, v) in o {
-                out.insert(k.clone(), resolve(doc, v, depth, count)?);
+                out.insert(k.clone(), resolve_at(doc, v, refs, nesting + 1, count)?);
             }
             Ok(Value::Object(out))
         }
         Value::Array(a) => Ok(Value::Array(
             a.iter()
-                .map(|v| resolve(doc, v, depth, count))
+                .map(|v| resolve_at(doc, v, refs, nesting + 1, count))
                 .collect::<Result<_, _>>()?,
         )),
         other => Ok(other.clone()),
@@ -185,7 +200,7 @@ pub fn synthesize(
             .into_iter()
             .flatten(),
     ) {
-        let p = resolve(doc, p, 0, &mut count)?;
+        let p = resolve(doc, p, &mut count)?;
         let key = (p.get("name").cloned(), p.get("in").cloned());
         params.retain(|q| (q.get("name").cloned(), q.get("in").cloned()) != key);
         params.push(p);
@@ -198,36 +213,59 @@ pub fn synthesize(
             .get("name")
             .and_then(Value::as_str)
             .ok_or_else(|| err("a parameter without a name"))?;
-        if pname.is_empty()
-            || pname == "body"
-            || !pname
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
-        {
-            return Err(err(format!(
-                "the parameter {pname:?} cannot be an argument name (letters, digits, '_', '-', '.'; not \"body\")"
-            )));
-        }
         let place = p.get("in").and_then(Value::as_str).unwrap_or("");
         let is_required = place == "path" || p.get("required") == Some(&json!(true));
-        match (place, is_required) {
-            ("path", _) => {}
-            ("query", true) => query.push(pname.to_owned()),
-            ("query", false) => {
+        // A URL template takes text: a parameter of arrays or objects cannot be sent.
+        let scalar = !matches!(
+            p.pointer("/schema/type").and_then(Value::as_str),
+            Some("array" | "object")
+        );
+        match (place, is_required, scalar) {
+            ("path" | "query", true, false) => {
+                return Err(err(format!(
+                    "the required {place} parameter {pname:?} is not a string, number or boolean, which a URL template cannot send"
+                )))
+            }
+            ("path" | "query", false, false) => {
+                left_out.push(format!(
+                    "the {place} parameter {pname:?}, which is not a string, number or boolean"
+                ));
+                continue;
+            }
+            ("path", _, _) => {}
+            ("query", true, _) => query.push(pname.to_owned()),
+            ("query", false, _) => {
                 left_out.push(format!(
                     "the optional query parameter {pname:?}: a URL template sends every name it holds"
                 ));
                 continue;
             }
-            (other, true) => {
+            (other, true, _) => {
                 return Err(err(format!(
-                "the required {other} parameter {pname:?} cannot be sent by a synthesized driver"
-            )))
+                    "the required {other} parameter {pname:?} cannot be sent by a synthesized driver"
+                )))
             }
-            (other, false) => {
+            (other, false, _) => {
                 left_out.push(format!("the optional {other} parameter {pname:?}"));
                 continue;
             }
+        }
+        // Only what is carried must make an argument name.
+        if pname.is_empty()
+            || pname == "body"
+            || pname.starts_with("output.")
+            || !pname
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+        {
+            return Err(err(format!(
+                "the parameter {pname:?} cannot be an argument name (letters, digits, '_', '-', '.'; not \"body\", not starting \"output.\")"
+            )));
+        }
+        if properties.contains_key(pname) {
+            return Err(err(format!(
+                "two parameters are named {pname:?} (in the path and the query, say): one argument cannot be both"
+            )));
         }
         properties.insert(
             pname.to_owned(),
@@ -247,7 +285,7 @@ pub fn synthesize(
     }
     let mut body = json!("none");
     if let Some(rb) = op.get("requestBody") {
-        let rb = resolve(doc, rb, 0, &mut count)?;
+        let rb = resolve(doc, rb, &mut count)?;
         let rb_required = rb.get("required") == Some(&json!(true));
         match rb.pointer("/content/application~1json/schema") {
             Some(schema) => {

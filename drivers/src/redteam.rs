@@ -694,6 +694,9 @@ impl Suite<'_> {
                 }
             }
         }
+        // Bounded like the run: what the suite would not run is not built.
+        violations.truncate(MAX_CASES);
+        hostile.truncate(MAX_CASES.saturating_sub(violations.len()));
         (violations, hostile)
     }
 }
@@ -742,15 +745,20 @@ fn plain_value(schema: &Value) -> Value {
                 .get("minLength")
                 .and_then(Value::as_u64)
                 .unwrap_or(0)
-                .min(16 << 20) as usize;
+                .min(MAX_BUILT_STRING) as usize;
             json!("axon".repeat(min_len.div_ceil(4).max(1)))
         }
     }
 }
 
-/// Values that break `schema` by its own keywords (none longer than `max_payload`
-/// bytes: the node refuses those before any schema is asked).
+/// The longest string a suite builds.
+const MAX_BUILT_STRING: u64 = 1 << 16;
+
+/// Values that break `schema` by its own keywords (no string longer than
+/// [`MAX_BUILT_STRING`] or than `max_payload` bytes, which the node refuses before any
+/// schema is asked).
 fn breaking_values(schema: &Value, max_payload: u64) -> Vec<Value> {
+    let max_payload = max_payload.min(MAX_BUILT_STRING);
     let mut out = vec![];
     let ts = types(schema);
     if !ts.is_empty() {

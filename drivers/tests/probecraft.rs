@@ -172,3 +172,90 @@ fn documents_and_operations_it_cannot_use_are_refused_with_the_reason() {
         .0
         .contains("YAML"));
 }
+
+fn one_operation(parameters: Value, request_body: Option<Value>) -> Value {
+    let mut op = json!({"operationId": "op", "parameters": parameters});
+    if let Some(b) = request_body {
+        op["requestBody"] = b;
+    }
+    json!({"openapi": "3.0.0", "paths": {"/items/{id}": {"post": op}}})
+}
+
+#[test]
+fn parameters_are_carried_left_out_or_refused_by_what_a_template_can_send() {
+    let no = ObligationsSpec::default();
+    let id = json!({"name": "id", "in": "path", "required": true, "schema": {"type": "string"}});
+    // An optional parameter whose name no argument could take is only left out.
+    let d = one_operation(
+        json!([id, {"name": "page[size]", "in": "query", "schema": {"type": "integer"}}]),
+        None,
+    );
+    let s = synthesize(&d, "op", "http://h", &no).unwrap();
+    assert!(s.left_out[0].contains("page[size]"), "{:?}", s.left_out);
+    for (extra, says) in [
+        (
+            json!({"name": "output.x", "in": "query", "required": true}),
+            "output.",
+        ),
+        (
+            json!({"name": "id", "in": "query", "required": true}),
+            "two parameters",
+        ),
+        (
+            json!({"name": "tags", "in": "query", "required": true, "schema": {"type": "array"}}),
+            "not a string",
+        ),
+        (
+            json!({"name": "x-key", "in": "header", "required": true}),
+            "header",
+        ),
+    ] {
+        let e = synthesize(
+            &one_operation(json!([id, extra]), None),
+            "op",
+            "http://h",
+            &no,
+        )
+        .unwrap_err();
+        assert!(e.0.contains(says), "{says}: {e}");
+    }
+    // A path that names what no parameter describes.
+    let e = synthesize(&one_operation(json!([]), None), "op", "http://h", &no).unwrap_err();
+    assert!(e.0.contains("no path parameter"), "{e}");
+}
+
+#[test]
+fn an_optional_body_left_out_of_the_arguments_sends_none_and_passes_the_red_team() {
+    let id = json!({"name": "id", "in": "path", "required": true, "schema": {"type": "string", "maxLength": 16}});
+    let body = json!({"content": {"application/json": {"schema": {"type": "object"}}}});
+    let s = synthesize(
+        &one_operation(json!([id]), Some(body)),
+        "op",
+        "http://h",
+        &ObligationsSpec::default(),
+    )
+    .unwrap();
+    let args = s.manifest.obligations.spec_json()["args"].clone();
+    assert_eq!(args["required"], json!(["id"]));
+    let scratch = tempfile::tempdir().unwrap();
+    let r = redteam::run(&s.manifest, scratch.path());
+    assert!(r.passed, "{r:?}");
+}
+
+#[test]
+fn schemas_nested_past_the_bound_are_refused_not_followed() {
+    let mut deep = json!({"type": "string"});
+    for _ in 0..80 {
+        deep = json!({"type": "object", "properties": {"a": deep}});
+    }
+    let body = json!({"required": true, "content": {"application/json": {"schema": deep}}});
+    let id = json!({"name": "id", "in": "path", "required": true});
+    let e = synthesize(
+        &one_operation(json!([id]), Some(body)),
+        "op",
+        "http://h",
+        &ObligationsSpec::default(),
+    )
+    .unwrap_err();
+    assert!(e.0.contains("nest deeper"), "{e}");
+}

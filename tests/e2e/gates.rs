@@ -362,10 +362,31 @@ fn a_synthesized_driver_is_loaded_from_the_data_directory_and_earns_shadow_by_it
         toml.contains("http://search.invalid/v1/search?q={q}"),
         "{toml}"
     );
-    // Never over an existing manifest.
+    // Never a second driver of one name, nor over an existing file.
     let again = synthesize();
     assert_eq!(again.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&again.stderr).contains("never overwritten"));
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("already loaded"),
+        "{again:?}"
+    );
+    let over = std::process::Command::new(env!("CARGO_BIN_EXE_axon"))
+        .args([
+            "drivers",
+            "synthesize",
+            "--operation",
+            "qora_search",
+            "--openapi",
+        ])
+        .arg(&doc)
+        .arg("--out")
+        .arg(&doc)
+        .output()
+        .unwrap();
+    assert_eq!(over.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&over.stderr).contains("never overwritten"),
+        "{over:?}"
+    );
 
     let dir = data.path().to_owned();
     let start = || {
