@@ -1,5 +1,6 @@
 //! `axon drivers list | show | scorecard | promote | demote`: the driver routes of a running node,
-//! from the command line. The node is found at `--url` (default: the configured listen
+//! from the command line; and `axon drivers synthesize`, offline, which grows a driver
+//! manifest from an OpenAPI operation into the data directory. The node is found at `--url` (default: the configured listen
 //! address) and the admin token in the data directory's `admin.token` (or `--token-file`).
 
 use anyhow::{bail, Context};

@@ -157,7 +157,9 @@ enum DriversWhat {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
-    /// Moves a driver towards live: testing → shadow, shadow → live, retired → testing.
+    /// Moves a driver towards live: testing → shadow (after its red-team suite passes),
+    /// shadow → live (which puts it on trial first, after its shadow gate where a live
+    /// driver exists), retired → testing.
     Promote {
         name: String,
         /// The lane to move to.
