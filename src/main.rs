@@ -4,7 +4,7 @@ use anyhow::Context;
 use axon::config::{Config, LogFormat, Overrides};
 use axon_supervisors::Exit;
 use clap::{Parser, Subcommand};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Allocations cross threads on every action (a request is built on an HTTP worker and
@@ -201,22 +201,26 @@ struct NodeArgs {
 
 impl NodeArgs {
     fn target(self) -> Result<axon::drivers_cli::Target, i32> {
-        let flags = Overrides {
-            data_dir: self.data_dir,
-            ..Default::default()
-        };
-        match Config::load(self.config.as_deref(), std::env::vars(), &flags) {
-            Ok(cfg) => Ok(axon::drivers_cli::Target::new(
-                &cfg,
-                self.url,
-                self.token_file,
-            )),
-            Err(e) => {
-                eprintln!("axon: {e}");
-                Err(2)
-            }
-        }
+        let cfg = load_config(self.config.as_deref(), self.data_dir)?;
+        Ok(axon::drivers_cli::Target::new(
+            &cfg,
+            self.url,
+            self.token_file,
+        ))
     }
+}
+
+/// The configuration of `config` (else the embedded defaults) and the environment, with
+/// `data_dir` over it; a bad one is printed and is exit 2.
+fn load_config(config: Option<&Path>, data_dir: Option<PathBuf>) -> Result<Config, i32> {
+    let flags = Overrides {
+        data_dir,
+        ..Default::default()
+    };
+    Config::load(config, std::env::vars(), &flags).map_err(|e| {
+        eprintln!("axon: {e}");
+        2
+    })
 }
 
 /// Prints what a command against a running node answered; exit 1 on a refusal.
@@ -412,32 +416,23 @@ fn main() {
             action,
             config,
             data_dir,
-        } => {
-            let flags = Overrides {
-                data_dir,
-                ..Default::default()
-            };
-            match Config::load(config.as_deref(), std::env::vars(), &flags) {
-                Ok(cfg) => match axon::replay::replay(&axon::node::journal_config(&cfg), &action) {
-                    Ok(report) => {
-                        println!("{report}");
-                        if report.matches {
-                            0
-                        } else {
-                            1
-                        }
-                    }
-                    Err(e) => {
-                        println!("replay: FAILED: {e:#}");
+        } => match load_config(config.as_deref(), data_dir) {
+            Ok(cfg) => match axon::replay::replay(&axon::node::journal_config(&cfg), &action) {
+                Ok(report) => {
+                    println!("{report}");
+                    if report.matches {
+                        0
+                    } else {
                         1
                     }
-                },
-                Err(e) => {
-                    eprintln!("axon: {e}");
-                    2
                 }
-            }
-        }
+                Err(e) => {
+                    println!("replay: FAILED: {e:#}");
+                    1
+                }
+            },
+            Err(code) => code,
+        },
         Command::Audit {
             config,
             data_dir,
@@ -517,34 +512,16 @@ fn main() {
                     config,
                     data_dir,
                 },
-        } => {
-            let flags = Overrides {
-                data_dir,
-                ..Default::default()
-            };
-            match Config::load(config.as_deref(), std::env::vars(), &flags) {
-                Ok(cfg) => match axon::drivers_cli::synthesize(
-                    &cfg,
-                    &openapi,
-                    &operation,
-                    base_url.as_deref(),
-                    out.as_deref(),
-                ) {
-                    Ok(text) => {
-                        print!("{text}");
-                        0
-                    }
-                    Err(e) => {
-                        eprintln!("axon: {e:#}");
-                        1
-                    }
-                },
-                Err(e) => {
-                    eprintln!("axon: {e}");
-                    2
-                }
-            }
-        }
+        } => match load_config(config.as_deref(), data_dir) {
+            Ok(cfg) => print_answer(axon::drivers_cli::synthesize(
+                &cfg,
+                &openapi,
+                &operation,
+                base_url.as_deref(),
+                out.as_deref(),
+            )),
+            Err(code) => code,
+        },
         Command::Drivers {
             what:
                 DriversWhat::Promote {

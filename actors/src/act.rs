@@ -1917,11 +1917,12 @@ impl Act {
             None => None,
             Some(live) => {
                 // Over the span both kept: from the later of their oldest utilities.
-                let (_, trial_oldest) = driver.utilities_since(Duration::ZERO);
-                let (_, live_oldest) = live.utilities_since(Duration::ZERO);
-                let since = trial_oldest.max(live_oldest).unwrap_or(Duration::ZERO);
-                let (candidate, _) = driver.utilities_since(since);
-                let (incumbent, _) = live.utilities_since(since);
+                let since = driver
+                    .oldest_utility()
+                    .max(live.oldest_utility())
+                    .unwrap_or(Duration::ZERO);
+                let candidate = driver.utilities_since(since);
+                let incumbent = live.utilities_since(since);
                 let need = self.lanes.promotion().min_trial_calls;
                 if candidate.len() < need || incumbent.len() < need {
                     // Too little to compare yet: asked again at its next passing push.

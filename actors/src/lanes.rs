@@ -290,21 +290,20 @@ impl DriverInstance {
         u.push_back((now, realized));
     }
 
-    /// The utilities kept since its capability's trial started (the latest
-    /// [`MAX_UTILITIES`]) realized at `since` or later, and when the oldest of them was.
-    pub fn utilities_since(
-        &self,
-        since: std::time::Duration,
-    ) -> (Vec<f64>, Option<std::time::Duration>) {
+    /// The finite utilities kept since its capability's trial started (the latest
+    /// [`MAX_UTILITIES`]) realized at `since` or later.
+    pub fn utilities_since(&self, since: std::time::Duration) -> Vec<f64> {
         let u = self.utilities.lock().unwrap_or_else(|e| e.into_inner());
-        let kept: Vec<_> = u
-            .iter()
+        u.iter()
             .filter(|(t, v)| *t >= since && v.is_finite())
-            .collect();
-        (
-            kept.iter().map(|(_, v)| *v).collect(),
-            kept.first().map(|(t, _)| *t),
-        )
+            .map(|(_, v)| *v)
+            .collect()
+    }
+
+    /// When the oldest utility it keeps was realized.
+    pub fn oldest_utility(&self) -> Option<std::time::Duration> {
+        let u = self.utilities.lock().unwrap_or_else(|e| e.into_inner());
+        u.front().map(|(t, _)| *t)
     }
 
     fn forget_utilities(&self) {

@@ -268,7 +268,7 @@ pub(crate) fn lookup(name: &str, args: &Value, output: Option<&Value>) -> Result
 }
 
 /// Fills a template; `encode_values` percent-encodes what the names stand for.
-fn fill(
+pub(crate) fn fill(
     t: &str,
     args: &Value,
     output: Option<&Value>,

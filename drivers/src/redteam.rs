@@ -884,7 +884,8 @@ fn exact_request(t: &RequestTemplate, args: &Value, seen: &Seen) -> Result<(), S
     target_matches(t, args, &seen.target)?;
     for (name, v) in &t.headers {
         let HeaderValue::Text(text) = v else { continue };
-        let expected = fill_raw(text, args)?;
+        // Header values are sent as the arguments give them, unencoded.
+        let expected = crate::http::fill(text, args, None, false)?;
         let got = seen.header(&name.to_ascii_lowercase());
         if got != Some(expected.trim()) {
             return Err(format!(
@@ -918,18 +919,6 @@ fn exact_request(t: &RequestTemplate, args: &Value, seen: &Seen) -> Result<(), S
         None => {}
     }
     Ok(())
-}
-
-/// A template's text with each `{name}` replaced by the argument as given.
-fn fill_raw(t: &str, args: &Value) -> Result<String, String> {
-    let mut out = String::new();
-    for piece in pieces(t) {
-        match piece {
-            Piece::Text(s) => out.push_str(s),
-            Piece::Name(n) => out.push_str(&crate::http::lookup(n, args, None)?),
-        }
-    }
-    Ok(out)
 }
 
 enum Piece<'a> {
