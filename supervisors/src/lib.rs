@@ -67,9 +67,10 @@ pub use health::{Check, CheckSettings, CheckState, HealthWatch, Slo, Trip, Verdi
 pub use metrics::Metrics;
 pub use scorecard::{Agreement, Mirrored, Sample, Scorecard, ScorecardConfig, ScorecardReport};
 pub use supervisor::{
-    request_failure, request_restart, restart_actor, start_root, supervisor, Bounds, ChildControl,
-    ChildSpec, Command, Exit, Intensity, Isolation, RestartError, Root, RootSpec, Running,
-    Shutdown, StartError, StartFn, StopLevel, SupervisorSpec,
+    add_children, request_failure, request_restart, restart_actor, start_root, supervisor,
+    supervisor_with_room, AddError, Bounds, BuildChildren, ChildControl, ChildSpec, Command, Exit,
+    Intensity, Isolation, RestartError, Root, RootSpec, Running, Shutdown, StartError, StartFn,
+    StopLevel, SupervisorSpec,
 };
 pub use tree::{Mailbox, TreeNode};
 pub use trial::{Breaker, Placement, TrialEvent, TrialPolicy};

@@ -214,6 +214,44 @@ pub enum Command {
     /// deadlines): handled like any failure of it — its strategy, its intensity (an
     /// isolated child's own), its backoff.
     Fail { id: String, reason: String },
+    /// Add the children `build` makes (on the supervisor's own thread: a child's spec is
+    /// not `Send`) after the others, and start them, in order. They stay children across
+    /// restarts of the supervisor. Each one's stop bound is taken from the room the
+    /// supervisor was defined with ([`supervisor_with_room`]), so that its own stop
+    /// bound still holds.
+    Add {
+        build: BuildChildren,
+        reply: oneshot::Sender<Result<(), AddError>>,
+    },
+}
+
+/// Makes children to add to a running supervisor, on that supervisor's thread.
+pub type BuildChildren = Box<dyn FnOnce(&Env) -> Vec<ChildSpec> + Send>;
+
+/// Why children were not added to a running supervisor.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AddError {
+    #[error("no supervisor named {0} in the supervision tree")]
+    UnknownSupervisor(String),
+    #[error("supervisor {0} has too many commands queued")]
+    Overloaded(String),
+    #[error("supervisor {0} is not running")]
+    Unavailable(String),
+    #[error("supervisor {0} did not answer within {1:?}")]
+    Timeout(String, Duration),
+    #[error("supervisor {supervisor} already has a child named {child}")]
+    Taken { supervisor: String, child: String },
+    #[error("supervisor {supervisor} has no room left in its stop bound: the children need {needed:?} and {left:?} is left")]
+    NoRoom {
+        supervisor: String,
+        needed: Duration,
+        left: Duration,
+    },
+    #[error("building the children panicked: {0}")]
+    Panicked(String),
+    /// A child did not start: none of the children were added.
+    #[error("child {child} did not start: {cause}")]
+    Failed { child: String, cause: StartError },
 }
 
 struct SupervisorDef {
@@ -223,17 +261,38 @@ struct SupervisorDef {
     intensity: Intensity,
     backoff: BackoffPolicy,
     command_capacity: usize,
-    children: Vec<ChildSpec>,
+    /// Its children, those added while it runs ([`Command::Add`]) after the others.
+    children: std::cell::RefCell<Vec<ChildSpec>>,
     node: Arc<TreeNode>,
+    /// The time kept in its stop bound for children added while it runs, and how much
+    /// of it they take.
+    room: Duration,
+    room_used: std::cell::Cell<Duration>,
 }
 
 /// Builds the child spec of a supervisor, to place under another supervisor.
 pub fn supervisor(env: &Env, spec: SupervisorSpec, restart: RestartType) -> ChildSpec {
+    supervisor_with_room(env, spec, restart, Duration::ZERO)
+}
+
+/// Builds the child spec of a supervisor to which children may be added while it runs
+/// ([`Command::Add`]), with `room` kept in its stop bound for their stops.
+pub fn supervisor_with_room(
+    env: &Env,
+    spec: SupervisorSpec,
+    restart: RestartType,
+    room: Duration,
+) -> ChildSpec {
     // A supervisor's stop is bounded by its children's: each one's shutdown timeout and
     // the wait for its kill, one after the other.
     let kill_wait = env.bounds.kill_wait;
-    let bound = spec.children.iter().map(|c| stop_bound(c, kill_wait)).sum();
-    let def = define(env, spec, Some(restart));
+    let bound = spec
+        .children
+        .iter()
+        .map(|c| stop_bound(c, kill_wait))
+        .sum::<Duration>()
+        + room;
+    let def = define(env, spec, Some(restart), room);
     ChildSpec {
         id: def.id.clone(),
         restart,
@@ -257,12 +316,22 @@ fn new_node(spec: &SupervisorSpec, restart: Option<RestartType>) -> Arc<TreeNode
     node
 }
 
-fn define(env: &Env, spec: SupervisorSpec, restart: Option<RestartType>) -> Rc<SupervisorDef> {
+fn define(
+    env: &Env,
+    spec: SupervisorSpec,
+    restart: Option<RestartType>,
+    room: Duration,
+) -> Rc<SupervisorDef> {
     let node = new_node(&spec, restart);
-    define_with_node(env, spec, node)
+    define_with_node(env, spec, node, room)
 }
 
-fn define_with_node(env: &Env, spec: SupervisorSpec, node: Arc<TreeNode>) -> Rc<SupervisorDef> {
+fn define_with_node(
+    env: &Env,
+    spec: SupervisorSpec,
+    node: Arc<TreeNode>,
+    room: Duration,
+) -> Rc<SupervisorDef> {
     // Series that start at zero, so dashboards and alerts see them before the first event.
     env.metrics.escalations.with_label_values(&[&spec.id]);
     for c in &spec.children {
@@ -275,8 +344,10 @@ fn define_with_node(env: &Env, spec: SupervisorSpec, node: Arc<TreeNode>) -> Rc<
         intensity: spec.intensity,
         backoff: spec.backoff,
         command_capacity: spec.command_capacity.max(1),
-        children: spec.children,
+        children: std::cell::RefCell::new(spec.children),
         node,
+        room,
+        room_used: std::cell::Cell::new(Duration::ZERO),
     })
 }
 
@@ -298,13 +369,13 @@ fn start_incarnation(
         let (exit_tx, exit_rx) = oneshot::channel();
         let (started_tx, started_rx) = oneshot::channel();
         let (cmd_tx, cmd_rx) = mpsc::channel(def.command_capacity);
+        let children = def.children.borrow().clone();
         def.node
-            .set_children(def.children.iter().map(|c| c.node.clone()).collect());
+            .set_children(children.iter().map(|c| c.node.clone()).collect());
         def.node.set_commands(Some(cmd_tx));
         let seed = def.env.seed ^ fnv1a(def.id.as_bytes());
         let sup = Supervisor {
-            slots: def
-                .children
+            slots: children
                 .iter()
                 .map(|spec| Slot {
                     spec: spec.clone(),
@@ -465,7 +536,7 @@ impl RootSpec {
     /// Starts the tree. Fails if any child fails to start; the children already started
     /// are stopped again first.
     pub async fn start(self) -> Result<Root, StartError> {
-        let def = define_with_node(&self.env, self.spec, self.node);
+        let def = define_with_node(&self.env, self.spec, self.node, Duration::ZERO);
         let node = def.node.clone();
         let running = start_incarnation(def).await?;
         Ok(Root {
@@ -545,6 +616,38 @@ pub fn request_failure(root: &Arc<TreeNode>, id: &str, reason: &str) -> Result<(
         mpsc::error::TrySendError::Full(_) => RestartError::Overloaded(id.to_owned()),
         mpsc::error::TrySendError::Closed(_) => RestartError::Unavailable(id.to_owned()),
     })
+}
+
+/// Adds the children `build` makes to the running supervisor `supervisor` anywhere below
+/// `root` (or `root` itself) and starts them, waiting at most `deadline` for it.
+pub async fn add_children(
+    root: &Arc<TreeNode>,
+    supervisor: &str,
+    build: BuildChildren,
+    deadline: Duration,
+) -> Result<(), AddError> {
+    let node = if root.id == supervisor {
+        root.clone()
+    } else {
+        root.find_with_parent(supervisor)
+            .map(|(_, n)| n)
+            .filter(|n| n.kind == ChildKind::Supervisor)
+            .ok_or_else(|| AddError::UnknownSupervisor(supervisor.to_owned()))?
+    };
+    let tx = node
+        .commands()
+        .ok_or_else(|| AddError::Unavailable(supervisor.to_owned()))?;
+    let (reply, rx) = oneshot::channel();
+    tx.try_send(Command::Add { build, reply })
+        .map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => AddError::Overloaded(supervisor.to_owned()),
+            mpsc::error::TrySendError::Closed(_) => AddError::Unavailable(supervisor.to_owned()),
+        })?;
+    match tokio::time::timeout(deadline, rx).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(_)) => Err(AddError::Unavailable(supervisor.to_owned())),
+        Err(_) => Err(AddError::Timeout(supervisor.to_owned(), deadline)),
+    }
 }
 
 /// Restarts the actor `id` anywhere below `root` and waits until it is done.
@@ -1062,6 +1165,11 @@ impl Supervisor {
         let (id, reply) = match cmd {
             Command::Restart { id, reply } => (id, reply),
             Command::Fail { id, reason } => return self.on_fail(&id, reason).await,
+            Command::Add { build, reply } => {
+                let added = self.on_add(build).await;
+                let _ = reply.send(added);
+                return None;
+            }
         };
         let Some(j) = self
             .slots
@@ -1115,6 +1223,79 @@ impl Supervisor {
                 self.recover(Recovery::Failed(j, exit)).await
             }
         }
+    }
+
+    /// Adds the children `build` makes and starts them; when one does not start, those
+    /// started are stopped again and none is added.
+    async fn on_add(&mut self, build: BuildChildren) -> Result<(), AddError> {
+        let def = self.def.clone();
+        let specs = std::panic::catch_unwind(AssertUnwindSafe(|| build(&def.env)))
+            .map_err(|p| AddError::Panicked(panic_message(&*p)))?;
+        for (k, spec) in specs.iter().enumerate() {
+            let taken = self
+                .slots
+                .iter()
+                .any(|s| s.spec.id == spec.id && s.state != SlotState::Removed)
+                || specs[..k].iter().any(|o| o.id == spec.id);
+            if taken {
+                return Err(AddError::Taken {
+                    supervisor: def.id.clone(),
+                    child: spec.id.clone(),
+                });
+            }
+        }
+        let kill_wait = def.env.bounds.kill_wait;
+        let needed: Duration = specs.iter().map(|c| stop_bound(c, kill_wait)).sum();
+        let left = def.room.saturating_sub(def.room_used.get());
+        if needed > left {
+            return Err(AddError::NoRoom {
+                supervisor: def.id.clone(),
+                needed,
+                left,
+            });
+        }
+        let first = self.slots.len();
+        for spec in &specs {
+            def.env
+                .metrics
+                .restarts
+                .with_label_values(&[&def.id, &spec.id]);
+            self.slots.push(Slot {
+                spec: spec.clone(),
+                run: None,
+                state: SlotState::Stopped,
+                backoff: BackoffState::default(),
+                own_history: VecDeque::new(),
+            });
+        }
+        def.room_used.set(def.room_used.get() + needed);
+        def.children.borrow_mut().extend(specs);
+        let show = |sup: &Self| {
+            sup.def.node.set_children(
+                sup.slots
+                    .iter()
+                    .filter(|s| s.state != SlotState::Removed)
+                    .map(|s| s.spec.node.clone())
+                    .collect(),
+            )
+        };
+        show(self);
+        for j in first..self.slots.len() {
+            if let Err(cause) = self.start_slot(j).await {
+                tracing::warn!(supervisor = %def.id, child = %self.child_id(j), %cause, "an added child did not start; the children are not added");
+                let child = self.child_id(j).to_owned();
+                for k in (first..j).rev() {
+                    self.stop_slot(k, StopLevel::Graceful).await;
+                }
+                self.slots.truncate(first);
+                def.children.borrow_mut().truncate(first);
+                def.room_used.set(def.room_used.get() - needed);
+                show(self);
+                return Err(AddError::Failed { child, cause });
+            }
+            tracing::info!(supervisor = %def.id, child = %self.child_id(j), "child added");
+        }
+        Ok(())
     }
 
     async fn start_slot(&mut self, j: usize) -> Result<(), StartError> {
