@@ -277,15 +277,16 @@ pub(crate) async fn drivers(st: web::Data<AppState>) -> HttpResponse {
         .act
         .lanes()
         .drivers()
+        .iter()
         .map(|d| driver_json(&st, d))
         .collect();
     HttpResponse::Ok().json(json!({ "drivers": all }))
 }
 
-fn named_driver<'a>(
+fn named_driver(
     req: &HttpRequest,
-    st: &'a AppState,
-) -> Result<&'a std::sync::Arc<DriverInstance>, ApiError> {
+    st: &AppState,
+) -> Result<std::sync::Arc<DriverInstance>, ApiError> {
     let name = req.match_info().get("name").unwrap_or("");
     st.act.lanes().driver(name).ok_or_else(|| {
         ApiError::new(
@@ -301,7 +302,7 @@ pub(crate) async fn driver(
     st: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let d = named_driver(&req, &st)?;
-    Ok(HttpResponse::Ok().json(driver_json(&st, d)))
+    Ok(HttpResponse::Ok().json(driver_json(&st, &d)))
 }
 
 /// `GET /v1/drivers/{name}/scorecard`.
@@ -397,24 +398,54 @@ async fn move_lane(
             "driver": driver_json(&st, &d),
             "change": change,
         }))),
+        Err(e) => Err(lane_problem(&req, e)),
+    }
+}
+
+/// The problem document of a lane that did not change.
+pub(crate) fn lane_problem(req: &HttpRequest, e: LaneError) -> ApiError {
+    let detail = e.to_string();
+    match e {
+        LaneError::UnknownDriver(_) => ApiError::new(ProblemType::UnknownDriver, detail).at(req),
+        LaneError::Illegal(_)
+        | LaneError::NoSlo(_)
+        | LaneError::TrialBusy { .. }
+        | LaneError::TrialConcludes(_)
+        | LaneError::NotOnTrial { .. } => {
+            ApiError::new(ProblemType::IllegalLaneMove, detail).at(req)
+        }
+        LaneError::Reason => ApiError::new(ProblemType::MalformedRequest, detail).at(req),
+        LaneError::GateFailed { .. } => {
+            ApiError::new(ProblemType::PromotionGateFailed, detail).at(req)
+        }
+        LaneError::AlreadyLoaded(_) => ApiError::new(ProblemType::DriverExists, detail).at(req),
+        LaneError::Journal(r) => refusal_problem(req, r),
+    }
+}
+
+/// How many arrays and objects of a stored entry hold a synthesize body: the body itself
+/// is not stored (the manifest it grows is), and is read under the same depth rule.
+pub(crate) const SYNTHESIZE_LEVELS_ABOVE: usize = 1;
+
+/// `POST /v1/probecraft/synthesize`.
+pub(crate) async fn synthesize(
+    req: HttpRequest,
+    st: web::Data<AppState>,
+    body: JsonBody<crate::driver_load::SynthesizeRequest, SYNTHESIZE_LEVELS_ABOVE>,
+) -> Result<HttpResponse, ApiError> {
+    use crate::driver_load::GrowError as G;
+    let deadline = std::time::Duration::from_millis(st.http.call_timeout_ms);
+    match st.grower.grow(&st.tree, &st.act, body.0, deadline).await {
+        Ok(grown) => Ok(HttpResponse::Created().json(grown)),
         Err(e) => {
             let detail = e.to_string();
             Err(match e {
-                LaneError::UnknownDriver(_) => {
-                    ApiError::new(ProblemType::UnknownDriver, detail).at(&req)
-                }
-                LaneError::Illegal(_)
-                | LaneError::NoSlo(_)
-                | LaneError::TrialBusy { .. }
-                | LaneError::TrialConcludes(_)
-                | LaneError::NotOnTrial { .. } => {
-                    ApiError::new(ProblemType::IllegalLaneMove, detail).at(&req)
-                }
-                LaneError::Reason => ApiError::new(ProblemType::MalformedRequest, detail).at(&req),
-                LaneError::GateFailed { .. } => {
-                    ApiError::new(ProblemType::PromotionGateFailed, detail).at(&req)
-                }
-                LaneError::Journal(r) => refusal_problem(&req, r),
+                G::Refused(_) => ApiError::new(ProblemType::SynthesisRefused, detail).at(&req),
+                G::Exists(_) => ApiError::new(ProblemType::DriverExists, detail).at(&req),
+                G::Limit(_) => ApiError::new(ProblemType::DriverLimit, detail).at(&req),
+                G::Unrecorded(r) => refusal_problem(&req, r),
+                G::Unplaced(e) => lane_problem(&req, e),
+                G::Failed(_) => ApiError::new(ProblemType::Internal, detail).at(&req),
             })
         }
     }

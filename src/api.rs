@@ -50,6 +50,8 @@ pub struct AppState {
     pub openapi: Value,
     /// BLAKE3 (hex) of the canonical JSON of the effective configuration, for capsules.
     pub config_hash: String,
+    /// Grows drivers from OpenAPI operations while the node runs.
+    pub grower: Arc<crate::driver_load::Grower>,
 }
 
 impl AppState {
@@ -395,9 +397,12 @@ impl<T: serde::de::DeserializeOwned + 'static, const LEVELS_ABOVE: usize> actix_
             .ok()
             .flatten()
             .is_some_and(|m| m.subtype() == "json" || m.suffix().is_some_and(|s| s == "json"));
-        let limit = req
-            .app_data::<web::Data<AppState>>()
-            .map_or(0, |st| st.http.max_body_bytes);
+        let limit = req.app_data::<BodyLimit>().copied().unwrap_or(BodyLimit {
+            bytes: req
+                .app_data::<web::Data<AppState>>()
+                .map_or(0, |st| st.http.max_body_bytes),
+            key: "http.max_body_bytes",
+        });
         let bytes = web::Bytes::from_request(req, payload);
         let req = req.clone();
         Box::pin(async move {
@@ -415,7 +420,8 @@ impl<T: serde::de::DeserializeOwned + 'static, const LEVELS_ABOVE: usize> actix_
                     Some(P::Overflow) => ApiError::new(
                         ProblemType::PayloadTooLarge,
                         format!(
-                            "the body is larger than the limit of {limit} bytes (http.max_body_bytes)"
+                            "the body is larger than the limit of {} bytes ({})",
+                            limit.bytes, limit.key
                         ),
                     ),
                     _ => ApiError::new(
@@ -562,6 +568,20 @@ pub struct RequestBody {
     /// of the route's [`JsonBody`]. The body may nest
     /// [`MAX_DEPTH`](axon_protocols::canonical::MAX_DEPTH)` - levels_above` levels.
     pub levels_above: usize,
+    /// Its own size limit from the configuration, where it is not `http.max_body_bytes`:
+    /// the key, and its value.
+    pub max_bytes: Option<(&'static str, BodyMaxBytes)>,
+}
+
+/// Reads a body size limit from the HTTP configuration.
+pub type BodyMaxBytes = fn(&crate::config::HttpConfig) -> usize;
+
+/// The size limit of the bodies of one resource (its routes' [`RequestBody::max_bytes`]),
+/// set as its app data beside actix's own payload limit, for the refusal to name.
+#[derive(Clone, Copy, Debug)]
+pub struct BodyLimit {
+    pub bytes: usize,
+    pub key: &'static str,
 }
 
 impl RequestBody {

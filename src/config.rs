@@ -50,6 +50,9 @@ pub struct HttpConfig {
     pub listen: String,
     pub workers: usize,
     pub max_body_bytes: usize,
+    /// The largest body of `POST /v1/probecraft/synthesize`, which carries an OpenAPI
+    /// document.
+    pub max_openapi_bytes: usize,
     pub max_connections: usize,
     pub call_timeout_ms: u64,
     pub retry_after_seconds: u64,
@@ -132,6 +135,11 @@ pub struct DriversConfig {
     /// The pushes each side (the trial's and the live driver's) needs before a trial of
     /// a capability with a live driver may end.
     pub promotion_min_trial_calls: u64,
+    /// Driver workers that may be added while the node runs (a driver grown by
+    /// `POST /v1/probecraft/synthesize` has one per unit of its concurrency): each keeps
+    /// room in the drivers supervisor's stop bound. A restart loads the data directory's
+    /// manifests like any others, outside this count.
+    pub max_added_workers: u64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -242,6 +250,12 @@ impl Config {
         let h = &self.http;
         range("http.workers", h.workers as u64, 1, 256)?;
         range("http.max_body_bytes", h.max_body_bytes as u64, 64, 64 << 20)?;
+        range(
+            "http.max_openapi_bytes",
+            h.max_openapi_bytes as u64,
+            64,
+            axon_drivers::probecraft::MAX_DOCUMENT_BYTES as u64,
+        )?;
         range("http.max_connections", h.max_connections as u64, 1, 1 << 20)?;
         range("http.call_timeout_ms", h.call_timeout_ms, 1, 600_000)?;
         range("http.retry_after_seconds", h.retry_after_seconds, 1, 3600)?;
@@ -391,6 +405,12 @@ impl Config {
             self.drivers.shutdown_timeout_ms,
             1,
             600_000,
+        )?;
+        range(
+            "drivers.max_added_workers",
+            self.drivers.max_added_workers,
+            0,
+            1024,
         )?;
         range(
             "drivers.max_restarts",

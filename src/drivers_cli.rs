@@ -147,65 +147,18 @@ pub fn synthesize(
     }
     let bytes = std::fs::read(openapi).with_context(|| format!("reading {}", openapi.display()))?;
     let doc = probecraft::read_document(&bytes)?;
-    let base = match base_url {
-        Some(b) => b.to_owned(),
-        None => doc
-            .pointer("/servers/0/url")
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-            .context("the document names no server: give --base-url")?,
-    };
-    let s = probecraft::synthesize(&doc, operation, &base, &Default::default())?;
+    let s = probecraft::synthesize(&doc, operation, base_url, &Default::default(), &[])?;
     for note in &s.left_out {
         eprintln!("axon: left out: {note}");
-    }
-    if s.toml.len() as u64 > axon_drivers::manifest::MAX_MANIFEST_BYTES {
-        bail!(
-            "the grown manifest is {} bytes, more than a manifest may be ({})",
-            s.toml.len(),
-            axon_drivers::manifest::MAX_MANIFEST_BYTES
-        );
     }
     if out == Some(Path::new("-")) {
         return Ok(s.toml);
     }
-    // A manifest the node would refuse at its next start is never written.
-    let name = &s.manifest.name;
-    if crate::node::RESERVED_IDS.contains(&name.as_str()) {
-        bail!(
-            "{name:?} is the name of a node of the supervision tree: give the operation another id"
-        );
-    }
-    if let Some(m) = crate::node::load_manifests(cfg)?
-        .into_iter()
-        .find(|m| &m.name == name)
-    {
-        bail!(
-            "a driver named {name:?} is already loaded from {}",
-            m.file.display()
-        );
-    }
     let file = match out {
         Some(f) => f.to_owned(),
-        None => crate::node::synthesized_dir(cfg).join(format!("{}.toml", s.manifest.name)),
+        None => crate::driver_load::grown_file(cfg, &s.manifest.name),
     };
-    let dir = file
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let file_name = file
-        .file_name()
-        .and_then(|n| n.to_str())
-        .context("the manifest's file has no name")?;
-    if file.exists() {
-        bail!(
-            "{} exists: an existing file is never overwritten",
-            file.display()
-        );
-    }
-    crate::data_dir::create(dir)?;
-    // Whole or not at all: written beside it, fsynced, renamed into place.
-    crate::data_dir::replace_file(dir, file_name, s.toml.as_bytes(), 0o644)?;
+    crate::driver_load::write_grown(cfg, &s, &file, &[])?;
     Ok(format!(
         "{}\n{} in lane testing, capability {}, build {}\n",
         file.display(),

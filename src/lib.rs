@@ -15,6 +15,7 @@ pub mod bench_demotion;
 pub mod bench_mirroring;
 pub mod config;
 pub mod data_dir;
+pub mod driver_load;
 pub mod drivers_cli;
 pub mod http;
 pub mod journal_routes;

@@ -18,8 +18,7 @@ use axon_actors::act::{Act, ActConfig};
 use axon_actors::journal::{
     Journal, JournalClient, JournalConfig, JournalMetrics, JournalReader, JournalShared,
 };
-use axon_actors::lanes::{DriverInstance, Lanes, PromotionGates, ShadowGate};
-use axon_drivers::host::Prepared;
+use axon_actors::lanes::{Lanes, PromotionGates, ShadowGate};
 use axon_drivers::manifest::Manifest;
 use axon_supervisors::*;
 use prometheus::Registry;
@@ -233,98 +232,27 @@ pub async fn start(cfg: &Config, opts: NodeOptions) -> anyhow::Result<Node> {
         ),
         RestartType::Permanent,
     );
-    let mut manifests = load_manifests(cfg)?;
-    // Every wasm module is kept by its hash in the data directory before it runs, so that
-    // `axon replay` finds the module an action ran, wherever its manifest has gone since;
-    // each incarnation of the driver runs the kept copy too. (The manifest as written,
-    // which the artifact hash and the capsules cover, is unchanged.)
-    let modules = modules_dir(&journal_config(cfg));
-    for m in &mut manifests {
-        let folder = m.folder().to_owned();
-        if let Some(w) = &mut m.wasm_settings {
-            w.module = axon_drivers::wasm::keep_module(w, &folder, &modules)
-                .map_err(|e| anyhow::anyhow!("driver manifest {}: {e}", m.file.display()))?;
-        }
+    let builder = crate::driver_load::DriverBuilder::new(cfg, wasm_node);
+    let mut driver_children = vec![];
+    let mut instances = vec![];
+    for manifest in load_manifests(cfg)? {
+        let (children, instance) = builder.build(&env, &builder.prepare(manifest)?);
+        driver_children.extend(children);
+        instances.push(Arc::new(instance));
     }
-    // Set once the act pipeline exists: a driver over its own restart intensity is taken
-    // out of live service through it.
-    let act_cell: Rc<std::cell::OnceCell<Arc<Act>>> = Rc::default();
-    let mut driver_children = Vec::with_capacity(manifests.len());
-    let mut instances = Vec::with_capacity(manifests.len());
-    for manifest in manifests {
-        let file = manifest.file.clone();
-        let concurrency = manifest.limits.concurrency;
-        // Done once here, not at each start: a wasm module that does not compile stops
-        // the load, and a restarted driver starts from the same compiled module.
-        let prepared = Arc::new(
-            Prepared::new(Arc::new(manifest), concurrency)
-                .map_err(|e| anyhow::anyhow!("driver manifest {}: {e}", file.display()))?
-                .in_node(&wasm_node),
-        );
-        let manifest = prepared.manifest().clone();
-        let mut workers = vec![];
-        // As many instances as its concurrency, each on a thread of its own: a slow, hung
-        // or panicking driver never holds up another, the journal or the HTTP server.
-        for id in DriverInstance::worker_ids(&manifest.name, manifest.limits.concurrency) {
-            let (mut child, worker) = {
-                let prepared = prepared.clone();
-                worker_on_own_thread(
-                    &env,
-                    WorkerSpec {
-                        id,
-                        restart: RestartType::Permanent,
-                        shutdown: Shutdown::Timeout(Duration::from_millis(
-                            cfg.drivers.shutdown_timeout_ms,
-                        )),
-                        mailbox_capacity: manifest.limits.mailbox_capacity,
-                        factory: move || prepared.host(),
-                    },
-                )
-            };
-            let (cell, name) = (act_cell.clone(), manifest.name.clone());
-            let d = &cfg.drivers;
-            let evidence = serde_json::json!({
-                "max_restarts": d.max_restarts,
-                "period_seconds": d.period_seconds,
-                "cool_down_ms": d.cool_down_ms,
-                "instance": worker.id(),
-            });
-            child.isolation = Some(Isolation {
-                intensity: Intensity {
-                    max_restarts: d.max_restarts,
-                    period: Duration::from_secs(d.period_seconds),
-                },
-                cool_down: Duration::from_millis(d.cool_down_ms),
-                exceeded: Rc::new(move |reason: &str| {
-                    if let Some(act) = cell.get().cloned() {
-                        let (name, reason, evidence) =
-                            (name.clone(), reason.to_owned(), evidence.clone());
-                        actix::spawn(async move {
-                            act.take_out_of_service(&name, &reason, "restart_intensity", evidence)
-                                .await;
-                        });
-                    }
-                }),
-            });
-            driver_children.push(child);
-            workers.push(worker);
-        }
-        let scorecard = ScorecardConfig {
-            window: Duration::from_secs(cfg.drivers.scorecard_window_seconds),
-            slices: cfg.drivers.scorecard_slices,
-        };
-        instances.push(Arc::new(DriverInstance::new(manifest, workers, scorecard)));
-    }
-    let drivers = supervisor(
+    // Drivers grown while the node runs are added under it, each within room kept in
+    // its stop bound.
+    let drivers = supervisor_with_room(
         &env,
         supervisor_spec(
             cfg,
-            "drivers",
+            crate::driver_load::DRIVERS_SUPERVISOR,
             &cfg.supervision.drivers,
             Strategy::OneForOne,
             driver_children,
         ),
         RestartType::Permanent,
+        builder.room(env.bounds.kill_wait),
     );
     let config_hash = config_hash(cfg);
     let act = Act::new(
@@ -366,7 +294,7 @@ pub async fn start(cfg: &Config, opts: NodeOptions) -> anyhow::Result<Node> {
         &registry,
     )
     .context("registering act metrics")?;
-    let _ = act_cell.set(act.clone());
+    builder.set_act(act.clone());
     let mut root = RootSpec::new(
         &env,
         supervisor_spec(
@@ -392,6 +320,7 @@ pub async fn start(cfg: &Config, opts: NodeOptions) -> anyhow::Result<Node> {
         shutting_down: shutting_down.clone(),
         openapi: crate::openapi::document(),
         config_hash,
+        grower: Arc::new(crate::driver_load::Grower::new(cfg, builder)),
     });
     let bound = Arc::new(Mutex::new(None));
     root.push_child(http_child(state, act.clone(), cfg, bound.clone())?);
@@ -452,15 +381,7 @@ impl ChildControl for HttpControl {
     }
 }
 
-/// The ids of the tree's own nodes, which no driver may take.
-pub const RESERVED_IDS: [&str; 6] = [
-    "root",
-    "core",
-    "journal",
-    "journal-reader",
-    "drivers",
-    "http",
-];
+pub use crate::driver_load::RESERVED_IDS;
 
 /// The built-in manifests, then those of every folder in `drivers.manifest_dirs`. Two
 /// drivers of one name, or a driver named like a node of the tree, stop the start.
@@ -489,35 +410,7 @@ pub fn load_manifests(cfg: &Config) -> anyhow::Result<Vec<Manifest>> {
                 }
                 .into());
             }
-            // What a driver may answer must fit in one journal entry, with its copies: an
-            // http push's result holds its answer three times (the output, the capsule's
-            // output and the recorded exchange, in base64); a wasm answer twice (the output
-            // and the capsule's), as JSON text that may escape each byte into six.
-            let answers = [
-                m.http_settings
-                    .as_ref()
-                    .map(|h| ("http.max_response_bytes", h.max_response_bytes, 5)),
-                m.wasm_settings
-                    .as_ref()
-                    .map(|w| ("wasm.max_stdout_bytes", w.max_stdout_bytes, 12)),
-            ];
-            for (key, bytes, copies) in answers.into_iter().flatten() {
-                let need = bytes.saturating_mul(copies) + (64 << 10);
-                if need > cfg.journal.max_entry_bytes {
-                    anyhow::bail!(
-                        "driver manifest {}: key `{key}`: {bytes} bytes would not fit a journal entry ({copies} x it + 64 KiB = {need} > journal.max_entry_bytes = {}); lower it or raise the journal's limit",
-                        m.file.display(),
-                        cfg.journal.max_entry_bytes
-                    );
-                }
-            }
-            if RESERVED_IDS.contains(&m.name.as_str()) {
-                anyhow::bail!(
-                    "driver manifest {}: key `name`: {:?} is the name of a node of the supervision tree; choose another",
-                    m.file.display(),
-                    m.name
-                );
-            }
+            crate::driver_load::check_loadable(cfg, &m)?;
             all.push(m);
         }
     }

@@ -5,7 +5,7 @@
 
 use crate::act_routes::{
     self as act, INTENT_LEVELS_ABOVE, LANE_MOVE_LEVELS_ABOVE, RESOLUTION_LEVELS_ABOVE,
-    ROLLBACK_LEVELS_ABOVE,
+    ROLLBACK_LEVELS_ABOVE, SYNTHESIZE_LEVELS_ABOVE,
 };
 use crate::api::{
     correlate, not_found, Auth, Method, PathParam, QueryParam, RequestBody, Route, CALL_PROBLEMS,
@@ -201,6 +201,53 @@ fn lane_move_schema() -> Value {
     })
 }
 
+fn synthesize_schema() -> Value {
+    json!({
+        "type": "object", "required": ["openapi", "operation_id"], "additionalProperties": false,
+        "properties": {
+            "openapi": {"type": "object", "description": "The OpenAPI 3 document (JSON)"},
+            "operation_id": {"type": "string", "minLength": 1, "description": "The operation to grow a driver for; its words make the driver's name (qora_search, QoraSearch: qora-search)"},
+            "base_url": {"type": "string", "description": "Where the service is (http:// or https://); the document's first server when left out"},
+            "obligations": {
+                "type": "object", "additionalProperties": false,
+                "description": "The JSON Schemas the driver is held to: its argument schema is the operation's",
+                "properties": {"precondition": {"type": "object"}, "postcondition": {"type": "object"}}
+            },
+            "samples": {
+                "type": "array", "maxItems": 32,
+                "description": "Sample calls of its red-team suite: arguments, and what the stand-in service answers them",
+                "items": {
+                    "type": "object", "required": ["args"], "additionalProperties": false,
+                    "properties": {
+                        "args": {"type": "object"},
+                        "reply": {"type": "object", "required": ["status"], "properties": {"status": {"type": "integer", "minimum": 100, "maximum": 599}, "body": {}}}
+                    }
+                }
+            }
+        }
+    })
+}
+
+fn synthesized() -> Value {
+    json_ok(
+        "The driver grown, written to the data directory, journaled, loaded and placed in its first lane",
+        json!({
+            "type": "object",
+            "required": ["driver", "capability", "artifact_hash", "lane", "file", "manifest", "left_out", "index"],
+            "properties": {
+                "driver": {"type": "string"},
+                "capability": {"type": "string"},
+                "artifact_hash": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+                "lane": {"type": "string", "enum": lanes()},
+                "file": {"type": "string", "description": "Where its manifest was written (loaded again at each start)"},
+                "manifest": {"type": "string", "description": "The manifest as written (TOML)"},
+                "left_out": {"type": "array", "items": {"type": "string"}, "description": "What of the operation the driver does not carry, and why"},
+                "index": {"type": "integer", "minimum": 0, "description": "The journal entry that records it (driver_synthesized)"}
+            }
+        }),
+    )
+}
+
 fn lane_moved() -> Value {
     json_ok(
         "The driver after the move, and the journaled lane change",
@@ -347,6 +394,7 @@ pub static ROUTES: &[Route] = &[
             description: "An AxonIntent v1; unknown fields are refused",
             schema: intent_schema,
             levels_above: INTENT_LEVELS_ABOVE,
+            max_bytes: None,
         }),
         journals: true,
         ok_status: 200,
@@ -456,6 +504,7 @@ pub static ROUTES: &[Route] = &[
                 })
             },
             levels_above: RESOLUTION_LEVELS_ABOVE,
+            max_bytes: None,
         }),
         journals: true,
         ok_status: 200,
@@ -488,6 +537,7 @@ pub static ROUTES: &[Route] = &[
                 })
             },
             levels_above: ROLLBACK_LEVELS_ABOVE,
+            max_bytes: None,
         }),
         journals: true,
         ok_status: 200,
@@ -565,6 +615,7 @@ pub static ROUTES: &[Route] = &[
             description: "The lane to move to and why",
             schema: lane_move_schema,
             levels_above: LANE_MOVE_LEVELS_ABOVE,
+            max_bytes: None,
         }),
         journals: true,
         ok_status: 200,
@@ -583,12 +634,43 @@ pub static ROUTES: &[Route] = &[
             description: "The lane to move to and why",
             schema: lane_move_schema,
             levels_above: LANE_MOVE_LEVELS_ABOVE,
+            max_bytes: None,
         }),
         journals: true,
         ok_status: 200,
         response: lane_moved,
         problems: LANE_PROBLEMS,
         handler: |r| r.to(act::demote),
+    },
+    Route {
+        method: Method::Post,
+        path: "/v1/probecraft/synthesize",
+        summary: "Grow an http driver from one OpenAPI 3 operation and load it, in lane testing (admin token)",
+        auth: Auth::Admin,
+        path_params: &[],
+        query: &[],
+        request: Some(RequestBody {
+            description: "The document, the operation, the base URL, the obligations and red-team samples",
+            schema: synthesize_schema,
+            levels_above: SYNTHESIZE_LEVELS_ABOVE,
+            max_bytes: Some(("http.max_openapi_bytes", |h| h.max_openapi_bytes)),
+        }),
+        // It journals the manifest it grows (and the driver's first lane), never the
+        // body: a document may be larger than a journal entry.
+        journals: false,
+        ok_status: 201,
+        response: synthesized,
+        problems: &[
+            P::SynthesisRefused,
+            P::DriverExists,
+            P::DriverLimit,
+            P::JournalHalted,
+            P::OutcomeUnknown,
+            P::Overloaded,
+            P::Unavailable,
+            P::Timeout,
+        ],
+        handler: |r| r.to(act::synthesize),
     },
     Route {
         method: Method::Get,
@@ -851,6 +933,7 @@ pub static ROUTES: &[Route] = &[
                 })
             },
             levels_above: NOTE_LEVELS_ABOVE,
+            max_bytes: None,
         }),
         journals: true,
         ok_status: 201,
@@ -916,8 +999,8 @@ pub static ROUTES: &[Route] = &[
 /// Registers every route of [`ROUTES`] on `cfg`: one resource per path, answering its
 /// routes' methods and 405 to any other; 404 for any other path. The app's state must
 /// be registered by the caller.
-pub fn routes(cfg: &mut web::ServiceConfig, max_body_bytes: usize) {
-    cfg.app_data(web::PayloadConfig::new(max_body_bytes));
+pub fn routes(cfg: &mut web::ServiceConfig, http: &crate::config::HttpConfig) {
+    cfg.app_data(web::PayloadConfig::new(http.max_body_bytes));
     let mut paths: Vec<&'static str> = vec![];
     for r in ROUTES {
         if !paths.contains(&r.path) {
@@ -927,6 +1010,12 @@ pub fn routes(cfg: &mut web::ServiceConfig, max_body_bytes: usize) {
     for path in paths {
         let mut resource = web::resource(path);
         for r in ROUTES.iter().filter(|r| r.path == path) {
+            if let Some((key, bytes)) = r.request.as_ref().and_then(|b| b.max_bytes) {
+                let bytes = bytes(http);
+                resource = resource
+                    .app_data(web::PayloadConfig::new(bytes))
+                    .app_data(crate::api::BodyLimit { bytes, key });
+            }
             resource = resource.route(r.route());
         }
         cfg.service(resource.default_service(web::to(crate::api::method_not_allowed)));
@@ -946,11 +1035,11 @@ pub fn app(
         InitError = (),
     >,
 > {
-    let limit = state.http.max_body_bytes;
+    let http = state.http.clone();
     actix_web::App::new()
         .app_data(state)
         .wrap(from_fn(correlate))
-        .configure(|c| routes(c, limit))
+        .configure(|c| routes(c, &http))
 }
 
 #[cfg(test)]

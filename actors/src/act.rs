@@ -156,6 +156,25 @@ struct ActMetrics {
 }
 
 impl ActMetrics {
+    /// Every driver's demotion and finding counters show from its load, at 0.
+    fn start_at_zero(&self, d: &DriverInstance) {
+        let rules = Check::ALL.map(|c| c.rule());
+        for rule in rules.iter().chain([&"restart_intensity"]) {
+            self.demotions.with_label_values(&[d.name(), rule]);
+        }
+        for rule in rules {
+            self.dry_run_findings.with_label_values(&[d.name(), rule]);
+        }
+        for outcome in Mirrored::ALL {
+            self.mirrored
+                .with_label_values(&[d.name(), outcome.as_str()]);
+        }
+        for outcome in ["started", "passed", "failed"] {
+            self.trials.with_label_values(&[d.name(), outcome]);
+        }
+        self.shadow_events_refused.with_label_values(&[d.name()]);
+    }
+
     fn new(registry: &Registry) -> prometheus::Result<Self> {
         let m = Self {
             actions: IntCounterVec::new(
@@ -416,26 +435,8 @@ impl Act {
     ) -> prometheus::Result<Arc<Self>> {
         crate::scorecards::ScorecardMetrics::register(lanes.clone(), clock.clone(), registry)?;
         let metrics = ActMetrics::new(registry)?;
-        // Every driver's demotion and finding counters show from the start, at 0.
         for d in lanes.drivers() {
-            let rules = Check::ALL.map(|c| c.rule());
-            for rule in rules.iter().chain([&"restart_intensity"]) {
-                metrics.demotions.with_label_values(&[d.name(), rule]);
-            }
-            for rule in rules {
-                metrics
-                    .dry_run_findings
-                    .with_label_values(&[d.name(), rule]);
-            }
-            for outcome in Mirrored::ALL {
-                metrics
-                    .mirrored
-                    .with_label_values(&[d.name(), outcome.as_str()]);
-            }
-            for outcome in ["started", "passed", "failed"] {
-                metrics.trials.with_label_values(&[d.name(), outcome]);
-            }
-            metrics.shadow_events_refused.with_label_values(&[d.name()]);
+            metrics.start_at_zero(&d);
         }
         let runners = (0..cfg.runners.max(1))
             .map(|_| actix::Arbiter::new())
@@ -458,6 +459,27 @@ impl Act {
 
     pub fn lanes(&self) -> &Arc<Lanes> {
         &self.lanes
+    }
+
+    /// Adds driver `d`, whose workers its supervisor has just started, while the node
+    /// runs: its series show at 0, it is placed in its lane ([`Lanes::add`]), and a
+    /// build its checks had taken out of service before is set on its way to a trial.
+    pub async fn add_driver(
+        self: &Arc<Self>,
+        d: Arc<DriverInstance>,
+    ) -> Result<axon_protocols::lane::Lane, crate::lanes::LaneError> {
+        self.metrics.start_at_zero(&d);
+        let lane = self
+            .lanes
+            .add(
+                d.clone(),
+                &self.journal,
+                self.cfg.page,
+                &self.journal_opts(),
+            )
+            .await?;
+        self.schedule_trial(&d);
+        Ok(lane)
     }
 
     /// The next of the pipeline's own threads, in turn.
@@ -501,6 +523,12 @@ impl Act {
         self.journal
             .append(NewEntry { kind, links, body }, &self.journal_opts())
             .await
+    }
+
+    /// Journals an `event` entry with `body` (a record of something the node did that is
+    /// no action of a driver: a driver grown, say).
+    pub async fn record_event(&self, body: Value) -> Result<Appended, Refusal> {
+        self.append(EntryKind::Event, vec![], body).await
     }
 
     /// A number drawn from the node's seed, `purpose` and action `action`: the same on
@@ -1410,7 +1438,7 @@ impl Act {
         let (Some(capsule), Some(name)) = (&known.record.capsule, &known.record.driver) else {
             return refuse(format!("action {action} has no capsule to undo"));
         };
-        let Some(driver) = self.lanes.driver(name).cloned() else {
+        let Some(driver) = self.lanes.driver(name) else {
             return refuse(format!("driver {name}, which acted, is not loaded"));
         };
         let acted = &capsule.environment.driver_artifact_hash;
@@ -2026,7 +2054,7 @@ impl Act {
         evidence: Value,
         concluding_held: bool,
     ) -> bool {
-        let Some(driver) = self.lanes.driver(name).cloned() else {
+        let Some(driver) = self.lanes.driver(name) else {
             return false;
         };
         let from = self.lanes.lane(name);
@@ -2114,7 +2142,7 @@ impl Act {
     /// the breakers the lanes rebuilt.
     pub fn schedule_trials(self: &Arc<Self>) {
         for d in self.lanes.drivers() {
-            self.schedule_trial(d);
+            self.schedule_trial(&d);
         }
     }
 

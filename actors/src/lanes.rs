@@ -488,6 +488,8 @@ pub enum LaneError {
     NotOnTrial { driver: String, from: Lane },
     #[error("the lane change was not journaled, so it did not happen: {0}")]
     Journal(Refusal),
+    #[error("a driver named {0:?} is already loaded")]
+    AlreadyLoaded(String),
 }
 
 impl LaneError {
@@ -534,7 +536,9 @@ struct State {
 
 /// The lanes of the loaded drivers.
 pub struct Lanes {
-    drivers: BTreeMap<String, Arc<DriverInstance>>,
+    /// The loaded drivers by name: those of the manifests read at start, then those
+    /// added while the node runs ([`add`](Self::add)).
+    drivers: RwLock<BTreeMap<String, Arc<DriverInstance>>>,
     state: RwLock<State>,
     /// One change at a time, from its check to its journal entry to its effect.
     changing: tokio::sync::Mutex<()>,
@@ -555,10 +559,12 @@ impl Lanes {
         promotion: PromotionGates,
     ) -> Self {
         Self {
-            drivers: drivers
-                .into_iter()
-                .map(|d| (d.name().to_owned(), d))
-                .collect(),
+            drivers: RwLock::new(
+                drivers
+                    .into_iter()
+                    .map(|d| (d.name().to_owned(), d))
+                    .collect(),
+            ),
             state: RwLock::default(),
             changing: tokio::sync::Mutex::new(()),
             trials,
@@ -592,12 +598,22 @@ impl Lanes {
     }
 
     /// The loaded drivers, by name.
-    pub fn drivers(&self) -> impl Iterator<Item = &Arc<DriverInstance>> {
-        self.drivers.values()
+    pub fn drivers(&self) -> Vec<Arc<DriverInstance>> {
+        self.loaded().values().cloned().collect()
     }
 
-    pub fn driver(&self, name: &str) -> Option<&Arc<DriverInstance>> {
-        self.drivers.get(name)
+    pub fn driver(&self, name: &str) -> Option<Arc<DriverInstance>> {
+        self.loaded().get(name).cloned()
+    }
+
+    fn loaded(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Arc<DriverInstance>>> {
+        self.drivers.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A loaded driver that is known to be there (its name came from the map).
+    fn known(&self, name: &str) -> Arc<DriverInstance> {
+        self.driver(name)
+            .expect("a driver once loaded stays loaded")
     }
 
     /// The lane of driver `name`.
@@ -628,37 +644,14 @@ impl Lanes {
         opts: &CallOptions,
     ) -> Result<(), Refusal> {
         let _one = self.changing.lock().await;
-        // Each loaded build's newest lane, and the index of the entry that set it; and
-        // its breaker, followed through all of them.
-        let mut found: HashMap<String, (Lane, u64)> = HashMap::new();
-        let mut breakers: HashMap<String, Breaker> = HashMap::new();
-        scan(
-            journal,
-            EntryKind::LaneChange,
-            page,
-            opts,
-            |stored, body| {
-                let change: LaneChange = serde_json::from_value(body).map_err(|e| {
-                    Refusal::Internal(format!("entry {} is not a lane change: {e}", stored.index))
-                })?;
-                for (k, m) in change.moves().enumerate() {
-                    if self.is_loaded_build(&m) {
-                        let b = breakers.entry(m.driver.clone()).or_default();
-                        *b = self.breaker_after(*b, &change, &m, k == 0);
-                        found.insert(m.driver, (m.to, stored.index));
-                    }
-                }
-                Ok(())
-            },
-        )
-        .await?;
+        let (found, breakers) = self.journaled(None, journal, page, opts).await?;
         // At most one live driver per capability, even when the entries of a build loaded
         // again (an old manifest back in place) say otherwise: the newest move to live
         // wins; the others are moved to shadow below, journaled.
         let mut live_newest: HashMap<String, (u64, String)> = HashMap::new();
         for (name, (lane, index)) in &found {
             if *lane == Lane::Live {
-                let cap = self.drivers[name].descriptor.capability.clone();
+                let cap = self.known(name).descriptor.capability.clone();
                 let e = live_newest.entry(cap).or_insert((*index, name.clone()));
                 if *index > e.0 {
                     *e = (*index, name.clone());
@@ -669,7 +662,7 @@ impl Lanes {
             .iter()
             .filter(|(name, (lane, _))| {
                 *lane == Lane::Live
-                    && live_newest[&self.drivers[*name].descriptor.capability].1 != **name
+                    && live_newest[&self.known(name).descriptor.capability].1 != **name
             })
             .map(|(name, _)| name.clone())
             .collect();
@@ -680,24 +673,24 @@ impl Lanes {
             .filter(|(name, (lane, _))| {
                 *lane == Lane::Live
                     && !extra_live.contains(name)
-                    && self.drivers[*name].descriptor.slo.is_none()
+                    && self.known(name).descriptor.slo.is_none()
             })
             .map(|(name, _)| name.clone())
             .collect();
         let extra_live: Vec<String> = extra_live.into_iter().chain(unwatched).collect();
         for (name, b) in breakers {
-            self.drivers[&name].set_breaker(b);
+            self.known(&name).set_breaker(b);
         }
         {
             let mut st = self.write();
             for (name, (lane, _)) in &found {
                 if !extra_live.contains(name) {
-                    set(&mut st, &self.drivers[name], *lane);
+                    set(&mut st, &self.known(name), *lane);
                 }
             }
         }
         for name in &extra_live {
-            let d = &self.drivers[name];
+            let d = &self.known(name);
             let why = if d.descriptor.slo.is_none() {
                 Why {
                     reason: "a live driver needs a service-level objective ([slo] in its manifest), and this build has none".into(),
@@ -726,19 +719,131 @@ impl Lanes {
             .await
             .map_err(LaneError::into_refusal)?;
         }
-        for d in self.drivers.values() {
+        for d in self.drivers() {
             if !found.contains_key(d.name()) {
                 let to = d.manifest.initial_lane;
                 let why = Why::because(format!(
                     "first load of build {} of {}: the manifest's initial lane",
                     d.descriptor.artifact_hash, d.descriptor.name
                 ));
-                self.record(d, None, to, Mover::Manifest, why, journal, opts)
+                self.record(&d, None, to, Mover::Manifest, why, journal, opts)
                     .await
                     .map_err(LaneError::into_refusal)?;
             }
         }
         Ok(())
+    }
+
+    /// Each loaded build's newest journaled lane (only `only`'s, where given), with the
+    /// index of the entry that set it; and its breaker, followed through all of them.
+    async fn journaled(
+        &self,
+        only: Option<&str>,
+        journal: &JournalClient,
+        page: usize,
+        opts: &CallOptions,
+    ) -> Result<(HashMap<String, (Lane, u64)>, HashMap<String, Breaker>), Refusal> {
+        let mut found: HashMap<String, (Lane, u64)> = HashMap::new();
+        let mut breakers: HashMap<String, Breaker> = HashMap::new();
+        scan(
+            journal,
+            EntryKind::LaneChange,
+            page,
+            opts,
+            |stored, body| {
+                let change: LaneChange = serde_json::from_value(body).map_err(|e| {
+                    Refusal::Internal(format!("entry {} is not a lane change: {e}", stored.index))
+                })?;
+                for (k, m) in change.moves().enumerate() {
+                    if only.is_none_or(|o| o == m.driver) && self.is_loaded_build(&m) {
+                        let b = breakers.entry(m.driver.clone()).or_default();
+                        *b = self.breaker_after(*b, &change, &m, k == 0);
+                        found.insert(m.driver, (m.to, stored.index));
+                    }
+                }
+                Ok(())
+            },
+        )
+        .await?;
+        Ok((found, breakers))
+    }
+
+    /// Adds driver `d`, loaded while the node runs, and places it: in its build's newest
+    /// journaled lane where it has one (the build was loaded before), else in its
+    /// manifest's initial lane, recorded as its first load, as at start. A journaled
+    /// `live` or `trial` lane that another driver of its capability holds now, or a live
+    /// one without an objective, is moved to `shadow`, journaled. Answers its lane.
+    ///
+    /// The driver is loaded even when its lane cannot be journaled (the error says so):
+    /// it is then in no lane, routed nowhere, and the next start records its first lane.
+    pub async fn add(
+        &self,
+        d: Arc<DriverInstance>,
+        journal: &JournalClient,
+        page: usize,
+        opts: &CallOptions,
+    ) -> Result<Lane, LaneError> {
+        let _one = self.changing.lock().await;
+        {
+            let mut all = self.drivers.write().unwrap_or_else(|e| e.into_inner());
+            if all.contains_key(d.name()) {
+                return Err(LaneError::AlreadyLoaded(d.name().to_owned()));
+            }
+            all.insert(d.name().to_owned(), d.clone());
+        }
+        let (found, breakers) = self
+            .journaled(Some(d.name()), journal, page, opts)
+            .await
+            .map_err(LaneError::Journal)?;
+        if let Some(b) = breakers.get(d.name()) {
+            d.set_breaker(*b);
+        }
+        let capability = &d.descriptor.capability;
+        let Some(&(lane, _)) = found.get(d.name()) else {
+            let to = d.manifest.initial_lane;
+            let why = Why::because(format!(
+                "first load of build {} of {}: the manifest's initial lane",
+                d.descriptor.artifact_hash, d.descriptor.name
+            ));
+            self.record(&d, None, to, Mover::Manifest, why, journal, opts)
+                .await?;
+            return Ok(to);
+        };
+        let taken = match lane {
+            Lane::Live if d.descriptor.slo.is_none() => Some(Why {
+                reason: "a live driver needs a service-level objective ([slo] in its manifest), and this build has none".into(),
+                rule: Some("slo_required".into()),
+                evidence: None,
+            }),
+            Lane::Live => self.live(capability).map(|other| {
+                format!("driver {} of {capability} is live: one live driver per capability", other.name())
+            }).map(|reason| Why { reason, rule: Some("one_live_per_capability".into()), evidence: None }),
+            Lane::Trial => self.trial(capability).map(|other| Why {
+                reason: format!("driver {} of {capability} is on trial: one trial per capability", other.name()),
+                rule: Some("one_trial_per_capability".into()),
+                evidence: None,
+            }),
+            _ => None,
+        };
+        match taken {
+            None => {
+                set(&mut self.write(), &d, lane);
+                Ok(lane)
+            }
+            Some(why) => {
+                self.record(
+                    &d,
+                    Some(lane),
+                    Lane::Shadow,
+                    Mover::Supervisor,
+                    why,
+                    journal,
+                    opts,
+                )
+                .await?;
+                Ok(Lane::Shadow)
+            }
+        }
     }
 
     /// A driver's breaker after move `m` of `change` (`main`: the move asked for, not one
@@ -773,7 +878,7 @@ impl Lanes {
     }
 
     fn is_loaded_build(&self, m: &Move) -> bool {
-        self.drivers
+        self.loaded()
             .get(&m.driver)
             .is_some_and(|d| d.descriptor.artifact_hash == m.artifact_hash)
     }
@@ -789,9 +894,8 @@ impl Lanes {
         journal: &JournalClient,
         opts: &CallOptions,
     ) -> Result<LaneChange, LaneError> {
-        let d = self
-            .drivers
-            .get(name)
+        let d = &self
+            .driver(name)
             .ok_or_else(|| LaneError::UnknownDriver(name.to_owned()))?;
         if why.reason.trim().is_empty() || why.reason.len() > MAX_REASON_BYTES {
             return Err(LaneError::Reason);
@@ -1034,8 +1138,8 @@ impl Lanes {
             .map_err(LaneError::Journal)?;
         let mut st = self.write();
         for (k, m) in change.moves().enumerate() {
-            if let Some(d) = self.drivers.get(&m.driver) {
-                set(&mut st, d, m.to);
+            if let Some(d) = self.driver(&m.driver) {
+                set(&mut st, &d, m.to);
                 d.set_breaker(self.breaker_after(d.breaker().0, &change, &m, k == 0));
             }
         }

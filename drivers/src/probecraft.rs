@@ -20,7 +20,7 @@ const MAX_REF_DEPTH: usize = 32;
 const MAX_SCHEMA_VALUES: usize = 10_000;
 
 /// A manifest grown from an operation.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Synthesis {
     /// The manifest as TOML, as written to a manifest folder.
     pub toml: String,
@@ -45,6 +45,32 @@ const METHODS: [&str; 6] = ["get", "put", "post", "delete", "patch", "head"];
 /// upper case changes (`qora_search`, `QoraSearch` and `qoraSearch` all make
 /// `qora-search`), lowercase, joined with `-`.
 pub fn driver_name(operation_id: &str) -> Result<String, SynthesisError> {
+    let name = words(operation_id).join("-");
+    if name.len() > 63 || !axon_protocols::intent::is_name(&name) {
+        return Err(err(format!(
+            "the operation id {operation_id:?} makes no driver name (a lowercase letter, then lowercase letters, digits or '-', at most 63): got {name:?}"
+        )));
+    }
+    Ok(name)
+}
+
+/// The type name an operation id makes, the title of the driver's argument schema: its
+/// words capitalized and joined (`qora_search`, `qoraSearch`: `QoraSearch`).
+pub fn type_name(operation_id: &str) -> String {
+    words(operation_id)
+        .iter()
+        .map(|w| {
+            let mut c = w.chars();
+            c.next()
+                .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+/// The words of an operation id, lowercase: split at `_`, `-`, spaces and lower to upper
+/// case changes.
+fn words(operation_id: &str) -> Vec<String> {
     let mut words: Vec<String> = vec![];
     let mut word = String::new();
     let mut prev_lower = false;
@@ -65,13 +91,7 @@ pub fn driver_name(operation_id: &str) -> Result<String, SynthesisError> {
     if !word.is_empty() {
         words.push(word);
     }
-    let name = words.join("-");
-    if name.len() > 63 || !axon_protocols::intent::is_name(&name) {
-        return Err(err(format!(
-            "the operation id {operation_id:?} makes no driver name (a lowercase letter, then lowercase letters, digits or '-', at most 63): got {name:?}"
-        )));
-    }
-    Ok(name)
+    words
 }
 
 /// How deep a resolved schema may nest.
@@ -167,13 +187,15 @@ fn find<'a>(
 }
 
 /// Grows the manifest of an `http` driver for `operation_id` of the OpenAPI 3 document
-/// `doc`, calling `base_url`, held to `obligations`' precondition and postcondition (its
-/// argument schema is the operation's).
+/// `doc`, calling `base_url` (the document's first server where it is `None`), held to
+/// `obligations`' precondition and postcondition (its argument schema is the
+/// operation's), with `samples` for its red-team suite.
 pub fn synthesize(
     doc: &Value,
     operation_id: &str,
-    base_url: &str,
+    base_url: Option<&str>,
     obligations: &ObligationsSpec,
+    samples: &[crate::manifest::Sample],
 ) -> Result<Synthesis, SynthesisError> {
     let version = doc.get("openapi").and_then(Value::as_str).unwrap_or("");
     if !version.starts_with("3.") {
@@ -181,6 +203,13 @@ pub fn synthesize(
             "not an OpenAPI 3 document (its openapi member is {version:?})"
         )));
     }
+    let base_url = match base_url {
+        Some(b) => b,
+        None => doc
+            .pointer("/servers/0/url")
+            .and_then(Value::as_str)
+            .ok_or_else(|| err("the document names no server: give the base URL"))?,
+    };
     if !(base_url.starts_with("http://") || base_url.starts_with("https://"))
         || base_url.contains('{')
     {
@@ -324,6 +353,7 @@ pub fn synthesize(
     obligation.insert(
         "args".into(),
         json!({
+            "title": type_name(operation_id),
             "type": "object",
             "additionalProperties": false,
             "required": required,
@@ -360,6 +390,10 @@ pub fn synthesize(
         "obligations": Value::Object(obligation),
         "http": http,
     });
+    let mut manifest = manifest;
+    if !samples.is_empty() {
+        manifest["redteam"] = json!({ "samples": samples });
+    }
     let toml = toml::to_string(&manifest).map_err(|e| {
         err(format!(
             "the manifest cannot be written as TOML ({e}): a schema holding null, say"

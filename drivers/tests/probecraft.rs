@@ -2,7 +2,7 @@
 //! passing its red-team suite against a loopback stand-in.
 
 use axon_drivers::obligations::ObligationsSpec;
-use axon_drivers::probecraft::{driver_name, read_document, synthesize};
+use axon_drivers::probecraft::{driver_name, read_document, synthesize, type_name};
 use axon_drivers::redteam;
 use serde_json::{json, Value};
 
@@ -50,14 +50,16 @@ fn document() -> Value {
 }
 
 #[test]
-fn compound_operation_ids_make_driver_names() {
-    for (id, name) in [
-        ("qora_search", "qora-search"),
-        ("QoraSearch", "qora-search"),
-        ("qoraSearch", "qora-search"),
-        ("createOrder2", "create-order2"),
+fn compound_operation_ids_make_driver_names_and_type_names() {
+    for (id, name, type_) in [
+        ("qora_search", "qora-search", "QoraSearch"),
+        ("QoraSearch", "qora-search", "QoraSearch"),
+        ("qoraSearch", "qora-search", "QoraSearch"),
+        ("createOrder2", "create-order2", "CreateOrder2"),
+        ("list-HTTPRoutes", "list-httproutes", "ListHttproutes"),
     ] {
         assert_eq!(driver_name(id).unwrap(), name, "{id}");
+        assert_eq!(type_name(id), type_, "{id}");
     }
     assert!(driver_name("2fast").is_err());
     assert!(driver_name("__").is_err());
@@ -68,12 +70,15 @@ fn a_get_operation_makes_an_idempotent_reader_with_its_own_dry_run() {
     let s = synthesize(
         &document(),
         "qora_search",
-        "https://api.qora.example/v2/",
+        Some("https://api.qora.example/v2/"),
         &ObligationsSpec::default(),
+        &[],
     )
     .unwrap();
     let m = &s.manifest;
     assert_eq!(m.name, "qora-search");
+    // The argument schema is titled with the operation's type name.
+    assert_eq!(m.obligations.spec_json()["args"]["title"], "QoraSearch");
     assert_eq!(m.version, "2.1.0");
     assert_eq!(m.capability, "urn:axon:cap:probecraft.qora-search");
     assert_eq!(m.initial_lane, axon_drivers::descriptor::Lane::Testing);
@@ -114,11 +119,12 @@ fn a_post_operation_sends_its_body_argument_and_is_not_idempotent() {
     let s = synthesize(
         &document(),
         "createOrder",
-        "http://127.0.0.1:9",
+        Some("http://127.0.0.1:9"),
         &ObligationsSpec {
             postcondition: Some(json!({"properties": {"status": {"const": "ok"}}})),
             ..ObligationsSpec::default()
         },
+        &[],
     )
     .unwrap();
     let m = &s.manifest;
@@ -153,19 +159,19 @@ fn a_post_operation_sends_its_body_argument_and_is_not_idempotent() {
 #[test]
 fn documents_and_operations_it_cannot_use_are_refused_with_the_reason() {
     let no = ObligationsSpec::default();
-    let e = synthesize(&document(), "nothing", "http://h", &no).unwrap_err();
+    let e = synthesize(&document(), "nothing", Some("http://h"), &no, &[]).unwrap_err();
     assert!(
         e.0.contains("createOrder") && e.0.contains("qora_search"),
         "{e}"
     );
-    let e = synthesize(&json!({"openapi": "2.0"}), "x", "http://h", &no).unwrap_err();
+    let e = synthesize(&json!({"openapi": "2.0"}), "x", Some("http://h"), &no, &[]).unwrap_err();
     assert!(e.0.contains("OpenAPI 3"), "{e}");
-    let e = synthesize(&document(), "qora_search", "ftp://h", &no).unwrap_err();
+    let e = synthesize(&document(), "qora_search", Some("ftp://h"), &no, &[]).unwrap_err();
     assert!(e.0.contains("base URL"), "{e}");
     // A schema that refers to itself.
     let mut d = document();
     d["components"]["schemas"]["Order"] = json!({"$ref": "#/components/schemas/Order"});
-    let e = synthesize(&d, "createOrder", "http://h", &no).unwrap_err();
+    let e = synthesize(&d, "createOrder", Some("http://h"), &no, &[]).unwrap_err();
     assert!(e.0.contains("$refs nest"), "{e}");
     assert!(read_document(b"openapi: 3.0.0")
         .unwrap_err()
@@ -190,7 +196,7 @@ fn parameters_are_carried_left_out_or_refused_by_what_a_template_can_send() {
         json!([id, {"name": "page[size]", "in": "query", "schema": {"type": "integer"}}]),
         None,
     );
-    let s = synthesize(&d, "op", "http://h", &no).unwrap();
+    let s = synthesize(&d, "op", Some("http://h"), &no, &[]).unwrap();
     assert!(s.left_out[0].contains("page[size]"), "{:?}", s.left_out);
     for (extra, says) in [
         (
@@ -213,14 +219,22 @@ fn parameters_are_carried_left_out_or_refused_by_what_a_template_can_send() {
         let e = synthesize(
             &one_operation(json!([id, extra]), None),
             "op",
-            "http://h",
+            Some("http://h"),
             &no,
+            &[],
         )
         .unwrap_err();
         assert!(e.0.contains(says), "{says}: {e}");
     }
     // A path that names what no parameter describes.
-    let e = synthesize(&one_operation(json!([]), None), "op", "http://h", &no).unwrap_err();
+    let e = synthesize(
+        &one_operation(json!([]), None),
+        "op",
+        Some("http://h"),
+        &no,
+        &[],
+    )
+    .unwrap_err();
     assert!(e.0.contains("no path parameter"), "{e}");
 }
 
@@ -231,8 +245,9 @@ fn an_optional_body_left_out_of_the_arguments_sends_none_and_passes_the_red_team
     let s = synthesize(
         &one_operation(json!([id]), Some(body)),
         "op",
-        "http://h",
+        Some("http://h"),
         &ObligationsSpec::default(),
+        &[],
     )
     .unwrap();
     let args = s.manifest.obligations.spec_json()["args"].clone();
@@ -253,9 +268,190 @@ fn schemas_nested_past_the_bound_are_refused_not_followed() {
     let e = synthesize(
         &one_operation(json!([id]), Some(body)),
         "op",
-        "http://h",
+        Some("http://h"),
         &ObligationsSpec::default(),
+        &[],
     )
     .unwrap_err();
     assert!(e.0.contains("nest deeper"), "{e}");
+}
+
+/// A hostile OpenAPI document and the operation id asked of it: parameters of every
+/// place and odd name, schemas that nest, `$ref`s that point nowhere, outside the
+/// document or round in a cycle, members of the wrong type, paths with braces that do
+/// not close or name nothing. Each is rare enough that many documents still grow a
+/// manifest.
+/// Half the documents are wild: in those, each hostile choice is made one time in
+/// `one_in`; the others are plain enough to grow a manifest more often than not.
+fn rarely(g: &mut quickcheck::Gen, wild: bool, one_in: u8) -> bool {
+    wild && u8::arbitrary(g) % one_in == 0
+}
+
+#[derive(Clone, Debug)]
+struct HostileDoc {
+    doc: serde_json::Value,
+    operation: String,
+}
+
+fn pick<'a, T>(g: &mut quickcheck::Gen, items: &'a [T]) -> &'a T {
+    g.choose(items).expect("a choice")
+}
+
+fn hostile_schema(g: &mut quickcheck::Gen, wild: bool, depth: u32) -> serde_json::Value {
+    let refs = [
+        "#/components/schemas/A",
+        "#/components/schemas/B",
+        "#/components/schemas/A/properties/next",
+        "#/nowhere",
+        "#/",
+        "http://elsewhere.example/s.json",
+        "#/components/schemas/A~1x",
+    ];
+    match u8::arbitrary(g) % if depth > 4 { 4 } else { 8 } {
+        0 => json!({"type": pick(g, &["string", "integer", "number", "boolean", "null", "nope"])}),
+        1 if rarely(g, wild, 3) => json!({"$ref": pick(g, &refs)}),
+        1 => json!({"$ref": "#/components/schemas/C"}),
+        2 => json!({"type": "string", "maxLength": pick(g, &[0i64, 1, 64, -1, 1 << 40])}),
+        3 if wild => pick(
+            g,
+            &[json!(null), json!(7), json!("text"), json!([]), json!(true)],
+        )
+        .clone(),
+        3 => json!({"type": "integer"}),
+        4 => {
+            json!({"type": "object", "properties": {"next": hostile_schema(g, wild, depth + 1), "x": hostile_schema(g, wild, depth + 1)}, "required": ["next"]})
+        }
+        5 => json!({"type": "array", "items": hostile_schema(g, wild, depth + 1)}),
+        6 if wild => {
+            json!({"allOf": [hostile_schema(g, wild, depth + 1), {"$ref": pick(g, &refs)}]})
+        }
+        6 => json!({"allOf": [hostile_schema(g, wild, depth + 1)]}),
+        _ => {
+            json!({"oneOf": [hostile_schema(g, wild, depth + 1), hostile_schema(g, wild, depth + 1)]})
+        }
+    }
+}
+
+impl quickcheck::Arbitrary for HostileDoc {
+    fn arbitrary(g: &mut quickcheck::Gen) -> Self {
+        let wild = bool::arbitrary(g);
+        let names = [
+            "q", "id", "body", "output.x", "a b", "", "ünï", "x/y", "q", "{id}",
+        ];
+        let long = "n".repeat(300);
+        let places = ["path", "query", "header", "cookie", "body", ""];
+        let mut params = vec![];
+        for _ in 0..u8::arbitrary(g) % 5 {
+            let name = if rarely(g, wild, 6) {
+                long.as_str()
+            } else {
+                *pick(g, &names)
+            };
+            let mut p = json!({
+                "name": name,
+                "in": pick(g, &places),
+                "required": bool::arbitrary(g),
+                "schema": hostile_schema(g, wild, 0),
+            });
+            if rarely(g, wild, 8) {
+                p = json!({"$ref": pick(g, &["#/components/parameters/P", "#/nowhere", "#/components/parameters/Loop"])});
+            }
+            params.push(p);
+        }
+        let mut op = json!({
+            "operationId": if rarely(g, wild, 8) { *pick(g, &["__", "2x", ""]) } else { *pick(g, &["op", "qora_search", "createOrder"]) },
+            "parameters": params,
+        });
+        match u8::arbitrary(g) % 4 {
+            0 => {}
+            1 if wild => op["requestBody"] = json!({"$ref": "#/components/requestBodies/R"}),
+            _ => {
+                op["requestBody"] = json!({
+                    "required": bool::arbitrary(g),
+                    "content": {pick(g, &["application/json", "text/plain"]).to_string(): {"schema": hostile_schema(g, wild, 0)}},
+                })
+            }
+        }
+        if rarely(g, wild, 10) {
+            op["parameters"] = pick(g, &[json!("params"), json!(3), json!({"a": 1})]).clone();
+        }
+        let path = if rarely(g, wild, 6) {
+            *pick(g, &["/s/{", "/s/{missing}", "/{id}}"])
+        } else {
+            *pick(g, &["/s", "/s/{id}", "/s/{q}/{id}"])
+        };
+        let method = if rarely(g, wild, 10) {
+            "trace"
+        } else {
+            *pick(g, &["get", "post", "put", "delete", "patch", "head"])
+        };
+        let shared = if rarely(g, wild, 4) {
+            json!([{"$ref": "#/components/parameters/P"}])
+        } else {
+            json!([])
+        };
+        let doc = json!({
+            "openapi": if rarely(g, wild, 10) { *pick(g, &["2.0", "", "4"]) } else { *pick(g, &["3.0.3", "3.1.0"]) },
+            "info": {"title": "t", "version": pick(g, &["1.0.0", "", "v 1", "1"])},
+            "paths": {path: {method: op, "parameters": shared}},
+            "components": {
+                "schemas": {
+                    "A": hostile_schema(g, wild, 0),
+                    "B": {"$ref": "#/components/schemas/A"},
+                    "C": {"type": "string", "maxLength": 8},
+                },
+                "parameters": {
+                    "P": {"name": *pick(g, &names), "in": pick(g, &places), "schema": hostile_schema(g, wild, 0)},
+                    "Loop": {"$ref": "#/components/parameters/Loop"},
+                },
+                "requestBodies": {"R": {"$ref": "#/components/requestBodies/R"}},
+            },
+        });
+        let operation = if rarely(g, wild, 8) {
+            "missing".to_owned()
+        } else {
+            op["operationId"].as_str().unwrap().to_owned()
+        };
+        HostileDoc { doc, operation }
+    }
+}
+
+use quickcheck::Arbitrary;
+
+#[test]
+fn hostile_documents_are_refused_with_a_reason_or_grow_a_manifest_that_loads() {
+    use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+    static GROWN: AtomicU64 = AtomicU64::new(0);
+    static REFUSED: AtomicU64 = AtomicU64::new(0);
+    fn prop(h: HostileDoc) -> quickcheck::TestResult {
+        let no = ObligationsSpec::default();
+        match synthesize(&h.doc, &h.operation, Some("http://h"), &no, &[]) {
+            Err(e) => {
+                REFUSED.fetch_add(1, Relaxed);
+                quickcheck::TestResult::from_bool(!e.0.is_empty())
+            }
+            Ok(s) => {
+                GROWN.fetch_add(1, Relaxed);
+                // What it grew is what the node would load, named from the operation id.
+                let again = axon_drivers::manifest::Manifest::parse(
+                    &s.toml,
+                    std::path::Path::new("grown.toml"),
+                );
+                quickcheck::TestResult::from_bool(
+                    again.is_ok_and(|m| m.canonical() == s.manifest.canonical())
+                        && Ok(s.manifest.name.clone()) == driver_name(&h.operation).map_err(|_| ()),
+                )
+            }
+        }
+    }
+    quickcheck::QuickCheck::new()
+        .rng(quickcheck::Gen::from_size_and_seed(40, 0x09e7_a91))
+        .tests(2000)
+        .quickcheck(prop as fn(HostileDoc) -> quickcheck::TestResult);
+    // Both ways were taken, often: the documents are not all refused at the door.
+    let (grown, refused) = (GROWN.load(Relaxed), REFUSED.load(Relaxed));
+    assert!(
+        grown >= 100 && refused >= 100,
+        "grown {grown}, refused {refused}"
+    );
 }

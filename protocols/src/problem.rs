@@ -80,13 +80,21 @@ pub enum ProblemType {
     /// The driver build failed a gate of its promotion (its red-team suite, its shadow
     /// period): the detail names the gate, the failing check and the value or figures.
     PromotionGateFailed,
+    /// No driver manifest can be grown from the OpenAPI operation asked for: the detail
+    /// says what of the document or the operation stops it.
+    SynthesisRefused,
+    /// A driver of that name is already loaded, or its manifest file already exists.
+    DriverExists,
+    /// The room for drivers added while the node runs (`drivers.max_added_workers`) is
+    /// taken; a restart loads the rest from the data directory.
+    DriverLimit,
     /// Anything else the node did not expect; always logged with the correlation id.
     Internal,
 }
 
 impl ProblemType {
     /// Every variant, for documentation and tests.
-    pub const ALL: [ProblemType; 33] = [
+    pub const ALL: [ProblemType; 36] = [
         Self::MalformedRequest,
         Self::UnsupportedMediaType,
         Self::PayloadTooLarge,
@@ -119,6 +127,9 @@ impl ProblemType {
         Self::ActionUnrecorded,
         Self::RollbackRefused,
         Self::PromotionGateFailed,
+        Self::SynthesisRefused,
+        Self::DriverExists,
+        Self::DriverLimit,
         Self::Internal,
     ];
 
@@ -157,6 +168,9 @@ impl ProblemType {
             Self::ActionUnrecorded => "action-unrecorded",
             Self::RollbackRefused => "rollback-refused",
             Self::PromotionGateFailed => "promotion-gate-failed",
+            Self::SynthesisRefused => "synthesis-refused",
+            Self::DriverExists => "driver-exists",
+            Self::DriverLimit => "driver-limit",
             Self::Internal => "internal",
         }
     }
@@ -189,7 +203,10 @@ impl ProblemType {
             | Self::IllegalLaneMove
             | Self::NotInDoubt
             | Self::RollbackRefused
-            | Self::PromotionGateFailed => 409,
+            | Self::PromotionGateFailed
+            | Self::DriverExists
+            | Self::DriverLimit => 409,
+            Self::SynthesisRefused => 422,
             Self::UnknownDriver | Self::NoSuchAction => 404,
             Self::ActionUnrecorded => 500,
         }
@@ -230,6 +247,9 @@ impl ProblemType {
             Self::ActionUnrecorded => "The action ran and was not recorded",
             Self::RollbackRefused => "The action cannot be rolled back",
             Self::PromotionGateFailed => "The driver failed a promotion gate",
+            Self::SynthesisRefused => "No driver can be grown from the operation",
+            Self::DriverExists => "A driver of that name exists",
+            Self::DriverLimit => "No more drivers can be added while the node runs",
             Self::Internal => "Internal error",
         }
     }

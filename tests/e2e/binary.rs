@@ -124,6 +124,11 @@ fn the_binary_serves_every_route_and_exits_0_on_sigterm() {
                     "/v1/actions/{action}/rollback" => serde_json::json!({"reason": "probe"}),
                     "/v1/drivers/{name}/promote" => serde_json::json!({"to": "live", "reason": "probe"}),
                     "/v1/drivers/{name}/demote" => serde_json::json!({"to": "shadow", "reason": "probe"}),
+                    "/v1/probecraft/synthesize" => serde_json::json!({
+                        "openapi": {"openapi": "3.0.3", "info": {"title": "probe", "version": "1"}, "paths": {"/probe": {"get": {"operationId": "probe"}}}},
+                        "operation_id": "probe",
+                        "base_url": "http://127.0.0.1:9",
+                    }),
                     _ => serde_json::json!({"probe": true}),
                 });
             }

@@ -366,7 +366,7 @@ fn a_synthesized_driver_is_loaded_from_the_data_directory_and_earns_shadow_by_it
     let again = synthesize();
     assert_eq!(again.status.code(), Some(1));
     assert!(
-        String::from_utf8_lossy(&again.stderr).contains("already loaded"),
+        String::from_utf8_lossy(&again.stderr).contains("already named by"),
         "{again:?}"
     );
     let over = std::process::Command::new(env!("CARGO_BIN_EXE_axon"))

@@ -21,6 +21,7 @@ mod journal_http;
 mod journal_index;
 mod otlp;
 mod overload;
+mod probecraft;
 mod replay;
 mod retry_after;
 mod supervision;

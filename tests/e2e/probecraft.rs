@@ -1,0 +1,374 @@
+//! T-PROBECRAFT-PROMOTE: a driver grown from an OpenAPI operation by
+//! `POST /v1/probecraft/synthesize` is written to the data directory, journaled and loaded
+//! into the running node at once, in lane `testing`; it reaches `shadow` only through its
+//! red-team suite (run against a stand-in, never the real service), and `live` only
+//! through an operator's promotion and a passed trial; then `/v1/act` reaches the real
+//! loopback service through it, and after a restart it is still live.
+
+use crate::act::journal_bodies;
+use crate::loopback::{Loopback, Reply};
+use axon_harness::{expect_problem, wait_until, TestNode};
+use serde_json::{json, Value};
+use std::path::Path;
+use std::time::Duration;
+
+const CAPABILITY: &str = "urn:axon:cap:probecraft.qora-search";
+
+/// An OpenAPI 3 document with a search and a count operation, served at `base`.
+fn qora_api(base: &str) -> Value {
+    let q = json!([{"name": "q", "in": "query", "required": true, "schema": {"type": "string", "maxLength": 64}}]);
+    json!({
+        "openapi": "3.1.0",
+        "info": {"title": "Qora", "version": "1.4.0"},
+        "servers": [{"url": base}],
+        "paths": {
+            "/search": {"get": {"operationId": "qora_search", "parameters": q}},
+            "/count": {"get": {"operationId": "QoraCount", "parameters": q}}
+        }
+    })
+}
+
+/// The postcondition of a search: the service's answer holds `hits`.
+fn answers_hits() -> Value {
+    json!({"properties": {"output": {"properties": {"body": {"type": "object", "required": ["hits"]}}}}})
+}
+
+/// A node on the injected clock (a grown driver takes 10 calls per second: the clock is
+/// moved on between calls, never waited on).
+fn node(data: &Path, max_added_workers: u64) -> TestNode {
+    let dir = data.to_owned();
+    TestNode::builder()
+        .manual_clock()
+        .config(move |c| {
+            c.data_dir = dir;
+            c.drivers.max_added_workers = max_added_workers;
+            // No live driver of the capability: its trial serves every intent of it.
+            c.drivers.trial_share = 1.0;
+        })
+        .start()
+}
+
+fn lane(n: &TestNode, name: &str) -> Value {
+    n.get(&format!("/v1/drivers/{name}"))
+        .json::<Value>()
+        .unwrap()["lane"]
+        .clone()
+}
+
+fn promote(n: &TestNode, name: &str, to: &str) -> reqwest::blocking::Response {
+    n.post_json(
+        &format!("/v1/drivers/{name}/promote"),
+        &json!({"to": to, "reason": format!("test: {name} into {to}")}),
+    )
+}
+
+fn search(n: &TestNode, id: &str, q: &str) -> Value {
+    n.advance(Duration::from_millis(100));
+    let res = n.post_json(
+        "/v1/act",
+        &json!({"capability": CAPABILITY, "intent_id": id, "args": {"q": q}}),
+    );
+    let status = res.status();
+    let v: Value = res.json().unwrap();
+    assert_eq!(status, 200, "{v}");
+    v
+}
+
+#[test]
+fn t_probecraft_promote_a_grown_driver_earns_live_through_its_gates_and_stays_live() {
+    let service = Loopback::start(|_, _| Reply::json(200, r#"{"hits":["axon"]}"#)).unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let n = node(data.path(), 16);
+    let grow = |operation: &str, samples: Value| {
+        n.post_json(
+            "/v1/probecraft/synthesize",
+            &json!({
+                "openapi": qora_api(&service.base),
+                "operation_id": operation,
+                "obligations": {"postcondition": answers_hits()},
+                "samples": samples,
+            }),
+        )
+    };
+    let res = grow(
+        "qora_search",
+        json!([{"args": {"q": "axon"}, "reply": {"status": 200, "body": {"hits": []}}}]),
+    );
+    assert_eq!(res.status(), 201);
+    let grown: Value = res.json().unwrap();
+    assert_eq!(
+        (&grown["driver"], &grown["lane"], &grown["capability"]),
+        (&json!("qora-search"), &json!("testing"), &json!(CAPABILITY))
+    );
+    // Written to the data directory's manifest folder, as answered.
+    let file = data.path().join("drivers/qora-search.toml");
+    assert_eq!(grown["file"], json!(file));
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap(),
+        grown["manifest"].as_str().unwrap()
+    );
+    // Journaled, with its build and the manifest as written.
+    let record = journal_bodies(&n, "event")
+        .into_iter()
+        .find_map(|b| b.get("driver_synthesized").cloned())
+        .unwrap();
+    assert_eq!(record["artifact_hash"], grown["artifact_hash"]);
+    assert_eq!(record["operation_id"], "qora_search");
+    assert_eq!(record["manifest"], grown["manifest"]);
+    // Loaded at once, a child of the drivers supervisor, without a restart.
+    let tree = n.tree();
+    let drivers = tree.children.iter().find(|c| c.id == "drivers").unwrap();
+    let child = drivers
+        .children
+        .iter()
+        .find(|c| c.id == "qora-search")
+        .unwrap();
+    assert_eq!(child.status, axon_protocols::NodeStatus::Running);
+    assert_eq!(lane(&n, "qora-search"), "testing");
+    // In testing it serves nothing.
+    let v = search(&n, "before", "axon");
+    assert_eq!(v["status"], "blocked", "{v}");
+
+    // A second build whose postcondition the service's declared answer breaks: its
+    // red-team suite fails on the sample, and the promotion is refused.
+    let res = grow(
+        "QoraCount",
+        json!([{"args": {"q": "axon"}, "reply": {"status": 200, "body": {"count": 3}}}]),
+    );
+    assert_eq!(res.status(), 201);
+    let v = expect_problem(
+        promote(&n, "qora-count", "shadow"),
+        409,
+        "promotion-gate-failed",
+    );
+    let detail = v["detail"].as_str().unwrap();
+    assert!(detail.contains("redteam gate: check sample"), "{detail}");
+    assert_eq!(lane(&n, "qora-count"), "testing");
+
+    // The search passes its red-team suite against a stand-in: the real service sees
+    // nothing of it.
+    let res = promote(&n, "qora-search", "shadow");
+    assert_eq!(res.status(), 200);
+    assert_eq!(lane(&n, "qora-search"), "shadow");
+    assert_eq!(
+        service.count(),
+        0,
+        "the red-team suite reached the real service"
+    );
+    // No live driver to compare with: an operator's promotion puts it on trial.
+    let res = promote(&n, "qora-search", "live");
+    assert_eq!(res.status(), 200);
+    let v: Value = res.json().unwrap();
+    assert_eq!(
+        (&v["change"]["to"], &v["change"]["rule"]),
+        (&json!("trial"), &json!("promotion.trial")),
+        "{v}"
+    );
+    assert_eq!(
+        v["change"]["evidence"]["shadow"],
+        "no live driver to compare with"
+    );
+    // Its trial serves the capability's intents until every check has passed.
+    for i in 0..200 {
+        if lane(&n, "qora-search") == "live" {
+            break;
+        }
+        let v = search(&n, &format!("trial-{i}"), &format!("q {i}"));
+        assert_eq!(v["status"], "ok", "{v}");
+    }
+    wait_until("the trial concluded", Duration::from_secs(10), || {
+        lane(&n, "qora-search") == "live"
+    })
+    .unwrap();
+    // Live: /v1/act reaches the real service through it, the query encoded as sent.
+    let v = search(&n, "live-1", "a&b");
+    assert_eq!(v["status"], "ok", "{v}");
+    assert_eq!(v["output"]["body"]["hits"], json!(["axon"]), "{v}");
+    let seen = service.seen();
+    assert!(
+        seen.iter()
+            .any(|s| s.method == "GET" && s.target == "/search?q=a%26b"),
+        "{:?}",
+        seen.iter().map(|s| &s.target).collect::<Vec<_>>()
+    );
+    let all: Value = n.get("/v1/drivers").json().unwrap();
+    assert!(all["drivers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|d| d["name"] == "qora-search" && d["lane"] == "live"));
+    n.shutdown();
+
+    // After a restart: loaded from the data directory, still live, still reaching it.
+    let n = node(data.path(), 16);
+    assert_eq!(lane(&n, "qora-search"), "live");
+    assert_eq!(lane(&n, "qora-count"), "testing");
+    let before = service.count();
+    let v = search(&n, "after-restart", "axon");
+    assert_eq!(v["status"], "ok", "{v}");
+    assert!(service.count() > before);
+}
+
+#[test]
+fn the_synthesize_route_refuses_what_it_cannot_grow_and_keeps_nothing_of_it() {
+    let data = tempfile::tempdir().unwrap();
+    // Room for one added worker.
+    let n = node(data.path(), 1);
+    let api = qora_api("http://qora.invalid/v1");
+    let grow = |body: Value| n.post_json("/v1/probecraft/synthesize", &body);
+    let dir = data.path().join("drivers");
+    let files = || -> Vec<String> {
+        std::fs::read_dir(&dir)
+            .map(|d| {
+                d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+
+    let v = expect_problem(
+        grow(json!({"openapi": api, "operation_id": "nothing"})),
+        422,
+        "synthesis-refused",
+    );
+    assert!(v["detail"].as_str().unwrap().contains("nothing"), "{v}");
+    let v = expect_problem(
+        grow(json!({"openapi": {"openapi": "2.0"}, "operation_id": "x"})),
+        422,
+        "synthesis-refused",
+    );
+    assert!(v["detail"].as_str().unwrap().contains("OpenAPI 3"), "{v}");
+    // The argument schema is the operation's, never the caller's.
+    let v = expect_problem(
+        grow(
+            json!({"openapi": api, "operation_id": "qora_search", "obligations": {"args": {"type": "object"}}}),
+        ),
+        422,
+        "synthesis-refused",
+    );
+    assert!(
+        v["detail"].as_str().unwrap().contains("obligations.args"),
+        "{v}"
+    );
+    // A sample that does not fit the operation's arguments.
+    expect_problem(
+        grow(
+            json!({"openapi": api, "operation_id": "qora_search", "samples": [{"args": {"z": 1}}]}),
+        ),
+        422,
+        "synthesis-refused",
+    );
+    // Unknown members are refused, not ignored.
+    expect_problem(
+        grow(json!({"openapi": api, "operation_id": "qora_search", "lane": "live"})),
+        400,
+        "malformed-request",
+    );
+    assert!(files().is_empty(), "{:?}", files());
+
+    let res = grow(json!({"openapi": api, "operation_id": "qora_search"}));
+    assert_eq!(res.status(), 201);
+    // The same name again, from another spelling of the operation id.
+    let mut renamed = api.clone();
+    renamed["paths"]["/search"]["get"]["operationId"] = json!("QoraSearch");
+    expect_problem(
+        grow(json!({"openapi": renamed, "operation_id": "QoraSearch"})),
+        409,
+        "driver-exists",
+    );
+    // The room for workers added while the node runs is taken: refused, nothing kept.
+    let v = expect_problem(
+        grow(json!({"openapi": api, "operation_id": "QoraCount"})),
+        409,
+        "driver-limit",
+    );
+    assert!(
+        v["detail"]
+            .as_str()
+            .unwrap()
+            .contains("drivers.max_added_workers"),
+        "{v}"
+    );
+    assert_eq!(files(), ["qora-search.toml"]);
+    assert!(n.get("/v1/drivers/qora-count").status() == 404);
+    // Without the admin token: 401.
+    let res = n
+        .client()
+        .post(n.url("/v1/probecraft/synthesize"))
+        .json(&json!({"openapi": api, "operation_id": "QoraCount"}))
+        .send()
+        .unwrap();
+    assert_eq!(res.status(), 401);
+}
+
+#[test]
+fn an_openapi_document_past_its_own_limit_is_413_naming_the_key() {
+    let data = tempfile::tempdir().unwrap();
+    let dir = data.path().to_owned();
+    let n = TestNode::builder()
+        .config(move |c| {
+            c.data_dir = dir;
+            c.http.max_openapi_bytes = 100_000;
+        })
+        .start();
+    let mut api = qora_api("http://qora.invalid/v1");
+    // Larger than http.max_body_bytes (64 KiB), within its own limit: taken.
+    api["info"]["description"] = json!("x".repeat(80_000));
+    let res = n.post_json(
+        "/v1/probecraft/synthesize",
+        &json!({"openapi": api, "operation_id": "qora_search"}),
+    );
+    assert_eq!(res.status(), 201);
+    api["info"]["description"] = json!("x".repeat(120_000));
+    let v = expect_problem(
+        n.post_json(
+            "/v1/probecraft/synthesize",
+            &json!({"openapi": api, "operation_id": "QoraCount"}),
+        ),
+        413,
+        "payload-too-large",
+    );
+    assert!(
+        v["detail"]
+            .as_str()
+            .unwrap()
+            .contains("http.max_openapi_bytes"),
+        "{v}"
+    );
+    // Every other route keeps its own limit.
+    expect_problem(
+        n.post_json("/v1/journal/notes", &json!({"note": "x".repeat(80_000)})),
+        413,
+        "payload-too-large",
+    );
+}
+
+#[test]
+fn a_build_grown_again_while_the_node_runs_comes_back_in_its_journaled_lane() {
+    let data = tempfile::tempdir().unwrap();
+    let api = qora_api("http://qora.invalid/v1");
+    let body = json!({"openapi": api, "operation_id": "qora_search"});
+    let n = node(data.path(), 16);
+    assert_eq!(
+        n.post_json("/v1/probecraft/synthesize", &body).status(),
+        201
+    );
+    assert_eq!(promote(&n, "qora-search", "shadow").status(), 200);
+    n.shutdown();
+    // Its manifest taken away: the next start does not load it.
+    std::fs::remove_file(data.path().join("drivers/qora-search.toml")).unwrap();
+    let n = node(data.path(), 16);
+    assert_eq!(n.get("/v1/drivers/qora-search").status(), 404);
+    // Grown again, the same build: its lane is the journal's, not testing.
+    let res = n.post_json("/v1/probecraft/synthesize", &body);
+    assert_eq!(res.status(), 201);
+    let grown: Value = res.json().unwrap();
+    assert_eq!(grown["lane"], "shadow", "{grown}");
+    assert_eq!(lane(&n, "qora-search"), "shadow");
+    // Its first load was journaled once, by the first growth.
+    let first_loads = journal_bodies(&n, "lane_change")
+        .into_iter()
+        .filter(|c| c["driver"] == "qora-search" && c["who"] == "manifest")
+        .count();
+    assert_eq!(first_loads, 1);
+}
