@@ -445,7 +445,7 @@ fn hostile_documents_are_refused_with_a_reason_or_grow_a_manifest_that_loads() {
         }
     }
     quickcheck::QuickCheck::new()
-        .rng(quickcheck::Gen::from_size_and_seed(40, 0x09e7_a91))
+        .rng(quickcheck::Gen::from_size_and_seed(40, 0x009e_7a91))
         .tests(2000)
         .quickcheck(prop as fn(HostileDoc) -> quickcheck::TestResult);
     // Both ways were taken, often: the documents are not all refused at the door.
