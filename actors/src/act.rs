@@ -1965,35 +1965,45 @@ impl Act {
             }
         };
         let (this, driver) = (self.clone(), driver.clone());
-        if let Some(u) = &uplift {
-            self.lanes.count_gate(driver.name(), "uplift", !u.worse);
-            let body = serde_json::json!({
-                "gate_run": {
-                    "gate": "uplift",
-                    "into": Lane::Live,
-                    "driver": driver.name(),
-                    "artifact_hash": driver.descriptor.artifact_hash,
-                    "live": live.as_ref().map(|l| l.name()),
-                    "passed": !u.worse,
-                    "figures": u,
+        actix::spawn(async move {
+            // The uplift gate's run is journaled (and counted) before the move it decides;
+            // not journaled, nothing moves, and the next passing push concludes again.
+            if let Some(u) = &uplift {
+                let body = serde_json::json!({
+                    "gate_run": {
+                        "gate": "uplift",
+                        "into": Lane::Live,
+                        "driver": driver.name(),
+                        "artifact_hash": driver.descriptor.artifact_hash,
+                        "live": live.as_ref().map(|l| l.name()),
+                        "passed": !u.worse,
+                        "figures": u,
+                    }
+                });
+                let opts = this.journal_opts();
+                if let Err(e) = this
+                    .lanes
+                    .gate_run(&driver, "uplift", !u.worse, body, &this.journal, &opts)
+                    .await
+                {
+                    driver.concluding.store(false, Ordering::Release);
+                    tracing::error!(driver = %driver.name(), error = %e, "a trial's uplift gate run was not journaled; the driver stays on trial");
+                    return;
                 }
-            });
-            self.journal_event(&driver, body);
-        }
-        if let Some(u) = uplift.as_ref().filter(|u| u.worse) {
-            let evidence = serde_json::json!({ "checks": checks, "uplift": u });
-            let reason = format!(
-                "its trial delivered less than the live driver: mean utility {:.4} against {:.4} over {} and {} pushes (one-sided Mann-Whitney U, p = {:.4}, below {:.4})",
-                u.candidate_mean.unwrap_or(0.0),
-                u.incumbent_mean.unwrap_or(0.0),
-                u.candidate_calls,
-                u.incumbent_calls,
-                u.p_value.unwrap_or(0.0),
-                1.0 - u.confidence
-            );
-            // Taken out of service with the conclusion it holds (let go of if the move
-            // is not journaled, so the next passing push concludes again).
-            actix::spawn(async move {
+            }
+            if let Some(u) = uplift.as_ref().filter(|u| u.worse) {
+                let evidence = serde_json::json!({ "checks": checks, "uplift": u });
+                let reason = format!(
+                    "its trial delivered less than the live driver: mean utility {:.4} against {:.4} over {} and {} pushes (one-sided Mann-Whitney U, p = {:.4}, below {:.4})",
+                    u.candidate_mean.unwrap_or(0.0),
+                    u.incumbent_mean.unwrap_or(0.0),
+                    u.candidate_calls,
+                    u.incumbent_calls,
+                    u.p_value.unwrap_or(0.0),
+                    1.0 - u.confidence
+                );
+                // Taken out of service with the conclusion it holds (let go of if the
+                // move is not journaled, so the next passing push concludes again).
                 this.take_out(
                     driver.name(),
                     &reason,
@@ -2002,10 +2012,8 @@ impl Act {
                     true,
                 )
                 .await;
-            });
-            return;
-        }
-        actix::spawn(async move {
+                return;
+            }
             let why = crate::lanes::Why {
                 reason: "every check passed on its trial: back in live service".into(),
                 rule: Some(crate::lanes::TRIAL_PASSED.into()),

@@ -1006,7 +1006,7 @@ impl Lanes {
     }
 
     /// Journals one gate run and counts it.
-    async fn gate_run(
+    pub(crate) async fn gate_run(
         &self,
         d: &Arc<DriverInstance>,
         gate: &'static str,
