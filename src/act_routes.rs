@@ -443,8 +443,12 @@ pub(crate) async fn synthesize(
                 G::Refused(_) => ApiError::new(ProblemType::SynthesisRefused, detail).at(&req),
                 G::Exists(_) => ApiError::new(ProblemType::DriverExists, detail).at(&req),
                 G::Limit(_) => ApiError::new(ProblemType::DriverLimit, detail).at(&req),
+                G::Busy(_) => ApiError::new(ProblemType::Overloaded, detail).at(&req),
+                G::Unavailable(_) => ApiError::new(ProblemType::Unavailable, detail).at(&req),
+                G::Timeout(_) => ApiError::new(ProblemType::Timeout, detail).at(&req),
                 G::Unrecorded(r) => refusal_problem(&req, r),
-                G::Unplaced(e) => lane_problem(&req, e),
+                // The lane's own problem, its detail saying the driver is loaded.
+                G::Unplaced { error, .. } => lane_problem(&req, *error).with_detail(detail),
                 G::Failed(_) => ApiError::new(ProblemType::Internal, detail).at(&req),
             })
         }

@@ -134,6 +134,12 @@ pub struct ApiError {
 }
 
 impl ApiError {
+    /// The same problem with `detail` in place of its own.
+    pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = detail.into();
+        self
+    }
+
     pub fn new(kind: ProblemType, detail: impl Into<String>) -> Self {
         Self {
             kind,

@@ -189,13 +189,25 @@ pub enum GrowError {
     /// No room is left for drivers added while the node runs.
     #[error("{0}")]
     Limit(String),
+    /// Another growth is under way, or the supervisor's commands are full: try again.
+    #[error("{0}")]
+    Busy(String),
+    /// The drivers supervisor is not running (it is restarting).
+    #[error("{0}")]
+    Unavailable(String),
+    /// The drivers supervisor did not add the driver in time: nothing was added.
+    #[error("{0}")]
+    Timeout(String),
     /// The journal did not take the record of it: nothing was loaded.
     #[error("{0}")]
     Unrecorded(axon_actors::journal::Refusal),
-    /// The driver is loaded, but its first lane was not journaled: it is in no lane (routed
-    /// nowhere) until the next start records it.
-    #[error("{0}")]
-    Unplaced(LaneError),
+    /// The driver is loaded and its manifest kept, but its first lane was not journaled:
+    /// it is in no lane (routed nowhere) until the next start records it.
+    #[error("driver {driver:?} is loaded and its manifest kept, but its first lane was not journaled: it serves nothing until the next start places it: {error}")]
+    Unplaced {
+        driver: String,
+        error: Box<LaneError>,
+    },
     #[error("{0}")]
     Failed(String),
 }
@@ -206,11 +218,23 @@ pub fn grown_file(cfg: &Config, name: &str) -> PathBuf {
     crate::node::synthesized_dir(cfg).join(format!("{name}.toml"))
 }
 
-/// Writes grown manifest `s` to `file` after the checks the node's next start makes, so
-/// that a manifest the node would refuse is never written: not too large, not named like
-/// a node of the tree, nor like a driver in `loaded` or in a manifest on disk, no file
-/// there already. Whole or not at all: written beside it, fsynced, renamed into place.
+/// Writes grown manifest `s` to `file` after [`check_grown`]'s checks. Whole or not at
+/// all: written beside it, fsynced, linked into place, never over a file.
 pub fn write_grown(
+    cfg: &Config,
+    s: &Synthesis,
+    file: &Path,
+    loaded: &[String],
+) -> Result<(), GrowError> {
+    check_grown(cfg, s, file, loaded)?;
+    create_grown(s, file)
+}
+
+/// The checks the node's next start makes of grown manifest `s`, to be written to
+/// `file`, so that a manifest the node would refuse is never written: not too large, not
+/// named like a node of the tree, nor like a driver in `loaded` or in a manifest on disk,
+/// no file there already.
+pub fn check_grown(
     cfg: &Config,
     s: &Synthesis,
     file: &Path,
@@ -247,6 +271,11 @@ pub fn write_grown(
             file.display()
         )));
     }
+    Ok(())
+}
+
+/// Creates `file` holding grown manifest `s`, never over a file.
+fn create_grown(s: &Synthesis, file: &Path) -> Result<(), GrowError> {
     let dir = file
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
@@ -256,8 +285,14 @@ pub fn write_grown(
         .and_then(|n| n.to_str())
         .ok_or_else(|| GrowError::Refused("the manifest's file has no name".into()))?;
     crate::data_dir::create(dir).map_err(|e| GrowError::Failed(format!("{e:#}")))?;
-    crate::data_dir::replace_file(dir, file_name, s.toml.as_bytes(), 0o644)
-        .map_err(|e| GrowError::Failed(format!("{e:#}")))
+    // Never over a file, even one made since the check above (by the offline command).
+    crate::data_dir::create_file(dir, file_name, s.toml.as_bytes(), 0o644).map_err(|e| {
+        if file.exists() {
+            GrowError::Exists(format!("{e:#}: an existing file is never overwritten"))
+        } else {
+            GrowError::Failed(format!("{e:#}"))
+        }
+    })
 }
 
 /// What `POST /v1/probecraft/synthesize` is asked.
@@ -294,12 +329,17 @@ pub struct Grown {
     pub index: u64,
 }
 
-/// Grows drivers while the node runs: one at a time, written to the data directory,
-/// journaled, added to the `drivers` supervisor and placed in its first lane.
+/// Grows drivers while the node runs: one at a time (another asked meanwhile is 429),
+/// written to the data directory, journaled, added to the `drivers` supervisor and placed
+/// in its first lane. Every check that can refuse is made before anything is written; a
+/// step that fails after the manifest was written and journaled removes the manifest and
+/// journals that it was taken back (`driver_synthesis_undone`), so the journal never says
+/// a driver was grown that the node does not hold.
 pub struct Grower {
     cfg: Config,
     builder: DriverBuilder,
-    one_at_a_time: tokio::sync::Mutex<()>,
+    /// Held through one growth: the workers added while the node runs, so far.
+    added_workers: tokio::sync::Mutex<u64>,
 }
 
 impl Grower {
@@ -307,12 +347,27 @@ impl Grower {
         Self {
             cfg: cfg.clone(),
             builder,
-            one_at_a_time: tokio::sync::Mutex::new(()),
+            added_workers: tokio::sync::Mutex::new(0),
         }
     }
 
-    /// Grows the driver `req` asks for and loads it into the running node.
+    /// Grows the driver `req` asks for and loads it into the running node, in a task of
+    /// its own: a caller that goes away (its connection closed) never leaves a growth
+    /// half made.
     pub async fn grow(
+        self: &Arc<Self>,
+        tree: &Arc<TreeNode>,
+        act: &Arc<Act>,
+        req: SynthesizeRequest,
+        deadline: Duration,
+    ) -> Result<Grown, GrowError> {
+        let (this, tree, act) = (self.clone(), tree.clone(), act.clone());
+        actix::spawn(async move { this.grow_here(&tree, &act, req, deadline).await })
+            .await
+            .unwrap_or_else(|e| Err(GrowError::Failed(format!("the growth did not finish: {e}"))))
+    }
+
+    async fn grow_here(
         &self,
         tree: &Arc<TreeNode>,
         act: &Arc<Act>,
@@ -332,21 +387,62 @@ impl Grower {
             &req.samples,
         )
         .map_err(|e| GrowError::Refused(e.to_string()))?;
-        let _one = self.one_at_a_time.lock().await;
+        let Ok(mut added) = self.added_workers.try_lock() else {
+            return Err(GrowError::Busy(
+                "another driver is being grown: one at a time; try again".into(),
+            ));
+        };
+        let workers = u64::from(s.manifest.limits.concurrency);
+        let max = self.cfg.drivers.max_added_workers;
         let name = s.manifest.name.clone();
         let file = grown_file(&self.cfg, &name);
+        let artifact_hash = s.manifest.descriptor().artifact_hash;
+        let record = json!({
+            "driver_synthesized": {
+                "driver": name,
+                "artifact_hash": artifact_hash,
+                "capability": s.manifest.capability,
+                "operation_id": req.operation_id,
+                "base_url": req.base_url,
+                "file": file,
+                "manifest": s.toml,
+                "left_out": s.left_out,
+            }
+        });
+        // What must go in one journal entry is measured before anything is written (the
+        // entry's own members need room beside the body).
+        let record_bytes = serde_json::to_vec(&record).map_or(usize::MAX, |b| b.len());
+        let room = (self.cfg.journal.max_entry_bytes as usize).saturating_sub(4096);
+        if record_bytes > room {
+            return Err(GrowError::Refused(format!(
+                "the record of the grown driver would be {record_bytes} bytes, more than a journal entry holds ({room} with its envelope, journal.max_entry_bytes)"
+            )));
+        }
         let loaded: Vec<String> = act
             .lanes()
             .drivers()
             .iter()
             .map(|d| d.name().to_owned())
             .collect();
-        {
-            // Reads and fsyncs: off the async threads.
-            let (cfg, s, file) = (self.cfg.clone(), s.clone(), file.clone());
-            tokio::task::spawn_blocking(move || write_grown(&cfg, &s, &file, &loaded))
+        // Reads and fsyncs: off the async threads.
+        let blocking = |f: Box<dyn FnOnce() -> Result<(), GrowError> + Send>| async move {
+            tokio::task::spawn_blocking(f)
                 .await
-                .map_err(|e| GrowError::Failed(format!("writing the manifest: {e}")))??;
+                .map_err(|e| GrowError::Failed(format!("the manifest's checks or write: {e}")))?
+        };
+        {
+            let (cfg, s, file) = (self.cfg.clone(), s.clone(), file.clone());
+            blocking(Box::new(move || check_grown(&cfg, &s, &file, &loaded))).await?;
+        }
+        if *added + workers > max {
+            return Err(GrowError::Limit(format!(
+                "{} of drivers.max_added_workers = {max} workers have been added while the node runs, and this driver needs {workers} more; its manifest was not written (a restart loads the data directory's manifests like any others)",
+                *added
+            )));
+        }
+        {
+            let (s, file) = (s.clone(), file.clone());
+            blocking(Box::new(move || create_grown(&s, &file))).await?;
         }
         // Read back as the next start will read it, so that what runs now is what will.
         let manifest = match Manifest::load(&file) {
@@ -358,19 +454,6 @@ impl Grower {
                 )));
             }
         };
-        let artifact_hash = manifest.descriptor().artifact_hash;
-        let record = json!({
-            "driver_synthesized": {
-                "driver": name,
-                "artifact_hash": artifact_hash,
-                "capability": manifest.capability,
-                "operation_id": req.operation_id,
-                "base_url": req.base_url,
-                "file": file,
-                "manifest": s.toml,
-                "left_out": s.left_out,
-            }
-        });
         let index = match act.record_event(record).await {
             Ok(e) => e.index,
             Err(e) => {
@@ -378,11 +461,13 @@ impl Grower {
                 return Err(GrowError::Unrecorded(e));
             }
         };
+        let undo = |why: String| undo(act, &file, &name, &artifact_hash, index, why);
         let prepared = match self.builder.prepare(manifest) {
             Ok(p) => p,
             Err(e) => {
-                remove(&file);
-                return Err(GrowError::Failed(format!("{e:#}")));
+                let e = GrowError::Failed(format!("{e:#}"));
+                undo(e.to_string()).await;
+                return Err(e);
             }
         };
         let (tx, rx) = std::sync::mpsc::channel();
@@ -393,18 +478,20 @@ impl Grower {
             children
         });
         if let Err(e) = add_children(tree, DRIVERS_SUPERVISOR, build, deadline).await {
-            remove(&file);
-            return Err(match e {
+            let e = match e {
                 AddError::NoRoom { .. } => GrowError::Limit(format!(
-                    "{e}: drivers.max_added_workers = {} workers may be added while the node runs; the manifest was not kept",
-                    self.cfg.drivers.max_added_workers
+                    "{e}: drivers.max_added_workers = {max} workers may be added while the node runs"
                 )),
                 AddError::Taken { .. } => GrowError::Exists(e.to_string()),
-                other => GrowError::Failed(format!(
-                    "the driver did not start, and its manifest was not kept: {other}"
-                )),
-            });
+                AddError::Overloaded(_) => GrowError::Busy(e.to_string()),
+                AddError::Unavailable(_) => GrowError::Unavailable(e.to_string()),
+                AddError::Timeout(..) => GrowError::Timeout(format!("{e}: nothing was added")),
+                other => GrowError::Failed(format!("the driver did not start: {other}")),
+            };
+            undo(e.to_string()).await;
+            return Err(e);
         }
+        *added += workers;
         let instance = rx
             .try_recv()
             .map_err(|_| GrowError::Failed("the driver's workers were not built".into()))?;
@@ -412,18 +499,38 @@ impl Grower {
         let lane = act
             .add_driver(instance.clone())
             .await
-            .map_err(GrowError::Unplaced)?;
-        tracing::info!(driver = %name, %lane, file = %file.display(), "driver grown and loaded");
+            .map_err(|error| GrowError::Unplaced {
+                driver: instance.name().to_owned(),
+                error: Box::new(error),
+            })?;
+        tracing::info!(driver = %instance.name(), %lane, file = %file.display(), "driver grown and loaded");
         Ok(Grown {
-            driver: name,
+            driver: instance.name().to_owned(),
             capability: instance.descriptor.capability.clone(),
-            artifact_hash,
+            artifact_hash: instance.descriptor.artifact_hash.clone(),
             lane,
             file,
             manifest: s.toml,
             left_out: s.left_out,
             index,
         })
+    }
+}
+
+/// Takes back a growth journaled as entry `index` that did not complete: its manifest is
+/// removed and the journal says so, and why.
+async fn undo(act: &Act, file: &Path, name: &str, artifact_hash: &str, index: u64, why: String) {
+    remove(file);
+    let body = json!({
+        "driver_synthesis_undone": {
+            "driver": name,
+            "artifact_hash": artifact_hash,
+            "synthesized": index,
+            "reason": why,
+        }
+    });
+    if let Err(e) = act.record_event(body).await {
+        tracing::error!(driver = %name, error = %e, "a grown driver that was not loaded was not journaled as taken back");
     }
 }
 

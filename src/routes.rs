@@ -206,7 +206,7 @@ fn synthesize_schema() -> Value {
         "type": "object", "required": ["openapi", "operation_id"], "additionalProperties": false,
         "properties": {
             "openapi": {"type": "object", "description": "The OpenAPI 3 document (JSON)"},
-            "operation_id": {"type": "string", "minLength": 1, "description": "The operation to grow a driver for; its words make the driver's name (qora_search, QoraSearch: qora-search)"},
+            "operation_id": {"type": "string", "minLength": 1, "maxLength": 256, "description": "The operation to grow a driver for; its words make the driver's name (qora_search, QoraSearch: qora-search)"},
             "base_url": {"type": "string", "description": "Where the service is (http:// or https://); the document's first server when left out"},
             "obligations": {
                 "type": "object", "additionalProperties": false,
@@ -655,8 +655,10 @@ pub static ROUTES: &[Route] = &[
             levels_above: SYNTHESIZE_LEVELS_ABOVE,
             max_bytes: Some(("http.max_openapi_bytes", |h| h.max_openapi_bytes)),
         }),
-        // It journals the manifest it grows (and the driver's first lane), never the
-        // body: a document may be larger than a journal entry.
+        // It journals a manifest grown from the body (and the driver's first lane), never
+        // the body as sent: a document may be larger than a journal entry, and one body
+        // that is acknowledged grows a driver, so a test of bodies read back cannot send
+        // a hundred. Its refusals are tested in tests/e2e/probecraft.rs.
         journals: false,
         ok_status: 201,
         response: synthesized,

@@ -23,6 +23,34 @@ pub fn replace_file(
     bytes: &[u8],
     mode: u32,
 ) -> Result<(), (std::path::PathBuf, std::io::Error)> {
+    put_file(dir, name, bytes, mode, Put::Replace)
+}
+
+/// Creates `dir/name` with `bytes` (mode `mode`), whole or not at all, never over a file
+/// that exists (`AlreadyExists`, whoever made it meanwhile): written beside it, fsynced,
+/// linked into place (a link, unlike a rename, never replaces), the folder fsynced.
+pub fn create_file(
+    dir: &Path,
+    name: &str,
+    bytes: &[u8],
+    mode: u32,
+) -> Result<(), (std::path::PathBuf, std::io::Error)> {
+    put_file(dir, name, bytes, mode, Put::CreateNew)
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Put {
+    Replace,
+    CreateNew,
+}
+
+fn put_file(
+    dir: &Path,
+    name: &str,
+    bytes: &[u8],
+    mode: u32,
+    how: Put,
+) -> Result<(), (std::path::PathBuf, std::io::Error)> {
     let path = dir.join(name);
     let tmp = dir.join(format!(".{name}.tmp"));
     // A temporary file left by a crash is stale: it was never renamed into place.
@@ -38,6 +66,14 @@ pub fn replace_file(
         .open(&tmp)
         .and_then(|mut f| f.write_all(bytes).and_then(|()| f.sync_all()));
     written.map_err(|e| (tmp.clone(), e))?;
-    std::fs::rename(&tmp, &path).map_err(|e| (path.clone(), e))?;
+    match how {
+        Put::Replace => std::fs::rename(&tmp, &path).map_err(|e| (path.clone(), e))?,
+        Put::CreateNew => {
+            let linked = std::fs::hard_link(&tmp, &path).map_err(|e| (path.clone(), e));
+            let removed = std::fs::remove_file(&tmp).map_err(|e| (tmp.clone(), e));
+            linked?;
+            removed?;
+        }
+    }
     sync_dir(dir).map_err(|e| (dir.to_owned(), e))
 }

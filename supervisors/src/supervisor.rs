@@ -1166,8 +1166,7 @@ impl Supervisor {
             Command::Restart { id, reply } => (id, reply),
             Command::Fail { id, reason } => return self.on_fail(&id, reason).await,
             Command::Add { build, reply } => {
-                let added = self.on_add(build).await;
-                let _ = reply.send(added);
+                self.on_add(build, reply).await;
                 return None;
             }
         };
@@ -1225,17 +1224,58 @@ impl Supervisor {
         }
     }
 
-    /// Adds the children `build` makes and starts them; when one does not start, those
-    /// started are stopped again and none is added.
-    async fn on_add(&mut self, build: BuildChildren) -> Result<(), AddError> {
+    /// Adds the children `build` makes and starts them, and answers on `reply`; when one
+    /// does not start, those started are stopped again and none is added. Whoever asked
+    /// must still be waiting: an addition whose caller has gone (its deadline passed) is
+    /// not made, and one it cannot hear of is taken back, so that nothing is added that
+    /// its caller has already given up on.
+    async fn on_add(&mut self, build: BuildChildren, reply: oneshot::Sender<Result<(), AddError>>) {
+        if reply.is_closed() {
+            tracing::info!(supervisor = %self.def.id, "an addition whose caller has gone is not made");
+            return;
+        }
+        let first = self.slots.len();
+        let added = self.add(build).await;
+        let needed = added.as_ref().copied().unwrap_or_default();
+        if reply.send(added.map(|_| ())).is_err() && first < self.slots.len() {
+            tracing::warn!(supervisor = %self.def.id, "the caller of an addition gave up meanwhile; the children are taken back");
+            self.take_back(first, needed).await;
+        }
+    }
+
+    /// Stops the children from slot `first` on and forgets them, with the room they took.
+    async fn take_back(&mut self, first: usize, room: Duration) {
+        for k in (first..self.slots.len()).rev() {
+            self.stop_slot(k, StopLevel::Graceful).await;
+        }
+        self.slots.truncate(first);
+        self.def.children.borrow_mut().truncate(first);
+        self.def
+            .room_used
+            .set(self.def.room_used.get().saturating_sub(room));
+        self.show_children();
+    }
+
+    /// Shows the children that are not gone in the tree.
+    fn show_children(&self) {
+        self.def.node.set_children(
+            self.slots
+                .iter()
+                .filter(|s| s.state != SlotState::Removed)
+                .map(|s| s.spec.node.clone())
+                .collect(),
+        )
+    }
+
+    /// Adds and starts the children `build` makes; answers the room they took.
+    async fn add(&mut self, build: BuildChildren) -> Result<Duration, AddError> {
         let def = self.def.clone();
         let specs = std::panic::catch_unwind(AssertUnwindSafe(|| build(&def.env)))
             .map_err(|p| AddError::Panicked(panic_message(&*p)))?;
         for (k, spec) in specs.iter().enumerate() {
-            let taken = self
-                .slots
-                .iter()
-                .any(|s| s.spec.id == spec.id && s.state != SlotState::Removed)
+            // A temporary child that left the tree keeps its id: it comes back with the
+            // supervisor's next incarnation.
+            let taken = self.slots.iter().any(|s| s.spec.id == spec.id)
                 || specs[..k].iter().any(|o| o.id == spec.id);
             if taken {
                 return Err(AddError::Taken {
@@ -1270,32 +1310,17 @@ impl Supervisor {
         }
         def.room_used.set(def.room_used.get() + needed);
         def.children.borrow_mut().extend(specs);
-        let show = |sup: &Self| {
-            sup.def.node.set_children(
-                sup.slots
-                    .iter()
-                    .filter(|s| s.state != SlotState::Removed)
-                    .map(|s| s.spec.node.clone())
-                    .collect(),
-            )
-        };
-        show(self);
+        self.show_children();
         for j in first..self.slots.len() {
             if let Err(cause) = self.start_slot(j).await {
                 tracing::warn!(supervisor = %def.id, child = %self.child_id(j), %cause, "an added child did not start; the children are not added");
                 let child = self.child_id(j).to_owned();
-                for k in (first..j).rev() {
-                    self.stop_slot(k, StopLevel::Graceful).await;
-                }
-                self.slots.truncate(first);
-                def.children.borrow_mut().truncate(first);
-                def.room_used.set(def.room_used.get() - needed);
-                show(self);
+                self.take_back(first, needed).await;
                 return Err(AddError::Failed { child, cause });
             }
             tracing::info!(supervisor = %def.id, child = %self.child_id(j), "child added");
         }
-        Ok(())
+        Ok(needed)
     }
 
     async fn start_slot(&mut self, j: usize) -> Result<(), StartError> {

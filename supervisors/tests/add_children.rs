@@ -150,7 +150,8 @@ fn a_child_that_does_not_start_is_not_added() {
     actix::System::new().block_on(async {
         let registry = prometheus::Registry::new();
         let env = Env::new(&registry, SystemClock::shared(), 1).unwrap();
-        let room = 4 * (Duration::from_secs(1) + env.bounds.kill_wait);
+        // Room for exactly the two children.
+        let room = 2 * (Duration::from_secs(1) + env.bounds.kill_wait);
         let drivers = supervisor_with_room(
             &env,
             one_for_one("drivers", vec![]),
@@ -180,13 +181,93 @@ fn a_child_that_does_not_start_is_not_added() {
         assert_eq!(started.node().status(), NodeStatus::Stopped);
         let drivers = root.node.children()[0].clone();
         assert!(drivers.children().is_empty());
-        // Its room was given back: the same ids can be added once they start.
+        // Their room was given back: the same two can be added once both start.
         let (tx, rx) = mpsc::channel();
-        add_children(&root.node, "drivers", build("refuses", true, tx), deadline)
+        let both: BuildChildren = Box::new(move |env: &Env| {
+            let (a, ra) = worker(env, spec("starts", true));
+            let (b, rb) = worker(env, spec("refuses", true));
+            tx.send((ra, rb)).unwrap();
+            vec![a, b]
+        });
+        add_children(&root.node, "drivers", both, deadline)
             .await
             .unwrap();
-        assert_eq!(ids(&drivers), ["refuses"]);
-        assert_eq!(rx.recv().unwrap().node().status(), NodeStatus::Running);
+        assert_eq!(ids(&drivers), ["starts", "refuses"]);
+        let (a, b) = rx.recv().unwrap();
+        assert_eq!(a.node().status(), NodeStatus::Running);
+        assert_eq!(b.node().status(), NodeStatus::Running);
+        root.stop(StopLevel::Graceful);
+    });
+}
+
+#[test]
+fn an_addition_whose_caller_gave_up_is_not_made_or_is_taken_back() {
+    actix::System::new().block_on(async {
+        let registry = prometheus::Registry::new();
+        let env = Env::new(&registry, SystemClock::shared(), 1).unwrap();
+        // Room for two children.
+        let room = 2 * (Duration::from_secs(1) + env.bounds.kill_wait);
+        let drivers = supervisor_with_room(
+            &env,
+            one_for_one("drivers", vec![]),
+            RestartType::Permanent,
+            room,
+        );
+        let root = start_root(&env, one_for_one("root", vec![drivers]))
+            .await
+            .unwrap();
+        let drivers = root.node.children()[0].clone();
+        let long = Duration::from_secs(10);
+
+        // Given up on while its child starts (on a thread of its own, held until both
+        // callers below have gone): started, then taken back with its room.
+        let (release_tx, release_rx) = mpsc::channel::<()>();
+        let release_rx = std::sync::Mutex::new(release_rx);
+        let slow: BuildChildren = Box::new(move |env: &Env| {
+            let (child, _) = worker_on_own_thread(
+                env,
+                WorkerSpec {
+                    id: "slow".into(),
+                    restart: RestartType::Permanent,
+                    shutdown: Shutdown::Timeout(Duration::from_secs(1)),
+                    mailbox_capacity: 8,
+                    factory: move || {
+                        let _ = release_rx.lock().unwrap().recv();
+                        Ok(Echo)
+                    },
+                },
+            );
+            vec![child]
+        });
+        let slow = add_children(&root.node, "drivers", slow, Duration::from_millis(300));
+        // Queued behind it, and given up on before the supervisor reaches it: never built.
+        let (tx, early) = mpsc::channel();
+        let queued = add_children(
+            &root.node,
+            "drivers",
+            build("early", true, tx),
+            Duration::from_millis(100),
+        );
+        let (slow, queued) = futures::join!(slow, queued);
+        assert!(matches!(slow, Err(AddError::Timeout(..))), "{slow:?}");
+        assert!(matches!(queued, Err(AddError::Timeout(..))), "{queued:?}");
+        release_tx.send(()).unwrap();
+        // Handled after both, in order: it fits only if the slow one's room came back.
+        let (tx, a) = mpsc::channel();
+        let (tx2, b) = mpsc::channel();
+        add_children(&root.node, "drivers", build("a", true, tx), long)
+            .await
+            .unwrap();
+        add_children(&root.node, "drivers", build("b", true, tx2), long)
+            .await
+            .unwrap();
+        assert!(
+            early.try_recv().is_err(),
+            "an addition nobody waits for was built"
+        );
+        assert_eq!(ids(&drivers), ["a", "b"]);
+        assert_eq!(a.recv().unwrap().node().status(), NodeStatus::Running);
+        assert_eq!(b.recv().unwrap().node().status(), NodeStatus::Running);
         root.stop(StopLevel::Graceful);
     });
 }

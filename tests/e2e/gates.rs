@@ -153,13 +153,20 @@ fn live_and_candidate(q_utility: &str) -> TestNode {
 }
 
 fn act(n: &TestNode, id: &str, args: Value) -> Value {
+    let v = act_while_trial_may_end(n, id, args);
+    assert_eq!(v["status"], "ok", "{v}");
+    v
+}
+
+/// An intent sent while q's trial may conclude: the move it makes may block it.
+fn act_while_trial_may_end(n: &TestNode, id: &str, args: Value) -> Value {
     let res = n.post_json(
         "/v1/act",
         &json!({"capability": "urn:axon:cap:p", "intent_id": id, "args": args}),
     );
     assert_eq!(res.status(), 200);
     let v: Value = res.json().unwrap();
-    assert_eq!(v["status"], "ok", "{v}");
+    assert!(axon_harness::ok_or_moved_before_dispatch(&v), "{v}");
     v
 }
 
@@ -178,7 +185,7 @@ fn run_trial(n: &TestNode, args: impl Fn(u64) -> Value) -> String {
         if l != "trial" {
             return l;
         }
-        act(n, &format!("t-{i}"), args(i));
+        act_while_trial_may_end(n, &format!("t-{i}"), args(i));
     }
     wait_until("q's trial concluded", Duration::from_secs(10), || {
         lane(n, "q") != "trial"

@@ -104,6 +104,18 @@ use std::time::{Duration, Instant, SystemTime};
 pub use axon_protocols::NodeStatus;
 pub use axon_supervisors::Fault;
 
+/// True for an `ActionResult` that was `ok`, or `blocked` because the driver it was
+/// routed to changed lanes before its dispatch was journaled (a trial that concluded
+/// meanwhile, say): nothing ran, and the node said why. A test that sends intents while a
+/// trial may conclude takes either.
+pub fn ok_or_moved_before_dispatch(result: &serde_json::Value) -> bool {
+    result["status"] == "ok"
+        || (result["status"] == "blocked"
+            && result["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("before the action was dispatched: nothing ran")))
+}
+
 /// Polls `cond` every few milliseconds until it holds or `deadline` (real time) passes.
 pub fn wait_until(
     what: &str,
