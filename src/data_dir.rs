@@ -40,12 +40,6 @@ pub fn create(dir: &Path) -> anyhow::Result<()> {
     sync_dir(dir)
 }
 
-/// Creates `dir/name` with `bytes` (mode `mode`), whole, never over an existing file.
-pub fn create_file(dir: &Path, name: &str, bytes: &[u8], mode: u32) -> anyhow::Result<()> {
-    axon_actors::durable::create_file(dir, name, bytes, mode)
-        .map_err(|(path, e)| anyhow::anyhow!("cannot create {}: {e}", path.display()))
-}
-
 /// Replaces `dir/name` with `bytes` (mode `mode`) by rename.
 pub fn replace_file(dir: &Path, name: &str, bytes: &[u8], mode: u32) -> anyhow::Result<()> {
     axon_actors::durable::replace_file(dir, name, bytes, mode)
@@ -65,20 +59,6 @@ mod tests {
         assert!(dir.is_dir());
         // An existing folder is fine.
         create(&dir).unwrap();
-    }
-
-    #[test]
-    fn create_file_never_writes_over_a_file_and_leaves_no_temporary() {
-        let dir = tempfile::tempdir().unwrap();
-        create_file(dir.path(), "m.toml", b"first", 0o644).unwrap();
-        let e = create_file(dir.path(), "m.toml", b"second", 0o644).unwrap_err();
-        assert!(e.to_string().contains("exists"), "{e}");
-        assert_eq!(std::fs::read(dir.path().join("m.toml")).unwrap(), b"first");
-        let names: Vec<_> = std::fs::read_dir(dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
-        assert_eq!(names, ["m.toml"]);
     }
 
     #[test]

@@ -285,14 +285,26 @@ fn create_grown(s: &Synthesis, file: &Path) -> Result<(), GrowError> {
         .and_then(|n| n.to_str())
         .ok_or_else(|| GrowError::Refused("the manifest's file has no name".into()))?;
     crate::data_dir::create(dir).map_err(|e| GrowError::Failed(format!("{e:#}")))?;
-    // Never over a file, even one made since the check above (by the offline command).
-    crate::data_dir::create_file(dir, file_name, s.toml.as_bytes(), 0o644).map_err(|e| {
-        if file.exists() {
-            GrowError::Exists(format!("{e:#}: an existing file is never overwritten"))
-        } else {
-            GrowError::Failed(format!("{e:#}"))
+    // Never over a file, even one made since the checks (by the offline command).
+    match axon_actors::durable::create_file(dir, file_name, s.toml.as_bytes(), 0o644) {
+        Ok(()) => Ok(()),
+        Err((at, e)) if e.kind() == std::io::ErrorKind::AlreadyExists && at == file => {
+            Err(GrowError::Exists(format!(
+                "{} exists: an existing file is never overwritten",
+                file.display()
+            )))
         }
-    })
+        Err((at, e)) => {
+            // In place, but its folder not fsynced: not written, as far as anyone knows.
+            if at == dir {
+                remove(file);
+            }
+            Err(GrowError::Failed(format!(
+                "cannot create {}: {e}",
+                at.display()
+            )))
+        }
+    }
 }
 
 /// What `POST /v1/probecraft/synthesize` is asked.
@@ -351,9 +363,9 @@ impl Grower {
         }
     }
 
-    /// Grows the driver `req` asks for and loads it into the running node, in a task of
-    /// its own: a caller that goes away (its connection closed) never leaves a growth
-    /// half made.
+    /// Grows the driver `req` asks for and loads it into the running node, on the act
+    /// pipeline's own threads: a caller that goes away (its connection closed, the HTTP
+    /// server stopped) never leaves a growth half made.
     pub async fn grow(
         self: &Arc<Self>,
         tree: &Arc<TreeNode>,
@@ -361,10 +373,16 @@ impl Grower {
         req: SynthesizeRequest,
         deadline: Duration,
     ) -> Result<Grown, GrowError> {
-        let (this, tree, act) = (self.clone(), tree.clone(), act.clone());
-        actix::spawn(async move { this.grow_here(&tree, &act, req, deadline).await })
+        let (this, tree, runs_on) = (self.clone(), tree.clone(), act.clone());
+        let act = act.clone();
+        runs_on
+            .detach(async move { this.grow_here(&tree, &act, req, deadline).await })
             .await
-            .unwrap_or_else(|e| Err(GrowError::Failed(format!("the growth did not finish: {e}"))))
+            .unwrap_or_else(|_| {
+                Err(GrowError::Unavailable(
+                    "the node stopped before the growth finished".into(),
+                ))
+            })
     }
 
     async fn grow_here(
@@ -457,11 +475,16 @@ impl Grower {
         let index = match act.record_event(record).await {
             Ok(e) => e.index,
             Err(e) => {
-                remove(&file);
+                // Maybe journaled after all: then the journal says it was taken back.
+                if matches!(e, axon_actors::journal::Refusal::OutcomeUnknown(_)) {
+                    undo(act, &file, &name, &artifact_hash, None, e.to_string()).await;
+                } else {
+                    remove(&file);
+                }
                 return Err(GrowError::Unrecorded(e));
             }
         };
-        let undo = |why: String| undo(act, &file, &name, &artifact_hash, index, why);
+        let undo = |why: String| undo(act, &file, &name, &artifact_hash, Some(index), why);
         let prepared = match self.builder.prepare(manifest) {
             Ok(p) => p,
             Err(e) => {
@@ -492,9 +515,12 @@ impl Grower {
             return Err(e);
         }
         *added += workers;
-        let instance = rx
-            .try_recv()
-            .map_err(|_| GrowError::Failed("the driver's workers were not built".into()))?;
+        // Sent by the build, which ran before the supervisor answered.
+        let Ok(instance) = rx.try_recv() else {
+            let e = GrowError::Failed("the driver's workers were not built".into());
+            undo(e.to_string()).await;
+            return Err(e);
+        };
         let instance = Arc::new(instance);
         let lane = act
             .add_driver(instance.clone())
@@ -517,9 +543,17 @@ impl Grower {
     }
 }
 
-/// Takes back a growth journaled as entry `index` that did not complete: its manifest is
-/// removed and the journal says so, and why.
-async fn undo(act: &Act, file: &Path, name: &str, artifact_hash: &str, index: u64, why: String) {
+/// Takes back a growth journaled as entry `index` (where known) that did not complete:
+/// its manifest is removed and the journal says so, and why, as far as the journal takes
+/// it (a journal that refuses the record of the undoing is logged).
+async fn undo(
+    act: &Act,
+    file: &Path,
+    name: &str,
+    artifact_hash: &str,
+    index: Option<u64>,
+    why: String,
+) {
     remove(file);
     let body = json!({
         "driver_synthesis_undone": {

@@ -482,6 +482,20 @@ impl Act {
         Ok(lane)
     }
 
+    /// Runs `work` to its end on one of the pipeline's own threads (which outlive the
+    /// HTTP server's), whether or not anyone waits for it; its result arrives on the
+    /// receiver answered (closed if the node stops first).
+    pub fn detach<T: Send + 'static>(
+        &self,
+        work: impl std::future::Future<Output = T> + Send + 'static,
+    ) -> oneshot::Receiver<T> {
+        let (tx, rx) = oneshot::channel();
+        self.runner().spawn(async move {
+            let _ = tx.send(work.await);
+        });
+        rx
+    }
+
     /// The next of the pipeline's own threads, in turn.
     fn runner(&self) -> &actix::Arbiter {
         let n = self.next_runner.fetch_add(1, Ordering::Relaxed);

@@ -15,8 +15,8 @@ use std::path::Path;
 
 /// The largest OpenAPI document read.
 pub const MAX_DOCUMENT_BYTES: usize = 4 << 20;
-/// The longest operation id a driver is grown from.
-pub const MAX_OPERATION_ID_BYTES: usize = 256;
+/// The longest operation id a driver is grown from, in characters.
+pub const MAX_OPERATION_ID_CHARS: usize = 256;
 /// How deep `$ref`s may nest, and how many values a resolved schema may hold.
 const MAX_REF_DEPTH: usize = 32;
 const MAX_SCHEMA_VALUES: usize = 10_000;
@@ -205,10 +205,10 @@ pub fn synthesize(
             "not an OpenAPI 3 document (its openapi member is {version:?})"
         )));
     }
-    if operation_id.len() > MAX_OPERATION_ID_BYTES {
+    if operation_id.chars().count() > MAX_OPERATION_ID_CHARS {
         return Err(err(format!(
-            "the operation id is {} bytes, more than {MAX_OPERATION_ID_BYTES}",
-            operation_id.len()
+            "the operation id is {} characters, more than {MAX_OPERATION_ID_CHARS}",
+            operation_id.chars().count()
         )));
     }
     let base_url = match base_url {

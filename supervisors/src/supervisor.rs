@@ -637,16 +637,25 @@ pub async fn add_children(
     let tx = node
         .commands()
         .ok_or_else(|| AddError::Unavailable(supervisor.to_owned()))?;
-    let (reply, rx) = oneshot::channel();
+    let (reply, mut rx) = oneshot::channel();
     tx.try_send(Command::Add { build, reply })
         .map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => AddError::Overloaded(supervisor.to_owned()),
             mpsc::error::TrySendError::Closed(_) => AddError::Unavailable(supervisor.to_owned()),
         })?;
-    match tokio::time::timeout(deadline, rx).await {
+    match tokio::time::timeout(deadline, &mut rx).await {
         Ok(Ok(r)) => r,
         Ok(Err(_)) => Err(AddError::Unavailable(supervisor.to_owned())),
-        Err(_) => Err(AddError::Timeout(supervisor.to_owned(), deadline)),
+        Err(_) => {
+            // Closed first, then read: an answer sent just before is taken as the answer
+            // (the children were added); any later one cannot be sent, and the
+            // supervisor takes its children back.
+            rx.close();
+            match rx.try_recv() {
+                Ok(r) => r,
+                Err(_) => Err(AddError::Timeout(supervisor.to_owned(), deadline)),
+            }
+        }
     }
 }
 
@@ -1243,7 +1252,8 @@ impl Supervisor {
         }
     }
 
-    /// Stops the children from slot `first` on and forgets them, with the room they took.
+    /// Stops the children from slot `first` on and forgets them, and gives back the room
+    /// they took (`room`: none, while they were not yet kept in the definition).
     async fn take_back(&mut self, first: usize, room: Duration) {
         for k in (first..self.slots.len()).rev() {
             self.stop_slot(k, StopLevel::Graceful).await;
@@ -1308,18 +1318,20 @@ impl Supervisor {
                 own_history: VecDeque::new(),
             });
         }
-        def.room_used.set(def.room_used.get() + needed);
-        def.children.borrow_mut().extend(specs);
         self.show_children();
         for j in first..self.slots.len() {
             if let Err(cause) = self.start_slot(j).await {
                 tracing::warn!(supervisor = %def.id, child = %self.child_id(j), %cause, "an added child did not start; the children are not added");
                 let child = self.child_id(j).to_owned();
-                self.take_back(first, needed).await;
+                self.take_back(first, Duration::ZERO).await;
                 return Err(AddError::Failed { child, cause });
             }
             tracing::info!(supervisor = %def.id, child = %self.child_id(j), "child added");
         }
+        // Kept in the definition (and so in the next incarnation) only once all started:
+        // a supervisor that panics meanwhile never brings them back.
+        def.room_used.set(def.room_used.get() + needed);
+        def.children.borrow_mut().extend(specs);
         Ok(needed)
     }
 

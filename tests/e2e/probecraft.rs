@@ -555,56 +555,122 @@ fn a_grown_driver_that_agrees_and_delivers_as_much_displaces_the_live_driver() {
 
 #[test]
 fn a_growth_its_supervisor_cannot_take_in_time_is_taken_back_and_journaled_so() {
+    // A service that holds each request until it is let go.
+    let release = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let held = release.clone();
+    let slow = Loopback::start(move |_, _| {
+        let until = std::time::Instant::now() + Duration::from_secs(60);
+        while !held.load(std::sync::atomic::Ordering::SeqCst) && std::time::Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        Reply::json(200, "{}")
+    })
+    .unwrap();
+    // A live driver `hold` calling it, with no dry run (its twin sends nothing).
+    let hold = format!(
+        r#"name = "hold"
+version = "1.0.0"
+kind = "http"
+capability = "urn:axon:cap:hold"
+effect = "write"
+risk = "low"
+max_blast_radius = 1
+idempotent = false
+lane = "live"
+[cost]
+expected_ms = 10
+units = 1.0
+[limits]
+deadline_ms = 60000
+concurrency = 1
+rate_per_second = 100000
+max_payload_bytes = 65536
+mailbox_capacity = 16
+{slo}
+[http]
+timeout_ms = 60000
+[http.request]
+method = "POST"
+url = "{base}/hold"
+body = "args"
+"#,
+        slo = axon_harness::LENIENT_SLO,
+        base = slow.base
+    );
     let data = tempfile::tempdir().unwrap();
     let dir = data.path().to_owned();
     let n = TestNode::builder()
         .config(move |c| {
             c.data_dir = dir;
-            c.http.call_timeout_ms = 500;
-            c.drivers.shutdown_timeout_ms = 4000;
+            c.http.call_timeout_ms = 5000;
+            // Its graceful stop waits for the call it is in.
+            c.drivers.shutdown_timeout_ms = 60_000;
         })
+        .driver(&hold)
         .start();
-    // The drivers supervisor busy: an operator's restart of echo, which hangs, waits out
-    // echo's shutdown timeout before it kills it.
-    n.inject("echo", axon_harness::Fault::Hang, Some(1));
-    let (client, token) = (n.client().clone(), n.admin_token.clone());
-    let act_url = n.url("/v1/act");
-    let hung = std::thread::spawn(move || {
-        let _ = client
-            .post(act_url)
-            .bearer_auth(token)
-            .json(&json!({"capability": "urn:axon:cap:echo", "args": {}}))
-            .send();
-    });
-    // The fault is used up by the message it hangs.
-    wait_until("echo holds the call", Duration::from_secs(10), || {
-        !n.fault_armed("echo")
-    })
-    .unwrap();
-    let (client, token) = (n.client().clone(), n.admin_token.clone());
-    let restart_url = n.url("/v1/supervision/echo/restart");
-    let restart = std::thread::spawn(move || {
+    let (client, token, url) = (n.client().clone(), n.admin_token.clone(), n.url("/v1/act"));
+    let held_call = std::thread::spawn(move || {
         client
-            .post(restart_url)
+            .post(url)
             .bearer_auth(token)
+            .json(&json!({"capability": "urn:axon:cap:hold", "args": {}}))
             .send()
             .map(|r| r.status())
     });
+    wait_until("hold is in its call", Duration::from_secs(10), || {
+        slow.count() == 1
+    })
+    .unwrap();
+    // The drivers supervisor busy: an operator's restart of hold waits for its call.
+    let (client, token) = (n.client().clone(), n.admin_token.clone());
+    let restart_url = n.url("/v1/supervision/hold/restart");
+    let restart = std::thread::spawn(move || client.post(restart_url).bearer_auth(token).send());
     n.wait_for_status(
-        "echo",
+        "hold",
         axon_harness::NodeStatus::Stopping,
         Duration::from_secs(10),
     )
     .unwrap();
     let api = qora_api("http://qora.invalid/v1");
+    let body = json!({"openapi": api, "operation_id": "qora_search"});
+    let grow = || n.post_json("/v1/probecraft/synthesize", &body);
+    let (client, token) = (n.client().clone(), n.admin_token.clone());
+    let (url, first_body) = (n.url("/v1/probecraft/synthesize"), body.clone());
+    let first = std::thread::spawn(move || {
+        let res = client
+            .post(url)
+            .bearer_auth(token)
+            .json(&first_body)
+            .send()
+            .unwrap();
+        (res.status().as_u16(), res.json::<Value>().unwrap())
+    });
+    // While it waits for the supervisor (its record journaled), another is refused: one
+    // growth at a time.
+    wait_until(
+        "the first growth is journaled",
+        Duration::from_secs(10),
+        || {
+            journal_bodies(&n, "event")
+                .iter()
+                .any(|b| b.get("driver_synthesized").is_some())
+        },
+    )
+    .unwrap();
+    let mut other = body.clone();
+    other["operation_id"] = json!("QoraCount");
     let v = expect_problem(
-        n.post_json(
-            "/v1/probecraft/synthesize",
-            &json!({"openapi": api, "operation_id": "qora_search"}),
-        ),
-        504,
-        "timeout",
+        n.post_json("/v1/probecraft/synthesize", &other),
+        429,
+        "overloaded",
     );
+    assert!(
+        v["detail"].as_str().unwrap().contains("one at a time"),
+        "{v}"
+    );
+    let (status, v) = first.join().unwrap();
+    assert_eq!(status, 504, "{v}");
+    assert_eq!(v["type"], "urn:axon:problem:timeout");
     assert!(
         v["detail"].as_str().unwrap().contains("nothing was added"),
         "{v}"
@@ -622,6 +688,7 @@ fn a_growth_its_supervisor_cannot_take_in_time_is_taken_back_and_journaled_so() 
         .unwrap();
     assert_eq!(undone["driver"], "qora-search");
     assert_eq!(undone["artifact_hash"], grown["artifact_hash"]);
+    assert!(undone["synthesized"].is_u64(), "{undone}");
     assert!(
         undone["reason"]
             .as_str()
@@ -629,21 +696,21 @@ fn a_growth_its_supervisor_cannot_take_in_time_is_taken_back_and_journaled_so() 
             .contains("did not answer"),
         "{undone}"
     );
-    // The restart's own call gave up at the same deadline; the supervisor goes on.
+    // Let go: the call ends, the restart is done, and the supervisor, free again, never
+    // adds what its caller gave up on.
+    release.store(true, std::sync::atomic::Ordering::SeqCst);
+    let _ = held_call.join().unwrap();
     let _ = restart.join().unwrap();
     n.wait_for_status(
-        "echo",
+        "hold",
         axon_harness::NodeStatus::Running,
         Duration::from_secs(20),
     )
     .unwrap();
-    let _ = hung.join();
-    // Once the supervisor is free it never adds what its caller gave up on; the same
-    // driver can be grown again.
-    assert_eq!(n.get("/v1/drivers/qora-search").status(), 404);
-    let res = n.post_json(
-        "/v1/probecraft/synthesize",
-        &json!({"openapi": api, "operation_id": "qora_search"}),
-    );
-    assert_eq!(res.status(), 201);
+    // The same driver grows now, once.
+    assert_eq!(grow().status(), 201);
+    let tree = n.tree();
+    let drivers = tree.children.iter().find(|c| c.id == "drivers").unwrap();
+    let ids: Vec<&str> = drivers.children.iter().map(|c| c.id.as_str()).collect();
+    assert_eq!(ids, ["echo", "hold", "qora-search"]);
 }
