@@ -626,13 +626,7 @@ impl Suite<'_> {
         let schemas = self.schemas();
         let mut violations = vec![];
         let mut hostile = vec![];
-        let with = |name: &str, v: Value| {
-            let mut a = base.clone();
-            if let Some(o) = a.as_object_mut() {
-                o.insert(name.to_owned(), v);
-            }
-            a
-        };
+        let with = |name: &str, v: Value| with_at(base, &[name.to_owned()], v);
         // Built to break each schema, by its own keywords.
         for schema in &schemas {
             if schema.get("type") == Some(&json!("object")) {
@@ -653,32 +647,30 @@ impl Suite<'_> {
                 violations.push(with("redteam_unexpected", json!(1)));
             }
             let max = self.manifest.limits.max_payload_bytes;
-            for (name, s) in props.into_iter().flatten() {
-                violations.extend(breaking_values(s, max).into_iter().map(|v| with(name, v)));
+            for (path, s) in members(schema) {
+                violations.extend(
+                    breaking_values(&s, max)
+                        .into_iter()
+                        .map(|v| with_at(base, &path, v)),
+                );
             }
         }
-        // Hostile values for each member the schemas name or the templates use; those
-        // the schema refuses are violations too.
-        let mut names: Vec<(String, Value)> = vec![];
+        // Hostile values for each member the schemas name, at any depth (a request
+        // body's own members too), or the templates use; those the schema refuses are
+        // violations too.
+        let mut names: Vec<(Vec<String>, Value)> = vec![];
         for schema in &schemas {
-            for (name, s) in schema
-                .get("properties")
-                .and_then(Value::as_object)
-                .into_iter()
-                .flatten()
-            {
-                names.push((name.clone(), s.clone()));
-            }
+            names.extend(members(schema));
         }
         for name in self.template_names() {
-            if !names.iter().any(|(n, _)| *n == name) {
-                names.push((name, Value::Null));
+            if !names.iter().any(|(n, _)| *n == [name.clone()]) {
+                names.push((vec![name], Value::Null));
             }
         }
         let max_payload = self.manifest.limits.max_payload_bytes;
-        for (name, s) in &names {
+        for (path, s) in &names {
             for v in hostile_values(s, max_payload) {
-                let a = with(name, v);
+                let a = with_at(base, path, v);
                 if self.manifest.obligations.check_args(&a).is_ok() {
                     hostile.push(a);
                 } else {
@@ -699,6 +691,54 @@ impl Suite<'_> {
         hostile.truncate(MAX_CASES.saturating_sub(violations.len()));
         (violations, hostile)
     }
+}
+
+/// The most members of nested objects a suite tries values at.
+const MAX_MEMBERS: usize = 256;
+
+/// Each member `schema`'s objects name, at any depth (at most [`MAX_BUILT_DEPTH`] and
+/// [`MAX_MEMBERS`]), as its path of names, with its schema.
+fn members(schema: &Value) -> Vec<(Vec<String>, Value)> {
+    fn walk(schema: &Value, path: &[String], out: &mut Vec<(Vec<String>, Value)>) {
+        if path.len() >= MAX_BUILT_DEPTH {
+            return;
+        }
+        for (name, s) in schema
+            .get("properties")
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+        {
+            if out.len() >= MAX_MEMBERS {
+                return;
+            }
+            let mut p = path.to_vec();
+            p.push(name.clone());
+            out.push((p.clone(), s.clone()));
+            walk(s, &p, out);
+        }
+    }
+    let mut out = vec![];
+    walk(schema, &[], &mut out);
+    out
+}
+
+/// `base` with `v` at `path` (objects made on the way where there are none).
+fn with_at(base: &Value, path: &[String], v: Value) -> Value {
+    let mut a = base.clone();
+    let mut at = &mut a;
+    for (i, name) in path.iter().enumerate() {
+        if !at.is_object() {
+            *at = json!({});
+        }
+        let o = at.as_object_mut().expect("made an object above");
+        if i + 1 == path.len() {
+            o.insert(name.clone(), v);
+            break;
+        }
+        at = o.entry(name.clone()).or_insert_with(|| json!({}));
+    }
+    a
 }
 
 /// The names `schema` requires.
@@ -724,6 +764,13 @@ fn types(schema: &Value) -> Vec<&str> {
 
 /// A plain value `schema` likely takes: the first of its `enum`, else one of its type.
 fn plain_value(schema: &Value) -> Value {
+    plain_value_at(schema, 0)
+}
+
+/// How deep a built value nests objects and arrays.
+const MAX_BUILT_DEPTH: usize = 16;
+
+fn plain_value_at(schema: &Value, depth: usize) -> Value {
     if let Some(first) = schema
         .get("enum")
         .and_then(Value::as_array)
@@ -732,10 +779,36 @@ fn plain_value(schema: &Value) -> Value {
         return first.clone();
     }
     let min = schema.get("minimum").cloned();
-    match types(schema).first().copied() {
+    let kind = types(schema)
+        .first()
+        .copied()
+        .or_else(|| schema.get("properties").map(|_| "object"));
+    match kind {
         Some("integer") | Some("number") => min.unwrap_or(json!(0)),
         Some("boolean") => json!(false),
+        // As few items as it must hold, each plain.
+        Some("array") if depth < MAX_BUILT_DEPTH => {
+            let n = schema
+                .get("minItems")
+                .and_then(Value::as_u64)
+                .unwrap_or(0)
+                .min(16) as usize;
+            let item = plain_value_at(schema.get("items").unwrap_or(&Value::Null), depth + 1);
+            Value::Array(vec![item; n])
+        }
         Some("array") => json!([]),
+        // Its required members, each plain: a request body's object, say.
+        Some("object") if depth < MAX_BUILT_DEPTH => {
+            let props = schema.get("properties").and_then(Value::as_object);
+            let members = required(schema)
+                .into_iter()
+                .map(|name| {
+                    let s = props.and_then(|p| p.get(&name)).unwrap_or(&Value::Null);
+                    (name, plain_value_at(s, depth + 1))
+                })
+                .collect();
+            Value::Object(members)
+        }
         Some("object") => json!({}),
         Some("null") => Value::Null,
         _ => {

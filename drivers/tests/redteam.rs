@@ -290,3 +290,109 @@ fn a_sample_that_does_not_fit_the_schema_is_refused_with_its_key() {
     let e = Manifest::parse(&text, Path::new("search.toml")).unwrap_err();
     assert!(e.to_string().contains("redteam.samples.0.args"), "{e}");
 }
+
+/// An http driver for `urn:axon:cap:orders.create` sending its `order` argument, an
+/// object, as the request body (as a grown POST driver does).
+fn orders_manifest() -> Manifest {
+    let text = r#"name = "orders"
+version = "1.0.0"
+kind = "http"
+capability = "urn:axon:cap:orders.create"
+effect = "write"
+risk = "low"
+max_blast_radius = 1
+idempotent = false
+[cost]
+expected_ms = 50
+units = 1.0
+[limits]
+deadline_ms = 5000
+concurrency = 1
+rate_per_second = 100
+max_payload_bytes = 65536
+mailbox_capacity = 16
+[obligations.args]
+type = "object"
+required = ["order"]
+additionalProperties = false
+[obligations.args.properties.order]
+type = "object"
+required = ["note", "items"]
+properties = { note = { type = "string", maxLength = 64 }, items = { type = "array", minItems = 1, items = { type = "integer" } } }
+[http]
+timeout_ms = 2000
+[http.request]
+method = "POST"
+url = "https://orders.example.com/v1/orders"
+body = { member = "order" }
+"#;
+    Manifest::parse(text, Path::new("orders.toml")).unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[test]
+fn a_body_is_built_from_the_schema_and_hostile_values_inside_it_arrive_as_sent() {
+    // No sample declared: the suite builds {"order": {"note": "axon", "items": [0]}}.
+    let s = scratch();
+    let r = run(&orders_manifest(), s.path());
+    assert!(r.passed, "{r:?}");
+    // The hostile strings went into order.note, the boundary numbers into order.items'
+    // place, each checked in the body the service received.
+    assert!(r.hostile_exact >= 20, "{r:?}");
+    assert!(r.violations >= 3, "{r:?}");
+}
+
+/// An http driver that "cleans" the strings of its body before it sends them: line
+/// breaks and control characters dropped.
+struct Cleaning {
+    base: String,
+}
+
+impl Driver for Cleaning {
+    fn describe(&self) -> DriverDescriptor {
+        orders_manifest().descriptor()
+    }
+    fn effect(&self) -> Effect {
+        Effect::Write
+    }
+    fn predict(&mut self, _: &Call) -> Prediction {
+        Prediction::Inconclusive {
+            reason: "none".into(),
+        }
+    }
+    fn push(&mut self, call: &Call) -> Outcome {
+        let mut order = call.intent.args["order"].clone();
+        if let Some(note) = order["note"].as_str() {
+            order["note"] = json!(note.chars().filter(|c| !c.is_control()).collect::<String>());
+        }
+        let body = order.to_string();
+        let addr = self.base.trim_start_matches("http://");
+        let mut conn = std::net::TcpStream::connect(addr).unwrap();
+        let _ = write!(
+            conn,
+            "POST /v1/orders HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let mut answer = String::new();
+        let _ = conn.read_to_string(&mut answer);
+        Outcome::ok(json!({"status": 200, "body": {}}))
+    }
+    fn pull(&mut self, call: &Call) -> Outcome {
+        self.push(call)
+    }
+}
+
+#[test]
+fn a_driver_that_changes_a_value_inside_its_body_is_caught() {
+    let s = scratch();
+    let r = run_with(&orders_manifest(), s.path(), |stand_in| {
+        let url = &stand_in.http_settings.as_ref().unwrap().request.url;
+        let base = url.split("/v1/").next().unwrap().to_owned();
+        Ok(Box::new(Cleaning { base }) as Box<dyn Driver>)
+    });
+    assert!(!r.passed);
+    let f = r.failure.unwrap();
+    assert_eq!(f.check, "hostile_value", "{f:?}");
+    assert!(f.reason.contains("body"), "{}", f.reason);
+    let note = f.value["order"]["note"].as_str().unwrap();
+    assert!(note.chars().any(char::is_control), "{note:?}");
+}

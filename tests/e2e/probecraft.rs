@@ -714,3 +714,58 @@ body = "args"
     let ids: Vec<&str> = drivers.children.iter().map(|c| c.id.as_str()).collect();
     assert_eq!(ids, ["echo", "hold", "qora-search"]);
 }
+
+#[test]
+fn a_grown_driver_that_cannot_be_shadowed_goes_straight_to_its_trial() {
+    let service = Loopback::start(|_, _| Reply::json(200, r#"{"hits":[]}"#)).unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let n = node_with_incumbent(data.path(), &service.base);
+    // A POST: not a safe method, so no dry run, so no twin to compare with the live
+    // driver's outcomes.
+    let api = json!({
+        "openapi": "3.1.0",
+        "info": {"title": "Qora", "version": "1.4.0"},
+        "paths": {"/search": {"post": {
+            "operationId": "qora_search",
+            "requestBody": {"required": true, "content": {"application/json": {"schema": {
+                "type": "object", "required": ["q"],
+                "properties": {"q": {"type": "string", "maxLength": 64}}
+            }}}}
+        }}}
+    });
+    let res = n.post_json(
+        "/v1/probecraft/synthesize",
+        &json!({"openapi": api, "operation_id": "qora_search", "base_url": service.base}),
+    );
+    assert_eq!(res.status(), 201);
+    let v: Value = n.get("/v1/drivers/qora-search").json().unwrap();
+    assert!(
+        v["descriptor"].get("dry_run").is_none_or(|d| d.is_null()),
+        "{v}"
+    );
+    let res = promote(&n, "qora-search", "shadow");
+    assert_eq!(res.status(), 200, "{}", res.text().unwrap());
+    // Its red-team suite built a body from the schema and sent hostile values inside it,
+    // each arriving as sent.
+    let run = journal_bodies(&n, "event")
+        .into_iter()
+        .filter_map(|b| b.get("gate_run").cloned())
+        .find(|r| r["driver"] == "qora-search" && r["gate"] == "redteam")
+        .unwrap();
+    assert!(
+        run["report"]["hostile_exact"].as_u64().unwrap() >= 20,
+        "{run}"
+    );
+    // No shadow period to judge: on to its trial, and the evidence says why.
+    let res = promote(&n, "qora-search", "live");
+    assert_eq!(res.status(), 200);
+    let v: Value = res.json().unwrap();
+    assert_eq!(v["change"]["to"], "trial", "{v}");
+    assert_eq!(v["change"]["evidence"]["live"], "qora-legacy");
+    assert!(
+        v["change"]["evidence"]["shadow"]
+            .as_str()
+            .is_some_and(|s| s.contains("cannot be shadowed")),
+        "{v}"
+    );
+}
