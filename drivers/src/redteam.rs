@@ -377,7 +377,12 @@ impl Suite<'_> {
             },
         };
         self.stand_in.answer(None);
-        let (violations, hostile) = self.generate(&base);
+        let (violations, hostile, left_out) = self.generate(&base);
+        if left_out > 0 {
+            self.report.notes.push(format!(
+                "{left_out} cases beyond the suite's bound of {MAX_CASES} were not run"
+            ));
+        }
         for v in violations {
             self.violation(v)?;
         }
@@ -621,8 +626,9 @@ impl Suite<'_> {
     }
 
     /// The schema violations and the hostile values to try, each as whole arguments:
-    /// `base` with one member changed.
-    fn generate(&self, base: &Value) -> (Vec<Value>, Vec<Value>) {
+    /// `base` with one member changed; and how many were built past the bound and left
+    /// out.
+    fn generate(&self, base: &Value) -> (Vec<Value>, Vec<Value>, usize) {
         let schemas = self.schemas();
         let mut violations = vec![];
         let mut hostile = vec![];
@@ -686,10 +692,15 @@ impl Suite<'_> {
                 }
             }
         }
-        // Bounded like the run: what the suite would not run is not built.
-        violations.truncate(MAX_CASES);
-        hostile.truncate(MAX_CASES.saturating_sub(violations.len()));
-        (violations, hostile)
+        // Bounded like the run (the samples run first), and shared: each kind keeps at
+        // least half the room it needs, so a large schema never crowds out the other.
+        let budget = MAX_CASES - crate::manifest::MAX_SAMPLES;
+        let (v, h) = (violations.len(), hostile.len());
+        let v_keep = v.min(budget - h.min(budget / 2));
+        let h_keep = h.min(budget - v_keep);
+        violations.truncate(v_keep);
+        hostile.truncate(h_keep);
+        (violations, hostile, (v - v_keep) + (h - h_keep))
     }
 }
 

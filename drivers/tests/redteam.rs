@@ -396,3 +396,63 @@ fn a_driver_that_changes_a_value_inside_its_body_is_caught() {
     let note = f.value["order"]["note"].as_str().unwrap();
     assert!(note.chars().any(char::is_control), "{note:?}");
 }
+
+#[test]
+fn a_large_schema_leaves_room_for_hostile_values_and_says_what_it_did_not_run() {
+    // 400 bounded integer members: more schema-breaking and more hostile values than one
+    // suite runs.
+    let members: Vec<String> = (0..400)
+        .map(|i| format!("m{i} = {{ type = \"integer\", minimum = 0, maximum = 9 }}"))
+        .collect();
+    let text = format!(
+        r#"name = "wide"
+version = "1.0.0"
+kind = "http"
+capability = "urn:axon:cap:wide"
+effect = "write"
+risk = "low"
+max_blast_radius = 1
+idempotent = false
+[cost]
+expected_ms = 50
+units = 1.0
+[limits]
+deadline_ms = 5000
+concurrency = 1
+rate_per_second = 100
+max_payload_bytes = 65536
+mailbox_capacity = 16
+[obligations.args]
+type = "object"
+required = ["m0"]
+additionalProperties = false
+properties = {{ {} }}
+[http]
+timeout_ms = 2000
+[http.request]
+method = "POST"
+url = "https://wide.example.com/v1"
+body = "args"
+"#,
+        members.join(", ")
+    );
+    let m = Manifest::parse(&text, Path::new("wide.toml")).unwrap_or_else(|e| panic!("{e}"));
+    let s = scratch();
+    let r = run(&m, s.path());
+    assert!(r.passed, "{:?}", r.failure);
+    let run_cases = r.violations + r.hostile_exact + r.hostile_refused;
+    assert!(
+        run_cases <= axon_drivers::redteam::MAX_CASES as u64,
+        "{run_cases}"
+    );
+    // The violations (about 1500 built) did not crowd out the hostile values (768 fit
+    // the schema, fewer than half the room): all of those ran, and violations the rest.
+    let half = (axon_drivers::redteam::MAX_CASES - axon_drivers::manifest::MAX_SAMPLES) / 2;
+    assert_eq!(r.hostile_exact + r.hostile_refused, 768, "{r:?}");
+    assert!(r.violations >= half as u64, "{r:?}");
+    assert!(
+        r.notes.iter().any(|n| n.contains("were not run")),
+        "{:?}",
+        r.notes
+    );
+}
