@@ -32,13 +32,7 @@ pub fn replace_file(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err((tmp, e)),
     }
-    let written = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(&tmp)
-        .and_then(|mut f| f.write_all(bytes).and_then(|()| f.sync_all()));
-    written.map_err(|e| (tmp.clone(), e))?;
+    write_new(&tmp, bytes, mode).map_err(|e| (tmp.clone(), e))?;
     std::fs::rename(&tmp, &path).map_err(|e| (path.clone(), e))?;
     sync_dir(dir).map_err(|e| (dir.to_owned(), e))
 }
@@ -59,13 +53,7 @@ pub fn create_file(
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let path = dir.join(name);
     let tmp = dir.join(format!(".{name}.{}.{n}.new", std::process::id()));
-    let written = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(&tmp)
-        .and_then(|mut f| f.write_all(bytes).and_then(|()| f.sync_all()));
-    if let Err(e) = written {
+    if let Err(e) = write_new(&tmp, bytes, mode) {
         let _ = std::fs::remove_file(&tmp);
         return Err((tmp, e));
     }
@@ -75,6 +63,16 @@ pub fn create_file(
     }
     placed.map_err(|e| (path.clone(), e))?;
     sync_dir(dir).map_err(|e| (dir.to_owned(), e))
+}
+
+/// Creates `path` (it must not exist) holding `bytes`, fsynced.
+fn write_new(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)
+        .and_then(|mut f| f.write_all(bytes).and_then(|()| f.sync_all()))
 }
 
 /// Moves `from` to `to` unless `to` exists (`AlreadyExists`).

@@ -142,6 +142,21 @@ properties = {{ args = {{ properties = {{ q = {{ pattern = "^[a-z0-9-]*$" }} }} 
     assert!(r.hostile_refused > 0, "{r:?}");
 }
 
+/// Sends `POST target` with `header` and `body` to the stand-in at `base`, written by
+/// hand as a misbehaving driver would, and answers `ok` whatever came back (the service
+/// may refuse what it cannot read and close before the body).
+fn post_raw(base: &str, target: &str, header: &str, body: &str) -> Outcome {
+    let mut conn = std::net::TcpStream::connect(base.trim_start_matches("http://")).unwrap();
+    let _ = write!(
+        conn,
+        "POST {target} HTTP/1.1\r\nhost: x\r\n{header}\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let mut answer = String::new();
+    let _ = conn.read_to_string(&mut answer);
+    Outcome::ok(json!({"status": 200, "body": {}}))
+}
+
 /// An http driver that pastes the arguments into its request target, escaping only what
 /// would break the request line.
 struct Unencoded {
@@ -171,18 +186,12 @@ impl Driver for Unencoded {
             .replace('\r', "%0D")
             .replace('\n', "%0A");
         let n = args["n"].to_string();
-        let body = args.to_string();
-        let addr = self.base.trim_start_matches("http://");
-        let mut conn = std::net::TcpStream::connect(addr).unwrap();
-        // The service may refuse what it cannot read and close before the body.
-        let _ = write!(
-            conn,
-            "POST /v1/search?q={q}&n={n} HTTP/1.1\r\nhost: x\r\nx-client: axon\r\ncontent-length: {}\r\n\r\n{body}",
-            body.len()
-        );
-        let mut answer = String::new();
-        let _ = conn.read_to_string(&mut answer);
-        Outcome::ok(json!({"status": 200, "body": {}}))
+        post_raw(
+            &self.base,
+            &format!("/v1/search?q={q}&n={n}"),
+            "x-client: axon",
+            &args.to_string(),
+        )
     }
     fn pull(&mut self, call: &Call) -> Outcome {
         self.push(call)
@@ -364,17 +373,12 @@ impl Driver for Cleaning {
         if let Some(note) = order["note"].as_str() {
             order["note"] = json!(note.chars().filter(|c| !c.is_control()).collect::<String>());
         }
-        let body = order.to_string();
-        let addr = self.base.trim_start_matches("http://");
-        let mut conn = std::net::TcpStream::connect(addr).unwrap();
-        let _ = write!(
-            conn,
-            "POST /v1/orders HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
-            body.len()
-        );
-        let mut answer = String::new();
-        let _ = conn.read_to_string(&mut answer);
-        Outcome::ok(json!({"status": 200, "body": {}}))
+        post_raw(
+            &self.base,
+            "/v1/orders",
+            "content-type: application/json",
+            &order.to_string(),
+        )
     }
     fn pull(&mut self, call: &Call) -> Outcome {
         self.push(call)

@@ -45,6 +45,23 @@ fn build(id: &'static str, starts: bool, tx: mpsc::Sender<WorkerRef<Echo>>) -> B
     })
 }
 
+/// A tree `root` → `drivers` (no children yet) with room in its stop bound for `n`
+/// children like [`spec`]'s.
+async fn empty_drivers_with_room_for(n: u32) -> Root {
+    let registry = prometheus::Registry::new();
+    let env = Env::new(&registry, SystemClock::shared(), 1).unwrap();
+    let room = n * (Duration::from_secs(1) + env.bounds.kill_wait);
+    let drivers = supervisor_with_room(
+        &env,
+        one_for_one("drivers", vec![]),
+        RestartType::Permanent,
+        room,
+    );
+    start_root(&env, one_for_one("root", vec![drivers]))
+        .await
+        .unwrap()
+}
+
 fn ids(node: &Arc<TreeNode>) -> Vec<String> {
     node.children().iter().map(|c| c.id.clone()).collect()
 }
@@ -148,19 +165,8 @@ fn children_added_to_a_running_supervisor_are_supervised_like_the_others() {
 #[test]
 fn a_child_that_does_not_start_is_not_added() {
     actix::System::new().block_on(async {
-        let registry = prometheus::Registry::new();
-        let env = Env::new(&registry, SystemClock::shared(), 1).unwrap();
-        // Room for exactly the two children.
-        let room = 2 * (Duration::from_secs(1) + env.bounds.kill_wait);
-        let drivers = supervisor_with_room(
-            &env,
-            one_for_one("drivers", vec![]),
-            RestartType::Permanent,
-            room,
-        );
-        let root = start_root(&env, one_for_one("root", vec![drivers]))
-            .await
-            .unwrap();
+        // Room for exactly two children.
+        let root = empty_drivers_with_room_for(2).await;
         let (tx, rx) = mpsc::channel();
         let deadline = Duration::from_secs(10);
         let two: BuildChildren = Box::new(move |env: &Env| {
@@ -203,19 +209,8 @@ fn a_child_that_does_not_start_is_not_added() {
 #[test]
 fn an_addition_whose_caller_gave_up_is_not_made_or_is_taken_back() {
     actix::System::new().block_on(async {
-        let registry = prometheus::Registry::new();
-        let env = Env::new(&registry, SystemClock::shared(), 1).unwrap();
-        // Room for two children.
-        let room = 2 * (Duration::from_secs(1) + env.bounds.kill_wait);
-        let drivers = supervisor_with_room(
-            &env,
-            one_for_one("drivers", vec![]),
-            RestartType::Permanent,
-            room,
-        );
-        let root = start_root(&env, one_for_one("root", vec![drivers]))
-            .await
-            .unwrap();
+        // Room for exactly two children.
+        let root = empty_drivers_with_room_for(2).await;
         let drivers = root.node.children()[0].clone();
         let long = Duration::from_secs(10);
 

@@ -194,8 +194,12 @@ fn run_trial(n: &TestNode, args: impl Fn(u64) -> Value) -> String {
     lane(n, "q")
 }
 
-fn shadow_compared(n: &TestNode) -> u64 {
-    let card: Value = n.get("/v1/drivers/q/scorecard").json().unwrap();
+/// The mirrored calls of driver `name` whose predictions were compared (agreed or not).
+pub(crate) fn shadow_compared(n: &TestNode, name: &str) -> u64 {
+    let card: Value = n
+        .get(&format!("/v1/drivers/{name}/scorecard"))
+        .json()
+        .unwrap();
     let s = &card["total"]["shadow"];
     s["agreed"].as_u64().unwrap() + s["disagreed"].as_u64().unwrap()
 }
@@ -213,7 +217,7 @@ fn into_live_a_build_needs_a_shadow_period_then_a_trial_not_worse_than_the_live_
         act(&n, &format!("s-{i}"), json!({"u": 1}));
     }
     wait_until("q predicted them all", Duration::from_secs(10), || {
-        shadow_compared(&n) >= 10
+        shadow_compared(&n, "q") >= 10
     })
     .unwrap();
     let res = promote_live(&n);
@@ -292,7 +296,7 @@ fn a_trial_that_delivers_less_than_the_live_driver_goes_back_to_shadow() {
         act(&n, &format!("s-{i}"), json!({"u": 1, "v": 0.1}));
     }
     wait_until("q predicted them all", Duration::from_secs(10), || {
-        shadow_compared(&n) >= 10
+        shadow_compared(&n, "q") >= 10
     })
     .unwrap();
     // An operator's move onto the trial goes through the same shadow gate.

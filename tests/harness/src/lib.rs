@@ -339,6 +339,21 @@ pub fn expect_problem(
     v
 }
 
+/// [`expect_problem`], whose `detail` also holds `says`.
+pub fn expect_problem_saying(
+    res: reqwest::blocking::Response,
+    status: u16,
+    slug: &str,
+    says: &str,
+) -> serde_json::Value {
+    let v = expect_problem(res, status, slug);
+    assert!(
+        v["detail"].as_str().is_some_and(|d| d.contains(says)),
+        "the detail does not say {says:?}: {v}"
+    );
+    v
+}
+
 pub fn metric_value(registry: &Registry, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     use prometheus::proto::MetricType;
     let family = registry.gather().into_iter().find(|f| f.name() == name)?;
