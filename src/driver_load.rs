@@ -18,18 +18,18 @@ use std::rc::Rc;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+/// The id of the supervisor every driver's workers run under.
+pub const DRIVERS_SUPERVISOR: &str = "drivers";
+
 /// The ids of the tree's own nodes, which no driver may take.
 pub const RESERVED_IDS: [&str; 6] = [
     "root",
     "core",
     "journal",
     "journal-reader",
-    "drivers",
+    DRIVERS_SUPERVISOR,
     "http",
 ];
-
-/// The id of the supervisor every driver's workers run under.
-pub const DRIVERS_SUPERVISOR: &str = "drivers";
 
 /// Refuses manifest `m` where the node could not load it: named like a node of the
 /// tree, or able to answer more than fits in one journal entry.
@@ -397,14 +397,17 @@ impl Grower {
                 "obligations.args cannot be given: the argument schema is the operation's".into(),
             ));
         }
-        let s = probecraft::synthesize(
-            &req.openapi,
-            &req.operation_id,
-            req.base_url.as_deref(),
-            &req.obligations,
-            &req.samples,
-        )
-        .map_err(|e| GrowError::Refused(e.to_string()))?;
+        // Shared with the blocking checks and the write, not copied for each.
+        let s = Arc::new(
+            probecraft::synthesize(
+                &req.openapi,
+                &req.operation_id,
+                req.base_url.as_deref(),
+                &req.obligations,
+                &req.samples,
+            )
+            .map_err(|e| GrowError::Refused(e.to_string()))?,
+        );
         let Ok(mut added) = self.added_workers.try_lock() else {
             return Err(GrowError::Busy(
                 "another driver is being grown: one at a time; try again".into(),
@@ -536,8 +539,8 @@ impl Grower {
             artifact_hash: instance.descriptor.artifact_hash.clone(),
             lane,
             file,
-            manifest: s.toml,
-            left_out: s.left_out,
+            manifest: s.toml.clone(),
+            left_out: s.left_out.clone(),
             index,
         })
     }

@@ -1115,8 +1115,9 @@ impl Act {
                 .manifest
                 .realized_utility(first.status == ActionStatus::Ok, &first.output),
         };
-        driver.scorecard.record(self.clock.now(), sample);
-        driver.record_utility(self.clock.now(), sample.realized);
+        let now = self.clock.now();
+        driver.scorecard.record(now, sample);
+        driver.record_utility(now, sample.realized);
         let _ = outcome.send(Some(match first.status {
             ActionStatus::Ok | ActionStatus::Failed => LiveOutcome::Known {
                 ok: first.status == ActionStatus::Ok,

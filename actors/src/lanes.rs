@@ -457,6 +457,31 @@ impl Why {
             ..Self::default()
         }
     }
+
+    /// A move the node makes by `rule`, for `reason`.
+    fn by_rule(reason: impl Into<String>, rule: &str) -> Self {
+        Self {
+            reason: reason.into(),
+            rule: Some(rule.into()),
+            evidence: None,
+        }
+    }
+
+    /// A build's first lane, its manifest's, at its first load.
+    fn first_load(d: &DriverInstance) -> Self {
+        Self::because(format!(
+            "first load of build {} of {}: the manifest's initial lane",
+            d.descriptor.artifact_hash, d.descriptor.name
+        ))
+    }
+
+    /// A live build without the objective a live driver needs, moved to shadow.
+    fn slo_required() -> Self {
+        Self::by_rule(
+            "a live driver needs a service-level objective ([slo] in its manifest), and this build has none",
+            "slo_required",
+        )
+    }
 }
 
 /// Why a lane did not change.
@@ -692,20 +717,15 @@ impl Lanes {
         for name in &extra_live {
             let d = &self.known(name);
             let why = if d.descriptor.slo.is_none() {
-                Why {
-                    reason: "a live driver needs a service-level objective ([slo] in its manifest), and this build has none".into(),
-                    rule: Some("slo_required".into()),
-                    evidence: None,
-                }
+                Why::slo_required()
             } else {
-                Why {
-                    reason: format!(
+                Why::by_rule(
+                    format!(
                         "another driver of {} is live: one live driver per capability",
                         d.descriptor.capability
                     ),
-                    rule: Some("one_live_per_capability".into()),
-                    evidence: None,
-                }
+                    "one_live_per_capability",
+                )
             };
             self.record(
                 d,
@@ -722,10 +742,7 @@ impl Lanes {
         for d in self.drivers() {
             if !found.contains_key(d.name()) {
                 let to = d.manifest.initial_lane;
-                let why = Why::because(format!(
-                    "first load of build {} of {}: the manifest's initial lane",
-                    d.descriptor.artifact_hash, d.descriptor.name
-                ));
+                let why = Why::first_load(&d);
                 self.record(&d, None, to, Mover::Manifest, why, journal, opts)
                     .await
                     .map_err(LaneError::into_refusal)?;
@@ -801,27 +818,37 @@ impl Lanes {
         let capability = &d.descriptor.capability;
         let Some(&(lane, _)) = found.get(d.name()) else {
             let to = d.manifest.initial_lane;
-            let why = Why::because(format!(
-                "first load of build {} of {}: the manifest's initial lane",
-                d.descriptor.artifact_hash, d.descriptor.name
-            ));
-            self.record(&d, None, to, Mover::Manifest, why, journal, opts)
-                .await?;
+            self.record(
+                &d,
+                None,
+                to,
+                Mover::Manifest,
+                Why::first_load(&d),
+                journal,
+                opts,
+            )
+            .await?;
             return Ok(to);
         };
         let taken = match lane {
-            Lane::Live if d.descriptor.slo.is_none() => Some(Why {
-                reason: "a live driver needs a service-level objective ([slo] in its manifest), and this build has none".into(),
-                rule: Some("slo_required".into()),
-                evidence: None,
-            }),
+            Lane::Live if d.descriptor.slo.is_none() => Some(Why::slo_required()),
             Lane::Live => self.live(capability).map(|other| {
-                format!("driver {} of {capability} is live: one live driver per capability", other.name())
-            }).map(|reason| Why { reason, rule: Some("one_live_per_capability".into()), evidence: None }),
-            Lane::Trial => self.trial(capability).map(|other| Why {
-                reason: format!("driver {} of {capability} is on trial: one trial per capability", other.name()),
-                rule: Some("one_trial_per_capability".into()),
-                evidence: None,
+                Why::by_rule(
+                    format!(
+                        "driver {} of {capability} is live: one live driver per capability",
+                        other.name()
+                    ),
+                    "one_live_per_capability",
+                )
+            }),
+            Lane::Trial => self.trial(capability).map(|other| {
+                Why::by_rule(
+                    format!(
+                        "driver {} of {capability} is on trial: one trial per capability",
+                        other.name()
+                    ),
+                    "one_trial_per_capability",
+                )
             }),
             _ => None,
         };

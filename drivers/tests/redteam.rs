@@ -15,12 +15,14 @@ fn http_manifest(extra: &str) -> Manifest {
     Manifest::parse(&http_text(extra), Path::new("search.toml")).unwrap_or_else(|e| panic!("{e}"))
 }
 
-fn http_text(extra: &str) -> String {
+/// The lines every http manifest of these tests begins with: driver `name`, serving
+/// `urn:axon:cap:<capability>`, a write, with small limits.
+fn http_head(name: &str, capability: &str) -> String {
     format!(
-        r#"name = "search"
+        r#"name = "{name}"
 version = "1.0.0"
 kind = "http"
-capability = "urn:axon:cap:search.query"
+capability = "urn:axon:cap:{capability}"
 effect = "write"
 risk = "low"
 max_blast_radius = 1
@@ -34,13 +36,20 @@ concurrency = 1
 rate_per_second = 100
 max_payload_bytes = 65536
 mailbox_capacity = 16
-[obligations.args]
+"#
+    )
+}
+
+fn http_text(extra: &str) -> String {
+    format!(
+        r#"{}[obligations.args]
 type = "object"
 required = ["q", "n"]
 additionalProperties = false
 properties = {{ q = {{ type = "string", maxLength = 64 }}, n = {{ type = "integer", minimum = 0, maximum = 100 }} }}
 {extra}
-"#
+"#,
+        http_head("search", "search.query")
     )
 }
 
@@ -303,24 +312,8 @@ fn a_sample_that_does_not_fit_the_schema_is_refused_with_its_key() {
 /// An http driver for `urn:axon:cap:orders.create` sending its `order` argument, an
 /// object, as the request body (as a grown POST driver does).
 fn orders_manifest() -> Manifest {
-    let text = r#"name = "orders"
-version = "1.0.0"
-kind = "http"
-capability = "urn:axon:cap:orders.create"
-effect = "write"
-risk = "low"
-max_blast_radius = 1
-idempotent = false
-[cost]
-expected_ms = 50
-units = 1.0
-[limits]
-deadline_ms = 5000
-concurrency = 1
-rate_per_second = 100
-max_payload_bytes = 65536
-mailbox_capacity = 16
-[obligations.args]
+    let text = http_head("orders", "orders.create")
+        + r#"[obligations.args]
 type = "object"
 required = ["order"]
 additionalProperties = false
@@ -335,7 +328,7 @@ method = "POST"
 url = "https://orders.example.com/v1/orders"
 body = { member = "order" }
 "#;
-    Manifest::parse(text, Path::new("orders.toml")).unwrap_or_else(|e| panic!("{e}"))
+    Manifest::parse(&text, Path::new("orders.toml")).unwrap_or_else(|e| panic!("{e}"))
 }
 
 #[test]
@@ -409,24 +402,7 @@ fn a_large_schema_leaves_room_for_hostile_values_and_says_what_it_did_not_run() 
         .map(|i| format!("m{i} = {{ type = \"integer\", minimum = 0, maximum = 9 }}"))
         .collect();
     let text = format!(
-        r#"name = "wide"
-version = "1.0.0"
-kind = "http"
-capability = "urn:axon:cap:wide"
-effect = "write"
-risk = "low"
-max_blast_radius = 1
-idempotent = false
-[cost]
-expected_ms = 50
-units = 1.0
-[limits]
-deadline_ms = 5000
-concurrency = 1
-rate_per_second = 100
-max_payload_bytes = 65536
-mailbox_capacity = 16
-[obligations.args]
+        r#"{}[obligations.args]
 type = "object"
 required = ["m0"]
 additionalProperties = false
@@ -438,6 +414,7 @@ method = "POST"
 url = "https://wide.example.com/v1"
 body = "args"
 "#,
+        http_head("wide", "wide"),
         members.join(", ")
     );
     let m = Manifest::parse(&text, Path::new("wide.toml")).unwrap_or_else(|e| panic!("{e}"));

@@ -104,36 +104,17 @@ fn last_lane_change(n: &TestNode) -> axon_protocols::journal::Entry {
 /// trial; with `drivers.trial_share = 1` it serves every intent of its capability, and
 /// `prefix`-numbered intents are sent until its checks have passed and it is live.
 fn promote_through_trial(n: &TestNode, name: &str, capability: &str, prefix: &str) {
-    let res = n.post_json(
+    crate::gates::put_on_trial(n.post_json(
         &format!("/v1/drivers/{name}/promote"),
         &json!({"to": "live", "reason": "test: through its trial"}),
-    );
-    assert_eq!(res.status(), 200);
-    let v: Value = res.json().unwrap();
-    assert_eq!(
-        (&v["change"]["to"], &v["change"]["rule"]),
-        (&json!("trial"), &json!("promotion.trial")),
-        "{v}"
-    );
-    let lane = || -> Value {
-        n.get(&format!("/v1/drivers/{name}"))
-            .json::<Value>()
-            .unwrap()["lane"]
-            .clone()
-    };
+    ));
     // Its checks conclude beside the pushes' answers: each intent looks at the lane.
-    for i in 0..200 {
-        if lane() == "live" {
-            return;
-        }
+    let lane = crate::gates::run_trial_of(n, name, |i| {
         let (status, v) = act(n, &intent(capability, &format!("{prefix}-{i}"), json!(i)));
         assert_eq!(status, 200, "{v}");
-        assert!(axon_harness::ok_or_moved_before_dispatch(&v), "{v}");
-    }
-    wait_until("the trial concluded", Duration::from_secs(10), || {
-        lane() == "live"
-    })
-    .unwrap_or_else(|e| panic!("{name} did not pass its trial in 200 intents: {e}"));
+        v
+    });
+    assert_eq!(lane, "live", "{name} did not pass its trial");
 }
 
 fn in_doubt(n: &TestNode) -> Vec<String> {

@@ -54,7 +54,7 @@ fn gate_runs(n: &TestNode) -> Vec<Value> {
         .collect()
 }
 
-fn lane(n: &TestNode, name: &str) -> String {
+pub(crate) fn lane(n: &TestNode, name: &str) -> String {
     let v: Value = n.get(&format!("/v1/drivers/{name}")).json().unwrap();
     v["lane"].as_str().unwrap().to_owned()
 }
@@ -165,9 +165,7 @@ fn act_while_trial_may_end(n: &TestNode, id: &str, args: Value) -> Value {
         &json!({"capability": "urn:axon:cap:p", "intent_id": id, "args": args}),
     );
     assert_eq!(res.status(), 200);
-    let v: Value = res.json().unwrap();
-    assert!(axon_harness::ok_or_moved_before_dispatch(&v), "{v}");
-    v
+    res.json().unwrap()
 }
 
 fn promote_live(n: &TestNode) -> reqwest::blocking::Response {
@@ -180,18 +178,42 @@ fn promote_live(n: &TestNode) -> reqwest::blocking::Response {
 /// Sends intents, the `i`th with the arguments `args(i)`, until `q` has left its
 /// trial; answers its lane.
 fn run_trial(n: &TestNode, args: impl Fn(u64) -> Value) -> String {
-    for i in 0..400 {
-        let l = lane(n, "q");
-        if l != "trial" {
-            return l;
-        }
-        act_while_trial_may_end(n, &format!("t-{i}"), args(i));
-    }
-    wait_until("q's trial concluded", Duration::from_secs(10), || {
-        lane(n, "q") != "trial"
+    run_trial_of(n, "q", |i| {
+        act_while_trial_may_end(n, &format!("t-{i}"), args(i))
     })
+}
+
+/// Sends intents (`send(i)`, at most 400) while driver `name` is on trial, each answered
+/// `ok` or blocked by the move that ends the trial, then waits for its trial to
+/// conclude; answers its lane.
+pub(crate) fn run_trial_of(n: &TestNode, name: &str, mut send: impl FnMut(u64) -> Value) -> String {
+    for i in 0..400 {
+        if lane(n, name) != "trial" {
+            break;
+        }
+        let v = send(i);
+        assert!(axon_harness::ok_or_moved_before_dispatch(&v), "{v}");
+    }
+    wait_until(
+        &format!("{name}'s trial concluded"),
+        Duration::from_secs(10),
+        || lane(n, name) != "trial",
+    )
     .unwrap();
-    lane(n, "q")
+    lane(n, name)
+}
+
+/// Answers the body of `res`, an operator's promotion to live that put the build on
+/// trial.
+pub(crate) fn put_on_trial(res: reqwest::blocking::Response) -> Value {
+    assert_eq!(res.status(), 200);
+    let v: Value = res.json().unwrap();
+    assert_eq!(
+        (&v["change"]["to"], &v["change"]["rule"]),
+        (&json!("trial"), &json!("promotion.trial")),
+        "{v}"
+    );
+    v
 }
 
 /// The mirrored calls of driver `name` whose predictions were compared (agreed or not).
@@ -220,14 +242,7 @@ fn into_live_a_build_needs_a_shadow_period_then_a_trial_not_worse_than_the_live_
         shadow_compared(&n, "q") >= 10
     })
     .unwrap();
-    let res = promote_live(&n);
-    assert_eq!(res.status(), 200);
-    let v: Value = res.json().unwrap();
-    assert_eq!(
-        (&v["change"]["to"], &v["change"]["rule"]),
-        (&json!("trial"), &json!("promotion.trial")),
-        "{v}"
-    );
+    let v = put_on_trial(promote_live(&n));
     assert_eq!(v["change"]["evidence"]["live"], "p");
     assert_eq!(v["change"]["evidence"]["shadow"]["agreed"], 10);
     // On its trial an operator cannot make it live: it has to pass.

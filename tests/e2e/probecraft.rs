@@ -156,30 +156,16 @@ fn t_probecraft_promote_a_grown_driver_earns_live_through_its_gates_and_stays_li
         "the red-team suite reached the real service"
     );
     // No live driver to compare with: an operator's promotion puts it on trial.
-    let res = promote(&n, "qora-search", "live");
-    assert_eq!(res.status(), 200);
-    let v: Value = res.json().unwrap();
-    assert_eq!(
-        (&v["change"]["to"], &v["change"]["rule"]),
-        (&json!("trial"), &json!("promotion.trial")),
-        "{v}"
-    );
+    let v = crate::gates::put_on_trial(promote(&n, "qora-search", "live"));
     assert_eq!(
         v["change"]["evidence"]["shadow"],
         "no live driver to compare with"
     );
     // Its trial serves the capability's intents until every check has passed.
-    for i in 0..200 {
-        if lane(&n, "qora-search") == "live" {
-            break;
-        }
-        let v = search(&n, &format!("trial-{i}"), &format!("q {i}"));
-        assert!(axon_harness::ok_or_moved_before_dispatch(&v), "{v}");
-    }
-    wait_until("the trial concluded", Duration::from_secs(10), || {
-        lane(&n, "qora-search") == "live"
-    })
-    .unwrap();
+    let lane_after = crate::gates::run_trial_of(&n, "qora-search", |i| {
+        search(&n, &format!("trial-{i}"), &format!("q {i}"))
+    });
+    assert_eq!(lane_after, "live");
     // Live: /v1/act reaches the real service through it, the query encoded as sent.
     let v = search(&n, "live-1", "a&b");
     assert_eq!(v["status"], "ok", "{v}");
@@ -497,18 +483,10 @@ fn a_grown_driver_that_agrees_and_delivers_as_much_displaces_the_live_driver() {
     );
     // Its trial shares the intents with the live driver until its checks pass and its
     // uplift is found not worse than the live driver's.
-    for i in 0..400 {
-        if lane(&n, "qora-search") != "trial" {
-            break;
-        }
-        let v = search(&n, &format!("t-{i}"), &format!("t {i}"));
-        assert!(axon_harness::ok_or_moved_before_dispatch(&v), "{v}");
-    }
-    wait_until("the trial concluded", Duration::from_secs(10), || {
-        lane(&n, "qora-search") != "trial"
-    })
-    .unwrap();
-    assert_eq!(lane(&n, "qora-search"), "live");
+    let lane_after = crate::gates::run_trial_of(&n, "qora-search", |i| {
+        search(&n, &format!("t-{i}"), &format!("t {i}"))
+    });
+    assert_eq!(lane_after, "live");
     assert_eq!(lane(&n, "qora-legacy"), "shadow");
     let passed = journal_bodies(&n, "lane_change")
         .into_iter()
