@@ -181,6 +181,14 @@ fn run() {
     }
 }
 
+/// Whether two wakers wake the same task. `Waker::will_wake` alone compares the vtables'
+/// addresses, and one vtable can have several copies in a build (one per codegen unit
+/// that makes it): a clone of a task's waker then never looks like the waker it came
+/// from. The same data behind the same functions is the same waker.
+fn same_task(a: &Waker, b: &Waker) -> bool {
+    a.will_wake(b) || (a.data() == b.data() && a.vtable() == b.vtable())
+}
+
 /// The wheel of one actix thread, driven by a task on that thread.
 struct LocalWheel {
     /// Tells this wheel's entries from another thread's.
@@ -306,7 +314,7 @@ fn enter_young(waker: &Waker) -> Option<Entry> {
                 return None;
             }
             // The same task calling again before the tick needs no second wake-up.
-            if !w.young.last().is_some_and(|last| last.will_wake(waker)) {
+            if !w.young.last().is_some_and(|last| same_task(last, waker)) {
                 w.young.push(waker.clone());
             }
             Some(Entry::Young {
@@ -345,7 +353,7 @@ fn enter_local(due: u64, waker: &Waker) -> Option<Entry> {
             let tag = w.next_tag;
             w.next_tag += 1;
             let waker = match w.spare.take() {
-                Some(spare) if spare.will_wake(waker) => spare,
+                Some(spare) if same_task(&spare, waker) => spare,
                 other => {
                     unused = other;
                     waker.clone()
@@ -470,7 +478,7 @@ impl<F> WithDeadline<F> {
                         }
                         match w.waiting.get_mut(key) {
                             Some(e) if e.1 == tag => {
-                                if !e.2.will_wake(waker) {
+                                if !same_task(&e.2, waker) {
                                     replaced = Some(std::mem::replace(&mut e.2, waker.clone()));
                                 }
                                 true
@@ -488,7 +496,7 @@ impl<F> WithDeadline<F> {
             Some(Entry::Shared { shard, key }) => {
                 let mut s = lock(&DEADLINES.shards[shard]);
                 if let Some(w) = s.waiting.get_mut(key) {
-                    if !w.waker.will_wake(waker) {
+                    if !same_task(&w.waker, waker) {
                         w.waker = waker.clone();
                     }
                     w.woken = false;
@@ -688,6 +696,60 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
         panic!("the thread's wheel never ticked");
+    }
+
+    /// A waker whose clones carry another copy of its vtable (same functions, another
+    /// address), as a build with several codegen units makes them.
+    mod copied_vtable {
+        use std::task::{RawWaker, RawWakerVTable, Waker};
+
+        fn clone(data: *const ()) -> RawWaker {
+            RawWaker::new(data, &COPY)
+        }
+        fn noop(_: *const ()) {}
+        pub static ORIGINAL: RawWakerVTable = RawWakerVTable::new(clone, noop, noop, noop);
+        pub static COPY: RawWakerVTable = RawWakerVTable::new(clone, noop, noop, noop);
+
+        pub fn waker(data: &'static u8) -> Waker {
+            // SAFETY: the functions do nothing with the data, which lives for ever.
+            unsafe { Waker::new(data as *const u8 as *const (), &ORIGINAL) }
+        }
+    }
+
+    #[test]
+    fn a_clone_with_a_copied_vtable_wakes_the_same_task_and_another_task_does_not() {
+        static A: u8 = 0;
+        static B: u8 = 0;
+        let a = copied_vtable::waker(&A);
+        let clone = a.clone();
+        assert!(
+            !clone.will_wake(&a),
+            "the vtable copies must differ in address"
+        );
+        assert!(same_task(&clone, &a));
+        assert!(!same_task(&copied_vtable::waker(&B), &a));
+    }
+
+    #[test]
+    fn calls_one_after_another_by_one_task_leave_one_young_entry() {
+        static TASK: u8 = 0;
+        actix::System::new().block_on(async {
+            // A first call starts the thread's wheel.
+            gives_up_only_when_due(0).await;
+            let waker = copied_vtable::waker(&TASK);
+            let young = || LOCAL.with(|w| w.borrow().young.len());
+            let before = young();
+            // No await in between: no tick can empty the young callers meanwhile.
+            for _ in 0..100 {
+                let (tx, rx) = tokio::sync::oneshot::channel::<u32>();
+                let mut call = WithDeadline::new(rx, Duration::from_secs(60));
+                let mut cx = Context::from_waker(&waker);
+                assert!(Pin::new(&mut call).poll(&mut cx).is_pending());
+                tx.send(1).unwrap();
+                assert!(Pin::new(&mut call).poll(&mut cx).is_ready());
+            }
+            assert_eq!(young(), before + 1);
+        });
     }
 
     #[test]
