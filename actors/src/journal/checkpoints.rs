@@ -242,6 +242,18 @@ impl Schedule {
         self.logged.is_none_or(|l| l < self.durable.0)
     }
 
+    /// Takes the commit of `size` entries with `root`, durable at `now`. Answers whether
+    /// it can bring the next checkpoint forward (the first commit no checkpoint covers, or
+    /// the one that makes `every`): only then is the checkpoint thread woken, so a commit
+    /// that changes nothing it waits for costs no thread a wake-up.
+    fn commit(&mut self, size: u64, root: Hash, now: Duration, every: u64) -> bool {
+        self.durable = (size, root);
+        self.commits_since += 1;
+        let first = self.first_uncovered_at.is_none();
+        self.first_uncovered_at.get_or_insert(now);
+        first || self.commits_since == every.max(1)
+    }
+
     /// When the next checkpoint is due, on the node's clock; `None` while every durable
     /// entry is covered.
     fn due(&self, every: u64, interval: Duration) -> Option<Duration> {
@@ -262,6 +274,8 @@ impl Schedule {
 struct Shared {
     schedule: Mutex<Schedule>,
     wake: tokio::sync::Notify,
+    /// `journal.head_every_commits`.
+    every: u64,
 }
 
 fn lock(m: &Mutex<Schedule>) -> std::sync::MutexGuard<'_, Schedule> {
@@ -305,6 +319,7 @@ impl Checkpointer {
                 stop: false,
             }),
             wake: tokio::sync::Notify::new(),
+            every: writer.every,
         });
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_time()
@@ -321,12 +336,10 @@ impl Checkpointer {
 
     /// The commit of `size` entries with `root` is durable.
     pub fn committed(&self, size: u64, root: Hash, now: Duration) {
-        let mut s = lock(&self.shared.schedule);
-        s.durable = (size, root);
-        s.commits_since += 1;
-        s.first_uncovered_at.get_or_insert(now);
-        drop(s);
-        self.shared.wake.notify_one();
+        let sooner = lock(&self.shared.schedule).commit(size, root, now, self.shared.every);
+        if sooner {
+            self.shared.wake.notify_one();
+        }
     }
 
     /// Logs a last checkpoint of what is durable (unless halted) and ends the thread.
@@ -411,4 +424,55 @@ fn log_one(w: &mut LogWriter, shared: &Shared) {
     s.last_logged_at = Some(w.clock.now());
     s.commits_since = 0;
     s.first_uncovered_at = (s.durable.0 > size).then_some(started);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn schedule(logged: Option<u64>, last_logged_at: Option<Duration>) -> Schedule {
+        Schedule {
+            durable: (0, Hash::default()),
+            commits_since: 0,
+            first_uncovered_at: None,
+            logged,
+            last_logged_at,
+            stop: false,
+        }
+    }
+
+    /// Only the commits that bring the next checkpoint forward wake its thread, and the
+    /// due time of every other commit is the one the thread already waits for.
+    #[test]
+    fn only_a_commit_that_brings_the_checkpoint_forward_wakes_the_thread() {
+        let (every, interval) = (10, Duration::from_secs(60));
+        let mut s = schedule(Some(0), Some(Duration::ZERO));
+        let mut woken = vec![];
+        let mut due = vec![];
+        for n in 1..=25u64 {
+            if s.commit(n, Hash::default(), Duration::from_secs(n), every) {
+                woken.push(n);
+            }
+            due.push(s.due(every, interval));
+        }
+        // The first uncovered commit sets the interval's trigger; the tenth makes `every`.
+        assert_eq!(woken, vec![1, 10]);
+        let at_interval = Some(Duration::from_secs(1) + interval);
+        assert!(due[..9].iter().all(|d| *d == at_interval), "{due:?}");
+        // From the tenth on it is due as soon as the interval since the last one allows.
+        assert!(due[9..].iter().all(|d| *d == Some(interval)), "{due:?}");
+    }
+
+    #[test]
+    fn after_a_checkpoint_covers_everything_the_next_commit_wakes_the_thread_again() {
+        let mut s = schedule(Some(5), Some(Duration::from_secs(3)));
+        s.durable.0 = 5;
+        assert_eq!(s.due(10, Duration::from_secs(1)), None);
+        assert!(s.commit(6, Hash::default(), Duration::from_secs(4), 10));
+        assert_eq!(
+            s.due(10, Duration::from_secs(1)),
+            Some(Duration::from_secs(5))
+        );
+        assert!(!s.commit(7, Hash::default(), Duration::from_secs(4), 10));
+    }
 }
