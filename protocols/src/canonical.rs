@@ -476,10 +476,11 @@ const FAST_MAX_DEPTH: usize = 64;
 
 /// Where the value that starts at `at` ends, when it is in canonical form and of the
 /// kinds this check reads without building a value: literals, integers within ±2^53,
-/// strings, arrays and objects of those, at most 64 levels deep (counting from `depth`).
-/// `None` means not canonical, or not a value this check decides (fractions, exponents,
-/// object keys with escapes, deeper nesting): the caller then parses and encodes again,
-/// which decides every case. What this accepts, that always accepts.
+/// numbers with a fraction or an exponent, strings, arrays and objects of those, at most
+/// 64 levels deep (counting from `depth`). `None` means not canonical, or not a value
+/// this check decides (integers beyond 2^53, object keys with escapes, deeper nesting):
+/// the caller then parses and encodes again, which decides every case. What this
+/// accepts, that always accepts.
 pub fn value_end(b: &[u8], at: usize, depth: usize) -> Option<usize> {
     if depth > FAST_MAX_DEPTH {
         return None;
@@ -489,7 +490,7 @@ pub fn value_end(b: &[u8], at: usize, depth: usize) -> Option<usize> {
         b't' => literal_end(b, at, b"true"),
         b'f' => literal_end(b, at, b"false"),
         b'"' => string_end(b, at).map(|(end, _)| end),
-        b'-' | b'0'..=b'9' => integer_end(b, at).map(|(end, _)| end),
+        b'-' | b'0'..=b'9' => number_end(b, at),
         b'[' => {
             let mut p = at + 1;
             if b.get(p) == Some(&b']') {
@@ -614,6 +615,26 @@ pub fn string_end(b: &[u8], at: usize) -> Option<(usize, bool)> {
             _ => p += 1,
         }
     }
+}
+
+/// Where the canonical number that starts at `at` ends: an integer within ±2^53 (see
+/// [`integer_end`]), or a number with a fraction or an exponent written exactly as
+/// ECMAScript prints its double, which is how the writer prints it and the only form a
+/// parse and encode again gives back. Integers beyond 2^53 are left to a parse.
+fn number_end(b: &[u8], at: usize) -> Option<usize> {
+    if let Some((end, _)) = integer_end(b, at) {
+        return Some(end);
+    }
+    let len = b[at.min(b.len())..]
+        .iter()
+        .take_while(|c| matches!(c, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E'))
+        .count();
+    let text = std::str::from_utf8(&b[at..at + len]).ok()?;
+    if !text.contains(['.', 'e', 'E']) {
+        return None;
+    }
+    let f: f64 = text.parse().ok()?;
+    (f.is_finite() && es_number(f) == text).then_some(at + len)
 }
 
 /// Where the canonical integer that starts at `at` ends, and its value: within ±2^53,
