@@ -510,7 +510,7 @@ pub(crate) async fn append(
     body: Value,
 ) -> Result<Appended, ApiError> {
     st.journal
-        .append(NewEntry { kind, links, body }, &st.call_options(req))
+        .append(NewEntry::new(kind, links, &body), &st.call_options(req))
         .await
         .map_err(|r| refusal_problem(req, r))
 }

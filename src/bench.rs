@@ -40,11 +40,11 @@ fn config(dir: &Path) -> JournalConfig {
 }
 
 fn note(i: u64) -> JournalRequest {
-    JournalRequest::Append(NewEntry {
-        kind: EntryKind::Note,
-        links: vec![],
-        body: serde_json::json!({ "text": format!("benchmark note number {i:08}") }),
-    })
+    JournalRequest::Append(NewEntry::new(
+        EntryKind::Note,
+        vec![],
+        &serde_json::json!({ "text": format!("benchmark note number {i:08}") }),
+    ))
 }
 
 /// `batches` groups of `batch` append requests, numbered from `from`.

@@ -535,7 +535,7 @@ impl Act {
         body: Value,
     ) -> Result<Appended, Refusal> {
         self.journal
-            .append(NewEntry { kind, links, body }, &self.journal_opts())
+            .append(NewEntry::new(kind, links, &body), &self.journal_opts())
             .await
     }
 

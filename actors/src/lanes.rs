@@ -1044,11 +1044,7 @@ impl Lanes {
     ) -> Result<(), LaneError> {
         journal
             .append(
-                crate::journal::NewEntry {
-                    kind: EntryKind::Event,
-                    links: vec![],
-                    body,
-                },
+                crate::journal::NewEntry::new(EntryKind::Event, vec![], &body),
                 opts,
             )
             .await
@@ -1154,11 +1150,7 @@ impl Lanes {
         let _gate = self.gate.write().await;
         journal
             .append(
-                crate::journal::NewEntry {
-                    kind: EntryKind::LaneChange,
-                    links: vec![],
-                    body,
-                },
+                crate::journal::NewEntry::new(EntryKind::LaneChange, vec![], &body),
                 opts,
             )
             .await

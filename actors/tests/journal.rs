@@ -50,11 +50,11 @@ fn batch(j: &mut Journal, reqs: Vec<JournalRequest>) -> Vec<JournalResponse> {
 }
 
 fn note(text: &str, links: Vec<String>) -> JournalRequest {
-    JournalRequest::Append(NewEntry {
-        kind: EntryKind::Note,
+    JournalRequest::Append(NewEntry::new(
+        EntryKind::Note,
         links,
-        body: json!({ "text": text }),
-    })
+        &json!({ "text": text }),
+    ))
 }
 
 /// Hex proof hashes as bytes.
@@ -490,11 +490,7 @@ fn refused_bodies_append_nothing(levels: u8, number: u64, negative: bool) -> boo
     let r = batch(
         &mut j,
         vec![
-            JournalRequest::Append(NewEntry {
-                kind: EntryKind::Note,
-                links: vec![],
-                body: body.clone(),
-            }),
+            JournalRequest::Append(NewEntry::new(EntryKind::Note, vec![], &body)),
             note("after", vec![]),
         ],
     );
@@ -718,11 +714,7 @@ fn entries_are_found_by_id_action_kind_and_time_with_or_without_the_index() {
         }
         let r = batch(
             &mut j,
-            vec![JournalRequest::Append(NewEntry {
-                kind,
-                links: vec![],
-                body,
-            })],
+            vec![JournalRequest::Append(NewEntry::new(kind, vec![], &body))],
         );
         let a = appended(&r[0]);
         let JournalResponse::Entry(e) =
@@ -771,11 +763,7 @@ fn entries_are_found_by_id_action_kind_and_time_with_or_without_the_index() {
         let kind = kinds[(i % 3) as usize];
         batch(
             &mut j,
-            vec![JournalRequest::Append(NewEntry {
-                kind,
-                links: vec![],
-                body,
-            })],
+            vec![JournalRequest::Append(NewEntry::new(kind, vec![], &body))],
         );
         log.push((kind, Some(format!("{:032x}", i % 2))));
         if i % 3 == 2 {
@@ -1021,19 +1009,19 @@ fn index_hits_that_do_not_match_their_entry_are_counted_and_answered_from_the_se
     for i in 0..6 {
         let r = batch(
             &mut j,
-            vec![JournalRequest::Append(NewEntry {
-                kind: if i == 5 {
+            vec![JournalRequest::Append(NewEntry::new(
+                if i == 5 {
                     EntryKind::Event
                 } else {
                     EntryKind::Note
                 },
-                links: vec![],
-                body: if i == 5 {
+                vec![],
+                &if i == 5 {
                     json!({"action_id": action})
                 } else {
                     json!({"text": format!("n{i}")})
                 },
-            })],
+            ))],
         );
         codes.push(appended(&r[0]).barcode);
     }

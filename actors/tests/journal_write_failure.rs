@@ -36,11 +36,11 @@ fn cfg(dir: &Path) -> JournalConfig {
 }
 
 fn append(j: &mut Journal, text: &str) -> JournalResponse {
-    let r = JournalRequest::Append(NewEntry {
-        kind: EntryKind::Note,
-        links: vec![],
-        body: json!({ "text": text }),
-    });
+    let r = JournalRequest::Append(NewEntry::new(
+        EntryKind::Note,
+        vec![],
+        &json!({ "text": text }),
+    ));
     j.handle_batch(vec![r], &mut WorkerContext::new("journal", None))
         .expect("no failure")
         .remove(0)

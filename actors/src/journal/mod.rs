@@ -135,13 +135,25 @@ pub struct JournalConfig {
     pub lock_wait: std::time::Duration,
 }
 
-/// An append request.
+/// An append request. Its body is put in canonical bytes where the request is made, on
+/// the caller's thread: the commit thread only frames it.
 #[derive(Clone, Debug)]
 pub struct NewEntry {
     pub kind: EntryKind,
     /// Ids of earlier entries.
     pub links: Vec<String>,
-    pub body: Value,
+    /// The body's canonical bytes, or why it has none (the append is then refused).
+    body: Result<format::Body, axon_protocols::canonical::CanonicalError>,
+}
+
+impl NewEntry {
+    pub fn new(kind: EntryKind, links: Vec<String>, body: &Value) -> Self {
+        Self {
+            kind,
+            links,
+            body: format::Body::new(body),
+        }
+    }
 }
 
 /// What the journal is asked.
@@ -802,6 +814,10 @@ impl Journal {
                         )));
                     }
                 }
+                let body = new
+                    .body
+                    .as_ref()
+                    .map_err(|c| Refusal::NotCanonical(c.clone()))?;
                 // Written straight into the batch, behind the record header.
                 let start = begin_record(&mut buf);
                 let parts = EntryParts {
@@ -810,7 +826,7 @@ impl Journal {
                     kind: new.kind,
                     time,
                     links: &new.links,
-                    body: &new.body,
+                    body,
                 };
                 if let Err(e) = parts.write(&mut buf) {
                     buf.truncate(start);
