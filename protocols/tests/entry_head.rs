@@ -333,7 +333,9 @@ fn any_double_is_decided_in_one_pass(bits: u64, decimal: bool, at: usize, what: 
 
 #[test]
 fn doubles_are_decided_in_one_pass_and_changed_ones_never_wrongly() {
+    // Seeded: a failure replays as it happened.
     QuickCheck::new()
+        .rng(Gen::from_size_and_seed(100, 0xd0_0b1e))
         .tests(5000)
         .quickcheck(any_double_is_decided_in_one_pass as fn(u64, bool, usize, u8) -> bool);
 }
