@@ -217,6 +217,30 @@ fn fsync_pairs(dir: &Path, pairs: usize) -> anyhow::Result<Histogram<u64>> {
     Ok(hist)
 }
 
+/// Each act stage's total seconds and count (`axon_act_stage_seconds`), read from the
+/// node's `/metrics`.
+fn stage_totals(addr: SocketAddr, token: &str) -> anyhow::Result<Vec<(String, f64, f64)>> {
+    let text = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()?
+        .get(format!("http://{addr}/metrics"))
+        .bearer_auth(token)
+        .send()?
+        .error_for_status()?
+        .text()?;
+    let value = |suffix: &str, stage: &str| -> f64 {
+        let key = format!("axon_act_stage_seconds_{suffix}{{stage=\"{stage}\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&key))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0.0)
+    };
+    Ok(["twin", "handoff", "dispatch", "push", "outcome"]
+        .into_iter()
+        .map(|s| (s.to_owned(), value("sum", s), value("count", s)))
+        .collect())
+}
+
 fn ms(us: u64) -> f64 {
     us as f64 / 1000.0
 }
@@ -271,6 +295,7 @@ pub fn act(base: &Path, b: &ActBench) -> anyhow::Result<()> {
         act_rps / hello_rps
     );
 
+    let before = stage_totals(addr, &token)?;
     let (paced_ok, paced_other, paced, _) = load(
         addr,
         b.connections,
@@ -278,6 +303,7 @@ pub fn act(base: &Path, b: &ActBench) -> anyhow::Result<()> {
         Some(b.rate),
         act_request("paced"),
     )?;
+    let after = stage_totals(addr, &token)?;
     let pairs = fsync_pairs(dir.path(), 2000)?;
     let floor = ms(pairs.value_at_quantile(0.99));
     println!(
@@ -291,6 +317,19 @@ pub fn act(base: &Path, b: &ActBench) -> anyhow::Result<()> {
         "  two back-to-back fdatasyncs: p50 {:.2} ms  p99 {floor:.2} ms  -> goal for the p99 above: <= {:.2} ms",
         ms(pairs.value_at_quantile(0.5)),
         floor + 0.5
+    );
+    let stages: Vec<String> = before
+        .iter()
+        .zip(&after)
+        .map(|((stage, s0, n0), (_, s1, n1))| {
+            let n = (n1 - n0).max(1.0);
+            format!("{stage} {:.3}", (s1 - s0) / n * 1000.0)
+        })
+        .collect();
+    println!(
+        "  mean ms per stage at {} req/s (axon_act_stage_seconds): {}",
+        b.rate,
+        stages.join(", ")
     );
     Ok(())
 }

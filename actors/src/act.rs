@@ -32,7 +32,7 @@ use axon_supervisors::{
     Agreement, Breaker, CallError, CallOptions, Check, Mirrored, Permit, Sample, SharedClock,
     TrialPolicy, Verdict,
 };
-use prometheus::{IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -153,6 +153,43 @@ struct ActMetrics {
     mirrored: IntCounterVec,
     shadow_events_refused: IntCounterVec,
     trials: IntCounterVec,
+    /// `axon_act_stage_seconds`, one series per [`Stage`], looked up once.
+    stages: [Histogram; Stage::ALL.len()],
+}
+
+/// The stages of an action that `axon_act_stage_seconds` times, in their order.
+#[derive(Clone, Copy)]
+enum Stage {
+    /// The driver's twin predicting the push.
+    Twin,
+    /// From the request's thread to the pipeline's own, where the action runs detached.
+    Handoff,
+    /// The lane check and the dispatch entry made durable.
+    Dispatch,
+    /// The driver's push, up to its answer or its deadline.
+    Push,
+    /// The result entry made durable.
+    Outcome,
+}
+
+impl Stage {
+    const ALL: [Stage; 5] = [
+        Stage::Twin,
+        Stage::Handoff,
+        Stage::Dispatch,
+        Stage::Push,
+        Stage::Outcome,
+    ];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Stage::Twin => "twin",
+            Stage::Handoff => "handoff",
+            Stage::Dispatch => "dispatch",
+            Stage::Push => "push",
+            Stage::Outcome => "outcome",
+        }
+    }
 }
 
 impl ActMetrics {
@@ -175,8 +212,23 @@ impl ActMetrics {
         self.shadow_events_refused.with_label_values(&[d.name()]);
     }
 
+    /// Counts `since.elapsed()` as the time of `stage`.
+    fn stage(&self, stage: Stage, since: Instant) {
+        self.stages[stage as usize].observe(since.elapsed().as_secs_f64());
+    }
+
     fn new(registry: &Registry) -> prometheus::Result<Self> {
+        let stages = HistogramVec::new(
+            HistogramOpts::new(
+                "axon_act_stage_seconds",
+                "Time an action spends in each stage of the act pipeline (twin, handoff, dispatch, push, outcome)",
+            )
+            .buckets(prometheus::exponential_buckets(25e-6, 2.0, 18)?),
+            &["stage"],
+        )?;
+        registry.register(Box::new(stages.clone()))?;
         let m = Self {
+            stages: Stage::ALL.map(|s| stages.with_label_values(&[s.as_str()])),
             actions: IntCounterVec::new(
                 Opts::new(
                     "axon_actions_total",
@@ -807,6 +859,7 @@ impl Act {
             }
         };
 
+        self.metrics.stage(Stage::Twin, asked_at);
         // What the twin expected the push to be worth: set against what it delivers in the
         // driver's scorecard; an inconclusive prediction is never compared.
         let predicted = match &prediction {
@@ -854,8 +907,11 @@ impl Act {
         // the pipeline's own thread (which outlives the HTTP server's).
         let (tx, rx) = oneshot::channel();
         let this = self.clone();
+        let handed = Instant::now();
         self.runner().spawn(async move {
             let mut owner = owner;
+            this.metrics.stage(Stage::Handoff, handed);
+            let dispatching = Instant::now();
             // The driver is still in the lane it was routed in, at the dispatch's place
             // in the log: one moved out of service meanwhile never gets the action.
             let gate = this.lanes.hold_for_dispatch().await;
@@ -878,6 +934,7 @@ impl Act {
                 .append(EntryKind::Dispatch, vec![], to_value(&dispatch))
                 .await;
             drop(gate);
+            this.metrics.stage(Stage::Dispatch, dispatching);
             let dispatched = match appended {
                 Ok(d) => d,
                 Err(refusal) => {
@@ -1004,6 +1061,7 @@ impl Act {
                 }
             }
         };
+        self.metrics.stage(Stage::Push, started);
         let capsule = |output: &Value, state: Option<Value>, started: Instant| ReplayCapsule {
             action_id: base.action_id.clone(),
             driver: driver.name().to_owned(),
@@ -1133,14 +1191,16 @@ impl Act {
         // hang below.
         let read_overran = overran && reads && first.status == ActionStatus::Failed;
         let overran = overran && first.status == ActionStatus::InDoubt;
-        let answer = match self
+        let recording = Instant::now();
+        let recorded = self
             .append(
                 EntryKind::Result,
                 vec![dispatched.id.clone()],
                 to_value(&first),
             )
-            .await
-        {
+            .await;
+        self.metrics.stage(Stage::Outcome, recording);
+        let answer = match recorded {
             Ok(appended) => {
                 let r = self.finished(owner, first, appended);
                 // Nothing ran: the caller hears it as a driver not available (503), and a

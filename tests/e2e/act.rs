@@ -204,6 +204,15 @@ fn an_intent_acts_once_however_often_it_is_sent() {
         Some(2.0)
     );
     assert_eq!(n.metric("axon_act_repeats_total", &[]), Some(8.0));
+    // Each of the two actions was timed once at each stage, before it was answered; the
+    // repeats and the conflict at none.
+    for stage in ["twin", "handoff", "dispatch", "push", "outcome"] {
+        assert_eq!(
+            n.metric("axon_act_stage_seconds", &[("stage", stage)]),
+            Some(2.0),
+            "{stage}"
+        );
+    }
     n.shutdown();
 
     // After a restart: the journal still knows it.
