@@ -217,8 +217,9 @@ fn fsync_pairs(dir: &Path, pairs: usize) -> anyhow::Result<Histogram<u64>> {
     Ok(hist)
 }
 
-/// Each act stage's total seconds and count (`axon_act_stage_seconds`), read from the
-/// node's `/metrics`.
+/// The sum and count of each act stage (`axon_act_stage_seconds{stage}`), then of the
+/// journal's commits (`axon_journal_commit_seconds`, `axon_journal_commit_entries`), read
+/// from the node's `/metrics`.
 fn stage_totals(addr: SocketAddr, token: &str) -> anyhow::Result<Vec<(String, f64, f64)>> {
     let text = reqwest::blocking::Client::builder()
         .timeout(Duration::from_secs(10))
@@ -228,18 +229,31 @@ fn stage_totals(addr: SocketAddr, token: &str) -> anyhow::Result<Vec<(String, f6
         .send()?
         .error_for_status()?
         .text()?;
-    let value = |suffix: &str, stage: &str| -> f64 {
-        let key = format!("axon_act_stage_seconds_{suffix}{{stage=\"{stage}\"}} ");
+    let value = |key: String| -> f64 {
+        let key = format!("{key} ");
         text.lines()
             .find_map(|l| l.strip_prefix(&key))
             .and_then(|v| v.trim().parse().ok())
             .unwrap_or(0.0)
     };
-    Ok(["twin", "handoff", "dispatch", "push", "outcome"]
+    let stage =
+        |s: &str, suffix: &str| value(format!("axon_act_stage_seconds_{suffix}{{stage=\"{s}\"}}"));
+    let mut out: Vec<(String, f64, f64)> = STAGES
         .into_iter()
-        .map(|s| (s.to_owned(), value("sum", s), value("count", s)))
-        .collect())
+        .map(|s| (s.to_owned(), stage(s, "sum"), stage(s, "count")))
+        .collect();
+    for name in ["axon_journal_commit_seconds", "axon_journal_commit_entries"] {
+        out.push((
+            name.to_owned(),
+            value(format!("{name}_sum")),
+            value(format!("{name}_count")),
+        ));
+    }
+    Ok(out)
 }
+
+/// The stages `axon_act_stage_seconds` times, in their order.
+const STAGES: [&str; 5] = ["twin", "handoff", "dispatch", "push", "outcome"];
 
 fn ms(us: u64) -> f64 {
     us as f64 / 1000.0
@@ -318,18 +332,27 @@ pub fn act(base: &Path, b: &ActBench) -> anyhow::Result<()> {
         ms(pairs.value_at_quantile(0.5)),
         floor + 0.5
     );
-    let stages: Vec<String> = before
+    // Means over the fixed-rate run alone: the counts before it are taken off.
+    let means: Vec<f64> = before
         .iter()
         .zip(&after)
-        .map(|((stage, s0, n0), (_, s1, n1))| {
-            let n = (n1 - n0).max(1.0);
-            format!("{stage} {:.3}", (s1 - s0) / n * 1000.0)
-        })
+        .map(|((_, s0, n0), (_, s1, n1))| (s1 - s0) / (n1 - n0).max(1.0))
+        .collect();
+    let stages: Vec<String> = STAGES
+        .iter()
+        .zip(&means)
+        .map(|(stage, m)| format!("{stage} {:.3}", m * 1000.0))
         .collect();
     println!(
         "  mean ms per stage at {} req/s (axon_act_stage_seconds): {}",
         b.rate,
         stages.join(", ")
+    );
+    println!(
+        "  journal group commits at {} req/s: mean {:.3} ms to write and fdatasync, {:.1} entries each",
+        b.rate,
+        means[STAGES.len()] * 1000.0,
+        means[STAGES.len() + 1]
     );
     Ok(())
 }
