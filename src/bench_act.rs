@@ -14,6 +14,7 @@
 //! It measures and prints; it asserts nothing.
 
 use anyhow::{bail, Context};
+use axon_actors::act::Stage;
 use hdrhistogram::Histogram;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -220,7 +221,7 @@ fn fsync_pairs(dir: &Path, pairs: usize) -> anyhow::Result<Histogram<u64>> {
 /// The sum and count of each act stage (`axon_act_stage_seconds{stage}`), then of the
 /// journal's commits (`axon_journal_commit_seconds`, `axon_journal_commit_entries`), read
 /// from the node's `/metrics`.
-fn stage_totals(addr: SocketAddr, token: &str) -> anyhow::Result<Vec<(String, f64, f64)>> {
+fn stage_totals(addr: SocketAddr, token: &str) -> anyhow::Result<Vec<(f64, f64)>> {
     let text = reqwest::blocking::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()?
@@ -238,22 +239,16 @@ fn stage_totals(addr: SocketAddr, token: &str) -> anyhow::Result<Vec<(String, f6
     };
     let stage =
         |s: &str, suffix: &str| value(format!("axon_act_stage_seconds_{suffix}{{stage=\"{s}\"}}"));
-    let mut out: Vec<(String, f64, f64)> = STAGES
+    let mut out: Vec<(f64, f64)> = Stage::ALL
+        .map(Stage::as_str)
         .into_iter()
-        .map(|s| (s.to_owned(), stage(s, "sum"), stage(s, "count")))
+        .map(|s| (stage(s, "sum"), stage(s, "count")))
         .collect();
     for name in ["axon_journal_commit_seconds", "axon_journal_commit_entries"] {
-        out.push((
-            name.to_owned(),
-            value(format!("{name}_sum")),
-            value(format!("{name}_count")),
-        ));
+        out.push((value(format!("{name}_sum")), value(format!("{name}_count"))));
     }
     Ok(out)
 }
-
-/// The stages `axon_act_stage_seconds` times, in their order.
-const STAGES: [&str; 5] = ["twin", "handoff", "dispatch", "push", "outcome"];
 
 fn ms(us: u64) -> f64 {
     us as f64 / 1000.0
@@ -336,12 +331,12 @@ pub fn act(base: &Path, b: &ActBench) -> anyhow::Result<()> {
     let means: Vec<f64> = before
         .iter()
         .zip(&after)
-        .map(|((_, s0, n0), (_, s1, n1))| (s1 - s0) / (n1 - n0).max(1.0))
+        .map(|((s0, n0), (s1, n1))| (s1 - s0) / (n1 - n0).max(1.0))
         .collect();
-    let stages: Vec<String> = STAGES
+    let stages: Vec<String> = Stage::ALL
         .iter()
         .zip(&means)
-        .map(|(stage, m)| format!("{stage} {:.3}", m * 1000.0))
+        .map(|(stage, m)| format!("{} {:.3}", stage.as_str(), m * 1000.0))
         .collect();
     println!(
         "  mean ms per stage at {} req/s (axon_act_stage_seconds): {}",
@@ -351,8 +346,8 @@ pub fn act(base: &Path, b: &ActBench) -> anyhow::Result<()> {
     println!(
         "  journal group commits at {} req/s: mean {:.3} ms to write and fdatasync, {:.1} entries each",
         b.rate,
-        means[STAGES.len()] * 1000.0,
-        means[STAGES.len() + 1]
+        means[Stage::ALL.len()] * 1000.0,
+        means[Stage::ALL.len() + 1]
     );
     Ok(())
 }

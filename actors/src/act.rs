@@ -159,7 +159,7 @@ struct ActMetrics {
 
 /// The stages of an action that `axon_act_stage_seconds` times, in their order.
 #[derive(Clone, Copy)]
-enum Stage {
+pub enum Stage {
     /// The driver's twin predicting the push.
     Twin,
     /// From the request's thread to the pipeline's own, where the action runs detached.
@@ -173,7 +173,7 @@ enum Stage {
 }
 
 impl Stage {
-    const ALL: [Stage; 5] = [
+    pub const ALL: [Stage; 5] = [
         Stage::Twin,
         Stage::Handoff,
         Stage::Dispatch,
@@ -181,7 +181,8 @@ impl Stage {
         Stage::Outcome,
     ];
 
-    fn as_str(self) -> &'static str {
+    /// Its `stage` label.
+    pub fn as_str(self) -> &'static str {
         match self {
             Stage::Twin => "twin",
             Stage::Handoff => "handoff",

@@ -82,16 +82,17 @@ impl Entry {
     /// (`body`, `index`, `kind`, `links`, `shard`, `time`) with the body canonicalised.
     pub fn to_bytes(&self) -> Result<Vec<u8>, EntryError> {
         let mut out = Vec::with_capacity(160);
-        let body = Body::new(&self.body)?;
-        let parts = EntryParts {
-            shard: self.shard,
-            index: self.index,
-            kind: self.kind,
-            time: &self.time,
-            links: &self.links,
-            body: &body,
-        };
-        parts.write(&mut out)?;
+        // The body goes straight into the entry's bytes: a read checks every entry so.
+        let body = |out: &mut Vec<u8>| write_body(&self.body, out);
+        write_entry(
+            self.shard,
+            self.index,
+            self.kind,
+            &self.time,
+            &self.links,
+            body,
+            &mut out,
+        )?;
         Ok(out)
     }
 
@@ -255,10 +256,7 @@ impl Body {
     /// The canonical bytes of `body`; an error names the path inside the entry.
     pub fn new(body: &Value) -> Result<Self, CanonicalError> {
         let mut out = Vec::with_capacity(256);
-        canonical::write(body, &mut out, 1).map_err(|e| CanonicalError {
-            path: format!("/body{}", e.path),
-            ..e
-        })?;
+        write_body(body, &mut out)?;
         Ok(Self(out))
     }
 
@@ -267,40 +265,70 @@ impl Body {
     }
 }
 
+/// Writes `body` in canonical bytes as an entry holds it (one level down); an error
+/// names the path inside the entry.
+fn write_body(body: &Value, out: &mut Vec<u8>) -> Result<(), CanonicalError> {
+    canonical::write(body, out, 1).map_err(|e| CanonicalError {
+        path: format!("/body{}", e.path),
+        ..e
+    })
+}
+
 impl EntryParts<'_> {
     /// Appends the entry's canonical bytes to `out` (what [`Entry::to_bytes`] gives); on
     /// error `out` is as it was.
     pub fn write(&self, out: &mut Vec<u8>) -> Result<(), EntryError> {
-        use std::io::Write as _;
-        let start = out.len();
-        let written = (|| {
-            if self.index > canonical::MAX_SAFE {
-                return Err(CanonicalError {
-                    path: "/index".into(),
-                    reason: Reason::OutOfRange(self.index.to_string()),
-                });
-            }
-            out.extend_from_slice(b"{\"body\":");
+        let body = |out: &mut Vec<u8>| {
             out.extend_from_slice(self.body.as_bytes());
-            let _ = write!(out, ",\"index\":{},\"kind\":", self.index);
-            canonical::string(self.kind.as_str(), out);
-            out.extend_from_slice(b",\"links\":[");
-            for (i, link) in self.links.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                canonical::string(link, out);
-            }
-            let _ = write!(out, "],\"shard\":{},\"time\":", self.shard);
-            canonical::string(self.time, out);
-            out.push(b'}');
             Ok(())
-        })();
-        if written.is_err() {
-            out.truncate(start);
-        }
-        Ok(written?)
+        };
+        write_entry(
+            self.shard, self.index, self.kind, self.time, self.links, body, out,
+        )
     }
+}
+
+/// Appends an entry's canonical bytes to `out`, the members in their canonical order,
+/// with `body` writing the body's; on error `out` is as it was.
+fn write_entry(
+    shard: u32,
+    index: u64,
+    kind: EntryKind,
+    time: &str,
+    links: &[String],
+    body: impl FnOnce(&mut Vec<u8>) -> Result<(), CanonicalError>,
+    out: &mut Vec<u8>,
+) -> Result<(), EntryError> {
+    use std::io::Write as _;
+    let start = out.len();
+    let written = || {
+        if index > canonical::MAX_SAFE {
+            return Err(CanonicalError {
+                path: "/index".into(),
+                reason: Reason::OutOfRange(index.to_string()),
+            });
+        }
+        out.extend_from_slice(b"{\"body\":");
+        body(out)?;
+        let _ = write!(out, ",\"index\":{index},\"kind\":");
+        canonical::string(kind.as_str(), out);
+        out.extend_from_slice(b",\"links\":[");
+        for (i, link) in links.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            canonical::string(link, out);
+        }
+        let _ = write!(out, "],\"shard\":{shard},\"time\":");
+        canonical::string(time, out);
+        out.push(b'}');
+        Ok(())
+    };
+    let written = written();
+    if written.is_err() {
+        out.truncate(start);
+    }
+    Ok(written?)
 }
 
 /// The leaf hash of an entry's bytes.
