@@ -65,8 +65,11 @@ const META_FORMAT: &[u8] = b"format";
 /// The layout above; an index of another format is rebuilt.
 const FORMAT: u64 = 3;
 
-/// How long opening the index waits for the lock of a handle being let go of.
-pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+/// How long opening the index waits for the lock of a handle being let go of. A dropped
+/// handle keeps its lock file open while sled's shared IO threads still hold writes of it
+/// in their queue, and those queues serve every sled database of the process: on a busy
+/// disk that has been seen to take more than 5 s.
+pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 fn err(e: sled::Error) -> String {
     format!("journal index: {e}")
@@ -108,7 +111,8 @@ impl JournalIndex {
     /// Opens (or creates) the index at `dir`; sled's page cache is bounded by `cache_bytes`.
     /// A handle of the same index let go of just before (a reopen, a restart) still holds
     /// its lock until sled's deferred destruction runs, which happens only as crossbeam's
-    /// epoch moves on: the lock is waited for, moving the epoch, at most [`LOCK_WAIT`].
+    /// epoch moves on, and until sled's IO threads have written what they hold of it: the
+    /// lock is waited for, moving the epoch, at most [`LOCK_WAIT`].
     pub fn open(dir: &Path, cache_bytes: u64) -> Result<Self, String> {
         let started = std::time::Instant::now();
         let db = loop {
@@ -126,6 +130,13 @@ impl JournalIndex {
                         crossbeam_epoch::pin().flush();
                     }
                     std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                Err(sled::Error::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    return Err(format!(
+                        "journal index: {} is still locked after {} s (another process, or a handle of this one, holds it): {e}",
+                        dir.display(),
+                        LOCK_WAIT.as_secs()
+                    ))
                 }
                 Err(e) => return Err(err(e)),
             }
