@@ -369,13 +369,20 @@ pub fn entry_id(leaf: &Hash) -> String {
 /// The length of a barcode.
 pub const BARCODE_LEN: usize = 12;
 
+/// The barcode's alphabet: lowercase RFC 4648 base32.
+const BARCODE_ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
+
+/// The first 60 bits of a leaf hash, as a number below 2^60: what its barcode spells.
+pub fn barcode_bits(leaf: &Hash) -> u64 {
+    u64::from_be_bytes(leaf[..8].try_into().expect("8 bytes")) >> 4
+}
+
 /// An entry's barcode: the first 60 bits of its leaf hash as 12 characters of lowercase
 /// RFC 4648 base32 (`a-z2-7`), short enough to read out and type.
 pub fn barcode(leaf: &Hash) -> String {
-    const ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
-    let bits = u64::from_be_bytes(leaf[..8].try_into().expect("8 bytes"));
+    let bits = barcode_bits(leaf);
     (0..BARCODE_LEN)
-        .map(|i| ALPHABET[((bits >> (59 - 5 * i)) & 31) as usize] as char)
+        .map(|i| BARCODE_ALPHABET[((bits >> (55 - 5 * i)) & 31) as usize] as char)
         .collect()
 }
 
@@ -417,6 +424,17 @@ pub struct Barcode(String);
 impl Barcode {
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// The 60 bits of a leaf hash this barcode spells ([`barcode_bits`] of its entries).
+    pub fn bits(&self) -> u64 {
+        self.0.bytes().fold(0, |bits, c| {
+            let v = BARCODE_ALPHABET
+                .iter()
+                .position(|a| *a == c)
+                .expect("a parsed barcode holds only its alphabet");
+            bits << 5 | v as u64
+        })
     }
 }
 
@@ -661,6 +679,23 @@ mod tests {
         assert!(is_barcode(&code), "{code}");
         assert_eq!(barcode(&[0u8; 32]), "aaaaaaaaaaaa");
         assert_eq!(barcode(&[0xff; 32]), "777777777777");
+        for leaf in [[0u8; 32], [0xff; 32], leaf] {
+            let code: Barcode = barcode(&leaf).parse().unwrap();
+            assert_eq!(code.bits(), barcode_bits(&leaf));
+        }
+    }
+
+    #[test]
+    fn a_barcode_spells_the_bits_of_its_leaf_and_nothing_else() {
+        fn prop(first: u64, rest: u8) -> bool {
+            let mut leaf = [rest; 32];
+            leaf[..8].copy_from_slice(&first.to_be_bytes());
+            let code: Barcode = barcode(&leaf).parse().expect("a barcode");
+            code.bits() == first >> 4 && code.bits() == barcode_bits(&leaf)
+        }
+        quickcheck::QuickCheck::new()
+            .tests(2000)
+            .quickcheck(prop as fn(u64, u8) -> bool);
     }
 
     #[test]

@@ -1,5 +1,7 @@
-//! The journal's derived indexes in sled: entries by barcode, by action id and by kind, and
-//! the tree size and root they were built for. sled does not make writes durable on its
+//! The journal's derived indexes in sled: entries by action id and by kind, and the tree
+//! size and root they were built for. (Barcodes need none: a barcode is the first 60 bits
+//! of a leaf hash, and the journal's in-memory log holds every leaf hash in a table by
+//! those bits.) sled does not make writes durable on its
 //! own, so nothing lives only here: the indexes are checked against the segments at every
 //! start, caught up or rebuilt from them when they lag, are missing or disagree.
 //!
@@ -7,8 +9,7 @@
 //! be trusted by a reader without checking each hit against the entry it names.
 //!
 //! ```text
-//! by_barcode  barcode (12 bytes) ‖ index (8, big endian)   one key per entry
-//! by_action   action id (32 bytes) ‖ index                  one key per entry of an action
+//! by_action   action id (32 bytes) ‖ index (8, big endian)  one key per entry of an action
 //! by_kind     kind (1 byte) ‖ block (8, big endian)         → 256-bit map of the block's
 //!                                                             entries of that kind
 //! ```
@@ -19,7 +20,7 @@
 //! journal enforces it), so the log itself is ordered by time and a binary search over it
 //! finds a time.
 
-use axon_protocols::journal::{barcode, EntryHead, EntryKind, KINDS};
+use axon_protocols::journal::{EntryHead, EntryKind, KINDS};
 use axon_protocols::merkle::Hash;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -31,18 +32,16 @@ pub const BLOCK: u64 = 256;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct IndexRecord {
     pub index: u64,
-    pub barcode: String,
     pub kind: EntryKind,
     /// The action the entry belongs to, if any.
     pub action: Option<String>,
 }
 
 impl IndexRecord {
-    /// What the index records of `entry`, whose leaf hash is `leaf`.
-    pub fn of(entry: EntryHead, leaf: &Hash) -> Self {
+    /// What the index records of `entry`.
+    pub fn of(entry: EntryHead) -> Self {
         Self {
             index: entry.index,
-            barcode: barcode(leaf),
             kind: entry.kind,
             action: entry.action,
         }
@@ -54,7 +53,6 @@ pub struct JournalIndex {
     dir: PathBuf,
     cache_bytes: u64,
     db: sled::Db,
-    barcodes: sled::Tree,
     actions: sled::Tree,
     kinds: sled::Tree,
 }
@@ -63,7 +61,7 @@ const META_SIZE: &[u8] = b"size";
 const META_ROOT: &[u8] = b"root";
 const META_FORMAT: &[u8] = b"format";
 /// The layout above; an index of another format is rebuilt.
-const FORMAT: u64 = 3;
+const FORMAT: u64 = 4;
 
 /// How long opening the index waits for the lock of a handle being let go of. A dropped
 /// handle keeps its lock file open while sled's shared IO threads still hold writes of it
@@ -144,7 +142,6 @@ impl JournalIndex {
         Ok(Self {
             dir: dir.to_owned(),
             cache_bytes,
-            barcodes: db.open_tree("by_barcode").map_err(err)?,
             actions: db.open_tree("by_action").map_err(err)?,
             kinds: db.open_tree("by_kind").map_err(err)?,
             db,
@@ -189,11 +186,9 @@ impl JournalIndex {
     /// Adds entries, in index order (then [`mark_built`](Self::mark_built) says up to
     /// where).
     pub fn add(&self, records: &[IndexRecord]) -> Result<(), String> {
-        let mut barcodes = sled::Batch::default();
         let mut actions = sled::Batch::default();
         let mut maps: BTreeMap<Vec<u8>, Bitmap> = BTreeMap::new();
         for r in records {
-            barcodes.insert(key(r.barcode.as_bytes(), r.index), &[]);
             if let Some(action) = &r.action {
                 actions.insert(key(action.as_bytes(), r.index), &[]);
             }
@@ -212,7 +207,6 @@ impl JournalIndex {
         for (k, m) in maps {
             kinds.insert(k, &m[..]);
         }
-        self.barcodes.apply_batch(barcodes).map_err(err)?;
         self.actions.apply_batch(actions).map_err(err)?;
         self.kinds.apply_batch(kinds).map_err(err)?;
         Ok(())
@@ -235,11 +229,6 @@ impl JournalIndex {
             .keys()
             .map(|k| index_of(&k.map_err(err)?))
             .collect()
-    }
-
-    /// The indexes of the entries with `barcode`.
-    pub fn by_barcode(&self, barcode: &str) -> Result<Vec<u64>, String> {
-        Self::prefixed(&self.barcodes, barcode.as_bytes())
     }
 
     /// The indexes of the entries of action `action`.
@@ -290,13 +279,6 @@ impl JournalIndex {
         }
         for r in samples {
             let missing = |what: &str| Err(format!("entry {} is missing {what}", r.index));
-            if !self
-                .barcodes
-                .contains_key(key(r.barcode.as_bytes(), r.index))
-                .map_err(err)?
-            {
-                return missing(&format!("under barcode {}", r.barcode));
-            }
             if let Some(a) = &r.action {
                 if !self
                     .actions

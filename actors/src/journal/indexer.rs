@@ -12,9 +12,7 @@
 //! index built for a size it has not read to a commit record.
 
 use super::index::{IndexRecord, JournalIndex};
-use axon_protocols::journal::{
-    leaf_hash, read_record, record_header, EntryHead, RecordRead, RECORD_HEADER,
-};
+use axon_protocols::journal::{read_record, record_header, EntryHead, RecordRead, RECORD_HEADER};
 use axon_protocols::merkle::Hash;
 use std::fs::File;
 use std::io::{BufReader, Read};
@@ -131,7 +129,6 @@ impl SegmentReader {
             .map_err(|e| format!("entry {}: {e}", self.next))?;
         match read_record(&self.buf, 0, self.max_entry_bytes) {
             RecordRead::Entry { bytes, .. } => {
-                let leaf = leaf_hash(bytes);
                 // The head and the action are all the index keeps: read in one pass
                 // where the bytes allow, without building the body.
                 let entry = EntryHead::from_bytes(bytes)
@@ -142,7 +139,7 @@ impl SegmentReader {
                         entry.index, self.next
                     ));
                 }
-                let record = IndexRecord::of(entry, &leaf);
+                let record = IndexRecord::of(entry);
                 self.next += 1;
                 Ok(Item::Entry(record))
             }

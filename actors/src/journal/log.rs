@@ -1,6 +1,7 @@
 //! The journal's in-memory log: the Merkle tree over the entries, where each entry's bytes
-//! are (segment, offset, length), the table from leaf hash to index, the segment files to
-//! read them from, and how many entries are durable.
+//! are (segment, offset, length), the table from barcode to index (which also finds an
+//! entry by its leaf hash, the barcode being that hash's first 60 bits), the segment files
+//! to read them from, and how many entries are durable.
 //!
 //! Owns: keeping those parts in agreement. Every push and truncate asserts that they hold
 //! the same entries, so a bug that would make a lookup name the wrong entry stops here.
@@ -11,6 +12,7 @@
 //! behind a read-write lock held only for the moment a lookup or a push takes: no lock is
 //! held across IO.
 
+use axon_protocols::journal::barcode_bits;
 use axon_protocols::merkle::{Blake3, Hash, MerkleLog, ProofError};
 use std::collections::HashMap;
 use std::fs::File;
@@ -46,12 +48,42 @@ impl std::hash::Hasher for LeafHasher {
 
 pub(super) type ByLeaf = HashMap<Hash, u64, std::hash::BuildHasherDefault<LeafHasher>>;
 
+/// Hashes barcode bits (60 random bits, the top 4 always clear) by multiplying them out
+/// over the whole word, so the table's tag bits are random too.
+#[derive(Clone, Copy, Default)]
+pub(super) struct BitsHasher(u64);
+
+impl std::hash::Hasher for BitsHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 << 8 | u64::from(*b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// From barcode bits to the first entry with them.
+type ByBarcode = HashMap<u64, u64, std::hash::BuildHasherDefault<BitsHasher>>;
+
 /// The log, as the commit thread builds it and readers read it.
 #[derive(Default)]
 pub(super) struct Log {
     tree: MerkleLog<Blake3>,
     locations: Vec<Location>,
-    by_leaf: ByLeaf,
+    /// Barcode bits to the first entry with them: a barcode's lookup, and, checked against
+    /// the tree's leaf, a leaf hash's.
+    by_barcode: ByBarcode,
+    /// The later entries whose barcode an earlier entry already has, in order (60 bits
+    /// make this all but empty, but a lookup must never miss one).
+    shared_barcodes: HashMap<u64, Vec<u64>>,
+    shared_count: usize,
     /// The segment files in order, open to read.
     files: Vec<Arc<File>>,
     /// Entries whose commit record is durable: the only ones a reader sees.
@@ -75,7 +107,7 @@ impl Log {
     /// Room for `entries` more, so the tables are not grown and copied while they fill.
     pub fn reserve(&mut self, entries: usize) {
         self.locations.reserve(entries);
-        self.by_leaf.reserve(entries);
+        self.by_barcode.reserve(entries);
     }
 
     /// Entries in the log, durable or not.
@@ -106,8 +138,17 @@ impl Log {
             self.files.len()
         );
         let index = self.len();
-        let before = self.by_leaf.insert(leaf, index);
-        assert!(before.is_none(), "two entries with one leaf hash");
+        assert!(
+            self.index_of(&leaf).is_none(),
+            "two entries with one leaf hash"
+        );
+        let bits = barcode_bits(&leaf);
+        if let std::collections::hash_map::Entry::Vacant(v) = self.by_barcode.entry(bits) {
+            v.insert(index);
+        } else {
+            self.shared_barcodes.entry(bits).or_default().push(index);
+            self.shared_count += 1;
+        }
         self.tree.push(leaf);
         self.locations.push(at);
         self.assert_agree();
@@ -120,12 +161,23 @@ impl Log {
             "cutting durable entries ({size} < {})",
             self.durable
         );
-        for i in size..self.len() {
-            let leaf = self.tree.leaf(i as usize).expect("in range");
-            assert!(
-                self.by_leaf.remove(&leaf).is_some(),
-                "entry {i} not in the table"
-            );
+        // Newest first: an entry sharing its barcode is the last of its list.
+        for i in (size..self.len()).rev() {
+            let bits = barcode_bits(&self.tree.leaf(i as usize).expect("in range"));
+            match self.shared_barcodes.get_mut(&bits) {
+                Some(later) if later.last() == Some(&i) => {
+                    later.pop();
+                    if later.is_empty() {
+                        self.shared_barcodes.remove(&bits);
+                    }
+                    self.shared_count -= 1;
+                }
+                _ => assert_eq!(
+                    self.by_barcode.remove(&bits),
+                    Some(i),
+                    "entry {i} not in the table"
+                ),
+            }
         }
         self.tree.truncate(size as usize);
         self.locations.truncate(size as usize);
@@ -145,7 +197,11 @@ impl Log {
 
     fn assert_agree(&self) {
         assert_eq!(self.tree.len(), self.locations.len(), "tree and locations");
-        assert_eq!(self.tree.len(), self.by_leaf.len(), "tree and id table");
+        assert_eq!(
+            self.tree.len(),
+            self.by_barcode.len() + self.shared_count,
+            "tree and barcode table"
+        );
     }
 
     /// The leaf hash of entry `index`, if the log holds it.
@@ -162,7 +218,20 @@ impl Log {
 
     /// The index of the entry with this leaf hash.
     pub fn index_of(&self, leaf: &Hash) -> Option<u64> {
-        self.by_leaf.get(leaf).copied()
+        self.with_barcode_bits(barcode_bits(leaf))
+            .find(|i| self.leaf(*i).as_ref() == Some(leaf))
+    }
+
+    /// The indexes of the entries whose barcode spells `bits`, in order (durable or not).
+    pub fn with_barcode_bits(&self, bits: u64) -> impl Iterator<Item = u64> + '_ {
+        let first = self.by_barcode.get(&bits).copied();
+        let later = self
+            .shared_barcodes
+            .get(&bits)
+            .into_iter()
+            .flatten()
+            .copied();
+        first.into_iter().chain(later)
     }
 
     pub fn root_at(&self, size: u64) -> Result<Hash, ProofError> {
@@ -209,6 +278,42 @@ mod tests {
         assert_eq!(log.index_of(&[4; 32]), None);
         assert_eq!(log.location(2).unwrap().0, at(2));
         assert!(log.location(3).is_none());
+    }
+
+    #[test]
+    fn entries_that_share_a_barcode_are_all_found_and_cut_newest_first() {
+        let mut log = log_with_file();
+        // Three leaves with the same first 60 bits (so one barcode), one with others.
+        let leaf = |last: u8, low: u8| {
+            let mut l = [7u8; 32];
+            l[7] = 0x70 | low;
+            l[31] = last;
+            l
+        };
+        let (a, b, c, other) = (leaf(1, 0), leaf(2, 1), leaf(3, 2), [9u8; 32]);
+        for (i, l) in [a, other, b, c].into_iter().enumerate() {
+            log.push(l, at(i as u64));
+        }
+        let bits = barcode_bits(&a);
+        assert_eq!(
+            log.with_barcode_bits(bits).collect::<Vec<_>>(),
+            vec![0, 2, 3]
+        );
+        assert_eq!(
+            [a, other, b, c].map(|l| log.index_of(&l)),
+            [Some(0), Some(1), Some(2), Some(3)]
+        );
+        assert_eq!(log.index_of(&leaf(4, 3)), None);
+        log.truncate(2);
+        assert_eq!(log.with_barcode_bits(bits).collect::<Vec<_>>(), vec![0]);
+        assert_eq!(log.index_of(&b), None);
+        log.truncate(0);
+        assert_eq!(log.with_barcode_bits(bits).count(), 0);
+        // And they come back in the same places.
+        for (i, l) in [a, b].into_iter().enumerate() {
+            log.push(l, at(i as u64));
+        }
+        assert_eq!(log.with_barcode_bits(bits).collect::<Vec<_>>(), vec![0, 1]);
     }
 
     #[test]

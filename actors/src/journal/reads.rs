@@ -193,39 +193,16 @@ impl Reader {
         Ok(())
     }
 
-    /// The indexes of the entries with barcode `code`: from the sled index, each hit
-    /// checked against its entry's leaf hash, then by computing the barcode of every
-    /// entry it does not cover yet (at most `page_scan_max_entries`).
+    /// The indexes of the entries with barcode `code`, durable ones only, in order: from
+    /// the log's own table (a barcode is the first 60 bits of a leaf hash, and every leaf
+    /// hash is in memory).
     pub fn indexes_of_barcode(&self, code: &Barcode) -> Result<Vec<u64>, Refusal> {
-        let code = code.as_str();
-        let (mut found, mut from) = self
-            .ask_index(|ix, _| ix.by_barcode(code))
-            .unwrap_or_default();
-        let durable = self.len();
-        let wrong = {
-            let log = log::read(&self.log);
-            found
-                .iter()
-                .copied()
-                .find(|i| log.leaf(*i).map(|l| barcode(&l)).as_deref() != Some(code))
-        };
-        if let Some(i) = wrong {
-            self.mismatch("barcode", i);
-            found.clear();
-            from = 0;
-        }
-        self.bounded(durable - from)?;
-        // Leaf hashes are in memory: compared a chunk at a time, so the lock is never held
-        // for long.
-        const CHUNK: u64 = 65_536;
-        let mut at = from;
-        while at < durable {
-            let end = (at + CHUNK).min(durable);
-            let log = log::read(&self.log);
-            found.extend((at..end).filter(|i| barcode(&log.leaf(*i).expect("durable")) == code));
-            at = end;
-        }
-        Ok(found)
+        let log = log::read(&self.log);
+        let durable = log.durable();
+        Ok(log
+            .with_barcode_bits(code.bits())
+            .filter(|i| *i < durable)
+            .collect())
     }
 
     /// The indexes of the entries of `action`: from the sled index, each hit checked
@@ -366,9 +343,9 @@ impl Reader {
 
     /// What the index records of entry `index`, read from the segments.
     fn record(&self, index: u64) -> Result<IndexRecord, Refusal> {
-        let (bytes, leaf) = self.fetch(index)?;
+        let (bytes, _) = self.fetch(index)?;
         let head = EntryHead::from_bytes(&bytes).map_err(|_| Refusal::Damaged(index))?;
-        Ok(IndexRecord::of(head, &leaf))
+        Ok(IndexRecord::of(head))
     }
 
     /// The records of up to `count` entries spread evenly over the journal, the last one
