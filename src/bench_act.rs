@@ -9,7 +9,12 @@
 //!   hidden (no coordinated omission); p50, p99 and the largest;
 //! - the floor that latency stands on: two back-to-back `fdatasync`s of a small append on
 //!   the same file system (an action's dispatch and its result are each one group
-//!   commit), p50 and p99.
+//!   commit), p50 and p99;
+//! - what a request costs the server in processor time in each throughput run: the
+//!   process's CPU time (user and system) over the run less the clients' own threads',
+//!   per answered request. Both servers run in this process, one at a time, so this is
+//!   the hello-world server's cost in its run and the node's in the other; it varies far
+//!   less from run to run than requests per second on a shared machine.
 //!
 //! It measures and prints; it asserts nothing.
 
@@ -63,17 +68,53 @@ fn read_response(r: &mut BufReader<TcpStream>) -> anyhow::Result<u16> {
 /// What one connection sends: its `n`th request's bytes.
 pub(crate) type MakeRequest = Arc<dyn Fn(usize, u64) -> Vec<u8> + Send + Sync>;
 
+/// Processor time (user and system) used so far by the calling thread (`RUSAGE_THREAD`)
+/// or by the whole process (`RUSAGE_SELF`).
+fn cpu_time(who: libc::c_int) -> Duration {
+    // SAFETY: getrusage writes into the struct it is given and nothing else.
+    let u = unsafe {
+        let mut u: libc::rusage = std::mem::zeroed();
+        libc::getrusage(who, &mut u);
+        u
+    };
+    let t = |v: libc::timeval| Duration::new(v.tv_sec as u64, v.tv_usec as u32 * 1000);
+    t(u.ru_utime) + t(u.ru_stime)
+}
+
+/// What one load run measured.
+pub(crate) struct Load {
+    /// Requests answered with 2xx, and with anything else.
+    pub ok: u64,
+    pub other: u64,
+    /// Latencies in µs.
+    pub latency: Histogram<u64>,
+    pub elapsed: Duration,
+    /// The process's processor time over the run less the client threads' own: what the
+    /// server (and anything else running meanwhile in this process) used.
+    pub server_cpu: Duration,
+}
+
+impl Load {
+    pub fn per_second(&self) -> f64 {
+        self.ok as f64 / self.elapsed.as_secs_f64()
+    }
+
+    /// The server's processor time per answered request, in µs.
+    pub fn cpu_us_per_request(&self) -> f64 {
+        self.server_cpu.as_secs_f64() * 1e6 / (self.ok + self.other).max(1) as f64
+    }
+}
+
 /// Runs `connections` clients against `addr`. With `rate`, each sends on a schedule and
 /// latencies count from when a request was due; without, each sends back to back.
-/// Answers (requests answered with 2xx, other answers, the latency histogram in µs,
-/// elapsed time).
 pub(crate) fn load(
     addr: SocketAddr,
     connections: usize,
     seconds: u64,
     rate: Option<u64>,
     make: MakeRequest,
-) -> anyhow::Result<(u64, u64, Histogram<u64>, Duration)> {
+) -> anyhow::Result<Load> {
+    let cpu_before = cpu_time(libc::RUSAGE_SELF);
     let stop = Arc::new(AtomicBool::new(false));
     let ok = Arc::new(AtomicU64::new(0));
     let other = Arc::new(AtomicU64::new(0));
@@ -81,7 +122,7 @@ pub(crate) fn load(
     let handles: Vec<_> = (0..connections)
         .map(|c| {
             let (stop, ok, other, make) = (stop.clone(), ok.clone(), other.clone(), make.clone());
-            std::thread::spawn(move || -> anyhow::Result<Histogram<u64>> {
+            std::thread::spawn(move || -> anyhow::Result<(Histogram<u64>, Duration)> {
                 let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
                 let stream = TcpStream::connect(addr)?;
                 stream.set_nodelay(true)?;
@@ -113,25 +154,31 @@ pub(crate) fn load(
                     }
                     n += 1;
                 }
-                Ok(hist)
+                Ok((hist, cpu_time(libc::RUSAGE_THREAD)))
             })
         })
         .collect();
     std::thread::sleep(Duration::from_secs(seconds));
     stop.store(true, Ordering::Relaxed);
+    let elapsed = started.elapsed();
     let mut all = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    let mut clients_cpu = Duration::ZERO;
     for h in handles {
-        let h = h
+        let (h, cpu) = h
             .join()
             .map_err(|_| anyhow::anyhow!("a client thread panicked"))??;
         all.add(&h)?;
+        clients_cpu += cpu;
     }
-    Ok((
-        ok.load(Ordering::Relaxed),
-        other.load(Ordering::Relaxed),
-        all,
-        started.elapsed(),
-    ))
+    Ok(Load {
+        ok: ok.load(Ordering::Relaxed),
+        other: other.load(Ordering::Relaxed),
+        latency: all,
+        elapsed,
+        server_cpu: cpu_time(libc::RUSAGE_SELF)
+            .saturating_sub(cpu_before)
+            .saturating_sub(clients_cpu),
+    })
 }
 
 /// A hello-world actix-web server on loopback, on a thread of its own.
@@ -268,17 +315,19 @@ pub fn act(base: &Path, b: &ActBench) -> anyhow::Result<()> {
         dir.path().display()
     );
     let hello = hello_world(workers)?;
-    let (hello_ok, hello_other, hello_lat, hello_t) = load(
+    let hello = load(
         hello,
         b.connections,
         b.seconds,
         None,
         Arc::new(|_, _| b"GET /hello HTTP/1.1\r\nhost: bench\r\n\r\n".to_vec()),
     )?;
-    let hello_rps = hello_ok as f64 / hello_t.as_secs_f64();
+    let hello_rps = hello.per_second();
     println!(
-        "  hello-world GET:        {hello_rps:>9.0} req/s  (p99 {:.2} ms, {hello_other} non-2xx)",
-        ms(hello_lat.value_at_quantile(0.99))
+        "  hello-world GET:        {hello_rps:>9.0} req/s  (p99 {:.2} ms, {} non-2xx)  server CPU {:.1} us/request",
+        ms(hello.latency.value_at_quantile(0.99)),
+        hello.other,
+        hello.cpu_us_per_request()
     );
 
     let (addr, token) = node(&dir.path().join("node"))?;
@@ -295,17 +344,27 @@ pub fn act(base: &Path, b: &ActBench) -> anyhow::Result<()> {
             .into_bytes()
         })
     };
-    let (act_ok, act_other, act_lat, act_t) =
-        load(addr, b.connections, b.seconds, None, act_request("max"))?;
-    let act_rps = act_ok as f64 / act_t.as_secs_f64();
+    let act = load(addr, b.connections, b.seconds, None, act_request("max"))?;
+    let act_rps = act.per_second();
     println!(
-        "  POST /v1/act (echo):    {act_rps:>9.0} req/s  (p99 {:.2} ms, {act_other} non-2xx)  = {:.3}x hello-world (goal >= 0.3x)",
-        ms(act_lat.value_at_quantile(0.99)),
+        "  POST /v1/act (echo):    {act_rps:>9.0} req/s  (p99 {:.2} ms, {} non-2xx)  = {:.3}x hello-world (goal >= 0.3x)",
+        ms(act.latency.value_at_quantile(0.99)),
+        act.other,
         act_rps / hello_rps
+    );
+    println!(
+        "  node CPU {:.1} us/action = {:.1}x the hello-world server's per request",
+        act.cpu_us_per_request(),
+        act.cpu_us_per_request() / hello.cpu_us_per_request().max(f64::MIN_POSITIVE)
     );
 
     let before = stage_totals(addr, &token)?;
-    let (paced_ok, paced_other, paced, _) = load(
+    let Load {
+        ok: paced_ok,
+        other: paced_other,
+        latency: paced,
+        ..
+    } = load(
         addr,
         b.connections,
         b.seconds,

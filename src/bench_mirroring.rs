@@ -75,25 +75,25 @@ fn run(
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos())
         .unwrap_or(0);
-    let (ok, other, lat, t) = load(addr, 1, b.seconds, None, request(format!("s{nonce}")))?;
-    let (loaded, loaded_other, _, lt) = load(
+    let single = load(addr, 1, b.seconds, None, request(format!("s{nonce}")))?;
+    let loaded = load(
         addr,
         b.connections,
         b.seconds,
         None,
         request(format!("l{nonce}")),
     )?;
-    if other + loaded_other > 0 {
+    if single.other + loaded.other > 0 {
         bail!(
             "{cap}: {} requests were not answered 2xx",
-            other + loaded_other
+            single.other + loaded.other
         );
     }
     Ok(Run {
-        mean_us: t.as_secs_f64() * 1e6 / ok.max(1) as f64,
-        p50_us: lat.value_at_quantile(0.5) as f64,
-        p99_us: lat.value_at_quantile(0.99) as f64,
-        rps: loaded as f64 / lt.as_secs_f64(),
+        mean_us: single.elapsed.as_secs_f64() * 1e6 / single.ok.max(1) as f64,
+        p50_us: single.latency.value_at_quantile(0.5) as f64,
+        p99_us: single.latency.value_at_quantile(0.99) as f64,
+        rps: loaded.per_second(),
     })
 }
 
