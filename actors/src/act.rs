@@ -343,8 +343,9 @@ struct Known {
     result: ActionResult,
     /// The id of the entry that records its status.
     entry_id: String,
-    /// The record as journaled.
-    record: ActionRecord,
+    /// The record as journaled (shared: a finished action's is handed to the book, to the
+    /// repeats that wait on it and to the set in doubt, and it carries the capsule).
+    record: Arc<ActionRecord>,
 }
 
 enum Slot {
@@ -581,21 +582,21 @@ impl Act {
         }
     }
 
-    async fn append(
+    async fn append<T: serde::Serialize + ?Sized>(
         &self,
         kind: EntryKind,
         links: Vec<String>,
-        body: Value,
+        body: &T,
     ) -> Result<Appended, Refusal> {
         self.journal
-            .append(NewEntry::new(kind, links, &body), &self.journal_opts())
+            .append(NewEntry::new(kind, links, body), &self.journal_opts())
             .await
     }
 
     /// Journals an `event` entry with `body` (a record of something the node did that is
     /// no action of a driver: a driver grown, say).
     pub async fn record_event(&self, body: Value) -> Result<Appended, Refusal> {
-        self.append(EntryKind::Event, vec![], body).await
+        self.append(EntryKind::Event, vec![], &body).await
     }
 
     /// A number drawn from the node's seed, `purpose` and action `action`: the same on
@@ -679,7 +680,7 @@ impl Act {
                 ),
             );
             let appended = self
-                .append(EntryKind::Result, vec![entry_id], to_value(&record))
+                .append(EntryKind::Result, vec![entry_id], &record)
                 .await?;
             self.metrics.actions.with_label_values(&["in_doubt"]).inc();
             report.marked_in_doubt += 1;
@@ -931,9 +932,7 @@ impl Act {
                 let _ = tx.send(this.record_without_dispatch(owner, r).await);
                 return;
             }
-            let appended = this
-                .append(EntryKind::Dispatch, vec![], to_value(&dispatch))
-                .await;
+            let appended = this.append(EntryKind::Dispatch, vec![], &dispatch).await;
             drop(gate);
             this.metrics.stage(Stage::Dispatch, dispatching);
             let dispatched = match appended {
@@ -970,7 +969,7 @@ impl Act {
         record: ActionRecord,
     ) -> Result<ActionResult, ActError> {
         let appended = self
-            .append(EntryKind::Result, vec![], to_value(&record))
+            .append(EntryKind::Result, vec![], &record)
             .await
             .map_err(ActError::Journal)?;
         Ok(self.finished(owner, record, appended))
@@ -1194,11 +1193,7 @@ impl Act {
         let overran = overran && first.status == ActionStatus::InDoubt;
         let recording = Instant::now();
         let recorded = self
-            .append(
-                EntryKind::Result,
-                vec![dispatched.id.clone()],
-                to_value(&first),
-            )
+            .append(EntryKind::Result, vec![dispatched.id.clone()], &first)
             .await;
         self.metrics.stage(Stage::Outcome, recording);
         let answer = match recorded {
@@ -1267,7 +1262,7 @@ impl Act {
             return;
         };
         let links = vec![dispatched.id.clone()];
-        match self.append(EntryKind::Result, links, to_value(&late)).await {
+        match self.append(EntryKind::Result, links, &late).await {
             Ok(appended) => {
                 self.metrics
                     .actions
@@ -1551,11 +1546,7 @@ impl Act {
             trial_draw: None,
         };
         let dispatched = self
-            .append(
-                EntryKind::Dispatch,
-                vec![known.entry_id.clone()],
-                to_value(&dispatch),
-            )
+            .append(EntryKind::Dispatch, vec![known.entry_id.clone()], &dispatch)
             .await
             .map_err(RollbackError::Journal)?;
         // From here on the undo runs to its end whether or not anyone waits for it.
@@ -1563,7 +1554,7 @@ impl Act {
         let this = self.clone();
         let reason = reason.to_owned();
         let mut owner = owner;
-        owner.dispatched = Some(Box::new((dispatched.clone(), known.record.clone())));
+        owner.dispatched = Some(Box::new((dispatched.clone(), (*known.record).clone())));
         self.runner().spawn(async move {
             let opts = CallOptions {
                 deadline: Duration::from_millis(driver.manifest.limits.deadline_ms),
@@ -1583,7 +1574,7 @@ impl Act {
                 Err(e) => Err(e),
             };
             // The new state keeps the capsule of the push it is about.
-            let mut r = known.record.clone();
+            let mut r = (*known.record).clone();
             r.late = false;
             r.resolution = None;
             let mut refused = None;
@@ -1615,7 +1606,7 @@ impl Act {
                 }
             }
             let answer = match this
-                .append(EntryKind::Result, vec![dispatched.id.clone()], to_value(&r))
+                .append(EntryKind::Result, vec![dispatched.id.clone()], &r)
                 .await
             {
                 Ok(appended) => {
@@ -1924,7 +1915,7 @@ impl Act {
     fn journal_event(self: &Arc<Self>, s: &Arc<DriverInstance>, body: Value) {
         let (this, name) = (self.clone(), s.name().to_owned());
         actix::spawn(async move {
-            if let Err(e) = this.append(EntryKind::Event, vec![], body).await {
+            if let Err(e) = this.append(EntryKind::Event, vec![], &body).await {
                 this.metrics
                     .shadow_events_refused
                     .with_label_values(&[&name])
@@ -1975,7 +1966,7 @@ impl Act {
                     "evidence": evidence,
                 });
                 actix::spawn(async move {
-                    if let Err(e) = this.append(EntryKind::Decision, vec![], body).await {
+                    if let Err(e) = this.append(EntryKind::Decision, vec![], &body).await {
                         tracing::error!(driver = %name, error = %e, "a dry-run check's finding was not journaled");
                     }
                 });
@@ -2315,7 +2306,7 @@ impl Act {
                 },
             });
         };
-        let mut record = k.record.clone();
+        let mut record = (*k.record).clone();
         record.status = ActionStatus::Resolved;
         record.reason = Some(format!(
             "an operator found that it {}: {}",
@@ -2326,11 +2317,7 @@ impl Act {
         record.late = false;
         record.capsule = None;
         match self
-            .append(
-                EntryKind::Result,
-                vec![k.entry_id.clone()],
-                to_value(&record),
-            )
+            .append(EntryKind::Result, vec![k.entry_id.clone()], &record)
             .await
         {
             Ok(appended) => {
@@ -2375,7 +2362,7 @@ fn known(at: &Appended, record: ActionRecord) -> Known {
         digest: record.intent_digest.clone(),
         result: record.answer(at.index, &at.barcode),
         entry_id: at.id.clone(),
-        record,
+        record: Arc::new(record),
     }
 }
 
@@ -2408,10 +2395,6 @@ fn body<T: serde::de::DeserializeOwned>(stored: &StoredEntry) -> Result<T, Refus
             stored.kind.as_str()
         ))
     })
-}
-
-fn to_value<T: serde::Serialize>(v: &T) -> Value {
-    serde_json::to_value(v).expect("journal bodies are plain data")
 }
 
 /// Forgets the oldest finished actions beyond `bound`: memory is then no longer

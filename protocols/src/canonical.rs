@@ -5,6 +5,9 @@
 use serde_json::{Map, Number, Value};
 use std::fmt;
 
+mod direct;
+pub use direct::{write_serialize, DirectError};
+
 /// Why a value has no canonical form, and where: `path` is a JSON Pointer (RFC 6901) into
 /// the value being written or read (`""` is the value itself).
 #[derive(Debug, Clone, PartialEq, Eq)]

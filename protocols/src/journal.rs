@@ -253,10 +253,18 @@ pub struct EntryParts<'a> {
 pub struct Body(Vec<u8>);
 
 impl Body {
-    /// The canonical bytes of `body`; an error names the path inside the entry.
-    pub fn new(body: &Value) -> Result<Self, CanonicalError> {
-        let mut out = Vec::with_capacity(256);
-        write_body(body, &mut out)?;
+    /// The canonical bytes of `body`, written straight from its `Serialize` (the bytes
+    /// [`canonical::write`] gives for `serde_json::to_value(body)`, without building that
+    /// value); an error names the path inside the entry.
+    pub fn of<T: Serialize + ?Sized>(body: &T) -> Result<Self, CanonicalError> {
+        let mut out = Vec::with_capacity(512);
+        canonical::write_serialize(body, &mut out, 1).map_err(|e| {
+            let e = e.into_canonical();
+            CanonicalError {
+                path: format!("/body{}", e.path),
+                ..e
+            }
+        })?;
         Ok(Self(out))
     }
 

@@ -7,7 +7,8 @@
 //! - for generated values (doubles over the whole range, subnormals, ±2^53, the largest
 //!   finite double, `-0.0`, integers on both sides of exactness, nesting up to and past the
 //!   limit, any Unicode): what the writer writes, the reader reads back to the same bytes,
-//!   and what the writer refuses, the reader refuses too.
+//!   and what the writer refuses, the reader refuses too; and the direct writer (from a
+//!   value's `Serialize`) writes exactly what the writer of a `serde_json::Value` writes.
 
 use axon_protocols::canonical::{self, Reason, MAX_DEPTH};
 use quickcheck::{Arbitrary, Gen, QuickCheck};
@@ -480,4 +481,128 @@ fn hostile_text_is_read_or_refused_never_half_accepted() {
     QuickCheck::new().tests(3000).quickcheck(
         reader_never_accepts_what_the_writer_cannot_write as fn(Vec<u8>, Probe) -> bool,
     );
+}
+
+/// The direct writer (from a value's `Serialize`) and the writer of a `serde_json::Value`
+/// write the same bytes for every value, and refuse the same values for the same reason.
+fn direct_writer_writes_what_the_value_writer_writes(p: Probe) -> bool {
+    let mut direct = Vec::new();
+    let got = canonical::write_serialize(&p.0, &mut direct, 0);
+    match (canonical::to_vec(&p.0), got) {
+        (Ok(bytes), Ok(())) => {
+            assert_eq!(
+                String::from_utf8_lossy(&direct),
+                String::from_utf8_lossy(&bytes)
+            );
+            true
+        }
+        (Err(want), Err(e)) => {
+            let e = e.into_canonical();
+            assert_eq!(
+                std::mem::discriminant(&e.reason),
+                std::mem::discriminant(&want.reason),
+                "{e} where the value writer says {want}"
+            );
+            true
+        }
+        (want, got) => panic!("the value writer: {want:?}; the direct writer: {got:?}"),
+    }
+}
+
+#[test]
+fn the_direct_writer_agrees_with_the_value_writer() {
+    QuickCheck::new()
+        .tests(3000)
+        .quickcheck(direct_writer_writes_what_the_value_writer_writes as fn(Probe) -> bool);
+}
+
+/// Every shape serde gives a Rust value (structs in any field order, each kind of enum
+/// variant, options, tuples, maps, bytes, floats that are not finite) comes out of the
+/// direct writer as the value writer writes `serde_json::to_value` of it.
+#[test]
+fn the_direct_writer_writes_every_serde_shape_as_the_value_writer_does() {
+    use serde::Serialize;
+    use std::collections::BTreeMap;
+    #[derive(Serialize)]
+    enum Shape {
+        Unit,
+        Newtype(Value),
+        Tuple(u8, String, Option<i64>),
+        Struct {
+            zeta: f64,
+            alpha: Vec<Shape>,
+            mid: Option<Box<Shape>>,
+        },
+    }
+    #[derive(Serialize)]
+    struct Unit;
+    #[derive(Serialize)]
+    struct Wrapped(u32);
+    #[derive(Serialize)]
+    struct Record {
+        z: &'static str,
+        a: Shape,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        skipped: Option<u8>,
+        m: BTreeMap<String, Shape>,
+        n: BTreeMap<u32, bool>,
+        t: (i8, char, Unit, Wrapped),
+        b: serde_bytes_like::Bytes,
+        not_finite: [f64; 3],
+        big: u128,
+        #[serde(rename = "é")]
+        accented: (),
+        #[serde(rename = "😂")]
+        astral: i16,
+        #[serde(rename = "\u{ffff}")]
+        last_bmp: i16,
+    }
+    mod serde_bytes_like {
+        pub struct Bytes(pub Vec<u8>);
+        impl serde::Serialize for Bytes {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_bytes(&self.0)
+            }
+        }
+    }
+    let shape = Shape::Struct {
+        zeta: 0.1,
+        alpha: vec![
+            Shape::Unit,
+            Shape::Newtype(serde_json::json!({"y": [1, 2.5, null], "b": "\u{0}"})),
+            Shape::Tuple(7, "x\"y".into(), None),
+        ],
+        mid: Some(Box::new(Shape::Tuple(0, String::new(), Some(-3)))),
+    };
+    let record = Record {
+        z: "last",
+        a: shape,
+        skipped: None,
+        m: BTreeMap::from([("b".to_owned(), Shape::Unit), ("a".to_owned(), Shape::Unit)]),
+        n: BTreeMap::from([(10, true), (9, false)]),
+        t: (-1, 'q', Unit, Wrapped(5)),
+        b: serde_bytes_like::Bytes(vec![0, 255]),
+        not_finite: [f64::NAN, f64::INFINITY, 1e300],
+        big: 1 << 60,
+        accented: (),
+        astral: 1,
+        last_bmp: 2,
+    };
+    let via_value = canonical::to_vec(&serde_json::to_value(&record).unwrap()).unwrap();
+    let mut direct = Vec::new();
+    canonical::write_serialize(&record, &mut direct, 0).unwrap();
+    assert_eq!(
+        String::from_utf8(direct).unwrap(),
+        String::from_utf8(via_value).unwrap()
+    );
+    // An integer no double holds is refused by both, naming where it is.
+    let refused = canonical::write_serialize(
+        &serde_json::json!({"a": [1u64 << 60 | 1]}),
+        &mut Vec::new(),
+        0,
+    )
+    .unwrap_err()
+    .into_canonical();
+    assert_eq!(refused.path, "/a/0");
+    assert!(matches!(refused.reason, Reason::InexactInteger(_)));
 }

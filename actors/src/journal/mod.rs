@@ -61,7 +61,6 @@ use index::JournalIndex;
 use indexer::Indexer;
 use log::{Location, SharedLog};
 use serde::Serialize;
-use serde_json::Value;
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -147,11 +146,17 @@ pub struct NewEntry {
 }
 
 impl NewEntry {
-    pub fn new(kind: EntryKind, links: Vec<String>, body: &Value) -> Self {
+    /// An append of an entry whose body is `body` (a `Value`, or any plain data: its
+    /// canonical bytes are written straight from its `Serialize`).
+    pub fn new<T: serde::Serialize + ?Sized>(
+        kind: EntryKind,
+        links: Vec<String>,
+        body: &T,
+    ) -> Self {
         Self {
             kind,
             links,
-            body: format::Body::new(body),
+            body: format::Body::of(body),
         }
     }
 }
