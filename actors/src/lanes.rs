@@ -176,7 +176,7 @@ pub struct DriverInstance {
     /// Where the next call starts looking for room.
     next: std::sync::atomic::AtomicUsize,
     /// The manifest as its capsules record it (its canonical JSON, parsed once).
-    pub recorded_manifest: Option<serde_json::Value>,
+    pub recorded_manifest: Option<Arc<serde_json::Value>>,
     /// How its pushes have gone: every push the act pipeline makes records its sample.
     pub scorecard: Scorecard,
     /// The checks against its service-level objective, fed the pushes it makes while
@@ -244,7 +244,9 @@ impl DriverInstance {
         Self {
             descriptor: manifest.descriptor(),
             rate: RateLimit::per_second(manifest.limits.rate_per_second),
-            recorded_manifest: serde_json::from_slice(manifest.canonical()).ok(),
+            recorded_manifest: serde_json::from_slice(manifest.canonical())
+                .ok()
+                .map(Arc::new),
             manifest,
             workers,
             next: std::sync::atomic::AtomicUsize::new(0),

@@ -341,7 +341,9 @@ fn a_recorded_append_replays_bit_for_bit() {
     assert!(out.output["offset"].as_u64().unwrap() > 0);
     // A capsule whose manifest was changed is refused: it is not the build that ran.
     let mut forged = capsule.clone();
-    forged.environment.manifest.as_mut().unwrap()["limits"]["deadline_ms"] = json!(1);
+    let mut changed = (**forged.environment.manifest.as_ref().unwrap()).clone();
+    changed["limits"]["deadline_ms"] = json!(1);
+    forged.environment.manifest = Some(std::sync::Arc::new(changed));
     assert!(axon_drivers::replay(&forged, Path::new("."))
         .unwrap_err()
         .contains("not to the recorded artifact"));

@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use std::sync::Arc;
 
 /// What a driver call ran in.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -17,9 +18,9 @@ pub struct Environment {
     pub driver_artifact_hash: String,
     /// The driver's manifest as it ran (its canonical JSON, parsed), so a replay rebuilds
     /// the same driver without the node's configuration. Secrets are named in it by
-    /// reference, never held.
+    /// reference, never held. Shared: every call of one driver build records the same.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub manifest: Option<Value>,
+    pub manifest: Option<Arc<Value>>,
 }
 
 /// The recorded clock of a call.

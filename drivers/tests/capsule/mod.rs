@@ -16,7 +16,9 @@ pub fn capsule(m: &Manifest, action_id: &str, input: &AxonIntent, out: &Outcome)
             binary_version: "test".into(),
             config_hash: "test".into(),
             driver_artifact_hash: m.descriptor().artifact_hash,
-            manifest: serde_json::from_slice(m.canonical()).ok(),
+            manifest: serde_json::from_slice(m.canonical())
+                .ok()
+                .map(std::sync::Arc::new),
         },
         input: serde_json::to_value(input).unwrap(),
         output: out.output.clone(),
