@@ -142,17 +142,7 @@ impl EntryHead {
     /// The one-pass check: `None` when the bytes are not canonical or not of the shapes
     /// it decides (see [`canonical::value_end`]).
     pub fn read_canonical(b: &[u8]) -> Option<Self> {
-        let expect = |p: usize, lit: &[u8]| canonical::literal_end(b, p, lit);
-        let plain_string = |p: usize| -> Option<(usize, &str)> {
-            let (end, escaped) = canonical::string_end(b, p)?;
-            let text = std::str::from_utf8(&b[p + 1..end - 1]).ok()?;
-            (!escaped).then_some((end, text))
-        };
-        let unsigned = |p: usize| -> Option<(usize, u64)> {
-            let (end, v) = canonical::integer_end(b, p)?;
-            u64::try_from(v).ok().map(|v| (end, v))
-        };
-        let body = expect(0, b"{\"body\":")?;
+        let body = canonical::literal_end(b, 0, BODY_OPEN)?;
         let mut action = None;
         let p = if b.get(body) == Some(&b'{') {
             // The body's members are checked and its action picked up in one pass.
@@ -163,6 +153,21 @@ impl EntryHead {
             })?
         } else {
             canonical::value_end(b, body, 1)?
+        };
+        Self::read_after_body(b, p, action)
+    }
+
+    /// The one-pass check of the members after the body, which ends at `p`.
+    fn read_after_body(b: &[u8], p: usize, action: Option<String>) -> Option<Self> {
+        let expect = |p: usize, lit: &[u8]| canonical::literal_end(b, p, lit);
+        let plain_string = |p: usize| -> Option<(usize, &str)> {
+            let (end, escaped) = canonical::string_end(b, p)?;
+            let text = std::str::from_utf8(&b[p + 1..end - 1]).ok()?;
+            (!escaped).then_some((end, text))
+        };
+        let unsigned = |p: usize| -> Option<(usize, u64)> {
+            let (end, v) = canonical::integer_end(b, p)?;
+            u64::try_from(v).ok().map(|v| (end, v))
         };
         let p = expect(p, b",\"index\":")?;
         let (p, index) = unsigned(p)?;
@@ -199,7 +204,27 @@ impl EntryHead {
             action,
         })
     }
+
+    /// Whether `bytes`, an entry written around `body`, read back through
+    /// [`from_bytes`](Self::from_bytes): what that accepts, this accepts, and nothing
+    /// else. A body the one-pass check decided when it was made (an object: nothing of
+    /// what follows it is read to decide it) is only compared, byte for byte, with the
+    /// entry's; the members after it are checked in one pass. Any other entry is read
+    /// whole.
+    pub fn reads_back(bytes: &[u8], body: &Body) -> Result<(), EntryError> {
+        let end = BODY_OPEN.len() + body.bytes.len();
+        let framed = body.one_pass
+            && bytes.starts_with(BODY_OPEN)
+            && bytes.get(BODY_OPEN.len()..end) == Some(body.as_bytes());
+        if framed && Self::read_after_body(bytes, end, None).is_some() {
+            return Ok(());
+        }
+        Self::from_bytes(bytes).map(|_| ())
+    }
 }
+
+/// What an entry's bytes start with: its first member, the body, is written first.
+const BODY_OPEN: &[u8] = b"{\"body\":";
 
 /// An `action_id` member's canonical value as [`action_of`] reads it: a plain string that
 /// is an action id (an escaped string holds a character no action id has).
@@ -250,7 +275,12 @@ pub struct EntryParts<'a> {
 /// An entry's body in its canonical bytes, as the entry holds it (one level down). Made
 /// wherever the entry is asked for, so that whoever writes the entry only frames it.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Body(Vec<u8>);
+pub struct Body {
+    bytes: Vec<u8>,
+    /// The bytes are an object that the one-pass check of an entry's body accepts (see
+    /// [`EntryHead::reads_back`]): decided here, on the thread that asks for the entry.
+    one_pass: bool,
+}
 
 impl Body {
     /// The canonical bytes of `body`, written straight from its `Serialize` (the bytes
@@ -265,11 +295,16 @@ impl Body {
                 ..e
             }
         })?;
-        Ok(Self(out))
+        let one_pass = out.first() == Some(&b'{')
+            && canonical::object_end(&out, 0, 1, |_, _| {}) == Some(out.len());
+        Ok(Self {
+            bytes: out,
+            one_pass,
+        })
     }
 
     pub fn as_bytes(&self) -> &[u8] {
-        &self.0
+        &self.bytes
     }
 }
 
@@ -316,7 +351,7 @@ fn write_entry(
                 reason: Reason::OutOfRange(index.to_string()),
             });
         }
-        out.extend_from_slice(b"{\"body\":");
+        out.extend_from_slice(BODY_OPEN);
         body(out)?;
         let _ = write!(out, ",\"index\":{index},\"kind\":");
         canonical::string(kind.as_str(), out);

@@ -394,6 +394,8 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> OpenError + '_ {
 #[derive(Clone, Copy)]
 struct Staged {
     leaf: Hash,
+    /// Its place in the log once committed.
+    index: u64,
     /// Length of the entry's bytes.
     len: u32,
     /// Offset of the entry's bytes in the batch.
@@ -850,8 +852,9 @@ impl Journal {
                 }
                 let bytes = finish_record(&mut buf, start);
                 // Paired assertion: what is written reads back through the reader that
-                // start-up and the audit use; bytes that do not are never written.
-                if let Err(e) = format::EntryHead::from_bytes(bytes) {
+                // start-up and the audit use; bytes that do not are never written. (The
+                // body was checked where the entry was asked for: here only the rest is.)
+                if let Err(e) = format::EntryHead::reads_back(bytes, body) {
                     tracing::error!(index, error = %e, "staged bytes do not read back");
                     buf.truncate(start);
                     return Err(Refusal::Internal(format!(
@@ -861,6 +864,7 @@ impl Journal {
                 let leaf = leaf_hash(bytes);
                 Ok(Staged {
                     leaf,
+                    index,
                     len: len as u32,
                     at: start + format::RECORD_HEADER,
                 })
@@ -894,6 +898,8 @@ impl Journal {
             let mut log = log::write(&self.log);
             let segment = (log.files() - 1) as u32;
             for s in staged {
+                // Staged in order after what the log held, by this thread alone.
+                debug_assert_eq!(log.len(), s.index);
                 log.push(
                     s.leaf,
                     Location {
@@ -1041,7 +1047,6 @@ impl Worker for Journal {
                     m.entries.set(self.len() as i64);
                     m.halted.set(i64::from(self.shared.halt.is_halted()));
                 }
-                let log = log::read(&self.log);
                 for (slot, r) in append_slots.into_iter().zip(staged) {
                     answers[slot] = Some(match (r, &committed) {
                         (Err(refusal), _) => JournalResponse::Refused(refusal),
@@ -1052,7 +1057,7 @@ impl Worker for Journal {
                             JournalResponse::Refused(Refusal::OutcomeUnknown(reason.clone()))
                         }
                         (Ok(s), Ok(())) => JournalResponse::Appended(Appended {
-                            index: log.index_of(&s.leaf).expect("committed"),
+                            index: s.index,
                             id: entry_id(&s.leaf),
                             barcode: barcode(&s.leaf),
                         }),
