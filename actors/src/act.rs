@@ -248,6 +248,7 @@ impl ActMetrics {
                 "axon_act_repeats_total",
                 "Repeated intents answered with their first action's result",
             )?,
+
             in_doubt: IntGauge::new("axon_actions_in_doubt", "Actions in doubt, not resolved")?,
             demotions: IntCounterVec::new(
                 Opts::new(
@@ -312,7 +313,7 @@ impl ActMetrics {
     }
 }
 
-const REFUSALS: [&str; 7] = [
+const REFUSALS: [&str; 8] = [
     "malformed",
     "obligation",
     "conflict",
@@ -320,7 +321,11 @@ const REFUSALS: [&str; 7] = [
     "driver",
     "journal",
     "rate",
+    CALLER_GONE,
 ];
+
+/// An intent whose caller had gone before it was dispatched: nothing was journaled.
+const CALLER_GONE: &str = "caller_gone";
 
 impl ActError {
     fn metric_reason(&self) -> &'static str {
@@ -818,7 +823,10 @@ impl Act {
         obligations.check_args(&intent.args).map_err(violation)?;
         obligations.check_precondition(&intent).map_err(violation)?;
 
-        // predict
+        // From here on the pipeline runs on its own thread (which outlives the HTTP
+        // server's): the twin is asked from there, so its answer comes back to the thread
+        // that goes on with the action. Until the dispatch, a caller that has gone stops
+        // the action; from the dispatch on, it runs to its end whether or not anyone waits.
         let intent = Arc::new(Action {
             action_id: action.clone(),
             intent,
@@ -835,7 +843,53 @@ impl Act {
         // The places of the prediction and of the push in the driver's mailbox are
         // taken together, so an action that is dispatched always gets to its driver: a
         // full mailbox refuses the intent here, before anything is journaled.
-        let mut permit = driver.reserve(2).map_err(ActError::Driver)?;
+        let permit = driver.reserve(2).map_err(ActError::Driver)?;
+        let blank = record(ActionStatus::Ok, None);
+        let caller = caller.to_owned();
+        let (tx, rx) = oneshot::channel();
+        let this = self.clone();
+        self.runner().spawn(async move {
+            this.metrics.stage(Stage::Handoff, asked_at);
+            this.predict_and_dispatch(
+                driver, permit, intent, opts, asked_at, blank, caller, owner, lane, trial_draw, tx,
+            )
+            .await;
+        });
+        match rx.await {
+            Ok(r) => r,
+            Err(_) => Err(ActError::Unrecorded {
+                action_id: action,
+                reason: "the pipeline's task ended without an answer".into(),
+            }),
+        }
+    }
+
+    /// The pipeline's part on its own thread, up to the dispatch: the twin, the budget it
+    /// left, the caller still waiting; then the dispatch and the push (see
+    /// [`push_and_record`](Self::push_and_record)). The answer goes to `tx`.
+    #[allow(clippy::too_many_arguments)]
+    async fn predict_and_dispatch(
+        self: Arc<Self>,
+        driver: Arc<DriverInstance>,
+        mut permit: Permit<DriverHost>,
+        intent: Arc<Action>,
+        opts: CallOptions,
+        asked_at: Instant,
+        blank: ActionRecord,
+        caller: String,
+        owner: Owner,
+        lane: Lane,
+        trial_draw: Option<TrialDraw>,
+        tx: oneshot::Sender<Result<ActionResult, ActError>>,
+    ) {
+        let name = driver.name().to_owned();
+        let deadline = opts.deadline;
+        let record = |status: ActionStatus, reason: Option<String>| {
+            let mut r = blank.clone();
+            r.status = status;
+            r.reason = reason;
+            r
+        };
         let prediction = match permit
             .call(DriverCall::Predict(intent.clone()), &opts)
             .await
@@ -845,7 +899,8 @@ impl Act {
                 reason: format!("the driver answered {other:?} to a prediction"),
             },
             Err(e @ (CallError::Overloaded { .. } | CallError::Unavailable { .. })) => {
-                return Err(ActError::Driver(e))
+                let _ = tx.send(Err(ActError::Driver(e)));
+                return;
             }
             Err(e) => {
                 if matches!(e, CallError::Timeout { .. }) {
@@ -857,7 +912,8 @@ impl Act {
                 );
                 r.intent = Some(intent.intent.clone());
                 r.driver = Some(name);
-                return self.record_without_dispatch(owner, r).await;
+                let _ = tx.send(self.record_without_dispatch(owner, r).await);
+                return;
             }
         };
 
@@ -884,16 +940,17 @@ impl Act {
                 );
                 r.intent = Some(intent.intent.clone());
                 r.driver = Some(name);
-                return self.record_without_dispatch(owner, r).await;
+                let _ = tx.send(self.record_without_dispatch(owner, r).await);
+                return;
             }
             opts.deadline = left;
         }
         // The lane it was routed in: checked again as the dispatch is journaled.
         let dispatch = Dispatch {
-            action_id: action.clone(),
-            caller: caller.to_owned(),
-            intent_id: intent_id.clone(),
-            intent_digest: digest.clone(),
+            action_id: blank.action_id.clone(),
+            caller,
+            intent_id: blank.intent_id.clone(),
+            intent_digest: blank.intent_digest.clone(),
             intent: intent.intent.clone(),
             driver: name.clone(),
             artifact_hash: driver.descriptor.artifact_hash.clone(),
@@ -905,61 +962,52 @@ impl Act {
         let mut base = record(ActionStatus::Ok, None);
         base.driver = Some(name);
         base.lane = Some(lane);
-        // From here on the action runs to its end whether or not anyone waits for it, on
-        // the pipeline's own thread (which outlives the HTTP server's).
-        let (tx, rx) = oneshot::channel();
-        let this = self.clone();
-        let handed = Instant::now();
-        self.runner().spawn(async move {
-            let mut owner = owner;
-            this.metrics.stage(Stage::Handoff, handed);
-            let dispatching = Instant::now();
-            // The driver is still in the lane it was routed in, at the dispatch's place
-            // in the log: one moved out of service meanwhile never gets the action.
-            let gate = this.lanes.hold_for_dispatch().await;
-            let now = this.lanes.lane(driver.name());
-            if now != Some(dispatch.lane) {
-                drop(gate);
-                let mut r = base.clone();
-                r.status = ActionStatus::Blocked;
-                r.reason = Some(format!(
-                    "{} was moved from {} to {} before the action was dispatched: nothing ran",
-                    dispatch.driver,
-                    dispatch.lane,
-                    now.map_or("no lane", |l| l.as_str())
-                ));
-                r.intent = Some(intent.intent.clone());
-                let _ = tx.send(this.record_without_dispatch(owner, r).await);
+        // A caller that has gone by now is not acted for: nothing was journaled, and the
+        // claim is given up (a retry with the same intent id runs the action).
+        if tx.is_closed() {
+            self.metrics.refused.with_label_values(&[CALLER_GONE]).inc();
+            return;
+        }
+        let mut owner = owner;
+        let dispatching = Instant::now();
+        // The driver is still in the lane it was routed in, at the dispatch's place
+        // in the log: one moved out of service meanwhile never gets the action.
+        let gate = self.lanes.hold_for_dispatch().await;
+        let now = self.lanes.lane(driver.name());
+        if now != Some(dispatch.lane) {
+            drop(gate);
+            let mut r = base.clone();
+            r.status = ActionStatus::Blocked;
+            r.reason = Some(format!(
+                "{} was moved from {} to {} before the action was dispatched: nothing ran",
+                dispatch.driver,
+                dispatch.lane,
+                now.map_or("no lane", |l| l.as_str())
+            ));
+            r.intent = Some(intent.intent.clone());
+            let _ = tx.send(self.record_without_dispatch(owner, r).await);
+            return;
+        }
+        let appended = self.append(EntryKind::Dispatch, vec![], &dispatch).await;
+        drop(gate);
+        self.metrics.stage(Stage::Dispatch, dispatching);
+        let dispatched = match appended {
+            Ok(d) => d,
+            Err(refusal) => {
+                // Not dispatched: nothing ran; the claim is given up.
+                let _ = tx.send(Err(ActError::Journal(refusal)));
                 return;
             }
-            let appended = this.append(EntryKind::Dispatch, vec![], &dispatch).await;
-            drop(gate);
-            this.metrics.stage(Stage::Dispatch, dispatching);
-            let dispatched = match appended {
-                Ok(d) => d,
-                Err(refusal) => {
-                    // Not dispatched: nothing ran; the claim is given up.
-                    let _ = tx.send(Err(ActError::Journal(refusal)));
-                    return;
-                }
-            };
-            owner.dispatched = Some(Box::new((dispatched.clone(), base.clone())));
-            // The capability's shadows predict the same intent beside the live push;
-            // they hear its outcome once it is known, and nothing waits for them.
-            let (outcome_tx, outcome_rx) = tokio::sync::watch::channel(None);
-            this.mirror(&driver, &intent, &opts, outcome_rx).await;
-            this.push_and_record(
-                driver, permit, intent, opts, predicted, base, dispatched, owner, tx, outcome_tx,
-            )
-            .await;
-        });
-        match rx.await {
-            Ok(r) => r,
-            Err(_) => Err(ActError::Unrecorded {
-                action_id: action,
-                reason: "the pipeline's task ended without an answer".into(),
-            }),
-        }
+        };
+        owner.dispatched = Some(Box::new((dispatched.clone(), base.clone())));
+        // The capability's shadows predict the same intent beside the live push;
+        // they hear its outcome once it is known, and nothing waits for them.
+        let (outcome_tx, outcome_rx) = tokio::sync::watch::channel(None);
+        self.mirror(&driver, &intent, &opts, outcome_rx).await;
+        self.push_and_record(
+            driver, permit, intent, opts, predicted, base, dispatched, owner, tx, outcome_tx,
+        )
+        .await;
     }
 
     /// Journals the end of an action that never reached a driver, and answers it.
