@@ -160,10 +160,10 @@ struct ActMetrics {
 /// The stages of an action that `axon_act_stage_seconds` times, in their order.
 #[derive(Clone, Copy)]
 pub enum Stage {
-    /// The driver's twin predicting the push.
-    Twin,
-    /// From the request's thread to the pipeline's own, where the action runs detached.
+    /// From the request's thread to the pipeline's own, where the action goes on.
     Handoff,
+    /// The driver's twin predicting the push, asked from the pipeline's thread.
+    Twin,
     /// The lane check and the dispatch entry made durable.
     Dispatch,
     /// The driver's push, up to its answer or its deadline.
@@ -174,8 +174,8 @@ pub enum Stage {
 
 impl Stage {
     pub const ALL: [Stage; 5] = [
-        Stage::Twin,
         Stage::Handoff,
+        Stage::Twin,
         Stage::Dispatch,
         Stage::Push,
         Stage::Outcome,
@@ -222,7 +222,7 @@ impl ActMetrics {
         let stages = HistogramVec::new(
             HistogramOpts::new(
                 "axon_act_stage_seconds",
-                "Time an action spends in each stage of the act pipeline (twin, handoff, dispatch, push, outcome)",
+                "Time an action spends in each stage of the act pipeline (handoff, twin, dispatch, push, outcome)",
             )
             .buckets(prometheus::exponential_buckets(25e-6, 2.0, 18)?),
             &["stage"],
@@ -890,6 +890,7 @@ impl Act {
             r.reason = reason;
             r
         };
+        let twin_asked = Instant::now();
         let prediction = match permit
             .call(DriverCall::Predict(intent.clone()), &opts)
             .await
@@ -917,7 +918,7 @@ impl Act {
             }
         };
 
-        self.metrics.stage(Stage::Twin, asked_at);
+        self.metrics.stage(Stage::Twin, twin_asked);
         // What the twin expected the push to be worth: set against what it delivers in the
         // driver's scorecard; an inconclusive prediction is never compared.
         let predicted = match &prediction {

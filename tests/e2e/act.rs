@@ -206,7 +206,7 @@ fn an_intent_acts_once_however_often_it_is_sent() {
     assert_eq!(n.metric("axon_act_repeats_total", &[]), Some(8.0));
     // Each of the two actions was timed once at each stage, before it was answered; the
     // repeats and the conflict at none.
-    for stage in ["twin", "handoff", "dispatch", "push", "outcome"] {
+    for stage in ["handoff", "twin", "dispatch", "push", "outcome"] {
         assert_eq!(
             n.metric("axon_act_stage_seconds", &[("stage", stage)]),
             Some(2.0),
