@@ -29,7 +29,7 @@ use axon_protocols::intent::AxonIntent;
 use axon_protocols::journal::{ActionId, Entry, EntryKind};
 use axon_protocols::lane::Lane;
 use axon_supervisors::{
-    Agreement, Breaker, CallError, CallOptions, Check, Mirrored, Permit, Sample, SharedClock,
+    Agreement, Breaker, CallError, CallOptions, Check, Mirrored, Permit, Sample, Sent, SharedClock,
     TrialPolicy, Verdict,
 };
 use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry};
@@ -162,7 +162,8 @@ struct ActMetrics {
 pub enum Stage {
     /// From the request's thread to the pipeline's own, where the action goes on.
     Handoff,
-    /// The driver's twin predicting the push, asked from the pipeline's thread.
+    /// The driver's twin predicting the push: from its request, sent from the request's
+    /// thread, to its answer on the pipeline's (it overlaps the hand-off).
     Twin,
     /// The lane check and the dispatch entry made durable.
     Dispatch,
@@ -843,7 +844,11 @@ impl Act {
         // The places of the prediction and of the push in the driver's mailbox are
         // taken together, so an action that is dispatched always gets to its driver: a
         // full mailbox refuses the intent here, before anything is journaled.
-        let permit = driver.reserve(2).map_err(ActError::Driver)?;
+        let mut permit = driver.reserve(2).map_err(ActError::Driver)?;
+        // The prediction is sent from here, so it is in the driver's mailbox, in the order
+        // the intents came, before the pipeline's thread waits for its answer.
+        let twin_asked = Instant::now();
+        let twin = permit.send(DriverCall::Predict(intent.clone()), &opts);
         let blank = record(ActionStatus::Ok, None);
         let caller = caller.to_owned();
         let (tx, rx) = oneshot::channel();
@@ -851,7 +856,8 @@ impl Act {
         self.runner().spawn(async move {
             this.metrics.stage(Stage::Handoff, asked_at);
             this.predict_and_dispatch(
-                driver, permit, intent, opts, asked_at, blank, caller, owner, lane, trial_draw, tx,
+                driver, permit, twin, twin_asked, intent, opts, asked_at, blank, caller, owner,
+                lane, trial_draw, tx,
             )
             .await;
         });
@@ -864,14 +870,17 @@ impl Act {
         }
     }
 
-    /// The pipeline's part on its own thread, up to the dispatch: the twin, the budget it
-    /// left, the caller still waiting; then the dispatch and the push (see
+    /// The pipeline's part on its own thread, up to the dispatch: the twin's answer (its
+    /// request `twin` was sent from the caller's thread), the budget it left, the caller
+    /// still waiting; then the dispatch and the push (see
     /// [`push_and_record`](Self::push_and_record)). The answer goes to `tx`.
     #[allow(clippy::too_many_arguments)]
     async fn predict_and_dispatch(
         self: Arc<Self>,
         driver: Arc<DriverInstance>,
-        mut permit: Permit<DriverHost>,
+        permit: Permit<DriverHost>,
+        twin: Result<Sent<DriverHost>, CallError>,
+        twin_asked: Instant,
         intent: Arc<Action>,
         opts: CallOptions,
         asked_at: Instant,
@@ -890,11 +899,11 @@ impl Act {
             r.reason = reason;
             r
         };
-        let twin_asked = Instant::now();
-        let prediction = match permit
-            .call(DriverCall::Predict(intent.clone()), &opts)
-            .await
-        {
+        let answer = match twin {
+            Ok(sent) => sent.answer(&opts).await,
+            Err(e) => Err(e),
+        };
+        let prediction = match answer {
             Ok(DriverAnswer::Prediction(p)) => p,
             Ok(other) => Prediction::Inconclusive {
                 reason: format!("the driver answered {other:?} to a prediction"),

@@ -76,7 +76,7 @@ pub use tree::{Mailbox, TreeNode};
 pub use trial::{Breaker, Placement, TrialEvent, TrialPolicy};
 pub use uplift::Uplift;
 pub use worker::{
-    worker, worker_on_own_thread, CallError, CallOptions, Permit, Worker, WorkerContext,
+    worker, worker_on_own_thread, CallError, CallOptions, Permit, Sent, Worker, WorkerContext,
     WorkerError, WorkerRef, WorkerSpec,
 };
 

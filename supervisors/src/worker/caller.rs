@@ -236,31 +236,52 @@ impl<W: Worker> Permit<W> {
         request: W::Request,
         opts: &CallOptions,
     ) -> Result<W::Response, CallError> {
+        self.send(request, opts)?.answer(opts).await
+    }
+
+    /// Sends `request` in one of the reserved slots now, as [`call`](Self::call) does,
+    /// and leaves the wait for its answer to whoever holds the [`Sent`] (another task, on
+    /// another thread): the request is in the mailbox when this returns.
+    pub fn send(&mut self, request: W::Request, opts: &CallOptions) -> Result<Sent<W>, CallError> {
         let generation = self.generation;
         let w = &self.worker;
         if self.left == 0 {
             return Err(w.unavailable());
         }
         self.left -= 1;
-        let rx = {
-            let s = &w.shared;
-            let addr_guard = s.addr.read().unwrap_or_else(|e| e.into_inner());
-            match addr_guard.as_ref() {
-                // The generation ends only under the write lock: while this read lock is
-                // held, a current slot stays current until it is sent.
-                Some((_, addr)) if s.mailbox.generation() == generation => {
-                    s.mailbox.send_reserved();
-                    w.send(addr, request, opts, generation)
-                }
-                // The slot's generation ended and took it along (uncounted: it held no
-                // message): nothing to free; the caller hears that nothing was sent.
-                _ => {
-                    drop(addr_guard);
-                    Err(w.unavailable())
-                }
+        let s = &w.shared;
+        let addr_guard = s.addr.read().unwrap_or_else(|e| e.into_inner());
+        let rx = match addr_guard.as_ref() {
+            // The generation ends only under the write lock: while this read lock is
+            // held, a current slot stays current until it is sent.
+            Some((_, addr)) if s.mailbox.generation() == generation => {
+                s.mailbox.send_reserved();
+                w.send(addr, request, opts, generation)
+            }
+            // The slot's generation ended and took it along (uncounted: it held no
+            // message): nothing to free; the caller hears that nothing was sent.
+            _ => {
+                drop(addr_guard);
+                Err(w.unavailable())
             }
         }?;
-        w.answer(rx, opts).await
+        Ok(Sent {
+            worker: w.clone(),
+            rx,
+        })
+    }
+}
+
+/// A request sent by [`Permit::send`], its answer not waited for yet.
+pub struct Sent<W: Worker> {
+    worker: WorkerRef<W>,
+    rx: Answer<W>,
+}
+
+impl<W: Worker> Sent<W> {
+    /// Waits for the answer until the deadline of `opts`, counted from this call.
+    pub async fn answer(self, opts: &CallOptions) -> Result<W::Response, CallError> {
+        self.worker.answer(self.rx, opts).await
     }
 }
 

@@ -18,7 +18,7 @@ mod deadline;
 mod host;
 mod placement;
 
-pub use caller::{CallError, CallOptions, Permit, WorkerRef};
+pub use caller::{CallError, CallOptions, Permit, Sent, WorkerRef};
 pub use placement::{worker, worker_on_own_thread};
 
 use axon_protocols::RestartType;
