@@ -234,6 +234,11 @@ impl<W: Worker> Host<W> {
 }
 
 impl<W: Worker> Host<W> {
+    /// What is left of a wait of `d` that started at `since` (on the supervision clock).
+    fn left_of(&self, d: Duration, since: Duration) -> Duration {
+        d.saturating_sub(self.clock.now().saturating_sub(since))
+    }
+
     pub(super) fn process(
         &mut self,
         mut env: Envelope<W>,
@@ -358,6 +363,10 @@ impl<W: Worker> Handler<Envelope<W>> for Host<W> {
             return;
         }
         self.shared.mailbox.give_back(env.generation);
+        // A timed fault counts from before it was taken: whoever sees it taken and moves
+        // the clock on has moved it past the start of the wait, whenever this thread gets
+        // to start it.
+        let taken_at = self.clock.now();
         let fault = if self.failed {
             None
         } else {
@@ -367,7 +376,7 @@ impl<W: Worker> Handler<Envelope<W>> for Host<W> {
             Some(Fault::Delay(d)) => {
                 // The mailbox is not read while the handler is "busy".
                 let wait = future::select(
-                    self.clock.sleep(d),
+                    self.clock.sleep(self.left_of(d, taken_at)),
                     Box::pin(kill_requested(self.stop_rx.clone())),
                 );
                 ctx.wait(wait.into_actor(self).map(move |r, act, ctx| match r {
@@ -393,6 +402,12 @@ impl<W: Worker> Handler<Envelope<W>> for Host<W> {
                 }
                 Ok(_) => {
                     self.flush_batch(ctx);
+                    let other = match other {
+                        Some(Fault::SlowAnswer(d)) => {
+                            Some(Fault::SlowAnswer(self.left_of(d, taken_at)))
+                        }
+                        other => other,
+                    };
                     self.process(env, other, ctx)
                 }
             },
