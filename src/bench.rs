@@ -24,6 +24,7 @@ fn config(dir: &Path) -> JournalConfig {
         shard: 0,
         key_name: "axon".into(),
         segment_max_bytes: 64 << 20,
+        preallocate_bytes: 16 << 20,
         max_entry_bytes: 1 << 20,
         max_links: 64,
         batch_max_records: 65_536,

@@ -27,6 +27,7 @@ pub struct Config {
 pub struct JournalSettings {
     pub key_name: String,
     pub segment_max_bytes: u64,
+    pub preallocate_bytes: u64,
     pub max_entry_bytes: u64,
     pub max_links: u64,
     pub batch_max_records: u64,
@@ -335,6 +336,12 @@ impl Config {
             j.segment_max_bytes,
             1 << 16,
             1 << 40,
+        )?;
+        range(
+            "journal.preallocate_bytes",
+            j.preallocate_bytes,
+            0,
+            j.segment_max_bytes,
         )?;
         range("journal.max_entry_bytes", j.max_entry_bytes, 256, 64 << 20)?;
         if j.max_entry_bytes * 2 > j.segment_max_bytes {

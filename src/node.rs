@@ -133,6 +133,7 @@ pub fn journal_config(cfg: &Config) -> JournalConfig {
         shard: 0,
         key_name: j.key_name.clone(),
         segment_max_bytes: j.segment_max_bytes,
+        preallocate_bytes: j.preallocate_bytes,
         max_entry_bytes: j.max_entry_bytes as usize,
         max_links: j.max_links as usize,
         batch_max_records: j.batch_max_records as usize,

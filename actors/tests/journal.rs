@@ -18,6 +18,7 @@ fn cfg(dir: &Path) -> JournalConfig {
         shard: 0,
         key_name: "axon-test".into(),
         segment_max_bytes: 4096,
+        preallocate_bytes: 4096,
         max_entry_bytes: 2048,
         max_links: 8,
         batch_max_records: 64,
@@ -217,6 +218,59 @@ fn last_segment(dir: &Path) -> std::path::PathBuf {
     segs.pop().unwrap()
 }
 
+/// How much of a segment is written: up to its last byte that is not zero (what follows
+/// is space taken ahead of the writes).
+fn written_len(path: &Path) -> u64 {
+    let data = std::fs::read(path).unwrap();
+    data.iter()
+        .rposition(|b| *b != 0)
+        .map_or(0, |at| at as u64 + 1)
+}
+
+#[test]
+fn space_taken_ahead_is_cut_when_the_journal_stops_or_after_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut j = open(dir.path()).unwrap();
+    batch(&mut j, vec![note("first", vec![])]);
+    let seg = last_segment(dir.path());
+    // While the journal runs, the segment's file holds more than is written: zeros.
+    let (len, written) = (std::fs::metadata(&seg).unwrap().len(), written_len(&seg));
+    assert!(len > written, "{len} bytes, {written} written");
+    assert_eq!(len, cfg(dir.path()).preallocate_bytes);
+    for i in 0..9 {
+        batch(&mut j, vec![note(&format!("n{i}"), vec![])]);
+    }
+    drop(j);
+    // Stopped: the segment ends with its last commit record.
+    let good = std::fs::read(&seg).unwrap();
+    assert_eq!(good.len() as u64, written_len(&seg));
+
+    // A crash leaves the zeros: they are no torn tail, and the next start cuts them.
+    let f = std::fs::OpenOptions::new().write(true).open(&seg).unwrap();
+    f.set_len(good.len() as u64 + 3000).unwrap();
+    drop(f);
+    let j = open(dir.path()).unwrap();
+    assert_eq!(j.len(), 10);
+    assert_eq!(j.recovery().torn_tail, None);
+    assert!(j.recovery().set_aside.is_empty());
+    assert_eq!(std::fs::read(&seg).unwrap(), good);
+    drop(j);
+
+    // A batch cut short by a crash, zeros after it: the torn tail is the batch's bytes.
+    let tail = crashed_batch();
+    let mut data = [good.clone(), tail.clone()].concat();
+    data.resize(data.len() + 3000, 0);
+    std::fs::write(&seg, &data).unwrap();
+    let j = open(dir.path()).unwrap();
+    assert_eq!(j.len(), 10);
+    assert_eq!(
+        j.recovery().torn_tail,
+        Some((seg.clone(), good.len() as u64, tail.len() as u64))
+    );
+    assert_eq!(std::fs::read(&j.recovery().set_aside[0]).unwrap(), tail);
+    assert_eq!(std::fs::read(&seg).unwrap(), good);
+}
+
 #[test]
 fn a_torn_tail_is_cut_and_everything_acknowledged_stays() {
     let dir = tempfile::tempdir().unwrap();
@@ -239,7 +293,9 @@ fn a_torn_tail_is_cut_and_everything_acknowledged_stays() {
     };
     let mut tail = Vec::new();
     axon_protocols::journal::encode_record(&unacknowledged.to_bytes().unwrap(), &mut tail);
-    tail.extend_from_slice(&[7, 0, 0]);
+    // (The torn bytes end at the last that is not zero: zeros after the records are
+    // free space.)
+    tail.extend_from_slice(&[7, 0, 0, 0, 0x5a]);
     let mut data = std::fs::read(&seg).unwrap();
     data.extend_from_slice(&tail);
     std::fs::write(&seg, &data).unwrap();
@@ -315,7 +371,7 @@ fn crashed_batch() -> Vec<u8> {
     let lost = tail.len();
     axon_protocols::journal::encode_record(&entry(11).to_bytes().unwrap(), &mut tail);
     tail[lost..].fill(0);
-    axon_protocols::journal::encode_commit(10, 12, &[0; 32], &mut tail);
+    axon_protocols::journal::encode_commit(10, 12, &[0x5a; 32], &mut tail);
     tail
 }
 
@@ -550,7 +606,7 @@ fn a_failed_write_halts_the_journal_for_good() {
     let mut j = Journal::open(cfg(dir.path()), clock, shared.clone()).unwrap();
     let mut n = 0u64;
     // Fill the first segment to just under its limit.
-    while std::fs::metadata(last_segment(dir.path())).unwrap().len() < 3800 {
+    while written_len(&last_segment(dir.path())) < 3800 {
         batch(&mut j, vec![note(&format!("n{n}"), vec![])]);
         n += 1;
     }
@@ -1093,4 +1149,43 @@ fn no_two_incarnations_hold_the_journal_at_once() {
     drop(first);
     let j = Journal::open(c, clock, Arc::default()).unwrap();
     assert_eq!(j.len(), 1);
+}
+
+#[test]
+fn the_index_keeps_up_through_space_taken_ahead_and_sealed_segments() {
+    // The index thread reads the last segment while commits write into the zeros taken
+    // ahead of them, and reads on into the next segment once one is sealed: it must read
+    // what was written after it last looked, not the zeros it saw then.
+    let dir = tempfile::tempdir().unwrap();
+    let mut j = open(dir.path()).unwrap();
+    let registry = prometheus::Registry::new();
+    j.set_metrics(JournalMetrics::new(&registry).unwrap());
+    let lag = || {
+        registry
+            .gather()
+            .into_iter()
+            .find(|f| f.name() == "axon_journal_index_lag_entries")
+            .map(|f| f.get_metric()[0].get_gauge().get_value())
+    };
+    let mut n = 0;
+    for round in 0..6 {
+        for _ in 0..4 {
+            batch(&mut j, vec![note(&format!("n{n}"), vec![])]);
+            n += 1;
+        }
+        // Waited for, not timed: an index thread that stopped never gets there.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while lag() != Some(0.0) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "round {round}: the index lags {:?} entries behind {n}",
+                lag()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+    let segments = std::fs::read_dir(dir.path().join("shard-0"))
+        .unwrap()
+        .count();
+    assert!(segments > 1, "the notes fill more than one segment");
 }

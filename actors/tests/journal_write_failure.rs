@@ -20,6 +20,9 @@ fn cfg(dir: &Path) -> JournalConfig {
         shard: 0,
         key_name: "axon-test".into(),
         segment_max_bytes: 1 << 20,
+        // None: the file size limit below is set from the segment's length, which space
+        // taken ahead would make larger than what is written.
+        preallocate_bytes: 0,
         max_entry_bytes: 1 << 16,
         max_links: 8,
         batch_max_records: 64,

@@ -230,6 +230,16 @@ fn bad_configuration_fails_at_start_with_the_key_named() {
     let (code, err) = run_to_exit(&["run", "--config", file.to_str().unwrap()], &[]);
     assert_eq!(code, 2);
     assert!(err.contains("config key `act.max_in_flight`"), "{err}");
+    // Space taken ahead of the journal's writes is at most a segment.
+    let (code, err) = run_to_exit(
+        &["run", "--data-dir", d],
+        &[("AXON_JOURNAL__PREALLOCATE_BYTES", "67108865")],
+    );
+    assert_eq!(code, 2);
+    assert_eq!(
+        err.trim(),
+        "axon: config key `journal.preallocate_bytes`: must be between 0 and 67108864 (got 67108865)"
+    );
 }
 
 #[test]

@@ -15,7 +15,7 @@ use super::index::{IndexRecord, JournalIndex};
 use axon_protocols::journal::{read_record, record_header, EntryHead, RecordRead, RECORD_HEADER};
 use axon_protocols::merkle::Hash;
 use std::fs::File;
-use std::io::{BufReader, Read};
+use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
@@ -37,6 +37,8 @@ struct SegmentReader {
     dir: PathBuf,
     max_entry_bytes: usize,
     file: Option<BufReader<File>>,
+    /// Where the next record starts in the open segment.
+    pos: u64,
     /// The index of the next entry.
     next: u64,
     /// The size of the last commit record read (or the start).
@@ -71,6 +73,7 @@ impl SegmentReader {
             dir: dir.to_owned(),
             max_entry_bytes,
             file: None,
+            pos: 0,
             next: first,
             committed: first,
             buf: Vec::new(),
@@ -85,6 +88,7 @@ impl SegmentReader {
             let (len, commit) = record_header(&header, max_entry_bytes)
                 .map_err(|e| format!("reading to entry {at}: {e}"))?;
             file.seek_relative(len as i64).map_err(|e| e.to_string())?;
+            r.pos += (RECORD_HEADER + len) as u64;
             if commit {
                 r.committed = r.next;
             } else {
@@ -101,22 +105,18 @@ impl SegmentReader {
         let path = segment_path(&self.dir, first);
         let f = File::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
         self.file = Some(BufReader::with_capacity(1 << 20, f));
+        self.pos = 0;
         Ok(())
     }
 
-    /// The next record. Only called while records are known to be durable.
-    fn next(&mut self) -> Result<Item, String> {
-        let mut header = [0u8; RECORD_HEADER];
+    /// Reads the record at `pos` into `buf`: `false` when the bytes there are not a
+    /// whole record (the end of the file, or bytes read ahead before they were written).
+    fn read_record_bytes(&mut self) -> Result<bool, String> {
         let file = self.file.as_mut().expect("open");
+        let mut header = [0u8; RECORD_HEADER];
         match file.read_exact(&mut header) {
             Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-                // The segment is done: the next starts at the next entry.
-                self.open_segment(self.next)?;
-                let file = self.file.as_mut().expect("open");
-                file.read_exact(&mut header)
-                    .map_err(|e| format!("entry {}: {e}", self.next))?;
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(false),
             Err(e) => return Err(format!("entry {}: {e}", self.next)),
         }
         let (len, _) = record_header(&header, self.max_entry_bytes)
@@ -124,9 +124,43 @@ impl SegmentReader {
         self.buf.clear();
         self.buf.extend_from_slice(&header);
         self.buf.resize(RECORD_HEADER + len, 0);
+        match file.read_exact(&mut self.buf[RECORD_HEADER..]) {
+            Ok(()) => Ok(!matches!(
+                read_record(&self.buf, 0, self.max_entry_bytes),
+                RecordRead::Truncated | RecordRead::Corrupt(_)
+            )),
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(false),
+            Err(e) => Err(format!("entry {}: {e}", self.next)),
+        }
+    }
+
+    /// Reads the record at `pos` afresh from the file: the buffer may hold bytes read
+    /// ahead of the writes, such as the zeros of space taken ahead in the last segment,
+    /// or of a segment before it was sealed.
+    fn reread_record_bytes(&mut self) -> Result<bool, String> {
         let file = self.file.as_mut().expect("open");
-        file.read_exact(&mut self.buf[RECORD_HEADER..])
+        file.seek(SeekFrom::Start(self.pos))
             .map_err(|e| format!("entry {}: {e}", self.next))?;
+        self.read_record_bytes()
+    }
+
+    /// The next record. Only called while records are known to be durable.
+    fn next(&mut self) -> Result<Item, String> {
+        if !self.read_record_bytes()? && !self.reread_record_bytes()? {
+            // Read afresh, the segment has no record here. A durable record is asked
+            // for, so this segment is done (sealed: it ends with its last commit), and
+            // the next starts at the next entry.
+            let at = self.pos;
+            let whole = self.file.as_mut().and_then(|f| f.get_ref().metadata().ok());
+            if whole.is_some_and(|m| m.len() > at) {
+                return Err(format!("entry {}: a damaged record", self.next));
+            }
+            self.open_segment(self.next)?;
+            if !self.read_record_bytes()? {
+                return Err(format!("entry {}: a damaged record", self.next));
+            }
+        }
+        self.pos += self.buf.len() as u64;
         match read_record(&self.buf, 0, self.max_entry_bytes) {
             RecordRead::Entry { bytes, .. } => {
                 // The head and the action are all the index keeps: read in one pass

@@ -62,7 +62,8 @@ use indexer::Indexer;
 use log::{Location, SharedLog};
 use serde::Serialize;
 use std::fs::File;
-use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -103,6 +104,11 @@ pub struct JournalConfig {
     pub key_name: String,
     /// A new segment starts once the current one would grow past this.
     pub segment_max_bytes: u64,
+    /// Space taken for the last segment ahead of its writes, this much at a time (0: none).
+    /// Writing into space the file already has spares each commit's `fdatasync` the
+    /// change of the file's size; the zeros after the last record are free space, cut
+    /// when the segment is sealed or the journal stops.
+    pub preallocate_bytes: u64,
     /// Largest canonical entry accepted.
     pub max_entry_bytes: usize,
     /// Most links one entry may carry.
@@ -455,8 +461,14 @@ pub struct Journal {
     segments: Vec<PathBuf>,
     /// The last segment, open to append.
     tail: Option<Arc<File>>,
-    /// Length of the last segment.
+    /// Length of what is written to the last segment (its records).
     tail_len: u64,
+    /// Length of the last segment's file: `tail_len` and the space taken ahead of the
+    /// writes (zeros), see [`JournalConfig::preallocate_bytes`].
+    tail_allocated: u64,
+    /// Whether space is taken ahead: off when configured so, or once the file system
+    /// has refused to.
+    preallocating: bool,
     log: SharedLog,
     /// The time of the last entry: entry times never decrease along the log.
     last_time: String,
@@ -618,6 +630,8 @@ impl Journal {
             segments: Vec::new(),
             tail: None,
             tail_len: 0,
+            tail_allocated: 0,
+            preallocating: cfg.preallocate_bytes > 0,
             log,
             last_time: String::new(),
             index: None,
@@ -890,6 +904,9 @@ impl Journal {
         if self.tail_len > 0
             && self.tail_len + buf.len() as u64 + COMMIT_RECORD > self.cfg.segment_max_bytes
         {
+            self.seal_tail().map_err(|e| {
+                CommitFailure::NothingWritten(format!("cannot seal the last segment: {e}"))
+            })?;
             self.create_segment(before).map_err(|e| {
                 CommitFailure::NothingWritten(format!("cannot start a new segment: {e}"))
             })?;
@@ -914,7 +931,13 @@ impl Journal {
         encode_commit(before, size, &root, &mut buf);
         let tail = self.tail.clone().expect("a segment is open");
         let started = std::time::Instant::now();
-        let written = (&*tail).write_all(&buf).and_then(|()| tail.sync_data());
+        let end = self.tail_len + buf.len() as u64;
+        if end > self.tail_allocated {
+            self.take_space_ahead(&tail, end);
+        }
+        let written = tail
+            .write_all_at(&buf, self.tail_len)
+            .and_then(|()| tail.sync_data());
         if let Some(m) = self.metrics() {
             m.commit_seconds.observe(started.elapsed().as_secs_f64());
             m.commit_entries.observe(staged.len() as f64);
@@ -929,7 +952,8 @@ impl Journal {
         }
         log::write(&self.log).mark_durable(size);
         self.last_commit = size;
-        self.tail_len += buf.len() as u64;
+        self.tail_len = end;
+        self.tail_allocated = self.tail_allocated.max(end);
         time.clone_into(&mut self.last_time);
         match (&self.index, self.metrics()) {
             (Some(index), _) => index.committed(size),
@@ -942,9 +966,68 @@ impl Journal {
         Ok(())
     }
 
+    /// Takes space for the last segment ahead of a write that ends at `end`:
+    /// [`JournalConfig::preallocate_bytes`] more, or up to `end` when that is further (the
+    /// space is zeros, and the file's length includes it). A file system that cannot is
+    /// written without it from then on (a warning says so); any other refusal is left to
+    /// the write, which meets the same cause.
+    fn take_space_ahead(&mut self, tail: &File, end: u64) {
+        if !self.preallocating {
+            return;
+        }
+        let target = (self.tail_allocated + self.cfg.preallocate_bytes).max(end);
+        let (Ok(offset), Ok(len)) = (
+            i64::try_from(self.tail_allocated),
+            i64::try_from(target - self.tail_allocated),
+        ) else {
+            return;
+        };
+        // SAFETY: fallocate takes no pointers; `tail` is an open file descriptor.
+        let r = unsafe { libc::fallocate(tail.as_raw_fd(), 0, offset, len) };
+        if r == 0 {
+            self.tail_allocated = target;
+            return;
+        }
+        let e = std::io::Error::last_os_error();
+        // A refusal may still have taken part of the space: the file's length says.
+        if let Ok(m) = tail.metadata() {
+            self.tail_allocated = self.tail_allocated.max(m.len());
+        }
+        if matches!(
+            e.raw_os_error(),
+            Some(libc::EOPNOTSUPP) | Some(libc::ENOSYS)
+        ) {
+            self.preallocating = false;
+            tracing::warn!(dir = %self.shard_dir.display(), error = %e, "the file system cannot take space ahead of the journal's writes; each commit grows the segment instead");
+        } else {
+            tracing::warn!(dir = %self.shard_dir.display(), error = %e, "could not take space ahead of the journal's writes");
+        }
+    }
+
+    /// Cuts the last segment's space taken ahead (zeros after its last record), durably:
+    /// before a new segment follows it, and when the journal stops. A sealed segment
+    /// ends with its last commit record.
+    fn seal_tail(&mut self) -> std::io::Result<()> {
+        let Some(tail) = &self.tail else {
+            return Ok(());
+        };
+        if self.tail_allocated > self.tail_len {
+            tail.set_len(self.tail_len)?;
+            tail.sync_all()?;
+            self.tail_allocated = self.tail_len;
+        }
+        Ok(())
+    }
+
     /// Stops the index and checkpoint threads; the checkpoint thread logs a last
-    /// checkpoint of what is durable (unless the journal is halted).
+    /// checkpoint of what is durable (unless the journal is halted). The last segment's
+    /// space taken ahead is cut, unless the journal is halted: then nothing is written.
     fn close(&mut self) {
+        if self.mode == Mode::Write && !self.shared.halt.is_halted() {
+            if let Err(e) = self.seal_tail() {
+                tracing::warn!(dir = %self.shard_dir.display(), error = %e, "could not cut the space taken ahead of the last segment's writes; the next start cuts it");
+            }
+        }
         if let Some(mut index) = self.index.take() {
             index.stop();
         }

@@ -169,7 +169,7 @@ impl Journal {
             let file = Arc::new(
                 OpenOptions::new()
                     .read(true)
-                    .append(self.mode == Mode::Write)
+                    .write(self.mode == Mode::Write)
                     .open(&path)
                     .map_err(io(&path))?,
             );
@@ -179,8 +179,19 @@ impl Journal {
             let last = k + 1 == count;
             let kept = self.scan(k as u32, &path, &data, last)?;
             progress(&path, self.len());
-            if kept < data.len() as u64 {
-                let cut = data.len() as u64 - kept;
+            // Zeros after the last record are space taken ahead of the writes (see
+            // `JournalConfig::preallocate_bytes`), not a torn tail: what is torn ends at
+            // the last byte that is not zero.
+            let written = data[kept as usize..]
+                .iter()
+                .rposition(|b| *b != 0)
+                .map_or(kept, |at| kept + at as u64 + 1);
+            if kept < data.len() as u64 && self.mode == Mode::Write && written == kept {
+                file.set_len(kept).map_err(io(&path))?;
+                file.sync_all().map_err(io(&path))?;
+            }
+            if kept < written {
+                let cut = written - kept;
                 if self.len() < covered {
                     return Err(OpenError::Tamper(format!(
                         "{} at offset {kept}: the records after the last intact commit are damaged, \
@@ -191,7 +202,7 @@ impl Journal {
                     )));
                 }
                 if self.mode == Mode::Write {
-                    let aside = set_aside(&path, kept, &data[kept as usize..])?;
+                    let aside = set_aside(&path, kept, &data[kept as usize..written as usize])?;
                     file.set_len(kept).map_err(io(&path))?;
                     file.sync_all().map_err(io(&path))?;
                     tracing::warn!(segment = %path.display(), offset = kept, bytes = cut, kept_in = %aside.display(), "cut a torn tail that was never acknowledged");
@@ -201,6 +212,7 @@ impl Journal {
             }
             if last {
                 self.tail_len = kept;
+                self.tail_allocated = kept;
                 self.tail = Some(file);
             }
             self.segments.push(path);
@@ -391,7 +403,7 @@ impl Journal {
         let path = self.shard_dir.join(segment_name(first));
         let file = OpenOptions::new()
             .read(true)
-            .append(true)
+            .write(true)
             .create_new(true)
             .mode(0o644)
             .open(&path)
@@ -403,6 +415,7 @@ impl Journal {
         self.segments.push(path);
         self.tail = Some(file);
         self.tail_len = 0;
+        self.tail_allocated = 0;
         Ok(())
     }
 }
