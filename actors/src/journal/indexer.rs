@@ -21,6 +21,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
+/// The segment reader's buffer.
+const READ_BUFFER: usize = 64 << 10;
+
 /// The indexer writes to sled once it holds this many entries (at the next commit).
 const CHUNK: usize = 4096;
 
@@ -104,7 +107,10 @@ impl SegmentReader {
     fn open_segment(&mut self, first: u64) -> Result<(), String> {
         let path = segment_path(&self.dir, first);
         let f = File::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-        self.file = Some(BufReader::with_capacity(1 << 20, f));
+        // Each wake-up reads the last segment again from the first record it has not
+        // read (its buffer holds zeros of space taken ahead there): a buffer of a few
+        // records' worth keeps that cheap, and the kernel reads ahead on its own.
+        self.file = Some(BufReader::with_capacity(READ_BUFFER, f));
         self.pos = 0;
         Ok(())
     }
