@@ -16,6 +16,10 @@ pub trait Clock: Send + Sync + 'static {
     fn wall(&self) -> SystemTime;
     /// A future that completes once `d` has passed on this clock.
     fn sleep(&self, d: Duration) -> BoxFuture<'static, ()>;
+    /// A future that completes once this clock reads `at` (see [`now`](Self::now)). A
+    /// wait that started earlier ends on time however late this is called, where
+    /// `sleep(at - now())` would end late if the clock moved between the two reads.
+    fn sleep_until(&self, at: Duration) -> BoxFuture<'static, ()>;
 }
 
 /// The clock every part of one node shares.
@@ -43,6 +47,9 @@ impl Clock for SystemClock {
     }
     fn sleep(&self, d: Duration) -> BoxFuture<'static, ()> {
         Box::pin(tokio::time::sleep(d))
+    }
+    fn sleep_until(&self, at: Duration) -> BoxFuture<'static, ()> {
+        Box::pin(tokio::time::sleep_until((self.start + at).into()))
     }
 }
 
@@ -117,15 +124,23 @@ impl Clock for ManualClock {
         self.wall_base + self.now()
     }
     fn sleep(&self, d: Duration) -> BoxFuture<'static, ()> {
-        let (deadline, id) = {
-            let mut st = lock(&self.inner);
-            st.next_id += 1;
-            (st.now + d, st.next_id)
-        };
+        let mut st = lock(&self.inner);
+        let at = st.now + d;
+        self.sleep_locked(&mut st, at)
+    }
+    fn sleep_until(&self, at: Duration) -> BoxFuture<'static, ()> {
+        let mut st = lock(&self.inner);
+        self.sleep_locked(&mut st, at)
+    }
+}
+
+impl ManualClock {
+    fn sleep_locked(&self, st: &mut ManualState, deadline: Duration) -> BoxFuture<'static, ()> {
+        st.next_id += 1;
         Box::pin(ManualSleep {
             inner: self.inner.clone(),
             deadline,
-            id,
+            id: st.next_id,
         })
     }
 }

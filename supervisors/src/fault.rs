@@ -16,13 +16,15 @@ pub enum Fault {
     /// The handler finishes normally, then the actor stops as if its work were done.
     Exit,
     /// The actor waits this long (on the supervision clock, from when it takes the
-    /// message) before handling the message; its mailbox is not read meanwhile.
+    /// message, before the message's place in the mailbox is given back) before handling
+    /// the message; its mailbox is not read meanwhile.
     Delay(Duration),
     /// The actor never handles the message; only a kill ends the wait.
     Hang,
     /// The handler runs, then its answer waits until this long (on the supervision
-    /// clock) has passed since the message was taken; the mailbox is not read meanwhile. A worker that did its work
-    /// and answers late (a driver whose side effect landed and whose reply is slow).
+    /// clock) has passed since the message was taken, however long the handler ran; the
+    /// mailbox is not read meanwhile. A worker that did its work and answers late (a
+    /// driver whose side effect landed and whose reply is slow).
     SlowAnswer(Duration),
 }
 

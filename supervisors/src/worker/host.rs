@@ -234,15 +234,13 @@ impl<W: Worker> Host<W> {
 }
 
 impl<W: Worker> Host<W> {
-    /// What is left of a wait of `d` that started at `since` (on the supervision clock).
-    fn left_of(&self, d: Duration, since: Duration) -> Duration {
-        d.saturating_sub(self.clock.now().saturating_sub(since))
-    }
-
+    /// Handles `env` under `fault`; a `SlowAnswer` holds the answer until `taken_at` (when
+    /// the fault was taken, on the supervision clock) plus its wait.
     pub(super) fn process(
         &mut self,
         mut env: Envelope<W>,
         fault: Option<Fault>,
+        taken_at: Duration,
         ctx: &mut Context<Self>,
     ) {
         let (Some(request), Some(reply)) = (env.request.take(), env.reply.take()) else {
@@ -294,7 +292,7 @@ impl<W: Worker> Host<W> {
         match (outcome, slow_answer) {
             (Ok(Ok(answer)), Some(d)) => {
                 let wait = future::select(
-                    self.clock.sleep(d),
+                    self.clock.sleep_until(taken_at + d),
                     Box::pin(kill_requested(self.stop_rx.clone())),
                 );
                 ctx.wait(wait.into_actor(self).map(move |r, act, _| match r {
@@ -362,25 +360,27 @@ impl<W: Worker> Handler<Envelope<W>> for Host<W> {
             self.stop_for(level, ctx);
             return;
         }
-        self.shared.mailbox.give_back(env.generation);
-        // A timed fault counts from before it was taken: whoever sees it taken and moves
-        // the clock on has moved it past the start of the wait, whenever this thread gets
-        // to start it.
+        // A timed fault counts from before it was taken, and ends at that start plus its
+        // wait (`sleep_until`): whoever sees it taken, or this message leave the mailbox,
+        // and moves the clock on has moved it past the start of the wait, whenever this
+        // thread gets to start it. So the fault is taken before the message's place in
+        // the mailbox is given back.
         let taken_at = self.clock.now();
         let fault = if self.failed {
             None
         } else {
             self.faults.take(&self.shared.id)
         };
+        self.shared.mailbox.give_back(env.generation);
         match fault {
             Some(Fault::Delay(d)) => {
                 // The mailbox is not read while the handler is "busy".
                 let wait = future::select(
-                    self.clock.sleep(self.left_of(d, taken_at)),
+                    self.clock.sleep_until(taken_at + d),
                     Box::pin(kill_requested(self.stop_rx.clone())),
                 );
                 ctx.wait(wait.into_actor(self).map(move |r, act, ctx| match r {
-                    Either::Left(_) => act.process(env, None, ctx),
+                    Either::Left(_) => act.process(env, None, taken_at, ctx),
                     Either::Right(_) => act.killed_holding(env),
                 }));
             }
@@ -402,13 +402,7 @@ impl<W: Worker> Handler<Envelope<W>> for Host<W> {
                 }
                 Ok(_) => {
                     self.flush_batch(ctx);
-                    let other = match other {
-                        Some(Fault::SlowAnswer(d)) => {
-                            Some(Fault::SlowAnswer(self.left_of(d, taken_at)))
-                        }
-                        other => other,
-                    };
-                    self.process(env, other, ctx)
+                    self.process(env, other, taken_at, ctx)
                 }
             },
         }
