@@ -353,6 +353,26 @@ fn a_damaged_tail_that_a_checkpoint_covers_is_damage_and_nothing_is_cut() {
         panic!("the audit passed");
     };
     assert_eq!(audited, msg);
+
+    // Acknowledged records that read back as zeros look like space taken ahead, but the
+    // checkpoint covers them: damage too, and the file keeps its length.
+    let clean = {
+        data[last] ^= 1;
+        data
+    };
+    let mut zeroed = clean.clone();
+    let from = zeroed.len() - 300;
+    zeroed[from..].fill(0);
+    std::fs::write(&seg, &zeroed).unwrap();
+    let Err(OpenError::Tamper(msg)) = open(dir.path()) else {
+        panic!("opened a journal whose acknowledged tail reads as zeros");
+    };
+    assert!(msg.contains("nothing was cut"), "{msg}");
+    assert_eq!(
+        std::fs::read(&seg).unwrap(),
+        zeroed,
+        "start-up changed the segment"
+    );
 }
 
 /// An unacknowledged last batch as a crash can leave it: entry 10 intact, entry 11's

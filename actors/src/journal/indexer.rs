@@ -125,8 +125,11 @@ impl SegmentReader {
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(false),
             Err(e) => return Err(format!("entry {}: {e}", self.next)),
         }
-        let (len, _) = record_header(&header, self.max_entry_bytes)
-            .map_err(|e| format!("entry {}: {e}", self.next))?;
+        // A header that does not hold may be bytes read while they were being written:
+        // read again from the file before calling it damage.
+        let Ok((len, _)) = record_header(&header, self.max_entry_bytes) else {
+            return Ok(false);
+        };
         self.buf.clear();
         self.buf.extend_from_slice(&header);
         self.buf.resize(RECORD_HEADER + len, 0);

@@ -466,9 +466,12 @@ pub struct Journal {
     /// Length of the last segment's file: `tail_len` and the space taken ahead of the
     /// writes (zeros), see [`JournalConfig::preallocate_bytes`].
     tail_allocated: u64,
-    /// Whether space is taken ahead: off when configured so, or once the file system
-    /// has refused to.
+    /// Whether space is taken ahead for the last segment: off when configured so, once
+    /// the file system cannot, and for the rest of a segment once it refused (say, a
+    /// full disk).
     preallocating: bool,
+    /// The file system cannot take space ahead (found at a refusal).
+    cannot_preallocate: bool,
     log: SharedLog,
     /// The time of the last entry: entry times never decrease along the log.
     last_time: String,
@@ -632,6 +635,7 @@ impl Journal {
             tail_len: 0,
             tail_allocated: 0,
             preallocating: cfg.preallocate_bytes > 0,
+            cannot_preallocate: false,
             log,
             last_time: String::new(),
             index: None,
@@ -967,15 +971,19 @@ impl Journal {
     }
 
     /// Takes space for the last segment ahead of a write that ends at `end`:
-    /// [`JournalConfig::preallocate_bytes`] more, or up to `end` when that is further (the
-    /// space is zeros, and the file's length includes it). A file system that cannot is
-    /// written without it from then on (a warning says so); any other refusal is left to
-    /// the write, which meets the same cause.
+    /// [`JournalConfig::preallocate_bytes`] more but not past `segment_max_bytes`, or up to
+    /// `end` when that is further (the space is zeros, and the file's length includes
+    /// it). A file system that cannot is written without it from then on, and after any
+    /// other refusal the rest of the segment is (one warning says so); the write itself
+    /// meets the cause, if it lasts.
     fn take_space_ahead(&mut self, tail: &File, end: u64) {
         if !self.preallocating {
             return;
         }
-        let target = (self.tail_allocated + self.cfg.preallocate_bytes).max(end);
+        // Never past the segment's bound (a write that needs more makes its own room).
+        let target = (self.tail_allocated + self.cfg.preallocate_bytes)
+            .min(self.cfg.segment_max_bytes)
+            .max(end);
         let (Ok(offset), Ok(len)) = (
             i64::try_from(self.tail_allocated),
             i64::try_from(target - self.tail_allocated),
@@ -993,14 +1001,15 @@ impl Journal {
         if let Ok(m) = tail.metadata() {
             self.tail_allocated = self.tail_allocated.max(m.len());
         }
+        self.preallocating = false;
         if matches!(
             e.raw_os_error(),
             Some(libc::EOPNOTSUPP) | Some(libc::ENOSYS)
         ) {
-            self.preallocating = false;
+            self.cannot_preallocate = true;
             tracing::warn!(dir = %self.shard_dir.display(), error = %e, "the file system cannot take space ahead of the journal's writes; each commit grows the segment instead");
         } else {
-            tracing::warn!(dir = %self.shard_dir.display(), error = %e, "could not take space ahead of the journal's writes");
+            tracing::warn!(dir = %self.shard_dir.display(), error = %e, "could not take space ahead of the journal's writes; the rest of this segment is written without it");
         }
     }
 

@@ -186,21 +186,23 @@ impl Journal {
                 .iter()
                 .rposition(|b| *b != 0)
                 .map_or(kept, |at| kept + at as u64 + 1);
+            if kept < data.len() as u64 && self.len() < covered {
+                // Whatever follows the last intact commit (zeros too) stands where
+                // acknowledged entries belong: damage, and nothing is cut.
+                return Err(OpenError::Tamper(format!(
+                    "{} at offset {kept}: the records after the last intact commit are damaged, \
+                     and the checkpoint log covers {covered} entries where {} are intact: \
+                     acknowledged entries are damaged (nothing was cut)",
+                    path.display(),
+                    self.len()
+                )));
+            }
             if kept < data.len() as u64 && self.mode == Mode::Write && written == kept {
                 file.set_len(kept).map_err(io(&path))?;
                 file.sync_all().map_err(io(&path))?;
             }
             if kept < written {
                 let cut = written - kept;
-                if self.len() < covered {
-                    return Err(OpenError::Tamper(format!(
-                        "{} at offset {kept}: the records after the last intact commit are damaged, \
-                         and the checkpoint log covers {covered} entries where {} are intact: \
-                         acknowledged entries are damaged (nothing was cut)",
-                        path.display(),
-                        self.len()
-                    )));
-                }
                 if self.mode == Mode::Write {
                     let aside = set_aside(&path, kept, &data[kept as usize..written as usize])?;
                     file.set_len(kept).map_err(io(&path))?;
@@ -416,6 +418,7 @@ impl Journal {
         self.tail = Some(file);
         self.tail_len = 0;
         self.tail_allocated = 0;
+        self.preallocating = self.cfg.preallocate_bytes > 0 && !self.cannot_preallocate;
         Ok(())
     }
 }
