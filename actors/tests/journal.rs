@@ -360,8 +360,15 @@ fn a_damaged_tail_that_a_checkpoint_covers_is_damage_and_nothing_is_cut() {
         data[last] ^= 1;
         data
     };
+    // The last batch, from the end of the commit record before it, all zeros.
+    let commit = 84;
+    let last_commit = clean.len() - commit;
+    let from = (0..last_commit)
+        .rev()
+        .find(|&o| axon_protocols::journal::find_commit_after(&clean[..o + commit], o) == Some(o))
+        .unwrap()
+        + commit;
     let mut zeroed = clean.clone();
-    let from = zeroed.len() - 300;
     zeroed[from..].fill(0);
     std::fs::write(&seg, &zeroed).unwrap();
     let Err(OpenError::Tamper(msg)) = open(dir.path()) else {
