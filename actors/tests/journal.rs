@@ -1047,6 +1047,15 @@ fn a_torn_checkpoint_is_cut_and_kept_aside() {
     assert_eq!(j.len(), 3);
 }
 
+/// `axon_journal_index_lag_entries` in `registry`.
+fn index_lag(registry: &prometheus::Registry) -> Option<f64> {
+    registry
+        .gather()
+        .into_iter()
+        .find(|f| f.name() == "axon_journal_index_lag_entries")
+        .map(|f| f.get_metric()[0].get_gauge().get_value())
+}
+
 #[test]
 fn without_an_index_lookups_read_the_segments_and_the_lag_says_so() {
     let dir = tempfile::tempdir().unwrap();
@@ -1055,13 +1064,7 @@ fn without_an_index_lookups_read_the_segments_and_the_lag_says_so() {
     let mut j = open(dir.path()).unwrap();
     let registry = prometheus::Registry::new();
     j.set_metrics(JournalMetrics::new(&registry).unwrap());
-    let lag = || {
-        registry
-            .gather()
-            .into_iter()
-            .find(|f| f.name() == "axon_journal_index_lag_entries")
-            .map(|f| f.get_metric()[0].get_gauge().get_value())
-    };
+    let lag = || index_lag(&registry);
     assert_eq!(lag(), Some(0.0));
     let mut codes = vec![];
     for i in 0..5 {
@@ -1187,13 +1190,7 @@ fn the_index_keeps_up_through_space_taken_ahead_and_sealed_segments() {
     let mut j = open(dir.path()).unwrap();
     let registry = prometheus::Registry::new();
     j.set_metrics(JournalMetrics::new(&registry).unwrap());
-    let lag = || {
-        registry
-            .gather()
-            .into_iter()
-            .find(|f| f.name() == "axon_journal_index_lag_entries")
-            .map(|f| f.get_metric()[0].get_gauge().get_value())
-    };
+    let lag = || index_lag(&registry);
     let mut n = 0;
     for round in 0..6 {
         for _ in 0..4 {
@@ -1201,15 +1198,10 @@ fn the_index_keeps_up_through_space_taken_ahead_and_sealed_segments() {
             n += 1;
         }
         // Waited for, not timed: an index thread that stopped never gets there.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-        while lag() != Some(0.0) {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "round {round}: the index lags {:?} entries behind {n}",
-                lag()
-            );
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        }
+        wait_for(
+            &format!("round {round}: the index catches up to {n}"),
+            || lag() == Some(0.0),
+        );
     }
     let segments = std::fs::read_dir(dir.path().join("shard-0"))
         .unwrap()

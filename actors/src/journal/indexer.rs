@@ -115,8 +115,9 @@ impl SegmentReader {
         Ok(())
     }
 
-    /// Reads the record at `pos` into `buf`: `false` when the bytes there are not a
-    /// whole record (the end of the file, or bytes read ahead before they were written).
+    /// Reads the record at `pos` into `buf` (its checksum unchecked): `false` when the
+    /// bytes there do not frame a whole record (the end of the file, or bytes read ahead
+    /// before they were written).
     fn read_record_bytes(&mut self) -> Result<bool, String> {
         let file = self.file.as_mut().expect("open");
         let mut header = [0u8; RECORD_HEADER];
@@ -134,10 +135,7 @@ impl SegmentReader {
         self.buf.extend_from_slice(&header);
         self.buf.resize(RECORD_HEADER + len, 0);
         match file.read_exact(&mut self.buf[RECORD_HEADER..]) {
-            Ok(()) => Ok(!matches!(
-                read_record(&self.buf, 0, self.max_entry_bytes),
-                RecordRead::Truncated | RecordRead::Corrupt(_)
-            )),
+            Ok(()) => Ok(true),
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(false),
             Err(e) => Err(format!("entry {}: {e}", self.next)),
         }
@@ -155,48 +153,54 @@ impl SegmentReader {
 
     /// The next record. Only called while records are known to be durable.
     fn next(&mut self) -> Result<Item, String> {
-        if !self.read_record_bytes()? && !self.reread_record_bytes()? {
-            // Read afresh, the segment has no record here. A durable record is asked
-            // for, so this segment is done (sealed: it ends with its last commit), and
-            // the next starts at the next entry.
-            let at = self.pos;
-            let whole = self.file.as_mut().and_then(|f| f.get_ref().metadata().ok());
-            if whole.is_some_and(|m| m.len() > at) {
-                return Err(format!("entry {}: a damaged record", self.next));
+        // From the buffer; then afresh from the file (the buffer may hold bytes read
+        // before they were written); then, where the file ends there (a sealed segment
+        // ends with its last commit), from the next segment, which starts at the next
+        // entry. A durable record is asked for, so none of them holding is damage.
+        for attempt in 0..3 {
+            let whole = match attempt {
+                0 => self.read_record_bytes()?,
+                1 => self.reread_record_bytes()?,
+                _ => {
+                    let file = self.file.as_ref().and_then(|f| f.get_ref().metadata().ok());
+                    if file.is_some_and(|m| m.len() > self.pos) {
+                        break;
+                    }
+                    self.open_segment(self.next)?;
+                    self.read_record_bytes()?
+                }
+            };
+            if !whole {
+                continue;
             }
-            self.open_segment(self.next)?;
-            if !self.read_record_bytes()? {
-                return Err(format!("entry {}: a damaged record", self.next));
+            match read_record(&self.buf, 0, self.max_entry_bytes) {
+                RecordRead::Entry { bytes, .. } => {
+                    // The head and the action are all the index keeps: read in one pass
+                    // where the bytes allow, without building the body.
+                    let entry = EntryHead::from_bytes(bytes)
+                        .map_err(|e| format!("entry {}: {e}", self.next))?;
+                    if entry.index != self.next {
+                        return Err(format!(
+                            "entry {} where entry {} belongs",
+                            entry.index, self.next
+                        ));
+                    }
+                    self.pos += self.buf.len() as u64;
+                    self.next += 1;
+                    return Ok(Item::Entry(IndexRecord::of(entry)));
+                }
+                RecordRead::Commit { size, root, .. } => {
+                    if size != self.next {
+                        return Err(format!("a commit of size {size} after entry {}", self.next));
+                    }
+                    self.pos += self.buf.len() as u64;
+                    self.committed = size;
+                    return Ok(Item::Commit { size, root });
+                }
+                RecordRead::Truncated | RecordRead::Corrupt(_) => {}
             }
         }
-        self.pos += self.buf.len() as u64;
-        match read_record(&self.buf, 0, self.max_entry_bytes) {
-            RecordRead::Entry { bytes, .. } => {
-                // The head and the action are all the index keeps: read in one pass
-                // where the bytes allow, without building the body.
-                let entry = EntryHead::from_bytes(bytes)
-                    .map_err(|e| format!("entry {}: {e}", self.next))?;
-                if entry.index != self.next {
-                    return Err(format!(
-                        "entry {} where entry {} belongs",
-                        entry.index, self.next
-                    ));
-                }
-                let record = IndexRecord::of(entry);
-                self.next += 1;
-                Ok(Item::Entry(record))
-            }
-            RecordRead::Commit { size, root, .. } => {
-                if size != self.next {
-                    return Err(format!("a commit of size {size} after entry {}", self.next));
-                }
-                self.committed = size;
-                Ok(Item::Commit { size, root })
-            }
-            RecordRead::Truncated | RecordRead::Corrupt(_) => {
-                Err(format!("entry {}: a damaged record", self.next))
-            }
-        }
+        Err(format!("entry {}: a damaged record", self.next))
     }
 }
 

@@ -197,20 +197,20 @@ impl Journal {
                     self.len()
                 )));
             }
-            if kept < data.len() as u64 && self.mode == Mode::Write && written == kept {
-                file.set_len(kept).map_err(io(&path))?;
-                file.sync_all().map_err(io(&path))?;
-            }
             if kept < written {
                 let cut = written - kept;
                 if self.mode == Mode::Write {
+                    // Kept, durably, before the cut below.
                     let aside = set_aside(&path, kept, &data[kept as usize..written as usize])?;
-                    file.set_len(kept).map_err(io(&path))?;
-                    file.sync_all().map_err(io(&path))?;
                     tracing::warn!(segment = %path.display(), offset = kept, bytes = cut, kept_in = %aside.display(), "cut a torn tail that was never acknowledged");
                     self.recovery.set_aside.push(aside);
                 }
                 self.recovery.torn_tail = Some((path.clone(), kept, cut));
+            }
+            // The torn tail (set aside above) and the zeros after it.
+            if kept < data.len() as u64 && self.mode == Mode::Write {
+                file.set_len(kept).map_err(io(&path))?;
+                file.sync_all().map_err(io(&path))?;
             }
             if last {
                 self.tail_len = kept;
