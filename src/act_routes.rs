@@ -156,6 +156,11 @@ pub(crate) async fn action(
             _ => {}
         }
     }
+    // The capsule as a replay needs it: with its build's manifest, which the journal holds
+    // once, on the build's first lane change.
+    if let Err(r) = st.act.with_manifest(&mut capsule).await {
+        return Err(refusal_problem(&req, r));
+    }
     let intent = match &dispatch {
         Value::Null => result.get("intent").cloned().unwrap_or(Value::Null),
         d => d["intent"].clone(),

@@ -3,9 +3,10 @@
 //! bytes (canonical JSON) with the recorded ones.
 
 use anyhow::{anyhow, bail, Context};
-use axon_actors::journal::{ActionId, Barcode, Journal, JournalConfig, Reader};
+use axon_actors::journal::{ActionId, Barcode, Filter, Journal, JournalConfig, Reader};
 use axon_protocols::capsule::ReplayCapsule;
 use axon_protocols::journal::{hex, Entry, EntryKind};
+use axon_protocols::lane::LaneChange;
 use std::fmt;
 
 /// What a replay found.
@@ -84,6 +85,37 @@ fn find(j: &Reader, action: &str) -> anyhow::Result<(u64, ReplayCapsule)> {
     bail!("no capsule records action {action}");
 }
 
+/// The manifest of build `artifact_hash`, from the build's first lane change (the one
+/// entry that holds it); `None` when no lane change holds it.
+fn build_manifest(
+    j: &Reader,
+    artifact_hash: &str,
+) -> anyhow::Result<Option<std::sync::Arc<serde_json::Value>>> {
+    let filter = Filter {
+        kind: Some(EntryKind::LaneChange),
+        since: None,
+        until: None,
+    };
+    let mut after = None;
+    loop {
+        let (entries, next) = j.query(&filter, after, usize::MAX)?;
+        for stored in entries {
+            let body = Entry::from_bytes(&stored.bytes)
+                .with_context(|| format!("reading entry {}", stored.index))?
+                .body;
+            let change: LaneChange = serde_json::from_value(body)
+                .with_context(|| format!("entry {} is not a lane change", stored.index))?;
+            if let Some(m) = change.manifest_of(artifact_hash) {
+                return Ok(Some(m.clone()));
+            }
+        }
+        match next {
+            Some(n) => after = Some(n),
+            None => return Ok(None),
+        }
+    }
+}
+
 /// Compares a capsule's recorded output with `replayed`.
 pub fn compare(
     capsule: &ReplayCapsule,
@@ -131,7 +163,13 @@ pub fn replay(cfg: &JournalConfig, action: &str) -> anyhow::Result<ReplayReport>
     let mut j = Journal::open_read_only(cfg.clone()).map_err(|e| anyhow!("{e}"))?;
     j.use_index_if_current();
     // Offline there is time to read every entry the index does not cover.
-    let (index, capsule) = find(&j.reader().with_scan_max(usize::MAX), action)?;
+    let reader = j.reader().with_scan_max(usize::MAX);
+    let (index, mut capsule) = find(&reader, action)?;
+    // A capsule names its build's manifest by artifact hash once the journal holds it.
+    if capsule.environment.manifest.is_none() {
+        capsule.environment.manifest =
+            build_manifest(&reader, &capsule.environment.driver_artifact_hash)?;
+    }
     let modules = crate::node::modules_dir(cfg);
     let replayed = axon_drivers::replay(&capsule, &modules).map_err(|e| anyhow!("{e}"))?;
     compare(&capsule, index, &replayed)

@@ -521,6 +521,33 @@ impl Act {
         &self.lanes
     }
 
+    /// `capsule` (a result's replay capsule, as JSON) ready to replay: when it names its
+    /// build's manifest by artifact hash only, with that manifest put in
+    /// (`environment.manifest`), from the loaded build or its first lane change.
+    pub async fn with_manifest(&self, capsule: &mut serde_json::Value) -> Result<(), Refusal> {
+        let Some(env) = capsule
+            .get_mut("environment")
+            .and_then(|e| e.as_object_mut())
+        else {
+            return Ok(());
+        };
+        if env.contains_key("manifest") {
+            return Ok(());
+        }
+        let Some(hash) = env.get("driver_artifact_hash").and_then(|h| h.as_str()) else {
+            return Ok(());
+        };
+        let hash = hash.to_owned();
+        if let Some(m) = self
+            .lanes
+            .manifest_of_build(&hash, &self.journal, self.cfg.page, &self.journal_opts())
+            .await?
+        {
+            env.insert("manifest".into(), (*m).clone());
+        }
+        Ok(())
+    }
+
     /// Adds driver `d`, whose workers its supervisor has just started, while the node
     /// runs: its series show at 0, it is placed in its lane ([`Lanes::add`]), and a
     /// build its checks had taken out of service before is set on its way to a trial.
@@ -1127,7 +1154,7 @@ impl Act {
                 binary_version: self.cfg.binary_version.clone(),
                 config_hash: self.cfg.config_hash.clone(),
                 driver_artifact_hash: driver.descriptor.artifact_hash.clone(),
-                manifest: driver.recorded_manifest.clone(),
+                manifest: driver.capsule_manifest(),
             },
             input: serde_json::to_value(&intent.intent).expect("an intent is plain data"),
             output: output.clone(),

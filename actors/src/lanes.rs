@@ -175,8 +175,12 @@ pub struct DriverInstance {
     pub rate: RateLimit,
     /// Where the next call starts looking for room.
     next: std::sync::atomic::AtomicUsize,
-    /// The manifest as its capsules record it (its canonical JSON, parsed once).
+    /// The manifest as the journal records it (its canonical JSON, parsed once): on the
+    /// build's first lane change, or in each capsule while the journal does not hold it.
     pub recorded_manifest: Option<Arc<serde_json::Value>>,
+    /// True once the journal holds this build's manifest (on its first lane change): its
+    /// capsules then name it by artifact hash and do not carry it.
+    manifest_journaled: std::sync::atomic::AtomicBool,
     /// How its pushes have gone: every push the act pipeline makes records its sample.
     pub scorecard: Scorecard,
     /// The checks against its service-level objective, fed the pushes it makes while
@@ -247,6 +251,7 @@ impl DriverInstance {
             recorded_manifest: serde_json::from_slice(manifest.canonical())
                 .ok()
                 .map(Arc::new),
+            manifest_journaled: std::sync::atomic::AtomicBool::new(false),
             manifest,
             workers,
             next: std::sync::atomic::AtomicUsize::new(0),
@@ -345,6 +350,25 @@ impl DriverInstance {
 
     pub fn name(&self) -> &str {
         &self.descriptor.name
+    }
+
+    /// The manifest a capsule of this build carries: none once the journal holds it (the
+    /// capsule's artifact hash then names it), the whole manifest before.
+    pub fn capsule_manifest(&self) -> Option<Arc<serde_json::Value>> {
+        if self
+            .manifest_journaled
+            .load(std::sync::atomic::Ordering::Acquire)
+        {
+            None
+        } else {
+            self.recorded_manifest.clone()
+        }
+    }
+
+    /// Notes that the journal holds this build's manifest.
+    fn manifest_is_journaled(&self) {
+        self.manifest_journaled
+            .store(true, std::sync::atomic::Ordering::Release);
     }
 
     /// The worker ids of a driver named `name` with `concurrency` workers.
@@ -633,6 +657,35 @@ impl Lanes {
         self.loaded().get(name).cloned()
     }
 
+    /// The manifest of build `artifact_hash`: a loaded build's own, else the one the
+    /// build's first lane change journaled; `None` when neither has it (a build whose
+    /// capsules carry their manifest, or a built-in driver's).
+    pub async fn manifest_of_build(
+        &self,
+        artifact_hash: &str,
+        journal: &JournalClient,
+        page: usize,
+        opts: &CallOptions,
+    ) -> Result<Option<Arc<serde_json::Value>>, Refusal> {
+        let loaded = self
+            .loaded()
+            .values()
+            .find(|d| d.descriptor.artifact_hash == artifact_hash)
+            .and_then(|d| d.recorded_manifest.clone());
+        if loaded.is_some() {
+            return Ok(loaded);
+        }
+        let mut found = None;
+        scan_lane_changes(journal, page, opts, |_, change| {
+            if found.is_none() {
+                found = change.manifest_of(artifact_hash).cloned();
+            }
+            Ok(())
+        })
+        .await?;
+        Ok(found)
+    }
+
     fn loaded(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Arc<DriverInstance>>> {
         self.drivers.read().unwrap_or_else(|e| e.into_inner())
     }
@@ -764,25 +817,21 @@ impl Lanes {
     ) -> Result<(HashMap<String, (Lane, u64)>, HashMap<String, Breaker>), Refusal> {
         let mut found: HashMap<String, (Lane, u64)> = HashMap::new();
         let mut breakers: HashMap<String, Breaker> = HashMap::new();
-        scan(
-            journal,
-            EntryKind::LaneChange,
-            page,
-            opts,
-            |stored, body| {
-                let change: LaneChange = serde_json::from_value(body).map_err(|e| {
-                    Refusal::Internal(format!("entry {} is not a lane change: {e}", stored.index))
-                })?;
-                for (k, m) in change.moves().enumerate() {
-                    if only.is_none_or(|o| o == m.driver) && self.is_loaded_build(&m) {
-                        let b = breakers.entry(m.driver.clone()).or_default();
-                        *b = self.breaker_after(*b, &change, &m, k == 0);
-                        found.insert(m.driver, (m.to, stored.index));
-                    }
+        scan_lane_changes(journal, page, opts, |stored, change| {
+            if let Some(d) = self.driver(&change.driver) {
+                if change.manifest_of(&d.descriptor.artifact_hash).is_some() {
+                    d.manifest_is_journaled();
                 }
-                Ok(())
-            },
-        )
+            }
+            for (k, m) in change.moves().enumerate() {
+                if only.is_none_or(|o| o == m.driver) && self.is_loaded_build(&m) {
+                    let b = breakers.entry(m.driver.clone()).or_default();
+                    *b = self.breaker_after(*b, &change, &m, k == 0);
+                    found.insert(m.driver, (m.to, stored.index));
+                }
+            }
+            Ok(())
+        })
         .await?;
         Ok((found, breakers))
     }
@@ -1146,6 +1195,11 @@ impl Lanes {
             rule: why.rule,
             evidence: why.evidence,
             displaced,
+            // A build's first lane change holds its manifest, once for all its calls.
+            manifest: match (from, who) {
+                (None, Mover::Manifest) => d.recorded_manifest.clone(),
+                _ => None,
+            },
         };
         let body = serde_json::to_value(&change).expect("a lane change is plain data");
         // No dispatch is journaled between this entry and its taking effect.
@@ -1157,6 +1211,9 @@ impl Lanes {
             )
             .await
             .map_err(LaneError::Journal)?;
+        if change.manifest.is_some() {
+            d.manifest_is_journaled();
+        }
         let mut st = self.write();
         for (k, m) in change.moves().enumerate() {
             if let Some(d) = self.driver(&m.driver) {
@@ -1217,6 +1274,28 @@ fn set(st: &mut State, d: &Arc<DriverInstance>, lane: Lane) {
 
 /// Calls `f` with every entry of `kind` and its body, in log order, reading `page`
 /// entries at a time.
+/// Calls `f` with each `lane_change` entry of the journal, in log order.
+async fn scan_lane_changes(
+    journal: &JournalClient,
+    page: usize,
+    opts: &CallOptions,
+    mut f: impl FnMut(&crate::journal::Appended, LaneChange) -> Result<(), Refusal>,
+) -> Result<(), Refusal> {
+    scan(
+        journal,
+        EntryKind::LaneChange,
+        page,
+        opts,
+        |stored, body| {
+            let change: LaneChange = serde_json::from_value(body).map_err(|e| {
+                Refusal::Internal(format!("entry {} is not a lane change: {e}", stored.index))
+            })?;
+            f(stored, change)
+        },
+    )
+    .await
+}
+
 pub(crate) async fn scan(
     journal: &JournalClient,
     kind: EntryKind,

@@ -18,7 +18,11 @@ pub struct Environment {
     pub driver_artifact_hash: String,
     /// The driver's manifest as it ran (its canonical JSON, parsed), so a replay rebuilds
     /// the same driver without the node's configuration. Secrets are named in it by
-    /// reference, never held. Shared: every call of one driver build records the same.
+    /// reference, never held. The journal holds it once, on the build's first lane change
+    /// ([`LaneChange::manifest`](crate::lane::LaneChange::manifest)), and a stored capsule
+    /// names it by `driver_artifact_hash` alone; it is here in a capsule a reader has
+    /// completed from there, and in the stored capsules of a build whose first lane change
+    /// does not hold it (journaled by an older Axon).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub manifest: Option<Arc<Value>>,
 }

@@ -123,9 +123,21 @@ pub struct LaneChange {
     /// in the same entry.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub displaced: Vec<Move>,
+    /// The build's manifest (its canonical JSON, parsed), on the entry of the build's
+    /// first load: the one place the journal holds it. The replay capsules of the build's
+    /// calls name it by `artifact_hash` instead of carrying it each time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifest: Option<std::sync::Arc<serde_json::Value>>,
 }
 
 impl LaneChange {
+    /// The manifest of build `artifact_hash`, when this entry is the one that holds it.
+    pub fn manifest_of(&self, artifact_hash: &str) -> Option<&std::sync::Arc<serde_json::Value>> {
+        self.manifest
+            .as_ref()
+            .filter(|_| self.artifact_hash == artifact_hash)
+    }
+
     /// Every move this entry makes: the one asked for, then the displaced ones.
     pub fn moves(&self) -> impl Iterator<Item = Move> + '_ {
         std::iter::once(Move {

@@ -228,3 +228,123 @@ fn a_wasm_action_replays_bit_for_bit_with_the_same_fuel_from_the_kept_module() {
         "{out}"
     );
 }
+
+/// The replay capsules of the journal's `result` entries, as stored, in log order.
+fn stored_capsules(node: &TestNode) -> Vec<Value> {
+    crate::act::journal_bodies(node, "result")
+        .into_iter()
+        .map(|b| b["capsule"].clone())
+        .collect()
+}
+
+/// A build's manifest is journaled once, on the build's first lane change: the capsules of
+/// its calls name it by artifact hash, `GET /v1/actions/{id}` answers the capsule with it
+/// put back (ready to replay), and `axon replay` finds it in the journal.
+#[test]
+fn a_builds_manifest_is_journaled_once_and_its_capsules_name_it() {
+    let data = tempfile::tempdir().unwrap();
+    let dir = data.path().to_owned();
+    let node = TestNode::builder()
+        .config(move |c| c.data_dir = dir.clone())
+        .start();
+    let mut actions = vec![];
+    for n in 0..3 {
+        let v: Value = node.echo(&json!({"n": n})).json().unwrap();
+        actions.push(v["action_id"].as_str().unwrap().to_owned());
+    }
+    let echo = axon_drivers::echo::descriptor();
+    let firsts: Vec<Value> = crate::act::journal_bodies(&node, "lane_change")
+        .into_iter()
+        .filter(|c| c["artifact_hash"] == echo.artifact_hash.as_str())
+        .collect();
+    assert_eq!(firsts.len(), 1, "{firsts:?}");
+    let manifest = firsts[0]["manifest"].clone();
+    assert_eq!(manifest["name"], "echo");
+    assert_eq!(
+        axon_protocols::journal::hex(&axon_drivers::manifest::artifact_hash(
+            &axon_drivers::manifest::Manifest::from_recorded(&manifest).unwrap()
+        )),
+        echo.artifact_hash
+    );
+    let stored = stored_capsules(&node);
+    assert_eq!(stored.len(), 3);
+    for c in &stored {
+        assert_eq!(
+            c["environment"]["driver_artifact_hash"],
+            echo.artifact_hash.as_str()
+        );
+        assert!(c["environment"].get("manifest").is_none(), "{c}");
+    }
+    let shown: Value = node
+        .get_admin(&format!("/v1/actions/{}", actions[0]))
+        .json()
+        .unwrap();
+    assert_eq!(shown["capsule"]["environment"]["manifest"], manifest);
+    assert!(shown["result"]["capsule"]["environment"]
+        .get("manifest")
+        .is_none());
+    assert_eq!(node.replay(&actions[0]).unwrap(), json!({"n": 0}));
+    node.shutdown();
+    for a in &actions {
+        let (code, out) = replay(data.path(), a);
+        assert_eq!(code, 0, "{out}");
+    }
+}
+
+/// A build whose first lane change an older Axon journaled without the manifest keeps the
+/// manifest in each of its capsules, and its actions still replay.
+#[test]
+fn a_build_whose_manifest_the_journal_lacks_keeps_it_in_each_capsule() {
+    use axon_actors::journal::{Journal, JournalRequest, NewEntry};
+    use axon_protocols::lane::{Lane, LaneChange};
+    let data = tempfile::tempdir().unwrap();
+    let echo = axon_drivers::echo::descriptor();
+    {
+        let mut cfg = axon::config::Config::defaults();
+        cfg.data_dir = data.path().to_owned();
+        let mut j = Journal::open(
+            axon::node::journal_config(&cfg),
+            axon_supervisors::SystemClock::shared(),
+            Default::default(),
+        )
+        .unwrap();
+        let change = LaneChange {
+            driver: "echo".into(),
+            artifact_hash: echo.artifact_hash.clone(),
+            from: None,
+            to: Lane::Live,
+            capability: echo.capability.clone(),
+            who: "manifest".into(),
+            reason: "first load of build, by an Axon that kept manifests in capsules".into(),
+            rule: None,
+            evidence: None,
+            displaced: vec![],
+            manifest: None,
+        };
+        let appended = axon_supervisors::Worker::handle_batch(
+            &mut j,
+            vec![JournalRequest::Append(NewEntry::new(
+                axon_protocols::journal::EntryKind::LaneChange,
+                vec![],
+                &change,
+            ))],
+            &mut axon_supervisors::WorkerContext::new("journal", None),
+        )
+        .unwrap();
+        assert!(appended[0].is_ok());
+    }
+    let dir = data.path().to_owned();
+    let node = TestNode::builder()
+        .config(move |c| c.data_dir = dir.clone())
+        .start();
+    let v: Value = node.echo(&json!({"old": true})).json().unwrap();
+    let action = v["action_id"].as_str().unwrap().to_owned();
+    // No second first load: the build's lane comes from the entry above.
+    assert_eq!(crate::act::journal_bodies(&node, "lane_change").len(), 1);
+    let stored = stored_capsules(&node);
+    assert_eq!(stored[0]["environment"]["manifest"]["name"], "echo");
+    assert_eq!(node.replay(&action).unwrap(), json!({"old": true}));
+    node.shutdown();
+    let (code, out) = replay(data.path(), &action);
+    assert_eq!(code, 0, "{out}");
+}

@@ -634,7 +634,8 @@ impl TestNode {
     }
 
     /// Replays the push of `action_id` offline from its capsule, as `axon replay` does:
-    /// the driver is rebuilt from the manifest the capsule recorded. Answers the output
+    /// the driver is rebuilt from its build's manifest (which `GET /v1/actions/{id}` puts in
+    /// the capsule from the build's first lane change). Answers the output
     /// the replay gives, once it is the recorded one byte for byte; an error otherwise.
     pub fn replay(&self, action_id: &str) -> Result<serde_json::Value, String> {
         let v = self.action(action_id)?;
