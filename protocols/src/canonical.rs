@@ -302,6 +302,7 @@ impl Parser<'_> {
         let mut out = String::new();
         let mut run = self.at;
         loop {
+            self.at += plain_len(&self.b[self.at.min(self.b.len())..]);
             match self.b.get(self.at) {
                 None => return Err(self.syntax("the text ends inside a string")),
                 Some(b'"') => {
@@ -450,7 +451,10 @@ pub fn string(s: &str, out: &mut Vec<u8>) {
     out.push(b'"');
     let bytes = s.as_bytes();
     let mut run = 0;
-    for (i, &b) in bytes.iter().enumerate() {
+    let mut i = 0;
+    loop {
+        i += plain_len(&bytes[i..]);
+        let Some(&b) = bytes.get(i) else { break };
         let escape: &[u8] = match b {
             b'"' => b"\\\"",
             b'\\' => b"\\\\",
@@ -460,7 +464,11 @@ pub fn string(s: &str, out: &mut Vec<u8>) {
             b'\r' => b"\\r",
             b'\t' => b"\\t",
             0x00..=0x1f => b"",
-            _ => continue,
+            // Any other byte (of a character beyond ASCII) is written as it is.
+            _ => {
+                i += 1;
+                continue;
+            }
         };
         out.extend_from_slice(&bytes[run..i]);
         if escape.is_empty() {
@@ -468,10 +476,39 @@ pub fn string(s: &str, out: &mut Vec<u8>) {
         } else {
             out.extend_from_slice(escape);
         }
-        run = i + 1;
+        i += 1;
+        run = i;
     }
     out.extend_from_slice(&bytes[run..]);
     out.push(b'"');
+}
+
+/// How many of `b`'s first bytes are ASCII from 0x20 up, other than `"` and `\\`: the
+/// bytes a canonical string holds as they are, with nothing to escape or check.
+/// Reads eight bytes at a time until a chunk holds some other byte, then one at a time.
+pub fn plain_len(b: &[u8]) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    // True when some byte of `v` is 0, or (with `below`) below it: exact for "some", the
+    // classic word-at-a-time tests, valid for bytes under 0x80 (the others are caught
+    // by their high bit).
+    let some_below = |v: u64, below: u8| v.wrapping_sub(ONES * below as u64) & !v & HIGHS != 0;
+    let mut n = 0;
+    while let Some(chunk) = b.get(n..n + 8) {
+        let w = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
+        if w & HIGHS != 0
+            || some_below(w, 0x20)
+            || some_below(w ^ (ONES * b'"' as u64), 1)
+            || some_below(w ^ (ONES * b'\\' as u64), 1)
+        {
+            break;
+        }
+        n += 8;
+    }
+    n + b[n..]
+        .iter()
+        .take_while(|&&c| (0x20..0x80).contains(&c) && c != b'"' && c != b'\\')
+        .count()
 }
 
 /// The deepest nesting [`value_end`] checks itself; deeper values are left to a parse.
@@ -582,15 +619,21 @@ pub fn string_end(b: &[u8], at: usize) -> Option<(usize, bool)> {
     }
     let mut p = at + 1;
     let mut run = p;
+    // Whether the bytes since `run` are all ASCII, which needs no UTF-8 check.
+    let mut ascii = true;
     let mut escaped = false;
+    let utf8 = |run: &[u8], ascii: bool| ascii || std::str::from_utf8(run).is_ok();
     loop {
+        p += plain_len(&b[p..]);
         match *b.get(p)? {
             b'"' => {
-                std::str::from_utf8(&b[run..p]).ok()?;
-                return Some((p + 1, escaped));
+                return utf8(&b[run..p], ascii).then_some((p + 1, escaped));
             }
             b'\\' => {
-                std::str::from_utf8(&b[run..p]).ok()?;
+                if !utf8(&b[run..p], ascii) {
+                    return None;
+                }
+                ascii = true;
                 escaped = true;
                 match *b.get(p + 1)? {
                     b'"' | b'\\' | b'b' | b'f' | b'n' | b'r' | b't' => p += 2,
@@ -615,7 +658,11 @@ pub fn string_end(b: &[u8], at: usize) -> Option<(usize, bool)> {
                 run = p;
             }
             0x00..=0x1f => return None,
-            _ => p += 1,
+            // A byte of a character beyond ASCII: the run is checked as UTF-8 at its end.
+            _ => {
+                ascii = false;
+                p += 1;
+            }
         }
     }
 }

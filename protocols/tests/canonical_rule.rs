@@ -606,3 +606,87 @@ fn the_direct_writer_writes_every_serde_shape_as_the_value_writer_does() {
     assert_eq!(refused.path, "/a/0");
     assert!(matches!(refused.reason, Reason::InexactInteger(_)));
 }
+
+/// Bytes weighted to those the word-at-a-time scan of a string must stop at (and those
+/// next to them), at any place in runs long enough to fill several words.
+#[derive(Clone, Debug)]
+struct EdgeBytes(Vec<u8>);
+
+impl Arbitrary for EdgeBytes {
+    fn arbitrary(g: &mut Gen) -> Self {
+        let edges = [
+            0x00, 0x1f, 0x20, 0x21, b'"', b'\\', 0x5b, 0x5d, 0x7e, 0x7f, 0x80, 0xbf, 0xc3, 0xe2,
+            0xf0, 0xff, b'u', b'n', b'0',
+        ];
+        let n = usize::arbitrary(g) % 48;
+        Self(
+            (0..n)
+                .map(|_| match u8::arbitrary(g) % 4 {
+                    0 => *g.choose(&edges).unwrap(),
+                    1 => u8::arbitrary(g),
+                    _ => b'a' + u8::arbitrary(g) % 26,
+                })
+                .collect(),
+        )
+    }
+}
+
+/// The scan's run of plain bytes is exactly the one a byte-by-byte reading gives.
+fn plain_run_is_read_byte_by_byte(b: EdgeBytes) -> bool {
+    let by_byte =
+        b.0.iter()
+            .take_while(|&&c| (0x20..0x80).contains(&c) && c != b'"' && c != b'\\')
+            .count();
+    (0..b.0.len().min(9)).all(|from| {
+        let by_byte_from = b.0[from..]
+            .iter()
+            .take_while(|&&c| (0x20..0x80).contains(&c) && c != b'"' && c != b'\\')
+            .count();
+        canonical::plain_len(&b.0[from..]) == by_byte_from
+    }) && canonical::plain_len(&b.0) == by_byte
+}
+
+#[test]
+fn the_word_at_a_time_scan_stops_where_a_byte_by_byte_one_does() {
+    QuickCheck::new()
+        .tests(5000)
+        .quickcheck(plain_run_is_read_byte_by_byte as fn(EdgeBytes) -> bool);
+}
+
+/// A quoted run of hostile bytes that the one-pass string check accepts is a string the
+/// full reader reads and the writer writes back to the same bytes; every string the
+/// writer writes, the check accepts whole.
+fn string_check_agrees_with_reader_and_writer(b: EdgeBytes) -> bool {
+    let mut quoted = vec![b'"'];
+    quoted.extend_from_slice(&b.0);
+    quoted.push(b'"');
+    let sound = match canonical::string_end(&quoted, 0) {
+        None => true,
+        Some((end, escaped)) => {
+            let text = &quoted[..end];
+            match canonical::parse(text, MAX_DEPTH) {
+                Ok(Value::String(s)) => {
+                    canonical::to_vec(&Value::String(s)).unwrap() == text
+                        && escaped == text.contains(&b'\\')
+                }
+                _ => false,
+            }
+        }
+    };
+    let s = String::from_utf8_lossy(&b.0).into_owned();
+    let written = canonical::to_vec(&Value::String(s.clone())).unwrap();
+    let complete = canonical::string_end(&written, 0)
+        == Some((
+            written.len(),
+            written[1..written.len() - 1].contains(&b'\\'),
+        ))
+        && canonical::parse(&written, MAX_DEPTH).unwrap() == Value::String(s);
+    sound && complete
+}
+
+#[test]
+fn the_string_check_accepts_exactly_what_the_reader_and_writer_agree_on() {
+    QuickCheck::new()
+        .tests(5000)
+        .quickcheck(string_check_agrees_with_reader_and_writer as fn(EdgeBytes) -> bool);
+}
