@@ -8,13 +8,32 @@ pub fn rfc3339(t: SystemTime) -> String {
     let secs = d.as_secs();
     let (days, rem) = (secs / 86_400, secs % 86_400);
     let (y, m, dd) = civil_from_days(days as i64);
-    format!(
-        "{y:04}-{m:02}-{dd:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60,
-        d.subsec_millis()
-    )
+    if !(0..=9999).contains(&y) {
+        return format!(
+            "{y:04}-{m:02}-{dd:02}T{:02}:{:02}:{:02}.{:03}Z",
+            rem / 3600,
+            (rem % 3600) / 60,
+            rem % 60,
+            d.subsec_millis()
+        );
+    }
+    // Digit by digit into a fixed buffer: every journal commit and every action writes
+    // times, and a format string costs ten times as much.
+    let mut b = *b"0000-00-00T00:00:00.000Z";
+    let mut put = |at: usize, width: usize, mut v: u64| {
+        for i in (at..at + width).rev() {
+            b[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+    };
+    put(0, 4, y as u64);
+    put(5, 2, u64::from(m));
+    put(8, 2, u64::from(dd));
+    put(11, 2, rem / 3600);
+    put(14, 2, (rem % 3600) / 60);
+    put(17, 2, rem % 60);
+    put(20, 3, u64::from(d.subsec_millis()));
+    String::from_utf8(b.to_vec()).expect("digits and separators are ASCII")
 }
 
 /// Reads an RFC 3339 UTC time (`YYYY-MM-DDTHH:MM:SS[.fraction]Z`) into the form
@@ -111,6 +130,37 @@ mod tests {
         assert_eq!(rfc3339(t), "2000-02-29T00:00:00.123Z");
         let t = UNIX_EPOCH + Duration::from_secs(1_795_305_600 + 3_723); // 2026-11-22
         assert_eq!(rfc3339(t), "2026-11-22T01:02:03.000Z");
+    }
+
+    /// The digit-by-digit writer writes what the format string writes, at random instants
+    /// over the four-digit years and a little past them.
+    #[test]
+    fn writes_what_the_format_string_writes() {
+        let by_format = |t: SystemTime| {
+            let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+            let (days, rem) = (d.as_secs() / 86_400, d.as_secs() % 86_400);
+            let (y, m, dd) = civil_from_days(days as i64);
+            format!(
+                "{y:04}-{m:02}-{dd:02}T{:02}:{:02}:{:02}.{:03}Z",
+                rem / 3600,
+                (rem % 3600) / 60,
+                rem % 60,
+                d.subsec_millis()
+            )
+        };
+        let mut g = quickcheck::Gen::new(100);
+        for _ in 0..20_000 {
+            // Up to the year 10000 and a little past it.
+            let ms = <u64 as quickcheck::Arbitrary>::arbitrary(&mut g) % 253_500_000_000_000;
+            let t = UNIX_EPOCH + Duration::from_millis(ms);
+            assert_eq!(rfc3339(t), by_format(t), "{ms}");
+        }
+        let last = UNIX_EPOCH + Duration::from_millis(253_402_300_799_999);
+        assert_eq!(rfc3339(last), "9999-12-31T23:59:59.999Z");
+        assert_eq!(
+            rfc3339(last + Duration::from_millis(1)),
+            by_format(last + Duration::from_millis(1))
+        );
     }
 
     #[test]
