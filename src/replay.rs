@@ -169,6 +169,15 @@ pub fn replay(cfg: &JournalConfig, action: &str) -> anyhow::Result<ReplayReport>
     if capsule.environment.manifest.is_none() {
         capsule.environment.manifest =
             build_manifest(&reader, &capsule.environment.driver_artifact_hash)?;
+        if capsule.environment.manifest.is_none()
+            && axon_drivers::builtin_manifest(&capsule.driver).is_none()
+        {
+            bail!(
+                "the journal holds no manifest for build {} of driver {} (no lane change of that build carries one)",
+                capsule.environment.driver_artifact_hash,
+                capsule.driver
+            );
+        }
     }
     let modules = crate::node::modules_dir(cfg);
     let replayed = axon_drivers::replay(&capsule, &modules).map_err(|e| anyhow!("{e}"))?;

@@ -1272,8 +1272,6 @@ fn set(st: &mut State, d: &Arc<DriverInstance>, lane: Lane) {
     }
 }
 
-/// Calls `f` with every entry of `kind` and its body, in log order, reading `page`
-/// entries at a time.
 /// Calls `f` with each `lane_change` entry of the journal, in log order.
 async fn scan_lane_changes(
     journal: &JournalClient,
@@ -1296,6 +1294,8 @@ async fn scan_lane_changes(
     .await
 }
 
+/// Calls `f` with every entry of `kind` and its body, in log order, reading `page`
+/// entries at a time.
 pub(crate) async fn scan(
     journal: &JournalClient,
     kind: EntryKind,
