@@ -18,13 +18,18 @@ fn replay(data_dir: &std::path::Path, action: &str) -> (i32, String) {
     )
 }
 
+/// A node with the defaults whose data directory is `dir`.
+fn node_in(dir: &std::path::Path) -> TestNode {
+    let dir = dir.to_owned();
+    TestNode::builder()
+        .config(move |c| c.data_dir = dir.clone())
+        .start()
+}
+
 #[test]
 fn echo_calls_replay_bit_for_bit() {
     let data = tempfile::tempdir().unwrap();
-    let dir = data.path().to_owned();
-    let node = TestNode::builder()
-        .config(move |c| c.data_dir = dir.clone())
-        .start();
+    let node = node_in(data.path());
     let input = json!({"z": [1, 2.5, "three"], "a": {"nested": true}, "emoji": "😀"});
     let res = node.echo(&input);
     assert_eq!(res.status(), 200);
@@ -243,10 +248,7 @@ fn stored_capsules(node: &TestNode) -> Vec<Value> {
 #[test]
 fn a_builds_manifest_is_journaled_once_and_its_capsules_name_it() {
     let data = tempfile::tempdir().unwrap();
-    let dir = data.path().to_owned();
-    let node = TestNode::builder()
-        .config(move |c| c.data_dir = dir.clone())
-        .start();
+    let node = node_in(data.path());
     let mut actions = vec![];
     for n in 0..3 {
         let v: Value = node.echo(&json!({"n": n})).json().unwrap();
@@ -333,10 +335,7 @@ fn a_build_whose_manifest_the_journal_lacks_keeps_it_in_each_capsule() {
         .unwrap();
         assert!(appended[0].is_ok());
     }
-    let dir = data.path().to_owned();
-    let node = TestNode::builder()
-        .config(move |c| c.data_dir = dir.clone())
-        .start();
+    let node = node_in(data.path());
     let v: Value = node.echo(&json!({"old": true})).json().unwrap();
     let action = v["action_id"].as_str().unwrap().to_owned();
     // No second first load: the build's lane comes from the entry above.
