@@ -280,6 +280,8 @@ pub struct Body {
     /// The bytes are an object that the one-pass check of an entry's body accepts (see
     /// [`EntryHead::reads_back`]): decided here, on the thread that asks for the entry.
     one_pass: bool,
+    /// The action the body belongs to ([`action_of`]), picked up by the same pass.
+    action: Option<String>,
 }
 
 impl Body {
@@ -295,16 +297,34 @@ impl Body {
                 ..e
             }
         })?;
+        let mut action = None;
         let one_pass = out.first() == Some(&b'{')
-            && canonical::object_end(&out, 0, 1, |_, _| {}) == Some(out.len());
+            && canonical::object_end(&out, 0, 1, |name, value| {
+                if name == b"action_id" {
+                    action = action_value(&out[value]);
+                }
+            }) == Some(out.len());
+        if !one_pass {
+            // What the full reader of the entry finds (see [`EntryHead::from_bytes`]).
+            action = canonical::parse(&out, canonical::MAX_DEPTH - 1)
+                .ok()
+                .and_then(|v| action_of(&v).map(str::to_owned));
+        }
         Ok(Self {
             bytes: out,
             one_pass,
+            action,
         })
     }
 
     pub fn as_bytes(&self) -> &[u8] {
         &self.bytes
+    }
+
+    /// The action the body belongs to: what [`EntryHead::from_bytes`] finds in an entry
+    /// holding it.
+    pub fn action(&self) -> Option<&str> {
+        self.action.as_deref()
     }
 }
 

@@ -193,6 +193,7 @@ fn the_one_pass_check_agrees_with_parsing() {
 /// The journal's check of what it is about to write (`EntryHead::reads_back`, which reads
 /// a body checked when it was made only by comparing it) accepts exactly what a full read
 /// accepts: for the bytes written around the body, and for those bytes changed anywhere.
+/// The body's action (`Body::action`) is the one the full read finds.
 fn written_around_a_body(case: Case) -> bool {
     let Ok(body) = Body::of(&case.entry.body) else {
         return true;
@@ -210,6 +211,14 @@ fn written_around_a_body(case: Case) -> bool {
         return true;
     }
     assert_eq!(Ok(&bytes), case.entry.to_bytes().as_ref().map_err(|_| ()));
+    // The action the body names, as the journal files it at the write, is the one a full
+    // read of the entry finds.
+    assert_eq!(
+        body.action(),
+        EntryHead::from_bytes(&bytes).unwrap().action.as_deref(),
+        "{}",
+        String::from_utf8_lossy(&bytes)
+    );
     let agree = |b: &[u8]| {
         let full = EntryHead::from_bytes(b).is_ok();
         let quick = EntryHead::reads_back(b, &body).is_ok();

@@ -1,7 +1,9 @@
-//! The journal's derived indexes in sled: entries by action id and by kind, and the tree
-//! size and root they were built for. (Barcodes need none: a barcode is the first 60 bits
-//! of a leaf hash, and the journal's in-memory log holds every leaf hash in a table by
-//! those bits.) sled does not make writes durable on its
+//! The journal's derived index in sled: entries by kind, and the tree size and root it was
+//! built for. (Barcodes and actions need none: a barcode is the first 60 bits of a leaf
+//! hash, and the journal's in-memory log holds every leaf hash in a table by those bits;
+//! start-up reads every entry's head, action included, so the log files each entry under
+//! its action as it loads it, and the commit thread as it writes it, which costs less than
+//! sled's two writes per action.) sled does not make writes durable on its
 //! own, so nothing lives only here: the indexes are checked against the segments at every
 //! start, caught up or rebuilt from them when they lag, are missing or disagree.
 //!
@@ -9,9 +11,6 @@
 //! be trusted by a reader without checking each hit against the entry it names.
 //!
 //! ```text
-//! by_action   action (17 bytes, or more) ‖ index (8, big endian)  one key per entry of an action
-//!             an action id (32 hex digits) is 0 ‖ its 16 bytes; any other action
-//!             string 1 ‖ its length (4, big endian) ‖ its bytes
 //! by_kind     kind (1 byte) ‖ block (8, big endian)         → 256-bit map of the block's
 //!                                                             entries of that kind
 //! ```
@@ -35,8 +34,6 @@ pub const BLOCK: u64 = 256;
 pub struct IndexRecord {
     pub index: u64,
     pub kind: EntryKind,
-    /// The action the entry belongs to, if any.
-    pub action: Option<String>,
 }
 
 impl IndexRecord {
@@ -45,7 +42,6 @@ impl IndexRecord {
         Self {
             index: entry.index,
             kind: entry.kind,
-            action: entry.action,
         }
     }
 }
@@ -55,15 +51,15 @@ pub struct JournalIndex {
     dir: PathBuf,
     cache_bytes: u64,
     db: sled::Db,
-    actions: sled::Tree,
     kinds: sled::Tree,
 }
 
 const META_SIZE: &[u8] = b"size";
 const META_ROOT: &[u8] = b"root";
 const META_FORMAT: &[u8] = b"format";
-/// The layout above; an index of another format is rebuilt.
-const FORMAT: u64 = 5;
+/// The layout above; an index of another format is rebuilt. (Format 5 also kept entries by
+/// action: a version that reads it must not take this one's for its own.)
+const FORMAT: u64 = 6;
 
 /// How long opening the index waits for the lock of a handle being let go of. A dropped
 /// handle keeps its lock file open while sled's shared IO threads still hold writes of it
@@ -80,30 +76,6 @@ fn key(prefix: &[u8], index: u64) -> Vec<u8> {
     k.extend_from_slice(prefix);
     k.extend_from_slice(&index.to_be_bytes());
     k
-}
-
-/// An action's part of its by-action keys (see the layout above): sled's cost grows with
-/// its keys, so an action id is kept as its 16 bytes rather than its 32 hex digits, and
-/// the tag and length keep any other string from sharing a prefix with one.
-fn action_prefix(action: &str) -> Vec<u8> {
-    let lower_hex = action
-        .bytes()
-        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-    match axon_protocols::journal::parse_hex::<16>(action).filter(|_| lower_hex) {
-        Some(raw) => {
-            let mut k = Vec::with_capacity(1 + 16 + 8);
-            k.push(0);
-            k.extend_from_slice(&raw);
-            k
-        }
-        _ => {
-            let mut k = Vec::with_capacity(1 + 4 + action.len() + 8);
-            k.push(1);
-            k.extend_from_slice(&(action.len() as u32).to_be_bytes());
-            k.extend_from_slice(action.as_bytes());
-            k
-        }
-    }
 }
 
 fn index_of(k: &[u8]) -> Result<u64, String> {
@@ -168,7 +140,6 @@ impl JournalIndex {
         Ok(Self {
             dir: dir.to_owned(),
             cache_bytes,
-            actions: db.open_tree("by_action").map_err(err)?,
             kinds: db.open_tree("by_kind").map_err(err)?,
             db,
         })
@@ -212,12 +183,8 @@ impl JournalIndex {
     /// Adds entries, in index order (then [`mark_built`](Self::mark_built) says up to
     /// where).
     pub fn add(&self, records: &[IndexRecord]) -> Result<(), String> {
-        let mut actions = sled::Batch::default();
         let mut maps: BTreeMap<Vec<u8>, Bitmap> = BTreeMap::new();
         for r in records {
-            if let Some(action) = &r.action {
-                actions.insert(key(&action_prefix(action), r.index), &[]);
-            }
             let k = key(&[kind_byte(r.kind)], r.index / BLOCK);
             let map = match maps.get_mut(&k) {
                 Some(m) => m,
@@ -233,7 +200,6 @@ impl JournalIndex {
         for (k, m) in maps {
             kinds.insert(k, &m[..]);
         }
-        self.actions.apply_batch(actions).map_err(err)?;
         self.kinds.apply_batch(kinds).map_err(err)?;
         Ok(())
     }
@@ -248,18 +214,6 @@ impl JournalIndex {
             .map_err(err)?;
         self.db.insert(META_ROOT, root.as_slice()).map_err(err)?;
         Ok(())
-    }
-
-    fn prefixed(tree: &sled::Tree, prefix: &[u8]) -> Result<Vec<u64>, String> {
-        tree.scan_prefix(prefix)
-            .keys()
-            .map(|k| index_of(&k.map_err(err)?))
-            .collect()
-    }
-
-    /// The indexes of the entries of action `action`.
-    pub fn by_action(&self, action: &str) -> Result<Vec<u64>, String> {
-        Self::prefixed(&self.actions, &action_prefix(action))
     }
 
     /// Up to `limit` indexes of entries of `kind` in `from..to`, in order.
@@ -304,19 +258,13 @@ impl JournalIndex {
             None => return Err("never built, or built by another version".into()),
         }
         for r in samples {
-            let missing = |what: &str| Err(format!("entry {} is missing {what}", r.index));
-            if let Some(a) = &r.action {
-                if !self
-                    .actions
-                    .contains_key(key(&action_prefix(a), r.index))
-                    .map_err(err)?
-                {
-                    return missing(&format!("under action {a}"));
-                }
-            }
             let found = self.by_kind(r.kind, r.index, r.index + 1, 1)?;
             if found != [r.index] {
-                return missing(&format!("under kind {}", r.kind.as_str()));
+                return Err(format!(
+                    "entry {} is missing under kind {}",
+                    r.index,
+                    r.kind.as_str()
+                ));
             }
         }
         Ok(())
@@ -325,47 +273,5 @@ impl JournalIndex {
     /// Writes sled's buffers out (not a durability promise: the index is derived).
     pub fn flush(&self) {
         let _ = self.db.flush();
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use quickcheck::{QuickCheck, TestResult};
-
-    /// No key of one action starts with the prefix of another, so a scan of one action's
-    /// prefix finds only its own entries.
-    #[test]
-    fn one_actions_keys_never_start_with_another_actions_prefix() {
-        fn prop(
-            a: String,
-            b: String,
-            hex_a: u128,
-            hex_b: u128,
-            pick: u8,
-            index: u64,
-        ) -> TestResult {
-            let hex = |v: u128| axon_protocols::journal::hex(&v.to_be_bytes());
-            let (a, b) = match pick % 4 {
-                0 => (a, b),
-                1 => (hex(hex_a), b),
-                2 => (a, hex(hex_b)),
-                _ => (hex(hex_a), hex(hex_b)),
-            };
-            if a == b {
-                return TestResult::discard();
-            }
-            let k = key(&action_prefix(&a), index);
-            TestResult::from_bool(
-                k.starts_with(&action_prefix(&a)) && !k.starts_with(&action_prefix(&b)),
-            )
-        }
-        QuickCheck::new()
-            .tests(5000)
-            .quickcheck(prop as fn(String, String, u128, u128, u8, u64) -> TestResult);
-        // An action id takes 17 bytes; the same id in capitals is another string.
-        let id = "0123456789abcdef0123456789abcdef";
-        assert_eq!(action_prefix(id).len(), 17);
-        assert_eq!(action_prefix(&id.to_uppercase()).len(), 1 + 4 + 32);
     }
 }

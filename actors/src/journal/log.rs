@@ -1,7 +1,8 @@
 //! The journal's in-memory log: the Merkle tree over the entries, where each entry's bytes
 //! are (segment, offset, length), the table from barcode to index (which also finds an
-//! entry by its leaf hash, the barcode being that hash's first 60 bits), the segment files
-//! to read them from, and how many entries are durable.
+//! entry by its leaf hash, the barcode being that hash's first 60 bits), the table from
+//! action to its entries, the segment files to read them from, and how many entries are
+//! durable.
 //!
 //! Owns: keeping those parts in agreement. Every push and truncate asserts that they hold
 //! the same entries, so a bug that would make a lookup name the wrong entry stops here.
@@ -72,6 +73,23 @@ impl std::hash::Hasher for BitsHasher {
 /// From barcode bits to the first entry with them.
 type ByBarcode = HashMap<u64, u64, std::hash::BuildHasherDefault<BitsHasher>>;
 
+/// From an action's key ([`action_key`]) to its first two entries ([`NO_ENTRY`] where it
+/// has one): an action has a dispatch and a result, so two slots hold nearly every one.
+type ByAction = HashMap<u64, [u64; 2], std::hash::BuildHasherDefault<BitsHasher>>;
+
+/// An empty slot of [`ByAction`].
+const NO_ENTRY: u64 = u64::MAX;
+
+/// The key an action is filed under in the log: the two halves of its id (16 random bytes:
+/// it is derived by hashing) folded together. Two actions may share a key, so every
+/// lookup checks the entries it finds against the action asked for. `None` for what is
+/// not an action id.
+pub(super) fn action_key(action: &str) -> Option<u64> {
+    let raw = axon_protocols::journal::parse_hex::<16>(action)?;
+    let half = |h: &[u8]| u64::from_be_bytes(h.try_into().expect("8 bytes"));
+    Some(half(&raw[..8]) ^ half(&raw[8..]))
+}
+
 /// The log, as the commit thread builds it and readers read it.
 #[derive(Default)]
 pub(super) struct Log {
@@ -84,6 +102,13 @@ pub(super) struct Log {
     /// make this all but empty, but a lookup must never miss one).
     shared_barcodes: HashMap<u64, Vec<u64>>,
     shared_count: usize,
+    /// The entries of each action, by its key (about 30 bytes per action).
+    by_action: ByAction,
+    /// The third and later entries filed under a key, in order.
+    later_of_action: HashMap<u64, Vec<u64>>,
+    /// The entries with an action that are not durable yet, with their keys: what a
+    /// truncate takes out of the action table.
+    undurable_actions: Vec<(u64, u64)>,
     /// The segment files in order, open to read.
     files: Vec<Arc<File>>,
     /// Entries whose commit record is durable: the only ones a reader sees.
@@ -129,8 +154,9 @@ impl Log {
         self.files.len()
     }
 
-    /// Appends an entry (not yet durable).
-    pub fn push(&mut self, leaf: Hash, at: Location) {
+    /// Appends an entry (not yet durable), filed under `action` (its key) when it belongs
+    /// to one.
+    pub fn push(&mut self, leaf: Hash, at: Location, action: Option<u64>) {
         assert!(
             (at.segment as usize) < self.files.len(),
             "entry in segment {} of {}",
@@ -149,9 +175,51 @@ impl Log {
             self.shared_barcodes.entry(bits).or_default().push(index);
             self.shared_count += 1;
         }
+        if let Some(key) = action {
+            match self.by_action.entry(key) {
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    v.insert([index, NO_ENTRY]);
+                }
+                std::collections::hash_map::Entry::Occupied(mut o) => {
+                    let slots = o.get_mut();
+                    if slots[1] == NO_ENTRY {
+                        slots[1] = index;
+                    } else {
+                        self.later_of_action.entry(key).or_default().push(index);
+                    }
+                }
+            }
+            self.undurable_actions.push((index, key));
+        }
         self.tree.push(leaf);
         self.locations.push(at);
         self.assert_agree();
+    }
+
+    /// Takes entry `index`, the newest filed under `key`, out of the action table.
+    fn unfile_action(&mut self, index: u64, key: u64) {
+        if let Some(later) = self.later_of_action.get_mut(&key) {
+            assert_eq!(
+                later.pop(),
+                Some(index),
+                "entry {index} not last of its action"
+            );
+            if later.is_empty() {
+                self.later_of_action.remove(&key);
+            }
+            return;
+        }
+        let slots = self
+            .by_action
+            .get_mut(&key)
+            .unwrap_or_else(|| panic!("entry {index} not in the action table"));
+        if slots[1] == NO_ENTRY {
+            assert_eq!(slots[0], index, "entry {index} not in the action table");
+            self.by_action.remove(&key);
+        } else {
+            assert_eq!(slots[1], index, "entry {index} not last of its action");
+            slots[1] = NO_ENTRY;
+        }
     }
 
     /// Forgets the entries from `size` on: only ones that are not durable.
@@ -179,6 +247,13 @@ impl Log {
                 ),
             }
         }
+        while let Some(&(index, key)) = self.undurable_actions.last() {
+            if index < size {
+                break;
+            }
+            self.undurable_actions.pop();
+            self.unfile_action(index, key);
+        }
         self.tree.truncate(size as usize);
         self.locations.truncate(size as usize);
         self.assert_agree();
@@ -193,6 +268,7 @@ impl Log {
             self.len()
         );
         self.durable = size;
+        self.undurable_actions.retain(|(index, _)| *index >= size);
     }
 
     fn assert_agree(&self) {
@@ -234,6 +310,19 @@ impl Log {
         first.into_iter().chain(later)
     }
 
+    /// The indexes of the entries filed under `key` ([`action_key`]), in order (durable or
+    /// not; of every action with that key).
+    pub fn with_action_key(&self, key: u64) -> impl Iterator<Item = u64> + '_ {
+        let first = self.by_action.get(&key).copied().unwrap_or([NO_ENTRY; 2]);
+        let later = self
+            .later_of_action
+            .get(&key)
+            .into_iter()
+            .flatten()
+            .copied();
+        first.into_iter().filter(|i| *i != NO_ENTRY).chain(later)
+    }
+
     pub fn root_at(&self, size: u64) -> Result<Hash, ProofError> {
         self.tree.root_at(size as usize)
     }
@@ -269,7 +358,7 @@ mod tests {
     fn parts_agree_through_push_truncate_and_durability() {
         let mut log = log_with_file();
         for i in 0..5u8 {
-            log.push([i; 32], at(u64::from(i)));
+            log.push([i; 32], at(u64::from(i)), None);
         }
         log.mark_durable(3);
         assert_eq!((log.len(), log.durable()), (5, 3));
@@ -292,7 +381,7 @@ mod tests {
         };
         let (a, b, c, other) = (leaf(1, 0), leaf(2, 1), leaf(3, 2), [9u8; 32]);
         for (i, l) in [a, other, b, c].into_iter().enumerate() {
-            log.push(l, at(i as u64));
+            log.push(l, at(i as u64), None);
         }
         let bits = barcode_bits(&a);
         assert_eq!(
@@ -311,7 +400,7 @@ mod tests {
         assert_eq!(log.with_barcode_bits(bits).count(), 0);
         // And they come back in the same places.
         for (i, l) in [a, b].into_iter().enumerate() {
-            log.push(l, at(i as u64));
+            log.push(l, at(i as u64), None);
         }
         assert_eq!(log.with_barcode_bits(bits).collect::<Vec<_>>(), vec![0, 1]);
     }
@@ -320,7 +409,7 @@ mod tests {
     #[should_panic(expected = "cutting durable entries")]
     fn durable_entries_are_never_cut() {
         let mut log = log_with_file();
-        log.push([1; 32], at(0));
+        log.push([1; 32], at(0), None);
         log.mark_durable(1);
         log.truncate(0);
     }
@@ -329,7 +418,68 @@ mod tests {
     #[should_panic(expected = "two entries with one leaf hash")]
     fn one_leaf_names_one_entry() {
         let mut log = log_with_file();
-        log.push([1; 32], at(0));
-        log.push([1; 32], at(1));
+        log.push([1; 32], at(0), None);
+        log.push([1; 32], at(1), None);
+    }
+
+    /// The action table against a list of (entry, key) through random pushes, durable
+    /// marks and truncates: a lookup finds exactly the entries filed under its key, in
+    /// order, whatever was cut before.
+    #[test]
+    fn the_action_table_holds_exactly_the_entries_of_each_key() {
+        fn prop(ops: Vec<(u8, u8)>) -> bool {
+            let mut log = log_with_file();
+            let mut model: Vec<Option<u64>> = vec![];
+            for (n, (op, arg)) in ops.into_iter().enumerate() {
+                match op % 8 {
+                    0..=5 => {
+                        // Four keys (so most have three entries or more), or none.
+                        let key = (arg % 5 != 4).then_some(u64::from(arg % 5));
+                        let mut leaf = [0u8; 32];
+                        leaf[..8].copy_from_slice(&(n as u64).to_le_bytes());
+                        log.push(leaf, at(n as u64), key);
+                        model.push(key);
+                    }
+                    6 => {
+                        let len = log.len();
+                        let size = log.durable() + u64::from(arg) % (len - log.durable() + 1);
+                        log.mark_durable(size);
+                    }
+                    _ => {
+                        let d = log.durable();
+                        let size = d + u64::from(arg) % (log.len() - d + 1);
+                        log.truncate(size);
+                        model.truncate(size as usize);
+                    }
+                }
+                for key in 0..5u64 {
+                    let want: Vec<u64> = (0..model.len() as u64)
+                        .filter(|i| model[*i as usize] == Some(key))
+                        .collect();
+                    if log.with_action_key(key).collect::<Vec<_>>() != want {
+                        return false;
+                    }
+                }
+            }
+            true
+        }
+        quickcheck::QuickCheck::new()
+            .tests(2000)
+            .quickcheck(prop as fn(Vec<(u8, u8)>) -> bool);
+    }
+
+    #[test]
+    fn an_action_id_folds_to_its_key_and_nothing_else_does() {
+        let id = "0123456789abcdef0123456789abcdef";
+        assert_eq!(
+            action_key(id),
+            Some(0x0123456789abcdef ^ 0x0123456789abcdef)
+        );
+        assert_ne!(
+            action_key(&format!("{:032x}", 0)),
+            action_key(&format!("{:032x}", 1))
+        );
+        assert_eq!(action_key("0123"), None);
+        assert_eq!(action_key(&"z".repeat(32)), None);
     }
 }

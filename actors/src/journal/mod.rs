@@ -10,18 +10,18 @@
 //! shard-0/00000000000000000000.seg  a segment, named by the index of its first entry
 //! shard-0/<segment>.torn-at-<n>     bytes start-up cut from a segment at offset n, kept
 //! shard-0.checkpoints               every signed checkpoint the journal logged, in order
-//! index-shard-0/                    the derived sled indexes
+//! index-shard-0/                    the derived sled index (by kind)
 //! ```
 //!
 //! The parts, each in its own file, each saying at its top what it owns and what it must
 //! never do:
 //!
 //! - this file: the commit thread ([`Journal`]): staging and group commits, and opening.
-//! - [`log`]: the in-memory log (tree, locations, id table), shared with the readers.
+//! - [`log`]: the in-memory log (tree, locations, id and action tables), shared with the readers.
 //! - [`segments`]: the segment files and start-up's check of every record.
 //! - [`checkpoints`]: the checkpoint log and the thread that logs and publishes checkpoints.
 //! - [`reads`]: every read, on the reader worker's thread, from what is durable.
-//! - [`index`] and [`indexer`]: the derived sled indexes and the thread that fills them.
+//! - [`index`] and [`indexer`]: the derived sled index by kind and the thread that fills it.
 //! - [`client`]: the typed client the node's routes use.
 //! - [`audit`], [`keys`], [`metrics`].
 //!
@@ -406,6 +406,8 @@ struct Staged {
     len: u32,
     /// Offset of the entry's bytes in the batch.
     at: usize,
+    /// The key of the action it belongs to, if any ([`log::action_key`]).
+    action: Option<u64>,
 }
 
 /// What start-up found and did.
@@ -885,6 +887,7 @@ impl Journal {
                     index,
                     len: len as u32,
                     at: start + format::RECORD_HEADER,
+                    action: body.action().and_then(log::action_key),
                 })
             })();
             if let Ok(s) = &r {
@@ -928,6 +931,7 @@ impl Journal {
                         offset: self.tail_len + s.at as u64,
                         len: s.len,
                     },
+                    s.action,
                 );
             }
             (log.len(), log.root_at(log.len()).expect("in range"))

@@ -182,17 +182,6 @@ impl Reader {
         }
     }
 
-    /// Refuses a scan of `count` entries past the bound.
-    fn bounded(&self, count: u64) -> Result<(), Refusal> {
-        if count > self.scan_max() {
-            return Err(Refusal::Busy(format!(
-                "answering would read {count} entries the index does not cover (the bound is journal.page_scan_max_entries = {}); the index catches up on its own: try again shortly",
-                self.scan_max()
-            )));
-        }
-        Ok(())
-    }
-
     /// The indexes of the entries with barcode `code`, durable ones only, in order: from
     /// the log's own table (a barcode is the first 60 bits of a leaf hash, and every leaf
     /// hash is in memory).
@@ -205,25 +194,21 @@ impl Reader {
             .collect())
     }
 
-    /// The indexes of the entries of `action`: from the sled index, each hit checked
-    /// against its entry, then by reading every entry it does not cover yet (at most
-    /// `page_scan_max_entries`; more is [`Refusal::Busy`]).
+    /// The indexes of the entries of `action`, durable ones only, in order: from the log's
+    /// action table, each entry it names read and checked against the action (two actions
+    /// may share a key there).
     pub fn indexes_of_action(&self, action: &ActionId) -> Result<Vec<u64>, Refusal> {
         let action = action.as_str();
-        let (mut found, mut from) = self
-            .ask_index(|ix, _| ix.by_action(action))
-            .unwrap_or_default();
-        for &i in &found {
-            if action_of(&self.read_entry(i)?.1.body) != Some(action) {
-                self.mismatch("action", i);
-                found.clear();
-                from = 0;
-                break;
+        let filed: Vec<u64> = match log::action_key(action) {
+            Some(key) => {
+                let log = log::read(&self.log);
+                let durable = log.durable();
+                log.with_action_key(key).filter(|i| *i < durable).collect()
             }
-        }
-        let durable = self.len();
-        self.bounded(durable - from)?;
-        for i in from..durable {
+            None => vec![],
+        };
+        let mut found = Vec::with_capacity(filed.len());
+        for i in filed {
             if action_of(&self.read_entry(i)?.1.body) == Some(action) {
                 found.push(i);
             }

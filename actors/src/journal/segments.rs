@@ -308,6 +308,7 @@ impl Journal {
                                 offset: (offset + format::RECORD_HEADER) as u64,
                                 len: bytes.len() as u32,
                             },
+                            entry.action.as_deref().and_then(log::action_key),
                         );
                         offset = next;
                     }
