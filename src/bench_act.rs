@@ -265,10 +265,40 @@ fn fsync_pairs(dir: &Path, pairs: usize) -> anyhow::Result<Histogram<u64>> {
     Ok(hist)
 }
 
-/// The sum and count of each act stage (`axon_act_stage_seconds{stage}`), then of the
-/// journal's commits (`axon_journal_commit_seconds`, `axon_journal_commit_entries`), read
-/// from the node's `/metrics`.
-fn stage_totals(addr: SocketAddr, token: &str) -> anyhow::Result<Vec<(f64, f64)>> {
+/// One histogram's sum, count and cumulative buckets (`le`, count), as `/metrics` shows it.
+#[derive(Clone, Default)]
+struct Totals {
+    sum: f64,
+    count: f64,
+    buckets: Vec<(f64, f64)>,
+}
+
+impl Totals {
+    /// What was observed between `self` (taken first) and `later`: the mean, and the
+    /// bound of the bucket the 99th percentile falls in (`None` past the last bound).
+    fn since(&self, later: &Totals) -> (f64, Option<f64>) {
+        let count = later.count - self.count;
+        let mean = (later.sum - self.sum) / count.max(1.0);
+        let p99 = later
+            .buckets
+            .iter()
+            .zip(
+                self.buckets
+                    .iter()
+                    .map(|b| b.1)
+                    .chain(std::iter::repeat(0.0)),
+            )
+            .find(|((_, n1), n0)| count > 0.0 && n1 - n0 >= 0.99 * count)
+            .map(|((le, _), _)| *le)
+            .filter(|le| le.is_finite());
+        (mean, p99)
+    }
+}
+
+/// The totals of each act stage (`axon_act_stage_seconds{stage}`), then of the journal's
+/// commits (`axon_journal_commit_seconds`, `axon_journal_commit_entries`), read from the
+/// node's `/metrics`.
+fn stage_totals(addr: SocketAddr, token: &str) -> anyhow::Result<Vec<Totals>> {
     let text = reqwest::blocking::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()?
@@ -277,24 +307,64 @@ fn stage_totals(addr: SocketAddr, token: &str) -> anyhow::Result<Vec<(f64, f64)>
         .send()?
         .error_for_status()?
         .text()?;
-    let value = |key: String| -> f64 {
+    let value = |key: &str| -> f64 {
         let key = format!("{key} ");
         text.lines()
             .find_map(|l| l.strip_prefix(&key))
             .and_then(|v| v.trim().parse().ok())
             .unwrap_or(0.0)
     };
-    let stage =
-        |s: &str, suffix: &str| value(format!("axon_act_stage_seconds_{suffix}{{stage=\"{s}\"}}"));
-    let mut out: Vec<(f64, f64)> = Stage::ALL
+    // `<name>_bucket{<labels>le="<bound>"} <count>`, in the order the lines come.
+    let buckets = |name: &str, labels: &str| -> Vec<(f64, f64)> {
+        let prefix = format!("{name}_bucket{{{labels}le=\"");
+        text.lines()
+            .filter_map(|l| l.strip_prefix(&prefix))
+            .filter_map(|rest| {
+                let (le, n) = rest.split_once("\"} ")?;
+                let le = if le == "+Inf" {
+                    f64::INFINITY
+                } else {
+                    le.parse().ok()?
+                };
+                Some((le, n.trim().parse().ok()?))
+            })
+            .collect()
+    };
+    let totals = |name: &str, labels: &str, with_buckets: bool| Totals {
+        sum: value(&format!("{name}_sum{}", braced(labels))),
+        count: value(&format!("{name}_count{}", braced(labels))),
+        buckets: if with_buckets {
+            buckets(name, &labels_then_comma(labels))
+        } else {
+            vec![]
+        },
+    };
+    let mut out: Vec<Totals> = Stage::ALL
         .map(Stage::as_str)
         .into_iter()
-        .map(|s| (stage(s, "sum"), stage(s, "count")))
+        .map(|s| totals("axon_act_stage_seconds", &format!("stage=\"{s}\""), true))
         .collect();
-    for name in ["axon_journal_commit_seconds", "axon_journal_commit_entries"] {
-        out.push((value(format!("{name}_sum")), value(format!("{name}_count"))));
-    }
+    out.push(totals("axon_journal_commit_seconds", "", true));
+    out.push(totals("axon_journal_commit_entries", "", false));
     Ok(out)
+}
+
+/// `{labels}`, or nothing without labels.
+fn braced(labels: &str) -> String {
+    if labels.is_empty() {
+        String::new()
+    } else {
+        format!("{{{labels}}}")
+    }
+}
+
+/// The labels before a bucket's `le`.
+fn labels_then_comma(labels: &str) -> String {
+    if labels.is_empty() {
+        String::new()
+    } else {
+        format!("{labels},")
+    }
 }
 
 fn ms(us: u64) -> f64 {
@@ -386,27 +456,37 @@ pub fn act(base: &Path, b: &ActBench) -> anyhow::Result<()> {
         ms(pairs.value_at_quantile(0.5)),
         floor + 0.5
     );
-    // Means over the fixed-rate run alone: the counts before it are taken off.
-    let means: Vec<f64> = before
-        .iter()
-        .zip(&after)
-        .map(|((s0, n0), (s1, n1))| (s1 - s0) / (n1 - n0).max(1.0))
-        .collect();
+    // Over the fixed-rate run alone: the counts before it are taken off.
+    let seen: Vec<(f64, Option<f64>)> =
+        before.iter().zip(&after).map(|(b, a)| b.since(a)).collect();
+    let bound = |p99: Option<f64>| match p99 {
+        Some(le) => format!("<= {:.3}", le * 1000.0),
+        None => "beyond the last bucket".to_owned(),
+    };
     let stages: Vec<String> = Stage::ALL
         .iter()
-        .zip(&means)
-        .map(|(stage, m)| format!("{} {:.3}", stage.as_str(), m * 1000.0))
+        .zip(&seen)
+        .map(|(stage, (mean, p99))| {
+            format!(
+                "{} {:.3} (p99 {})",
+                stage.as_str(),
+                mean * 1000.0,
+                bound(*p99)
+            )
+        })
         .collect();
     println!(
-        "  mean ms per stage at {} req/s (axon_act_stage_seconds): {}",
+        "  ms per stage at {} req/s, mean (p99 as the bound of its bucket) from axon_act_stage_seconds: {}",
         b.rate,
         stages.join(", ")
     );
+    let (commit, commit_p99) = seen[Stage::ALL.len()];
     println!(
-        "  journal group commits at {} req/s: mean {:.3} ms to write and fdatasync, {:.1} entries each",
+        "  journal group commits at {} req/s: mean {:.3} ms to write and fdatasync (p99 {} ms), {:.1} entries each",
         b.rate,
-        means[Stage::ALL.len()] * 1000.0,
-        means[Stage::ALL.len() + 1]
+        commit * 1000.0,
+        bound(commit_p99),
+        seen[Stage::ALL.len() + 1].0
     );
     Ok(())
 }
