@@ -227,6 +227,86 @@ fn written_len(path: &Path) -> u64 {
         .map_or(0, |at| at as u64 + 1)
 }
 
+/// Bytes this thread has handed to write calls so far (`wchar` of
+/// `/proc/thread-self/io`); `None` where the kernel does not count them.
+fn thread_wchar() -> Option<u64> {
+    std::fs::read_to_string("/proc/thread-self/io")
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("wchar: "))?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// The space taken ahead is written with zeros by the commit that first reaches into it
+/// (so later commits write over data, not unwritten space), and only by that one.
+#[test]
+fn the_commit_that_reaches_into_the_space_taken_writes_it_with_zeros() {
+    let Some(start) = thread_wchar() else {
+        eprintln!(
+            "SKIPPED: this kernel does not count a thread's written bytes (/proc/thread-self/io)"
+        );
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut j = open(dir.path()).unwrap();
+    let allocated = cfg(dir.path()).preallocate_bytes;
+    let opened = thread_wchar().unwrap();
+    batch(&mut j, vec![note("first", vec![])]);
+    let seg = last_segment(dir.path());
+    let first = written_len(&seg);
+    assert!(first < allocated / 4, "{first}");
+    // The first commit wrote its records and then zeros to the end of the space taken.
+    assert_eq!(thread_wchar().unwrap() - opened, allocated);
+    assert_eq!(std::fs::metadata(&seg).unwrap().len(), allocated);
+    // The next ones write their records alone.
+    let before = thread_wchar().unwrap();
+    batch(&mut j, vec![note("second", vec![])]);
+    assert_eq!(thread_wchar().unwrap() - before, written_len(&seg) - first);
+    assert!(start <= opened);
+    // What was written reads back, and the zeros are cut at the stop.
+    drop(j);
+    let j = open(dir.path()).unwrap();
+    assert_eq!(j.len(), 2);
+    assert_eq!(j.recovery().torn_tail, None);
+    assert_eq!(std::fs::metadata(&seg).unwrap().len(), written_len(&seg));
+    drop(j);
+
+    // With more space taken than one step of zeros: a step at a time, each written by
+    // the commit that reaches past the one before, never by the others.
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = cfg(dir.path());
+    c.segment_max_bytes = 1 << 20;
+    c.preallocate_bytes = 512 << 10;
+    c.max_entry_bytes = 4096;
+    let clock = Arc::new(ManualClock::new(SystemTime::UNIX_EPOCH));
+    let mut j = Journal::open(c, clock, Arc::default()).unwrap();
+    let seg = last_segment(dir.path());
+    let (mut steps, mut zeroed) = (0, 0u64);
+    for i in 0..120 {
+        let before = (thread_wchar().unwrap(), written_len(&seg));
+        batch(&mut j, vec![note(&format!("{i:0>2000}"), vec![])]);
+        let wrote = thread_wchar().unwrap() - before.0;
+        let records = written_len(&seg) - before.1;
+        if wrote > records {
+            // Zeros from the end of the records on, as far as one step goes.
+            assert!(written_len(&seg) > zeroed, "commit {i} wrote zeros again");
+            assert!(wrote - records < 1 << 20, "commit {i}: {wrote} bytes");
+            zeroed = before.1 + wrote;
+            steps += 1;
+        } else {
+            assert_eq!(wrote, records);
+            assert!(
+                written_len(&seg) <= zeroed,
+                "commit {i} reached past the zeros"
+            );
+        }
+    }
+    assert_eq!(last_segment(dir.path()), seg);
+    assert!(steps > 1 && steps < 60, "{steps} steps");
+}
+
 #[test]
 fn space_taken_ahead_is_cut_when_the_journal_stops_or_after_a_crash() {
     let dir = tempfile::tempdir().unwrap();

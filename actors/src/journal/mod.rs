@@ -452,6 +452,14 @@ impl CommitFailure {
 }
 
 /// The commit record's framing and body: what every group commit adds after its entries.
+/// How far ahead of the records a commit writes zeros into the space taken (at most
+/// `journal.preallocate_bytes` of it), when it reaches past the zeros written before: with
+/// echo actions, about one commit in fifteen carries them. Kept small, since the commit
+/// that carries them waits for them too. Measured on this project's virtio ext4 disk with
+/// a loop of 2400-byte writes, each followed by fdatasync: p50 0.21-0.28 ms into space
+/// taken with fallocate, 0.15-0.16 ms into zeros written 64 KiB at a time this way.
+const ZERO_STEP: u64 = 64 << 10;
+
 const COMMIT_RECORD: u64 = (format::RECORD_HEADER + format::COMMIT_BODY) as u64;
 
 /// The journal worker: the commit thread.
@@ -468,6 +476,9 @@ pub struct Journal {
     /// Length of the last segment's file: `tail_len` and the space taken ahead of the
     /// writes (zeros), see [`JournalConfig::preallocate_bytes`].
     tail_allocated: u64,
+    /// Where the last segment's written zeros end (see [`ZERO_STEP`]): from `tail_len` to
+    /// here the file holds zeros written and made durable, not just space taken.
+    zeroed: u64,
     /// Whether space is taken ahead for the last segment: off when configured so, once
     /// the file system cannot, and for the rest of a segment once it refused (say, a
     /// full disk).
@@ -636,6 +647,7 @@ impl Journal {
             tail: None,
             tail_len: 0,
             tail_allocated: 0,
+            zeroed: 0,
             preallocating: cfg.preallocate_bytes > 0,
             cannot_preallocate: false,
             log,
@@ -943,6 +955,19 @@ impl Journal {
         if end > self.tail_allocated {
             self.take_space_ahead(&tail, end);
         }
+        // Zeros go ahead of the records, within the space taken, a step at a time with the
+        // commit that reaches past the last step (same write, same fdatasync): space
+        // taken with fallocate is unwritten, and each commit's first write into it changes
+        // the file system's metadata, which its fdatasync then also commits; a commit into
+        // written zeros is data alone.
+        let zeros_to = if end > self.zeroed {
+            (end + ZERO_STEP).min(self.tail_allocated)
+        } else {
+            end
+        };
+        if zeros_to > end {
+            buf.resize(buf.len() + (zeros_to - end) as usize, 0);
+        }
         let written = tail
             .write_all_at(&buf, self.tail_len)
             .and_then(|()| tail.sync_data());
@@ -962,6 +987,7 @@ impl Journal {
         self.last_commit = size;
         self.tail_len = end;
         self.tail_allocated = self.tail_allocated.max(end);
+        self.zeroed = self.zeroed.max(zeros_to);
         time.clone_into(&mut self.last_time);
         match (&self.index, self.metrics()) {
             (Some(index), _) => index.committed(size),
@@ -1028,6 +1054,7 @@ impl Journal {
             tail.set_len(self.tail_len)?;
             tail.sync_all()?;
             self.tail_allocated = self.tail_len;
+            self.zeroed = self.tail_len;
         }
         Ok(())
     }

@@ -215,6 +215,7 @@ impl Journal {
             if last {
                 self.tail_len = kept;
                 self.tail_allocated = kept;
+                self.zeroed = kept;
                 self.tail = Some(file);
             }
             self.segments.push(path);
@@ -419,6 +420,7 @@ impl Journal {
         self.tail = Some(file);
         self.tail_len = 0;
         self.tail_allocated = 0;
+        self.zeroed = 0;
         self.preallocating = self.cfg.preallocate_bytes > 0 && !self.cannot_preallocate;
         Ok(())
     }
