@@ -275,9 +275,12 @@ struct Totals {
 
 impl Totals {
     /// What was observed between `self` (taken first) and `later`: the mean, and the
-    /// bound of the bucket the 99th percentile falls in (`None` past the last bound).
-    fn since(&self, later: &Totals) -> (f64, Option<f64>) {
+    /// bound of the bucket the 99th percentile falls in, or why there is none.
+    fn since(&self, later: &Totals) -> (f64, Result<f64, &'static str>) {
         let count = later.count - self.count;
+        if count <= 0.0 {
+            return (0.0, Err("none observed"));
+        }
         let mean = (later.sum - self.sum) / count.max(1.0);
         let p99 = later
             .buckets
@@ -288,9 +291,10 @@ impl Totals {
                     .map(|b| b.1)
                     .chain(std::iter::repeat(0.0)),
             )
-            .find(|((_, n1), n0)| count > 0.0 && n1 - n0 >= 0.99 * count)
+            .find(|((_, n1), n0)| n1 - n0 >= 0.99 * count)
             .map(|((le, _), _)| *le)
-            .filter(|le| le.is_finite());
+            .filter(|le| le.is_finite())
+            .ok_or("beyond the last bucket");
         (mean, p99)
     }
 }
@@ -457,11 +461,11 @@ pub fn act(base: &Path, b: &ActBench) -> anyhow::Result<()> {
         floor + 0.5
     );
     // Over the fixed-rate run alone: the counts before it are taken off.
-    let seen: Vec<(f64, Option<f64>)> =
+    let seen: Vec<(f64, Result<f64, &str>)> =
         before.iter().zip(&after).map(|(b, a)| b.since(a)).collect();
-    let bound = |p99: Option<f64>| match p99 {
-        Some(le) => format!("<= {:.3}", le * 1000.0),
-        None => "beyond the last bucket".to_owned(),
+    let bound = |p99: Result<f64, &str>| match p99 {
+        Ok(le) => format!("<= {:.3} ms", le * 1000.0),
+        Err(why) => why.to_owned(),
     };
     let stages: Vec<String> = Stage::ALL
         .iter()
@@ -482,7 +486,7 @@ pub fn act(base: &Path, b: &ActBench) -> anyhow::Result<()> {
     );
     let (commit, commit_p99) = seen[Stage::ALL.len()];
     println!(
-        "  journal group commits at {} req/s: mean {:.3} ms to write and fdatasync (p99 {} ms), {:.1} entries each",
+        "  journal group commits at {} req/s: mean {:.3} ms to write and fdatasync (p99 {}), {:.1} entries each",
         b.rate,
         commit * 1000.0,
         bound(commit_p99),

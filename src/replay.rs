@@ -73,8 +73,7 @@ fn find(j: &Reader, action: &str) -> anyhow::Result<(u64, ReplayCapsule)> {
     let Ok(id) = action.parse::<ActionId>() else {
         bail!("{action:?} is neither an action id (32 hex digits) nor a barcode (12 of a-z, 2-7)");
     };
-    // The action's entries from the index (or a scan); its capsule is the newest.
-    // Offline there is time to read every entry the index does not cover.
+    // The action's entries from the log's table of actions; its capsule is the newest.
     for index in j.indexes_of_action(&id)?.into_iter().rev() {
         if let Some(c) = capsule_of(j, index)? {
             if c.action_id == action {

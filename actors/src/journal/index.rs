@@ -4,8 +4,8 @@
 //! start-up reads every entry's head, action included, so the log files each entry under
 //! its action as it loads it, and the commit thread as it writes it, which costs less than
 //! sled's two writes per action.) sled does not make writes durable on its
-//! own, so nothing lives only here: the indexes are checked against the segments at every
-//! start, caught up or rebuilt from them when they lag, are missing or disagree.
+//! own, so nothing lives only here: the index is checked against the segments at every
+//! start, caught up or rebuilt from them when it lags, is missing or disagrees.
 //!
 //! Owns: the sled trees and their keys. Must never: be the only place anything lives, or
 //! be trusted by a reader without checking each hit against the entry it names.
@@ -46,7 +46,7 @@ impl IndexRecord {
     }
 }
 
-/// The indexes of one shard.
+/// The index of one shard.
 pub struct JournalIndex {
     dir: PathBuf,
     cache_bytes: u64,

@@ -175,8 +175,8 @@ impl SegmentReader {
             }
             match read_record(&self.buf, 0, self.max_entry_bytes) {
                 RecordRead::Entry { bytes, .. } => {
-                    // The head and the action are all the index keeps: read in one pass
-                    // where the bytes allow, without building the body.
+                    // The head is all the index needs (its kind): read in one pass where
+                    // the bytes allow, without building the body.
                     let entry = EntryHead::from_bytes(bytes)
                         .map_err(|e| format!("entry {}: {e}", self.next))?;
                     if entry.index != self.next {

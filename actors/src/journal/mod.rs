@@ -451,7 +451,6 @@ impl CommitFailure {
     }
 }
 
-/// The commit record's framing and body: what every group commit adds after its entries.
 /// How far ahead of the records a commit writes zeros into the space taken (at most
 /// `journal.preallocate_bytes` of it), when it reaches past the zeros written before: with
 /// echo actions, about one commit in fifteen carries them. Kept small, since the commit
@@ -460,6 +459,7 @@ impl CommitFailure {
 /// taken with fallocate, 0.15-0.16 ms into zeros written 64 KiB at a time this way.
 const ZERO_STEP: u64 = 64 << 10;
 
+/// The commit record's framing and body: what every group commit adds after its entries.
 const COMMIT_RECORD: u64 = (format::RECORD_HEADER + format::COMMIT_BODY) as u64;
 
 /// The journal worker: the commit thread.
@@ -488,7 +488,7 @@ pub struct Journal {
     log: SharedLog,
     /// The time of the last entry: entry times never decrease along the log.
     last_time: String,
-    /// Feeds the sled indexes from a thread of its own, off the commit path; `None` when
+    /// Feeds the sled index from a thread of its own, off the commit path; `None` when
     /// read-only or when the index could not be opened (lookups then read the segments).
     index: Option<Indexer>,
     signer: Arc<Signer>,
