@@ -15,8 +15,7 @@ use super::{
     JournalResponse, Refusal, StoredEntry,
 };
 use axon_protocols::journal::{
-    self as format, action_of, barcode, entry_id, leaf_hash, ActionId, Barcode, Entry, EntryHead,
-    EntryKind,
+    self as format, barcode, entry_id, leaf_hash, ActionId, Barcode, EntryHead, EntryKind,
 };
 use axon_protocols::merkle::Hash;
 use axon_supervisors::{Worker, WorkerContext, WorkerError};
@@ -120,15 +119,6 @@ impl Reader {
         Ok(self.read_head(index)?.0)
     }
 
-    /// Entry `index` read back from its segment and checked against its hash, as stored
-    /// and parsed.
-    pub(super) fn read_entry(&self, index: u64) -> Result<(StoredEntry, Entry), Refusal> {
-        let (bytes, leaf) = self.fetch(index)?;
-        let entry = Entry::from_bytes(&bytes).map_err(|_| Refusal::Damaged(index))?;
-        let links = entry.links.clone();
-        Ok((stored(index, &leaf, entry.kind, links, bytes), entry))
-    }
-
     /// Entry `index` read back and checked against its leaf hash, with its head only
     /// (kind, time, links), read by the one-pass head reader (which refuses what is not
     /// canonical, as a full parse does): what scans by kind and time need, without
@@ -194,10 +184,10 @@ impl Reader {
             .collect())
     }
 
-    /// The indexes of the entries of `action`, durable ones only, in order: from the log's
-    /// action table, each entry it names read and checked against the action (two actions
+    /// The entries of `action`, durable ones only, in order: from the log's action table,
+    /// each entry it names read once and its head checked against the action (two actions
     /// may share a key there).
-    pub fn indexes_of_action(&self, action: &ActionId) -> Result<Vec<u64>, Refusal> {
+    pub fn entries_of_action(&self, action: &ActionId) -> Result<Vec<StoredEntry>, Refusal> {
         let action = action.as_str();
         let filed: Vec<u64> = match log::action_key(action) {
             Some(key) => {
@@ -209,11 +199,21 @@ impl Reader {
         };
         let mut found = Vec::with_capacity(filed.len());
         for i in filed {
-            if action_of(&self.read_entry(i)?.1.body) == Some(action) {
-                found.push(i);
+            let (stored, head) = self.read_head(i)?;
+            if head.action.as_deref() == Some(action) {
+                found.push(stored);
             }
         }
         Ok(found)
+    }
+
+    /// The indexes of the entries of `action` (see [`entries_of_action`](Self::entries_of_action)).
+    pub fn indexes_of_action(&self, action: &ActionId) -> Result<Vec<u64>, Refusal> {
+        Ok(self
+            .entries_of_action(action)?
+            .into_iter()
+            .map(|e| e.index)
+            .collect())
     }
 
     /// Up to `limit` (at most `page_max_entries`, and no more than `page_max_bytes` of
@@ -377,9 +377,15 @@ impl Reader {
                     None => Err(Refusal::NotFound(format!("no entry has id {id}"))),
                 }
             }
-            JournalRequest::ByAction(action) => self
-                .indexes_of_action(&action)
-                .and_then(|f| self.entries(f, format!("no entry belongs to action {action}"))),
+            JournalRequest::ByAction(action) => {
+                self.entries_of_action(&action)
+                    .and_then(|found| match found {
+                        found if found.is_empty() => Err(Refusal::NotFound(format!(
+                            "no entry belongs to action {action}"
+                        ))),
+                        found => Ok(JournalResponse::Entries(found)),
+                    })
+            }
             JournalRequest::ByBarcode(code) => self
                 .indexes_of_barcode(&code)
                 .and_then(|f| self.entries(f, format!("no entry has barcode {code}"))),
