@@ -134,6 +134,8 @@ pub(crate) async fn action(
     let mut dispatch = Value::Null;
     let mut result = Value::Null;
     let mut capsule = Value::Null;
+    // Whether a dispatch is newer than the newest result (entries come in index order).
+    let mut dispatched_last = false;
     for e in &entries {
         let body = Entry::from_bytes(&e.bytes)
             .map_err(|err| {
@@ -145,9 +147,15 @@ pub(crate) async fn action(
             })?
             .body;
         match e.kind {
-            // The dispatch that performed it (an undo's comes later, in `entries`).
-            EntryKind::Dispatch if body.get("undo").is_none() => dispatch = body,
+            EntryKind::Dispatch => {
+                dispatched_last = true;
+                // The dispatch that performed it (an undo's comes later, in `entries`).
+                if body.get("undo").is_none() {
+                    dispatch = body;
+                }
+            }
             EntryKind::Result => {
+                dispatched_last = false;
                 if let Some(c) = body.get("capsule") {
                     capsule = c.clone();
                 }
@@ -167,8 +175,10 @@ pub(crate) async fn action(
     };
     Ok(HttpResponse::Ok().json(json!({
         "action_id": id.as_str(),
-        // A dispatch newer than the newest result: running now, or in doubt.
-        "status": if st.act.is_running(id.as_str()) {
+        // A dispatch newer than the newest result: running now, or in doubt. A result
+        // newer than every dispatch is the outcome, even while the pipeline that wrote it
+        // has not yet let go of the action.
+        "status": if dispatched_last && st.act.is_running(id.as_str()) {
             json!("running")
         } else {
             result.get("status").cloned().unwrap_or(json!("in_doubt"))
