@@ -68,17 +68,43 @@ fn read_response(r: &mut BufReader<TcpStream>) -> anyhow::Result<u16> {
 /// What one connection sends: its `n`th request's bytes.
 pub(crate) type MakeRequest = Arc<dyn Fn(usize, u64) -> Vec<u8> + Send + Sync>;
 
-/// Processor time (user and system) used so far by the calling thread (`RUSAGE_THREAD`)
-/// or by the whole process (`RUSAGE_SELF`).
-fn cpu_time(who: libc::c_int) -> Duration {
-    // SAFETY: getrusage writes into the struct it is given and nothing else.
-    let u = unsafe {
-        let mut u: libc::rusage = std::mem::zeroed();
-        libc::getrusage(who, &mut u);
-        u
-    };
-    let t = |v: libc::timeval| Duration::new(v.tv_sec as u64, v.tv_usec as u32 * 1000);
-    t(u.ru_utime) + t(u.ru_stime)
+/// What the kernel counted so far for the calling thread (`RUSAGE_THREAD`) or the whole
+/// process (`RUSAGE_SELF`): processor time (user and system) and context switches
+/// (voluntary and not), each switch being a thread that stopped to wait or was made to.
+#[derive(Clone, Copy, Default)]
+struct Usage {
+    cpu: Duration,
+    switches: u64,
+}
+
+impl Usage {
+    fn of(who: libc::c_int) -> Usage {
+        // SAFETY: getrusage writes into the struct it is given and nothing else.
+        let u = unsafe {
+            let mut u: libc::rusage = std::mem::zeroed();
+            libc::getrusage(who, &mut u);
+            u
+        };
+        let t = |v: libc::timeval| Duration::new(v.tv_sec as u64, v.tv_usec as u32 * 1000);
+        Usage {
+            cpu: t(u.ru_utime) + t(u.ru_stime),
+            switches: (u.ru_nvcsw + u.ru_nivcsw) as u64,
+        }
+    }
+
+    fn less(self, other: Usage) -> Usage {
+        Usage {
+            cpu: self.cpu.saturating_sub(other.cpu),
+            switches: self.switches.saturating_sub(other.switches),
+        }
+    }
+
+    fn plus(self, other: Usage) -> Usage {
+        Usage {
+            cpu: self.cpu + other.cpu,
+            switches: self.switches + other.switches,
+        }
+    }
 }
 
 /// What one load run measured.
@@ -89,9 +115,10 @@ pub(crate) struct Load {
     /// Latencies in µs.
     pub latency: Histogram<u64>,
     pub elapsed: Duration,
-    /// The process's processor time over the run less the client threads' own: what the
-    /// server (and anything else running meanwhile in this process) used.
-    pub server_cpu: Duration,
+    /// The process's processor time and context switches over the run less the client
+    /// threads' own: what the server (and anything else running meanwhile in this
+    /// process) used.
+    server: Usage,
 }
 
 impl Load {
@@ -101,7 +128,17 @@ impl Load {
 
     /// The server's processor time per answered request, in µs.
     pub fn cpu_us_per_request(&self) -> f64 {
-        self.server_cpu.as_secs_f64() * 1e6 / (self.ok + self.other).max(1) as f64
+        self.server.cpu.as_secs_f64() * 1e6 / self.answered() as f64
+    }
+
+    /// The server's context switches per answered request: how often its threads
+    /// stopped to wait for one another, the network or the disk.
+    pub fn switches_per_request(&self) -> f64 {
+        self.server.switches as f64 / self.answered() as f64
+    }
+
+    fn answered(&self) -> u64 {
+        (self.ok + self.other).max(1)
     }
 }
 
@@ -114,7 +151,7 @@ pub(crate) fn load(
     rate: Option<u64>,
     make: MakeRequest,
 ) -> anyhow::Result<Load> {
-    let cpu_before = cpu_time(libc::RUSAGE_SELF);
+    let before = Usage::of(libc::RUSAGE_SELF);
     let stop = Arc::new(AtomicBool::new(false));
     let ok = Arc::new(AtomicU64::new(0));
     let other = Arc::new(AtomicU64::new(0));
@@ -122,7 +159,7 @@ pub(crate) fn load(
     let handles: Vec<_> = (0..connections)
         .map(|c| {
             let (stop, ok, other, make) = (stop.clone(), ok.clone(), other.clone(), make.clone());
-            std::thread::spawn(move || -> anyhow::Result<(Histogram<u64>, Duration)> {
+            std::thread::spawn(move || -> anyhow::Result<(Histogram<u64>, Usage)> {
                 let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
                 let stream = TcpStream::connect(addr)?;
                 stream.set_nodelay(true)?;
@@ -154,7 +191,7 @@ pub(crate) fn load(
                     }
                     n += 1;
                 }
-                Ok((hist, cpu_time(libc::RUSAGE_THREAD)))
+                Ok((hist, Usage::of(libc::RUSAGE_THREAD)))
             })
         })
         .collect();
@@ -162,22 +199,20 @@ pub(crate) fn load(
     stop.store(true, Ordering::Relaxed);
     let elapsed = started.elapsed();
     let mut all = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
-    let mut clients_cpu = Duration::ZERO;
+    let mut clients = Usage::default();
     for h in handles {
-        let (h, cpu) = h
+        let (h, usage) = h
             .join()
             .map_err(|_| anyhow::anyhow!("a client thread panicked"))??;
         all.add(&h)?;
-        clients_cpu += cpu;
+        clients = clients.plus(usage);
     }
     Ok(Load {
         ok: ok.load(Ordering::Relaxed),
         other: other.load(Ordering::Relaxed),
         latency: all,
         elapsed,
-        server_cpu: cpu_time(libc::RUSAGE_SELF)
-            .saturating_sub(cpu_before)
-            .saturating_sub(clients_cpu),
+        server: Usage::of(libc::RUSAGE_SELF).less(before).less(clients),
     })
 }
 
@@ -398,10 +433,11 @@ pub fn act(base: &Path, b: &ActBench) -> anyhow::Result<()> {
     )?;
     let hello_rps = hello.per_second();
     println!(
-        "  hello-world GET:        {hello_rps:>9.0} req/s  (p99 {:.2} ms, {} non-2xx)  server CPU {:.1} us/request",
+        "  hello-world GET:        {hello_rps:>9.0} req/s  (p99 {:.2} ms, {} non-2xx)  server CPU {:.1} us/request, {:.2} context switches/request",
         ms(hello.latency.value_at_quantile(0.99)),
         hello.other,
-        hello.cpu_us_per_request()
+        hello.cpu_us_per_request(),
+        hello.switches_per_request()
     );
 
     let (addr, token) = node(&dir.path().join("node"))?;
@@ -427,18 +463,14 @@ pub fn act(base: &Path, b: &ActBench) -> anyhow::Result<()> {
         act_rps / hello_rps
     );
     println!(
-        "  node CPU {:.1} us/action = {:.1}x the hello-world server's per request",
+        "  node CPU {:.1} us/action = {:.1}x the hello-world server's per request; {:.2} context switches/action",
         act.cpu_us_per_request(),
-        act.cpu_us_per_request() / hello.cpu_us_per_request().max(f64::MIN_POSITIVE)
+        act.cpu_us_per_request() / hello.cpu_us_per_request().max(f64::MIN_POSITIVE),
+        act.switches_per_request()
     );
 
     let before = stage_totals(addr, &token)?;
-    let Load {
-        ok: paced_ok,
-        other: paced_other,
-        latency: paced,
-        ..
-    } = load(
+    let paced = load(
         addr,
         b.connections,
         b.seconds,
@@ -449,11 +481,14 @@ pub fn act(base: &Path, b: &ActBench) -> anyhow::Result<()> {
     let pairs = fsync_pairs(dir.path(), 2000)?;
     let floor = ms(pairs.value_at_quantile(0.99));
     println!(
-        "  POST /v1/act at {} req/s: p50 {:.2} ms  p99 {:.2} ms  max {:.2} ms  ({paced_ok} answered, {paced_other} non-2xx)",
+        "  POST /v1/act at {} req/s: p50 {:.2} ms  p99 {:.2} ms  max {:.2} ms  ({} answered, {} non-2xx; {:.2} context switches/action)",
         b.rate,
-        ms(paced.value_at_quantile(0.5)),
-        ms(paced.value_at_quantile(0.99)),
-        ms(paced.max()),
+        ms(paced.latency.value_at_quantile(0.5)),
+        ms(paced.latency.value_at_quantile(0.99)),
+        ms(paced.latency.max()),
+        paced.ok,
+        paced.other,
+        paced.switches_per_request()
     );
     println!(
         "  two back-to-back fdatasyncs: p50 {:.2} ms  p99 {floor:.2} ms  -> goal for the p99 above: <= {:.2} ms",
